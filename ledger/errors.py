@@ -1,0 +1,33 @@
+"""The exception tree of credit-ledger.
+
+    LedgerError                 anything the CLI reports as one line, exit 1
+    ├── ConfigError             a setting, config file or environment value is wrong
+    ├── RateCardError           a rate-card file cannot be used
+    ├── DatabaseError           the ledger database cannot be reached or upgraded
+    └── UpstreamError           the API answered something we cannot use
+
+A money mismatch (a pricing finding, a reconciliation gap) is not an
+exception: it is a value that is returned and stored.
+"""
+
+from __future__ import annotations
+
+
+class LedgerError(Exception):
+    """An error with a message a user can act on."""
+
+
+class ConfigError(LedgerError):
+    pass
+
+
+class RateCardError(LedgerError):
+    pass
+
+
+class DatabaseError(LedgerError):
+    pass
+
+
+class UpstreamError(LedgerError):
+    pass

@@ -1,0 +1,62 @@
+"""API keys are never stored or logged: a keyed fingerprint names them.
+
+The fingerprint is HMAC-SHA256 of the key under a per-installation secret,
+so that nobody holding the ledger can test guesses of a key against it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import os
+import secrets
+from pathlib import Path
+
+from .errors import ConfigError
+
+ENV_SECRET = "CREDIT_LEDGER_FINGERPRINT_SECRET"
+DEFAULT_SECRET_FILE = "credit-ledger.secret"
+
+
+def fingerprint(api_key: str, secret: bytes) -> str:
+    return hmac.new(secret, api_key.encode("utf-8", "surrogatepass"), hashlib.sha256).hexdigest()[:32]
+
+
+def last4(api_key: str) -> str:
+    return api_key[-4:]
+
+
+def bearer_key(authorization: str | None) -> str | None:
+    """The key of an `Authorization: Bearer …` header, or None."""
+    if not authorization:
+        return None
+    scheme, _, token = authorization.strip().partition(" ")
+    if scheme.lower() != "bearer" or not token.strip():
+        return None
+    return token.strip()
+
+
+def load_secret(path: str | Path | None = None) -> bytes:
+    """The installation's secret: from the environment, else a 0600 file made on first use."""
+    from_env = os.environ.get(ENV_SECRET)
+    if from_env:
+        if len(from_env) < 16:
+            raise ConfigError(f"{ENV_SECRET} must be at least 16 characters")
+        return from_env.encode()
+    path = Path(path or DEFAULT_SECRET_FILE)
+    try:
+        return bytes.fromhex(path.read_text().strip())
+    except FileNotFoundError:
+        pass
+    except (OSError, ValueError) as exc:
+        raise ConfigError(f"cannot read the fingerprint secret {path}: {exc}") from None
+    secret = secrets.token_bytes(32)
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:  # another process made it first
+        return load_secret(path)
+    except OSError as exc:
+        raise ConfigError(f"cannot create the fingerprint secret {path}: {exc.strerror}") from None
+    with os.fdopen(fd, "w") as handle:
+        handle.write(secret.hex() + "\n")
+    return secret

@@ -1,0 +1,402 @@
+"""Call records and the parsing of what the API answered (no I/O).
+
+`CallRecord` is every fact the ledger keeps of one chat call. The functions
+here turn response bytes into `ResponseFacts`: JSON is read with
+`parse_float=Decimal`, and anything the upstream got wrong (no usage, a
+negative or absurd token count, NaN, a number too long to trust) becomes a
+named anomaly instead of an amount.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field, replace
+from datetime import datetime
+from decimal import Decimal
+from typing import Any, Iterable, Mapping
+
+# Status of a call, as the ledger records it.
+COMPLETED = "completed"  # the response was read to its end
+ABORTED = "aborted"  # the caller closed the response before its end
+FAILED = "failed"  # the network or the stream broke
+ERROR = "error"  # the API answered with an HTTP error
+STATUSES = (COMPLETED, ABORTED, FAILED, ERROR)
+
+# One call cannot plausibly use more: the context window is 1M tokens.
+MAX_TOKENS = 50_000_000
+MAX_CREDITS = Decimal(1_000_000)
+MAX_NUMBER_CHARS = 40
+
+USAGE_FIELDS = (
+    "prompt_tokens",
+    "completion_tokens",
+    "reasoning_tokens",
+    "audio_tokens",
+    "text_tokens",
+    "total_tokens",
+)
+
+
+@dataclass(frozen=True, slots=True)
+class Usage:
+    """Token counts as the upstream reported them; None where not sent."""
+
+    prompt_tokens: int | None = None
+    completion_tokens: int | None = None
+    reasoning_tokens: int | None = None
+    audio_tokens: int | None = None
+    text_tokens: int | None = None
+    total_tokens: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ResponseFacts:
+    """What accounting keeps of one response body or stream."""
+
+    completion_id: str | None = None
+    model_reported: str | None = None
+    finish_reason: str | None = None
+    usage: Usage | None = None
+    credits_charged: Decimal | None = None
+    error_code: str | None = None
+    error_type: str | None = None
+    anomalies: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class CallRecord:
+    """Every fact of one chat call (one HTTP attempt)."""
+
+    call_id: str
+    started_at: datetime
+    status: str
+    model_requested: str | None = None
+    stream: bool = True
+    reasoning_effort: str | None = None
+    include_thoughts: bool | None = None
+    tools: str | None = None
+    attempt: int = 0
+    first_byte_at: datetime | None = None
+    ended_at: datetime | None = None
+    http_status: int | None = None
+    refunded: bool = False
+    response: ResponseFacts = field(default_factory=ResponseFacts)
+    key_fingerprint: str | None = None
+    key_last4: str | None = None
+    project: str | None = None
+    end_user: str | None = None
+    tags: Mapping[str, str] = field(default_factory=dict)
+
+    @property
+    def usage(self) -> Usage | None:
+        return self.response.usage
+
+    @property
+    def credits_charged(self) -> Decimal | None:
+        return self.response.credits_charged
+
+    @property
+    def anomalies(self) -> tuple[str, ...]:
+        return self.response.anomalies
+
+    def with_anomaly(self, *names: str) -> "CallRecord":
+        merged = tuple(dict.fromkeys(self.response.anomalies + names))
+        return replace(self, response=replace(self.response, anomalies=merged))
+
+
+# ---------------------------------------------------------------- request
+
+
+@dataclass(frozen=True, slots=True)
+class RequestFacts:
+    model_requested: str | None = None
+    stream: bool = True
+    reasoning_effort: str | None = None
+    include_thoughts: bool | None = None
+    tools: str | None = None
+
+
+def request_facts(raw: bytes) -> RequestFacts:
+    """The request options accounting reports on; defaults as the API applies them."""
+    try:
+        body = json.loads(raw) if raw else {}
+    except (ValueError, RecursionError):
+        return RequestFacts()
+    if not isinstance(body, dict):
+        return RequestFacts()
+    model = body.get("model")
+    stream = body.get("stream", True)  # the API streams when stream is absent
+    effort = body.get("reasoning_effort")
+    thoughts = body.get("include_thoughts")
+    tools = body.get("tools")
+    names = []
+    if isinstance(tools, list):
+        for tool in tools:
+            fn = tool.get("function") if isinstance(tool, dict) else None
+            name = fn.get("name") if isinstance(fn, dict) else None
+            names.append(name if isinstance(name, str) else "?")
+    return RequestFacts(
+        model_requested=model if isinstance(model, str) else None,
+        stream=stream if isinstance(stream, bool) else True,
+        reasoning_effort=effort if isinstance(effort, str) else None,
+        include_thoughts=thoughts if isinstance(thoughts, bool) else None,
+        tools=",".join(names) or None,
+    )
+
+
+# ---------------------------------------------------------------- response
+
+
+class _NonFinite(ValueError):
+    pass
+
+
+def _reject_constant(name: str) -> Any:
+    raise _NonFinite(name)
+
+
+def loads_exact(raw: bytes | str) -> Any:
+    """json.loads with Decimal floats and NaN/Infinity refused (raises ValueError)."""
+    return json.loads(raw, parse_float=Decimal, parse_constant=_reject_constant)
+
+
+def _parse(raw: bytes | str, anomalies: list[str]) -> Any:
+    try:
+        return loads_exact(raw)
+    except _NonFinite:
+        anomalies.append("non_finite_number")
+    except RecursionError:
+        anomalies.append("malformed_body")
+    except ValueError as exc:  # includes the int-digits limit and bad UTF-8
+        anomalies.append("number_too_long" if "digits" in str(exc) else "malformed_body")
+    return None
+
+
+def _token_count(value: Any, name: str, anomalies: list[str]) -> int | None:
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int):
+        anomalies.append(f"bad_{name}")
+        return None
+    if value < 0 or value > MAX_TOKENS:
+        anomalies.append(f"absurd_{name}")
+        return None
+    return value
+
+
+def _usage(obj: Any, anomalies: list[str]) -> Usage | None:
+    if obj is None:
+        return None
+    if not isinstance(obj, dict):
+        anomalies.append("bad_usage")
+        return None
+    details = obj.get("completion_tokens_details")
+    details = details if isinstance(details, dict) else {}
+    return Usage(
+        prompt_tokens=_token_count(obj.get("prompt_tokens"), "prompt_tokens", anomalies),
+        completion_tokens=_token_count(obj.get("completion_tokens"), "completion_tokens", anomalies),
+        reasoning_tokens=_token_count(details.get("reasoning_tokens"), "reasoning_tokens", anomalies),
+        audio_tokens=_token_count(details.get("audio_tokens"), "audio_tokens", anomalies),
+        text_tokens=_token_count(details.get("text_tokens"), "text_tokens", anomalies),
+        total_tokens=_token_count(obj.get("total_tokens"), "total_tokens", anomalies),
+    )
+
+
+def _credits(value: Any, anomalies: list[str]) -> Decimal | None:
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, (int, Decimal)):
+        anomalies.append("bad_credits_consumed")
+        return None
+    amount = Decimal(value)
+    if len(str(value)) > MAX_NUMBER_CHARS:
+        anomalies.append("number_too_long")
+        return None
+    if amount < 0 or amount > MAX_CREDITS:
+        anomalies.append("absurd_credits_consumed")
+        return None
+    return amount
+
+
+def _str(value: Any) -> str | None:
+    return value[:200] if isinstance(value, str) else None
+
+
+def facts_from_object(obj: Any, anomalies: list[str]) -> ResponseFacts:
+    """Facts from one parsed JSON object (a body, an error body or a chunk)."""
+    if not isinstance(obj, dict):
+        anomalies.append("malformed_body")
+        return ResponseFacts(anomalies=tuple(anomalies))
+    error = obj.get("error")
+    code = kind = None
+    if isinstance(error, dict):
+        code, kind = _str(error.get("code")), _str(error.get("type"))
+    finish = None
+    choices = obj.get("choices")
+    if isinstance(choices, list):
+        for choice in choices:
+            if isinstance(choice, dict) and isinstance(choice.get("finish_reason"), str):
+                finish = choice["finish_reason"]
+    return ResponseFacts(
+        completion_id=_str(obj.get("id")),
+        model_reported=_str(obj.get("model")),
+        finish_reason=finish,
+        usage=_usage(obj.get("usage"), anomalies),
+        credits_charged=_credits(obj.get("credits_consumed"), anomalies),
+        error_code=code,
+        error_type=kind,
+        anomalies=tuple(anomalies),
+    )
+
+
+def facts_from_body(raw: bytes) -> ResponseFacts:
+    """Facts from a whole non-streaming body (success or error)."""
+    anomalies: list[str] = []
+    if not raw.strip():
+        return ResponseFacts(anomalies=("empty_body",))
+    obj = _parse(raw, anomalies)
+    if anomalies:
+        return ResponseFacts(anomalies=tuple(anomalies))
+    return facts_from_object(obj, anomalies)
+
+
+def facts_from_events(payloads: Iterable[bytes], saw_done: bool) -> ResponseFacts:
+    """Facts from the data payloads of an SSE stream, in order.
+
+    The id and model come from the first chunk that has them, the finish
+    reason and usage from the last; `[DONE]` payloads are skipped.
+    """
+    anomalies: list[str] = []
+    completion_id = model = finish = code = kind = None
+    usage: Usage | None = None
+    charged: Decimal | None = None
+    for payload in payloads:
+        if payload.strip() == b"[DONE]":
+            continue
+        obj = _parse(payload, anomalies)
+        if obj is None:
+            continue
+        facts = facts_from_object(obj, [])
+        anomalies.extend(a for a in facts.anomalies if a not in anomalies)
+        completion_id = completion_id or facts.completion_id
+        model = model or facts.model_reported
+        finish = facts.finish_reason or finish
+        code, kind = facts.error_code or code, facts.error_type or kind
+        if facts.usage is not None:
+            usage = facts.usage
+        if facts.credits_charged is not None:
+            charged = facts.credits_charged
+    if not saw_done:
+        anomalies.append("stream_incomplete")
+    return ResponseFacts(
+        completion_id=completion_id,
+        model_reported=model,
+        finish_reason=finish,
+        usage=usage,
+        credits_charged=charged,
+        error_code=code,
+        error_type=kind,
+        anomalies=tuple(dict.fromkeys(anomalies)),
+    )
+
+
+def sse_payloads(raw: bytes) -> list[bytes]:
+    """The data payloads of a whole SSE body (not incremental; for tests and the demo)."""
+    payloads = []
+    for event in raw.replace(b"\r\n", b"\n").split(b"\n\n"):
+        data = [line[5:].lstrip(b" ") for line in event.split(b"\n") if line.startswith(b"data:")]
+        if data:
+            payloads.append(b"\n".join(data))
+    return payloads
+
+
+def facts_from_sse(raw: bytes) -> ResponseFacts:
+    payloads = sse_payloads(raw)
+    return facts_from_events(payloads, saw_done=any(p.strip() == b"[DONE]" for p in payloads))
+
+
+# ---------------------------------------------------------------- serialising
+
+
+def _iso(value: datetime | None) -> str | None:
+    return value.isoformat() if value is not None else None
+
+
+def _dt(value: str | None) -> datetime | None:
+    return datetime.fromisoformat(value) if value else None
+
+
+def record_to_dict(record: CallRecord) -> dict[str, Any]:
+    """A JSON-able dict of the record; credits as exact strings."""
+    facts = record.response
+    return {
+        "call_id": record.call_id,
+        "started_at": _iso(record.started_at),
+        "status": record.status,
+        "model_requested": record.model_requested,
+        "stream": record.stream,
+        "reasoning_effort": record.reasoning_effort,
+        "include_thoughts": record.include_thoughts,
+        "tools": record.tools,
+        "attempt": record.attempt,
+        "first_byte_at": _iso(record.first_byte_at),
+        "ended_at": _iso(record.ended_at),
+        "http_status": record.http_status,
+        "refunded": record.refunded,
+        "key_fingerprint": record.key_fingerprint,
+        "key_last4": record.key_last4,
+        "project": record.project,
+        "end_user": record.end_user,
+        "tags": dict(sorted(record.tags.items())),
+        "completion_id": facts.completion_id,
+        "model_reported": facts.model_reported,
+        "finish_reason": facts.finish_reason,
+        "usage": None if facts.usage is None else {f: getattr(facts.usage, f) for f in USAGE_FIELDS},
+        "credits_charged": None if facts.credits_charged is None else str(facts.credits_charged),
+        "error_code": facts.error_code,
+        "error_type": facts.error_type,
+        "anomalies": list(facts.anomalies),
+    }
+
+
+def record_from_dict(data: Mapping[str, Any]) -> CallRecord:
+    usage = data.get("usage")
+    charged = data.get("credits_charged")
+    return CallRecord(
+        call_id=data["call_id"],
+        started_at=_dt(data["started_at"]),  # type: ignore[arg-type]
+        status=data["status"],
+        model_requested=data.get("model_requested"),
+        stream=bool(data.get("stream", True)),
+        reasoning_effort=data.get("reasoning_effort"),
+        include_thoughts=data.get("include_thoughts"),
+        tools=data.get("tools"),
+        attempt=int(data.get("attempt", 0)),
+        first_byte_at=_dt(data.get("first_byte_at")),
+        ended_at=_dt(data.get("ended_at")),
+        http_status=data.get("http_status"),
+        refunded=bool(data.get("refunded", False)),
+        key_fingerprint=data.get("key_fingerprint"),
+        key_last4=data.get("key_last4"),
+        project=data.get("project"),
+        end_user=data.get("end_user"),
+        tags=dict(data.get("tags") or {}),
+        response=ResponseFacts(
+            completion_id=data.get("completion_id"),
+            model_reported=data.get("model_reported"),
+            finish_reason=data.get("finish_reason"),
+            usage=None if usage is None else Usage(**{f: usage.get(f) for f in USAGE_FIELDS}),
+            credits_charged=None if charged is None else Decimal(charged),
+            error_code=data.get("error_code"),
+            error_type=data.get("error_type"),
+            anomalies=tuple(data.get("anomalies") or ()),
+        ),
+    )
+
+
+def record_digest(record: CallRecord) -> str:
+    """A fingerprint of the record's content, to tell a replay from a conflict."""
+    import hashlib
+
+    text = json.dumps(record_to_dict(record), sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(text.encode()).hexdigest()
