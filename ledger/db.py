@@ -118,11 +118,23 @@ def _reason(exc: BaseException) -> str:
     return str(orig).strip().splitlines()[0] if str(orig).strip() else type(orig).__name__
 
 
+def _require_sqlite_file(url: str) -> None:
+    """Commands that only read refuse to create a ledger where none is (a typo, say)."""
+    parsed = make_url(url)
+    if parsed.get_backend_name() == "sqlite" and parsed.database not in (None, "", ":memory:"):
+        if not os.path.exists(parsed.database):
+            raise DatabaseError(f"no ledger at {parsed.database} (run the demo, the recorder or `credit-ledger db upgrade` first)")
+
+
 class Ledger:
     """An engine on an upgraded ledger and a session factory."""
 
-    def __init__(self, url: str | None = None, *, upgrade_schema: bool = True, **engine_kwargs) -> None:
+    def __init__(
+        self, url: str | None = None, *, upgrade_schema: bool = True, must_exist: bool = False, **engine_kwargs
+    ) -> None:
         self.url = normalise_url(url or database_url_from_env())
+        if must_exist:
+            _require_sqlite_file(self.url)
         self.engine = create_engine_for(self.url, **engine_kwargs)
         if upgrade_schema:
             ensure_schema(self.engine)

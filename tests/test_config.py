@@ -1,0 +1,67 @@
+from decimal import Decimal
+
+import pytest
+
+from ledger.config import load_settings
+from ledger.errors import ConfigError
+
+
+def write(tmp_path, text):
+    path = tmp_path / "credit-ledger.toml"
+    path.write_text(text)
+    return str(path)
+
+
+def test_defaults_without_a_file(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("CREDIT_LEDGER_DATABASE_URL", raising=False)
+    settings = load_settings()
+    assert settings.database_url == "sqlite:///ledger.db"
+    assert settings.pricing.charge_precision == Decimal("0.01")
+    assert settings.pricing.tolerance == Decimal("0.005")
+
+
+def test_file_then_environment_then_flag(tmp_path, monkeypatch):
+    path = write(tmp_path, 'database_url = "sqlite:///from-file.db"\n[pricing]\ncharge_precision = "0.001"\n')
+    monkeypatch.delenv("CREDIT_LEDGER_DATABASE_URL", raising=False)
+    assert load_settings(path).database_url == "sqlite:///from-file.db"
+    assert load_settings(path).pricing.tolerance == Decimal("0.0005")
+    monkeypatch.setenv("CREDIT_LEDGER_DATABASE_URL", "sqlite:///from-env.db")
+    assert load_settings(path).database_url == "sqlite:///from-env.db"
+    assert load_settings(path, "postgresql://h/db").database_url == "postgresql+psycopg://h/db"
+
+
+def test_accounts_with_keys_by_environment(tmp_path):
+    path = write(
+        tmp_path,
+        '[[accounts]]\nname = "prod"\nbase_url = "http://127.0.0.1:1/v1/"\nkeys = [{env = "K1", label = "a"}, {key = "sk-x"}]\n',
+    )
+    (account,) = load_settings(path).accounts
+    assert account.base_url == "http://127.0.0.1:1/v1"
+    assert [k.label for k in account.keys] == ["a", "prod-2"]
+
+
+@pytest.mark.parametrize(
+    "text, message",
+    [
+        ("database_url = [", "not valid TOML"),
+        ('databse_url = "x"', "unknown setting 'databse_url'"),
+        ('database_url = "mysql://x"', "unsupported database"),
+        ('[pricing]\ncharge_precision = "abc"', "not a number"),
+        ("[pricing]\ncharge_precision = 0", "must be above 0"),
+        ('[recorder]\ninclude_usage = "yes"', "true or false"),
+        ("[schedule]\npoll_credits_seconds = -1", "positive number"),
+        ('[[accounts]]\nname = "a"\nkeys = [{key = "pk-1"}]', "starts with sk-"),
+        ('[[accounts]]\nname = "a"\nkeys = []', "has no keys"),
+        ('[[accounts]]\nname = "a"\nkeys = [{env = "A", key = "sk-1"}]', "exactly one"),
+    ],
+)
+def test_a_bad_config_says_what_is_wrong_in_one_line(tmp_path, text, message):
+    with pytest.raises(ConfigError, match=message) as raised:
+        load_settings(write(tmp_path, text))
+    assert "\n" not in str(raised.value)
+
+
+def test_a_missing_config_file_is_named(tmp_path):
+    with pytest.raises(ConfigError, match="not found"):
+        load_settings(str(tmp_path / "nope.toml"))
