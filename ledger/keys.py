@@ -10,6 +10,7 @@ import hashlib
 import hmac
 import os
 import secrets
+import time
 from pathlib import Path
 
 from .errors import ConfigError
@@ -44,19 +45,36 @@ def load_secret(path: str | Path | None = None) -> bytes:
             raise ConfigError(f"{ENV_SECRET} must be at least 16 characters")
         return from_env.encode()
     path = Path(path or DEFAULT_SECRET_FILE)
-    try:
-        return bytes.fromhex(path.read_text().strip())
-    except FileNotFoundError:
-        pass
-    except (OSError, ValueError) as exc:
-        raise ConfigError(f"cannot read the fingerprint secret {path}: {exc}") from None
+    for _ in range(50):
+        try:
+            text = path.read_text().strip()
+        except FileNotFoundError:
+            break
+        except OSError as exc:
+            raise ConfigError(f"cannot read the fingerprint secret {path}: {exc.strerror}") from None
+        if text:
+            try:
+                return bytes.fromhex(text)
+            except ValueError:
+                raise ConfigError(f"the fingerprint secret {path} is not hex text") from None
+        time.sleep(0.01)  # another process is writing it right now
+    else:
+        raise ConfigError(f"the fingerprint secret {path} is empty")
     secret = secrets.token_bytes(32)
+    # Written under a temporary name and linked into place: readers never see half a secret.
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     try:
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    except FileExistsError:  # another process made it first
-        return load_secret(path)
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     except OSError as exc:
         raise ConfigError(f"cannot create the fingerprint secret {path}: {exc.strerror}") from None
     with os.fdopen(fd, "w") as handle:
         handle.write(secret.hex() + "\n")
+    try:
+        os.link(tmp, path)
+    except FileExistsError:  # another process made it first: use theirs
+        return load_secret(path)
+    except OSError as exc:
+        raise ConfigError(f"cannot create the fingerprint secret {path}: {exc.strerror}") from None
+    finally:
+        os.unlink(tmp)
     return secret
