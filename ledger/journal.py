@@ -1,0 +1,360 @@
+"""The local append-only journal: where a capture waits until the ledger has committed it.
+
+A journal is a directory of segment files, `seg-<ns>-<pid>-<rand>.jsonl`, one
+JSON line per capture (`capture.encode`). Each process appends to a segment of
+its own and holds an advisory lock (`fcntl.flock`) on every segment it has not
+finished with, so a replayer can tell a live segment (lock refused) from an
+orphan of a dead process or of an earlier run (lock granted).
+
+Durability: an append is a single `os.write` of a whole line on an `O_APPEND`
+descriptor. Once it has returned, the line is in the kernel's page cache and
+survives the process being killed (SIGKILL included); it does not survive a
+power cut or a kernel crash unless `fsync=True` (one `fsync` per append,
+milliseconds each, off by default). Nothing on the append path fsyncs.
+
+Leaving the journal: the writer counts, per segment, the entries the database
+has committed. It rotates the active segment (when it grows past
+`segment_bytes`, or when it is idle and all of it is committed), and a sealed
+segment is deleted once every entry in it is committed. A segment that lost
+entries from memory (the writer's queue was full, or a batch was given up) is
+re-read whole from its file once sealed, and deleted after that. A crash at
+any point leaves at worst entries that are already in the ledger: replay is
+idempotent on the call id, so they count once.
+
+Reading: a last line without its newline is a torn write (the process died
+in the middle of it); it and any line that does not decode are returned as
+problem entries, which the writer keeps aside in `rejected_records` and
+counts, never dropping them silently.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import logging
+import os
+import secrets
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterator
+
+from .capture import Capture, decode
+
+log = logging.getLogger(__name__)
+
+SEGMENT_GLOB = "seg-*.jsonl"
+DEFAULT_SEGMENT_BYTES = 4 * 1024 * 1024
+READ_CHUNK = 1024 * 1024
+
+TORN_LINE = "torn journal line"
+UNREADABLE_LINE = "unreadable journal line"
+
+
+@dataclass(frozen=True, slots=True)
+class Entry:
+    """One line of a segment: a capture, or a line kept aside with its problem."""
+
+    line: bytes
+    capture: Capture | None
+    problem: str | None = None
+
+
+class Segment:
+    """A segment this process appends to or has not finished with (state guarded by the journal lock)."""
+
+    __slots__ = ("path", "fd", "appended", "settled", "size", "sealed", "dropped", "done", "last_append")
+
+    def __init__(self, path: Path, fd: int) -> None:
+        self.path = path
+        self.fd = fd
+        self.appended = 0  # entries written (counted before the write, so a segment is never deleted under one)
+        self.settled = 0  # entries the database has committed (or kept aside) from memory
+        self.size = 0
+        self.sealed = False  # no more appends
+        self.dropped = False  # some entries are only in the file: re-read it once sealed
+        self.done = False  # deleted or handed back: nothing left to do here
+        self.last_append = time.monotonic()
+
+    @property
+    def complete(self) -> bool:
+        return self.done or (not self.dropped and self.settled >= self.appended)
+
+    def __repr__(self) -> str:
+        return f"Segment({self.path.name}, appended={self.appended}, settled={self.settled})"
+
+
+def _new_segment_path(directory: Path) -> Path:
+    return directory / f"seg-{time.time_ns():020d}-{os.getpid()}-{secrets.token_hex(4)}.jsonl"
+
+
+class Journal:
+    """The appending side of one process: its active segment and the sealed ones not yet committed."""
+
+    def __init__(
+        self,
+        directory: str | Path,
+        *,
+        fsync: bool = False,
+        segment_bytes: int = DEFAULT_SEGMENT_BYTES,
+        lock: threading.Lock | None = None,
+    ) -> None:
+        self.directory = Path(directory)
+        self.directory.mkdir(parents=True, exist_ok=True)
+        self.fsync = fsync
+        self.segment_bytes = segment_bytes
+        self.lock = lock or threading.Lock()
+        self.closed = False
+        self.segments: list[Segment] = []
+        self.active: Segment = self._open_segment()
+        self.settled_total = 0  # entries settled in segments that were still open (for `pending`)
+
+    def _open_segment(self) -> Segment:
+        path = _new_segment_path(self.directory)
+        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_APPEND | os.O_CLOEXEC, 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            os.close(fd)
+            raise
+        segment = Segment(path, fd)
+        self.segments.append(segment)
+        return segment
+
+    # -- the caller's path (the caller holds self.lock)
+
+    def append_locked(self, line: bytes) -> Segment:
+        """Write one whole line to the active segment; OSError when the disk refuses it."""
+        segment = self.active
+        segment.appended += 1
+        try:
+            written = os.write(segment.fd, line)
+            while written < len(line):  # a short write (disk nearly full): finish the line
+                written += os.write(segment.fd, line[written:])
+            if self.fsync:
+                os.fsync(segment.fd)
+        except OSError:
+            # Not journalled (the caller keeps the capture in memory). The line may be torn:
+            # no later line may be glued to it, so start a new segment.
+            segment.appended -= 1
+            try:
+                self._rotate_locked()
+            except OSError:
+                pass
+            raise
+        segment.size += len(line)
+        segment.last_append = time.monotonic()
+        return segment
+
+    # -- the writer's side
+
+    def settle(self, counts: dict[Segment, int]) -> None:
+        """The database committed `n` entries of each segment (from memory)."""
+        with self.lock:
+            for segment, n in counts.items():
+                if segment.done:
+                    continue
+                segment.settled += n
+                self.settled_total += n
+                self._remove_if_complete_locked(segment)
+
+    def mark_dropped(self, segment: Segment) -> None:
+        segment.dropped = True
+
+    def rotate_if_due(self, idle_seconds: float) -> None:
+        """Seal the active segment when it is big, or idle with everything committed, or lost entries."""
+        with self.lock:
+            if self.closed:
+                return
+            active = self.active
+            if active.appended == 0:
+                return
+            idle = time.monotonic() - active.last_append >= idle_seconds
+            if active.size >= self.segment_bytes or active.dropped or (idle and active.settled >= active.appended):
+                self._rotate_locked()
+
+    def _rotate_locked(self) -> None:
+        old = self.active
+        self.active = self._open_segment()
+        old.sealed = True
+        self._remove_if_complete_locked(old)
+
+    def _remove_if_complete_locked(self, segment: Segment) -> None:
+        if segment.sealed and not segment.done and not segment.dropped and segment.settled >= segment.appended:
+            self._remove_locked(segment)
+
+    def _remove_locked(self, segment: Segment) -> None:
+        try:
+            os.unlink(segment.path)
+        except FileNotFoundError:
+            pass
+        os.close(segment.fd)
+        segment.done = True
+        self.segments.remove(segment)
+
+    def to_reread(self) -> list[Segment]:
+        with self.lock:
+            return [s for s in self.segments if s.sealed and s.dropped and not s.done]
+
+    def reread(self, segment: Segment) -> Iterator[Entry]:
+        """Every entry of a sealed segment, from its file (its own descriptor: ours may be closed meanwhile)."""
+        fd = os.open(segment.path, os.O_RDONLY | os.O_CLOEXEC)
+        try:
+            yield from read_entries(fd)
+        finally:
+            os.close(fd)
+
+    def finish_reread(self, segment: Segment) -> None:
+        """Every entry of the segment is committed: it leaves the journal."""
+        with self.lock:
+            if self.closed or segment.done:
+                return
+            self.settled_total += max(0, segment.appended - segment.settled)
+            self._remove_locked(segment)
+
+    def close(self) -> list[Path]:
+        """Delete the complete segments, release the others (they become orphans); the paths left."""
+        with self.lock:
+            if self.closed:
+                return []
+            self.closed = True
+            self.active.sealed = True
+            left = []
+            for segment in list(self.segments):
+                if segment.appended == 0 or segment.complete:
+                    self._remove_locked(segment)
+                else:
+                    os.close(segment.fd)  # releases the lock: the next replay takes it over
+                    segment.done = True
+                    left.append(segment.path)
+            self.segments.clear()
+            return left
+
+    def forget_after_fork(self) -> None:
+        """In a forked child: the parent owns these segments; drop our copies of the descriptors."""
+        for segment in self.segments:
+            try:
+                os.close(segment.fd)  # the parent's descriptor keeps the lock
+            except OSError:
+                pass
+            segment.done = True
+        self.segments.clear()
+        self.closed = True
+
+
+# ---------------------------------------------------------------- reading and orphans
+
+
+def read_entries(fd: int) -> Iterator[Entry]:
+    """The entries of a segment file, in order; a torn last line and undecodable lines as problems."""
+    offset = 0
+    rest = b""
+    while True:
+        chunk = os.pread(fd, READ_CHUNK, offset)
+        if not chunk:
+            break
+        offset += len(chunk)
+        lines = (rest + chunk).split(b"\n")
+        rest = lines.pop()
+        for line in lines:
+            if line.strip():
+                yield _entry(line + b"\n")
+    if rest.strip():
+        yield Entry(rest, None, TORN_LINE)
+
+
+def _entry(line: bytes) -> Entry:
+    try:
+        return Entry(line, decode(line))
+    except (ValueError, KeyError, TypeError, RecursionError):
+        return Entry(line, None, UNREADABLE_LINE)
+
+
+class ClaimedSegment:
+    """An orphan segment this process holds the lock of; `remove()` once its entries are committed."""
+
+    def __init__(self, path: Path, fd: int) -> None:
+        self.path = path
+        self.fd = fd
+
+    def entries(self) -> Iterator[Entry]:
+        return read_entries(self.fd)
+
+    def remove(self) -> None:
+        try:
+            os.unlink(self.path)
+        except FileNotFoundError:
+            pass
+        self.release()
+
+    def release(self) -> None:
+        if self.fd >= 0:
+            os.close(self.fd)
+            self.fd = -1
+
+    def __enter__(self) -> "ClaimedSegment":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.release()
+
+
+def segment_paths(directory: str | Path) -> list[Path]:
+    directory = Path(directory)
+    return sorted(directory.glob(SEGMENT_GLOB)) if directory.is_dir() else []
+
+
+def claim_orphans(directory: str | Path) -> Iterator[ClaimedSegment]:
+    """The segments no live process holds, oldest first, each locked while the caller works on it.
+
+    A segment locked by a live process (this one included) is skipped. A
+    segment deleted by another replayer between listing and locking is too.
+    """
+    for path in segment_paths(directory):
+        try:
+            fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+        except FileNotFoundError:
+            continue
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            if os.fstat(fd).st_ino != os.stat(path).st_ino:
+                raise FileNotFoundError(path)
+        except (BlockingIOError, FileNotFoundError):
+            os.close(fd)
+            continue
+        claimed = ClaimedSegment(path, fd)
+        try:
+            yield claimed
+        finally:
+            claimed.release()
+
+
+def live_segments(directory: str | Path) -> int:
+    """How many segments are held by a live process (not to be replayed)."""
+    count = 0
+    for path in segment_paths(directory):
+        try:
+            fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+        except FileNotFoundError:
+            continue
+        try:
+            fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+        except BlockingIOError:
+            count += 1
+        finally:
+            os.close(fd)
+    return count
+
+
+__all__ = [
+    "Journal",
+    "Segment",
+    "Entry",
+    "ClaimedSegment",
+    "claim_orphans",
+    "live_segments",
+    "read_entries",
+    "segment_paths",
+    "TORN_LINE",
+    "UNREADABLE_LINE",
+]

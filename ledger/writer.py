@@ -1,0 +1,681 @@
+"""The background batch writer: from the journal into the ledger, nothing lost, nothing counted twice.
+
+`LedgerSink.emit` is the caller's path: encode the capture, append its line to
+the journal (one `os.write`), hand it to a bounded in-memory queue. A writer
+thread builds, prices and inserts batches, one transaction each, and only then
+lets the journal forget them. When the database is down, calls go on: the
+queue fills up to `max_pending`, then captures wait in the journal alone and
+are re-read from it when the database is back. `replay_journal` (and each
+sink at start-up, in the background) writes what dead processes left behind.
+
+Shutdown: `close()`, interpreter exit (atexit) and SIGTERM drain what they can
+within a timeout and leave the rest in the journal. For SIGTERM, a sink made
+in the main thread of a process whose SIGTERM disposition is still the
+default installs a handler that raises `SystemExit(143)` in the main thread,
+so the interpreter exits normally and the atexit drain runs. An application
+with its own SIGTERM handler (or a sink made in another thread, where Python
+cannot install one) keeps its handler: it should call `close()` itself.
+"""
+
+from __future__ import annotations
+
+import atexit
+import json
+import logging
+import os
+import random
+import signal
+import threading
+import time
+import weakref
+from collections import deque
+from dataclasses import dataclass, replace
+from datetime import datetime, timezone
+from pathlib import Path
+from contextlib import closing
+from typing import Iterable, Sequence
+
+from sqlalchemy import event
+from sqlalchemy import exc as sa_exc
+
+from .capture import Capture, build_record, encode
+from .db import Ledger, ensure_schema, normalise_url
+from .errors import DatabaseError
+from .journal import Entry, Journal, Segment, claim_orphans, live_segments, segment_paths
+from .models import RejectedRecord
+from .pricing import PriceFinding, PricingPolicy, RateBook, default_rate_book, price
+from .repository import insert_calls, sync_rate_cards
+from .usage import CallRecord, record_to_dict
+
+log = logging.getLogger(__name__)
+
+# Errors that mean "the database is not there now", as opposed to "this batch cannot be written".
+OUTAGES = (sa_exc.OperationalError, sa_exc.InterfaceError, sa_exc.DisconnectionError, sa_exc.TimeoutError, DatabaseError)
+
+
+def is_outage(error: BaseException) -> bool:
+    if isinstance(error, sa_exc.DBAPIError) and error.connection_invalidated:
+        return True
+    return isinstance(error, OUTAGES)
+
+
+@dataclass(frozen=True, slots=True)
+class BatchResult:
+    inserted: int = 0
+    duplicates: int = 0
+    conflicts: int = 0
+    kept_aside: int = 0  # lines or captures that could not become a record (rejected_records)
+
+    def __add__(self, other: "BatchResult") -> "BatchResult":
+        return BatchResult(
+            self.inserted + other.inserted,
+            self.duplicates + other.duplicates,
+            self.conflicts + other.conflicts,
+            self.kept_aside + other.kept_aside,
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class SinkStats:
+    emitted: int  # captures handed to emit()
+    committed: int  # new rows in the ledger
+    duplicates: int  # already in the ledger with the same content (replays)
+    conflicts: int  # call id known with other content: kept in rejected_records
+    pending: int  # emitted, not yet committed
+    kept_aside: int = 0  # unreadable or torn entries kept in rejected_records
+    dropped_from_memory: int = 0  # queue full or batch given up: re-read from the journal later
+    replayed: int = 0  # entries of orphan segments written at start-up
+    journal_errors: int = 0  # appends the journal refused (the capture still went to the writer)
+    lost: int = 0  # neither journalled nor queued (journal broken and queue full)
+    connected: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class ReplayResult:
+    segments: int = 0  # orphan segments replayed and deleted
+    entries: int = 0
+    inserted: int = 0
+    duplicates: int = 0
+    conflicts: int = 0
+    torn: int = 0  # torn or unreadable lines kept aside
+    live_segments: int = 0  # held by a live process: left alone
+
+    def summary(self) -> str:
+        return (
+            f"replayed {self.segments} journal segment(s), {self.entries} entries: {self.inserted} new, "
+            f"{self.duplicates} already in the ledger, {self.conflicts} conflicting (kept aside), "
+            f"{self.torn} torn or unreadable line(s) kept aside; {self.live_segments} live segment(s) left alone"
+        )
+
+
+# ---------------------------------------------------------------- the database side
+
+
+class LedgerWriter:
+    """Builds, prices and inserts batches; one transaction per batch."""
+
+    def __init__(
+        self,
+        database_url: str,
+        rate_book: RateBook | None = None,
+        policy: PricingPolicy = PricingPolicy(),
+        *,
+        busy_timeout: float = 2.0,
+    ) -> None:
+        self.database_url = database_url
+        self.rate_book = rate_book or default_rate_book()
+        self.policy = policy
+        self.busy_timeout = busy_timeout
+        self.ledger: Ledger | None = None
+
+    def connect(self) -> None:
+        """Open the ledger (upgrading its schema) and sync the rate cards; raises when the database is down."""
+        if self.ledger is not None:
+            return
+        ledger = Ledger(self.database_url, upgrade_schema=False)
+        if ledger.dialect == "sqlite":
+            # After db.py's pragmas: a writer waits less for a lock, then retries with backoff,
+            # so that close() keeps its timeout while another connection holds the file.
+            ms = int(self.busy_timeout * 1000)
+            event.listen(ledger.engine, "connect", lambda conn, _rec: conn.execute(f"PRAGMA busy_timeout={ms}"))
+        try:
+            ensure_schema(ledger.engine)
+            with ledger.session() as session:
+                sync_rate_cards(session, self.rate_book)
+        except BaseException:
+            ledger.close()
+            raise
+        self.ledger = ledger
+
+    def close(self) -> None:
+        if self.ledger is not None:
+            self.ledger.close()
+            self.ledger = None
+
+    def disconnect_after_outage(self) -> None:
+        if self.ledger is not None:
+            self.ledger.engine.dispose()  # stale connections go; the engine reconnects on next use
+
+    def prepare(self, captures: Sequence[tuple[Capture | None, bytes | None, str | None]]):
+        """(priced records, kept-aside rows) of a batch of (capture, journal line, problem)."""
+        priced: list[tuple[CallRecord, PriceFinding]] = []
+        aside: list[dict] = []
+        now = datetime.now(timezone.utc)
+        for capture, line, problem in captures:
+            if capture is not None and problem is None:
+                try:
+                    record = build_record(capture)
+                    priced.append((record, price(record, self.rate_book, self.policy)))
+                    continue
+                except Exception as error:  # a capture no record can be made of: keep it aside
+                    problem = f"capture could not be recorded: {type(error).__name__}: {error}"[:200]
+            aside.append(
+                {
+                    "call_id": capture.call_id[:64] if capture is not None and isinstance(capture.call_id, str) else None,
+                    "reason": problem or "unknown",
+                    "payload": (line or repr(capture).encode()).decode("utf-8", "replace"),
+                    "received_at": now,
+                }
+            )
+        return priced, aside
+
+    def write(self, captures: Sequence[tuple[Capture | None, bytes | None, str | None]]) -> BatchResult:
+        """Write one batch in one transaction; on a data error, record by record. Raises on an outage."""
+        priced, aside = self.prepare(captures)
+        try:
+            return self._write_prepared(priced, aside)
+        except Exception as error:
+            if is_outage(error):
+                raise
+            log.warning("a batch could not be written (%s): writing its records one by one", _reason(error))
+        total = BatchResult()
+        for one in priced:
+            try:
+                total += self._write_prepared([one], [])
+            except Exception as error:
+                if is_outage(error):
+                    raise
+                total += self._keep_aside_failed(one, error)
+        if aside:
+            total += self._write_prepared([], aside)
+        return total
+
+    def _write_prepared(self, priced, aside) -> BatchResult:
+        assert self.ledger is not None
+        with self.ledger.session() as session:
+            result = insert_calls(session, priced)
+            if aside:
+                session.execute(RejectedRecord.__table__.insert(), aside)
+        return BatchResult(result.inserted, result.duplicates, result.conflicts, len(aside))
+
+    def _keep_aside_failed(self, one: tuple[CallRecord, PriceFinding], error: BaseException) -> BatchResult:
+        record = one[0]
+        row = {
+            "call_id": str(record.call_id)[:64],
+            "reason": f"could not be written: {_reason(error)}"[:200],
+            "payload": json.dumps(record_to_dict(record), sort_keys=True),
+            "received_at": datetime.now(timezone.utc),
+        }
+        return self._write_prepared([], [row])
+
+
+def _batches(entries: Iterable[Entry], size: int):
+    batch: list[tuple[Capture | None, bytes | None, str | None]] = []
+    for entry in entries:
+        batch.append((entry.capture, entry.line, entry.problem))
+        if len(batch) >= size:
+            yield batch
+            batch = []
+    if batch:
+        yield batch
+
+
+def _problems(batch) -> int:
+    return sum(1 for _, _, problem in batch if problem is not None)
+
+
+def replay_journal(
+    database_url: str,
+    journal_dir: str | Path,
+    *,
+    rate_book: RateBook | None = None,
+    policy: PricingPolicy = PricingPolicy(),
+    batch_size: int = 1000,
+) -> ReplayResult:
+    """Write every orphan segment of the journal into the ledger and delete it; idempotent.
+
+    Segments held by a live process are left to it. A database outage raises
+    (`DatabaseError` or SQLAlchemy's error) and leaves the journal as it was.
+    """
+    if not segment_paths(journal_dir):
+        return ReplayResult()
+    writer = LedgerWriter(database_url, rate_book, policy, busy_timeout=30.0)
+    try:
+        writer.connect()
+        result = _replay_orphans(writer, journal_dir, batch_size)
+    finally:
+        writer.close()
+    return replace(result, live_segments=live_segments(journal_dir))
+
+
+def _replay_orphans(writer: LedgerWriter, journal_dir, batch_size: int, between=None) -> ReplayResult:
+    segments = entries = torn = 0
+    total = BatchResult()
+    with closing(claim_orphans(journal_dir)) as claims:  # an outage midway releases the claimed segment
+        for claimed in claims:
+            for batch in _batches(claimed.entries(), batch_size):
+                total += writer.write(batch)
+                entries += len(batch)
+                torn += _problems(batch)
+                if between is not None:
+                    between()
+            claimed.remove()
+            segments += 1
+            log.info("replayed journal segment %s", claimed.path.name)
+    if torn:
+        log.warning("%d torn or unreadable journal line(s) kept aside in rejected_records", torn)
+    return ReplayResult(segments, entries, total.inserted, total.duplicates, total.conflicts, torn)
+
+
+# ---------------------------------------------------------------- the sink
+
+
+_live_sinks: "weakref.WeakSet[LedgerSink]" = weakref.WeakSet()
+_sigterm_installed = False
+
+
+def _on_sigterm(signum, _frame) -> None:
+    # Unwind the main thread; the interpreter then exits normally and atexit drains each sink.
+    raise SystemExit(128 + signum)
+
+
+def _install_sigterm_handler() -> None:
+    global _sigterm_installed
+    if _sigterm_installed or threading.current_thread() is not threading.main_thread():
+        return
+    try:
+        if signal.getsignal(signal.SIGTERM) in (signal.SIG_DFL, None):
+            signal.signal(signal.SIGTERM, _on_sigterm)
+            _sigterm_installed = True
+    except (ValueError, OSError):  # not the main interpreter, or no signals here
+        pass
+
+
+def _restore_sigterm_handler() -> None:
+    global _sigterm_installed
+    if not _sigterm_installed or _live_sinks or threading.current_thread() is not threading.main_thread():
+        return
+    if signal.getsignal(signal.SIGTERM) is _on_sigterm:
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    _sigterm_installed = False
+
+
+def _after_fork_in_child() -> None:
+    for sink in list(_live_sinks):
+        sink._reset_after_fork()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_after_fork_in_child)
+
+
+class LedgerSink:
+    """Captures in, ledger rows out: journal first, then a background batch writer."""
+
+    def __init__(
+        self,
+        database_url: str,
+        journal_dir: str | Path,
+        *,
+        rate_book: RateBook | None = None,
+        policy: PricingPolicy = PricingPolicy(),
+        batch_size: int = 1000,
+        max_delay: float = 0.05,
+        max_pending: int = 100_000,
+        fsync: bool = False,
+        segment_bytes: int = 4 * 1024 * 1024,
+        max_attempts: int = 5,
+        backoff: float = 0.05,
+        max_backoff: float = 2.0,
+        busy_timeout: float = 2.0,
+        replay_on_start: bool = True,
+        handle_sigterm: bool = True,
+        exit_timeout: float = 5.0,
+    ) -> None:
+        self.database_url = normalise_url(database_url)  # a bad URL is a ConfigError now, not an outage later
+        self.journal_dir = Path(journal_dir)
+        self.batch_size = max(1, batch_size)
+        self.max_delay = max_delay
+        self.max_pending = max_pending
+        self.max_attempts = max(1, max_attempts)
+        self.backoff = backoff
+        self.max_backoff = max_backoff
+        self.exit_timeout = exit_timeout
+        self._fsync = fsync
+        self._segment_bytes = segment_bytes
+        self._writer = LedgerWriter(database_url, rate_book, policy, busy_timeout=busy_timeout)
+        self._lock = threading.Lock()  # the journal's and the counters' lock (the caller's path)
+        self._progress = threading.Condition()
+        self._wake = threading.Event()
+        self._interrupt = threading.Event()  # cuts a backoff short on close
+        self._queue: deque[tuple[Capture, bytes | None, Segment | None]] = deque()
+        self._logged: set[str] = set()
+        self._emitted = 0
+        self._dropped = 0
+        self._lost = 0
+        self._forked = False
+        self._journal_errors = 0
+        self._unjournalled = [0, 0]  # [handed over without a journal line, settled]
+        self._totals = BatchResult()
+        self._replayed = 0
+        self._replay_pending = replay_on_start
+        self._flush_requested = False
+        self._stopping = False
+        self._deadline = float("inf")
+        self._closed = False
+        self._journal = self._open_journal()
+        self._thread = self._start_thread()
+        _live_sinks.add(self)
+        atexit.register(self._close_at_exit)
+        if handle_sigterm:
+            _install_sigterm_handler()
+
+    def _open_journal(self) -> Journal | None:
+        try:
+            return Journal(self.journal_dir, fsync=self._fsync, segment_bytes=self._segment_bytes, lock=self._lock)
+        except OSError as error:
+            self._log_once("journal-open", "cannot open the journal at %s (%s): records are kept in memory only", self.journal_dir, error)
+            return None
+
+    def _start_thread(self) -> threading.Thread:
+        thread = threading.Thread(target=self._run, name="credit-ledger-writer", daemon=True)
+        thread.start()
+        return thread
+
+    def _log_once(self, key: str, message: str, *args) -> None:
+        if key not in self._logged:
+            self._logged.add(key)
+            log.error(message, *args)
+
+    # ------------------------------------------------------------ the caller's path
+
+    def emit(self, capture: Capture) -> None:
+        """Journal the capture and hand it to the writer; never raises, never blocks on the database."""
+        try:
+            try:
+                line = encode(capture)
+            except Exception as error:
+                line = None
+                self._log_once("encode", "a capture could not be journalled (%s): it goes to the writer only", type(error).__name__)
+            if self._forked:
+                self._start_in_child()
+            with self._lock:
+                self._emitted += 1
+                segment = None
+                journal = self._journal
+                if line is not None and journal is not None and not journal.closed:
+                    try:
+                        segment = journal.append_locked(line)
+                    except OSError as error:
+                        self._journal_errors += 1
+                        self._log_once("append", "the journal refused a record (%s): it is kept in memory only", error)
+                queue = self._queue
+                if len(queue) < self.max_pending:
+                    if segment is None:
+                        self._unjournalled[0] += 1
+                    queue.append((capture, line, segment))
+                    if len(queue) >= self.batch_size:
+                        self._wake.set()
+                elif segment is not None:
+                    segment.dropped = True  # it waits in the journal alone, re-read later
+                    self._dropped += 1
+                else:
+                    self._lost += 1
+                    self._log_once("lost", "a record was lost: the journal refuses appends and the queue is full")
+        except Exception as error:  # the recorder must never break a call
+            self._log_once("emit", "emit failed: %s", error)
+
+    # ------------------------------------------------------------ waiting and stopping
+
+    def flush(self, timeout: float | None = None) -> bool:
+        """Wait until every capture emitted so far (and the start-up replay) is committed; True if so."""
+        with self._lock:
+            target = [(s, s.appended) for s in self._journal.segments] if self._journal else []
+            unjournalled = self._unjournalled[0]
+
+        def done() -> bool:
+            return (
+                all(s.done or (not s.dropped and s.settled >= n) for s, n in target)
+                and self._unjournalled[1] >= unjournalled
+                and not self._replay_pending
+            )
+
+        deadline = None if timeout is None else time.monotonic() + timeout
+        with self._progress:
+            while not done():
+                if self._closed and not self._thread.is_alive():
+                    return False
+                self._flush_requested = True
+                self._wake.set()
+                self._interrupt.set()
+                remaining = None if deadline is None else deadline - time.monotonic()
+                if remaining is not None and remaining <= 0:
+                    return False
+                self._progress.wait(0.05 if remaining is None else min(remaining, 0.05))
+        return True
+
+    def close(self, timeout: float = 5.0) -> None:
+        """Drain what can be written within `timeout`; the rest stays in the journal for a replay."""
+        if self._closed:
+            return
+        self._closed = True
+        self._deadline = time.monotonic() + timeout
+        self._stopping = True
+        self._wake.set()
+        self._interrupt.set()
+        self._thread.join(max(0.0, timeout))
+        journal = self._journal
+        left = journal.close() if journal is not None else []
+        if left:
+            log.warning("%d journal segment(s) left for the next replay in %s", len(left), self.journal_dir)
+        if not self._thread.is_alive():
+            self._writer.close()
+        _live_sinks.discard(self)
+        try:
+            atexit.unregister(self._close_at_exit)
+        except Exception:
+            pass
+        _restore_sigterm_handler()
+
+    def _close_at_exit(self) -> None:
+        try:
+            self.close(self.exit_timeout)
+        except Exception as error:
+            log.error("closing the ledger sink at exit failed: %s", error)
+
+    def __enter__(self) -> "LedgerSink":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    @property
+    def stats(self) -> SinkStats:
+        with self._lock:
+            journal = self._journal
+            settled = (journal.settled_total if journal else 0) + self._unjournalled[1]
+            totals = self._totals
+            return SinkStats(
+                emitted=self._emitted,
+                committed=totals.inserted,
+                duplicates=totals.duplicates,
+                conflicts=totals.conflicts,
+                pending=max(0, self._emitted - settled),
+                kept_aside=totals.kept_aside,
+                dropped_from_memory=self._dropped,
+                replayed=self._replayed,
+                journal_errors=self._journal_errors,
+                lost=self._lost,
+                connected=self._writer.ledger is not None,
+            )
+
+    def _reset_after_fork(self) -> None:
+        """In a forked child: a journal segment and a writer of its own (the parent keeps its own)."""
+        self._lock = threading.Lock()
+        self._progress = threading.Condition()
+        self._wake = threading.Event()
+        self._interrupt = threading.Event()
+        self._queue = deque()
+        if self._journal is not None:
+            self._journal.forget_after_fork()
+        if self._writer.ledger is not None:
+            self._writer.ledger.engine.dispose(close=False)
+            self._writer.ledger = None
+        self._journal = None
+        self._forked = not self._closed  # the child's own journal and writer start at its first emit
+
+    def _start_in_child(self) -> None:
+        with self._lock:
+            if not self._forked:
+                return
+            self._forked = False
+            self._emitted = self._dropped = 0
+            self._unjournalled = [0, 0]
+            self._replay_pending = False
+            self._journal = self._open_journal()
+            self._thread = self._start_thread()
+
+    # ------------------------------------------------------------ the writer thread
+
+    def _run(self) -> None:
+        failures = 0
+        attempts = 0
+        batch: list[tuple[Capture, bytes | None, Segment | None]] = []
+        while True:
+            if self._stopping and (time.monotonic() >= self._deadline or (not batch and not self._queue)):
+                break
+            if not batch and len(self._queue) < self.batch_size and not (self._flush_requested or self._stopping):
+                self._wake.wait(self.max_delay)  # emit wakes it early when a full batch is waiting
+                self._wake.clear()
+            try:
+                if self._writer.ledger is None:
+                    self._writer.connect()
+                    log.info("the ledger writer is connected to %s", self._redacted_url())
+                if not batch:
+                    batch = self._take_batch()
+                if batch:
+                    attempts += 1
+                    self._write_from_memory(batch)
+                    batch, attempts = [], 0
+                if not self._stopping:
+                    self._background_work()
+                failures = 0
+            except Exception as error:
+                if is_outage(error):
+                    self._log_once("outage", "the ledger database is unavailable (%s): records wait in the journal", _reason(error))
+                    self._writer.disconnect_after_outage()
+                else:  # a bug, not an outage: the batch stays in the journal, re-read later
+                    self._log_once(f"bug-{type(error).__name__}", "the ledger writer failed: %r", error)
+                    attempts = self.max_attempts
+                if batch and attempts >= self.max_attempts:
+                    self._give_up_from_memory(batch)
+                    batch, attempts = [], 0
+                failures += 1
+                self._sleep_backoff(failures)
+            finally:
+                with self._progress:
+                    self._progress.notify_all()
+        with self._progress:
+            self._progress.notify_all()
+
+    def _redacted_url(self) -> str:
+        ledger = self._writer.ledger
+        return repr(ledger.engine.url) if ledger is not None else "?"
+
+    def _take_batch(self) -> list:
+        queue = self._queue
+        batch = []
+        for _ in range(min(self.batch_size, len(queue))):
+            batch.append(queue.popleft())
+        return batch
+
+    def _write_from_memory(self, batch) -> None:
+        result = self._writer.write([(capture, line, None) for capture, line, _ in batch])
+        counts: dict[Segment, int] = {}
+        unjournalled = 0
+        for _, _, segment in batch:
+            if segment is None:
+                unjournalled += 1
+            else:
+                counts[segment] = counts.get(segment, 0) + 1
+        with self._lock:
+            self._totals += result
+            self._unjournalled[1] += unjournalled
+        if self._journal is not None:
+            self._journal.settle(counts)
+
+    def _give_up_from_memory(self, batch) -> None:
+        """After max_attempts: journalled captures wait in the journal alone; the others stay queued."""
+        keep = []
+        for item in batch:
+            segment = item[2]
+            if segment is None:
+                keep.append(item)
+            else:
+                segment.dropped = True
+        self._queue.extendleft(reversed(keep))
+        with self._lock:
+            self._dropped += len(batch) - len(keep)
+
+    def _background_work(self) -> None:
+        """Rotate the active segment when due; with less than a batch waiting, re-read and replay orphans."""
+        journal = self._journal
+        if journal is not None and not journal.closed:
+            journal.rotate_if_due(idle_seconds=1.0)
+        if len(self._queue) >= self.batch_size:
+            return
+        if not self._queue:
+            self._flush_requested = False
+        if journal is not None and not journal.closed:
+            for segment in journal.to_reread():
+                self._reread(segment)
+        if self._replay_pending:
+            result = _replay_orphans(self._writer, self.journal_dir, self.batch_size, between=self._between_orphan_batches)
+            with self._lock:
+                self._totals += BatchResult(result.inserted, result.duplicates, result.conflicts, result.torn)
+                self._replayed += result.entries
+            self._replay_pending = False
+
+    def _between_orphan_batches(self) -> None:
+        # New captures go first when a full batch of them is waiting.
+        if len(self._queue) >= self.batch_size and not self._stopping:
+            self._write_from_memory(self._take_batch())
+
+    def _reread(self, segment: Segment) -> None:
+        journal = self._journal
+        assert journal is not None
+        total = BatchResult()
+        for batch in _batches(journal.reread(segment), self.batch_size):
+            total += self._writer.write(batch)
+            if self._stopping:
+                return
+        with self._lock:
+            self._totals += total
+        journal.finish_reread(segment)
+
+    def _sleep_backoff(self, failures: int) -> None:
+        delay = min(self.max_backoff, self.backoff * (2 ** min(failures - 1, 20)))
+        delay *= random.uniform(0.5, 1.0)  # jitter: many processes do not retry in step
+        if self._stopping:
+            delay = min(delay, max(0.0, self._deadline - time.monotonic()))
+        self._interrupt.wait(delay)
+        self._interrupt.clear()
+
+
+def _reason(error: BaseException) -> str:
+    orig = getattr(error, "orig", None) or error
+    text = str(orig).strip()
+    return text.splitlines()[0] if text else type(orig).__name__
+
+
+__all__ = ["LedgerSink", "LedgerWriter", "SinkStats", "ReplayResult", "BatchResult", "replay_journal", "is_outage"]
