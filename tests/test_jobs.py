@@ -250,3 +250,26 @@ def test_two_replicas_on_postgresql_run_each_job_one_at_a_time(postgres_url, cre
 
 def test_two_processes_on_one_sqlite_file_run_each_job_one_at_a_time(tmp_path, credits_api):
     _assert_one_at_a_time(*_two_replicas(f"sqlite:///{tmp_path / 'ledger.db'}", credits_api.base_url))
+
+
+def test_the_balance_and_reconcile_commands_print_and_gate(database_url, credits_api):
+    import io
+
+    from ledger.jobs import EXIT_GAP, balance_command, reconcile_command
+
+    settings = settings_for(database_url, credits_api.base_url)
+    out = io.StringIO()
+    assert balance_command(settings, out) == 0
+    assert out.getvalue().startswith("acme: balance 9800  purchased 10000  consumed 200")
+    credits_api.body = GOOD.replace(b"200}", b"203}").replace(b"9800", b"9797")  # 3 credits no call explains
+    assert balance_command(settings, io.StringIO()) == 0
+    out = io.StringIO()
+    assert reconcile_command(settings, None, None, False, out) == EXIT_GAP
+    assert "unrecorded_spend 3.00" in out.getvalue() and out.getvalue().endswith("verdict: UNEXPLAINED GAP\n")
+    out = io.StringIO()
+    assert reconcile_command(settings, None, None, True, out) == EXIT_GAP
+    assert '"has_unexplained_gap": true' in out.getvalue()
+    credits_api.status = 401
+    out = io.StringIO()
+    assert balance_command(settings, out) == 1
+    assert out.getvalue().startswith("acme: no balance: unauthorized (HTTP 401;")
