@@ -172,7 +172,7 @@ class LedgerWriter:
             aside.append(
                 {
                     "call_id": capture.call_id[:64] if capture is not None and isinstance(capture.call_id, str) else None,
-                    "reason": problem or "unknown",
+                    "reason": problem or "capture could not be journalled",
                     "payload": (line or repr(capture).encode()).decode("utf-8", "replace"),
                     "received_at": now,
                 }
@@ -213,7 +213,7 @@ class LedgerWriter:
         row = {
             "call_id": str(record.call_id)[:64],
             "reason": f"could not be written: {_reason(error)}"[:200],
-            "payload": json.dumps(record_to_dict(record), sort_keys=True),
+            "payload": json.dumps(record_to_dict(record), sort_keys=True, default=repr),
             "received_at": datetime.now(timezone.utc),
         }
         return self._write_prepared([], [row])

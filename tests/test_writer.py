@@ -1,0 +1,388 @@
+"""The batch writer with real parts: a SQLite file or PostgreSQL, outages, SIGKILL, SIGTERM."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import textwrap
+import threading
+import time
+import uuid
+from decimal import Decimal
+from pathlib import Path
+
+import pytest
+from sqlalchemy import create_engine, func, select, text
+from sqlalchemy.engine import make_url
+
+from ledger.capture import Capture
+from ledger.db import Ledger
+from ledger.journal import segment_paths
+from ledger.models import Call, RejectedRecord
+from ledger.writer import LedgerSink, replay_journal
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def make_capture(i: int, *, call_id: str | None = None, prompt_tokens: int = 194, stream: bool | None = None) -> Capture:
+    """A capture as the recorder makes it: non-streaming bodies, SSE streams and errors in turn."""
+    started = 1_776_356_269.0 + i
+    call_id = call_id or uuid.uuid4().hex
+    request = {"model": "gemini-3.1-pro", "messages": [{"role": "user", "content": f"question {i}"}]}
+    usage = {
+        "prompt_tokens": prompt_tokens,
+        "completion_tokens": 229,
+        "total_tokens": prompt_tokens + 229 + 457,
+        "completion_tokens_details": {"reasoning_tokens": 457, "audio_tokens": 0, "text_tokens": 0},
+    }
+    common = dict(call_id=call_id, started_at=started, ended_at=started + 0.7, first_byte_at=started + 0.3,
+                  key_fingerprint="f" * 32, key_last4="Zq9x", project=f"project-{i % 3}", end_user="u-42",
+                  tags={"feature": "summary"})
+    kind = ("body", "stream", "error")[i % 3] if stream is None else ("stream" if stream else "body")
+    if kind == "body":
+        body = {"id": f"chatcmpl-{i:020d}", "object": "chat.completion", "created": int(started),
+                "model": "gemini-3.1-pro-preview",
+                "choices": [{"index": 0, "finish_reason": "stop", "message": {"role": "assistant", "content": "An answer."}}],
+                "usage": usage, "credits_consumed": 0.25}
+        return Capture(outcome="completed", http_status=200, stream=False,
+                       request_body=json.dumps({**request, "stream": False}).encode(),
+                       body=json.dumps(body).encode(), **common)
+    if kind == "stream":
+        chunk = {"id": f"chatcmpl-{i:020d}", "object": "chat.completion.chunk", "model": "gemini-3.1-pro-preview"}
+        payloads = (
+            json.dumps({**chunk, "choices": [{"index": 0, "delta": {"content": "An"}}]}).encode(),
+            json.dumps({**chunk, "choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}],
+                        "usage": usage, "credits_consumed": 0.25}).encode(),
+            b"[DONE]",
+        )
+        return Capture(outcome="completed", http_status=200, stream=True, request_body=json.dumps(request).encode(),
+                       payloads=payloads, saw_done=True, **common)
+    error = {"error": {"message": "upstream failed", "type": "upstream_error", "code": "upstream_error"}}
+    return Capture(outcome="completed", http_status=503, stream=False, request_body=json.dumps(request).encode(),
+                   body=json.dumps(error).encode(), **common)
+
+
+def count_rows(url: str, table=Call) -> int:
+    engine = create_engine(Ledger(url, upgrade_schema=False).url)
+    try:
+        with engine.connect() as connection:
+            return connection.scalar(select(func.count()).select_from(table.__table__))
+    finally:
+        engine.dispose()
+
+
+def call_ids(url: str) -> list[str]:
+    with Ledger(url) as ledger, ledger.session() as session:
+        return list(session.scalars(select(Call.call_id)))
+
+
+# ---------------------------------------------------------------- the ordinary path
+
+
+def test_emitted_captures_are_priced_in_the_ledger_once_and_conflicts_kept_aside(database_url, tmp_path):
+    captures = [make_capture(i) for i in range(300)]
+    with LedgerSink(database_url, tmp_path / "journal", batch_size=64) as sink:
+        for capture in captures:
+            sink.emit(capture)
+        assert sink.flush(20)
+        assert sink.stats.committed == 300 and sink.stats.pending == 0
+        for capture in captures:  # replays of the same calls
+            sink.emit(capture)
+        assert sink.flush(20)
+        conflicting = make_capture(0, call_id=captures[0].call_id, prompt_tokens=999)
+        sink.emit(conflicting)
+        assert sink.flush(20)
+        stats = sink.stats
+    assert (stats.emitted, stats.committed, stats.duplicates, stats.conflicts) == (601, 300, 300, 1)
+    with Ledger(database_url) as ledger, ledger.session() as session:
+        assert session.scalar(select(func.count()).select_from(Call)) == 300
+        ok = session.scalars(select(Call).where(Call.call_id == captures[0].call_id)).one()
+        assert ok.prompt_tokens == 194 and ok.credits_charged == Decimal("0.25")
+        assert ok.credits_expected == Decimal("0.25088") and ok.pricing_class == "rounding"
+        refunded = session.scalars(select(Call).where(Call.call_id == captures[2].call_id)).one()
+        assert refunded.refunded and refunded.error_code == "upstream_error" and refunded.credits_expected == 0
+        rejected = session.scalars(select(RejectedRecord)).all()
+        assert [r.call_id for r in rejected] == [captures[0].call_id]
+        assert json.loads(rejected[0].payload)["usage"]["prompt_tokens"] == 999
+    assert segment_paths(tmp_path / "journal") == []  # all committed: the journal is empty
+
+
+def test_a_sink_made_while_the_database_cannot_be_opened_writes_once_it_can(tmp_path):
+    missing = tmp_path / "not-yet"  # SQLite cannot open a file in a directory that does not exist
+    url = f"sqlite:///{missing / 'ledger.db'}"
+    sink = LedgerSink(url, tmp_path / "journal", backoff=0.02, max_backoff=0.1)
+    try:
+        for i in range(50):
+            sink.emit(make_capture(i))
+        assert not sink.flush(0.5)
+        assert sink.stats.pending == 50 and not sink.stats.connected
+        missing.mkdir()
+        assert sink.flush(20)
+    finally:
+        sink.close()
+    assert count_rows(url) == 50
+
+
+def test_database_locked_mid_load_then_free_nothing_lost_nothing_doubled(tmp_path):
+    url = f"sqlite:///{tmp_path / 'ledger.db'}"
+    Ledger(url).close()
+    captures = [make_capture(i) for i in range(600)]
+    sink = LedgerSink(url, tmp_path / "journal", batch_size=50, max_pending=100, busy_timeout=0.05,
+                      backoff=0.02, max_backoff=0.1, max_attempts=2)
+    try:
+        for capture in captures[:200]:
+            sink.emit(capture)
+        assert sink.flush(20)
+        holder = create_engine(url, isolation_level=None)
+        with holder.connect() as connection:
+            connection.exec_driver_sql("BEGIN EXCLUSIVE")
+            for capture in captures[200:]:
+                sink.emit(capture)
+            assert not sink.flush(0.5)  # nothing can be written while the file is locked
+            connection.exec_driver_sql("COMMIT")
+        holder.dispose()
+        assert sink.flush(30)
+        stats = sink.stats
+    finally:
+        sink.close()
+    assert stats.dropped_from_memory > 0  # the queue overflowed: those came back from the journal
+    assert stats.committed == 600 and stats.conflicts == 0
+    assert sorted(call_ids(url)) == sorted(c.call_id for c in captures)
+    assert segment_paths(tmp_path / "journal") == []
+
+
+class Proxy:
+    """A TCP proxy on loopback in front of the real server, to cut and restore the database."""
+
+    def __init__(self, target: tuple[str, int]) -> None:
+        self.target = target
+        self.port = 0
+        self.sockets: set[socket.socket] = set()
+        self.lock = threading.Lock()
+        self.listener: socket.socket | None = None
+        self.restore()
+
+    def restore(self) -> None:
+        listener = socket.socket()
+        listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        listener.bind(("127.0.0.1", self.port))
+        listener.listen(64)
+        self.port = listener.getsockname()[1]
+        self.listener = listener
+        threading.Thread(target=self._accept, args=(listener,), daemon=True).start()
+
+    def cut(self) -> None:
+        """Stop listening and close every live connection (the server seems to vanish)."""
+        assert self.listener is not None
+        try:
+            self.listener.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass
+        self.listener.close()
+        with self.lock:
+            for sock in self.sockets:
+                try:
+                    sock.shutdown(socket.SHUT_RDWR)
+                except OSError:
+                    pass
+                sock.close()
+            self.sockets.clear()
+
+    def _accept(self, listener: socket.socket) -> None:
+        while True:
+            try:
+                client, _ = listener.accept()
+            except OSError:
+                return
+            try:
+                upstream = socket.create_connection(self.target)
+            except OSError:
+                client.close()
+                continue
+            with self.lock:
+                self.sockets.update((client, upstream))
+            for a, b in ((client, upstream), (upstream, client)):
+                threading.Thread(target=self._pump, args=(a, b), daemon=True).start()
+
+    @staticmethod
+    def _pump(source: socket.socket, sink: socket.socket) -> None:
+        try:
+            while data := source.recv(65536):
+                sink.sendall(data)
+        except OSError:
+            pass
+        for sock in (source, sink):
+            try:
+                sock.close()
+            except OSError:
+                pass
+
+
+@pytest.mark.postgres
+def test_postgres_cut_mid_load_then_back_nothing_lost_nothing_doubled(postgres_url, tmp_path):
+    url = make_url(postgres_url)
+    proxy = Proxy((url.host or "127.0.0.1", url.port or 5432))
+    through = url.set(host="127.0.0.1", port=proxy.port).render_as_string(hide_password=False)
+    captures = [make_capture(i) for i in range(900)]
+    sink = LedgerSink(through, tmp_path / "journal", batch_size=50, max_pending=150,
+                      backoff=0.02, max_backoff=0.2, max_attempts=2)
+    try:
+        for capture in captures[:300]:
+            sink.emit(capture)
+        assert sink.flush(20)
+        proxy.cut()
+        for capture in captures[300:]:
+            sink.emit(capture)
+            if len(captures) % 7 == 0:
+                time.sleep(0.001)
+        assert not sink.flush(0.5)
+        proxy.restore()
+        assert sink.flush(30)
+        stats = sink.stats
+    finally:
+        sink.close()
+        proxy.cut()
+    assert stats.committed == 900 and stats.conflicts == 0 and stats.dropped_from_memory > 0
+    assert sorted(call_ids(postgres_url)) == sorted(c.call_id for c in captures)
+
+
+@pytest.mark.postgres
+def test_postgres_down_at_start_then_up(postgres_url, tmp_path):
+    url = make_url(postgres_url)
+    proxy = Proxy((url.host or "127.0.0.1", url.port or 5432))
+    proxy.cut()
+    through = url.set(host="127.0.0.1", port=proxy.port).render_as_string(hide_password=False)
+    sink = LedgerSink(through, tmp_path / "journal", backoff=0.02, max_backoff=0.2)
+    try:
+        for i in range(30):
+            sink.emit(make_capture(i))
+        assert not sink.flush(0.3)
+        proxy.restore()
+        assert sink.flush(20)
+    finally:
+        sink.close()
+        proxy.cut()
+    assert count_rows(postgres_url) == 30
+
+
+# ---------------------------------------------------------------- shutdown and restart
+
+
+def test_close_with_the_database_down_keeps_its_timeout_and_a_later_sink_writes_the_rest(tmp_path):
+    url = f"sqlite:///{tmp_path / 'ledger.db'}"
+    Ledger(url).close()
+    journal = tmp_path / "journal"
+    holder = create_engine(url, isolation_level=None)
+    with holder.connect() as connection:
+        connection.exec_driver_sql("BEGIN EXCLUSIVE")
+        sink = LedgerSink(url, journal, busy_timeout=0.2, backoff=0.02, max_backoff=0.1)
+        for i in range(100):
+            sink.emit(make_capture(i))
+        started = time.monotonic()
+        sink.close(timeout=1.0)
+        assert time.monotonic() - started < 1.0 + 0.5
+        assert len(segment_paths(journal)) == 1  # left for the next replay, lock released
+        connection.exec_driver_sql("COMMIT")
+    holder.dispose()
+    assert count_rows(url) == 0
+    with LedgerSink(url, journal) as later:  # replays the orphan segment at start-up, in the background
+        assert later.flush(20)
+        assert later.stats.replayed == 100
+    assert count_rows(url) == 100
+    assert segment_paths(journal) == []
+
+
+CHILD = textwrap.dedent(
+    """
+    import os, sys, time
+    sys.path.insert(0, {tests!r})
+    from test_writer import make_capture
+    from ledger.writer import LedgerSink
+    sink = LedgerSink({url!r}, {journal!r})
+    returned = os.open({returned!r}, os.O_WRONLY | os.O_APPEND | os.O_CREAT)
+    print("ready", flush=True)
+    i = 0
+    while i < {limit}:
+        capture = make_capture(i)
+        sink.emit(capture)
+        os.write(returned, capture.call_id.encode() + b"\\n")  # the call returned to its caller
+        i += 1
+        {pause}
+    print("done", flush=True)
+    {after}
+    """
+)
+
+
+def run_child(url, journal, returned, *, limit=10**9, pause="", after="time.sleep(60)"):
+    script = CHILD.format(tests=str(ROOT / "tests"), url=url, journal=str(journal), returned=str(returned),
+                          limit=limit, pause=pause, after=after)
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    child = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, env=env, text=True)
+    assert child.stdout is not None and child.stdout.readline().strip() == "ready"
+    return child
+
+
+def test_sigkill_mid_load_loses_no_returned_call_and_replay_counts_once(database_url, tmp_path):
+    journal, returned = tmp_path / "journal", tmp_path / "returned.txt"
+    Ledger(database_url).close()
+    child = run_child(database_url, journal, returned, pause="time.sleep(0.001) if i % 4 == 0 else None")
+    time.sleep(1.5)
+    child.kill()  # SIGKILL: no atexit, no drain
+    child.communicate(timeout=10)
+    ids = [line for line in returned.read_text().splitlines() if line]
+    assert len(ids) > 100
+
+    first = replay_journal(database_url, journal)
+    in_ledger = call_ids(database_url)
+    assert first.live_segments == 0 and first.segments >= 1
+    assert set(ids) <= set(in_ledger)  # every call that returned is in the ledger
+    assert len(in_ledger) == len(set(in_ledger)) and len(in_ledger) - len(ids) <= 1  # at most the one in flight
+    assert first.inserted + first.duplicates == first.entries - first.torn
+    second = replay_journal(database_url, journal)  # nothing left: the replay deleted what it wrote
+    assert (second.entries, second.inserted) == (0, 0)
+    assert sorted(call_ids(database_url)) == sorted(in_ledger)
+
+
+def test_replaying_the_same_journal_twice_counts_once(database_url, tmp_path):
+    journal = tmp_path / "journal"
+    returned = tmp_path / "returned.txt"
+    child = run_child(database_url, journal, returned, limit=200, after="os._exit(0)")  # dies before writing
+    child.communicate(timeout=20)
+    copy = tmp_path / "copy"
+    copy.mkdir()
+    for path in segment_paths(journal):
+        (copy / path.name).write_bytes(path.read_bytes())
+    first = replay_journal(database_url, journal)
+    again = replay_journal(database_url, copy)  # the same entries once more
+    assert (first.entries, first.inserted) == (200, 200)
+    assert (again.entries, again.inserted, again.duplicates, again.conflicts) == (200, 0, 200, 0)
+    assert count_rows(database_url) == 200
+
+
+def test_sigterm_drains_into_the_ledger(database_url, tmp_path):
+    journal, returned = tmp_path / "journal", tmp_path / "returned.txt"
+    Ledger(database_url).close()
+    child = run_child(database_url, journal, returned, limit=300)
+    assert child.stdout.readline().strip() == "done"
+    child.send_signal(signal.SIGTERM)
+    child.communicate(timeout=20)
+    assert child.returncode == 128 + signal.SIGTERM
+    ids = returned.read_text().split()
+    assert sorted(call_ids(database_url)) == sorted(ids)
+    assert segment_paths(journal) == []
+
+
+def test_a_capture_that_cannot_be_encoded_still_reaches_the_writer_and_emit_never_raises(database_url, tmp_path):
+    bad = Capture(call_id="bad-1", started_at=1.0, ended_at=None, first_byte_at=None, outcome="completed",
+                  http_status=200, stream=False, tags={"x": object()})  # type: ignore[dict-item]
+    with LedgerSink(database_url, tmp_path / "journal") as sink:
+        sink.emit(bad)
+        sink.emit(None)  # type: ignore[arg-type]
+        assert sink.flush(20)
+        assert sink.stats.emitted == 2
+    assert count_rows(database_url, RejectedRecord) + count_rows(database_url) >= 1
