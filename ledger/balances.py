@@ -106,6 +106,16 @@ def failed_polls(session: Session, account: str, start: datetime | None, end: da
     return {status: count for status, count in session.execute(query)}
 
 
+def first_ok_snapshot(session: Session, account: str) -> SnapshotPoint | None:
+    row = session.scalars(
+        select(BalanceSnapshot)
+        .where(BalanceSnapshot.account == account, BalanceSnapshot.status == OK)
+        .order_by(BalanceSnapshot.taken_at, BalanceSnapshot.id)
+        .limit(1)
+    ).first()
+    return None if row is None else SnapshotPoint(row.id, row.taken_at, row.balance, row.total_purchased, row.total_consumed)
+
+
 def previous_ok_snapshot(session: Session, account: str, before_id: int) -> SnapshotPoint | None:
     row = session.scalars(
         select(BalanceSnapshot)
@@ -261,6 +271,6 @@ def job_runs(session: Session, job: str | None = None) -> list[JobRun]:
 
 __all__ = [
     "register_keys", "account_fingerprints", "insert_snapshot", "snapshot_accounts", "ok_snapshots",
-    "failed_polls", "previous_ok_snapshot", "record_top_ups", "top_ups", "ledger_sums", "edge_charges",
+    "failed_polls", "first_ok_snapshot", "previous_ok_snapshot", "record_top_ups", "top_ups", "ledger_sums", "edge_charges",
     "start_job_run", "finish_job_run", "job_runs",
 ]

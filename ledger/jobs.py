@@ -18,7 +18,7 @@ import threading
 import time
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from typing import Callable, Iterator, TextIO
 
 from sqlalchemy import text
@@ -36,6 +36,7 @@ log = logging.getLogger(__name__)
 
 EXIT_GAP = 3  # `reconcile` found an unexplained gap
 RECONCILE_SETTLE_SECONDS = 120.0  # the service leaves out snapshots younger than this
+RECONCILE_WINDOW_DAYS = 2  # the hourly job lists the windows of this many days
 
 
 def configured_accounts(settings: Settings) -> tuple[AccountConfig, ...]:
@@ -189,7 +190,11 @@ def poll_credits_job(service: Service) -> tuple[str, str]:
 def reconcile_job(service: Service) -> tuple[str, str]:
     from .reconcile import reconcile
 
-    result = reconcile(service.ledger, service.settings, settle_seconds=service.reconcile_settle_seconds)
+    # Windows of the last two days; the cumulative line still runs from the first snapshot ever.
+    start = datetime.now(timezone.utc) - timedelta(days=RECONCILE_WINDOW_DAYS)
+    result = reconcile(
+        service.ledger, service.settings, start, settle_seconds=service.reconcile_settle_seconds, cumulative_from_first=True
+    )
     parts = []
     for account in result.accounts:
         c = account.cumulative

@@ -298,11 +298,14 @@ def reconcile_account(
     window_sums: Sequence[LedgerSums],
     edges: Sequence[Decimal],
     rounding: str = DEFAULT_ROUNDING,
+    since: tuple[SnapshotPoint, LedgerSums, Decimal] | None = None,
 ) -> tuple[list[WindowReconciliation], WindowReconciliation | None]:
     """Check consecutive snapshots and the whole run (pure).
 
     `window_sums[i]` is the ledger between points[i] and points[i+1];
-    `edges[i]` the charges of calls that ended near points[i].
+    `edges[i]` the charges of calls that ended near points[i]. The cumulative
+    line runs from points[0], or from `since` = (an earlier snapshot, the
+    ledger from it to points[-1], its edge) when only recent windows are listed.
     """
     if len(window_sums) != max(0, len(points) - 1) or len(edges) != len(points):
         raise ValueError("one LedgerSums per window and one edge per snapshot")
@@ -353,12 +356,15 @@ def reconcile_account(
         windows.append(_window(account, a, b, sums, difference, tolerance, status, parts))
     if not windows:
         return [], None
-    first, last = points[0], points[-1]
-    total = LedgerSums()
-    for sums in window_sums:
-        total = total + sums
+    first, last, first_edge = points[0], points[-1], edges[0]
+    if since is not None:
+        first, total, first_edge = since
+    else:
+        total = LedgerSums()
+        for sums in window_sums:
+            total = total + sums
     difference = (last.total_consumed - first.total_consumed) - total.charged
-    tolerance = width + edges[0] + edges[-1]
+    tolerance = width + first_edge + edges[-1]
     parts, status = explain(total, last.total_purchased - first.total_purchased, difference, tolerance, strict)
     broken = [w for w in windows if w.status == INVARIANT]
     if broken:
@@ -419,11 +425,14 @@ def reconcile(
     edge_seconds: float = DEFAULT_EDGE_SECONDS,
     settle_seconds: float = 0.0,
     accounts: Sequence[str] | None = None,
+    cumulative_from_first: bool = False,
 ) -> Reconciliation:
     """Reconcile every account that has snapshots (or `accounts`) over [start, end].
 
     Snapshots taken less than `settle_seconds` ago are left out: calls that
     ended before them may not have reached the ledger yet (journal, writer).
+    With `cumulative_from_first`, the cumulative line starts at the account's
+    first snapshot ever, whatever `start` (one more query, not one per window).
     Top-ups found are recorded (idempotent).
     """
     from . import balances
@@ -445,7 +454,16 @@ def reconcile(
             balances.record_top_ups(session, name, points)
             sums = [balances.ledger_sums(session, fps, every_key, a.taken_at, b.taken_at) for a, b in zip(points, points[1:])]
             edges = [balances.edge_charges(session, fps, p.taken_at, edge) for p in points]
-            windows, cumulative = reconcile_account(name, points, sums, edges, rounding)
+            since = None
+            if cumulative_from_first and points:
+                first = balances.first_ok_snapshot(session, name)
+                if first is not None and first.id != points[0].id:
+                    since = (
+                        first,
+                        balances.ledger_sums(session, fps, every_key, first.taken_at, points[-1].taken_at),
+                        balances.edge_charges(session, fps, first.taken_at, edge),
+                    )
+            windows, cumulative = reconcile_account(name, points, sums, edges, rounding, since)
             results.append(
                 AccountReconciliation(name, tuple(windows), cumulative, balances.failed_polls(session, name, start, end))
             )

@@ -426,3 +426,22 @@ def test_failed_polls_lose_no_snapshot_before_or_after(day, ledger, platform):
     with ledger.session() as session:
         raw = [s.raw_response for s in session.scalars(select(BalanceSnapshot)) if s.status != "ok"]
     assert raw == ["<html>bad gateway</html>"] * 3
+
+
+def test_recent_windows_with_the_cumulative_line_since_the_first_snapshot(day, ledger):
+    day.poll()
+    for i in range(8):
+        day.calls(10)
+        if i == 1:
+            day.calls(3, recorded=False)  # an old gap, before the windows listed
+        day.poll()
+    with ledger.session() as session:
+        points = balances.ok_snapshots(session, "acme")
+    start = points[4].taken_at
+    recent = reconcile(ledger, day.settings, start, edge_seconds=0)
+    assert len(recent.accounts[0].windows) == 4 and not recent.has_unexplained_gap
+    whole = reconcile(ledger, day.settings, start, edge_seconds=0, cumulative_from_first=True)
+    assert len(whole.accounts[0].windows) == 4
+    cumulative = whole.accounts[0].cumulative
+    assert cumulative.start == points[0].taken_at and cumulative.ledger_calls == 80
+    assert cumulative.unexplained and abs(cumulative.difference - day.unrecorded) < 1
