@@ -1,0 +1,108 @@
+"""The journal: whole lines, per-process locked segments, deletion only after commit, torn lines kept aside."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+from sqlalchemy import select
+
+from ledger.capture import encode
+from ledger.db import Ledger
+from ledger.journal import TORN_LINE, UNREADABLE_LINE, Journal, claim_orphans, live_segments, segment_paths
+from ledger.models import Call, RejectedRecord
+from ledger.writer import replay_journal
+from test_writer import make_capture
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def append(journal: Journal, capture):
+    with journal.lock:
+        return journal.append_locked(encode(capture))
+
+
+def test_each_capture_is_one_whole_line_that_decodes_back(tmp_path):
+    journal = Journal(tmp_path)
+    captures = [make_capture(i) for i in range(6)]
+    for capture in captures:
+        append(journal, capture)
+    journal.close()  # nothing committed: the segment stays, unlocked
+    claimed = [(c.path, list(c.entries())) for c in claim_orphans(tmp_path)]
+    [(path, entries)] = claimed
+    raw = path.read_bytes()
+    assert raw.count(b"\n") == 6 and raw.endswith(b"\n")
+    assert [e.capture for e in entries] == captures
+
+
+def test_a_segment_leaves_the_journal_only_when_sealed_and_all_committed(tmp_path):
+    journal = Journal(tmp_path, segment_bytes=1000)
+    first = append(journal, make_capture(1))
+    append(journal, make_capture(2))
+    journal.settle({first: 1})
+    journal.rotate_if_due(idle_seconds=60)  # past segment_bytes: sealed, but kept until all committed
+    assert first.sealed and first.path.exists()
+    journal.settle({first: 1})
+    assert not first.path.exists() and first.done
+    assert [p.name for p in segment_paths(tmp_path)] == [journal.active.path.name]
+    journal.close()
+    assert segment_paths(tmp_path) == []  # the empty active segment goes at close
+
+
+def test_a_live_segment_is_not_replayed_and_an_orphan_is(tmp_path):
+    url = f"sqlite:///{tmp_path / 'ledger.db'}"
+    journal_dir = tmp_path / "journal"
+    script = textwrap.dedent(
+        f"""
+        import sys
+        sys.path.insert(0, {str(ROOT / 'tests')!r})
+        from ledger.capture import encode
+        from ledger.journal import Journal
+        from test_writer import make_capture
+        journal = Journal({str(journal_dir)!r})
+        with journal.lock:
+            for i in range(5):
+                journal.append_locked(encode(make_capture(i)))
+        print("ready", flush=True)
+        sys.stdin.readline()
+        """
+    )
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    child = subprocess.Popen([sys.executable, "-c", script], stdin=subprocess.PIPE, stdout=subprocess.PIPE, env=env, text=True)
+    try:
+        assert child.stdout.readline().strip() == "ready"
+        assert live_segments(journal_dir) == 1
+        held = replay_journal(url, journal_dir)
+        assert (held.segments, held.entries, held.live_segments) == (0, 0, 1)
+        assert len(segment_paths(journal_dir)) == 1
+    finally:
+        child.communicate("\n", timeout=10)  # the child exits without closing: its segment is an orphan
+    orphan = replay_journal(url, journal_dir)
+    assert (orphan.segments, orphan.entries, orphan.inserted, orphan.live_segments) == (1, 5, 5, 0)
+    assert segment_paths(journal_dir) == []
+
+
+def test_a_torn_last_line_is_skipped_counted_and_kept_aside(database_url, tmp_path):
+    journal_dir = tmp_path / "journal"
+    journal_dir.mkdir()
+    whole = [encode(make_capture(i)) for i in range(3)]
+    torn = encode(make_capture(3))[:57]  # the process died in the middle of this write
+    (journal_dir / "seg-00000000000000000001-1-00000000.jsonl").write_bytes(b"".join(whole) + b"not json\n" + torn)
+    result = replay_journal(database_url, journal_dir)
+    assert (result.entries, result.inserted, result.torn) == (5, 3, 2)
+    assert "2 torn or unreadable" in result.summary()
+    with Ledger(database_url) as ledger, ledger.session() as session:
+        assert len(session.scalars(select(Call.call_id)).all()) == 3
+        kept = {r.reason: r.payload for r in session.scalars(select(RejectedRecord))}
+    assert kept == {UNREADABLE_LINE: "not json\n", TORN_LINE: torn.decode()}
+    assert segment_paths(journal_dir) == []
+
+
+def test_replay_of_a_missing_or_empty_journal_touches_nothing(tmp_path):
+    url = f"sqlite:///{tmp_path / 'ledger.db'}"
+    result = replay_journal(url, tmp_path / "no-journal")
+    assert result.entries == 0 and "replayed 0" in result.summary()
+    assert not (tmp_path / "ledger.db").exists() and not (tmp_path / "no-journal").exists()
