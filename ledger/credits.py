@@ -218,6 +218,8 @@ class CreditsClient:
             sent_at = _now()
             try:
                 response = self._http.get(url, headers=headers)
+            except (httpx2.InvalidURL, httpx2.UnsupportedProtocol) as exc:  # configuration: no retry helps
+                return reading(UNREACHABLE, sent_at, attempt, detail=f"bad base_url {account.base_url!r}: {_reason(exc)}")
             except httpx2.TransportError as exc:
                 last = reading(UNREACHABLE, sent_at, attempt, detail=f"{type(exc).__name__}: {_reason(exc)}")
                 if attempt < self.policy.attempts:

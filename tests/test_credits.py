@@ -212,3 +212,9 @@ def test_a_key_whose_variable_is_unset_is_no_key(monkeypatch):
     with CreditsClient(SECRET, FAST) as client:
         value = client.poll(acct)
     assert value.status == c.NO_KEY and "NO_SUCH_KEY_VAR" in value.detail
+
+
+def test_a_bad_base_url_is_reported_without_retries():
+    with CreditsClient(SECRET, FAST) as client:
+        value = client.poll(account("htp://127.0.0.1/v1", "sk-k1"))
+    assert value.status == c.UNREACHABLE and value.attempts == 1 and "bad base_url" in value.detail
