@@ -26,6 +26,7 @@ import itertools
 import json
 import random
 import re
+import secrets
 import string
 import threading
 import time
@@ -450,8 +451,10 @@ class Platform:
 
 # --- rendering: JSON with exact decimals, SSE chunks generated lazily ---------------
 
-_DECIMAL = "\u0001decimal:"
-_DECIMAL_LITERAL = re.compile(r'"\\u0001decimal:(-?[0-9]+(?:\.[0-9]+)?)"')
+# A Decimal travels through json.dumps as a marked string, then loses its quotes; the
+# per-process nonce keeps a caller's own string from ever passing for one.
+_DECIMAL = f"\u0001{secrets.token_hex(8)}:"
+_DECIMAL_LITERAL = re.compile(r'"\\u0001' + _DECIMAL[1:] + r'(-?[0-9]+(?:\.[0-9]+)?)"')
 
 
 def dumps(payload: Any) -> bytes:
