@@ -53,10 +53,27 @@ log = logging.getLogger(__name__)
 OUTAGES = (sa_exc.OperationalError, sa_exc.InterfaceError, sa_exc.DisconnectionError, sa_exc.TimeoutError, DatabaseError)
 
 
+def _driver_outages() -> tuple[type[BaseException], ...]:
+    # The batch insert talks to the driver directly: its own errors come unwrapped.
+    import sqlite3
+
+    found: list[type[BaseException]] = [sqlite3.OperationalError]
+    try:
+        import psycopg
+
+        found += [psycopg.OperationalError, psycopg.InterfaceError]
+    except ImportError:
+        pass
+    return tuple(found)
+
+
+DRIVER_OUTAGES = _driver_outages()
+
+
 def is_outage(error: BaseException) -> bool:
     if isinstance(error, sa_exc.DBAPIError) and error.connection_invalidated:
         return True
-    return isinstance(error, OUTAGES)
+    return isinstance(error, OUTAGES + DRIVER_OUTAGES)
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,0 +1,123 @@
+"""Writer throughput: records per second through emit -> journal -> batch writer -> ledger.
+
+Captures are made in-process beforehand (no HTTP); the clock runs from the
+first emit to the flush that sees the last one committed. The naive writer is
+the same sink with batch_size=1: one transaction (one commit) per record.
+Both run side by side in one run, on a SQLite file and on PostgreSQL (a
+database made for the run and dropped after).
+
+    .venv/bin/python benchmarks/bench_writer.py [--records 30000] [--naive-records 2000]
+        [--postgres postgresql://postgres@127.0.0.1:5432/postgres] [--no-postgres] [--profile]
+"""
+
+from __future__ import annotations
+
+import argparse
+import cProfile
+import pstats
+import shutil
+import sys
+import tempfile
+import time
+import uuid
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "tests"))
+
+from sqlalchemy import create_engine, func, select, text  # noqa: E402
+from sqlalchemy.engine import make_url  # noqa: E402
+
+from ledger.db import Ledger  # noqa: E402
+from ledger.models import Call  # noqa: E402
+from ledger.writer import LedgerSink  # noqa: E402
+from test_writer import make_capture  # noqa: E402  (the tests' realistic captures)
+
+
+def run(url: str, captures, journal: Path, batch_size: int, profile: bool = False) -> float:
+    """Records per second for `captures` through a fresh sink."""
+    Ledger(url).close()  # schema made before the clock starts
+    sink = LedgerSink(url, journal, batch_size=batch_size, replay_on_start=False, handle_sigterm=False)
+    if not sink.flush(30):
+        raise SystemExit("the ledger did not come up")
+    profiler = cProfile.Profile() if profile else None
+    if profiler:
+        profiler.enable()
+    started = time.perf_counter()
+    for capture in captures:
+        sink.emit(capture)
+    emitted = time.perf_counter()
+    if not sink.flush(600):
+        raise SystemExit("flush timed out")
+    elapsed = time.perf_counter() - started
+    if profiler:
+        profiler.disable()
+        pstats.Stats(profiler).sort_stats("tottime").print_stats(25)
+    stats = sink.stats
+    sink.close()
+    assert stats.committed == len(captures) and stats.pending == 0, stats
+    with Ledger(url) as ledger, ledger.session() as session:
+        assert session.scalar(select(func.count()).select_from(Call)) == len(captures)
+    print(f"    {len(captures)} records, batch {batch_size}: {elapsed:.2f} s "
+          f"(emit loop {1e6 * (emitted - started) / len(captures):.1f} us/record)", flush=True)
+    return len(captures) / elapsed
+
+
+def postgres_database(server: str):
+    admin_url = make_url(server).set(drivername="postgresql+psycopg")
+    name = f"bench_writer_{uuid.uuid4().hex[:8]}"
+    admin = create_engine(admin_url, isolation_level="AUTOCOMMIT")
+    with admin.connect() as connection:
+        connection.execute(text(f'CREATE DATABASE "{name}"'))
+
+    def drop() -> None:
+        with admin.connect() as connection:
+            connection.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        admin.dispose()
+
+    return admin_url.set(database=name).render_as_string(hide_password=False), drop
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--records", type=int, default=30_000)
+    parser.add_argument("--naive-records", type=int, default=2_000)
+    parser.add_argument("--batch-size", type=int, default=1000)
+    parser.add_argument("--postgres", default="postgresql://postgres@127.0.0.1:5432/postgres")
+    parser.add_argument("--no-postgres", action="store_true")
+    parser.add_argument("--profile", action="store_true", help="cProfile the batched run")
+    args = parser.parse_args()
+
+    captures = [make_capture(i) for i in range(args.records)]
+    naive_captures = [make_capture(i) for i in range(args.naive_records)]
+    rows = []
+    with tempfile.TemporaryDirectory() as tmp:
+        backends = [("SQLite (file, WAL)", lambda n: (f"sqlite:///{tmp}/{n}.db", lambda: None))]
+        if not args.no_postgres:
+            backends.append(("PostgreSQL (127.0.0.1)", lambda n: postgres_database(args.postgres)))
+        for label, make in backends:
+            print(label, flush=True)
+            url, drop = make("batched")
+            try:
+                batched = run(url, captures, Path(tmp) / "j-batched", args.batch_size, args.profile)
+            finally:
+                drop()
+            url, drop = make("naive")
+            try:
+                naive = run(url, naive_captures, Path(tmp) / "j-naive", 1)
+            finally:
+                drop()
+            shutil.rmtree(Path(tmp) / "j-batched", ignore_errors=True)
+            rows.append((label, batched, naive))
+
+    print()
+    print("| ledger | batched writer (records/s) | naive, one commit per record (records/s) | ratio |")
+    print("|---|---:|---:|---:|")
+    for label, batched, naive in rows:
+        print(f"| {label} | {batched:,.0f} | {naive:,.0f} | {batched / naive:.1f}x |")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
