@@ -30,7 +30,6 @@ counts, never dropping them silently.
 from __future__ import annotations
 
 import fcntl
-import logging
 import os
 import secrets
 import threading
@@ -41,7 +40,6 @@ from typing import Iterator
 
 from .capture import Capture, decode
 
-log = logging.getLogger(__name__)
 
 SEGMENT_GLOB = "seg-*.jsonl"
 DEFAULT_SEGMENT_BYTES = 4 * 1024 * 1024

@@ -16,7 +16,7 @@ from decimal import Decimal
 from pathlib import Path
 
 import pytest
-from sqlalchemy import create_engine, func, select, text
+from sqlalchemy import create_engine, func, select
 from sqlalchemy.engine import make_url
 
 from ledger.capture import Capture
@@ -386,3 +386,24 @@ def test_a_capture_that_cannot_be_encoded_still_reaches_the_writer_and_emit_neve
         assert sink.flush(20)
         assert sink.stats.emitted == 2
     assert count_rows(database_url, RejectedRecord) + count_rows(database_url) >= 1
+
+
+def test_a_forked_child_gets_a_journal_segment_and_writer_of_its_own(tmp_path):
+    url = f"sqlite:///{tmp_path / 'ledger.db'}"
+    with LedgerSink(url, tmp_path / "journal") as sink:
+        sink.emit(make_capture(0))
+        assert sink.flush(20)
+        pid = os.fork()
+        if pid == 0:  # the child: its captures must not land in the parent's segment counts
+            for i in range(1, 11):
+                sink.emit(make_capture(i))
+            ok = sink.flush(20)
+            sink.close()
+            os._exit(0 if ok else 3)
+        _, status = os.waitpid(pid, 0)
+        for i in range(11, 16):
+            sink.emit(make_capture(i))
+        assert sink.flush(20)
+    assert os.waitstatus_to_exitcode(status) == 0
+    assert count_rows(url) == 16
+    assert segment_paths(tmp_path / "journal") == []
