@@ -15,7 +15,11 @@ Rules worth knowing (see `SimulatorConfig` for the knobs):
   call, so a balance may end slightly negative by at most one call;
 * spend limits (hourly/daily sliding windows, total) refuse a call with 429 once
   the key's spend has reached the limit: the call that crosses it goes through;
-* gpt-5-4 is served on /v1/responses, so a chat request for it is 404 model_not_found.
+* gpt-5-4 is served on /v1/responses, so a chat request for it is 404 model_not_found;
+* X-Sim-Error / X-Sim-Fault are honoured only with `allow_fault_headers`;
+  X-Sim-Completion-Tokens (forced output size, finish "stop") always is;
+* the /v1/credits knobs (credits_latency, credits_status, credits_garbled) are
+  applied by the HTTP shell: they concern the endpoint, not the accounts.
 """
 
 from __future__ import annotations
@@ -31,7 +35,7 @@ import string
 import threading
 import time
 from collections import deque
-from dataclasses import dataclass, field, fields, replace
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
 from decimal import ROUND_FLOOR, ROUND_HALF_UP, Decimal
 from typing import Any, Callable, Iterator, Mapping, NamedTuple, Sequence
@@ -128,6 +132,8 @@ def validate_config(config: SimulatorConfig) -> None:
         raise ValueError(f"credits_garbled is one of {sorted(CREDITS_GARBLED)}")
     if config.credits_status is not None and not 400 <= int(config.credits_status) <= 599:
         raise ValueError("credits_status is an HTTP error status (4xx or 5xx)")
+    if any(not 0 <= rate <= 1 for rate in config.faults.values()):
+        raise ValueError("fault rates are probabilities, from 0 to 1")
     for value in (config.charge_precision, config.overcharge_factor):
         if not isinstance(value, Decimal):
             raise TypeError(f"money knobs are Decimal, not {type(value).__name__}")
@@ -295,27 +301,14 @@ class Platform:
                     for name, a in self.accounts.items()}
 
     def credits(self, api_key: str | None, client_ip: str | None = None) -> SimResponse:
-        """GET /v1/credits, with the configured failure modes."""
+        """GET /v1/credits: the key's account figures (the HTTP shell adds the endpoint's faults)."""
         with self._lock:
-            config = self.config
             try:
                 key = self._lookup(api_key)
                 self._check_ip(key, client_ip)
             except SimError as error:
                 return error.response()
-            if config.credits_status is not None:
-                status = int(config.credits_status)
-                code = {429: "rate_limit_exceeded", 503: "upstream_error"}.get(status, "internal_error")
-                headers = {"retry-after": str(config.credits_retry_after)} if status in (429, 503) else {}
-                return replace(SimError(code).response(headers), status=status)
-            figures = self.reported(key.account.name)
-        if config.credits_garbled == "non_json":
-            return SimResponse(200, {"raw": "<html><body>502 Bad Gateway</body></html>"}, malformed=True)
-        if config.credits_garbled == "wrong_shape":
-            return SimResponse(200, {"code": 200, "msg": "success", "balance": figures["balance"]})
-        if config.credits_garbled == "non_integer":
-            figures = {name: Decimal(value) + Decimal("0.5") for name, value in figures.items()}
-        return SimResponse(200, {"code": 200, "msg": "success", "data": figures})
+            return SimResponse(200, {"code": 200, "msg": "success", "data": self.reported(key.account.name)})
 
     # --- calls ----------------------------------------------------------------------
 
@@ -382,12 +375,12 @@ class Platform:
         call_id = "chatcmpl-" + _id_digits(now) + suffix
         rates = MODELS[request.model]
 
-        if "charge_refund" in faults:
+        if "charge_refund" in faults:  # a 503 that says "refunded" but keeps the prompt's charge
             charged = quantize(Decimal(usage.prompt_tokens) * rates.input / MILLION, config.charge_precision)
             usage = Usage(usage.prompt_tokens, 0, 0)
             self._book(key, call_id, request.model, 503, usage, charged, faults, now)
-            raise SimError("upstream_error", "Upstream provider error.",
-                           {"usage": usage.as_json(), "credits_consumed": charged})
+            error = SimError("upstream_error", extra={"usage": usage.as_json(), "credits_consumed": charged})
+            return replace(error.response(), usage=usage, credits_charged=charged)
         charged = self.price(request.model, usage, faults)
         self._book(key, call_id, request.model, 200, usage, charged, faults, now)
         plan = ChatPlan(

@@ -16,6 +16,7 @@ import logging
 import socket
 import threading
 import time
+from dataclasses import replace
 from decimal import Decimal
 from typing import Any, AsyncIterator
 
@@ -131,6 +132,24 @@ async def _sse(answer: SimResponse) -> AsyncIterator[bytes]:
         raise StreamCut("the cut_stream fault broke the connection")
 
 
+def _credits_fault(answer: SimResponse, config: SimulatorConfig) -> SimResponse:
+    """The /v1/credits answer as the configured fault makes it: failing, or garbled."""
+    if config.credits_status is not None:
+        status = int(config.credits_status)
+        code = {429: "rate_limit_exceeded", 503: "upstream_error"}.get(status, "internal_error")
+        headers = {"retry-after": str(config.credits_retry_after)} if status in (429, 503) else {}
+        return replace(SimError(code).response(headers), status=status)
+    figures = answer.payload["data"]
+    if config.credits_garbled == "non_json":
+        return SimResponse(200, {"html": "<html><body>502 Bad Gateway</body></html>"}, malformed=True)
+    if config.credits_garbled == "wrong_shape":
+        return SimResponse(200, {"code": 200, "msg": "success", "balance": figures["balance"]})
+    if config.credits_garbled == "non_integer":
+        halves = {name: Decimal(value) + Decimal("0.5") for name, value in figures.items()}
+        return SimResponse(200, {"code": 200, "msg": "success", "data": halves})
+    return answer
+
+
 def create_app(config: SimulatorConfig | None = None, platform: Platform | None = None) -> Any:
     """The simulator's Starlette app, over `platform` (or a new one made from `config`)."""
     platform = platform if platform is not None else Platform(config)
@@ -144,11 +163,12 @@ def create_app(config: SimulatorConfig | None = None, platform: Platform | None 
         return await _send(platform.complete(body, _api_key(request), request.headers, client_ip))
 
     async def credits(request: Request) -> Response:
-        latency = platform.config.credits_latency
-        if latency:
-            await asyncio.sleep(latency)
+        config = platform.config
+        if config.credits_latency:
+            await asyncio.sleep(config.credits_latency)
         client_ip = request.client.host if request.client else None
-        return await _send(platform.credits(_api_key(request), client_ip))
+        answer = platform.credits(_api_key(request), client_ip)
+        return await _send(_credits_fault(answer, config) if answer.status == 200 else answer)
 
     async def top_up(request: Request) -> Response:
         try:
@@ -231,7 +251,8 @@ class SimulatorServer:
 
     @property
     def root_url(self) -> str:
-        return f"http://{self.host}:{self.port}"
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"http://{host}:{self.port}"
 
     @property
     def base_url(self) -> str:
@@ -239,7 +260,10 @@ class SimulatorServer:
 
     def start(self) -> "SimulatorServer":
         _quiet_stream_cuts()
-        listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        # proto=IPPROTO_TCP: asyncio sets TCP_NODELAY on accepted sockets only when it is
+        # stated, and without it every response waits ~40 ms on Nagle and delayed ACKs.
+        family = socket.AF_INET6 if ":" in self.host else socket.AF_INET
+        listener = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
         try:
             listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
             listener.bind((self.host, self.port))
