@@ -472,6 +472,22 @@ def test_faults_apply_globally_at_their_configured_rate_and_deterministically():
     assert faulted(5) == first and faulted(6) != first
 
 
+def test_fault_rates_can_be_set_at_runtime(http, sim):
+    knobs = http.post("/sim/faults", json={"faults": {"wrong_rate": 1}}).json()
+    assert knobs["faults"] == {"wrong_rate": 1}
+    FAULT_CHECKS["wrong_rate"](post(http, body(stream=False, messages=LONG)), False,
+                               sim.platform.call_log[0].credits_charged)
+    assert http.post("/sim/reset").json()["faults"] == {}
+
+
+@pytest.mark.parametrize("include_thoughts", [True, False])
+def test_reasoning_text_streams_only_when_thoughts_are_included(http, include_thoughts):
+    chunks = chunks_of(post(http, body(include_thoughts=include_thoughts)).content)
+    thoughts = [c for c in chunks if c["choices"] and "reasoning_content" in c["choices"][0]["delta"]]
+    assert bool(thoughts) == include_thoughts
+    assert chunks[-1]["usage"]["completion_tokens_details"]["reasoning_tokens"] > 0
+
+
 def test_same_seed_gives_the_same_token_counts():
     def usages(seed: int) -> list[Usage]:
         platform = Platform(SimulatorConfig(seed=seed))
