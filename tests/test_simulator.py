@@ -449,8 +449,11 @@ def test_cut_stream_breaks_the_connection_before_usage_and_done(client, sim, key
                 received.append(piece)
     events = sse_events(b"".join(received))
     assert len(events) == 3 and "[DONE]" not in events and all("usage" not in e for e in events)
+    with httpx2.Client(timeout=10) as http, pytest.raises(httpx2.RemoteProtocolError):
+        http.post(sim.base_url + "/chat/completions", json=body(stream=False),
+                  headers={"authorization": f"Bearer {key}", "X-Sim-Fault": "cut_stream"})
     charges = [call.credits_charged for call in sim.platform.call_log]
-    assert len(charges) == 2 and all(charges)  # charged normally
+    assert len(charges) == 3 and all(charges)  # charged normally
 
 
 def test_fault_headers_are_ignored_when_not_allowed(http, sim):
