@@ -295,7 +295,8 @@ def run_service(
         for signum in (signal.SIGINT, signal.SIGTERM):
             previous[signum] = signal.signal(signum, lambda *_: stop.set())
     if not logging.getLogger().handlers:
-        logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+        logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+        logging.getLogger("ledger").setLevel(logging.INFO)  # one line per run; libraries only warn
     try:
         with Ledger(settings.database_url) as ledger:
             service = Service(settings, ledger)
