@@ -313,8 +313,13 @@ class _Call:
                 except DecodeError:
                     self._stop_accounting("undecodable_body")
             scanner = self._scanner
-            if scanner is not None and scanner.skipped_lines:
-                self.notes.append("sse_line_too_long")
+            if scanner is not None:
+                if scanner.skipped_lines:
+                    self.notes.append("sse_line_too_long")
+                if scanner.malformed_lines:
+                    self.notes.append("malformed_body")
+                if outcome == ABORTED and scanner.saw_done:
+                    outcome = COMPLETED  # closed after [DONE]: nothing more was to come (the SDK does this)
             body = self._body
             self.core.sink.emit(Capture(
                 call_id=self.call_id,

@@ -35,7 +35,8 @@ class SSEScanner:
     spreads an event over several data lines.
     """
 
-    __slots__ = ("_tail", "_skipping", "first", "finish", "usage", "credits", "error", "saw_done", "skipped_lines")
+    __slots__ = ("_tail", "_skipping", "first", "finish", "usage", "credits", "error", "saw_done", "skipped_lines",
+                 "malformed_lines")
 
     def __init__(self) -> None:
         self._tail = b""  # the incomplete last line, at most MAX_LINE
@@ -47,6 +48,7 @@ class SSEScanner:
         self.error: bytes | None = None
         self.saw_done = False
         self.skipped_lines = 0
+        self.malformed_lines = 0  # data lines that cannot be a JSON object nor [DONE]
 
     def feed(self, chunk: bytes) -> None:
         last = chunk.rfind(b"\n")
@@ -87,6 +89,13 @@ class SSEScanner:
 
     # The region buf[start:end] holds whole lines only (it ends with a newline).
     def _scan(self, buf: bytes, start: int, end: int) -> None:
+        # A JSON data line ends with "}": counting both is two C passes, and finds a cut chunk.
+        data_lines = buf.count(b"\ndata:", start, end) + buf.startswith(_DATA, start)
+        closed = buf.count(b"}\n", start, end)
+        if closed < data_lines:
+            closed += buf.count(b"}\r\n", start, end) + buf.count(_DONE, start, end)
+            if closed < data_lines:
+                self.malformed_lines += data_lines - closed
         if self.first is None:
             for marker in _FIRST:
                 at = buf.find(marker, start, end)
@@ -127,9 +136,7 @@ def _rfind_any(buf: bytes, markers: tuple[bytes, ...], start: int, end: int) -> 
 
 def _payload_at(buf: bytes, at: int, start: int, end: int) -> bytes | None:
     """The data payload of the line holding position `at`, or None if that line is not a data line."""
-    line_start = buf.rfind(b"\n", start, at) + 1 or start
-    if line_start < start:
-        line_start = start
+    line_start = max(buf.rfind(b"\n", start, at) + 1, start)
     line_end = buf.find(b"\n", at, end)
     if line_end < 0:
         line_end = end
