@@ -238,7 +238,7 @@ class _Call:
     __slots__ = (
         "core", "call_id", "started_at", "request_body", "attempt", "fingerprint", "last4", "project", "user",
         "tags", "notes", "status", "stream", "headers_at", "first_byte_at", "_decoder", "_accept", "_scanner",
-        "_body", "_size", "_ended",
+        "_body", "_size", "_ended", "_pending",
     )
 
     def __init__(self, core, call_id, started_at, request_body, attempt, fingerprint, last4, project, user, tags, notes):
@@ -252,6 +252,7 @@ class _Call:
         self._body: list[bytes] | None = None
         self._size = 0
         self._ended = False
+        self._pending: bytes | None = None
 
     def response(self, status: int, headers: Any) -> None:
         self.headers_at = time.time()
@@ -277,6 +278,18 @@ class _Call:
             self.notes.append("body_too_large")
         else:
             self._body.append(piece)
+
+    def arrived(self, chunk: bytes) -> None:
+        """A chunk is about to go to the caller: it is accounted for when the caller asks for the next one."""
+        if self.first_byte_at is None:
+            self.first_byte_at = time.time()
+        self._pending = chunk
+
+    def account(self) -> None:
+        chunk = self._pending
+        if chunk is not None:
+            self._pending = None
+            self.feed(chunk)
 
     def feed(self, chunk: bytes) -> None:
         if self.first_byte_at is None:
@@ -307,6 +320,7 @@ class _Call:
         self._ended = True
         try:
             ended = time.time()
+            self.account()  # the last chunk the caller got, if it closed before asking for more
             if outcome == COMPLETED and self._decoder is not None and self._accept is not None:
                 try:
                     self._decoder.finish(self._accept)
@@ -316,8 +330,6 @@ class _Call:
             if scanner is not None:
                 if scanner.skipped_lines:
                     self.notes.append("sse_line_too_long")
-                if scanner.malformed_lines:
-                    self.notes.append("malformed_body")
                 if outcome == ABORTED and scanner.saw_done:
                     outcome = COMPLETED  # closed after [DONE]: nothing more was to come (the SDK does this)
             body = self._body
@@ -356,8 +368,9 @@ class _SyncStreamShell:
         call = self._call
         try:
             for chunk in self._inner:
-                call.feed(chunk)
-                yield chunk
+                call.arrived(chunk)
+                yield chunk  # the caller has it first: accounting never delays a byte
+                call.account()
         except GeneratorExit:
             raise
         except BaseException as error:
@@ -380,8 +393,9 @@ class _AsyncStreamShell:
         call = self._call
         try:
             async for chunk in self._inner:
-                call.feed(chunk)
+                call.arrived(chunk)
                 yield chunk
+                call.account()
         except GeneratorExit:
             raise
         except BaseException as error:

@@ -22,6 +22,7 @@ _FINISH = (b'"finish_reason":"', b'"finish_reason": "')
 _USAGE = (b'"usage":{', b'"usage": {')
 _ERROR = (b'"error":{', b'"error": {')
 _CREDITS = b'"credits_consumed"'
+_DONE_WINDOW = 256
 _FIRST = (b'"id"', b'"model"')
 
 
@@ -35,8 +36,7 @@ class SSEScanner:
     spreads an event over several data lines.
     """
 
-    __slots__ = ("_tail", "_skipping", "first", "finish", "usage", "credits", "error", "saw_done", "skipped_lines",
-                 "malformed_lines")
+    __slots__ = ("_tail", "_skipping", "first", "finish", "usage", "credits", "error", "saw_done", "skipped_lines")
 
     def __init__(self) -> None:
         self._tail = b""  # the incomplete last line, at most MAX_LINE
@@ -48,7 +48,6 @@ class SSEScanner:
         self.error: bytes | None = None
         self.saw_done = False
         self.skipped_lines = 0
-        self.malformed_lines = 0  # data lines that cannot be a JSON object nor [DONE]
 
     def feed(self, chunk: bytes) -> None:
         last = chunk.rfind(b"\n")
@@ -89,13 +88,6 @@ class SSEScanner:
 
     # The region buf[start:end] holds whole lines only (it ends with a newline).
     def _scan(self, buf: bytes, start: int, end: int) -> None:
-        # A JSON data line ends with "}": counting both is two C passes, and finds a cut chunk.
-        data_lines = buf.count(b"\ndata:", start, end) + buf.startswith(_DATA, start)
-        closed = buf.count(b"}\n", start, end)
-        if closed < data_lines:
-            closed += buf.count(b"}\r\n", start, end) + buf.count(_DONE, start, end)
-            if closed < data_lines:
-                self.malformed_lines += data_lines - closed
         if self.first is None:
             for marker in _FIRST:
                 at = buf.find(marker, start, end)
@@ -124,8 +116,8 @@ class SSEScanner:
                 self.credits = _payload_at(buf, at, start, end) or self.credits
                 break
             stop = at
-        if not self.saw_done:
-            at = buf.rfind(_DONE, start, end)
+        if not self.saw_done:  # [DONE] is the last line of a stream: look at the end of the region only
+            at = buf.rfind(_DONE, max(start, end - _DONE_WINDOW), end)
             if at >= 0 and _payload_at(buf, at, start, end) == _DONE:
                 self.saw_done = True
 

@@ -133,10 +133,3 @@ def test_identity_is_no_decoder_and_garbage_is_a_decode_error():
     with pytest.raises(DecodeError):
         decoder_for("gzip").decode(b"not gzip at all", lambda piece: None)
 
-
-def test_a_data_line_cut_in_half_is_counted_as_malformed():
-    cut = _chunk("half of this")[:30] + b"\n\n"
-    assert _scan([STREAM]).malformed_lines == 0
-    assert _scan([_chunk("a") + cut + STREAM]).malformed_lines == 1
-    crlf = STREAM.replace(b"\r\n", b"\n").replace(b"\n", b"\r\n")
-    assert _scan([crlf]).malformed_lines == 0 and _scan([crlf]).saw_done

@@ -1,0 +1,305 @@
+"""Recorder overhead: the same calls with and without the recorder, side by side in one run.
+
+The simulator runs in a subprocess (its own GIL) on loopback. Runs alternate
+in blocks (A B A B ...) so that drift cancels; each figure is the median of
+the per-block medians, and the ratio is taken block by block (paired). The
+recorder writes for real: a LedgerSink journals every capture on the caller's
+path and a writer thread inserts them into a SQLite ledger.
+
+    .venv/bin/python benchmarks/bench_recorder.py [--blocks 30] [--calls 40] [--stream-mb 100] [--profile]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import cProfile
+import json
+import os
+import pstats
+import resource
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+import httpx2  # noqa: E402
+import openai  # noqa: E402
+
+from ledger.config import Settings  # noqa: E402
+from ledger.recorder import Recorder  # noqa: E402
+
+KEY = "sk-bench-0000000000000001"
+BODY = {"model": "gemini-3.1-pro", "messages": [{"role": "user", "content": "Say hello"}], "stream": False}
+STREAM_BODY = {**BODY, "stream": True, "include_thoughts": False}
+HEADERS = {"Authorization": f"Bearer {KEY}"}
+BYTES_PER_TOKEN = 58.6  # a streamed content chunk (4 tokens) is ~234 bytes
+
+
+class NullSink:
+    """Discards captures: the recorder's own cost, without the journal and the writer thread."""
+
+    def emit(self, capture) -> None:
+        pass
+
+    def flush(self, timeout=None) -> bool:
+        return True
+
+    def close(self, timeout=5.0) -> None:
+        pass
+
+
+def start_simulator() -> tuple[subprocess.Popen, str]:
+    code = (
+        "import sys, time\n"
+        "from ledger.simulator import SimulatorServer\n"
+        "server = SimulatorServer().start()\n"
+        "print(server.base_url, flush=True)\n"
+        "sys.stdin.read()\n"  # until the parent closes our stdin
+    )
+    process = subprocess.Popen([sys.executable, "-c", code], cwd=ROOT, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    return process, process.stdout.readline().strip()
+
+
+def paired(run_a, run_b, blocks: int) -> tuple[float, float, float]:
+    """(median a, median b, median of a/b): per-block medians, blocks alternating a, b."""
+    a_times, b_times, ratios = [], [], []
+    for index in range(blocks):
+        first, second = (run_a, run_b) if index % 2 == 0 else (run_b, run_a)  # ABBA: no side always goes first
+        x, y = first(), second()
+        a, b = (x, y) if index % 2 == 0 else (y, x)
+        a_times.append(a)
+        b_times.append(b)
+        ratios.append(a / b)
+    return statistics.median(a_times), statistics.median(b_times), statistics.median(ratios)
+
+
+def block(call, calls: int):
+    def run() -> float:
+        samples = []
+        for _ in range(calls):
+            started = time.perf_counter()
+            call()
+            samples.append(time.perf_counter() - started)
+        return statistics.median(samples)
+
+    return run
+
+
+def raw_call(client: httpx2.Client, url: str):
+    def call():
+        client.post(url, json=BODY, headers=HEADERS).read()
+
+    return call
+
+
+def sdk_call(client: openai.OpenAI):
+    def call():
+        client.chat.completions.create(**BODY)
+
+    return call
+
+
+def ttfb_call(client: httpx2.Client, url: str):
+    def call() -> float:
+        started = time.perf_counter()
+        with client.stream("POST", url, json=STREAM_BODY, headers=HEADERS) as response:
+            chunks = response.iter_raw()
+            next(chunks)
+            first = time.perf_counter() - started
+            for _ in chunks:
+                pass
+        return first
+
+    def run_block(calls: int) -> float:
+        return statistics.median(call() for _ in range(calls))
+
+    return run_block
+
+
+# ---------------------------------------------------------------- memory: a child process per side
+
+
+def memory_child(base_url: str, tokens: int, recorded: bool) -> None:
+    """Print the RSS growth (peak) while one big stream passes, and the bytes read."""
+    tmp = Path(tempfile.mkdtemp(prefix="bench-mem-"))
+    client = httpx2.Client(timeout=600)
+    rec = None
+    if recorded:
+        rec = Recorder(f"sqlite:///{tmp / 'ledger.db'}", settings=Settings(secret_path=str(tmp / "secret")), journal_dir=tmp / "journal")
+        client = httpx2.Client(timeout=600, transport=rec.transport(httpx2.HTTPTransport()))
+    headers = {**HEADERS, "X-Sim-Completion-Tokens": str(tokens)}
+    client.post(base_url + "/chat/completions", json=BODY, headers=HEADERS).read()  # warm: imports, pools
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    total = 0
+    with client.stream("POST", base_url + "/chat/completions", json=STREAM_BODY, headers=headers) as response:
+        for chunk in response.iter_raw():
+            total += len(chunk)
+    after = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    client.close()
+    kept = None
+    if rec is not None:
+        rec.flush(30)
+        kept = rec.sink.stats.committed
+        rec.close()
+    print(json.dumps({"bytes": total, "rss_growth_kb": after - before, "committed": kept}))
+
+
+def memory(base_url: str, megabytes: int) -> dict:
+    tokens = int(megabytes * 1024 * 1024 / BYTES_PER_TOKEN)
+    results = {}
+    for side in ("without", "with"):
+        out = subprocess.run(
+            [sys.executable, __file__, "--memory-child", base_url, str(tokens), side],
+            cwd=ROOT, capture_output=True, text=True, check=True,
+        ).stdout
+        results[side] = json.loads(out.strip().splitlines()[-1])
+    return results
+
+
+# ---------------------------------------------------------------- in-process: the wrapper alone
+
+
+def in_process(calls: int) -> dict:
+    """Per call µs of a chat call through a transport that answers from memory, with and without."""
+    body = json.dumps({
+        "id": "chatcmpl-1", "object": "chat.completion", "model": "gemini-3.1-pro-preview",
+        "choices": [{"index": 0, "finish_reason": "stop", "message": {"role": "assistant", "content": "hi " * 100}}],
+        "usage": {"prompt_tokens": 194, "completion_tokens": 229, "total_tokens": 880,
+                  "completion_tokens_details": {"reasoning_tokens": 457, "audio_tokens": 0, "text_tokens": 0}},
+        "credits_consumed": 0.25}).encode()
+
+    class Stream(httpx2.SyncByteStream):
+        def __iter__(self):
+            yield body
+
+        def close(self):
+            pass
+
+    class Memory(httpx2.BaseTransport):
+        def handle_request(self, request):
+            return httpx2.Response(200, headers={"content-type": "application/json"}, stream=Stream())
+
+    tmp = Path(tempfile.mkdtemp(prefix="bench-inproc-"))
+    rec = Recorder(f"sqlite:///{tmp / 'ledger.db'}", settings=Settings(secret_path=str(tmp / "secret")), journal_dir=tmp / "journal")
+    plain, recorded = Memory(), rec.transport(Memory())
+    request = httpx2.Request("POST", "http://sim/v1/chat/completions", json=BODY,
+                             headers={**HEADERS, "x-stainless-retry-count": "0", "user-agent": "OpenAI/Python 3.54.0"})
+
+    def through(transport) -> float:
+        started = time.perf_counter()
+        for _ in range(calls):
+            response = transport.handle_request(request)
+            for _chunk in response.stream:
+                pass
+            response.stream.close()
+        return (time.perf_counter() - started) / calls * 1e6
+
+    through(recorded), through(plain)
+    samples = [(through(recorded), through(plain)) for _ in range(5)]
+    result = {
+        "with_us": statistics.median(s[0] for s in samples),
+        "without_us": statistics.median(s[1] for s in samples),
+    }
+    # Where the time goes: the sink's emit (encode + journal append + queue) alone.
+    from ledger.recorder import _Core  # noqa: F401  (the same path, timed by parts)
+
+    core = recorded._core
+    started = time.perf_counter()
+    for _ in range(calls):
+        call, _request = core.begin(request)
+    result["begin_us"] = (time.perf_counter() - started) / calls * 1e6
+    calls_made = [core.begin(request)[0] for _ in range(calls)]
+    headers = httpx2.Headers({"content-type": "application/json"})
+    started = time.perf_counter()
+    for call in calls_made:
+        call.response(200, headers)
+        call.feed(body)
+    result["observe_us"] = (time.perf_counter() - started) / calls * 1e6
+    started = time.perf_counter()
+    for call in calls_made:
+        call.end("completed")
+    result["end_emit_us"] = (time.perf_counter() - started) / calls * 1e6
+    rec.flush(60)
+    rec.close()
+    return result
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--blocks", type=int, default=30)
+    parser.add_argument("--calls", type=int, default=40, help="calls per block")
+    parser.add_argument("--stream-mb", type=int, default=100)
+    parser.add_argument("--profile", action="store_true", help="profile the recorded raw calls")
+    parser.add_argument("--memory-child", nargs=3, help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    if args.memory_child:
+        url, tokens, side = args.memory_child
+        memory_child(url, int(tokens), side == "with")
+        return 0
+
+    process, base_url = start_simulator()
+    url = base_url + "/chat/completions"
+    tmp = Path(tempfile.mkdtemp(prefix="bench-recorder-"))
+    rec = Recorder(f"sqlite:///{tmp / 'ledger.db'}", settings=Settings(secret_path=str(tmp / "secret")), journal_dir=tmp / "journal")
+    try:
+        null_rec = Recorder(sink=NullSink(), settings=Settings(secret_path=str(tmp / "secret")))
+        plain, recorded, recorded_null = openai.DefaultHttpxClient(), rec.client(), null_rec.client()
+        sdk_plain = openai.OpenAI(base_url=base_url, api_key=KEY, http_client=openai.DefaultHttpxClient(), max_retries=0)
+        sdk_recorded = openai.OpenAI(base_url=base_url, api_key=KEY, http_client=rec.client(), max_retries=0)
+        for _ in range(200):  # warm up both sides: connections, imports, the writer
+            raw_call(plain, url)(), raw_call(recorded, url)(), sdk_call(sdk_plain)(), sdk_call(sdk_recorded)()
+        if args.profile:
+            profiler = cProfile.Profile()
+            profiler.enable()
+            block(raw_call(recorded, url), 2000)()
+            profiler.disable()
+            pstats.Stats(profiler).sort_stats("cumulative").print_stats(25)
+        raw = paired(block(raw_call(recorded, url), args.calls), block(raw_call(plain, url), args.calls), args.blocks)
+        sdk = paired(block(sdk_call(sdk_recorded), args.calls), block(sdk_call(sdk_plain), args.calls), args.blocks)
+        ttfb_with, ttfb_without = ttfb_call(recorded, url), ttfb_call(plain, url)
+        ttfb = paired(lambda: ttfb_with(args.calls // 2), lambda: ttfb_without(args.calls // 2), args.blocks)
+        raw_null = paired(block(raw_call(recorded_null, url), args.calls), block(raw_call(plain, url), args.calls), args.blocks)
+        ttfb_null_with = ttfb_call(recorded_null, url)
+        ttfb_null = paired(lambda: ttfb_null_with(args.calls // 2), lambda: ttfb_without(args.calls // 2), args.blocks)
+        for client in (plain, recorded, recorded_null, sdk_plain, sdk_recorded):
+            client.close()
+        flushed = rec.flush(60)
+        stats = rec.sink.stats
+        inproc = in_process(20000)
+        mem = memory(base_url, args.stream_mb)
+    finally:
+        rec.close()
+        process.stdin.close()
+        process.wait(10)
+
+    print(f"machine: {os.cpu_count()} cores, Python {sys.version.split()[0]}; {args.blocks} blocks x {args.calls} calls, ABBA")
+    print(f"{'measure':52} {'with':>10} {'without':>10} {'ratio':>7} {'target':>7}")
+    rows = [
+        ("per call, raw httpx2 non-streaming (ms)", raw, 1.05),
+        ("per call, openai SDK non-streaming (ms)", sdk, 1.02),
+        ("streaming time to first byte, httpx2 (ms)", ttfb, 1.02),
+        ("  the same, sink that discards: per call raw (ms)", raw_null, 1.05),
+        ("  the same, sink that discards: first byte (ms)", ttfb_null, 1.02),
+    ]
+    for name, (with_, without, ratio), target in rows:
+        verdict = "met" if ratio <= target else "MISSED"
+        print(f"{name:52} {with_ * 1e3:10.3f} {without * 1e3:10.3f} {ratio:7.3f} {'<= ' + str(target):>7} {verdict}")
+    print(f"{'recorder in-process, per call (us)':52} {inproc['with_us']:10.1f} {inproc['without_us']:10.1f}"
+          f"  added {inproc['with_us'] - inproc['without_us']:.1f} us: begin {inproc['begin_us']:.1f},"
+          f" observe {inproc['observe_us']:.1f}, end+emit (journal) {inproc['end_emit_us']:.1f}")
+    for side in ("with", "without"):
+        m = mem[side]
+        print(f"{'100 MB stream, peak RSS growth (MB), ' + side + ' recorder':52} {m['rss_growth_kb'] / 1024:10.1f}"
+              f"   ({m['bytes'] / 1e6:.1f} MB passed{', ledger rows: ' + str(m['committed']) if m['committed'] is not None else ''})")
+    print(f"ledger: {stats.emitted} captures emitted, {stats.committed} committed, all flushed: {flushed}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
