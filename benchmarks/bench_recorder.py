@@ -17,7 +17,6 @@ import cProfile
 import json
 import os
 import pstats
-import resource
 import statistics
 import subprocess
 import sys
@@ -135,19 +134,28 @@ def memory_child(base_url: str, tokens: int, recorded: bool) -> None:
         client = httpx2.Client(timeout=600, transport=rec.transport(httpx2.HTTPTransport()))
     headers = {**HEADERS, "X-Sim-Completion-Tokens": str(tokens)}
     client.post(base_url + "/chat/completions", json=BODY, headers=HEADERS).read()  # warm: imports, pools
-    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    total = 0
+    page = os.sysconf("SC_PAGE_SIZE")
+
+    def rss() -> int:
+        with open("/proc/self/statm") as statm:
+            return int(statm.read().split()[1]) * page
+
+    before = peak = rss()
+    total = chunks = 0
     with client.stream("POST", base_url + "/chat/completions", json=STREAM_BODY, headers=headers) as response:
         for chunk in response.iter_raw():
             total += len(chunk)
-    after = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+            chunks += 1
+            if chunks % 16 == 0:  # every MB or so
+                peak = max(peak, rss())
+    peak = max(peak, rss())
     client.close()
     kept = None
     if rec is not None:
         rec.flush(30)
         kept = rec.sink.stats.committed
         rec.close()
-    print(json.dumps({"bytes": total, "rss_growth_kb": after - before, "committed": kept}))
+    print(json.dumps({"bytes": total, "rss_growth_kb": (peak - before) // 1024, "committed": kept}))
 
 
 def memory(base_url: str, megabytes: int) -> dict:

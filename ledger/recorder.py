@@ -134,12 +134,15 @@ class _Core:
         started = time.time()
         headers = request.headers
         authorization = attempt = project = user = tags = None
-        for name, value in headers.raw:
+        encoded = False
+        for name, value in headers.raw:  # one pass over the raw list: Headers.get costs µs a name
             name = name.lower()
             if name == b"authorization":
                 authorization = value
             elif name == _RETRY_HEADER:
                 attempt = value
+            elif name == b"content-encoding":
+                encoded = True
             elif name.startswith(b"x-ledger-"):
                 if name == HEADER_PROJECT:
                     project = value.decode("utf-8", "replace")
@@ -165,7 +168,7 @@ class _Core:
             attempt_no = int(attempt) if attempt is not None else 0
         except ValueError:
             attempt_no = 0
-        body, request = self._request_body(request, notes)
+        body, request = self._request_body(request, encoded, notes)
         call = _Call(
             self, new_call_id(), started, body, attempt_no, fingerprint, last4,
             project if project is not None else (context.project if context else None),
@@ -174,13 +177,13 @@ class _Core:
         )
         return call, request
 
-    def _request_body(self, request: Any, notes: list[str]) -> tuple[bytes, Any]:
+    def _request_body(self, request: Any, encoded: bool, notes: list[str]) -> tuple[bytes, Any]:
         try:
             body = request.content
         except Exception:  # a streamed request body: not read here, so the caller's stream is untouched
             notes.append("request_body_unread")
             return b"", request
-        if "content-encoding" in request.headers:
+        if encoded:
             notes.append("request_body_encoded")
             return b"", request
         parsed = None
@@ -257,7 +260,14 @@ class _Call:
     def response(self, status: int, headers: Any) -> None:
         self.headers_at = time.time()
         self.status = status
-        self.stream = headers.get("content-type", "").lower().startswith("text/event-stream")
+        content_type = coding = b""
+        for name, value in headers.raw:
+            name = name.lower()
+            if name == b"content-type":
+                content_type = value
+            elif name == b"content-encoding":
+                coding = value
+        self.stream = content_type.lower().startswith(b"text/event-stream")
         if self.stream:
             self._scanner = SSEScanner()
             self._accept = self._scanner.feed
@@ -265,7 +275,7 @@ class _Call:
             self._body = []
             self._accept = self._keep_body
         try:
-            self._decoder = decoder_for(headers.get("content-encoding"))
+            self._decoder = decoder_for(coding.decode("latin-1")) if coding else None
         except DecodeError:
             self.notes.append("undecodable_body")
             self._accept = None
@@ -437,6 +447,13 @@ class _SyncShell:
     def close(self) -> None:
         self._inner.close()
 
+    def __enter__(self) -> Any:
+        self._inner.__enter__()
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self._inner.__exit__(*exc)
+
 
 class _AsyncShell:
     _async_stream: type
@@ -460,6 +477,13 @@ class _AsyncShell:
 
     async def aclose(self) -> None:
         await self._inner.aclose()
+
+    async def __aenter__(self) -> Any:
+        await self._inner.__aenter__()
+        return self
+
+    async def __aexit__(self, *exc: Any) -> None:
+        await self._inner.__aexit__(*exc)
 
 
 class _RecordingStream(_SyncStreamShell, httpx2.SyncByteStream):
@@ -530,10 +554,10 @@ class Recorder:
         rate_book: Any = None,
         sink: Sink | None = None,
     ) -> None:
-        from .config import Settings, load_settings
+        from .config import load_settings
 
-        if settings is None:
-            settings = load_settings(database_url=database_url) if database_url is None else Settings().with_database_url(database_url)
+        if settings is None:  # the config file and the environment, as the CLI reads them; the URL given wins
+            settings = load_settings(database_url=database_url)
         elif database_url:
             settings = settings.with_database_url(database_url)
         self.settings = settings
