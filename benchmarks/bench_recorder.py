@@ -134,6 +134,8 @@ def memory_child(base_url: str, tokens: int, recorded: bool) -> None:
         client = httpx2.Client(timeout=600, transport=rec.transport(httpx2.HTTPTransport()))
     headers = {**HEADERS, "X-Sim-Completion-Tokens": str(tokens)}
     client.post(base_url + "/chat/completions", json=BODY, headers=HEADERS).read()  # warm: imports, pools
+    if rec is not None:
+        rec.flush(30)  # the writer's start (schema check, connection) is not the stream's doing
     page = os.sysconf("SC_PAGE_SIZE")
 
     def rss() -> int:
