@@ -75,7 +75,7 @@ ERRORS: dict[str, tuple[int, str, str]] = {
 
 FAULTS = frozenset({
     "overcharge", "bill_reasoning", "wrong_rate", "omit_usage", "charge_refund",
-    "slow_chunks", "cut_stream", "malformed_body", "unrecorded",
+    "slow_chunks", "cut_stream", "malformed_body", "unrecorded", "omit_charge",
 })
 CREDITS_GARBLED = frozenset({"non_json", "wrong_shape", "non_integer"})
 IMAGE_TOKENS = 258  # a media part, whatever its size
@@ -386,7 +386,7 @@ class Platform:
         plan = ChatPlan(
             id=call_id, created=int(now), model=rates.served_as, usage=usage, finish_reason=finish,
             include_thoughts=request.include_thoughts, credits_consumed=charged,
-            show_usage="omit_usage" not in faults, malformed="malformed_body" in faults,
+            show_usage="omit_usage" not in faults, show_charge="omit_charge" not in faults, malformed="malformed_body" in faults,
             cut_after=config.cut_after_chunks if "cut_stream" in faults else None,
         )
         delay = config.chunk_latency if "slow_chunks" in faults else 0.0
@@ -486,6 +486,7 @@ class ChatPlan:
     include_thoughts: bool
     credits_consumed: Decimal
     show_usage: bool = True
+    show_charge: bool = True  # omit_charge: usage sent, credits_consumed not
     malformed: bool = False
     cut_after: int | None = None  # events sent before the connection breaks
 
@@ -504,7 +505,8 @@ class ChatPlan:
                 "choices": [{"index": 0, "finish_reason": self.finish_reason, "message": message}]}
         if self.show_usage:
             body["usage"] = self.usage.as_json()
-            body["credits_consumed"] = self.credits_consumed
+            if self.show_charge:
+                body["credits_consumed"] = self.credits_consumed
         return body
 
     def _chunk(self, delta: dict[str, Any], finish_reason: str | None = None) -> bytes:
@@ -518,8 +520,9 @@ class ChatPlan:
             return
         yield from self._body_events()
         if self.show_usage:
-            tail = {**self._head(), "choices": [], "usage": self.usage.as_json(),
-                    "credits_consumed": self.credits_consumed}
+            tail = {**self._head(), "choices": [], "usage": self.usage.as_json()}
+            if self.show_charge:
+                tail["credits_consumed"] = self.credits_consumed
             yield b"data: " + dumps(tail) + b"\n\n"
         yield DONE
 

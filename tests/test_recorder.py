@@ -373,6 +373,7 @@ FAULT_CASES = [
     ("charge_refund", "error", "charged_on_refund"),
     ("slow_chunks", "completed", "rounding"),
     ("cut_stream", "failed", "missing_usage"),
+    ("omit_charge", "completed", "missing_charge"),
     ("malformed_body", "completed", "missing_usage"),  # streamed: priced, flagged (see below)
 ]
 

@@ -372,6 +372,13 @@ def check_omit_usage(response, stream, charged):
     assert charged > 0
 
 
+def check_omit_charge(response, stream, charged):
+    documents = chunks_of(response.content) if stream else [response.json()]
+    assert any("usage" in d for d in documents)
+    assert all("credits_consumed" not in d for d in documents)
+    assert charged > 0
+
+
 def check_charge_refund(response, stream, charged):
     assert response.status_code == 503
     document = json.loads(response.content, parse_float=Decimal)
@@ -415,6 +422,7 @@ FAULT_CHECKS = {
     "cut_stream": check_cut_stream,
     "malformed_body": check_malformed,
     "unrecorded": check_unremarkable,
+    "omit_charge": check_omit_charge,
 }
 
 
