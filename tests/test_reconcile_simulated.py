@@ -1,71 +1,58 @@
 """A simulated day against the simulator on loopback: a clean run reconciles, each fault is named and sized.
 
-Calls go to the simulator over HTTP; their answers become records through the
-recorder's own parsing (`capture.build_record`) and are priced into the ledger.
+Calls go to the simulator over HTTP through the recorder (an httpx2 client on
+its recording transport), which journals, prices and writes them into the
+ledger; calls "bypassing the recorder" use a plain client with the same key.
 Polls run between batches of calls, so a day takes seconds.
 """
 
 from __future__ import annotations
 
-import json
-import time
-import uuid
 from decimal import Decimal
 
 import httpx2
 import pytest
 
-from ledger.capture import Capture, build_record
 from ledger.config import AccountConfig, KeyConfig, Settings
 from ledger.jobs import poll_balances
-from ledger.keys import fingerprint, load_secret
-from ledger.pricing import default_rate_book, price
 from ledger.reconcile import GAP, OK, format_reconciliation, reconcile
-from ledger.repository import insert_calls
+from ledger.recorder import Recorder
 from ledger.simulator import SimulatorServer
 from ledger.simplatform import AccountConfig as SimAccount
 from ledger.simplatform import SimulatorConfig
 
 KEYS = ("sk-acme-recorded-0001", "sk-acme-second-0002")
-BOOK = default_rate_book()
 
 
 class Day:
-    def __init__(self, server: SimulatorServer, ledger) -> None:
+    def __init__(self, server: SimulatorServer, ledger, journal_dir) -> None:
         self.server, self.ledger = server, ledger
         self.settings = Settings(
             database_url=ledger.url,
             accounts=(AccountConfig("acme", server.base_url, tuple(KeyConfig(f"k{i}", key=k) for i, k in enumerate(KEYS))),),
         )
-        self.http = httpx2.Client(base_url=server.base_url, timeout=10)
-        self.secret = load_secret()
+        self.recorder = Recorder(settings=self.settings, journal_dir=journal_dir)
+        self.recorded = httpx2.Client(base_url=server.base_url, timeout=10,
+                                      transport=self.recorder.transport(httpx2.HTTPTransport()))
+        self.bypass = httpx2.Client(base_url=server.base_url, timeout=10)  # a caller that skips the recorder
         self.n = 0
 
     def calls(self, count: int, *, recorded: bool = True, fault: str | None = None, key: str = KEYS[0], size: int = 0) -> None:
-        records = []
+        http = self.recorded if recorded else self.bypass
         for _ in range(count):
             self.n += 1
-            request = json.dumps({
-                "model": "gemini-3.1-pro", "stream": False, "reasoning_effort": "low" if self.n % 3 else "high",
+            request = {
+                "model": "gemini-3.1-pro", "stream": self.n % 4 == 0, "reasoning_effort": "low" if self.n % 3 else "high",
                 "messages": [{"role": "user", "content": "x" * (size or 40 + self.n % 2000)}],
-            }).encode()
-            headers = {"Authorization": f"Bearer {key}", "Content-Type": "application/json"}
+            }
+            headers = {"Authorization": f"Bearer {key}", "X-Ledger-Project": "day"}
             if fault:
                 headers["X-Sim-Fault"] = fault
-            started = time.time()
-            response = self.http.post("/chat/completions", content=request, headers=headers)
-            capture = Capture(
-                call_id=uuid.uuid4().hex, started_at=started, ended_at=time.time(), first_byte_at=None,
-                outcome="completed", http_status=response.status_code, stream=False, request_body=request,
-                body=response.content, key_fingerprint=fingerprint(key, self.secret), key_last4=key[-4:],
-            )
-            record = build_record(capture)
-            records.append((record, price(record, BOOK)))
-        if recorded:
-            with self.ledger.session() as session:
-                insert_calls(session, records)
+            response = http.post("/chat/completions", json=request, headers=headers)
+            assert response.status_code in (200, 503), response.text
 
     def poll(self) -> None:
+        assert self.recorder.flush(30)  # what was recorded is in the ledger before the balance is read
         (value,) = poll_balances(self.settings, self.ledger)
         assert value.ok, value
 
@@ -73,14 +60,16 @@ class Day:
         return reconcile(self.ledger, self.settings, edge_seconds=0)
 
     def close(self) -> None:
-        self.http.close()
+        self.recorded.close()
+        self.bypass.close()
+        self.recorder.close()
 
 
 @pytest.fixture
-def day(ledger):
+def day(ledger, tmp_path):
     config = SimulatorConfig(seed=4, accounts={"acme": SimAccount(keys=KEYS, balance=5_000)})
     with SimulatorServer(config) as server:
-        day = Day(server, ledger)
+        day = Day(server, ledger, tmp_path / "journal")
         yield day
         day.close()
 
