@@ -28,22 +28,14 @@ from typing import Any, TextIO
 
 from .config import AccountConfig, KeyConfig, Settings
 from .pricing import CLEAN_CLASSES
+from .simplatform import BILLING_FAULTS
 
 MODEL = "gemini-3.1-pro"
 PROJECTS = ("search", "support", "reports")
 TOP_UP = 1_000
 
 # Each injected billing fault and the class the pricing check must give the call.
-EXPECTED_CLASS: dict[str, str] = {
-    "overcharge": "overcharge",
-    "bill_reasoning": "reasoning_billed",
-    "wrong_rate": "wrong_rate",
-    "omit_usage": "missing_usage",
-    "omit_charge": "missing_charge",
-    "charge_refund": "charged_on_refund",
-    "cut_stream": "missing_usage",
-    "malformed_body": "missing_usage",
-}
+EXPECTED_CLASS: dict[str, str] = dict(BILLING_FAULTS)
 # Calls that must come out clean although something odd happened to them.
 CLEAN_ODDITIES = ("slow_chunks", "upstream_error", "rate_limit_exceeded", "model_not_found")
 

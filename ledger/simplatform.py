@@ -77,6 +77,19 @@ FAULTS = frozenset({
     "overcharge", "bill_reasoning", "wrong_rate", "omit_usage", "charge_refund",
     "slow_chunks", "cut_stream", "malformed_body", "unrecorded", "omit_charge",
 })
+# The billing faults, each with the pricing class a correct check gives the call it
+# spoils (slow_chunks and unrecorded leave the bill alone). Under malformed_body a
+# stream's cut content chunk leaves the usage whole: only a JSON body loses it.
+BILLING_FAULTS: dict[str, str] = {
+    "overcharge": "overcharge",
+    "bill_reasoning": "reasoning_billed",
+    "wrong_rate": "wrong_rate",
+    "omit_usage": "missing_usage",
+    "omit_charge": "missing_charge",
+    "charge_refund": "charged_on_refund",
+    "cut_stream": "missing_usage",
+    "malformed_body": "missing_usage",
+}
 CREDITS_GARBLED = frozenset({"non_json", "wrong_shape", "non_integer"})
 IMAGE_TOKENS = 258  # a media part, whatever its size
 TOKENS_PER_MESSAGE = 4
@@ -624,7 +637,7 @@ def count_prompt_tokens(messages: Sequence[Any]) -> int:
 
 
 __all__ = [
-    "AccountConfig", "CallCharge", "ERRORS", "FAULTS", "KeySettings", "MODELS", "ModelRates", "Platform",
+    "AccountConfig", "BILLING_FAULTS", "CallCharge", "ERRORS", "FAULTS", "KeySettings", "MODELS", "ModelRates", "Platform",
     "SimError", "SimResponse", "SimulatorConfig", "Usage", "count_prompt_tokens", "dumps", "fingerprint",
     "parse_request",
 ]

@@ -21,7 +21,7 @@ from ledger.capture import Capture, build_record
 from ledger.cli import main
 from ledger.pricing import CLEAN_CLASSES, default_rate_book, price
 from ledger.repository import insert_calls
-from ledger.simplatform import Platform, SimulatorConfig
+from ledger.simplatform import BILLING_FAULTS, FAULTS, Platform, SimulatorConfig
 from ledger.sse import SSEScanner
 
 BOOK = default_rate_book()
@@ -78,17 +78,12 @@ def test_ten_thousand_clean_calls_raise_no_false_alarm():
 
 
 # Each billing fault knob and the class `check` must name it by.
-FAULT_CLASSES = {
-    "overcharge": "overcharge",
-    "bill_reasoning": "reasoning_billed",
-    "wrong_rate": "wrong_rate",
-    "omit_usage": "missing_usage",
-    "omit_charge": "missing_charge",
-    "charge_refund": "charged_on_refund",
-    "cut_stream": "missing_usage",
-    "malformed_body": "missing_usage",
-}
+FAULT_CLASSES = BILLING_FAULTS
 CLEAN_FAULTS = ("slow_chunks", "unrecorded")  # no effect on the bill
+
+
+def test_every_fault_knob_is_either_a_billing_fault_or_harmless():
+    assert set(BILLING_FAULTS) | set(CLEAN_FAULTS) == FAULTS
 
 
 @pytest.mark.parametrize("stream", [False, True], ids=["json", "sse"])
