@@ -15,7 +15,8 @@ from typing import TYPE_CHECKING, Any
 
 __version__ = "0.1.0"
 
-# public name -> the module that defines it
+# public name -> the module that defines it (never a submodule's own name: importing
+# the submodule would rebind it)
 _EXPORTS = {
     "Recorder": "ledger.recorder",
     "Ledger": "ledger.db",
@@ -27,7 +28,6 @@ _EXPORTS = {
     "PricingPolicy": "ledger.pricing",
     "default_rate_book": "ledger.pricing",
     "load_rate_cards": "ledger.pricing",
-    "reconcile": "ledger.reconcile",
     "LedgerError": "ledger.errors",
 }
 
@@ -52,6 +52,5 @@ if TYPE_CHECKING:  # for type checkers and editors
     from .db import Ledger
     from .errors import LedgerError
     from .pricing import PricingPolicy, default_rate_book, load_rate_cards, price
-    from .reconcile import reconcile
     from .recorder import Recorder
     from .writer import LedgerSink, replay_journal

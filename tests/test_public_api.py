@@ -8,10 +8,19 @@ import ledger
 
 
 def test_every_public_name_resolves_to_its_definition():
+    import ledger.reconcile  # noqa: F401  (a submodule imported first must not shadow a name)
+
     for name in ledger.__all__:
         value = getattr(ledger, name)
         if name != "__version__":
             assert getattr(importlib.import_module(ledger._EXPORTS[name]), name) is value
+
+
+def test_no_public_name_is_also_a_submodule():
+    import pkgutil
+
+    submodules = {m.name for m in pkgutil.iter_modules(ledger.__path__)}
+    assert not submodules & set(ledger.__all__)
 
 
 def test_the_readme_import_works_and_unknown_names_fail():
