@@ -9,6 +9,7 @@ named anomaly instead of an amount.
 
 from __future__ import annotations
 
+import hashlib
 import json
 from dataclasses import dataclass, field, replace
 from datetime import datetime
@@ -395,8 +396,21 @@ def record_from_dict(data: Mapping[str, Any]) -> CallRecord:
 
 
 def record_digest(record: CallRecord) -> str:
-    """A fingerprint of the record's content, to tell a replay from a conflict."""
-    import hashlib
+    """A fingerprint of the record's content, to tell a replay from a conflict.
 
-    text = json.dumps(record_to_dict(record), sort_keys=True, separators=(",", ":"))
-    return hashlib.sha256(text.encode()).hexdigest()
+    SHA-256 of the repr of a tuple of the record's fields: primitives, Decimals
+    and aware datetimes only, whose reprs are stable across processes and runs
+    (no hash seeds, no dict order). Every field of `record_to_dict` is in it.
+    """
+    facts = record.response
+    usage = facts.usage
+    content = (
+        record.call_id, record.started_at, record.status, record.model_requested, record.stream,
+        record.reasoning_effort, record.include_thoughts, record.tools, record.attempt, record.first_byte_at,
+        record.ended_at, record.http_status, record.refunded, record.key_fingerprint, record.key_last4,
+        record.project, record.end_user, tuple(sorted(record.tags.items())),
+        facts.completion_id, facts.model_reported, facts.finish_reason,
+        None if usage is None else tuple(getattr(usage, f) for f in USAGE_FIELDS),
+        facts.credits_charged, facts.error_code, facts.error_type, tuple(facts.anomalies),
+    )
+    return hashlib.sha256(repr(content).encode("utf-8", "surrogatepass")).hexdigest()

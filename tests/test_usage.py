@@ -82,3 +82,47 @@ def test_request_defaults_follow_the_api():
         b' "tools": [{"type": "function", "function": {"name": "googleSearch"}}]}'
     )
     assert (facts.stream, facts.reasoning_effort, facts.include_thoughts, facts.tools) == (False, "low", False, "googleSearch")
+
+
+def test_the_record_digest_sees_every_field_and_nothing_else():
+    from dataclasses import fields, replace
+    from datetime import datetime, timedelta, timezone
+
+    from ledger.usage import CallRecord, ResponseFacts, Usage, record_digest
+
+    when = datetime(2026, 11, 24, 12, 0, tzinfo=timezone.utc)
+    usage = Usage(194, 229, 457, 0, 0, 880)
+    facts = ResponseFacts("chatcmpl-1", "gemini-3.1-pro-preview", "stop", usage, Decimal("0.25"), None, None, ("a",))
+    record = CallRecord("c1", when, "completed", "gemini-3.1-pro", True, "low", False, "none", 1, when, when, 200,
+                        False, facts, "f" * 32, "Zq9x", "search", "u-42", {"b": "2", "a": "1"})
+    digest = record_digest(record)
+    assert digest == record_digest(replace(record, tags={"a": "1", "b": "2"}))  # tag order is not content
+
+    def changed(value):
+        if isinstance(value, bool):
+            return not value
+        if isinstance(value, int):
+            return value + 1
+        if isinstance(value, str):
+            return value + "x"
+        if isinstance(value, Decimal):
+            return value + Decimal("0.01")
+        if isinstance(value, datetime):
+            return value + timedelta(microseconds=1)
+        if isinstance(value, tuple):
+            return value + ("z",)
+        if isinstance(value, dict):
+            return {**value, "c": "3"}
+        raise AssertionError(f"no change for {value!r}")
+
+    for f in fields(CallRecord):
+        if f.name != "response":
+            assert record_digest(replace(record, **{f.name: changed(getattr(record, f.name))})) != digest, f.name
+    for f in fields(ResponseFacts):
+        if f.name != "usage":
+            other = replace(facts, **{f.name: changed(getattr(facts, f.name)) if getattr(facts, f.name) else "x"})
+            assert record_digest(replace(record, response=other)) != digest, f.name
+    for f in fields(Usage):
+        other = replace(facts, usage=replace(usage, **{f.name: getattr(usage, f.name) + 1}))
+        assert record_digest(replace(record, response=other)) != digest, f.name
+    assert record_digest(replace(record, response=replace(facts, usage=None))) != digest
