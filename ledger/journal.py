@@ -6,11 +6,17 @@ its own and holds an advisory lock (`fcntl.flock`) on every segment it has not
 finished with, so a replayer can tell a live segment (lock refused) from an
 orphan of a dead process or of an earlier run (lock granted).
 
-Durability: an append is a single `os.write` of a whole line on an `O_APPEND`
-descriptor. Once it has returned, the line is in the kernel's page cache and
-survives the process being killed (SIGKILL included); it does not survive a
-power cut or a kernel crash unless `fsync=True` (one `fsync` per append,
-milliseconds each, off by default). Nothing on the append path fsyncs.
+Durability: an append copies a whole line into the active segment, a file
+mapped shared (`mmap`) whose space was reserved when it was made
+(`posix_fallocate`, so a full disk refuses a segment up front instead of
+failing a page later). Once the copy is done the line is in the kernel's page
+cache and survives the process being killed (SIGKILL included); it does not
+survive a power cut or a kernel crash unless `fsync=True` (an `msync` per
+append, milliseconds each, off by default). The copy is not a system call, so
+the caller never gives the GIL away on the append (an `os.write` did, and
+then waited for the writer thread to hand it back: up to the 5 ms switch
+interval). A sealed segment is truncated to its lines; a segment of a killed
+process ends in the zero bytes of its unused space, which reading skips.
 
 Leaving the journal: the writer counts, per segment, the entries the database
 has committed. It rotates the active segment (when it grows past
@@ -30,6 +36,7 @@ counts, never dropping them silently.
 from __future__ import annotations
 
 import fcntl
+import mmap
 import os
 import secrets
 import threading
@@ -61,11 +68,13 @@ class Entry:
 class Segment:
     """A segment this process appends to or has not finished with (state guarded by the journal lock)."""
 
-    __slots__ = ("path", "fd", "appended", "settled", "size", "sealed", "dropped", "done", "last_append")
+    __slots__ = ("path", "fd", "mm", "capacity", "appended", "settled", "size", "sealed", "dropped", "done", "last_append")
 
-    def __init__(self, path: Path, fd: int) -> None:
+    def __init__(self, path: Path, fd: int, mm: mmap.mmap | None = None, capacity: int = 0) -> None:
         self.path = path
         self.fd = fd
+        self.mm = mm  # the mapping appends go to, while the segment is active
+        self.capacity = capacity
         self.appended = 0  # entries written (counted before the write, so a segment is never deleted under one)
         self.settled = 0  # entries the database has committed (or kept aside) from memory
         self.size = 0
@@ -107,31 +116,52 @@ class Journal:
         self.active: Segment = self._open_segment()
         self.settled_total = 0  # entries settled in segments that were still open (for `pending`)
 
-    def _open_segment(self) -> Segment:
+    def _open_segment(self, min_capacity: int = 0) -> Segment:
         path = _new_segment_path(self.directory)
-        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_APPEND | os.O_CLOEXEC, 0o600)
+        # Room for twice the rotation size: the writer seals a segment past segment_bytes,
+        # an append only when the mapping is full (a writer that fell behind, a huge line).
+        capacity = max(2 * self.segment_bytes, min_capacity, 1)
+        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except OSError:
+            os.posix_fallocate(fd, 0, capacity)  # the space is ours now: no SIGBUS on a full disk later
+            mm = mmap.mmap(fd, capacity)
+        except (OSError, ValueError):
             os.close(fd)
+            try:
+                os.unlink(path)
+            except OSError:
+                pass
             raise
-        segment = Segment(path, fd)
+        segment = Segment(path, fd, mm, capacity)
         self.segments.append(segment)
         return segment
+
+    @staticmethod
+    def _unmap(segment: Segment, truncate: bool = True) -> None:
+        """No more appends: drop the mapping and (by default) the unused space after the lines."""
+        mm, segment.mm = segment.mm, None
+        if mm is not None:
+            mm.close()
+            if truncate:
+                os.ftruncate(segment.fd, segment.size)
 
     # -- the caller's path (the caller holds self.lock)
 
     def append_locked(self, line: bytes) -> Segment:
         """Write one whole line to the active segment; OSError when the disk refuses it."""
         segment = self.active
+        size, end = segment.size, segment.size + len(line)
+        if end > segment.capacity or segment.mm is None:
+            self._rotate_locked(min_capacity=len(line))  # a full segment: the line starts the next one
+            segment = self.active
+            size, end = 0, len(line)
         segment.appended += 1
         try:
-            written = os.write(segment.fd, line)
-            while written < len(line):  # a short write (disk nearly full): finish the line
-                written += os.write(segment.fd, line[written:])
+            segment.mm[size:end] = line  # a memory copy into the page cache: no system call
             if self.fsync:
-                os.fsync(segment.fd)
-        except OSError:
+                segment.mm.flush()
+        except (OSError, ValueError):
             # Not journalled (the caller keeps the capture in memory). The line may be torn:
             # no later line may be glued to it, so start a new segment.
             segment.appended -= 1
@@ -140,7 +170,7 @@ class Journal:
             except OSError:
                 pass
             raise
-        segment.size += len(line)
+        segment.size = end
         segment.last_append = time.monotonic()
         return segment
 
@@ -171,10 +201,11 @@ class Journal:
             if active.size >= self.segment_bytes or active.dropped or (idle and active.settled >= active.appended):
                 self._rotate_locked()
 
-    def _rotate_locked(self) -> None:
+    def _rotate_locked(self, min_capacity: int = 0) -> None:
         old = self.active
-        self.active = self._open_segment()
+        self.active = self._open_segment(min_capacity)
         old.sealed = True
+        self._unmap(old)
         self._remove_if_complete_locked(old)
 
     def _remove_if_complete_locked(self, segment: Segment) -> None:
@@ -186,6 +217,7 @@ class Journal:
             os.unlink(segment.path)
         except FileNotFoundError:
             pass
+        self._unmap(segment, truncate=False)
         os.close(segment.fd)
         segment.done = True
         self.segments.remove(segment)
@@ -222,6 +254,7 @@ class Journal:
                 if segment.appended == 0 or segment.complete:
                     self._remove_locked(segment)
                 else:
+                    self._unmap(segment)
                     os.close(segment.fd)  # releases the lock: the next replay takes it over
                     segment.done = True
                     left.append(segment.path)
@@ -232,6 +265,7 @@ class Journal:
         """In a forked child: the parent owns these segments; drop our copies of the descriptors."""
         for segment in self.segments:
             try:
+                self._unmap(segment, truncate=False)  # the parent's file: our copy of the mapping only
                 os.close(segment.fd)  # the parent's descriptor keeps the lock
             except OSError:
                 pass
@@ -257,6 +291,7 @@ def read_entries(fd: int) -> Iterator[Entry]:
         for line in lines:
             if line.strip():
                 yield _entry(line + b"\n")
+    rest = rest.rstrip(b"\0")  # the unused space of a segment whose process was killed
     if rest.strip():
         yield Entry(rest, None, TORN_LINE)
 

@@ -106,3 +106,35 @@ def test_replay_of_a_missing_or_empty_journal_touches_nothing(tmp_path):
     result = replay_journal(url, tmp_path / "no-journal")
     assert result.entries == 0 and "replayed 0" in result.summary()
     assert not (tmp_path / "ledger.db").exists() and not (tmp_path / "no-journal").exists()
+
+
+def test_a_killed_process_segment_ends_in_zeros_which_reading_skips_and_a_torn_line_is_kept(tmp_path):
+    from ledger.journal import read_entries
+
+    captures = [make_capture(i) for i in range(3)]
+    lines = [encode(c) for c in captures]
+    path = tmp_path / "seg-00000000000000000001-1-abcd.jsonl"
+    path.write_bytes(b"".join(lines) + lines[0][:40] + b"\0" * 4096)  # the third line's copy cut short
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        entries = list(read_entries(fd))
+    finally:
+        os.close(fd)
+    assert [e.capture for e in entries[:3]] == captures
+    assert [e.problem for e in entries] == [None, None, None, TORN_LINE]
+    assert entries[3].line == lines[0][:40]
+
+
+def test_a_line_larger_than_a_segment_gets_a_segment_of_its_own(tmp_path):
+    journal = Journal(tmp_path, segment_bytes=200)
+    small_capture, big_capture = make_capture(1), make_capture(2, prompt_tokens=1)
+    small = append(journal, small_capture)
+    big_line = encode(big_capture)
+    assert len(big_line) > 400
+    with journal.lock:
+        big = journal.append_locked(big_line)
+    assert big is not small and small.sealed and big.capacity >= len(big_line)
+    assert small.path.stat().st_size == small.size  # sealed: truncated to its lines
+    journal.close()
+    entries = [e for c in claim_orphans(tmp_path) for e in c.entries()]
+    assert [e.capture for e in entries] == [small_capture, big_capture]
