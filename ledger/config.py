@@ -55,6 +55,9 @@ class ScheduleConfig:
     poll_credits_seconds: float = 300.0
     reconcile_seconds: float = 3600.0
     replay_journal_seconds: float = 600.0
+    # Snapshots younger than this are left out of the reconcile job: calls that ended
+    # before them may still wait in a recorder's journal.
+    reconcile_settle_seconds: float = 120.0
 
 
 @dataclass(frozen=True)
@@ -89,6 +92,12 @@ def _decimal(value: Any, where: str) -> Decimal:
 def _positive(value: Any, where: str) -> float:
     if isinstance(value, bool) or not isinstance(value, (int, float, Decimal)) or value <= 0:
         raise ConfigError(f"{where}: expected a positive number of seconds, got {value!r}")
+    return float(value)  # a duration, never money
+
+
+def _not_negative(value: Any, where: str) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float, Decimal)) or value < 0:
+        raise ConfigError(f"{where}: expected a number of seconds >= 0, got {value!r}")
     return float(value)  # a duration, never money
 
 
@@ -155,7 +164,11 @@ def settings_from_mapping(data: dict, source: str = "config") -> Settings:
     recorder = _table(data, "recorder")
     _check_keys(recorder, {"include_usage"}, f"{source}: [recorder]")
     schedule = _table(data, "schedule")
-    _check_keys(schedule, {"poll_credits_seconds", "reconcile_seconds", "replay_journal_seconds"}, f"{source}: [schedule]")
+    _check_keys(
+        schedule,
+        {"poll_credits_seconds", "reconcile_seconds", "replay_journal_seconds", "reconcile_settle_seconds"},
+        f"{source}: [schedule]",
+    )
 
     precision = _decimal(pricing.get("charge_precision", "0.01"), f"{source}: pricing.charge_precision")
     if precision <= 0:
@@ -178,7 +191,11 @@ def settings_from_mapping(data: dict, source: str = "config") -> Settings:
             *(
                 _positive(schedule.get(name, getattr(defaults, name)), f"{source}: schedule.{name}")
                 for name in ("poll_credits_seconds", "reconcile_seconds", "replay_journal_seconds")
-            )
+            ),
+            reconcile_settle_seconds=_not_negative(
+                schedule.get("reconcile_settle_seconds", defaults.reconcile_settle_seconds),
+                f"{source}: schedule.reconcile_settle_seconds",
+            ),
         ),
     )
 

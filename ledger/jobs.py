@@ -35,7 +35,6 @@ from .reconcile import SnapshotPoint
 log = logging.getLogger(__name__)
 
 EXIT_GAP = 3  # `reconcile` found an unexplained gap
-RECONCILE_SETTLE_SECONDS = 120.0  # the service leaves out snapshots younger than this
 RECONCILE_WINDOW_DAYS = 2  # the hourly job lists the windows of this many days
 
 
@@ -169,7 +168,11 @@ class Service:
     ledger: Ledger
     host: str = field(default_factory=lambda: f"{socket.gethostname()}:{os.getpid()}")
     client: CreditsClient | None = None
-    reconcile_settle_seconds: float = RECONCILE_SETTLE_SECONDS
+    reconcile_settle_seconds: float | None = None  # None: the settings' schedule says
+
+    def __post_init__(self) -> None:
+        if self.reconcile_settle_seconds is None:
+            self.reconcile_settle_seconds = self.settings.schedule.reconcile_settle_seconds
 
     def credits_client(self) -> CreditsClient:
         if self.client is None:

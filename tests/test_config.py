@@ -51,6 +51,7 @@ def test_accounts_with_keys_by_environment(tmp_path):
         ("[pricing]\ncharge_precision = 0", "must be above 0"),
         ('[recorder]\ninclude_usage = "yes"', "true or false"),
         ("[schedule]\npoll_credits_seconds = -1", "positive number"),
+        ('[schedule]\nreconcile_settle_seconds = "soon"', "seconds >= 0"),
         ('[[accounts]]\nname = "a"\nkeys = [{key = "pk-1"}]', "starts with sk-"),
         ('[[accounts]]\nname = "a"\nkeys = []', "has no keys"),
         ('[[accounts]]\nname = "a"\nkeys = [{env = "A", key = "sk-1"}]', "exactly one"),
@@ -60,6 +61,12 @@ def test_a_bad_config_says_what_is_wrong_in_one_line(tmp_path, text, message):
     with pytest.raises(ConfigError, match=message) as raised:
         load_settings(write(tmp_path, text))
     assert "\n" not in str(raised.value)
+
+
+def test_the_reconcile_settle_time_may_be_zero(tmp_path):
+    settings = load_settings(write(tmp_path, "[schedule]\nreconcile_settle_seconds = 0"))
+    assert settings.schedule.reconcile_settle_seconds == 0.0
+    assert load_settings(write(tmp_path, "")).schedule.reconcile_settle_seconds == 120.0
 
 
 def test_a_missing_config_file_is_named(tmp_path):
