@@ -14,7 +14,9 @@ import httpx2
 import pytest
 
 from ledger.config import AccountConfig, KeyConfig, Settings
+from ledger.credits import CreditsClient, RetryPolicy
 from ledger.jobs import poll_balances
+from ledger.keys import load_secret
 from ledger.reconcile import GAP, OK, format_reconciliation, reconcile
 from ledger.recorder import Recorder
 from ledger.simulator import SimulatorServer
@@ -147,15 +149,21 @@ def test_an_hour_of_failing_or_garbled_credits_loses_no_snapshot(day):
     day.calls(20)
     day.poll()
     platform = day.server.platform
-    for knobs in ({"credits_status": 503, "credits_retry_after": 0}, {"credits_garbled": "wrong_shape"}, {"credits_garbled": "non_integer"}):
-        platform.set_knobs(**knobs)
-        day.calls(20)
-        (value,) = poll_balances(day.settings, day.ledger)
+    # An hour of polls every five minutes, each failing its own way, with calls going on.
+    faults = [{"credits_status": 503, "credits_retry_after": 0}, {"credits_status": 429, "credits_retry_after": 0},
+              {"credits_garbled": "non_json"}, {"credits_garbled": "wrong_shape"}, {"credits_garbled": "non_integer"}]
+    quick = CreditsClient(load_secret(), RetryPolicy(base_seconds=0.01))  # retries as in production, shorter waits
+    for poll in range(12):
+        platform.set_knobs(**faults[poll % len(faults)])
+        day.calls(5)
+        assert day.recorder.flush(30)
+        (value,) = poll_balances(day.settings, day.ledger, client=quick)
         assert not value.ok
         platform.set_knobs(credits_status=None, credits_garbled=None)
+    quick.close()
     day.calls(20)
     day.poll()
     rec = day.reconcile()
     acme = rec.accounts[0]
-    assert sum(acme.failed_polls.values()) == 3 and len(acme.windows) == 2
+    assert sum(acme.failed_polls.values()) == 12 and len(acme.windows) == 2
     assert not rec.has_unexplained_gap and acme.windows[1].ledger_calls == 80
