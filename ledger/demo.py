@@ -180,7 +180,7 @@ async def _run_async(rec: Any, client: Any, specs: list[Spec], progress: Any, co
 # ---------------------------------------------------------------- the run
 
 
-def run_demo(settings: Settings, calls: int = 120, seed: int = 7, out: TextIO | None = None, *, progress_stream: TextIO | None = None) -> int:
+def run_demo(settings: Settings, calls: int = 120, seed: int = 7, out: TextIO | None = None) -> int:
     import sys
 
     from openai import AsyncOpenAI, OpenAI
@@ -204,10 +204,9 @@ def run_demo(settings: Settings, calls: int = 120, seed: int = 7, out: TextIO | 
     keys = (f"sk-demo-{secrets.token_hex(12)}", f"sk-demo-{secrets.token_hex(12)}")
     specs = workload(calls, seed)
 
-    with Ledger(settings.database_url) as ledger:  # creates or upgrades the schema first
-        pass
     config = SimulatorConfig(seed=seed, accounts={account: SimAccount(keys=keys, balance=5_000)}, chunk_latency=0.002)
-    with SimulatorServer(config) as server, Ledger(settings.database_url) as ledger:
+    # The ledger first: it creates or upgrades the schema before anything else starts.
+    with Ledger(settings.database_url) as ledger, SimulatorServer(config) as server:
         polled = replace(settings, accounts=(AccountConfig(
             account, server.base_url, tuple(KeyConfig(f"demo-key-{i + 1}", key=key) for i, key in enumerate(keys))
         ),))
@@ -219,7 +218,7 @@ def run_demo(settings: Settings, calls: int = 120, seed: int = 7, out: TextIO | 
         clock = time.perf_counter()
 
         rec = Recorder(settings=settings, rate_book=book)
-        progress = Progress(len(specs), "calls", progress_stream)
+        progress = Progress(len(specs), "calls")
         outcomes: Counter = Counter()
         try:
             half = len(specs) // 2
@@ -282,6 +281,7 @@ def _report(ledger: Any, specs: list[Spec], keys: tuple[str, ...], settings: Set
     from .cli import print_findings
     from .keys import fingerprint, load_secret
     from .models import Call
+    from .repository import totals_by_project
     from .tables import table
 
     secret = load_secret(settings.secret_path)
@@ -293,18 +293,10 @@ def _report(ledger: Any, specs: list[Spec], keys: tuple[str, ...], settings: Set
             failures.append(f"{len(specs)} calls sent, {len(rows)} in the ledger")
 
         print("\nspend per project", file=out)
-        totals: dict[str, list] = {}
-        for call in rows:
-            t = totals.setdefault(call.project or "(none)", [0, 0, 0, 0, Decimal(0), Decimal(0)])
-            t[0] += 1
-            t[1] += call.prompt_tokens or 0
-            t[2] += call.completion_tokens or 0
-            t[3] += call.reasoning_tokens or 0
-            t[4] += call.credits_charged or 0
-            t[5] += call.credits_expected or 0
-        largest = max((t[4] for t in totals.values()), default=Decimal(0))
+        totals = totals_by_project(session, since)
+        largest = max((t[5] for t in totals), default=Decimal(0))
         cols = ["project", "calls", "prompt_tokens", "completion_tokens", "reasoning_tokens", "credits_charged", "credits_expected", ""]
-        body = [[name, *t, _bar(t[4], largest)] for name, t in sorted(totals.items())]
+        body = [[t[0] or "(none)", *t[1:], _bar(t[5], largest)] for t in totals]
         print(table(cols, body, right=cols[1:7]), file=out)
 
         print("\npricing check (credit-ledger check)", file=out)

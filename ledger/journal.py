@@ -152,7 +152,7 @@ class Journal:
         """Write one whole line to the active segment; OSError when the disk refuses it."""
         segment = self.active
         size, end = segment.size, segment.size + len(line)
-        if end > segment.capacity or segment.mm is None:
+        if end > segment.capacity:
             self._rotate_locked(min_capacity=len(line))  # a full segment: the line starts the next one
             segment = self.active
             size, end = 0, len(line)
