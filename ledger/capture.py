@@ -51,6 +51,9 @@ class Capture:
     notes: tuple[str, ...] = ()  # anomalies seen by the recorder itself (e.g. body_too_large)
 
 
+_LINE = json.JSONEncoder(separators=(",", ":"))  # one encoder: json.dumps with options builds one a call
+
+
 def _b(data: bytes) -> str:
     return data.decode("latin-1")
 
@@ -85,7 +88,7 @@ def encode(capture: Capture) -> bytes:
         obj["t"] = dict(capture.tags)
     if capture.notes:
         obj["n"] = list(capture.notes)
-    return json.dumps(obj, separators=(",", ":")).encode() + b"\n"
+    return _LINE.encode(obj).encode() + b"\n"
 
 
 def _raw(text: str) -> bytes:

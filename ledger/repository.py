@@ -9,15 +9,17 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
+from functools import lru_cache
 from datetime import datetime, timezone
 from decimal import Decimal
 from typing import Iterable, Sequence
 
-from sqlalchemy import Select, TypeDecorator, func, select
+from sqlalchemy import Select, func, select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
 from .models import ApiKey, Call, RateCardRow, RejectedRecord
+from .money import to_nano
 from .pricing import CLEAN_CLASSES, PriceFinding, RateBook
 from .usage import USAGE_FIELDS, CallRecord, record_digest, record_to_dict
 
@@ -29,45 +31,54 @@ class InsertResult:
     conflicts: int
 
 
-def call_row(record: CallRecord, finding: PriceFinding, recorded_at: datetime) -> dict:
-    """The `calls` row of a priced record."""
+# The `calls` columns a record fills, in the table's order (`id` is the database's).
+CALL_COLUMNS = (
+    "call_id", "completion_id", "model_requested", "model_reported", "stream", "reasoning_effort",
+    "include_thoughts", "tools", "attempt", "started_at", "first_byte_at", "ended_at", "status", "http_status",
+    "error_code", "error_type", "finish_reason", "refunded", *USAGE_FIELDS, "credits_charged", "credits_expected",
+    "pricing_class", "rate_card", "key_fingerprint", "key_last4", "project", "end_user", "tags", "anomalies",
+    "record_digest", "recorded_at",
+)
+_DATETIMES = tuple(CALL_COLUMNS.index(n) for n in ("started_at", "first_byte_at", "ended_at"))
+_RECORDED_AT = CALL_COLUMNS.index("recorded_at")
+_CREDITS = tuple(CALL_COLUMNS.index(n) for n in ("credits_charged", "credits_expected"))
+_NO_USAGE = (None,) * len(USAGE_FIELDS)
+
+
+def call_values(record: CallRecord, finding: PriceFinding, digest: str, recorded_at: datetime) -> tuple:
+    """The `calls` values of a priced record, in CALL_COLUMNS order (Decimals and aware datetimes)."""
     facts = record.response
     usage = facts.usage
-    row = {
-        "call_id": record.call_id,
-        "completion_id": facts.completion_id,
-        "model_requested": record.model_requested,
-        "model_reported": facts.model_reported,
-        "stream": record.stream,
-        "reasoning_effort": record.reasoning_effort,
-        "include_thoughts": record.include_thoughts,
-        "tools": record.tools,
-        "attempt": record.attempt,
-        "started_at": record.started_at,
-        "first_byte_at": record.first_byte_at,
-        "ended_at": record.ended_at,
-        "status": record.status,
-        "http_status": record.http_status,
-        "error_code": facts.error_code,
-        "error_type": facts.error_type,
-        "finish_reason": facts.finish_reason,
-        "refunded": record.refunded,
-        "credits_charged": facts.credits_charged,
-        "credits_expected": finding.credits_expected,
-        "pricing_class": finding.pricing_class,
-        "rate_card": finding.rate_card,
-        "key_fingerprint": record.key_fingerprint,
-        "key_last4": record.key_last4,
-        "project": record.project,
-        "end_user": record.end_user,
-        "tags": json.dumps(dict(sorted(record.tags.items()))) if record.tags else None,
-        "anomalies": ",".join(facts.anomalies) or None,
-        "record_digest": record_digest(record),
-        "recorded_at": recorded_at,
-    }
-    for name in USAGE_FIELDS:
-        row[name] = getattr(usage, name) if usage is not None else None
-    return row
+    return (
+        record.call_id, facts.completion_id, record.model_requested, facts.model_reported, record.stream,
+        record.reasoning_effort, record.include_thoughts, record.tools, record.attempt, record.started_at,
+        record.first_byte_at, record.ended_at, record.status, record.http_status, facts.error_code,
+        facts.error_type, facts.finish_reason, record.refunded,
+        *(_NO_USAGE if usage is None else (
+            usage.prompt_tokens, usage.completion_tokens, usage.reasoning_tokens,
+            usage.audio_tokens, usage.text_tokens, usage.total_tokens,
+        )),
+        facts.credits_charged, finding.credits_expected, finding.pricing_class, finding.rate_card,
+        record.key_fingerprint, record.key_last4, record.project, record.end_user,
+        _tags_json(record.tags) if record.tags else None,
+        ",".join(facts.anomalies) or None,
+        digest, recorded_at,
+    )
+
+
+@lru_cache(maxsize=1024)
+def _tags_json_of(items: tuple[tuple[str, str], ...]) -> str:
+    return json.dumps(dict(items))
+
+
+def _tags_json(tags) -> str:
+    """The tags as stored: a JSON object, keys sorted (the same few tag sets recur: cached)."""
+    return _tags_json_of(tuple(sorted(tags.items())))
+
+
+def call_row(record: CallRecord, finding: PriceFinding, recorded_at: datetime) -> dict:
+    """The `calls` row of a priced record, as a dict of column names."""
+    return dict(zip(CALL_COLUMNS, call_values(record, finding, record_digest(record), recorded_at)))
 
 
 def _insert_ignoring_conflicts(session: Session, table, rows: list[dict], key: str):
@@ -81,22 +92,19 @@ def insert_calls(session: Session, records: Sequence[tuple[CallRecord, PriceFind
     if not records:
         return InsertResult(0, 0, 0)
     now = datetime.now(timezone.utc)
-    rows_by_id: dict[str, dict] = {}
-    records_by_id: dict[str, CallRecord] = {}
+    by_id: dict[str, tuple[CallRecord, tuple]] = {}
     in_batch_conflicts: list[tuple[CallRecord, str]] = []
     for record, finding in records:
-        row = call_row(record, finding, now)
-        seen = rows_by_id.get(record.call_id)
+        digest = record_digest(record)
+        seen = by_id.get(record.call_id)
         if seen is None:
-            rows_by_id[record.call_id] = row
-            records_by_id[record.call_id] = record
-        elif seen["record_digest"] != row["record_digest"]:
+            by_id[record.call_id] = (record, call_values(record, finding, digest, now))
+        elif seen[1][_DIGEST] != digest:
             in_batch_conflicts.append((record, "call id replayed with other content"))
-    rows = list(rows_by_id.values())
-    inserted_ids = _insert_new_calls(session, rows)
-    _remember_keys(session, (r for r in records_by_id.values() if r.call_id in inserted_ids), now)
+    inserted_ids = _insert_new_calls(session, [values for _, values in by_id.values()])
+    _remember_keys(session, (r for r, _ in by_id.values() if r.call_id in inserted_ids), now)
 
-    not_inserted = [cid for cid in rows_by_id if cid not in inserted_ids]
+    not_inserted = [cid for cid in by_id if cid not in inserted_ids]
     conflicts = list(in_batch_conflicts)
     if not_inserted:
         known = {
@@ -106,8 +114,9 @@ def insert_calls(session: Session, records: Sequence[tuple[CallRecord, PriceFind
             )
         }
         for cid in not_inserted:
-            if known.get(cid) != rows_by_id[cid]["record_digest"]:
-                conflicts.append((records_by_id[cid], "call id replayed with other content"))
+            record, values = by_id[cid]
+            if known.get(cid) != values[_DIGEST]:
+                conflicts.append((record, "call id replayed with other content"))
     if conflicts:
         session.execute(
             RejectedRecord.__table__.insert(),
@@ -125,33 +134,50 @@ def insert_calls(session: Session, records: Sequence[tuple[CallRecord, PriceFind
     return InsertResult(len(inserted_ids), duplicates, len(conflicts))
 
 
-def _insert_new_calls(session: Session, rows: list[dict]) -> set[str]:
+_DIGEST = CALL_COLUMNS.index("record_digest")
+
+
+def _insert_new_calls(session: Session, rows: list[tuple]) -> set[str]:
     """Insert the rows whose call id is new (one round trip); the call ids inserted."""
     dialect = session.get_bind().dialect.name
     if len(rows) > 1 and dialect == "postgresql":
         return _copy_new_calls(session, rows)
     if len(rows) > 1 and dialect == "sqlite":
         return _values_new_calls(session, rows)
-    statement = _insert_ignoring_conflicts(session, Call.__table__, rows, "call_id").returning(Call.call_id)
-    return set(session.scalars(statement, rows).all())
+    statement = _insert_ignoring_conflicts(session, Call.__table__, [], "call_id").returning(Call.call_id)
+    return set(session.scalars(statement, [dict(zip(CALL_COLUMNS, row)) for row in rows]).all())
 
 
-def _copy_new_calls(session: Session, rows: list[dict]) -> set[str]:
+def _stored(values: tuple, timestamp, recorded_at=None) -> list:
+    """A row's values as the database stores them: nano-credit integers, timestamps by `timestamp`.
+
+    What the columns' types (Credits, UTCDateTime) would do to each bind
+    parameter, done by position for a whole batch; tests hold the two equal.
+    `recorded_at`, when given, is the batch's one recorded_at already converted.
+    """
+    row = list(values)
+    for i in _DATETIMES:
+        row[i] = timestamp(row[i])
+    row[_RECORDED_AT] = timestamp(row[_RECORDED_AT]) if recorded_at is None else recorded_at
+    for i in _CREDITS:
+        if row[i] is not None:
+            row[i] = to_nano(row[i])
+    return row
+
+
+def _copy_new_calls(session: Session, rows: list[tuple]) -> set[str]:
     # psycopg parses a multi-row VALUES statement of a whole batch in Python (~100 us a row);
     # COPY into a private staging table, then one INSERT ... SELECT ... ON CONFLICT DO NOTHING.
-    table = Call.__table__
-    dialect = session.get_bind().dialect
-    columns = [c for c in table.columns if c.name in rows[0]]
-    names = ", ".join(c.name for c in columns)
-    convert = [(c.name, c.type.process_bind_param if isinstance(c.type, TypeDecorator) else None) for c in columns]
+    names = ", ".join(CALL_COLUMNS)
     cursor = session.connection().connection.driver_connection.cursor()
     with cursor:
         cursor.execute(
             f"CREATE TEMP TABLE IF NOT EXISTS calls_incoming ON COMMIT DELETE ROWS AS SELECT {names} FROM calls WITH NO DATA"
         )
+        recorded_at = _utc(rows[0][_RECORDED_AT])
         with cursor.copy(f"COPY calls_incoming ({names}) FROM STDIN") as copy:
-            for row in rows:
-                copy.write_row([row[n] if f is None else f(row[n], dialect) for n, f in convert])
+            for values in rows:
+                copy.write_row(_stored(values, _utc, recorded_at))
         cursor.execute(
             f"INSERT INTO calls ({names}) SELECT {names} FROM calls_incoming ON CONFLICT (call_id) DO NOTHING RETURNING call_id"
         )
@@ -160,21 +186,19 @@ def _copy_new_calls(session: Session, rows: list[dict]) -> set[str]:
     return inserted
 
 
-def _values_new_calls(session: Session, rows: list[dict]) -> set[str]:
-    # The statement insertmanyvalues would send, without its per-parameter bookkeeping
-    # (~25 us a row): the columns' own bind processors, then one multi-row INSERT per page.
-    dialect = session.get_bind().dialect
-    columns = [c for c in Call.__table__.columns if c.name in rows[0]]
-    names = ", ".join(c.name for c in columns)
-    convert = [(c.name, c.type._cached_bind_processor(dialect)) for c in columns]
-    one = "(" + ", ".join("?" * len(columns)) + ")"
-    per_statement = max(1, 32000 // len(columns))  # SQLite's limit on parameters is 32766
+def _values_new_calls(session: Session, rows: list[tuple]) -> set[str]:
+    # The statement insertmanyvalues would send, without its per-parameter bookkeeping:
+    # values converted by position, then one multi-row INSERT per page.
+    names = ", ".join(CALL_COLUMNS)
+    one = "(" + ", ".join("?" * len(CALL_COLUMNS)) + ")"
+    per_statement = max(1, 32000 // len(CALL_COLUMNS))  # SQLite's limit on parameters is 32766
     cursor = session.connection().connection.driver_connection.cursor()
     inserted: set[str] = set()
+    recorded_at = _sqlite_utc_text(rows[0][_RECORDED_AT])
     try:
         for start in range(0, len(rows), per_statement):
             page = rows[start : start + per_statement]
-            params = [row[n] if f is None else f(row[n]) for row in page for n, f in convert]
+            params = [value for values in page for value in _stored(values, _sqlite_utc_text, recorded_at)]
             cursor.execute(
                 f"INSERT INTO calls ({names}) VALUES {', '.join([one] * len(page))} "
                 "ON CONFLICT (call_id) DO NOTHING RETURNING call_id",
@@ -184,6 +208,25 @@ def _values_new_calls(session: Session, rows: list[dict]) -> set[str]:
     finally:
         cursor.close()
     return inserted
+
+
+def _utc(value: datetime | None) -> datetime | None:
+    if value is None:
+        return None
+    if value.tzinfo is None:
+        raise ValueError("naive datetime given to the ledger")
+    return value if value.tzinfo is timezone.utc else value.astimezone(timezone.utc)
+
+
+def _sqlite_utc_text(value: datetime | None) -> str | None:
+    """What UTCDateTime and SQLAlchemy's SQLite DATETIME store, in one step."""
+    if value is None:
+        return None
+    if value.tzinfo is None:
+        raise ValueError("naive datetime given to the ledger")
+    if value.tzinfo is not timezone.utc:
+        value = value.astimezone(timezone.utc)
+    return value.isoformat(" ", "microseconds")[:26]  # without the "+00:00"
 
 
 def _remember_keys(session: Session, records: Iterable[CallRecord], now: datetime) -> None:

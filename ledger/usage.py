@@ -156,9 +156,22 @@ def _reject_constant(name: str) -> Any:
     raise _NonFinite(name)
 
 
+_EXACT = json.JSONDecoder(parse_float=Decimal, parse_constant=_reject_constant)
+_BOM_OR_WIDE = (b"\xef\xbb\xbf", b"\xfe\xff", b"\xff\xfe")
+
+
 def loads_exact(raw: bytes | str) -> Any:
-    """json.loads with Decimal floats and NaN/Infinity refused (raises ValueError)."""
-    return json.loads(raw, parse_float=Decimal, parse_constant=_reject_constant)
+    """json.loads with Decimal floats and NaN/Infinity refused (raises ValueError).
+
+    One decoder for every call (json.loads with options builds a new one each
+    time); UTF-8 bytes are decoded here as json.loads would, and anything else
+    (a BOM, UTF-16 or UTF-32) goes through json.loads itself.
+    """
+    if isinstance(raw, (bytes, bytearray)):
+        if raw.startswith(_BOM_OR_WIDE) or (len(raw) > 1 and not (raw[0] and raw[1])):
+            return json.loads(raw, parse_float=Decimal, parse_constant=_reject_constant)
+        raw = raw.decode("utf-8", "surrogatepass")
+    return _EXACT.decode(raw)
 
 
 def _parse(raw: bytes | str, anomalies: list[str]) -> Any:
