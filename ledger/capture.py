@@ -2,13 +2,16 @@
 
 A `Capture` holds only primitives and the few raw payloads accounting needs
 (the non-streaming body, or the kept SSE data payloads). It is journalled as
-one JSON line. `build_record` does the rest off the caller's path: parsing
+one line (`encode`). `build_record` does the rest off the caller's path: parsing
 into Decimals, flagging anomalies, attributing.
 """
 
 from __future__ import annotations
 
+import binascii
+import io
 import json
+import pickle
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any, Mapping
@@ -51,52 +54,53 @@ class Capture:
     notes: tuple[str, ...] = ()  # anomalies seen by the recorder itself (e.g. body_too_large)
 
 
-_LINE = json.JSONEncoder(separators=(",", ":"))  # one encoder: json.dumps with options builds one a call
-
-
-def _b(data: bytes) -> str:
-    return data.decode("latin-1")
+# A journal line is b"P", the base64 of a pickle of the capture's fields, and a newline: one C call
+# each (about 3 us; a JSON line took 15 us on the caller's path). Lines of earlier versions are JSON
+# objects and still decode. The pickle holds only str, bytes, numbers, None, tuples and a dict;
+# reading refuses anything that names a class or a function, so a line can never run code.
+_PICKLED = b"P"
+_FIELDS = (
+    "call_id", "started_at", "ended_at", "first_byte_at", "outcome", "http_status", "stream", "request_body",
+    "body", "payloads", "saw_done", "attempt", "key_fingerprint", "key_last4", "project", "end_user", "tags", "notes",
+)
 
 
 def encode(capture: Capture) -> bytes:
     """One journal line (ends with a newline)."""
-    obj: dict[str, Any] = {
-        "i": capture.call_id,
-        "s": capture.started_at,
-        "e": capture.ended_at,
-        "f": capture.first_byte_at,
-        "o": capture.outcome,
-        "h": capture.http_status,
-        "st": capture.stream,
-        "q": _b(capture.request_body),
-        "a": capture.attempt,
-    }
-    if capture.body is not None:
-        obj["b"] = _b(capture.body)
-    if capture.payloads:
-        obj["p"] = [_b(p) for p in capture.payloads]
-    if capture.saw_done:
-        obj["d"] = True
-    if capture.key_fingerprint:
-        obj["k"] = capture.key_fingerprint
-        obj["k4"] = capture.key_last4
-    if capture.project is not None:
-        obj["pr"] = capture.project
-    if capture.end_user is not None:
-        obj["u"] = capture.end_user
-    if capture.tags:
-        obj["t"] = dict(capture.tags)
-    if capture.notes:
-        obj["n"] = list(capture.notes)
-    return _LINE.encode(obj).encode() + b"\n"
+    c = capture
+    tags = c.tags if type(c.tags) is dict else dict(c.tags)
+    fields = (
+        c.call_id, c.started_at, c.ended_at, c.first_byte_at, c.outcome, c.http_status, c.stream, c.request_body,
+        c.body, tuple(c.payloads), c.saw_done, c.attempt, c.key_fingerprint, c.key_last4, c.project, c.end_user,
+        tags, tuple(c.notes),
+    )
+    return _PICKLED + binascii.b2a_base64(pickle.dumps(fields, protocol=5))
+
+
+class _PlainValues(pickle.Unpickler):
+    def find_class(self, module: str, name: str):
+        raise pickle.UnpicklingError(f"a journal line names {module}.{name}")
+
+
+def decode(line: bytes) -> Capture:
+    """The capture of one journal line; ValueError if the line is not one."""
+    if line[:1] == _PICKLED:
+        try:
+            fields = _PlainValues(io.BytesIO(binascii.a2b_base64(line[1:]))).load()
+        except Exception as error:  # garbage in a pickle can fail in many ways: all of them mean "not an entry"
+            raise ValueError(f"not a journal entry ({type(error).__name__})") from None
+        if not isinstance(fields, tuple) or len(fields) != len(_FIELDS):
+            raise ValueError("not a journal entry")
+        return Capture(**dict(zip(_FIELDS, fields)))
+    return _decode_json(line)
 
 
 def _raw(text: str) -> bytes:
     return text.encode("latin-1")
 
 
-def decode(line: bytes) -> Capture:
-    """The capture of one journal line; ValueError if the line is not one."""
+def _decode_json(line: bytes) -> Capture:
+    # The line format of earlier versions: a JSON object, bytes as latin-1 text.
     obj = json.loads(line)
     if not isinstance(obj, dict) or "i" not in obj:
         raise ValueError("not a journal entry")

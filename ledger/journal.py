@@ -1,7 +1,8 @@
 """The local append-only journal: where a capture waits until the ledger has committed it.
 
-A journal is a directory of segment files, `seg-<ns>-<pid>-<rand>.jsonl`, one
-JSON line per capture (`capture.encode`). Each process appends to a segment of
+A journal is a directory of segment files, `seg-<ns>-<pid>-<rand>.seg`, one
+line per capture (`capture.encode`; segments of earlier versions, JSON lines
+named `.jsonl`, are read and replayed the same way). Each process appends to a segment of
 its own and holds an advisory lock (`fcntl.flock`) on every segment it has not
 finished with, so a replayer can tell a live segment (lock refused) from an
 orphan of a dead process or of an earlier run (lock granted).
@@ -48,7 +49,7 @@ from typing import Iterator
 from .capture import Capture, decode
 
 
-SEGMENT_GLOB = "seg-*.jsonl"
+SEGMENT_SUFFIXES = (".seg", ".jsonl")  # .jsonl: segments written by earlier versions
 DEFAULT_SEGMENT_BYTES = 4 * 1024 * 1024
 READ_CHUNK = 1024 * 1024
 
@@ -92,7 +93,7 @@ class Segment:
 
 
 def _new_segment_path(directory: Path) -> Path:
-    return directory / f"seg-{time.time_ns():020d}-{os.getpid()}-{secrets.token_hex(4)}.jsonl"
+    return directory / f"seg-{time.time_ns():020d}-{os.getpid()}-{secrets.token_hex(4)}.seg"
 
 
 class Journal:
@@ -334,7 +335,9 @@ class ClaimedSegment:
 
 def segment_paths(directory: str | Path) -> list[Path]:
     directory = Path(directory)
-    return sorted(directory.glob(SEGMENT_GLOB)) if directory.is_dir() else []
+    if not directory.is_dir():
+        return []
+    return sorted(p for p in directory.glob("seg-*") if p.suffix in SEGMENT_SUFFIXES)
 
 
 def claim_orphans(directory: str | Path) -> Iterator[ClaimedSegment]:

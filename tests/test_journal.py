@@ -2,15 +2,22 @@
 
 from __future__ import annotations
 
+import base64
+import json
 import os
+import pickle
 import subprocess
 import sys
 import textwrap
+from dataclasses import replace
+from decimal import Decimal
 from pathlib import Path
+from types import MappingProxyType
 
+import pytest
 from sqlalchemy import select
 
-from ledger.capture import encode
+from ledger.capture import Capture, decode, encode
 from ledger.db import Ledger
 from ledger.journal import TORN_LINE, UNREADABLE_LINE, Journal, claim_orphans, live_segments, segment_paths
 from ledger.models import Call, RejectedRecord
@@ -36,6 +43,64 @@ def test_each_capture_is_one_whole_line_that_decodes_back(tmp_path):
     raw = path.read_bytes()
     assert raw.count(b"\n") == 6 and raw.endswith(b"\n")
     assert [e.capture for e in entries] == captures
+
+
+def odd_capture() -> Capture:
+    return replace(
+        make_capture(1), request_body=b"\n\x00\xff{", body=b"\r\n", payloads=(b"data", b"\n\n"), project="caf\u00e9\tx\n",
+        end_user="\udcff", tags=MappingProxyType({"b": "2", "a": "\n"}), notes=("body_too_large",), ended_at=None,
+        first_byte_at=None, http_status=None, stream=None, key_fingerprint=None, key_last4=None,
+    )
+
+
+def test_any_capture_is_one_line_of_its_own_and_decodes_back_exactly():
+    for capture in [make_capture(i) for i in range(3)] + [odd_capture()]:
+        line = encode(capture)
+        assert line.endswith(b"\n") and line.count(b"\n") == 1 and b"\0" not in line
+        assert decode(line) == replace(capture, tags=dict(capture.tags))
+
+
+def legacy_line(capture: Capture) -> bytes:
+    """A journal line as versions before 2026-11-25 wrote it: a JSON object, bytes as latin-1 text."""
+    obj = {"i": capture.call_id, "s": capture.started_at, "e": capture.ended_at, "f": capture.first_byte_at,
+           "o": capture.outcome, "h": capture.http_status, "st": capture.stream,
+           "q": capture.request_body.decode("latin-1"), "a": capture.attempt, "k": capture.key_fingerprint,
+           "k4": capture.key_last4, "pr": capture.project, "u": capture.end_user, "t": dict(capture.tags)}
+    if capture.body is not None:
+        obj["b"] = capture.body.decode("latin-1")
+    if capture.payloads:
+        obj["p"] = [p.decode("latin-1") for p in capture.payloads]
+    if capture.saw_done:
+        obj["d"] = True
+    return json.dumps(obj, separators=(",", ":")).encode() + b"\n"
+
+
+def test_a_segment_of_an_earlier_version_in_json_lines_is_replayed(database_url, tmp_path):
+    journal_dir = tmp_path / "journal"
+    journal_dir.mkdir()
+    captures = [make_capture(i) for i in range(6)]
+    assert decode(legacy_line(captures[0])) == captures[0]
+    (journal_dir / "seg-00000000000000000001-1-00000000.jsonl").write_bytes(b"".join(map(legacy_line, captures)))
+    result = replay_journal(database_url, journal_dir)
+    assert (result.entries, result.inserted, result.torn) == (6, 6, 0)
+    assert segment_paths(journal_dir) == []
+
+
+def test_a_line_whose_pickle_names_a_class_or_function_is_refused_and_nothing_runs(tmp_path):
+    marker = tmp_path / "ran"
+
+    class Evil:
+        def __reduce__(self):
+            return (os.mkdir, (str(marker),))
+
+    for payload in (pickle.dumps((Evil(),)), pickle.dumps(Decimal("1")), b"\x80\x05garbage", b""):
+        with pytest.raises(ValueError):
+            decode(b"P" + base64.b64encode(payload) + b"\n")
+    with pytest.raises(ValueError):
+        decode(b"P!!not base64\n")
+    with pytest.raises(ValueError):
+        decode(b"P" + base64.b64encode(pickle.dumps(("too", "short"))) + b"\n")
+    assert not marker.exists()
 
 
 def test_a_segment_leaves_the_journal_only_when_sealed_and_all_committed(tmp_path):
@@ -90,7 +155,7 @@ def test_a_torn_last_line_is_skipped_counted_and_kept_aside(database_url, tmp_pa
     journal_dir.mkdir()
     whole = [encode(make_capture(i)) for i in range(3)]
     torn = encode(make_capture(3))[:57]  # the process died in the middle of this write
-    (journal_dir / "seg-00000000000000000001-1-00000000.jsonl").write_bytes(b"".join(whole) + b"not json\n" + torn)
+    (journal_dir / "seg-00000000000000000001-1-00000000.seg").write_bytes(b"".join(whole) + b"not json\n" + torn)
     result = replay_journal(database_url, journal_dir)
     assert (result.entries, result.inserted, result.torn) == (5, 3, 2)
     assert "2 torn or unreadable" in result.summary()
@@ -113,7 +178,7 @@ def test_a_killed_process_segment_ends_in_zeros_which_reading_skips_and_a_torn_l
 
     captures = [make_capture(i) for i in range(3)]
     lines = [encode(c) for c in captures]
-    path = tmp_path / "seg-00000000000000000001-1-abcd.jsonl"
+    path = tmp_path / "seg-00000000000000000001-1-abcd.seg"
     path.write_bytes(b"".join(lines) + lines[0][:40] + b"\0" * 4096)  # the third line's copy cut short
     fd = os.open(path, os.O_RDONLY)
     try:
