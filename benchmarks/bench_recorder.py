@@ -22,6 +22,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import timeit
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -240,6 +241,12 @@ def in_process(calls: int) -> dict:
     return result
 
 
+def host_speed() -> str:
+    """How fast this host runs plain Python now: hosts of one kind differ by 2x from day to day."""
+    best = min(timeit.repeat("sum(range(1000))", number=2000, repeat=5)) / 2000
+    return f"sum(range(1000)) in {best * 1e6:.1f} us"
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--blocks", type=int, default=30)
@@ -288,7 +295,8 @@ def main(argv: list[str] | None = None) -> int:
         process.stdin.close()
         process.wait(10)
 
-    print(f"machine: {os.cpu_count()} cores, Python {sys.version.split()[0]}; {args.blocks} blocks x {args.calls} calls, ABBA")
+    print(f"machine: {os.cpu_count()} cores, Python {sys.version.split()[0]}, {host_speed()};"
+          f" {args.blocks} blocks x {args.calls} calls, ABBA")
     print(f"{'measure':52} {'with':>10} {'without':>10} {'ratio':>7} {'target':>7}")
     rows = [
         ("per call, raw httpx2 non-streaming (ms)", raw, 1.05),

@@ -14,11 +14,13 @@ from __future__ import annotations
 
 import argparse
 import cProfile
+import os
 import pstats
 import shutil
 import sys
 import tempfile
 import time
+import timeit
 import uuid
 from pathlib import Path
 
@@ -79,6 +81,12 @@ def postgres_database(server: str):
     return admin_url.set(database=name).render_as_string(hide_password=False), drop
 
 
+def host_speed() -> str:
+    """How fast this host runs plain Python now: hosts of one kind differ by 2x from day to day."""
+    best = min(timeit.repeat("sum(range(1000))", number=2000, repeat=5)) / 2000
+    return f"sum(range(1000)) in {best * 1e6:.1f} us"
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--records", type=int, default=30_000)
@@ -112,6 +120,7 @@ def main() -> int:
             rows.append((label, batched, naive))
 
     print()
+    print(f"machine: {os.cpu_count()} cores, Python {sys.version.split()[0]}, {host_speed()}")
     print("| ledger | batched writer (records/s) | naive, one commit per record (records/s) | ratio |")
     print("|---|---:|---:|---:|")
     for label, batched, naive in rows:
