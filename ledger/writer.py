@@ -441,8 +441,8 @@ class LedgerSink:
                     if segment is None:
                         self._unjournalled[0] += 1
                     queue.append((capture, line, segment))
-                    if len(queue) >= self.batch_size:
-                        self._wake.set()
+                    if len(queue) >= self.batch_size and not self._wake.is_set():
+                        self._wake.set()  # (set() takes a lock and notifies: not again while it is set)
                 elif segment is not None:
                     segment.dropped = True  # it waits in the journal alone, re-read later
                     self._dropped += 1
