@@ -36,6 +36,7 @@ MAX_KEPT_REQUEST = 16 * 1024  # a larger request body is summed up to the fields
 REQUEST_FIELDS = ("model", "stream", "reasoning_effort", "include_thoughts", "tools")
 HEADER_PROJECT, HEADER_USER, HEADER_TAGS = b"x-ledger-project", b"x-ledger-user", b"x-ledger-tags"
 _RETRY_HEADER = b"x-stainless-retry-count"
+_REQUEST_HEADERS = frozenset((b"authorization", _RETRY_HEADER, b"content-encoding", HEADER_PROJECT, HEADER_USER, HEADER_TAGS))
 _SECRET_LIKE = re.compile(r"sk-[A-Za-z0-9_\-]{4,}")
 
 __all__ = ["Recorder", "RecordingTransport", "AsyncRecordingTransport", "Sink", "Attribution", "parse_tags", "build_record"]
@@ -114,12 +115,14 @@ class _Core:
         message = _SECRET_LIKE.sub("sk-…", str(error))[:200]
         log.error("credit-ledger recorder failed in %s (%s: %s); the call goes on", where, type(error).__name__, message)
 
-    def key_facts(self, key: str) -> tuple[str, str]:
-        found = self._keys.get(key)
+    def key_facts(self, authorization: bytes) -> tuple[str | None, str | None]:
+        """(fingerprint, last four) of the key in an Authorization header; cached by the header's bytes."""
+        found = self._keys.get(authorization)
         if found is None:
+            key = keys.bearer_key(authorization.decode("latin-1"))
             if len(self._keys) >= 256:
                 self._keys.clear()
-            found = self._keys[key] = (keys.fingerprint(key, self.secret), keys.last4(key))
+            found = self._keys[authorization] = (keys.fingerprint(key, self.secret), keys.last4(key)) if key else (None, None)
         return found
 
     def begin(self, request: Any) -> tuple["_Call | None", Any]:
@@ -133,23 +136,11 @@ class _Core:
     def _begin(self, request: Any) -> tuple["_Call", Any]:
         started = time.time()
         headers = request.headers
-        authorization = attempt = project = user = tags = None
-        encoded = False
-        for name, value in headers.raw:  # one pass over the raw list: Headers.get costs µs a name
-            name = name.lower()
-            if name == b"authorization":
-                authorization = value
-            elif name == _RETRY_HEADER:
-                attempt = value
-            elif name == b"content-encoding":
-                encoded = True
-            elif name.startswith(b"x-ledger-"):
-                if name == HEADER_PROJECT:
-                    project = value.decode("utf-8", "replace")
-                elif name == HEADER_USER:
-                    user = value.decode("utf-8", "replace")
-                elif name == HEADER_TAGS:
-                    tags = value.decode("utf-8", "replace")
+        seen = {name: value for _, name, value in _header_list(headers) if name in _REQUEST_HEADERS}
+        authorization = seen.get(b"authorization")
+        attempt = seen.get(_RETRY_HEADER)
+        encoded = b"content-encoding" in seen
+        project, user, tags = (_text(seen.get(name)) for name in (HEADER_PROJECT, HEADER_USER, HEADER_TAGS))
         notes: list[str] = []
         if project is not None or user is not None or tags is not None:
             for name in ("x-ledger-project", "x-ledger-user", "x-ledger-tags"):
@@ -162,8 +153,7 @@ class _Core:
                 tag_map.update(parse_tags(tags))
             except ValueError:
                 notes.append("bad_ledger_tags")
-        key = keys.bearer_key(authorization.decode("latin-1")) if authorization else None
-        fingerprint, last4 = self.key_facts(key) if key else (None, None)
+        fingerprint, last4 = self.key_facts(authorization) if authorization else (None, None)
         try:
             attempt_no = int(attempt) if attempt is not None else 0
         except ValueError:
@@ -218,6 +208,23 @@ class _Core:
             self.failed("response", error)
 
 
+def _text(value: bytes | None) -> str | None:
+    return None if value is None else value.decode("utf-8", "replace")
+
+
+def _header_list(headers: Any) -> Any:
+    """(raw name, lower-case name, value) of each header: httpx2's and httpx's own list, read as it is.
+
+    `Headers.raw` builds a new list and the names still need lowering, at each call;
+    the list both libraries keep has the lower-case names already. Anything else
+    (another Headers type) goes the public way.
+    """
+    found = getattr(headers, "_list", None)
+    if type(found) is list:
+        return found
+    return [(name, name.lower(), value) for name, value in headers.raw]
+
+
 def _json_object(body: bytes) -> dict | None:
     try:
         obj = json.loads(body)
@@ -261,8 +268,7 @@ class _Call:
         self.headers_at = time.time()
         self.status = status
         content_type = coding = b""
-        for name, value in headers.raw:
-            name = name.lower()
+        for _, name, value in _header_list(headers):
             if name == b"content-type":
                 content_type = value
             elif name == b"content-encoding":
