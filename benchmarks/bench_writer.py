@@ -1,13 +1,17 @@
 """Writer throughput: records per second through emit -> journal -> batch writer -> ledger.
 
 Captures are made in-process beforehand (no HTTP); the clock runs from the
-first emit to the flush that sees the last one committed. The naive writer is
-the same sink with batch_size=1: one transaction (one commit) per record.
-Both run side by side in one run, on a SQLite file and on PostgreSQL (a
+first emit to the flush that sees the last one committed, after a warm-up
+batch (the sink's writer processes are running when the clock starts).
+The batched sink is a Recorder's (batches of 1000, two writer processes);
+the naive writer is the same sink with batch_size=1 and its writer a thread
+of the emitting process: one transaction (one commit) per record, the plain
+way to write a ledger. Both run side by side in one run, on a SQLite file and on PostgreSQL (a
 database made for the run and dropped after).
 
     .venv/bin/python benchmarks/bench_writer.py [--records 30000] [--naive-records 2000]
         [--postgres postgresql://postgres@127.0.0.1:5432/postgres] [--no-postgres] [--profile]
+        [--writer-processes 2]
 """
 
 from __future__ import annotations
@@ -37,11 +41,15 @@ from ledger.writer import LedgerSink  # noqa: E402
 from test_writer import make_capture  # noqa: E402  (the tests' realistic captures)
 
 
-def run(url: str, captures, journal: Path, batch_size: int, profile: bool = False) -> float:
+def run(url: str, captures, journal: Path, batch_size: int, processes: int, profile: bool = False) -> float:
     """Records per second for `captures` through a fresh sink."""
     Ledger(url).close()  # schema made before the clock starts
-    sink = LedgerSink(url, journal, batch_size=batch_size, replay_on_start=False, handle_sigterm=False)
-    if not sink.flush(30):
+    sink = LedgerSink(url, journal, batch_size=batch_size, replay_on_start=False, handle_sigterm=False,
+                      writer_processes=processes)
+    warm_up = [make_capture(i, call_id=f"warm-up-{i}") for i in range(batch_size)]
+    for capture in warm_up:  # a full batch first: the writer processes are started before the clock
+        sink.emit(capture)
+    if not sink.flush(60):
         raise SystemExit("the ledger did not come up")
     profiler = cProfile.Profile() if profile else None
     if profiler:
@@ -58,9 +66,9 @@ def run(url: str, captures, journal: Path, batch_size: int, profile: bool = Fals
         pstats.Stats(profiler).sort_stats("tottime").print_stats(25)
     stats = sink.stats
     sink.close()
-    assert stats.committed == len(captures) and stats.pending == 0, stats
+    assert stats.committed == len(warm_up) + len(captures) and stats.pending == 0, stats
     with Ledger(url) as ledger, ledger.session() as session:
-        assert session.scalar(select(func.count()).select_from(Call)) == len(captures)
+        assert session.scalar(select(func.count()).select_from(Call)) == len(warm_up) + len(captures)
     print(f"    {len(captures)} records, batch {batch_size}: {elapsed:.2f} s "
           f"(emit loop {1e6 * (emitted - started) / len(captures):.1f} us/record)", flush=True)
     return len(captures) / elapsed
@@ -95,6 +103,8 @@ def main() -> int:
     parser.add_argument("--postgres", default="postgresql://postgres@127.0.0.1:5432/postgres")
     parser.add_argument("--no-postgres", action="store_true")
     parser.add_argument("--profile", action="store_true", help="cProfile the batched run")
+    parser.add_argument("--writer-processes", type=int, default=2,
+                        help="the batched sink's writer processes (a Recorder's default: 2; 0: a thread)")
     args = parser.parse_args()
 
     captures = [make_capture(i) for i in range(args.records)]
@@ -108,12 +118,12 @@ def main() -> int:
             print(label, flush=True)
             url, drop = make("batched")
             try:
-                batched = run(url, captures, Path(tmp) / "j-batched", args.batch_size, args.profile)
+                batched = run(url, captures, Path(tmp) / "j-batched", args.batch_size, args.writer_processes, args.profile)
             finally:
                 drop()
             url, drop = make("naive")
             try:
-                naive = run(url, naive_captures, Path(tmp) / "j-naive", 1)
+                naive = run(url, naive_captures, Path(tmp) / "j-naive", 1, 0)  # in-process, a commit per record
             finally:
                 drop()
             shutil.rmtree(Path(tmp) / "j-batched", ignore_errors=True)

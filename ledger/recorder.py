@@ -4,7 +4,7 @@ A transport wrapper forwards the request, and wraps the response's raw byte
 stream (below the client's decoding) in a small class that sees each chunk as
 the caller pulls it and emits one Capture when the stream ends, is closed
 early or fails. What is kept of the bytes is decided by `ledger.sse`; JSON,
-Decimals and pricing happen later, in the sink's writer thread.
+Decimals and pricing happen later, in the sink's writer processes.
 Any failure of the recorder itself is logged once and swallowed here.
 """
 

@@ -1,9 +1,12 @@
 """The background batch writer: from the journal into the ledger, nothing lost, nothing counted twice.
 
 `LedgerSink.emit` is the caller's path: encode the capture, append its line to
-the journal (one `os.write`), hand it to a bounded in-memory queue. A writer
-thread builds, prices and inserts batches, one transaction each, and only then
-lets the journal forget them. When the database is down, calls go on: the
+the journal (a memory copy), hand it to a bounded in-memory queue. A writer
+thread takes batches from the queue and has them built, priced and inserted,
+one transaction each, by writer processes of their own (`writer_process.py`;
+with `writer_processes=0`, or where no process can be started, by
+`LedgerWriter` in the thread itself), and only then lets the journal forget
+them. When the database is down, calls go on: the
 queue fills up to `max_pending`, then captures wait in the journal alone and
 are re-read from it when the database is back. `replay_journal` (and each
 sink at start-up, in the background) writes what dead processes left behind.
@@ -46,6 +49,7 @@ from .models import RejectedRecord
 from .pricing import PriceFinding, PricingPolicy, RateBook, default_rate_book, price
 from .repository import insert_calls, sync_rate_cards
 from .usage import CallRecord, record_to_dict
+from .writer_process import PartialWrite, ProcessWriter, WriterProcessUnavailable, can_use_process
 
 log = logging.getLogger(__name__)
 
@@ -164,6 +168,14 @@ class LedgerWriter:
             raise
         self.ledger = ledger
 
+    @property
+    def connected(self) -> bool:
+        return self.ledger is not None
+
+    @property
+    def url_for_logs(self) -> str:
+        return repr(self.ledger.engine.url) if self.ledger is not None else "?"
+
     def close(self) -> None:
         if self.ledger is not None:
             self.ledger.close()
@@ -172,6 +184,14 @@ class LedgerWriter:
     def disconnect_after_outage(self) -> None:
         if self.ledger is not None:
             self.ledger.engine.dispose()  # stale connections go; the engine reconnects on next use
+
+    def abort(self) -> None:
+        """A thread cannot be interrupted: a batch stuck on the database waits for its busy timeout."""
+
+    def forget_after_fork(self) -> None:
+        if self.ledger is not None:
+            self.ledger.engine.dispose(close=False)  # the parent's connections stay the parent's
+            self.ledger = None
 
     def prepare(self, captures: Sequence[tuple[Capture | None, bytes | None, str | None]]):
         """(priced records, kept-aside rows) of a batch of (capture, journal line, problem)."""
@@ -358,6 +378,7 @@ class LedgerSink:
         replay_on_start: bool = True,
         handle_sigterm: bool = True,
         exit_timeout: float = 5.0,
+        writer_processes: int = 2,
     ) -> None:
         self.database_url = normalise_url(database_url)  # a bad URL is a ConfigError now, not an outage later
         self.journal_dir = Path(journal_dir)
@@ -370,7 +391,12 @@ class LedgerSink:
         self.exit_timeout = exit_timeout
         self._fsync = fsync
         self._segment_bytes = segment_bytes
-        self._writer = LedgerWriter(database_url, rate_book, policy, busy_timeout=busy_timeout)
+        self._writer: LedgerWriter | ProcessWriter
+        if writer_processes > 0 and can_use_process(self.database_url):
+            self._writer = ProcessWriter(database_url, rate_book, policy, busy_timeout=busy_timeout,
+                                         processes=writer_processes)
+        else:
+            self._writer = LedgerWriter(database_url, rate_book, policy, busy_timeout=busy_timeout)
         self._lock = threading.Lock()  # the journal's and the counters' lock (the caller's path)
         self._progress = threading.Condition()
         self._wake = threading.Event()
@@ -491,6 +517,9 @@ class LedgerSink:
         self._wake.set()
         self._interrupt.set()
         self._thread.join(max(0.0, timeout))
+        if self._thread.is_alive():
+            self._writer.abort()  # a batch stuck on the database: it stays in the journal
+            self._thread.join(1.0)
         journal = self._journal
         left = journal.close() if journal is not None else []
         if left:
@@ -533,7 +562,7 @@ class LedgerSink:
                 replayed=self._replayed,
                 journal_errors=self._journal_errors,
                 lost=self._lost,
-                connected=self._writer.ledger is not None,
+                connected=self._writer.connected,
             )
 
     def _reset_after_fork(self) -> None:
@@ -545,9 +574,7 @@ class LedgerSink:
         self._queue = deque()
         if self._journal is not None:
             self._journal.forget_after_fork()
-        if self._writer.ledger is not None:
-            self._writer.ledger.engine.dispose(close=False)
-            self._writer.ledger = None
+        self._writer.forget_after_fork()
         self._journal = None
         self._forked = not self._closed  # the child's own journal and writer start at its first emit
 
@@ -575,9 +602,9 @@ class LedgerSink:
                 self._wake.wait(self.max_delay)  # emit wakes it early when a full batch is waiting
                 self._wake.clear()
             try:
-                if self._writer.ledger is None:
+                if not self._writer.connected:
                     self._writer.connect()
-                    log.info("the ledger writer is connected to %s", self._redacted_url())
+                    log.info("the ledger writer is connected to %s", self._writer.url_for_logs)
                 if not batch:
                     batch = self._take_batch()
                 if batch:
@@ -587,6 +614,10 @@ class LedgerSink:
                 if not self._stopping:
                     self._background_work()
                 failures = 0
+            except WriterProcessUnavailable as error:
+                self._log_once("no-process", "%s: the ledger is written from a thread of this process", error)
+                self._writer = LedgerWriter(self._writer.database_url, self._writer.rate_book, self._writer.policy,
+                                            busy_timeout=self._writer.busy_timeout)
             except Exception as error:
                 if is_outage(error):
                     self._log_once("outage", "the ledger database is unavailable (%s): records wait in the journal", _reason(error))
@@ -605,10 +636,6 @@ class LedgerSink:
         with self._progress:
             self._progress.notify_all()
 
-    def _redacted_url(self) -> str:
-        ledger = self._writer.ledger
-        return repr(ledger.engine.url) if ledger is not None else "?"
-
     def _take_batch(self) -> list:
         queue = self._queue
         batch = []
@@ -616,8 +643,27 @@ class LedgerSink:
             batch.append(queue.popleft())
         return batch
 
-    def _write_from_memory(self, batch) -> None:
-        result = self._writer.write([(capture, line, None) for capture, line, _ in batch])
+    def _write_from_memory(self, batch: list) -> None:
+        """Write a batch taken from the queue, then settle it.
+
+        When a split batch is committed in part (PartialWrite), the committed
+        part is settled, `batch` is cut down in place to the rest (which the
+        caller retries or gives up) and the cause is raised.
+        """
+        try:
+            result = self._writer.write([(capture, line, None) for capture, line, _ in batch])
+        except PartialWrite as partial:
+            done = set(partial.done)
+            self._settle([item for i, item in enumerate(batch) if i in done], partial.result)
+            batch[:] = [item for i, item in enumerate(batch) if i not in done]
+            raise partial.cause from None
+        self._settle(batch, result)
+
+    def _count(self, result: BatchResult) -> None:
+        with self._lock:
+            self._totals += result
+
+    def _settle(self, batch: list, result: BatchResult) -> None:
         counts: dict[Segment, int] = {}
         unjournalled = 0
         for _, _, segment in batch:
@@ -666,18 +712,25 @@ class LedgerSink:
     def _between_orphan_batches(self) -> None:
         # New captures go first when a full batch of them is waiting.
         if len(self._queue) >= self.batch_size and not self._stopping:
-            self._write_from_memory(self._take_batch())
+            batch = self._take_batch()
+            try:
+                self._write_from_memory(batch)
+            except Exception:
+                self._give_up_from_memory(batch)  # journalled: re-read later; the others queued again
+                raise
 
     def _reread(self, segment: Segment) -> None:
         journal = self._journal
         assert journal is not None
-        total = BatchResult()
         for batch in _batches(journal.reread(segment), self.batch_size):
-            total += self._writer.write(batch)
+            try:
+                result = self._writer.write(batch)
+            except PartialWrite as partial:
+                self._count(partial.result)  # committed: counted now; the segment is re-read whole later
+                raise partial.cause from None
+            self._count(result)  # each batch as it commits: an outage in the next one does not undo the count
             if self._stopping:
                 return
-        with self._lock:
-            self._totals += total
         journal.finish_reread(segment)
 
     def _sleep_backoff(self, failures: int) -> None:

@@ -407,3 +407,87 @@ def test_a_forked_child_gets_a_journal_segment_and_writer_of_its_own(tmp_path):
     assert os.waitstatus_to_exitcode(status) == 0
     assert count_rows(url) == 16
     assert segment_paths(tmp_path / "journal") == []
+
+
+# ---------------------------------------------------------------- the writer processes
+
+
+def test_writer_processes_split_a_large_batch_and_one_killed_loses_nothing_doubles_nothing(database_url, tmp_path):
+    captures = [make_capture(i) for i in range(1800)]
+    sink = LedgerSink(database_url, tmp_path / "journal", batch_size=600, max_delay=10, backoff=0.02, max_backoff=0.1)
+    try:
+        for capture in captures[:600]:
+            sink.emit(capture)
+        assert sink.flush(30)
+        pids = sink._writer.pids
+        assert len(pids) == 2 and os.getpid() not in pids  # the batch went to two processes of their own
+        os.kill(pids[1], signal.SIGKILL)
+        deadline = time.monotonic() + 10
+        while _running(pids[1]) and time.monotonic() < deadline:
+            time.sleep(0.02)
+        for capture in captures[600:]:  # half of the next batch fails with it: the other half is settled
+            sink.emit(capture)
+        assert sink.flush(30)
+        stats = sink.stats
+        assert len(sink._writer.pids) == 2 and pids[1] not in sink._writer.pids  # a new one in its place
+    finally:
+        sink.close()
+    assert (stats.committed, stats.duplicates, stats.conflicts, stats.pending) == (1800, 0, 0, 0)
+    assert sorted(call_ids(database_url)) == sorted(c.call_id for c in captures)
+    assert segment_paths(tmp_path / "journal") == []
+
+
+def _running(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    try:  # our own child: reaped by its Popen, or a zombie until then
+        with open(f"/proc/{pid}/stat") as stat:
+            return stat.read().split(")")[-1].split()[0] != "Z"
+    except OSError:
+        return False
+
+
+def test_writer_processes_end_with_the_process_that_started_them(tmp_path):
+    script = textwrap.dedent(
+        f"""
+        import sys, time
+        sys.path.insert(0, {str(ROOT / 'tests')!r})
+        from test_writer import make_capture
+        from ledger.writer import LedgerSink
+        sink = LedgerSink({f"sqlite:///{tmp_path / 'ledger.db'}"!r}, {str(tmp_path / 'journal')!r}, batch_size=300, max_delay=10)
+        for i in range(300):
+            sink.emit(make_capture(i))
+        assert sink.flush(30)
+        print(*sink._writer.pids, flush=True)
+        time.sleep(60)
+        """
+    )
+    child = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True,
+                             env={**os.environ, "PYTHONPATH": str(ROOT)})
+    assert child.stdout is not None
+    pids = [int(p) for p in child.stdout.readline().split()]
+    assert len(pids) == 2
+    child.kill()  # SIGKILL: no atexit, nobody closes the pipes but the kernel
+    child.communicate(timeout=10)
+    deadline = time.monotonic() + 15
+    while any(_running(p) for p in pids) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not any(_running(p) for p in pids)
+    assert count_rows(f"sqlite:///{tmp_path / 'ledger.db'}") == 300
+
+
+def test_without_writer_processes_the_sink_writes_from_a_thread(tmp_path):
+    from ledger.writer import LedgerWriter
+    from ledger.writer_process import can_use_process
+
+    assert not can_use_process("sqlite://") and not can_use_process("sqlite:///:memory:")
+    assert can_use_process(f"sqlite:///{tmp_path / 'ledger.db'}")
+    url = f"sqlite:///{tmp_path / 'ledger.db'}"
+    with LedgerSink(url, tmp_path / "journal", writer_processes=0) as sink:
+        assert isinstance(sink._writer, LedgerWriter)
+        for i in range(50):
+            sink.emit(make_capture(i))
+        assert sink.flush(20)
+    assert count_rows(url) == 50

@@ -1,0 +1,415 @@
+"""The ledger writer in processes of its own: the caller's process only appends.
+
+Building, pricing and inserting a record costs tens of microseconds of
+Python. In a thread of the caller's process that time is taken under the
+caller's GIL, from the application's own threads. `ProcessWriter` keeps the
+interface of `LedgerWriter` (connect, write, close) and does the work in child
+processes (`python -m ledger.writer_process`), on the machine's other cores.
+The sink's writer thread only passes batches of journal lines down a pipe and
+waits for the answer; every rule of the sink (a record leaves the journal
+only once the database has committed it, bounded retries with backoff, the
+drain at shutdown) stays where it was.
+
+A large batch is split between two children, each writing its half in a
+transaction of its own (about 1.7 times the records a second of one). When
+one half is committed and the other is not, `write` raises `PartialWrite`
+with what was committed, and the sink retries only the rest.
+
+A child lives as long as its pipe: it exits when the parent closes the pipe
+or dies (end of file), and ignores SIGINT and SIGTERM, which belong to the
+parent's shutdown. An outage a child meets comes back as a `DatabaseError`; a
+child that died is one too, and the next write starts a new one. A batch a
+child was writing when it died is still in the journal: written again, it
+counts once. Where no child can be started (no interpreter to run, an
+in-memory database) the sink writes from a thread instead.
+
+Frames on the pipes: an 8-byte length, then a pickle. Pickle is safe here:
+both ends are this package, on a private pipe.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import pickle
+import signal
+import struct
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any, Sequence
+
+from .capture import Capture, decode
+from .errors import DatabaseError
+from .pricing import PricingPolicy, RateBook, default_rate_book
+
+log = logging.getLogger(__name__)
+
+_HEADER = struct.Struct("!Q")
+_PACKAGE_ROOT = str(Path(__file__).resolve().parent.parent)
+SPLIT_AT = 256  # a batch this large is split between two children
+
+
+class WriterProcessError(RuntimeError):
+    """A child failed on something that is not an outage (a bug): the batch stays in the journal."""
+
+
+class WriterProcessUnavailable(RuntimeError):
+    """No writer process can be started here: the sink writes from a thread instead."""
+
+
+class PartialWrite(DatabaseError):
+    """Part of a split batch was committed (`result`, the captures at `done`), the rest was not (`cause`)."""
+
+    def __init__(self, result: Any, done: list[int], cause: BaseException) -> None:
+        super().__init__(str(cause))
+        self.result, self.done, self.cause = result, done, cause
+
+
+def _send(fd: int, payload: bytes) -> None:
+    view = memoryview(_HEADER.pack(len(payload)) + payload)
+    while view:
+        view = view[os.write(fd, view) :]
+
+
+def _read_exactly(fd: int, size: int) -> bytes:
+    buffer = bytearray(size)
+    view = memoryview(buffer)
+    got = 0
+    while got < size:
+        n = os.readv(fd, [view[got:]])
+        if n == 0:
+            raise EOFError("the pipe was closed")
+        got += n
+    return bytes(buffer)
+
+
+def _recv(fd: int) -> bytes:
+    (size,) = _HEADER.unpack(_read_exactly(fd, _HEADER.size))
+    return _read_exactly(fd, size)
+
+
+def can_use_process(database_url: str) -> bool:
+    """A child cannot share an in-memory SQLite database, nor start without a Python interpreter to run."""
+    if not sys.executable or not Path(sys.executable).name.lower().startswith("python"):
+        return False  # an embedding host (uWSGI, a frozen app) runs something else as sys.executable
+    url = database_url.lower()
+    return not (url.startswith("sqlite") and (url.rstrip("/").endswith(":") or ":memory:" in url or "mode=memory" in url))
+
+
+class _Child:
+    """One writer process and its two pipes."""
+
+    def __init__(self, init: tuple) -> None:
+        down_read, down_write = os.pipe()
+        up_read, up_write = os.pipe()
+        env = dict(os.environ)
+        env["PYTHONPATH"] = os.pathsep.join(p for p in (_PACKAGE_ROOT, env.get("PYTHONPATH")) if p)
+        try:
+            self.process = subprocess.Popen(
+                [sys.executable, "-m", "ledger.writer_process", str(down_read), str(up_write)],
+                pass_fds=(down_read, up_write),
+                stdin=subprocess.DEVNULL,
+                stdout=subprocess.DEVNULL,
+                env=env,
+            )
+        except OSError as error:
+            for fd in (down_read, down_write, up_read, up_write):
+                os.close(fd)
+            raise WriterProcessUnavailable(f"cannot start a ledger writer process ({error})") from None
+        os.close(down_read)
+        os.close(up_write)
+        self.to_child: int | None = down_write
+        self.from_child: int | None = up_read
+        self.connected = False
+        try:
+            self.call(*init)
+        except (DatabaseError, WriterProcessError) as error:
+            self.forget(reap=True)
+            raise WriterProcessUnavailable(f"a ledger writer process did not start ({error})") from None
+
+    @property
+    def alive(self) -> bool:
+        return self.to_child is not None
+
+    def send(self, *request: Any) -> None:
+        if self.to_child is None:
+            raise DatabaseError("the ledger writer process is not running")
+        try:
+            _send(self.to_child, pickle.dumps(request, protocol=pickle.HIGHEST_PROTOCOL))
+        except OSError:
+            self._died()
+
+    def receive(self) -> Any:
+        if self.from_child is None:
+            raise DatabaseError("the ledger writer process is not running")
+        try:
+            status, value, logs = pickle.loads(_recv(self.from_child))
+        except (OSError, EOFError, pickle.UnpicklingError, ValueError):
+            self._died()
+        for name, level, message in logs:
+            logging.getLogger(name).log(level, "%s", message)
+        if status == "ok":
+            return value
+        if status == "outage":
+            raise DatabaseError(value)
+        raise WriterProcessError(value)
+
+    def call(self, *request: Any) -> Any:
+        self.send(*request)
+        return self.receive()
+
+    def _died(self):
+        code = self.process.poll()
+        self.forget(reap=True)
+        why = f"exit status {code}" if code is not None else "its pipe broke"
+        raise DatabaseError(f"the ledger writer process stopped ({why})") from None
+
+    def kill(self) -> None:
+        if self.process.poll() is None:
+            self.process.kill()
+
+    def forget(self, *, reap: bool) -> None:
+        """Close our ends of the pipes (the child exits on end of file); with `reap`, wait for it."""
+        for fd in (self.to_child, self.from_child):
+            if fd is not None:
+                try:
+                    os.close(fd)
+                except OSError:
+                    pass
+        self.to_child = self.from_child = None
+        self.connected = False
+        if reap:
+            try:
+                self.process.wait(timeout=5.0)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+
+
+class ProcessWriter:
+    """`LedgerWriter`'s interface; the work is done in child processes (at most `processes`)."""
+
+    def __init__(
+        self,
+        database_url: str,
+        rate_book: RateBook | None = None,
+        policy: PricingPolicy = PricingPolicy(),
+        *,
+        busy_timeout: float = 2.0,
+        processes: int = 2,
+    ) -> None:
+        self.database_url = database_url
+        self.rate_book = rate_book or default_rate_book()
+        self.policy = policy
+        self.busy_timeout = busy_timeout
+        self.processes = max(1, processes)
+        self._children: list[_Child] = []
+
+    @property
+    def connected(self) -> bool:
+        return bool(self._children) and self._children[0].connected
+
+    @property
+    def url_for_logs(self) -> str:
+        from sqlalchemy.engine import make_url
+
+        return repr(make_url(self.database_url))  # the password masked
+
+    @property
+    def pids(self) -> list[int]:
+        return [c.process.pid for c in self._children if c.alive]
+
+    # ------------------------------------------------------------ the writer's interface
+
+    def connect(self) -> None:
+        """Start the first child if there is none and have it open the ledger; raises when the database is down."""
+        child = self._child(0)
+        if not child.connected:
+            child.call("connect")
+            child.connected = True
+
+    def write(self, captures: Sequence[tuple[Capture | None, bytes | None, str | None]]):
+        """Write one batch; its BatchResult. DatabaseError on an outage or a dead child, PartialWrite on half of one."""
+        # Journal lines go down the pipe as they are (no pickling of captures in the caller's process);
+        # a capture that has no line (it could not be encoded) goes pickled.
+        items = [(line, problem, capture if line is None else None) for capture, line, problem in captures]
+        parts = self._split(len(items))
+        if len(parts) > 1:
+            try:
+                self._child(1)
+            except WriterProcessUnavailable as error:
+                log.warning("%s: the ledger is written by one process", error)
+                self.processes = 1
+                parts = [(0, len(items))]
+            except DatabaseError:  # the second cannot connect now: the first tries the whole batch
+                parts = [(0, len(items))]
+        if len(parts) == 1:
+            return self._child(0).call("write", items)
+        sent, outcomes = [], []
+        for index, (start, end) in enumerate(parts):
+            try:
+                child = self._child(index)
+                child.send("write", items[start:end])
+                sent.append((child, start, end))
+            except Exception as error:  # this part waits for the retry
+                outcomes.append((start, end, error))
+        for child, start, end in sent:
+            try:
+                outcomes.append((start, end, child.receive()))
+            except Exception as error:
+                outcomes.append((start, end, error))
+        return self._merge(outcomes)
+
+    def disconnect_after_outage(self) -> None:
+        # A child dropped its connections itself when it reported the outage; a dead one is forgotten.
+        self._children = [c for c in self._children if c.alive]
+
+    def abort(self) -> None:
+        """Kill the children (a batch stuck on a locked or unreachable database): their batches stay in the journal."""
+        for child in self._children:
+            child.kill()
+
+    def close(self) -> None:
+        """Close the pipes (each child exits on end of file) and wait for the children."""
+        children, self._children = self._children, []
+        for child in children:
+            child.forget(reap=False)
+        for child in children:
+            child.forget(reap=True)
+
+    def forget_after_fork(self) -> None:
+        """In a forked child of the caller: the writer processes are the parent's; let go of our pipe ends."""
+        for child in self._children:
+            for fd in (child.to_child, child.from_child):
+                if fd is not None:
+                    try:
+                        os.close(fd)
+                    except OSError:
+                        pass
+        self._children = []
+
+    # ------------------------------------------------------------ the children
+
+    def _child(self, index: int) -> _Child:
+        self._children = [c for c in self._children if c.alive]
+        while len(self._children) <= index:
+            init = ("init", self.database_url, self.rate_book, self.policy, self.busy_timeout)
+            self._children.append(_Child(init))
+        child = self._children[index]
+        if index > 0 and not child.connected:
+            child.call("connect")
+            child.connected = True
+        return child
+
+    def _split(self, count: int) -> list[tuple[int, int]]:
+        if self.processes < 2 or count < SPLIT_AT:
+            return [(0, count)]
+        half = count // 2
+        return [(0, half), (half, count)]
+
+    @staticmethod
+    def _merge(outcomes):
+        from .writer import BatchResult
+
+        done: list[int] = []
+        total = BatchResult()
+        failure: BaseException | None = None
+        for start, end, outcome in sorted(outcomes, key=lambda o: o[0]):
+            if isinstance(outcome, BaseException):
+                failure = failure or outcome
+            else:
+                total += outcome
+                done.extend(range(start, end))
+        if failure is None:
+            return total
+        if not done:
+            raise failure
+        raise PartialWrite(total, done, failure)
+
+
+# ---------------------------------------------------------------- the child's side
+
+
+class _Collect(logging.Handler):
+    """Keeps the child's log records to send with its next answer (the parent logs them as its own)."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.INFO)
+        self.records: list[tuple[str, int, str]] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            self.records.append((record.name, record.levelno, record.getMessage()))
+        except Exception:
+            pass
+
+    def take(self) -> list[tuple[str, int, str]]:
+        taken, self.records = self.records, []
+        return taken
+
+
+def _entries(items) -> list[tuple[Capture | None, bytes | None, str | None]]:
+    from .journal import UNREADABLE_LINE
+
+    out: list[tuple[Capture | None, bytes | None, str | None]] = []
+    for line, problem, capture in items:
+        if capture is None and problem is None and line is not None:
+            try:
+                capture = decode(line)
+            except (ValueError, TypeError, KeyError, RecursionError):
+                problem = UNREADABLE_LINE
+        out.append((capture, line, problem))
+    return out
+
+
+def main(argv: Sequence[str]) -> int:
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent's shutdown decides; the pipe's end ends us
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    from .writer import LedgerWriter, _reason, is_outage
+
+    down, up = int(argv[0]), int(argv[1])
+    collect = _Collect()
+    package_log = logging.getLogger("ledger")
+    package_log.addHandler(collect)
+    package_log.setLevel(logging.INFO)
+    package_log.propagate = False
+    writer: LedgerWriter | None = None
+    while True:
+        try:
+            request = pickle.loads(_recv(down))
+        except (EOFError, OSError):
+            break
+        op = request[0]
+        try:
+            if op == "init":
+                _, url, rate_book, policy, busy_timeout = request
+                writer = LedgerWriter(url, rate_book, policy, busy_timeout=busy_timeout)
+                reply: tuple = ("ok", None)
+            elif writer is None:
+                reply = ("error", "the writer process was not initialised")
+            elif op == "connect":
+                writer.connect()
+                reply = ("ok", None)
+            elif op == "write":
+                reply = ("ok", writer.write(_entries(request[1])))
+            else:
+                reply = ("error", f"unknown request {op!r}")
+        except Exception as error:
+            if is_outage(error):
+                if writer is not None:
+                    writer.disconnect_after_outage()
+                reply = ("outage", _reason(error))
+            else:
+                reply = ("error", f"{type(error).__name__}: {error}")
+        try:
+            _send(up, pickle.dumps(reply + (collect.take(),), protocol=pickle.HIGHEST_PROTOCOL))
+        except OSError:  # the parent is gone
+            break
+    if writer is not None:
+        writer.close()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
