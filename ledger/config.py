@@ -68,6 +68,7 @@ class Settings:
     rate_cards_path: str | None = None
     pricing: PricingPolicy = PricingPolicy()
     include_usage: bool = False
+    writer_processes: int = 2  # the Recorder's ledger writer processes; 0: a thread of the caller's process
     reports_dir: str = "reports"
     accounts: tuple[AccountConfig, ...] = ()
     schedule: ScheduleConfig = ScheduleConfig()
@@ -162,7 +163,7 @@ def settings_from_mapping(data: dict, source: str = "config") -> Settings:
     pricing = _table(data, "pricing")
     _check_keys(pricing, {"charge_precision", "tolerance", "rate_cards"}, f"{source}: [pricing]")
     recorder = _table(data, "recorder")
-    _check_keys(recorder, {"include_usage"}, f"{source}: [recorder]")
+    _check_keys(recorder, {"include_usage", "writer_processes"}, f"{source}: [recorder]")
     schedule = _table(data, "schedule")
     _check_keys(
         schedule,
@@ -177,6 +178,9 @@ def settings_from_mapping(data: dict, source: str = "config") -> Settings:
     include_usage = recorder.get("include_usage", False)
     if not isinstance(include_usage, bool):
         raise ConfigError(f"{source}: recorder.include_usage must be true or false")
+    writer_processes = recorder.get("writer_processes", Settings.writer_processes)
+    if isinstance(writer_processes, bool) or not isinstance(writer_processes, int) or not 0 <= writer_processes <= 8:
+        raise ConfigError(f"{source}: recorder.writer_processes must be a whole number from 0 to 8")
     defaults = ScheduleConfig()
     return Settings(
         database_url=normalise_url(_str(data.get("database_url", DEFAULT_DATABASE_URL), f"{source}: database_url")),
@@ -186,6 +190,7 @@ def settings_from_mapping(data: dict, source: str = "config") -> Settings:
         rate_cards_path=pricing.get("rate_cards"),
         pricing=PricingPolicy(precision, tolerance),
         include_usage=include_usage,
+        writer_processes=writer_processes,
         accounts=_accounts(data.get("accounts", [])),
         schedule=ScheduleConfig(
             *(

@@ -580,6 +580,7 @@ class Recorder:
                 journal_dir if journal_dir is not None else settings.journal_path,
                 rate_book=rate_book,
                 policy=settings.pricing,
+                writer_processes=settings.writer_processes,
             )
         self.sink = sink
         use = settings.include_usage if include_usage is None else include_usage

@@ -1,8 +1,9 @@
+from dataclasses import replace
 from decimal import Decimal
 
 import pytest
 
-from ledger.config import load_settings
+from ledger.config import load_settings, settings_from_mapping
 from ledger.errors import ConfigError
 
 
@@ -50,6 +51,9 @@ def test_accounts_with_keys_by_environment(tmp_path):
         ('[pricing]\ncharge_precision = "abc"', "not a number"),
         ("[pricing]\ncharge_precision = 0", "must be above 0"),
         ('[recorder]\ninclude_usage = "yes"', "true or false"),
+        ("[recorder]\nwriter_processes = 9", "from 0 to 8"),
+        ("[recorder]\nwriter_processes = -1", "from 0 to 8"),
+        ('[recorder]\nwriter_processes = "2"', "from 0 to 8"),
         ("[schedule]\npoll_credits_seconds = -1", "positive number"),
         ('[schedule]\nreconcile_settle_seconds = "soon"', "seconds >= 0"),
         ('[[accounts]]\nname = "a"\nkeys = [{key = "pk-1"}]', "starts with sk-"),
@@ -72,3 +76,24 @@ def test_the_reconcile_settle_time_may_be_zero(tmp_path):
 def test_a_missing_config_file_is_named(tmp_path):
     with pytest.raises(ConfigError, match="not found"):
         load_settings(str(tmp_path / "nope.toml"))
+
+
+def test_the_recorders_writer_processes_are_a_setting(tmp_path):
+    from ledger.recorder import Recorder
+    from ledger.writer import LedgerWriter
+    from ledger.writer_process import ProcessWriter
+
+    assert settings_from_mapping({}).writer_processes == 2
+    settings = settings_from_mapping({"recorder": {"writer_processes": 0}, "secret": str(tmp_path / "secret"),
+                                      "database_url": f"sqlite:///{tmp_path / 'ledger.db'}",
+                                      "journal": str(tmp_path / "journal")})
+    rec = Recorder(settings=settings)
+    try:
+        assert isinstance(rec.sink._writer, LedgerWriter)
+    finally:
+        rec.close()
+    rec = Recorder(settings=replace(settings, writer_processes=1))
+    try:
+        assert isinstance(rec.sink._writer, ProcessWriter) and rec.sink._writer.processes == 1
+    finally:
+        rec.close()
