@@ -4,7 +4,8 @@ Building, pricing and inserting a record costs tens of microseconds of
 Python. In a thread of the caller's process that time is taken under the
 caller's GIL, from the application's own threads. `ProcessWriter` keeps the
 interface of `LedgerWriter` (connect, write, close) and does the work in child
-processes (`python -m ledger.writer_process`), on the machine's other cores.
+processes (`ledger.writer_process.main`, started with the parent's
+interpreter and sys.path), on the machine's other cores.
 The sink's writer thread only passes batches of journal lines down a pipe and
 waits for the answer; every rule of the sink (a record leaves the journal
 only once the database has committed it, bounded retries with backoff, the
@@ -29,6 +30,7 @@ both ends are this package, on a private pipe.
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import pickle
@@ -46,7 +48,11 @@ from .pricing import PricingPolicy, RateBook, default_rate_book
 log = logging.getLogger(__name__)
 
 _HEADER = struct.Struct("!Q")
-_PACKAGE_ROOT = str(Path(__file__).resolve().parent.parent)
+# The child imports what its parent imports: the parent's sys.path, as it is when the child starts.
+_BOOTSTRAP = (
+    "import sys, json; sys.path[:] = json.loads(sys.argv[1]); "
+    "from ledger.writer_process import main; sys.exit(main(sys.argv[2:]))"
+)
 SPLIT_AT = 256  # a batch this large is split between two children
 
 
@@ -103,15 +109,12 @@ class _Child:
     def __init__(self, init: tuple) -> None:
         down_read, down_write = os.pipe()
         up_read, up_write = os.pipe()
-        env = dict(os.environ)
-        env["PYTHONPATH"] = os.pathsep.join(p for p in (_PACKAGE_ROOT, env.get("PYTHONPATH")) if p)
         try:
             self.process = subprocess.Popen(
-                [sys.executable, "-m", "ledger.writer_process", str(down_read), str(up_write)],
+                [sys.executable, "-c", _BOOTSTRAP, json.dumps(sys.path), str(down_read), str(up_write)],
                 pass_fds=(down_read, up_write),
                 stdin=subprocess.DEVNULL,
                 stdout=subprocess.DEVNULL,
-                env=env,
             )
         except OSError as error:
             for fd in (down_read, down_write, up_read, up_write):
