@@ -53,6 +53,14 @@ def odd_capture() -> Capture:
     )
 
 
+def test_the_journal_line_keeps_the_captures_fields_in_their_order():
+    from dataclasses import fields
+
+    from ledger.capture import _FIELDS
+
+    assert _FIELDS == tuple(f.name for f in fields(Capture))
+
+
 def test_any_capture_is_one_line_of_its_own_and_decodes_back_exactly():
     for capture in [make_capture(i) for i in range(3)] + [odd_capture()]:
         line = encode(capture)
