@@ -284,12 +284,7 @@ class ProcessWriter:
     def forget_after_fork(self) -> None:
         """In a forked child of the caller: the writer processes are the parent's; let go of our pipe ends."""
         for child in self._children:
-            for fd in (child.to_child, child.from_child):
-                if fd is not None:
-                    try:
-                        os.close(fd)
-                    except OSError:
-                        pass
+            child.forget(reap=False)  # closes this process's copies of the pipes; the parent's stay open
         self._children = []
 
     # ------------------------------------------------------------ the children
