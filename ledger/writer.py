@@ -6,9 +6,9 @@ thread takes batches from the queue and has them built, priced and inserted,
 one transaction each, by writer processes of their own (`writer_process.py`;
 with `writer_processes=0`, or where no process can be started, by
 `LedgerWriter` in the thread itself), and only then lets the journal forget
-them. When the database is down, calls go on: the
-queue fills up to `max_pending`, then captures wait in the journal alone and
-are re-read from it when the database is back. `replay_journal` (and each
+them. When the database is down, calls go on: the queue fills up to
+`max_pending`, then captures wait in the journal alone and are re-read from
+it when the database is back. `replay_journal` (and each
 sink at start-up, in the background) writes what dead processes left behind.
 
 Shutdown: `close()`, interpreter exit (atexit) and SIGTERM drain what they can
@@ -616,8 +616,10 @@ class LedgerSink:
                 failures = 0
             except WriterProcessUnavailable as error:
                 self._log_once("no-process", "%s: the ledger is written from a thread of this process", error)
-                self._writer = LedgerWriter(self._writer.database_url, self._writer.rate_book, self._writer.policy,
-                                            busy_timeout=self._writer.busy_timeout)
+                unavailable = self._writer
+                unavailable.close()
+                self._writer = LedgerWriter(unavailable.database_url, unavailable.rate_book, unavailable.policy,
+                                            busy_timeout=unavailable.busy_timeout)
             except Exception as error:
                 if is_outage(error):
                     self._log_once("outage", "the ledger database is unavailable (%s): records wait in the journal", _reason(error))

@@ -491,3 +491,21 @@ def test_without_writer_processes_the_sink_writes_from_a_thread(tmp_path):
             sink.emit(make_capture(i))
         assert sink.flush(20)
     assert count_rows(url) == 50
+
+
+@pytest.mark.parametrize("interpreter", ["missing", "exits"])
+def test_where_no_writer_process_can_start_the_sink_writes_from_a_thread(tmp_path, monkeypatch, interpreter):
+    from ledger.writer import LedgerWriter
+
+    broken = tmp_path / "python-broken"  # named like an interpreter, so the sink tries it
+    if interpreter == "exits":
+        broken.write_text("#!/bin/sh\nexit 1\n")
+        broken.chmod(0o755)
+    monkeypatch.setattr(sys, "executable", str(broken))
+    url = f"sqlite:///{tmp_path / 'ledger.db'}"
+    with LedgerSink(url, tmp_path / "journal", backoff=0.02, max_backoff=0.1) as sink:
+        for i in range(20):
+            sink.emit(make_capture(i))
+        assert sink.flush(20)
+        assert isinstance(sink._writer, LedgerWriter)
+    assert count_rows(url) == 20
