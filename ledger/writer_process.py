@@ -115,6 +115,7 @@ class _Child:
                 pass_fds=(down_read, up_write),
                 stdin=subprocess.DEVNULL,
                 stdout=subprocess.DEVNULL,
+                process_group=0,  # a terminal's Ctrl-C or a signal to the group is the parent's to handle
             )
         except OSError as error:
             for fd in (down_read, down_write, up_read, up_write):
