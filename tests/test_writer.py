@@ -509,3 +509,23 @@ def test_where_no_writer_process_can_start_the_sink_writes_from_a_thread(tmp_pat
         assert sink.flush(20)
         assert isinstance(sink._writer, LedgerWriter)
     assert count_rows(url) == 20
+
+
+@pytest.mark.postgres
+def test_a_record_the_database_refuses_is_kept_aside_and_the_writer_process_says_so(postgres_url, tmp_path, caplog):
+    captures = [make_capture(i) for i in range(300)]
+    captures[7] = make_capture(7, call_id="x" * 80)  # longer than calls.call_id: PostgreSQL refuses the row
+    with caplog.at_level("WARNING", logger="ledger"):
+        with LedgerSink(postgres_url, tmp_path / "journal", batch_size=300, max_delay=10) as sink:
+            for capture in captures:
+                sink.emit(capture)
+            assert sink.flush(30)
+            stats = sink.stats
+            assert len(sink._writer.pids) == 2  # written by the writer processes
+    assert (stats.committed, stats.kept_aside, stats.pending) == (299, 1, 0)
+    assert count_rows(postgres_url) == 299
+    with Ledger(postgres_url) as ledger, ledger.session() as session:
+        [kept] = session.scalars(select(RejectedRecord)).all()
+    assert kept.call_id == "x" * 64 and kept.reason.startswith("could not be written")
+    # The child's warning reached this process's log, as the parent's own.
+    assert any("could not be written" in r.getMessage() and r.name == "ledger.writer" for r in caplog.records)
