@@ -53,6 +53,15 @@ class Credits(TypeDecorator[Decimal]):
         return None if value is None else from_nano(int(value))
 
 
+def as_utc(value: datetime | None) -> datetime | None:
+    """The instant in UTC; a naive datetime is refused (the ledger never guesses a zone)."""
+    if value is None:
+        return None
+    if value.tzinfo is None:
+        raise ValueError("naive datetime given to the ledger")
+    return value if value.tzinfo is timezone.utc else value.astimezone(timezone.utc)
+
+
 class UTCDateTime(TypeDecorator[datetime]):
     """Aware UTC datetimes on both databases (SQLite keeps no zone)."""
 
@@ -60,11 +69,7 @@ class UTCDateTime(TypeDecorator[datetime]):
     cache_ok = True
 
     def process_bind_param(self, value: Any, dialect: Any) -> datetime | None:
-        if value is None:
-            return None
-        if value.tzinfo is None:
-            raise ValueError("naive datetime given to the ledger")
-        return value.astimezone(timezone.utc)
+        return as_utc(value)
 
     def process_result_value(self, value: Any, dialect: Any) -> datetime | None:
         if value is None:

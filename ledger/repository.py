@@ -18,7 +18,7 @@ from sqlalchemy import Select, func, select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
-from .models import ApiKey, Call, RateCardRow, RejectedRecord
+from .models import ApiKey, Call, RateCardRow, RejectedRecord, as_utc
 from .money import to_nano
 from .pricing import CLEAN_CLASSES, PriceFinding, RateBook
 from .usage import USAGE_FIELDS, CallRecord, record_digest, record_to_dict
@@ -41,6 +41,7 @@ CALL_COLUMNS = (
 )
 _DATETIMES = tuple(CALL_COLUMNS.index(n) for n in ("started_at", "first_byte_at", "ended_at"))
 _RECORDED_AT = CALL_COLUMNS.index("recorded_at")
+_DIGEST = CALL_COLUMNS.index("record_digest")
 _CREDITS = tuple(CALL_COLUMNS.index(n) for n in ("credits_charged", "credits_expected"))
 _NO_USAGE = (None,) * len(USAGE_FIELDS)
 
@@ -76,12 +77,7 @@ def _tags_json(tags) -> str:
     return _tags_json_of(tuple(sorted(tags.items())))
 
 
-def call_row(record: CallRecord, finding: PriceFinding, recorded_at: datetime) -> dict:
-    """The `calls` row of a priced record, as a dict of column names."""
-    return dict(zip(CALL_COLUMNS, call_values(record, finding, record_digest(record), recorded_at)))
-
-
-def _insert_ignoring_conflicts(session: Session, table, rows: list[dict], key: str):
+def _insert_ignoring_conflicts(session: Session, table, key: str):
     dialect = session.get_bind().dialect.name
     insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
     return insert(table).on_conflict_do_nothing(index_elements=[key])
@@ -134,9 +130,6 @@ def insert_calls(session: Session, records: Sequence[tuple[CallRecord, PriceFind
     return InsertResult(len(inserted_ids), duplicates, len(conflicts))
 
 
-_DIGEST = CALL_COLUMNS.index("record_digest")
-
-
 def _insert_new_calls(session: Session, rows: list[tuple]) -> set[str]:
     """Insert the rows whose call id is new (one round trip); the call ids inserted."""
     dialect = session.get_bind().dialect.name
@@ -144,7 +137,7 @@ def _insert_new_calls(session: Session, rows: list[tuple]) -> set[str]:
         return _copy_new_calls(session, rows)
     if len(rows) > 1 and dialect == "sqlite":
         return _values_new_calls(session, rows)
-    statement = _insert_ignoring_conflicts(session, Call.__table__, [], "call_id").returning(Call.call_id)
+    statement = _insert_ignoring_conflicts(session, Call.__table__, "call_id").returning(Call.call_id)
     return set(session.scalars(statement, [dict(zip(CALL_COLUMNS, row)) for row in rows]).all())
 
 
@@ -174,10 +167,10 @@ def _copy_new_calls(session: Session, rows: list[tuple]) -> set[str]:
         cursor.execute(
             f"CREATE TEMP TABLE IF NOT EXISTS calls_incoming ON COMMIT DELETE ROWS AS SELECT {names} FROM calls WITH NO DATA"
         )
-        recorded_at = _utc(rows[0][_RECORDED_AT])
+        recorded_at = as_utc(rows[0][_RECORDED_AT])
         with cursor.copy(f"COPY calls_incoming ({names}) FROM STDIN") as copy:
             for values in rows:
-                copy.write_row(_stored(values, _utc, recorded_at))
+                copy.write_row(_stored(values, as_utc, recorded_at))
         cursor.execute(
             f"INSERT INTO calls ({names}) SELECT {names} FROM calls_incoming ON CONFLICT (call_id) DO NOTHING RETURNING call_id"
         )
@@ -210,23 +203,10 @@ def _values_new_calls(session: Session, rows: list[tuple]) -> set[str]:
     return inserted
 
 
-def _utc(value: datetime | None) -> datetime | None:
-    if value is None:
-        return None
-    if value.tzinfo is None:
-        raise ValueError("naive datetime given to the ledger")
-    return value if value.tzinfo is timezone.utc else value.astimezone(timezone.utc)
-
-
 def _sqlite_utc_text(value: datetime | None) -> str | None:
     """What UTCDateTime and SQLAlchemy's SQLite DATETIME store, in one step."""
-    if value is None:
-        return None
-    if value.tzinfo is None:
-        raise ValueError("naive datetime given to the ledger")
-    if value.tzinfo is not timezone.utc:
-        value = value.astimezone(timezone.utc)
-    return value.isoformat(" ", "microseconds")[:26]  # without the "+00:00"
+    value = as_utc(value)
+    return None if value is None else value.isoformat(" ", "microseconds")[:26]  # without the "+00:00"
 
 
 def _remember_keys(session: Session, records: Iterable[CallRecord], now: datetime) -> None:
@@ -234,7 +214,7 @@ def _remember_keys(session: Session, records: Iterable[CallRecord], now: datetim
     if not keys:
         return
     rows = [{"fingerprint": fp, "last4": l4, "first_seen_at": now} for fp, l4 in keys.items()]
-    session.execute(_insert_ignoring_conflicts(session, ApiKey.__table__, rows, "fingerprint"), rows)
+    session.execute(_insert_ignoring_conflicts(session, ApiKey.__table__, "fingerprint"), rows)
 
 
 def sync_rate_cards(session: Session, book: RateBook) -> None:

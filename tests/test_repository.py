@@ -16,7 +16,8 @@ from test_writer import make_capture  # noqa: E402
 from ledger.capture import build_record  # noqa: E402
 from ledger.models import Call  # noqa: E402
 from ledger.pricing import default_rate_book, price  # noqa: E402
-from ledger.repository import CALL_COLUMNS, _sqlite_utc_text, _stored, _utc, call_values  # noqa: E402
+from ledger.models import as_utc  # noqa: E402
+from ledger.repository import CALL_COLUMNS, _sqlite_utc_text, _stored, call_values  # noqa: E402
 from ledger.usage import record_digest  # noqa: E402
 
 
@@ -29,7 +30,7 @@ def values_of(i: int, recorded_at: datetime) -> tuple:
     return call_values(record, price(record, default_rate_book()), record_digest(record), recorded_at)
 
 
-@pytest.mark.parametrize("dialect, timestamp", [(sqlite.dialect(), _sqlite_utc_text), (postgresql.psycopg.dialect(), _utc)])
+@pytest.mark.parametrize("dialect, timestamp", [(sqlite.dialect(), _sqlite_utc_text), (postgresql.psycopg.dialect(), as_utc)])
 def test_positional_conversion_equals_the_column_types(dialect, timestamp):
     columns = {c.name: c for c in Call.__table__.columns}
     recorded_at = datetime(2026, 11, 25, 9, 30, 1, 250, tzinfo=timezone(timedelta(hours=-5)))
@@ -51,7 +52,7 @@ def test_sqlite_text_of_odd_datetimes_and_naive_ones_refused():
     for value in (datetime(5, 1, 2, 3, 4, 5, tzinfo=timezone.utc), datetime(2026, 12, 31, 23, 59, 59, 999999,
                   tzinfo=timezone(timedelta(hours=14))), datetime.fromtimestamp(1776356269.7, timezone.utc)):
         assert _sqlite_utc_text(value) == processor(value)
-    for convert in (_sqlite_utc_text, _utc):
+    for convert in (_sqlite_utc_text, as_utc):
         with pytest.raises(ValueError):
             convert(datetime(2026, 1, 1))
-    assert _stored(values_of(0, datetime.now(timezone.utc)), _utc)[CALL_COLUMNS.index("credits_charged")] == 250_000_000
+    assert _stored(values_of(0, datetime.now(timezone.utc)), as_utc)[CALL_COLUMNS.index("credits_charged")] == 250_000_000
