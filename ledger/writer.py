@@ -391,12 +391,10 @@ class LedgerSink:
         self.exit_timeout = exit_timeout
         self._fsync = fsync
         self._segment_bytes = segment_bytes
-        self._writer: LedgerWriter | ProcessWriter
+        local = LedgerWriter(database_url, rate_book, policy, busy_timeout=busy_timeout)
+        self._writer: LedgerWriter | ProcessWriter = local
         if writer_processes > 0 and can_use_process(self.database_url):
-            self._writer = ProcessWriter(database_url, rate_book, policy, busy_timeout=busy_timeout,
-                                         processes=writer_processes)
-        else:
-            self._writer = LedgerWriter(database_url, rate_book, policy, busy_timeout=busy_timeout)
+            self._writer = ProcessWriter(local, writer_processes)
         self._lock = threading.Lock()  # the journal's and the counters' lock (the caller's path)
         self._progress = threading.Condition()
         self._wake = threading.Event()
@@ -616,10 +614,9 @@ class LedgerSink:
                 failures = 0
             except WriterProcessUnavailable as error:
                 self._log_once("no-process", "%s: the ledger is written from a thread of this process", error)
-                unavailable = self._writer
-                unavailable.close()
-                self._writer = LedgerWriter(unavailable.database_url, unavailable.rate_book, unavailable.policy,
-                                            busy_timeout=unavailable.busy_timeout)
+                assert isinstance(self._writer, ProcessWriter)
+                self._writer.close()
+                self._writer = self._writer.local
             except Exception as error:
                 if is_outage(error):
                     self._log_once("outage", "the ledger database is unavailable (%s): records wait in the journal", _reason(error))

@@ -11,10 +11,11 @@ waits for the answer; every rule of the sink (a record leaves the journal
 only once the database has committed it, bounded retries with backoff, the
 drain at shutdown) stays where it was.
 
-A large batch is split between two children, each writing its half in a
-transaction of its own (about 1.7 times the records a second of one). When
-one half is committed and the other is not, `write` raises `PartialWrite`
-with what was committed, and the sink retries only the rest.
+A large batch is split between the children (two by default), each writing
+its part in a transaction of its own (two give about 1.7 times the records a
+second of one). When some parts are committed and others not, `write`
+raises `PartialWrite` with what was committed, and the sink retries only the
+rest.
 
 A child lives as long as its pipe: it exits when the parent closes the pipe
 or dies (end of file), and ignores SIGINT and SIGTERM, which belong to the
@@ -39,11 +40,13 @@ import struct
 import subprocess
 import sys
 from pathlib import Path
-from typing import Any, Sequence
+from typing import TYPE_CHECKING, Any, NoReturn, Sequence
 
 from .capture import Capture, decode
 from .errors import DatabaseError
-from .pricing import PricingPolicy, RateBook, default_rate_book
+
+if TYPE_CHECKING:
+    from .writer import LedgerWriter
 
 log = logging.getLogger(__name__)
 
@@ -53,7 +56,7 @@ _BOOTSTRAP = (
     "import sys, json; sys.path[:] = json.loads(sys.argv[1]); "
     "from ledger.writer_process import main; sys.exit(main(sys.argv[2:]))"
 )
-SPLIT_AT = 256  # a batch this large is split between two children
+PART_AT_LEAST = 128  # a batch is split between the children in parts of at least this many records
 
 
 class WriterProcessError(RuntimeError):
@@ -93,6 +96,11 @@ def _read_exactly(fd: int, size: int) -> bytes:
 def _recv(fd: int) -> bytes:
     (size,) = _HEADER.unpack(_read_exactly(fd, _HEADER.size))
     return _read_exactly(fd, size)
+
+
+def _even(count: int, parts: int) -> list[tuple[int, int]]:
+    """(start, end) of `parts` slices of nearly equal size covering range(count)."""
+    return [(count * i // parts, count * (i + 1) // parts) for i in range(parts)]
 
 
 def can_use_process(database_url: str) -> bool:
@@ -163,7 +171,12 @@ class _Child:
         self.send(*request)
         return self.receive()
 
-    def _died(self):
+    def connect(self) -> None:
+        if not self.connected:
+            self.call("connect")
+            self.connected = True
+
+    def _died(self) -> NoReturn:
         code = self.process.poll()
         self.forget(reap=True)
         why = f"exit status {code}" if code is not None else "its pipe broke"
@@ -192,21 +205,14 @@ class _Child:
 
 
 class ProcessWriter:
-    """`LedgerWriter`'s interface; the work is done in child processes (at most `processes`)."""
+    """`LedgerWriter`'s interface; the work is done in child processes (at most `processes`).
 
-    def __init__(
-        self,
-        database_url: str,
-        rate_book: RateBook | None = None,
-        policy: PricingPolicy = PricingPolicy(),
-        *,
-        busy_timeout: float = 2.0,
-        processes: int = 2,
-    ) -> None:
-        self.database_url = database_url
-        self.rate_book = rate_book or default_rate_book()
-        self.policy = policy
-        self.busy_timeout = busy_timeout
+    `local` is the writer whose settings the children are made with, and the
+    one the sink falls back to where no child can start.
+    """
+
+    def __init__(self, local: "LedgerWriter", processes: int = 2) -> None:
+        self.local = local
         self.processes = max(1, processes)
         self._children: list[_Child] = []
 
@@ -218,7 +224,7 @@ class ProcessWriter:
     def url_for_logs(self) -> str:
         from sqlalchemy.engine import make_url
 
-        return repr(make_url(self.database_url))  # the password masked
+        return repr(make_url(self.local.database_url))  # the password masked
 
     @property
     def pids(self) -> list[int]:
@@ -228,26 +234,14 @@ class ProcessWriter:
 
     def connect(self) -> None:
         """Start the first child if there is none and have it open the ledger; raises when the database is down."""
-        child = self._child(0)
-        if not child.connected:
-            child.call("connect")
-            child.connected = True
+        self._child(0)
 
     def write(self, captures: Sequence[tuple[Capture | None, bytes | None, str | None]]):
-        """Write one batch; its BatchResult. DatabaseError on an outage or a dead child, PartialWrite on half of one."""
+        """Write one batch; its BatchResult. DatabaseError on an outage or a dead child, PartialWrite on part of one."""
         # Journal lines go down the pipe as they are (no pickling of captures in the caller's process);
         # a capture that has no line (it could not be encoded) goes pickled.
         items = [(line, problem, capture if line is None else None) for capture, line, problem in captures]
-        parts = self._split(len(items))
-        if len(parts) > 1:
-            try:
-                self._child(1)
-            except WriterProcessUnavailable as error:
-                log.warning("%s: the ledger is written by one process", error)
-                self.processes = 1
-                parts = [(0, len(items))]
-            except DatabaseError:  # the second cannot connect now: the first tries the whole batch
-                parts = [(0, len(items))]
+        parts = _even(len(items), self._ready(max(1, min(self.processes, len(items) // PART_AT_LEAST))))
         if len(parts) == 1:
             return self._child(0).call("write", items)
         sent, outcomes = [], []
@@ -291,21 +285,27 @@ class ProcessWriter:
     # ------------------------------------------------------------ the children
 
     def _child(self, index: int) -> _Child:
+        """The index-th child, started and connected to the ledger (raises when it cannot be)."""
         self._children = [c for c in self._children if c.alive]
         while len(self._children) <= index:
-            init = ("init", self.database_url, self.rate_book, self.policy, self.busy_timeout)
-            self._children.append(_Child(init))
+            local = self.local
+            self._children.append(_Child(("init", local.database_url, local.rate_book, local.policy, local.busy_timeout)))
         child = self._children[index]
-        if index > 0 and not child.connected:
-            child.call("connect")
-            child.connected = True
+        child.connect()
         return child
 
-    def _split(self, count: int) -> list[tuple[int, int]]:
-        if self.processes < 2 or count < SPLIT_AT:
-            return [(0, count)]
-        half = count // 2
-        return [(0, half), (half, count)]
+    def _ready(self, wanted: int) -> int:
+        """How many of `wanted` children can take a part of this batch now (the first is always tried)."""
+        for index in range(1, wanted):
+            try:
+                self._child(index)
+            except WriterProcessUnavailable as error:
+                log.warning("%s: the ledger is written by %d process(es)", error, index)
+                self.processes = index
+                return index
+            except DatabaseError:  # this one cannot connect now: the others take the batch
+                return index
+        return wanted
 
     @staticmethod
     def _merge(outcomes):

@@ -529,3 +529,16 @@ def test_a_record_the_database_refuses_is_kept_aside_and_the_writer_process_says
     assert kept.call_id == "x" * 64 and kept.reason.startswith("could not be written")
     # The child's warning reached this process's log, as the parent's own.
     assert any("could not be written" in r.getMessage() and r.name == "ledger.writer" for r in caplog.records)
+
+
+def test_a_batch_is_split_between_as_many_writer_processes_as_set(tmp_path):
+    url = f"sqlite:///{tmp_path / 'ledger.db'}"
+    captures = [make_capture(i) for i in range(600)]
+    with LedgerSink(url, tmp_path / "journal", batch_size=600, max_delay=10, writer_processes=3) as sink:
+        for capture in captures:
+            sink.emit(capture)
+        assert sink.flush(30)
+        assert len(sink._writer.pids) == 3  # three parts of 200, one a process
+        stats = sink.stats
+    assert (stats.committed, stats.duplicates, stats.pending) == (600, 0, 0)
+    assert sorted(call_ids(url)) == sorted(c.call_id for c in captures)
