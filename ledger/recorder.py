@@ -140,7 +140,7 @@ class _Core:
         authorization = seen.get(b"authorization")
         attempt = seen.get(_RETRY_HEADER)
         encoded = b"content-encoding" in seen
-        project, user, tags = (_text(seen.get(name)) for name in (HEADER_PROJECT, HEADER_USER, HEADER_TAGS))
+        project, user, tags = _text(seen.get(HEADER_PROJECT)), _text(seen.get(HEADER_USER)), _text(seen.get(HEADER_TAGS))
         notes: list[str] = []
         if project is not None or user is not None or tags is not None:
             for name in ("x-ledger-project", "x-ledger-user", "x-ledger-tags"):
