@@ -9,6 +9,7 @@ into Decimals, flagging anomalies, attributing.
 from __future__ import annotations
 
 import binascii
+import hashlib
 import io
 import json
 import pickle
@@ -22,10 +23,10 @@ from .usage import (
     ERROR,
     FAILED,
     CallRecord,
-    ResponseFacts,
-    facts_from_body,
-    facts_from_events,
-    request_facts,
+    body_values,
+    events_values,
+    request_values,
+    response_facts,
 )
 
 # Bodies larger than this are not kept for accounting (the caller still gets them).
@@ -65,16 +66,20 @@ _FIELDS = (
 )
 
 
-def encode(capture: Capture) -> bytes:
-    """One journal line (ends with a newline)."""
+def capture_fields(capture: Capture) -> tuple:
+    """The capture's fields as a tuple, in _FIELDS order (what a journal line holds)."""
     c = capture
     tags = c.tags if type(c.tags) is dict else dict(c.tags)
-    fields = (
+    return (
         c.call_id, c.started_at, c.ended_at, c.first_byte_at, c.outcome, c.http_status, c.stream, c.request_body,
         c.body, tuple(c.payloads), c.saw_done, c.attempt, c.key_fingerprint, c.key_last4, c.project, c.end_user,
         tags, tuple(c.notes),
     )
-    return _PICKLED + binascii.b2a_base64(pickle.dumps(fields, protocol=5))
+
+
+def encode(capture: Capture) -> bytes:
+    """One journal line (ends with a newline)."""
+    return _PICKLED + binascii.b2a_base64(pickle.dumps(capture_fields(capture), protocol=5))
 
 
 class _PlainValues(pickle.Unpickler):
@@ -82,17 +87,28 @@ class _PlainValues(pickle.Unpickler):
         raise pickle.UnpicklingError(f"a journal line names {module}.{name}")
 
 
-def decode(line: bytes) -> Capture:
-    """The capture of one journal line; ValueError if the line is not one."""
+def line_fields(line: bytes) -> tuple:
+    """The capture's fields (in _FIELDS order) of one journal line; ValueError if the line is not one."""
     if line[:1] == _PICKLED:
         try:
             fields = _PlainValues(io.BytesIO(binascii.a2b_base64(line[1:]))).load()
         except Exception as error:  # garbage in a pickle can fail in many ways: all of them mean "not an entry"
             raise ValueError(f"not a journal entry ({type(error).__name__})") from None
-        if not isinstance(fields, tuple) or len(fields) != len(_FIELDS):
+        if type(fields) is not tuple or len(fields) != len(_FIELDS):
             raise ValueError("not a journal entry")
-        return Capture(*fields)  # _FIELDS is Capture's own field order (the round-trip tests hold it)
-    return _decode_json(line)
+        return fields
+    return capture_fields(_decode_json(line))
+
+
+def entry_digest(line: bytes) -> str:
+    """The record digest of a journal entry: SHA-256 of its line. A replay re-reads the same line;
+    other content under the same call id is another line."""
+    return hashlib.sha256(line.rstrip(b"\r\n")).hexdigest()
+
+
+def decode(line: bytes) -> Capture:
+    """The capture of one journal line; ValueError if the line is not one."""
+    return Capture(*line_fields(line))  # _FIELDS is Capture's own field order (the round-trip tests hold it)
 
 
 def _raw(text: str) -> bytes:
@@ -130,48 +146,47 @@ def _when(epoch: float | None) -> datetime | None:
     return None if epoch is None else datetime.fromtimestamp(epoch, timezone.utc)
 
 
-def build_record(capture: Capture) -> CallRecord:
-    """The CallRecord of a capture: parse, flag, decide the status."""
-    request = request_facts(capture.request_body)
-    if capture.body is not None:
-        facts = facts_from_body(capture.body)
-    elif capture.payloads or capture.stream:
-        facts = facts_from_events(capture.payloads, capture.saw_done)
+def record_values(fields: tuple) -> tuple:
+    """A CallRecord's fields as a tuple (the response as a `body_values` tuple) from a capture's fields.
+
+    Parse, flag, decide the status: what `build_record` does, without building
+    the values (the ledger writer makes rows of these tuples directly).
+    """
+    (call_id, started_at, ended_at, first_byte_at, outcome, http_status, stream, request_body,
+     body, payloads, saw_done, attempt, key_fingerprint, key_last4, project, end_user, tags, notes) = fields
+    model_requested, requested_stream, effort, thoughts, tools = request_values(request_body)
+    if body is not None:
+        facts = body_values(body)
+    elif payloads or stream:
+        facts = events_values(payloads, saw_done)
     else:
-        facts = ResponseFacts()
-    if capture.notes:
-        facts = ResponseFacts(
-            **{**{f: getattr(facts, f) for f in ResponseFacts.__slots__}, "anomalies": facts.anomalies + capture.notes}
-        )
-    status = capture.outcome
-    http_status = capture.http_status
+        facts = _NO_RESPONSE
+    if notes:
+        facts = (*facts[:7], facts[7] + tuple(notes))
+    status = outcome
     if http_status is not None and http_status >= 400:
         status = ERROR
-    elif status == COMPLETED and capture.stream and not capture.saw_done:
+    elif status == COMPLETED and stream and not saw_done:
         status = FAILED  # the stream ended without [DONE]: the upstream cut it
-    refunded = http_status == 503 and (facts.error_code in (None, "upstream_error"))
-    stream = capture.stream if capture.stream is not None else request.stream
-    return CallRecord(
-        call_id=capture.call_id,
-        started_at=_when(capture.started_at),  # type: ignore[arg-type]
-        status=status,
-        model_requested=request.model_requested,
-        stream=bool(stream),
-        reasoning_effort=request.reasoning_effort,
-        include_thoughts=request.include_thoughts,
-        tools=request.tools,
-        attempt=capture.attempt,
-        first_byte_at=_when(capture.first_byte_at),
-        ended_at=_when(capture.ended_at),
-        http_status=http_status,
-        refunded=refunded,
-        response=facts,
-        key_fingerprint=capture.key_fingerprint,
-        key_last4=capture.key_last4,
-        project=capture.project,
-        end_user=capture.end_user,
-        tags=dict(capture.tags),
+    refunded = http_status == 503 and facts[5] in (None, "upstream_error")
+    return (
+        call_id, _when(started_at), status, model_requested, bool(requested_stream if stream is None else stream),
+        effort, thoughts, tools, attempt, _when(first_byte_at), _when(ended_at), http_status, refunded, facts,
+        key_fingerprint, key_last4, project, end_user, tags,
     )
 
 
-__all__ = ["Capture", "encode", "decode", "build_record", "ABORTED", "COMPLETED", "FAILED", "MAX_KEPT_BODY"]
+_NO_RESPONSE = (None, None, None, None, None, None, None, ())
+
+
+def record_of_values(values: tuple) -> CallRecord:
+    """The CallRecord of a `record_values` tuple."""
+    return CallRecord(*values[:13], response_facts(values[13]), *values[14:18], dict(values[18]))
+
+
+def build_record(capture: Capture) -> CallRecord:
+    """The CallRecord of a capture: parse, flag, decide the status."""
+    return record_of_values(record_values(capture_fields(capture)))
+
+
+__all__ = ["Capture", "encode", "decode", "capture_fields", "line_fields", "entry_digest", "record_values", "record_of_values", "build_record", "ABORTED", "COMPLETED", "FAILED", "MAX_KEPT_BODY"]

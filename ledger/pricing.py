@@ -214,44 +214,59 @@ def _near(a: Decimal, b: Decimal, tolerance: Decimal) -> bool:
 
 def price(record: CallRecord, book: RateBook, policy: PricingPolicy = PricingPolicy()) -> PriceFinding:
     """Recompute the call's cost from the card in force and classify the charge."""
+    usage = record.usage
     card = book.card_at(record.started_at)
     charged = record.credits_charged
-    usage = record.usage
+    klass, expected, model = classify(
+        card, policy, record.status, record.refunded, record.model_requested, record.response.model_reported,
+        None if usage is None else usage.prompt_tokens, None if usage is None else usage.completion_tokens,
+        None if usage is None else usage.reasoning_tokens, charged,
+    )
+    return PriceFinding(klass, expected, charged, card.name, model)
 
-    if record.refunded or record.status == ERROR:
+
+def classify(
+    card: RateCard,
+    policy: PricingPolicy,
+    status: str,
+    refunded: bool,
+    model_requested: str | None,
+    model_reported: str | None,
+    prompt_tokens: int | None,
+    completion_tokens: int | None,
+    reasoning_tokens: int | None,
+    charged: Decimal | None,
+) -> tuple[str, Decimal | None, str | None]:
+    """(pricing class, credits expected, model priced) of one call under `card`: `price` on plain values."""
+    if refunded or status == ERROR:
         # The platform bills no failed call; a 503 upstream_error is refunded.
         if charged is not None and charged > 0:
-            klass = CHARGED_ON_REFUND if record.refunded else OVERCHARGE
-            return PriceFinding(klass, ZERO, charged, card.name)
-        return PriceFinding(OK, ZERO, charged, card.name)
+            return (CHARGED_ON_REFUND if refunded else OVERCHARGE), ZERO, None
+        return OK, ZERO, None
 
-    if usage is None or usage.prompt_tokens is None or usage.completion_tokens is None:
-        return PriceFinding(MISSING_USAGE, None, charged, card.name)
+    if prompt_tokens is None or completion_tokens is None:
+        return MISSING_USAGE, None, None
 
-    found = card.rate_for(record.model_requested, record.response.model_reported)
+    found = card.rate_for(model_requested, model_reported)
     if found is None:
-        return PriceFinding(UNPRICED_MODEL, None, charged, card.name)
+        return UNPRICED_MODEL, None, None
     model, rate = found
-    expected = rate.cost(usage.prompt_tokens, usage.completion_tokens)
-
-    def finding(klass: str) -> PriceFinding:
-        return PriceFinding(klass, expected, charged, card.name, model)
+    expected = rate.cost(prompt_tokens, completion_tokens)
 
     if charged is None:
-        return finding(MISSING_CHARGE)
+        return MISSING_CHARGE, expected, model
     if charged == expected:
-        return finding(OK)
+        return OK, expected, model
     if _near(charged, expected, policy.tolerance):
-        return finding(ROUNDING)
-    reasoning = usage.reasoning_tokens or 0
-    if reasoning and _near(charged, rate.cost(usage.prompt_tokens, usage.completion_tokens + reasoning), policy.tolerance):
-        return finding(REASONING_BILLED)
-    for other_model, other in card.rates.items():
+        return ROUNDING, expected, model
+    if reasoning_tokens and _near(charged, rate.cost(prompt_tokens, completion_tokens + reasoning_tokens), policy.tolerance):
+        return REASONING_BILLED, expected, model
+    for other in card.rates.values():
         if (other.input_per_million, other.output_per_million) == (rate.input_per_million, rate.output_per_million):
             continue
-        if _near(charged, other.cost(usage.prompt_tokens, usage.completion_tokens), policy.tolerance):
-            return finding(WRONG_RATE)
-    return finding(OVERCHARGE if charged > expected else UNDERCHARGE)
+        if _near(charged, other.cost(prompt_tokens, completion_tokens), policy.tolerance):
+            return WRONG_RATE, expected, model
+    return (OVERCHARGE if charged > expected else UNDERCHARGE), expected, model
 
 
 def platform_charge(expected: Decimal, policy: PricingPolicy = PricingPolicy()) -> Decimal:

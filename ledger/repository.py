@@ -12,10 +12,11 @@ from dataclasses import dataclass
 from functools import lru_cache
 from datetime import datetime, timezone
 from decimal import Decimal
-from typing import Iterable, Sequence
+from typing import Callable, Iterable, Sequence
 
 from sqlalchemy import Select, func, select
 from sqlalchemy.dialects import postgresql, sqlite
+from psycopg import errors as psycopg_errors
 from sqlalchemy.orm import Session
 
 from .models import ApiKey, Call, RateCardRow, RejectedRecord, as_utc
@@ -46,25 +47,41 @@ _CREDITS = tuple(CALL_COLUMNS.index(n) for n in ("credits_charged", "credits_exp
 _NO_USAGE = (None,) * len(USAGE_FIELDS)
 
 
-def call_values(record: CallRecord, finding: PriceFinding, digest: str, recorded_at: datetime) -> tuple:
-    """The `calls` values of a priced record, in CALL_COLUMNS order (Decimals and aware datetimes)."""
+def call_row(values: tuple, klass: str, expected: Decimal | None, rate_card: str | None, digest: str, recorded_at: datetime) -> tuple:
+    """The `calls` values (CALL_COLUMNS order; Decimals and aware datetimes) of a `capture.record_values` tuple, priced."""
+    (call_id, started_at, status, model_requested, stream, effort, thoughts, tools, attempt, first_byte_at, ended_at,
+     http_status, refunded, facts, key_fingerprint, key_last4, project, end_user, tags) = values
+    completion_id, model_reported, finish_reason, usage, charged, error_code, error_type, anomalies = facts
+    return (
+        call_id, completion_id, model_requested, model_reported, stream, effort, thoughts, tools, attempt, started_at,
+        first_byte_at, ended_at, status, http_status, error_code, error_type, finish_reason, refunded,
+        *(_NO_USAGE if usage is None else usage),
+        charged, expected, klass, rate_card, key_fingerprint, key_last4, project, end_user,
+        _tags_json(tags) if tags else None,
+        ",".join(anomalies) or None,
+        digest, recorded_at,
+    )
+
+
+def record_tuple(record: CallRecord) -> tuple:
+    """The `capture.record_values` tuple of a record (its inverse is `capture.record_of_values`)."""
     facts = record.response
     usage = facts.usage
     return (
-        record.call_id, facts.completion_id, record.model_requested, facts.model_reported, record.stream,
-        record.reasoning_effort, record.include_thoughts, record.tools, record.attempt, record.started_at,
-        record.first_byte_at, record.ended_at, record.status, record.http_status, facts.error_code,
-        facts.error_type, facts.finish_reason, record.refunded,
-        *(_NO_USAGE if usage is None else (
-            usage.prompt_tokens, usage.completion_tokens, usage.reasoning_tokens,
-            usage.audio_tokens, usage.text_tokens, usage.total_tokens,
-        )),
-        facts.credits_charged, finding.credits_expected, finding.pricing_class, finding.rate_card,
-        record.key_fingerprint, record.key_last4, record.project, record.end_user,
-        _tags_json(record.tags) if record.tags else None,
-        ",".join(facts.anomalies) or None,
-        digest, recorded_at,
+        record.call_id, record.started_at, record.status, record.model_requested, record.stream,
+        record.reasoning_effort, record.include_thoughts, record.tools, record.attempt, record.first_byte_at,
+        record.ended_at, record.http_status, record.refunded,
+        (facts.completion_id, facts.model_reported, facts.finish_reason,
+         None if usage is None else tuple(getattr(usage, f) for f in USAGE_FIELDS),
+         facts.credits_charged, facts.error_code, facts.error_type, facts.anomalies),
+        record.key_fingerprint, record.key_last4, record.project, record.end_user, record.tags,
     )
+
+
+def call_values(record: CallRecord, finding: PriceFinding, digest: str, recorded_at: datetime) -> tuple:
+    """The `calls` values of a priced record, in CALL_COLUMNS order (Decimals and aware datetimes)."""
+    return call_row(record_tuple(record), finding.pricing_class, finding.credits_expected, finding.rate_card,
+                    digest, recorded_at)
 
 
 @lru_cache(maxsize=1024)
@@ -85,60 +102,97 @@ def _insert_ignoring_conflicts(session: Session, table, key: str):
 
 def insert_calls(session: Session, records: Sequence[tuple[CallRecord, PriceFinding]]) -> InsertResult:
     """Insert priced records once each; report what was new, replayed or conflicting."""
-    if not records:
-        return InsertResult(0, 0, 0)
     now = datetime.now(timezone.utc)
-    by_id: dict[str, tuple[CallRecord, tuple]] = {}
-    in_batch_conflicts: list[tuple[CallRecord, str]] = []
-    for record, finding in records:
-        digest = record_digest(record)
-        seen = by_id.get(record.call_id)
-        if seen is None:
-            by_id[record.call_id] = (record, call_values(record, finding, digest, now))
-        elif seen[1][_DIGEST] != digest:
-            in_batch_conflicts.append((record, "call id replayed with other content"))
-    inserted_ids = _insert_new_calls(session, [values for _, values in by_id.values()])
-    _remember_keys(session, (r for r, _ in by_id.values() if r.call_id in inserted_ids), now)
+    rows = [call_values(record, finding, record_digest(record), now) for record, finding in records]
+    return insert_rows(session, rows, lambda i: records[i][0])
 
-    not_inserted = [cid for cid in by_id if cid not in inserted_ids]
-    conflicts = list(in_batch_conflicts)
-    if not_inserted:
-        known = {
-            call_id: digest
-            for call_id, digest in session.execute(
-                select(Call.call_id, Call.record_digest).where(Call.call_id.in_(not_inserted))
-            )
-        }
-        for cid in not_inserted:
-            record, values = by_id[cid]
-            if known.get(cid) != values[_DIGEST]:
-                conflicts.append((record, "call id replayed with other content"))
+
+def insert_rows(session: Session, rows: Sequence[tuple], record_of: Callable[[int], CallRecord]) -> InsertResult:
+    """Insert `calls` rows (CALL_COLUMNS order) once each; report what was new, replayed or conflicting.
+
+    A call id already in the ledger with the same record digest is a replay
+    (a no-op); with another, the record is kept aside in `rejected_records`
+    (`record_of(i)` is the record of rows[i], for its payload). Rows of
+    journal entries carry the entry's digest, rows of earlier versions the
+    record's: a replay whose digests differ is one if its record's digest
+    (`usage.record_digest`) is the one stored.
+    """
+    if not rows:
+        return InsertResult(0, 0, 0)
+    first: dict[str, int] = {}
+    conflicts: list[tuple[int, str]] = []
+    for i, row in enumerate(rows):
+        seen = first.get(row[0])
+        if seen is None:
+            first[row[0]] = i
+        elif rows[seen][_DIGEST] != row[_DIGEST]:
+            conflicts.append((i, "call id replayed with other content"))
+    unique = [rows[i] for i in first.values()]
+    inserted, stored = _insert_new_calls(session, unique)
+    _remember_keys(session, unique)
+    for call_id, stored_digest in stored.items():
+        i = first[call_id]
+        if stored_digest != rows[i][_DIGEST] and stored_digest != record_digest(record_of(i)):
+            conflicts.append((i, "call id replayed with other content"))
     if conflicts:
+        now = datetime.now(timezone.utc)
         session.execute(
             RejectedRecord.__table__.insert(),
             [
                 {
-                    "call_id": record.call_id,
+                    "call_id": rows[i][0],
                     "reason": reason,
-                    "payload": json.dumps(record_to_dict(record), sort_keys=True),
+                    "payload": json.dumps(record_to_dict(record_of(i)), sort_keys=True),
                     "received_at": now,
                 }
-                for record, reason in conflicts
+                for i, reason in conflicts
             ],
         )
-    duplicates = len(records) - len(inserted_ids) - len(conflicts)
-    return InsertResult(len(inserted_ids), duplicates, len(conflicts))
+    return InsertResult(inserted, len(rows) - inserted - len(conflicts), len(conflicts))
 
 
-def _insert_new_calls(session: Session, rows: list[tuple]) -> set[str]:
-    """Insert the rows whose call id is new (one round trip); the call ids inserted."""
-    dialect = session.get_bind().dialect.name
-    if len(rows) > 1 and dialect == "postgresql":
-        return _copy_new_calls(session, rows)
-    if len(rows) > 1 and dialect == "sqlite":
-        return _values_new_calls(session, rows)
+def _insert_new_calls(session: Session, rows: list[tuple]) -> tuple[int, dict[str, str]]:
+    """Insert the rows (unique call ids) whose call id is new: (how many were, {call id: stored digest}).
+
+    Rows go in by the fastest bulk path of the database, expecting new call
+    ids. Where some were known already, the stored digests of the batch's
+    call ids come back: a row stored with the same digest is a replay (or
+    this insert), one with another digest a conflict.
+    """
+    if len(rows) == 1:  # one statement
+        return _insert_one_call(session, rows[0])
+    cursor = session.connection().connection.driver_connection.cursor()
+    try:
+        if session.get_bind().dialect.name == "postgresql":
+            return _copy_new_calls(cursor, rows)
+        return _executemany_new_calls(cursor, rows)
+    finally:
+        cursor.close()
+
+
+def _insert_one_call(session: Session, row: tuple) -> tuple[int, dict[str, str]]:
     statement = _insert_ignoring_conflicts(session, Call.__table__, "call_id").returning(Call.call_id)
-    return set(session.scalars(statement, [dict(zip(CALL_COLUMNS, row)) for row in rows]).all())
+    if session.scalars(statement, [dict(zip(CALL_COLUMNS, row))]).all():
+        return 1, {}
+    stored = session.scalar(select(Call.record_digest).where(Call.call_id == row[0]))
+    return 0, {} if stored is None else {row[0]: stored}
+
+
+def _stored_digests(cursor, call_ids: list[str]) -> dict[str, str]:
+    """{call id: record digest} of those of `call_ids` in the ledger (a DBAPI cursor of either database)."""
+    known: dict[str, str] = {}
+    postgres = type(cursor).__module__.startswith("psycopg")
+    for start in range(0, len(call_ids), _IDS_PER_QUERY):
+        page = call_ids[start : start + _IDS_PER_QUERY]
+        if postgres:
+            cursor.execute("SELECT call_id, record_digest FROM calls WHERE call_id = ANY(%s)", (page,))
+        else:
+            cursor.execute(f"SELECT call_id, record_digest FROM calls WHERE call_id IN ({', '.join('?' * len(page))})", page)
+        known.update(cursor.fetchall())
+    return known
+
+
+_IDS_PER_QUERY = 5000  # under SQLite's limit of 32766 parameters
 
 
 def _stored(values: tuple, timestamp, recorded_at=None) -> list:
@@ -158,49 +212,40 @@ def _stored(values: tuple, timestamp, recorded_at=None) -> list:
     return row
 
 
-def _copy_new_calls(session: Session, rows: list[tuple]) -> set[str]:
-    # psycopg parses a multi-row VALUES statement of a whole batch in Python (~100 us a row);
-    # COPY into a private staging table, then one INSERT ... SELECT ... ON CONFLICT DO NOTHING.
-    names = ", ".join(CALL_COLUMNS)
-    cursor = session.connection().connection.driver_connection.cursor()
-    with cursor:
-        cursor.execute(
-            f"CREATE TEMP TABLE IF NOT EXISTS calls_incoming ON COMMIT DELETE ROWS AS SELECT {names} FROM calls WITH NO DATA"
-        )
-        recorded_at = as_utc(rows[0][_RECORDED_AT])
-        with cursor.copy(f"COPY calls_incoming ({names}) FROM STDIN") as copy:
-            for values in rows:
-                copy.write_row(_stored(values, as_utc, recorded_at))
-        cursor.execute(
-            f"INSERT INTO calls ({names}) SELECT {names} FROM calls_incoming ON CONFLICT (call_id) DO NOTHING RETURNING call_id"
-        )
-        inserted = {r[0] for r in cursor.fetchall()}
-        cursor.execute("TRUNCATE calls_incoming")
-    return inserted
+_NAMES = ", ".join(CALL_COLUMNS)
+_SQLITE_INSERT = f"INSERT INTO calls ({_NAMES}) VALUES ({', '.join('?' * len(CALL_COLUMNS))}) ON CONFLICT (call_id) DO NOTHING"
 
 
-def _values_new_calls(session: Session, rows: list[tuple]) -> set[str]:
-    # The statement insertmanyvalues would send, without its per-parameter bookkeeping:
-    # values converted by position, then one multi-row INSERT per page.
-    names = ", ".join(CALL_COLUMNS)
-    one = "(" + ", ".join("?" * len(CALL_COLUMNS)) + ")"
-    per_statement = max(1, 32000 // len(CALL_COLUMNS))  # SQLite's limit on parameters is 32766
-    cursor = session.connection().connection.driver_connection.cursor()
-    inserted: set[str] = set()
-    recorded_at = _sqlite_utc_text(rows[0][_RECORDED_AT])
+def _copy_new_calls(cursor, rows: list[tuple]) -> tuple[int, dict[str, str]]:
+    # COPY straight into calls, in a savepoint: the fastest way in. When a call id is known
+    # already (a replay), the COPY fails on the unique call id and the rows go through a
+    # private staging table and one INSERT ... SELECT ... ON CONFLICT DO NOTHING.
+    recorded_at = as_utc(rows[0][_RECORDED_AT])
     try:
-        for start in range(0, len(rows), per_statement):
-            page = rows[start : start + per_statement]
-            params = [value for values in page for value in _stored(values, _sqlite_utc_text, recorded_at)]
-            cursor.execute(
-                f"INSERT INTO calls ({names}) VALUES {', '.join([one] * len(page))} "
-                "ON CONFLICT (call_id) DO NOTHING RETURNING call_id",
-                params,
-            )
-            inserted.update(r[0] for r in cursor.fetchall())
-    finally:
-        cursor.close()
-    return inserted
+        with cursor.connection.transaction():
+            with cursor.copy(f"COPY calls ({_NAMES}) FROM STDIN") as copy:
+                for values in rows:
+                    copy.write_row(_stored(values, as_utc, recorded_at))
+        return len(rows), {}
+    except psycopg_errors.UniqueViolation:
+        pass
+    cursor.execute(f"CREATE TEMP TABLE IF NOT EXISTS calls_incoming ON COMMIT DELETE ROWS AS SELECT {_NAMES} FROM calls WITH NO DATA")
+    with cursor.copy(f"COPY calls_incoming ({_NAMES}) FROM STDIN") as copy:
+        for values in rows:
+            copy.write_row(_stored(values, as_utc, recorded_at))
+    cursor.execute(f"INSERT INTO calls ({_NAMES}) SELECT {_NAMES} FROM calls_incoming ON CONFLICT (call_id) DO NOTHING RETURNING call_id")
+    inserted = {r[0] for r in cursor.fetchall()}
+    cursor.execute("TRUNCATE calls_incoming")
+    return len(inserted), _stored_digests(cursor, [row[0] for row in rows if row[0] not in inserted])
+
+
+def _executemany_new_calls(cursor, rows: list[tuple]) -> tuple[int, dict[str, str]]:
+    # One prepared statement for the batch (executemany), values converted by position;
+    # ON CONFLICT skips a known call id, and then the stored digests are read.
+    recorded_at = _sqlite_utc_text(rows[0][_RECORDED_AT])
+    cursor.executemany(_SQLITE_INSERT, [_stored(values, _sqlite_utc_text, recorded_at) for values in rows])
+    inserted = cursor.rowcount
+    return inserted, {} if inserted == len(rows) else _stored_digests(cursor, [row[0] for row in rows])
 
 
 def _sqlite_utc_text(value: datetime | None) -> str | None:
@@ -209,12 +254,18 @@ def _sqlite_utc_text(value: datetime | None) -> str | None:
     return None if value is None else value.isoformat(" ", "microseconds")[:26]  # without the "+00:00"
 
 
-def _remember_keys(session: Session, records: Iterable[CallRecord], now: datetime) -> None:
-    keys = {r.key_fingerprint: r.key_last4 or "" for r in records if r.key_fingerprint}
+_KEY_FINGERPRINT = CALL_COLUMNS.index("key_fingerprint")
+
+
+def _remember_keys(session: Session, rows: Iterable[tuple]) -> None:
+    keys = {r[_KEY_FINGERPRINT]: r[_KEY_FINGERPRINT + 1] or "" for r in rows if r[_KEY_FINGERPRINT]}
     if not keys:
         return
-    rows = [{"fingerprint": fp, "last4": l4, "first_seen_at": now} for fp, l4 in keys.items()]
-    session.execute(_insert_ignoring_conflicts(session, ApiKey.__table__, "fingerprint"), rows)
+    now = datetime.now(timezone.utc)
+    session.execute(
+        _insert_ignoring_conflicts(session, ApiKey.__table__, "fingerprint"),
+        [{"fingerprint": fp, "last4": l4, "first_seen_at": now} for fp, l4 in keys.items()],
+    )
 
 
 def sync_rate_cards(session: Session, book: RateBook) -> None:

@@ -117,32 +117,42 @@ class RequestFacts:
     tools: str | None = None
 
 
-def request_facts(raw: bytes) -> RequestFacts:
-    """The request options accounting reports on; defaults as the API applies them."""
+def request_values(raw: bytes) -> tuple:
+    """RequestFacts' fields as a tuple (model_requested, stream, reasoning_effort, include_thoughts, tools)."""
     try:
-        body = json.loads(raw) if raw else {}
+        body = _load(raw, _PLAIN, {}) if raw else {}
     except (ValueError, RecursionError):
-        return RequestFacts()
-    if not isinstance(body, dict):
-        return RequestFacts()
-    model = body.get("model")
-    stream = body.get("stream", True)  # the API streams when stream is absent
-    effort = body.get("reasoning_effort")
-    thoughts = body.get("include_thoughts")
-    tools = body.get("tools")
-    names = []
+        return _DEFAULT_REQUEST
+    if type(body) is not dict:
+        return _DEFAULT_REQUEST
+    get = body.get
+    model = get("model")
+    stream = get("stream", True)  # the API streams when stream is absent
+    effort = get("reasoning_effort")
+    thoughts = get("include_thoughts")
+    tools = get("tools")
+    names = None
     if isinstance(tools, list):
+        names = []
         for tool in tools:
             fn = tool.get("function") if isinstance(tool, dict) else None
             name = fn.get("name") if isinstance(fn, dict) else None
             names.append(name if isinstance(name, str) else "?")
-    return RequestFacts(
-        model_requested=model if isinstance(model, str) else None,
-        stream=stream if isinstance(stream, bool) else True,
-        reasoning_effort=effort if isinstance(effort, str) else None,
-        include_thoughts=thoughts if isinstance(thoughts, bool) else None,
-        tools=",".join(names) or None,
+    return (
+        model if isinstance(model, str) else None,
+        stream if isinstance(stream, bool) else True,
+        effort if isinstance(effort, str) else None,
+        thoughts if isinstance(thoughts, bool) else None,
+        ",".join(names) or None if names else None,
     )
+
+
+_DEFAULT_REQUEST = (None, True, None, None, None)
+
+
+def request_facts(raw: bytes) -> RequestFacts:
+    """The request options accounting reports on; defaults as the API applies them."""
+    return RequestFacts(*request_values(raw))
 
 
 # ---------------------------------------------------------------- response
@@ -156,22 +166,32 @@ def _reject_constant(name: str) -> Any:
     raise _NonFinite(name)
 
 
-_EXACT = json.JSONDecoder(parse_float=Decimal, parse_constant=_reject_constant)
+_EXACT_OPTIONS = {"parse_float": Decimal, "parse_constant": _reject_constant}
+_EXACT = json.JSONDecoder(**_EXACT_OPTIONS)
+_PLAIN = json.JSONDecoder()
 _BOM_OR_WIDE = (b"\xef\xbb\xbf", b"\xfe\xff", b"\xff\xfe")
 
 
-def loads_exact(raw: bytes | str) -> Any:
-    """json.loads with Decimal floats and NaN/Infinity refused (raises ValueError).
+def _load(raw: bytes | str, decoder: json.JSONDecoder, options: dict) -> Any:
+    """json.loads(raw, **options) through one prepared decoder (json.loads with options builds one a call).
 
-    One decoder for every call (json.loads with options builds a new one each
-    time); UTF-8 bytes are decoded here as json.loads would, and anything else
-    (a BOM, UTF-16 or UTF-32) goes through json.loads itself.
+    UTF-8 bytes are decoded here as json.loads would; anything else (a BOM,
+    UTF-16 or UTF-32) goes through json.loads itself.
     """
     if isinstance(raw, (bytes, bytearray)):
         if raw.startswith(_BOM_OR_WIDE) or (len(raw) > 1 and not (raw[0] and raw[1])):
-            return json.loads(raw, parse_float=Decimal, parse_constant=_reject_constant)
+            return json.loads(raw, **options)
         raw = raw.decode("utf-8", "surrogatepass")
-    return _EXACT.decode(raw)
+    try:  # the scanner straight away: decode() adds two regex matches for the whitespace around
+        value, end = decoder.scan_once(raw, 0)
+    except StopIteration:
+        return decoder.decode(raw)  # leading whitespace, or the error decode() raises
+    return value if end == len(raw) else decoder.decode(raw)
+
+
+def loads_exact(raw: bytes | str) -> Any:
+    """json.loads with Decimal floats and NaN/Infinity refused (raises ValueError)."""
+    return _load(raw, _EXACT, _EXACT_OPTIONS)
 
 
 def _parse(raw: bytes | str, anomalies: list[str]) -> Any:
@@ -198,21 +218,22 @@ def _token_count(value: Any, name: str, anomalies: list[str]) -> int | None:
     return value
 
 
-def _usage(obj: Any, anomalies: list[str]) -> Usage | None:
+def _usage(obj: Any, anomalies: list[str]) -> tuple | None:
+    """Usage's fields as a tuple, or None when no usage was sent."""
     if obj is None:
         return None
-    if not isinstance(obj, dict):
+    if type(obj) is not dict:
         anomalies.append("bad_usage")
         return None
     details = obj.get("completion_tokens_details")
-    details = details if isinstance(details, dict) else {}
-    return Usage(
-        prompt_tokens=_token_count(obj.get("prompt_tokens"), "prompt_tokens", anomalies),
-        completion_tokens=_token_count(obj.get("completion_tokens"), "completion_tokens", anomalies),
-        reasoning_tokens=_token_count(details.get("reasoning_tokens"), "reasoning_tokens", anomalies),
-        audio_tokens=_token_count(details.get("audio_tokens"), "audio_tokens", anomalies),
-        text_tokens=_token_count(details.get("text_tokens"), "text_tokens", anomalies),
-        total_tokens=_token_count(obj.get("total_tokens"), "total_tokens", anomalies),
+    details = details if type(details) is dict else {}
+    return (
+        _token_count(obj.get("prompt_tokens"), "prompt_tokens", anomalies),
+        _token_count(obj.get("completion_tokens"), "completion_tokens", anomalies),
+        _token_count(details.get("reasoning_tokens"), "reasoning_tokens", anomalies),
+        _token_count(details.get("audio_tokens"), "audio_tokens", anomalies),
+        _token_count(details.get("text_tokens"), "text_tokens", anomalies),
+        _token_count(obj.get("total_tokens"), "total_tokens", anomalies),
     )
 
 
@@ -236,42 +257,92 @@ def _str(value: Any) -> str | None:
     return value[:200] if isinstance(value, str) else None
 
 
-def facts_from_object(obj: Any, anomalies: list[str]) -> ResponseFacts:
-    """Facts from one parsed JSON object (a body, an error body or a chunk)."""
-    if not isinstance(obj, dict):
+# The parsing below works on tuples in ResponseFacts' field order (usage a tuple in Usage's order):
+# the ledger writer turns them into rows without building the values (`response_facts` does).
+_NO_FACTS = (None, None, None, None, None, None, None)
+
+
+def _object_values(obj: Any, anomalies: list[str]) -> tuple:
+    """ResponseFacts' fields but the anomalies, from one parsed JSON object (a body, an error body or a chunk)."""
+    if type(obj) is not dict:
         anomalies.append("malformed_body")
-        return ResponseFacts(anomalies=tuple(anomalies))
-    error = obj.get("error")
+        return _NO_FACTS
+    get = obj.get
+    error = get("error")
     code = kind = None
-    if isinstance(error, dict):
+    if type(error) is dict:
         code, kind = _str(error.get("code")), _str(error.get("type"))
     finish = None
-    choices = obj.get("choices")
-    if isinstance(choices, list):
+    choices = get("choices")
+    if type(choices) is list:
         for choice in choices:
-            if isinstance(choice, dict) and isinstance(choice.get("finish_reason"), str):
+            if type(choice) is dict and isinstance(choice.get("finish_reason"), str):
                 finish = choice["finish_reason"]
-    return ResponseFacts(
-        completion_id=_str(obj.get("id")),
-        model_reported=_str(obj.get("model")),
-        finish_reason=finish,
-        usage=_usage(obj.get("usage"), anomalies),
-        credits_charged=_credits(obj.get("credits_consumed"), anomalies),
-        error_code=code,
-        error_type=kind,
-        anomalies=tuple(anomalies),
+    return (
+        _str(get("id")),
+        _str(get("model")),
+        finish,
+        _usage(get("usage"), anomalies),
+        _credits(get("credits_consumed"), anomalies),
+        code,
+        kind,
     )
+
+
+def body_values(raw: bytes) -> tuple:
+    """`facts_from_body` as a tuple."""
+    anomalies: list[str] = []
+    if not raw.strip():
+        return (*_NO_FACTS, ("empty_body",))
+    obj = _parse(raw, anomalies)
+    if anomalies:
+        return (*_NO_FACTS, tuple(anomalies))
+    return (*_object_values(obj, anomalies), tuple(anomalies))
+
+
+def events_values(payloads: Iterable[bytes], saw_done: bool) -> tuple:
+    """`facts_from_events` as a tuple."""
+    anomalies: list[str] = []
+    completion_id = model = finish = code = kind = None
+    usage: tuple | None = None
+    charged: Decimal | None = None
+    for payload in payloads:
+        if payload.strip() == b"[DONE]":
+            continue
+        obj = _parse(payload, anomalies)
+        if obj is None:
+            continue
+        seen: list[str] = []
+        c_id, c_model, c_finish, c_usage, c_charged, c_code, c_kind = _object_values(obj, seen)
+        anomalies.extend(a for a in seen if a not in anomalies)
+        completion_id = completion_id or c_id
+        model = model or c_model
+        finish = c_finish or finish
+        code, kind = c_code or code, c_kind or kind
+        if c_usage is not None:
+            usage = c_usage
+        if c_charged is not None:
+            charged = c_charged
+    if not saw_done:
+        anomalies.append("stream_incomplete")
+    return completion_id, model, finish, usage, charged, code, kind, tuple(dict.fromkeys(anomalies))
+
+
+def response_facts(values: tuple) -> ResponseFacts:
+    """The ResponseFacts of a tuple from `body_values` or `events_values`."""
+    usage = values[3]
+    return ResponseFacts(*values[:3], None if usage is None else Usage(*usage), *values[4:])
+
+
+def facts_from_object(obj: Any, anomalies: list[str]) -> ResponseFacts:
+    """Facts from one parsed JSON object (a body, an error body or a chunk)."""
+    values = _object_values(obj, anomalies)
+    return response_facts((*values, tuple(anomalies)))
 
 
 def facts_from_body(raw: bytes) -> ResponseFacts:
     """Facts from a whole non-streaming body (success or error)."""
-    anomalies: list[str] = []
-    if not raw.strip():
-        return ResponseFacts(anomalies=("empty_body",))
-    obj = _parse(raw, anomalies)
-    if anomalies:
-        return ResponseFacts(anomalies=tuple(anomalies))
-    return facts_from_object(obj, anomalies)
+    return response_facts(body_values(raw))
 
 
 def facts_from_events(payloads: Iterable[bytes], saw_done: bool) -> ResponseFacts:
@@ -280,38 +351,7 @@ def facts_from_events(payloads: Iterable[bytes], saw_done: bool) -> ResponseFact
     The id and model come from the first chunk that has them, the finish
     reason and usage from the last; `[DONE]` payloads are skipped.
     """
-    anomalies: list[str] = []
-    completion_id = model = finish = code = kind = None
-    usage: Usage | None = None
-    charged: Decimal | None = None
-    for payload in payloads:
-        if payload.strip() == b"[DONE]":
-            continue
-        obj = _parse(payload, anomalies)
-        if obj is None:
-            continue
-        facts = facts_from_object(obj, [])
-        anomalies.extend(a for a in facts.anomalies if a not in anomalies)
-        completion_id = completion_id or facts.completion_id
-        model = model or facts.model_reported
-        finish = facts.finish_reason or finish
-        code, kind = facts.error_code or code, facts.error_type or kind
-        if facts.usage is not None:
-            usage = facts.usage
-        if facts.credits_charged is not None:
-            charged = facts.credits_charged
-    if not saw_done:
-        anomalies.append("stream_incomplete")
-    return ResponseFacts(
-        completion_id=completion_id,
-        model_reported=model,
-        finish_reason=finish,
-        usage=usage,
-        credits_charged=charged,
-        error_code=code,
-        error_type=kind,
-        anomalies=tuple(dict.fromkeys(anomalies)),
-    )
+    return response_facts(events_values(payloads, saw_done))
 
 
 def sse_payloads(raw: bytes) -> list[bytes]:

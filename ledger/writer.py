@@ -41,14 +41,14 @@ from typing import Iterable, Sequence
 from sqlalchemy import event
 from sqlalchemy import exc as sa_exc
 
-from .capture import Capture, build_record, encode
+from .capture import Capture, capture_fields, encode, entry_digest, record_of_values, record_values
 from .db import Ledger, ensure_schema, normalise_url
 from .errors import DatabaseError
 from .journal import Entry, Journal, Segment, claim_orphans, live_segments, segment_paths
 from .models import RejectedRecord
-from .pricing import PriceFinding, PricingPolicy, RateBook, default_rate_book, price
-from .repository import insert_calls, sync_rate_cards
-from .usage import CallRecord, record_to_dict
+from .pricing import PricingPolicy, RateBook, classify, default_rate_book
+from .repository import call_row, insert_rows, sync_rate_cards
+from .usage import record_digest, record_to_dict
 from .writer_process import PartialWrite, ProcessWriter, WriterProcessUnavailable, can_use_process
 
 log = logging.getLogger(__name__)
@@ -193,67 +193,92 @@ class LedgerWriter:
             self.ledger.engine.dispose(close=False)  # the parent's connections stay the parent's
             self.ledger = None
 
-    def prepare(self, captures: Sequence[tuple[Capture | None, bytes | None, str | None]]):
-        """(priced records, kept-aside rows) of a batch of (capture, journal line, problem)."""
-        priced: list[tuple[CallRecord, PriceFinding]] = []
-        aside: list[dict] = []
-        now = datetime.now(timezone.utc)
-        for capture, line, problem in captures:
-            if capture is not None and problem is None:
-                try:
-                    record = build_record(capture)
-                    priced.append((record, price(record, self.rate_book, self.policy)))
-                    continue
-                except Exception as error:  # a capture no record can be made of: keep it aside
-                    problem = f"capture could not be recorded: {type(error).__name__}: {error}"[:200]
-            aside.append(
-                {
-                    "call_id": capture.call_id[:64] if capture is not None and isinstance(capture.call_id, str) else None,
-                    "reason": problem or "capture could not be journalled",
-                    "payload": (line or repr(capture).encode()).decode("utf-8", "replace"),
-                    "received_at": now,
-                }
-            )
-        return priced, aside
-
     def write(self, captures: Sequence[tuple[Capture | None, bytes | None, str | None]]) -> BatchResult:
-        """Write one batch in one transaction; on a data error, record by record. Raises on an outage."""
-        priced, aside = self.prepare(captures)
+        """Write one batch of (capture, journal line, problem) in one transaction; raises on an outage."""
+        return self.write_fields([(None if c is None else capture_fields(c), line, p) for c, line, p in captures])
+
+    def write_fields(self, entries: Sequence[tuple[tuple | None, bytes | None, str | None]]) -> BatchResult:
+        """`write` of (capture fields, journal line, problem): on a data error, record by record."""
+        rows, sources, aside = self.prepare(entries)
         try:
-            return self._write_prepared(priced, aside)
+            return self._write_prepared(rows, sources, aside)
         except Exception as error:
             if is_outage(error):
                 raise
             log.warning("a batch could not be written (%s): writing its records one by one", _reason(error))
         total = BatchResult()
-        for one in priced:
+        for row, values in zip(rows, sources):
             try:
-                total += self._write_prepared([one], [])
+                total += self._write_prepared([row], [values], [])
             except Exception as error:
                 if is_outage(error):
                     raise
-                total += self._keep_aside_failed(one, error)
+                total += self._keep_aside_failed(values, error)
         if aside:
-            total += self._write_prepared([], aside)
+            total += self._write_prepared([], [], aside)
         return total
 
-    def _write_prepared(self, priced, aside) -> BatchResult:
+    def prepare(self, entries: Sequence[tuple[tuple | None, bytes | None, str | None]]):
+        """(`calls` rows, their record_values, kept-aside rows) of a batch of (capture fields, journal line, problem).
+
+        Each record is built, priced and made a row in one pass (no
+        intermediate values: this is the writer's hot loop). Its digest is the
+        journal entry's (a replay re-reads the same entry); a capture that has
+        no entry gets its record's.
+        """
+        rows: list[tuple] = []
+        sources: list[tuple] = []
+        aside: list[dict] = []
+        now = datetime.now(timezone.utc)
+        book, policy = self.rate_book, self.policy
+        card_at = book.card_at
+        for fields, line, problem in entries:
+            if fields is not None and problem is None:
+                try:
+                    values = record_values(fields)
+                    card = card_at(values[1])
+                    facts = values[13]
+                    usage = facts[3] or _NO_USAGE
+                    klass, expected, _ = classify(
+                        card, policy, values[2], values[12], values[3], facts[1], usage[0], usage[1], usage[2], facts[4]
+                    )
+                    digest = entry_digest(line) if line is not None else record_digest(record_of_values(values))
+                    rows.append(call_row(values, klass, expected, card.name, digest, now))
+                    sources.append(values)
+                    continue
+                except Exception as error:  # a capture no record can be made of: keep it aside
+                    problem = f"capture could not be recorded: {type(error).__name__}: {error}"[:200]
+            call_id = fields[0] if fields is not None else None
+            aside.append(
+                {
+                    "call_id": call_id[:64] if isinstance(call_id, str) else None,
+                    "reason": problem or "capture could not be journalled",
+                    "payload": (line or repr(fields).encode()).decode("utf-8", "replace"),
+                    "received_at": now,
+                }
+            )
+        return rows, sources, aside
+
+    def _write_prepared(self, rows: list[tuple], sources: list[tuple], aside: list[dict]) -> BatchResult:
         assert self.ledger is not None
         with self.ledger.session() as session:
-            result = insert_calls(session, priced)
+            result = insert_rows(session, rows, lambda i: record_of_values(sources[i]))
             if aside:
                 session.execute(RejectedRecord.__table__.insert(), aside)
         return BatchResult(result.inserted, result.duplicates, result.conflicts, len(aside))
 
-    def _keep_aside_failed(self, one: tuple[CallRecord, PriceFinding], error: BaseException) -> BatchResult:
-        record = one[0]
+    def _keep_aside_failed(self, values: tuple, error: BaseException) -> BatchResult:
+        record = record_of_values(values)
         row = {
             "call_id": str(record.call_id)[:64],
             "reason": f"could not be written: {_reason(error)}"[:200],
             "payload": json.dumps(record_to_dict(record), sort_keys=True, default=repr),
             "received_at": datetime.now(timezone.utc),
         }
-        return self._write_prepared([], [row])
+        return self._write_prepared([], [], [row])
+
+
+_NO_USAGE = (None, None, None)
 
 
 def _batches(entries: Iterable[Entry], size: int):

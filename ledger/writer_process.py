@@ -42,7 +42,7 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NoReturn, Sequence
 
-from .capture import Capture, decode
+from .capture import Capture, capture_fields, line_fields
 from .errors import DatabaseError
 
 if TYPE_CHECKING:
@@ -348,17 +348,19 @@ class _Collect(logging.Handler):
         return taken
 
 
-def _entries(items) -> list[tuple[Capture | None, bytes | None, str | None]]:
+def _entries(items) -> list[tuple[tuple | None, bytes | None, str | None]]:
+    """(capture fields, line, problem) of the parent's (line, problem, capture-if-no-line)."""
     from .journal import UNREADABLE_LINE
 
-    out: list[tuple[Capture | None, bytes | None, str | None]] = []
+    out: list[tuple[tuple | None, bytes | None, str | None]] = []
     for line, problem, capture in items:
-        if capture is None and problem is None and line is not None:
+        fields = None if capture is None else capture_fields(capture)
+        if fields is None and problem is None and line is not None:
             try:
-                capture = decode(line)
+                fields = line_fields(line)
             except (ValueError, TypeError, KeyError, RecursionError):
                 problem = UNREADABLE_LINE
-        out.append((capture, line, problem))
+        out.append((fields, line, problem))
     return out
 
 
@@ -391,7 +393,7 @@ def main(argv: Sequence[str]) -> int:
                 writer.connect()
                 reply = ("ok", None)
             elif op == "write":
-                reply = ("ok", writer.write(_entries(request[1])))
+                reply = ("ok", writer.write_fields(_entries(request[1])))
             else:
                 reply = ("error", f"unknown request {op!r}")
         except Exception as error:

@@ -13,12 +13,13 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from test_writer import make_capture  # noqa: E402
 
-from ledger.capture import build_record  # noqa: E402
+from ledger.capture import build_record, record_of_values  # noqa: E402
 from ledger.models import Call  # noqa: E402
 from ledger.pricing import default_rate_book, price  # noqa: E402
 from ledger.models import as_utc  # noqa: E402
 from ledger.repository import CALL_COLUMNS, _sqlite_utc_text, _stored, call_values  # noqa: E402
 from ledger.usage import record_digest  # noqa: E402
+from ledger.writer import BatchResult  # noqa: E402
 
 
 def test_call_columns_are_the_tables_columns_in_order():
@@ -56,3 +57,71 @@ def test_sqlite_text_of_odd_datetimes_and_naive_ones_refused():
         with pytest.raises(ValueError):
             convert(datetime(2026, 1, 1))
     assert _stored(values_of(0, datetime.now(timezone.utc)), as_utc)[CALL_COLUMNS.index("credits_charged")] == 250_000_000
+
+
+def odd_captures() -> list:
+    """Captures of every shape the writer's one-pass rows must treat as build_record + price do."""
+    from dataclasses import replace
+
+    base = [make_capture(i) for i in range(6)]
+    body = base[0]
+    odd = [
+        replace(body, body=b'{"usage": {"prompt_tokens": NaN}}'),
+        replace(body, body=b"not json", notes=("body_too_large",)),
+        replace(body, body=b'{"usage": {"prompt_tokens": -3, "completion_tokens": true}, "credits_consumed": "1"}'),
+        replace(body, body=b"", outcome="failed", http_status=None, stream=None),
+        replace(body, body=None, payloads=(), stream=True, saw_done=False, outcome="aborted"),
+        replace(body, request_body=b'{"model": "gemini-3.1-pro", "stream": true, "reasoning_effort": "high", '
+                b'"tools": [{"function": {"name": "f"}}, 3]}', tags={"b": "2", "a": "1"}),
+        replace(body, request_body=b"[1]", body=b'{"error": {"code": 5, "type": "x"}}', http_status=429),
+        replace(base[1], payloads=(b"garbage", *base[1].payloads), attempt=2, key_fingerprint=None),
+        replace(base[2], http_status=503, body=b'{"error": {"code": "other"}}', tags={}),
+    ]
+    return base + odd
+
+
+def test_the_writers_one_pass_rows_equal_build_record_and_price():
+    from ledger.capture import encode, entry_digest, line_fields
+    from ledger.writer import LedgerWriter
+
+    writer = LedgerWriter("sqlite:///unused.db")  # prepare() needs no database
+    captures = odd_captures()
+    lines = [encode(c) for c in captures]
+    rows, sources, aside = writer.prepare([(line_fields(line), line, None) for line in lines])
+    assert aside == [] and len(rows) == len(captures)
+    for capture, line, row, values in zip(captures, lines, rows, sources):
+        record = build_record(capture)
+        expected = call_values(record, price(record, default_rate_book()), entry_digest(line), row[-1])
+        assert row == expected, capture
+        assert build_record(capture) == record_of_values(values)
+
+
+def test_a_replay_whose_record_was_stored_by_an_earlier_version_is_a_duplicate_and_other_content_a_conflict(database_url):
+    """Rows of earlier versions carry the record's digest, rows of journal entries the entry's."""
+    from dataclasses import replace
+
+    from ledger.capture import encode, line_fields
+    from ledger.db import Ledger
+    from ledger.models import RejectedRecord
+    from ledger.repository import insert_calls
+    from ledger.writer import LedgerWriter
+    from sqlalchemy import func, select
+
+    captures = [make_capture(i) for i in range(9)]
+    with Ledger(database_url) as ledger, ledger.session() as session:  # as an earlier version stored them
+        insert_calls(session, [(r, price(r, default_rate_book())) for r in map(build_record, captures[:6])])
+    writer = LedgerWriter(database_url)
+    writer.connect()
+    try:
+        again = [(line_fields(encode(c)), encode(c), None) for c in captures]  # 6 stored, 3 new: the bulk path's fallback
+        assert writer.write_fields(again) == BatchResult(3, 6, 0, 0)
+        assert writer.write_fields(again) == BatchResult(0, 9, 0, 0)  # entry digests now, for the 3
+        other = replace(captures[1], attempt=7)
+        assert writer.write_fields([(line_fields(encode(other)), encode(other), None)]) == BatchResult(0, 0, 1, 0)
+        changed = [replace(c, project="elsewhere") for c in captures[6:8]] + [make_capture(9)]
+        assert writer.write_fields([(line_fields(encode(c)), encode(c), None) for c in changed]) == BatchResult(1, 0, 2, 0)
+    finally:
+        writer.close()
+    with Ledger(database_url) as ledger, ledger.session() as session:
+        assert session.scalar(select(func.count()).select_from(Call)) == 10
+        assert session.scalar(select(func.count()).select_from(RejectedRecord)) == 3
