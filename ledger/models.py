@@ -88,7 +88,7 @@ class Call(Base):
 
     id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True)
     call_id: Mapped[str] = mapped_column(String(64), unique=True)
-    completion_id: Mapped[str | None] = mapped_column(String(200), index=True)
+    completion_id: Mapped[str | None] = mapped_column(String(200))
     model_requested: Mapped[str | None] = mapped_column(String(200))
     model_reported: Mapped[str | None] = mapped_column(String(200))
     stream: Mapped[bool] = mapped_column(Boolean)
@@ -113,7 +113,7 @@ class Call(Base):
     total_tokens: Mapped[int | None] = mapped_column(BigInteger)
     credits_charged: Mapped[Decimal | None] = mapped_column(Credits)
     credits_expected: Mapped[Decimal | None] = mapped_column(Credits)
-    pricing_class: Mapped[str] = mapped_column(String(40), index=True)
+    pricing_class: Mapped[str] = mapped_column(String(40))
     rate_card: Mapped[str | None] = mapped_column(String(200))
     key_fingerprint: Mapped[str | None] = mapped_column(String(64), index=True)
     key_last4: Mapped[str | None] = mapped_column(String(4))
