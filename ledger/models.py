@@ -88,7 +88,7 @@ class Call(Base):
 
     id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True)
     call_id: Mapped[str] = mapped_column(String(64), unique=True)
-    completion_id: Mapped[str | None] = mapped_column(String(200))
+    completion_id: Mapped[str | None] = mapped_column(String(200), index=True)
     model_requested: Mapped[str | None] = mapped_column(String(200))
     model_reported: Mapped[str | None] = mapped_column(String(200))
     stream: Mapped[bool] = mapped_column(Boolean)
