@@ -2,7 +2,7 @@
 
 Captures are made in-process beforehand (no HTTP); the clock runs from the
 first emit to the flush that sees the last one committed, after a warm-up
-batch (the sink's writer processes are running when the clock starts).
+(the sink's writer processes are running when the clock starts).
 The batched sink is a Recorder's (batches of 1000, two writer processes);
 the naive writer is the same sink with batch_size=1 and its writer a thread
 of the emitting process: one transaction (one commit) per record, the plain
@@ -46,11 +46,17 @@ def run(url: str, captures, journal: Path, batch_size: int, processes: int, prof
     Ledger(url).close()  # schema made before the clock starts
     sink = LedgerSink(url, journal, batch_size=batch_size, replay_on_start=False, handle_sigterm=False,
                       writer_processes=processes)
-    warm_up = [make_capture(i, call_id=f"warm-up-{i}") for i in range(batch_size)]
-    for capture in warm_up:  # a full batch first: the writer processes are started before the clock
-        sink.emit(capture)
-    if not sink.flush(60):
-        raise SystemExit("the ledger did not come up")
+    # A backlog of full batches first: every writer process is started before the clock.
+    warm_up = []
+    for _ in range(5):
+        more = [make_capture(len(warm_up) + i, call_id=f"warm-up-{len(warm_up) + i}") for i in range(batch_size * 6)]
+        for capture in more:
+            sink.emit(capture)
+        warm_up += more
+        if not sink.flush(60):
+            raise SystemExit("the ledger did not come up")
+        if len(getattr(sink._writer, "pids", ())) >= processes:
+            break
     profiler = cProfile.Profile() if profile else None
     if profiler:
         profiler.enable()

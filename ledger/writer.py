@@ -10,6 +10,8 @@ them. When the database is down, calls go on: the queue fills up to
 `max_pending`, then captures wait in the journal alone and are re-read from
 it when the database is back. `replay_journal` (and each
 sink at start-up, in the background) writes what dead processes left behind.
+With more than one writer process, lane threads write further full batches
+while the writer thread's is being written (see `LedgerSink._start_lanes`).
 
 Shutdown: `close()`, interpreter exit (atexit) and SIGTERM drain what they can
 within a timeout and leave the rest in the journal. For SIGTERM, a sink made
@@ -49,7 +51,7 @@ from .models import RejectedRecord
 from .pricing import PricingPolicy, RateBook, classify, default_rate_book
 from .repository import call_row, insert_rows, sync_rate_cards
 from .usage import record_digest, record_to_dict
-from .writer_process import PartialWrite, ProcessWriter, WriterProcessUnavailable, can_use_process
+from .writer_process import ProcessWriter, WriterProcessUnavailable, can_use_process
 
 log = logging.getLogger(__name__)
 
@@ -423,6 +425,8 @@ class LedgerSink:
         self._lock = threading.Lock()  # the journal's and the counters' lock (the caller's path)
         self._progress = threading.Condition()
         self._wake = threading.Event()
+        self._lane_wake = threading.Event()
+        self._taking = threading.Lock()
         self._interrupt = threading.Event()  # cuts a backoff short on close
         self._queue: deque[tuple[Capture, bytes | None, Segment | None]] = deque()
         self._logged: set[str] = set()
@@ -441,6 +445,7 @@ class LedgerSink:
         self._closed = False
         self._journal = self._open_journal()
         self._thread = self._start_thread()
+        self._lanes = self._start_lanes()
         _live_sinks.add(self)
         atexit.register(self._close_at_exit)
         if handle_sigterm:
@@ -538,16 +543,21 @@ class LedgerSink:
         self._deadline = time.monotonic() + timeout
         self._stopping = True
         self._wake.set()
+        self._lane_wake.set()
         self._interrupt.set()
         self._thread.join(max(0.0, timeout))
-        if self._thread.is_alive():
+        for lane in self._lanes:
+            lane.join(max(0.0, self._deadline - time.monotonic()))
+        if self._thread.is_alive() or any(lane.is_alive() for lane in self._lanes):
             self._writer.abort()  # a batch stuck on the database: it stays in the journal
             self._thread.join(1.0)
+            for lane in self._lanes:
+                lane.join(1.0)
         journal = self._journal
         left = journal.close() if journal is not None else []
         if left:
             log.warning("%d journal segment(s) left for the next replay in %s", len(left), self.journal_dir)
-        if not self._thread.is_alive():
+        if not self._thread.is_alive() and not any(lane.is_alive() for lane in self._lanes):
             self._writer.close()
         _live_sinks.discard(self)
         try:
@@ -593,8 +603,11 @@ class LedgerSink:
         self._lock = threading.Lock()
         self._progress = threading.Condition()
         self._wake = threading.Event()
+        self._lane_wake = threading.Event()
+        self._taking = threading.Lock()
         self._interrupt = threading.Event()
         self._queue = deque()
+        self._lanes = []
         if self._journal is not None:
             self._journal.forget_after_fork()
         self._writer.forget_after_fork()
@@ -611,6 +624,7 @@ class LedgerSink:
             self._replay_pending = False
             self._journal = self._open_journal()
             self._thread = self._start_thread()
+            self._lanes = self._start_lanes()
 
     # ------------------------------------------------------------ the writer thread
 
@@ -630,6 +644,8 @@ class LedgerSink:
                     log.info("the ledger writer is connected to %s", self._writer.url_for_logs)
                 if not batch:
                     batch = self._take_batch()
+                    if len(self._queue) >= self.batch_size and not self._lane_wake.is_set():
+                        self._lane_wake.set()
                 if batch:
                     attempts += 1
                     self._write_from_memory(batch)
@@ -663,24 +679,49 @@ class LedgerSink:
     def _take_batch(self) -> list:
         queue = self._queue
         batch = []
-        for _ in range(min(self.batch_size, len(queue))):
-            batch.append(queue.popleft())
+        with self._taking:  # the lanes take batches too
+            for _ in range(min(self.batch_size, len(queue))):
+                batch.append(queue.popleft())
         return batch
 
-    def _write_from_memory(self, batch: list) -> None:
-        """Write a batch taken from the queue, then settle it.
+    # ------------------------------------------------------------ the lanes
 
-        When a split batch is committed in part (PartialWrite), the committed
-        part is settled, `batch` is cut down in place to the rest (which the
-        caller retries or gives up) and the cause is raised.
+    def _start_lanes(self) -> list[threading.Thread]:
+        """Threads that write further full batches while the writer thread's is being written.
+
+        With writer processes, each lane's batch goes to a process of its own,
+        so that the processes (and the database) work on several batches at
+        once instead of waiting in turn for one. A lane only writes: a batch
+        it cannot write goes back to the queue, where the writer thread, which
+        keeps every rule of retries, backoff, outages and shutdown, finds it.
         """
-        try:
-            result = self._writer.write([(capture, line, None) for capture, line, _ in batch])
-        except PartialWrite as partial:
-            done = set(partial.done)
-            self._settle([item for i, item in enumerate(batch) if i in done], partial.result)
-            batch[:] = [item for i, item in enumerate(batch) if i not in done]
-            raise partial.cause from None
+        if not isinstance(self._writer, ProcessWriter):
+            return []
+        lanes = [threading.Thread(target=self._lane, name=f"credit-ledger-lane-{n}", daemon=True)
+                 for n in range(1, self._writer.processes)]
+        for lane in lanes:
+            lane.start()
+        return lanes
+
+    def _lane(self) -> None:
+        while not self._stopping:
+            self._lane_wake.wait()
+            self._lane_wake.clear()
+            while not self._stopping and isinstance(self._writer, ProcessWriter) and len(self._queue) >= self.batch_size:
+                batch = self._take_batch()
+                try:
+                    self._write_from_memory(batch)
+                except Exception:
+                    with self._taking:
+                        self._queue.extendleft(reversed(batch))  # the writer thread's to retry (and report)
+                    break
+                finally:
+                    with self._progress:
+                        self._progress.notify_all()
+
+    def _write_from_memory(self, batch: list) -> None:
+        """Write a batch taken from the queue, then settle it."""
+        result = self._writer.write([(capture, line, None) for capture, line, _ in batch])
         self._settle(batch, result)
 
     def _count(self, result: BatchResult) -> None:
@@ -747,11 +788,7 @@ class LedgerSink:
         journal = self._journal
         assert journal is not None
         for batch in _batches(journal.reread(segment), self.batch_size):
-            try:
-                result = self._writer.write(batch)
-            except PartialWrite as partial:
-                self._count(partial.result)  # committed: counted now; the segment is re-read whole later
-                raise partial.cause from None
+            result = self._writer.write(batch)
             self._count(result)  # each batch as it commits: an outage in the next one does not undo the count
             if self._stopping:
                 return

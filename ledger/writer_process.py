@@ -11,11 +11,11 @@ waits for the answer; every rule of the sink (a record leaves the journal
 only once the database has committed it, bounded retries with backoff, the
 drain at shutdown) stays where it was.
 
-A large batch is split between the children (two by default), each writing
-its part in a transaction of its own (two give about 1.7 times the records a
-second of one). When some parts are committed and others not, `write`
-raises `PartialWrite` with what was committed, and the sink retries only the
-rest.
+Each `write` takes a child of its own for its batch, one transaction: the
+sink's writer thread and its lanes (one per further child, two children by
+default) write batches side by side, so that while one child waits for the
+database another builds its rows. A second child is started only when a
+backlog of full batches calls for it.
 
 A child lives as long as its pipe: it exits when the parent closes the pipe
 or dies (end of file), and ignores SIGINT and SIGTERM, which belong to the
@@ -39,6 +39,7 @@ import signal
 import struct
 import subprocess
 import sys
+import threading
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NoReturn, Sequence
 
@@ -56,7 +57,6 @@ _BOOTSTRAP = (
     "import sys, json; sys.path[:] = json.loads(sys.argv[1]); "
     "from ledger.writer_process import main; sys.exit(main(sys.argv[2:]))"
 )
-PART_AT_LEAST = 128  # a batch is split between the children in parts of at least this many records
 
 
 class WriterProcessError(RuntimeError):
@@ -65,14 +65,6 @@ class WriterProcessError(RuntimeError):
 
 class WriterProcessUnavailable(RuntimeError):
     """No writer process can be started here: the sink writes from a thread instead."""
-
-
-class PartialWrite(DatabaseError):
-    """Part of a split batch was committed (`result`, the captures at `done`), the rest was not (`cause`)."""
-
-    def __init__(self, result: Any, done: list[int], cause: BaseException) -> None:
-        super().__init__(str(cause))
-        self.result, self.done, self.cause = result, done, cause
 
 
 def _send(fd: int, payload: bytes) -> None:
@@ -96,11 +88,6 @@ def _read_exactly(fd: int, size: int) -> bytes:
 def _recv(fd: int) -> bytes:
     (size,) = _HEADER.unpack(_read_exactly(fd, _HEADER.size))
     return _read_exactly(fd, size)
-
-
-def _even(count: int, parts: int) -> list[tuple[int, int]]:
-    """(start, end) of `parts` slices of nearly equal size covering range(count)."""
-    return [(count * i // parts, count * (i + 1) // parts) for i in range(parts)]
 
 
 def can_use_process(database_url: str) -> bool:
@@ -207,18 +194,23 @@ class _Child:
 class ProcessWriter:
     """`LedgerWriter`'s interface; the work is done in child processes (at most `processes`).
 
-    `local` is the writer whose settings the children are made with, and the
-    one the sink falls back to where no child can start.
+    Each `write` takes a child of its own for its batch: as many threads as
+    there are children write at once (the sink runs that many). `local` is the
+    writer whose settings the children are made with, and the one the sink
+    falls back to where no child can start.
     """
 
     def __init__(self, local: "LedgerWriter", processes: int = 2) -> None:
         self.local = local
         self.processes = max(1, processes)
         self._children: list[_Child] = []
+        self._idle: list[_Child] = []
+        self._starting = 0
+        self._changed = threading.Condition()
 
     @property
     def connected(self) -> bool:
-        return bool(self._children) and self._children[0].connected
+        return any(c.connected for c in self._children)
 
     @property
     def url_for_logs(self) -> str:
@@ -233,44 +225,36 @@ class ProcessWriter:
     # ------------------------------------------------------------ the writer's interface
 
     def connect(self) -> None:
-        """Start the first child if there is none and have it open the ledger; raises when the database is down."""
-        self._child(0)
+        """Have a child (started if there is none) open the ledger; raises when the database is down."""
+        child = self._take()
+        self._give_back(child)
 
     def write(self, captures: Sequence[tuple[Capture | None, bytes | None, str | None]]):
-        """Write one batch; its BatchResult. DatabaseError on an outage or a dead child, PartialWrite on part of one."""
+        """Write one batch in a child; its BatchResult. DatabaseError on an outage or a dead child."""
         # Journal lines go down the pipe as they are (no pickling of captures in the caller's process);
         # a capture that has no line (it could not be encoded) goes pickled.
         items = [(line, problem, capture if line is None else None) for capture, line, problem in captures]
-        parts = _even(len(items), self._ready(max(1, min(self.processes, len(items) // PART_AT_LEAST))))
-        if len(parts) == 1:
-            return self._child(0).call("write", items)
-        sent, outcomes = [], []
-        for index, (start, end) in enumerate(parts):
-            try:
-                child = self._child(index)
-                child.send("write", items[start:end])
-                sent.append((child, start, end))
-            except Exception as error:  # this part waits for the retry
-                outcomes.append((start, end, error))
-        for child, start, end in sent:
-            try:
-                outcomes.append((start, end, child.receive()))
-            except Exception as error:
-                outcomes.append((start, end, error))
-        return self._merge(outcomes)
+        child = self._take()
+        try:
+            return child.call("write", items)
+        finally:
+            self._give_back(child)
 
     def disconnect_after_outage(self) -> None:
         # A child dropped its connections itself when it reported the outage; a dead one is forgotten.
-        self._children = [c for c in self._children if c.alive]
+        with self._changed:
+            self._forget_dead()
 
     def abort(self) -> None:
         """Kill the children (a batch stuck on a locked or unreachable database): their batches stay in the journal."""
-        for child in self._children:
+        for child in list(self._children):
             child.kill()
 
     def close(self) -> None:
         """Close the pipes (each child exits on end of file) and wait for the children."""
-        children, self._children = self._children, []
+        with self._changed:
+            children, self._children, self._idle = self._children, [], []
+            self._changed.notify_all()
         for child in children:
             child.forget(reap=False)
         for child in children:
@@ -280,51 +264,50 @@ class ProcessWriter:
         """In a forked child of the caller: the writer processes are the parent's; let go of our pipe ends."""
         for child in self._children:
             child.forget(reap=False)  # closes this process's copies of the pipes; the parent's stay open
-        self._children = []
+        self._children, self._idle, self._starting = [], [], 0
+        self._changed = threading.Condition()
 
     # ------------------------------------------------------------ the children
 
-    def _child(self, index: int) -> _Child:
-        """The index-th child, started and connected to the ledger (raises when it cannot be)."""
-        self._children = [c for c in self._children if c.alive]
-        while len(self._children) <= index:
-            local = self.local
-            self._children.append(_Child(("init", local.database_url, local.rate_book, local.policy, local.busy_timeout)))
-        child = self._children[index]
-        child.connect()
+    def _take(self) -> _Child:
+        """An idle child, connected to the ledger: started when fewer than `processes` run, else waited for."""
+        with self._changed:
+            while True:
+                self._forget_dead()
+                if self._idle:
+                    child = self._idle.pop()
+                    break
+                if len(self._children) + self._starting < self.processes:
+                    child = None
+                    self._starting += 1
+                    break
+                self._changed.wait()
+        if child is None:  # started outside the lock: the other threads go on meanwhile
+            try:
+                local = self.local
+                child = _Child(("init", local.database_url, local.rate_book, local.policy, local.busy_timeout))
+            finally:
+                with self._changed:
+                    self._starting -= 1
+                    if child is not None:
+                        self._children.append(child)
+                    self._changed.notify()
+        try:
+            child.connect()
+        except BaseException:
+            self._give_back(child)
+            raise
         return child
 
-    def _ready(self, wanted: int) -> int:
-        """How many of `wanted` children can take a part of this batch now (the first is always tried)."""
-        for index in range(1, wanted):
-            try:
-                self._child(index)
-            except WriterProcessUnavailable as error:
-                log.warning("%s: the ledger is written by %d process(es)", error, index)
-                self.processes = index
-                return index
-            except DatabaseError:  # this one cannot connect now: the others take the batch
-                return index
-        return wanted
+    def _give_back(self, child: _Child) -> None:
+        with self._changed:
+            if child in self._children and child.alive:
+                self._idle.append(child)
+            self._changed.notify()
 
-    @staticmethod
-    def _merge(outcomes):
-        from .writer import BatchResult
-
-        done: list[int] = []
-        total = BatchResult()
-        failure: BaseException | None = None
-        for start, end, outcome in sorted(outcomes, key=lambda o: o[0]):
-            if isinstance(outcome, BaseException):
-                failure = failure or outcome
-            else:
-                total += outcome
-                done.extend(range(start, end))
-        if failure is None:
-            return total
-        if not done:
-            raise failure
-        raise PartialWrite(total, done, failure)
+    def _forget_dead(self) -> None:
+        self._children = [c for c in self._children if c.alive]
+        self._idle = [c for c in self._idle if c.alive]
 
 
 # ---------------------------------------------------------------- the child's side
