@@ -3,10 +3,11 @@
 Captures are made in-process beforehand (no HTTP); the clock runs from the
 first emit to the flush that sees the last one committed, after a warm-up
 (the sink's writer processes are running when the clock starts).
-The batched sink is a Recorder's (batches of 1000, two writer processes);
-the naive writer is the same sink with batch_size=1 and its writer a thread
-of the emitting process: one transaction (one commit) per record, the plain
-way to write a ledger. Both run side by side in one run, on a SQLite file and on PostgreSQL (a
+The batched sink is a Recorder's (batches of 1000, two writer processes).
+Two naive writers, one commit per record, run beside it: the same sink with
+batch_size=1 and its writer a thread of the emitting process (journal and
+all), and the plain way to write a ledger: build and price each record with
+the same code, add it to an ORM session and commit, in the emitting thread. Both run side by side in one run, on a SQLite file and on PostgreSQL (a
 database made for the run and dropped after).
 
     .venv/bin/python benchmarks/bench_writer.py [--records 30000] [--naive-records 2000]
@@ -35,8 +36,14 @@ sys.path.insert(0, str(ROOT / "tests"))
 from sqlalchemy import create_engine, func, select, text  # noqa: E402
 from sqlalchemy.engine import make_url  # noqa: E402
 
+from datetime import datetime, timezone  # noqa: E402
+
+from ledger.capture import build_record  # noqa: E402
 from ledger.db import Ledger  # noqa: E402
 from ledger.models import Call  # noqa: E402
+from ledger.pricing import default_rate_book, price  # noqa: E402
+from ledger.repository import CALL_COLUMNS, call_values  # noqa: E402
+from ledger.usage import record_digest  # noqa: E402
 from ledger.writer import LedgerSink  # noqa: E402
 from test_writer import make_capture  # noqa: E402  (the tests' realistic captures)
 
@@ -77,6 +84,24 @@ def run(url: str, captures, journal: Path, batch_size: int, processes: int, prof
         assert session.scalar(select(func.count()).select_from(Call)) == len(warm_up) + len(captures)
     print(f"    {len(captures)} records, batch {batch_size}: {elapsed:.2f} s "
           f"(emit loop {1e6 * (emitted - started) / len(captures):.1f} us/record)", flush=True)
+    return len(captures) / elapsed
+
+
+def run_plain(url: str, captures) -> float:
+    """Records per second written the plain way: build and price each record (the same code),
+    add it to an ORM session and commit, one record at a time, in the emitting thread; no journal."""
+    with Ledger(url) as ledger:
+        book = default_rate_book()
+        started = time.perf_counter()
+        for capture in captures:
+            record = build_record(capture)
+            values = call_values(record, price(record, book), record_digest(record), datetime.now(timezone.utc))
+            with ledger.session() as session:  # commits on leaving
+                session.add(Call(**dict(zip(CALL_COLUMNS, values))))
+        elapsed = time.perf_counter() - started
+        with ledger.session() as session:
+            assert session.scalar(select(func.count()).select_from(Call)) == len(captures)
+    print(f"    {len(captures)} records, the plain way: {elapsed:.2f} s", flush=True)
     return len(captures) / elapsed
 
 
@@ -132,15 +157,21 @@ def main() -> int:
                 naive = run(url, naive_captures, Path(tmp) / "j-naive", 1, 0)  # in-process, a commit per record
             finally:
                 drop()
+            url, drop = make("plain")
+            try:
+                plain = run_plain(url, naive_captures)
+            finally:
+                drop()
             shutil.rmtree(Path(tmp) / "j-batched", ignore_errors=True)
-            rows.append((label, batched, naive))
+            rows.append((label, batched, naive, plain))
 
     print()
     print(f"machine: {os.cpu_count()} cores, Python {sys.version.split()[0]}, {host_speed()}")
-    print("| ledger | batched writer (records/s) | naive, one commit per record (records/s) | ratio |")
-    print("|---|---:|---:|---:|")
-    for label, batched, naive in rows:
-        print(f"| {label} | {batched:,.0f} | {naive:,.0f} | {batched / naive:.1f}x |")
+    print("| ledger | batched writer (records/s) | the sink, batch 1 (records/s) | ratio | "
+          "the plain way: ORM add + commit per record (records/s) | ratio |")
+    print("|---|---:|---:|---:|---:|---:|")
+    for label, batched, naive, plain in rows:
+        print(f"| {label} | {batched:,.0f} | {naive:,.0f} | {batched / naive:.1f}x | {plain:,.0f} | {batched / plain:.1f}x |")
     return 0
 
 
