@@ -59,6 +59,11 @@ _BOOTSTRAP = (
 )
 
 
+# A writer process runs at this niceness: where the cores are busy, the application (and its
+# server, on a small machine) gets them first; the ledger catches up when they are not.
+NICENESS = 10
+
+
 class WriterProcessError(RuntimeError):
     """A child failed on something that is not an outage (a bug): the batch stays in the journal."""
 
@@ -350,6 +355,10 @@ def _entries(items) -> list[tuple[tuple | None, bytes | None, str | None]]:
 def main(argv: Sequence[str]) -> int:
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent's shutdown decides; the pipe's end ends us
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    try:
+        os.nice(NICENESS)  # background work: the application's own processes and threads come first
+    except OSError:
+        pass
     from .writer import LedgerWriter, _reason, is_outage
 
     down, up = int(argv[0]), int(argv[1])

@@ -569,3 +569,17 @@ def test_as_many_writer_processes_as_set_write_at_once(tmp_path):
         stats = sink.stats
     assert (stats.committed, stats.duplicates, stats.pending) == (1200, 0, 0)
     assert sorted(call_ids(url)) == sorted(c.call_id for c in captures)
+
+
+def test_writer_processes_run_at_a_lower_priority_than_the_application(tmp_path):
+    from ledger.writer_process import NICENESS
+
+    url = f"sqlite:///{tmp_path / 'ledger.db'}"
+    with LedgerSink(url, tmp_path / "journal", batch_size=10, max_delay=10) as sink:
+        for i in range(10):
+            sink.emit(make_capture(i))
+        assert sink.flush(30)
+        [pid] = sink._writer.pids
+        with open(f"/proc/{pid}/stat") as stat:
+            child_nice = int(stat.read().rsplit(")", 1)[1].split()[16])
+    assert child_nice == min(19, os.nice(0) + NICENESS)
