@@ -288,15 +288,27 @@ class ProcessWriter:
                     break
                 self._changed.wait()
         if child is None:  # started outside the lock: the other threads go on meanwhile
+            local = self.local
             try:
-                local = self.local
                 child = _Child(("init", local.database_url, local.rate_book, local.policy, local.busy_timeout))
-            finally:
+            except WriterProcessUnavailable as error:
                 with self._changed:
                     self._starting -= 1
-                    if child is not None:
-                        self._children.append(child)
                     self._changed.notify()
+                    if not self._children:
+                        raise  # none at all: the sink writes from a thread
+                    self.processes = len(self._children) + self._starting
+                log.warning("%s: the ledger is written by %d process(es)", error, self.processes)
+                return self._take()  # the ones running are enough
+            except BaseException:
+                with self._changed:
+                    self._starting -= 1
+                    self._changed.notify()
+                raise
+            with self._changed:
+                self._starting -= 1
+                self._children.append(child)
+                self._changed.notify()
         try:
             child.connect()
         except BaseException:

@@ -533,6 +533,27 @@ def test_where_no_writer_process_can_start_the_sink_writes_from_a_thread(tmp_pat
     assert count_rows(url) == 20
 
 
+def test_a_further_writer_process_that_cannot_start_leaves_the_running_one_to_write(tmp_path, monkeypatch, caplog):
+    url = f"sqlite:///{tmp_path / 'ledger.db'}"
+    Ledger(url).close()
+    with caplog.at_level("WARNING", logger="ledger"):
+        with LedgerSink(url, tmp_path / "journal", batch_size=100, max_delay=10) as sink:
+            sink.emit(make_capture(0))
+            assert sink.flush(20)
+            [pid] = sink._writer.pids
+            monkeypatch.setattr(sys, "executable", str(tmp_path / "python-missing"))  # no second one can start
+            holder = _held(url)  # a backlog: a lane asks for a second process
+            for i in range(1, 1000):
+                sink.emit(make_capture(i))
+            time.sleep(1.0)
+            holder.rollback()
+            holder.close()
+            assert sink.flush(30)
+            assert sink._writer.pids == [pid] and sink._writer.processes == 1
+    assert count_rows(url) == 1000
+    assert "the ledger is written by 1 process(es)" in caplog.text
+
+
 @pytest.mark.postgres
 def test_a_record_the_database_refuses_is_kept_aside_and_the_writer_process_says_so(postgres_url, tmp_path, caplog):
     captures = [make_capture(i) for i in range(300)]
