@@ -756,10 +756,12 @@ class LedgerSink:
             self._dropped += len(batch) - len(keep)
 
     def _background_work(self) -> None:
-        """Rotate the active segment when due; with less than a batch waiting, re-read and replay orphans."""
+        """Rotate the active segment when due and map its next pages; with less than a batch waiting,
+        re-read and replay orphans."""
         journal = self._journal
         if journal is not None and not journal.closed:
             journal.rotate_if_due(idle_seconds=1.0)
+            journal.prepare_ahead()  # the next appends' pages: mapped here, not on the caller's path
         if len(self._queue) >= self.batch_size:
             return
         if not self._queue:

@@ -211,3 +211,65 @@ def test_a_line_larger_than_a_segment_gets_a_segment_of_its_own(tmp_path):
     journal.close()
     entries = [e for c in claim_orphans(tmp_path) for e in c.entries()]
     assert [e.capture for e in entries] == [small_capture, big_capture]
+
+
+def _minor_faults() -> int:
+    import resource
+
+    return resource.getrusage(resource.RUSAGE_THREAD).ru_minflt
+
+
+def test_pages_mapped_ahead_spare_the_appends_their_page_faults_and_change_no_byte(tmp_path):
+    journal = Journal(tmp_path, segment_bytes=4 * 1024 * 1024)
+    lines = [encode(make_capture(i)) for i in range(400)]
+    size = sum(len(line) for line in lines[:200])
+    assert size > 40 * 4096  # the first half of the lines covers forty pages and more
+
+    def appended(part) -> int:
+        before = _minor_faults()
+        with journal.lock:
+            for line in part:
+                journal.append_locked(line)
+        return _minor_faults() - before
+
+    cold = appended(lines[:200])  # nobody mapped these pages: each first write faults
+    journal.prepare_ahead()  # twice what was appended since the last look: the next lines' pages
+    if not journal._prepare:
+        pytest.skip("this kernel has no MADV_POPULATE_WRITE: appends fault their own pages")
+    assert journal.active.prepared >= 2 * size
+    warm = appended(lines[200:])
+    assert cold >= size // 8192 and warm <= 4, (cold, warm)  # a page fault at least every other page, then none
+    journal.close()
+    [claimed] = list(claim_orphans(tmp_path))
+    raw = claimed.path.read_bytes()
+    claimed.release()
+    assert raw == b"".join(lines)  # mapping ahead wrote nothing, and the sealed file is its lines alone
+
+
+def test_mapping_ahead_while_appends_rotate_segments_loses_and_tears_no_line(tmp_path):
+    import threading
+
+    journal = Journal(tmp_path, segment_bytes=64 * 1024)
+    captures = [make_capture(i) for i in range(1500)]
+    done = threading.Event()
+
+    def prepare() -> None:
+        while not done.is_set():
+            journal.prepare_ahead()
+
+    thread = threading.Thread(target=prepare)
+    thread.start()
+    try:
+        for capture in captures:
+            append(journal, capture)
+            if journal.active.size >= journal.segment_bytes:
+                with journal.lock:
+                    journal._rotate_locked()  # as the writer thread seals a full segment
+    finally:
+        done.set()
+        thread.join()
+    journal.close()
+    entries = [e for c in claim_orphans(tmp_path) for e in c.entries()]
+    assert len(journal.segments) == 0 and len(segment_paths(tmp_path)) > 10
+    assert sorted((e.capture for e in entries), key=lambda c: c.started_at) == captures
+    assert all(e.problem is None for e in entries)
