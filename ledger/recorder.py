@@ -134,65 +134,21 @@ class _Core:
             return None, request
 
     def _begin(self, request: Any) -> tuple["_Call", Any]:
+        # Only what cannot wait is done before the request leaves: the clock, the attribution
+        # headers taken out, the context read, an include_usage rewrite. The rest (key
+        # fingerprint, call id, tags, the request body kept) waits for the call's end, off the
+        # time to the first byte.
         started = time.time()
         headers = request.headers
         seen = {name: value for _, name, value in _header_list(headers) if name in _REQUEST_HEADERS}
-        authorization = seen.get(b"authorization")
-        attempt = seen.get(_RETRY_HEADER)
-        encoded = b"content-encoding" in seen
-        project, user, tags = _text(seen.get(HEADER_PROJECT)), _text(seen.get(HEADER_USER)), _text(seen.get(HEADER_TAGS))
-        notes: list[str] = []
-        if project is not None or user is not None or tags is not None:
+        if HEADER_PROJECT in seen or HEADER_USER in seen or HEADER_TAGS in seen:
             for name in ("x-ledger-project", "x-ledger-user", "x-ledger-tags"):
                 if name in headers:
                     del headers[name]  # attribution is ours: it never leaves the process
-        context = _attribution.get()
-        tag_map = dict(context.tags) if context is not None else {}
-        if tags is not None:
-            try:
-                tag_map.update(parse_tags(tags))
-            except ValueError:
-                notes.append("bad_ledger_tags")
-        fingerprint, last4 = self.key_facts(authorization) if authorization else (None, None)
-        try:
-            attempt_no = int(attempt) if attempt is not None else 0
-        except ValueError:
-            attempt_no = 0
-        body, request = self._request_body(request, encoded, notes)
-        call = _Call(
-            self, new_call_id(), started, body, attempt_no, fingerprint, last4,
-            project if project is not None else (context.project if context else None),
-            user if user is not None else (context.user if context else None),
-            tag_map, notes,
-        )
+        call = _Call(self, started, seen, _attribution.get(), request)
+        if self.include_usage and b"content-encoding" not in seen:
+            request = call.with_usage_asked(request)
         return call, request
-
-    def _request_body(self, request: Any, encoded: bool, notes: list[str]) -> tuple[bytes, Any]:
-        try:
-            body = request.content
-        except Exception:  # a streamed request body: not read here, so the caller's stream is untouched
-            notes.append("request_body_unread")
-            return b"", request
-        if encoded:
-            notes.append("request_body_encoded")
-            return b"", request
-        parsed = None
-        if self.include_usage and b'"include_usage"' not in body:
-            parsed = _json_object(body)
-            if parsed is not None and parsed.get("stream", True) is True:
-                options = parsed.get("stream_options")
-                if options is None or isinstance(options, dict):
-                    parsed["stream_options"] = {**(options or {}), "include_usage": True}
-                    body = json.dumps(parsed, separators=(",", ":"), ensure_ascii=False).encode()
-                    request = _with_body(request, body)
-        if len(body) <= MAX_KEPT_REQUEST:
-            return body, request
-        parsed = parsed if parsed is not None else _json_object(body)
-        if parsed is None:
-            notes.append("request_not_json")
-            return b"", request
-        summary = {name: parsed[name] for name in REQUEST_FIELDS if name in parsed}
-        return json.dumps(summary, separators=(",", ":")).encode()[:MAX_KEPT_REQUEST], request
 
     def attach(self, call: "_Call", response: Any, stream_class: type) -> None:
         """Watch the response's raw stream (in place: the caller gets this same response)."""
@@ -246,29 +202,79 @@ class _Call:
     """The state of one recorded attempt; every method swallows its own failures."""
 
     __slots__ = (
-        "core", "call_id", "started_at", "request_body", "attempt", "fingerprint", "last4", "project", "user",
-        "tags", "notes", "status", "stream", "headers_at", "first_byte_at", "_decoder", "_accept", "_scanner",
-        "_body", "_size", "_ended", "_pending",
+        "core", "started_at", "seen", "context", "request", "request_body", "notes", "status", "stream", "headers",
+        "headers_at", "first_byte_at", "_decoder", "_accept", "_scanner", "_body", "_size", "_ended", "_pending",
+        "_ready",
     )
 
-    def __init__(self, core, call_id, started_at, request_body, attempt, fingerprint, last4, project, user, tags, notes):
-        self.core, self.call_id, self.started_at, self.request_body = core, call_id, started_at, request_body
-        self.attempt, self.fingerprint, self.last4 = attempt, fingerprint, last4
-        self.project, self.user, self.tags, self.notes = project, user, tags, notes
+    def __init__(self, core: _Core, started_at: float, seen: dict, context: Attribution | None, request: Any) -> None:
+        self.core, self.started_at, self.seen, self.context, self.request = core, started_at, seen, context, request
+        self.request_body: bytes | None = None  # read at the end, unless an include_usage rewrite read it
+        self.notes: list[str] = []
         self.status: int | None = None
         self.stream: bool | None = None
+        self.headers = None
         self.headers_at = self.first_byte_at = None
         self._decoder = self._accept = self._scanner = None
         self._body: list[bytes] | None = None
         self._size = 0
         self._ended = False
         self._pending: bytes | None = None
+        self._ready = False  # the response's headers read (at the first chunk accounted for, or the end)
+
+    # -- the request (its body, at the end or for an include_usage rewrite)
+
+    def with_usage_asked(self, request: Any) -> Any:
+        """The request to send: a streaming one that lacks stream_options.include_usage gets it."""
+        try:
+            body = request.content
+        except Exception:
+            return request  # a streamed request body: the end notes it
+        self.request_body = body
+        if b'"include_usage"' in body:
+            return request
+        parsed = _json_object(body)
+        if parsed is None or parsed.get("stream", True) is not True:
+            return request
+        options = parsed.get("stream_options")
+        if options is not None and not isinstance(options, dict):
+            return request
+        parsed["stream_options"] = {**(options or {}), "include_usage": True}
+        self.request_body = body = json.dumps(parsed, separators=(",", ":"), ensure_ascii=False).encode()
+        self.request = request = _with_body(request, body)
+        return request
+
+    def _kept_request_body(self) -> bytes:
+        if b"content-encoding" in self.seen:
+            self.notes.append("request_body_encoded")
+            return b""
+        body = self.request_body
+        if body is None:
+            try:
+                body = self.request.content
+            except Exception:  # a streamed request body: never read here, so the caller's stream is untouched
+                self.notes.append("request_body_unread")
+                return b""
+        if len(body) <= MAX_KEPT_REQUEST:
+            return body
+        parsed = _json_object(body)
+        if parsed is None:
+            self.notes.append("request_not_json")
+            return b""
+        summary = {name: parsed[name] for name in REQUEST_FIELDS if name in parsed}
+        return json.dumps(summary, separators=(",", ":")).encode()[:MAX_KEPT_REQUEST]
+
+    # -- the response
 
     def response(self, status: int, headers: Any) -> None:
         self.headers_at = time.time()
         self.status = status
+        self.headers = headers  # read when the first chunk is accounted for: after the caller has it
+
+    def _prepare(self) -> None:
+        self._ready = True
         content_type = coding = b""
-        for _, name, value in _header_list(headers):
+        for _, name, value in _header_list(self.headers):
             if name == b"content-type":
                 content_type = value
             elif name == b"content-encoding":
@@ -310,6 +316,8 @@ class _Call:
     def feed(self, chunk: bytes) -> None:
         if self.first_byte_at is None:
             self.first_byte_at = time.time()
+        if not self._ready:
+            self._prepare()
         accept = self._accept
         if accept is None:
             return
@@ -337,6 +345,8 @@ class _Call:
         try:
             ended = time.time()
             self.account()  # the last chunk the caller got, if it closed before asking for more
+            if self.headers is not None and not self._ready:
+                self._prepare()  # a response without a chunk
             if outcome == COMPLETED and self._decoder is not None and self._accept is not None:
                 try:
                     self._decoder.finish(self._accept)
@@ -348,25 +358,42 @@ class _Call:
                     self.notes.append("sse_line_too_long")
                 if outcome == ABORTED and scanner.saw_done:
                     outcome = COMPLETED  # closed after [DONE]: nothing more was to come (the SDK does this)
+            seen, context, core = self.seen, self.context, self.core
+            authorization = seen.get(b"authorization")
+            fingerprint, last4 = core.key_facts(authorization) if authorization else (None, None)
+            attempt = seen.get(_RETRY_HEADER)
+            try:
+                attempt_no = int(attempt) if attempt is not None else 0
+            except ValueError:
+                attempt_no = 0
+            project, user = _text(seen.get(HEADER_PROJECT)), _text(seen.get(HEADER_USER))
+            tags = dict(context.tags) if context is not None else {}
+            tags_header = seen.get(HEADER_TAGS)
+            if tags_header is not None:
+                try:
+                    tags.update(parse_tags(_text(tags_header)))
+                except ValueError:
+                    self.notes.append("bad_ledger_tags")
+            request_body = self._kept_request_body()
             body = self._body
-            self.core.sink.emit(Capture(
-                call_id=self.call_id,
+            core.sink.emit(Capture(
+                call_id=new_call_id(),
                 started_at=self.started_at,
                 ended_at=ended,
                 first_byte_at=self.first_byte_at or self.headers_at,
                 outcome=outcome,
                 http_status=self.status,
                 stream=self.stream,
-                request_body=self.request_body,
+                request_body=request_body,
                 body=b"".join(body) if body is not None else None,
                 payloads=scanner.payloads() if scanner is not None else (),
                 saw_done=scanner.saw_done if scanner is not None else False,
-                attempt=self.attempt,
-                key_fingerprint=self.fingerprint,
-                key_last4=self.last4,
-                project=self.project,
-                end_user=self.user,
-                tags=self.tags,
+                attempt=attempt_no,
+                key_fingerprint=fingerprint,
+                key_last4=last4,
+                project=project if project is not None else (context.project if context else None),
+                end_user=user if user is not None else (context.user if context else None),
+                tags=tags,
                 notes=tuple(dict.fromkeys(self.notes)),
             ))
         except Exception as failure:
