@@ -126,29 +126,28 @@ class _Core:
         return found
 
     def begin(self, request: Any) -> tuple["_Call | None", Any]:
-        """A call for this chat request (and the request to send); (None, request) if the recorder broke."""
+        """A call for this chat request (and the request to send); (None, request) if the recorder broke.
+
+        Only what cannot wait is done before the request leaves: the clock, the
+        attribution headers taken out, the context read, an include_usage
+        rewrite. The rest (key fingerprint, call id, tags, the request body
+        kept) waits for the call's end, off the time to the first byte.
+        """
         try:
-            return self._begin(request)
+            started = time.time()
+            headers = request.headers
+            seen = {name: value for _, name, value in _header_list(headers) if name in _REQUEST_HEADERS}
+            if HEADER_PROJECT in seen or HEADER_USER in seen or HEADER_TAGS in seen:
+                for name in ("x-ledger-project", "x-ledger-user", "x-ledger-tags"):
+                    if name in headers:
+                        del headers[name]  # attribution is ours: it never leaves the process
+            call = _Call(self, started, seen, _attribution.get(), request)
+            if self.include_usage and b"content-encoding" not in seen:
+                request = call.with_usage_asked(request)
+            return call, request
         except Exception as error:
             self.failed("request", error)
             return None, request
-
-    def _begin(self, request: Any) -> tuple["_Call", Any]:
-        # Only what cannot wait is done before the request leaves: the clock, the attribution
-        # headers taken out, the context read, an include_usage rewrite. The rest (key
-        # fingerprint, call id, tags, the request body kept) waits for the call's end, off the
-        # time to the first byte.
-        started = time.time()
-        headers = request.headers
-        seen = {name: value for _, name, value in _header_list(headers) if name in _REQUEST_HEADERS}
-        if HEADER_PROJECT in seen or HEADER_USER in seen or HEADER_TAGS in seen:
-            for name in ("x-ledger-project", "x-ledger-user", "x-ledger-tags"):
-                if name in headers:
-                    del headers[name]  # attribution is ours: it never leaves the process
-        call = _Call(self, started, seen, _attribution.get(), request)
-        if self.include_usage and b"content-encoding" not in seen:
-            request = call.with_usage_asked(request)
-        return call, request
 
     def attach(self, call: "_Call", response: Any, stream_class: type) -> None:
         """Watch the response's raw stream (in place: the caller gets this same response)."""
@@ -201,26 +200,26 @@ def _with_body(request: Any, body: bytes) -> Any:
 class _Call:
     """The state of one recorded attempt; every method swallows its own failures."""
 
-    __slots__ = (
-        "core", "started_at", "seen", "context", "request", "request_body", "notes", "status", "stream", "headers",
-        "headers_at", "first_byte_at", "_decoder", "_accept", "_scanner", "_body", "_size", "_ended", "_pending",
-        "_ready",
-    )
+    # What most calls never change is a class default, not set on each call (one call, one
+    # instance: the fewer stores before the request leaves, the better).
+    request_body: bytes | None = None  # read at the end, unless an include_usage rewrite read it
+    status: int | None = None
+    stream: bool | None = None
+    headers: Any = None
+    headers_at: float | None = None
+    first_byte_at: float | None = None
+    _decoder: Any = None
+    _accept: Any = None
+    _scanner: SSEScanner | None = None
+    _body: list[bytes] | None = None
+    _size = 0
+    _ended = False
+    _pending: bytes | None = None
+    _ready = False  # the response's headers read (at the first chunk accounted for, or the end)
 
     def __init__(self, core: _Core, started_at: float, seen: dict, context: Attribution | None, request: Any) -> None:
         self.core, self.started_at, self.seen, self.context, self.request = core, started_at, seen, context, request
-        self.request_body: bytes | None = None  # read at the end, unless an include_usage rewrite read it
         self.notes: list[str] = []
-        self.status: int | None = None
-        self.stream: bool | None = None
-        self.headers = None
-        self.headers_at = self.first_byte_at = None
-        self._decoder = self._accept = self._scanner = None
-        self._body: list[bytes] | None = None
-        self._size = 0
-        self._ended = False
-        self._pending: bytes | None = None
-        self._ready = False  # the response's headers read (at the first chunk accounted for, or the end)
 
     # -- the request (its body, at the end or for an include_usage rewrite)
 
@@ -454,7 +453,14 @@ class _AsyncStreamShell:
 
 
 def _is_chat(request: Any) -> bool:
-    return request.method == "POST" and request.url.path.endswith(CHAT_PATH)
+    if request.method != "POST":
+        return False
+    url = request.url
+    try:
+        path = url._uri_reference.path  # as sent (httpx2 and httpx); `url.path` percent-decodes it first
+    except AttributeError:
+        path = url.path
+    return path.endswith(CHAT_PATH)
 
 
 class _SyncShell:
