@@ -49,6 +49,7 @@ import fcntl
 import mmap
 import os
 import secrets
+import sys
 import threading
 import time
 from dataclasses import dataclass
@@ -111,6 +112,8 @@ class Segment:
 
 
 def _libc_madvise():
+    if not sys.platform.startswith("linux"):
+        return None  # the advice's number is Linux's own
     try:
         madvise = ctypes.CDLL(None, use_errno=True).madvise
     except (OSError, AttributeError):
