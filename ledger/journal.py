@@ -160,7 +160,7 @@ class Journal:
         self.segment_bytes = segment_bytes
         self.lock = lock or threading.Lock()
         self._mapping = threading.Lock()  # held while pages are mapped ahead; taken before a mapping is closed
-        self._prepare = _madvise is not None
+        self._prepare = _madvise is not None and not fsync  # an msync per append: the fault is the least of its cost
         self.closed = False
         self.segments: list[Segment] = []
         self.active: Segment = self._open_segment()
