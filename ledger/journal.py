@@ -24,8 +24,8 @@ each: the reserved block becomes a written one), and journal lines are a few
 KB, so most appends would take one. The writer thread maps the pages ahead of
 the appends instead (`prepare_ahead`: `madvise(MADV_POPULATE_WRITE)`, Linux
 5.14 and later, which changes no byte and gives the GIL away), by twice what
-was appended since it last looked; where the kernel has no such advice the
-appends fault as before.
+was appended since it last looked; where the kernel has no such advice, and
+with `fsync=True`, the appends fault as before.
 
 Leaving the journal: the writer counts, per segment, the entries the database
 has committed. It rotates the active segment (when it grows past
