@@ -334,12 +334,6 @@ def response_facts(values: tuple) -> ResponseFacts:
     return ResponseFacts(*values[:3], None if usage is None else Usage(*usage), *values[4:])
 
 
-def facts_from_object(obj: Any, anomalies: list[str]) -> ResponseFacts:
-    """Facts from one parsed JSON object (a body, an error body or a chunk)."""
-    values = _object_values(obj, anomalies)
-    return response_facts((*values, tuple(anomalies)))
-
-
 def facts_from_body(raw: bytes) -> ResponseFacts:
     """Facts from a whole non-streaming body (success or error)."""
     return response_facts(body_values(raw))
