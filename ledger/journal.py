@@ -1,13 +1,14 @@
 """The local append-only journal: where a capture waits until the ledger has committed it.
 
 A journal is a directory of segment files, `seg-<ns>-<pid>-<rand>.seg`, one
-line per capture (`capture.encode`; segments of earlier versions, JSON lines
-named `.jsonl`, are read and replayed the same way). Each process appends to a segment of
+record per capture (`capture.encode`: a framed marshal; lines of earlier
+versions, base64 in `.seg` and JSON in `.jsonl` segments, are read and
+replayed the same way). Each process appends to a segment of
 its own and holds an advisory lock (`fcntl.flock`) on every segment it has not
 finished with, so a replayer can tell a live segment (lock refused) from an
 orphan of a dead process or of an earlier run (lock granted).
 
-Durability: an append copies a whole line into the active segment, a file
+Durability: an append copies a whole record into the active segment, a file
 mapped shared (`mmap`) whose space was reserved when it was made
 (`posix_fallocate`, so a full disk refuses a segment up front instead of
 failing a page later). Once the copy is done the line is in the kernel's page
@@ -16,8 +17,11 @@ survive a power cut or a kernel crash unless `fsync=True` (an `msync` per
 append, milliseconds each, off by default). The copy is not a system call, so
 the caller never gives the GIL away on the append (an `os.write` did, and
 then waited for the writer thread to hand it back: up to the 5 ms switch
-interval). A sealed segment is truncated to its lines; a segment of a killed
-process ends in the zero bytes of its unused space, which reading skips.
+interval). The first byte of a record is copied last: a process killed in the
+middle of a copy leaves a record that starts with a zero, which reading takes
+for the end of what was written (and keeps aside as torn), never for a record.
+A sealed segment is truncated to its records; a segment of a killed process
+ends in the zero bytes of its unused space, which reading skips.
 
 The first write to a page of the mapping is a page fault (on ext4, about 10 us
 each: the reserved block becomes a written one), and journal lines are a few
@@ -36,10 +40,10 @@ re-read whole from its file once sealed, and deleted after that. A crash at
 any point leaves at worst entries that are already in the ledger: replay is
 idempotent on the call id, so they count once.
 
-Reading: a last line without its newline is a torn write (the process died
-in the middle of it); it and any line that does not decode are returned as
-problem entries, which the writer keeps aside in `rejected_records` and
-counts, never dropping them silently.
+Reading: a record cut short is a torn write (the process died in the middle
+of it); it and any record that does not decode are returned as problem
+entries, which the writer keeps aside in `rejected_records` and counts, never
+dropping them silently.
 """
 
 from __future__ import annotations
@@ -56,7 +60,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator
 
-from .capture import Capture, decode
+from .capture import _FRAME, Capture, decode, framed_size
 
 
 SEGMENT_SUFFIXES = (".seg", ".jsonl")  # .jsonl: segments written by earlier versions
@@ -209,7 +213,9 @@ class Journal:
             size, end = 0, len(line)
         segment.appended += 1
         try:
-            segment.mm[size:end] = line  # a memory copy into the page cache: no system call
+            mm = segment.mm  # memory copies into the page cache, no system call: all but the first byte,
+            mm[size + 1 : end] = memoryview(line)[1:]
+            mm[size] = line[0]  # then the first, so that a record which has it is whole
             if self.fsync:
                 segment.mm.flush()
         except (OSError, ValueError):
@@ -352,22 +358,79 @@ class Journal:
 
 
 def read_entries(fd: int) -> Iterator[Entry]:
-    """The entries of a segment file, in order; a torn last line and undecodable lines as problems."""
-    offset = 0
-    rest = b""
+    """The entries of a segment file, in order; torn and undecodable records as problems.
+
+    Where a record should start: b"M" begins a framed record; a zero is the end
+    of what was written (the rest, if not all zeros, is a record whose copy was
+    cut short); anything else is a line of an earlier version, up to its newline.
+    A frame that is broken or cut short ends the reading: nothing after it can be
+    told apart, so the rest is kept aside whole.
+    """
+    reader = _Forward(fd)
     while True:
-        chunk = os.pread(fd, READ_CHUNK, offset)
-        if not chunk:
-            break
-        offset += len(chunk)
-        lines = (rest + chunk).split(b"\n")
-        rest = lines.pop()
-        for line in lines:
-            if line.strip():
-                yield _entry(line + b"\n")
-    rest = rest.rstrip(b"\0")  # the unused space of a segment whose process was killed
-    if rest.strip():
-        yield Entry(rest, None, TORN_LINE)
+        head = reader.peek(_FRAME)
+        if not head:
+            return
+        if head[:1] == b"\0" or head[:1] == b"M":
+            size = framed_size(head)
+            record = reader.peek(size) if size is not None else b""
+            if size is None or len(record) != size or record[-1:] != b"\n":
+                rest = reader.rest().rstrip(b"\0")
+                if rest:
+                    yield Entry(rest, None, TORN_LINE)
+                return
+            reader.skip(size)
+            yield _entry(record)
+            continue
+        line = reader.line()
+        if not line.endswith(b"\n"):
+            rest = line.rstrip(b"\0")  # the unused space of a segment whose process was killed
+            if rest.strip():
+                yield Entry(rest, None, TORN_LINE)
+            return
+        if line.strip():
+            yield _entry(line)
+
+
+class _Forward:
+    """A file read forward in READ_CHUNK pieces: only what the record at hand needs is held."""
+
+    def __init__(self, fd: int) -> None:
+        self.fd, self.offset, self.buf, self.pos = fd, 0, b"", 0
+
+    def _fill(self, n: int) -> bool:
+        """At least n bytes held (True), or all the file has (False); read by READ_CHUNK, whatever a frame claims."""
+        while len(self.buf) - self.pos < n:
+            chunk = os.pread(self.fd, READ_CHUNK, self.offset)
+            if not chunk:
+                return False
+            self.offset += len(chunk)
+            self.buf, self.pos = self.buf[self.pos :] + chunk, 0
+        return True
+
+    def peek(self, n: int) -> bytes:
+        self._fill(n)
+        return self.buf[self.pos : self.pos + n]
+
+    def skip(self, n: int) -> None:
+        self.pos += n
+
+    def line(self) -> bytes:
+        """Up to and with the next newline, or all that is left."""
+        while True:
+            at = self.buf.find(b"\n", self.pos)
+            if at >= 0:
+                line, self.pos = self.buf[self.pos : at + 1], at + 1
+                return line
+            if not self._fill(len(self.buf) - self.pos + 1):
+                line, self.pos = self.buf[self.pos :], len(self.buf)
+                return line
+
+    def rest(self) -> bytes:
+        while self._fill(len(self.buf) - self.pos + 1):  # to the end of the file
+            pass
+        rest, self.pos = self.buf[self.pos :], len(self.buf)
+        return rest
 
 
 def _entry(line: bytes) -> Entry:

@@ -43,7 +43,7 @@ from typing import Iterable, Sequence
 from sqlalchemy import event
 from sqlalchemy import exc as sa_exc
 
-from .capture import Capture, capture_fields, encode, entry_digest, record_of_values, record_values
+from .capture import Capture, capture_fields, encode, entry_digest, line_text, record_of_values, record_values
 from .db import Ledger, ensure_schema, normalise_url
 from .errors import DatabaseError
 from .journal import Entry, Journal, Segment, claim_orphans, live_segments, segment_paths
@@ -255,7 +255,7 @@ class LedgerWriter:
                 {
                     "call_id": call_id[:64] if isinstance(call_id, str) else None,
                     "reason": problem or "capture could not be journalled",
-                    "payload": (line or repr(fields).encode()).decode("utf-8", "replace"),
+                    "payload": line_text(line) if line else repr(fields),
                     "received_at": now,
                 }
             )

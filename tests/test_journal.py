@@ -9,7 +9,6 @@ import pickle
 import subprocess
 import sys
 import textwrap
-from dataclasses import replace
 from decimal import Decimal
 from pathlib import Path
 from types import MappingProxyType
@@ -32,7 +31,7 @@ def append(journal: Journal, capture):
         return journal.append_locked(encode(capture))
 
 
-def test_each_capture_is_one_whole_line_that_decodes_back(tmp_path):
+def test_each_capture_is_one_whole_record_that_decodes_back(tmp_path):
     journal = Journal(tmp_path)
     captures = [make_capture(i) for i in range(6)]
     for capture in captures:
@@ -40,32 +39,45 @@ def test_each_capture_is_one_whole_line_that_decodes_back(tmp_path):
     journal.close()  # nothing committed: the segment stays, unlocked
     claimed = [(c.path, list(c.entries())) for c in claim_orphans(tmp_path)]
     [(path, entries)] = claimed
-    raw = path.read_bytes()
-    assert raw.count(b"\n") == 6 and raw.endswith(b"\n")
+    assert path.read_bytes() == b"".join(encode(c) for c in captures)  # the records, whole, in order
     assert [e.capture for e in entries] == captures
 
 
 def odd_capture() -> Capture:
-    return replace(
-        make_capture(1), request_body=b"\n\x00\xff{", body=b"\r\n", payloads=(b"data", b"\n\n"), project="caf\u00e9\tx\n",
+    return make_capture(1)._replace(
+        request_body=b"\n\x00\xff{", body=b"\r\n", payloads=(b"data", b"\n\n"), project="caf\u00e9\tx\n",
         end_user="\udcff", tags=MappingProxyType({"b": "2", "a": "\n"}), notes=("body_too_large",), ended_at=None,
         first_byte_at=None, http_status=None, stream=None, key_fingerprint=None, key_last4=None,
     )
 
 
 def test_the_journal_line_keeps_the_captures_fields_in_their_order():
-    from dataclasses import fields
+    from ledger.capture import _FIELDS, capture_fields
 
-    from ledger.capture import _FIELDS
+    assert _FIELDS == Capture._fields
+    capture = odd_capture()
+    assert capture_fields(capture) == tuple(getattr(capture, name) if name != "tags" else dict(capture.tags) for name in _FIELDS)
 
-    assert _FIELDS == tuple(f.name for f in fields(Capture))
 
+def test_any_capture_is_one_record_of_its_own_and_decodes_back_exactly(tmp_path):
+    from ledger.capture import framed_size
+    from ledger.journal import read_entries
 
-def test_any_capture_is_one_line_of_its_own_and_decodes_back_exactly():
-    for capture in [make_capture(i) for i in range(3)] + [odd_capture()]:
-        line = encode(capture)
-        assert line.endswith(b"\n") and line.count(b"\n") == 1 and b"\0" not in line
-        assert decode(line) == replace(capture, tags=dict(capture.tags))
+    captures = [make_capture(i) for i in range(3)] + [odd_capture()]
+    records = [encode(capture) for capture in captures]
+    for capture, record in zip(captures, records):
+        assert record[:1] == b"M" and framed_size(record) == len(record) and record.endswith(b"\n")
+        assert decode(record) == capture._replace(tags=dict(capture.tags))
+    # Newlines and NULs inside a record (the odd capture has both) never split it when a segment is read.
+    assert b"\n" in records[-1][:-1] and b"\0" in records[-1]
+    path = tmp_path / "seg-00000000000000000001-1-abcd.seg"
+    path.write_bytes(b"".join(records) + b"\0" * 100)
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        entries = list(read_entries(fd))
+    finally:
+        os.close(fd)
+    assert [e.line for e in entries] == records and [e.problem for e in entries] == [None] * 4
 
 
 def legacy_line(capture: Capture) -> bytes:
@@ -170,7 +182,7 @@ def test_a_torn_last_line_is_skipped_counted_and_kept_aside(database_url, tmp_pa
     with Ledger(database_url) as ledger, ledger.session() as session:
         assert len(session.scalars(select(Call.call_id)).all()) == 3
         kept = {r.reason: r.payload for r in session.scalars(select(RejectedRecord))}
-    assert kept == {UNREADABLE_LINE: "not json\n", TORN_LINE: torn.decode()}
+    assert kept == {UNREADABLE_LINE: "not json\n", TORN_LINE: "base64:" + base64.b64encode(torn).decode()}  # the bytes, exactly
     assert segment_paths(journal_dir) == []
 
 
@@ -181,26 +193,54 @@ def test_replay_of_a_missing_or_empty_journal_touches_nothing(tmp_path):
     assert not (tmp_path / "ledger.db").exists() and not (tmp_path / "no-journal").exists()
 
 
-def test_a_killed_process_segment_ends_in_zeros_which_reading_skips_and_a_torn_line_is_kept(tmp_path):
+def test_a_killed_process_segment_ends_in_zeros_which_reading_skips_and_a_torn_record_is_kept(tmp_path):
     from ledger.journal import read_entries
 
     captures = [make_capture(i) for i in range(3)]
     lines = [encode(c) for c in captures]
-    path = tmp_path / "seg-00000000000000000001-1-abcd.seg"
-    path.write_bytes(b"".join(lines) + lines[0][:40] + b"\0" * 4096)  # the third line's copy cut short
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        entries = list(read_entries(fd))
-    finally:
-        os.close(fd)
-    assert [e.capture for e in entries[:3]] == captures
-    assert [e.problem for e in entries] == [None, None, None, TORN_LINE]
-    assert entries[3].line == lines[0][:40]
+    # A copy cut short by SIGKILL: the first byte is copied last, so it is still zero; and a record
+    # whose frame runs into the zeros of the unused space (a copy that lost its end some other way).
+    for torn in (b"\0" + lines[0][1:40], lines[0][:40]):
+        path = tmp_path / "seg-00000000000000000001-1-abcd.seg"
+        path.write_bytes(b"".join(lines) + torn + b"\0" * 4096)
+        fd = os.open(path, os.O_RDONLY)
+        try:
+            entries = list(read_entries(fd))
+        finally:
+            os.close(fd)
+        assert [e.capture for e in entries[:3]] == captures
+        assert [e.problem for e in entries] == [None, None, None, TORN_LINE]
+        assert entries[3].line == torn.rstrip(b"\0")  # what was written (a zero written last reads as unused space)
+
+
+def test_an_append_copies_the_first_byte_of_a_record_last(tmp_path):
+    """What makes a record cut short by SIGKILL read as torn, never as a record: its marker comes last."""
+    journal = Journal(tmp_path)
+    record = encode(make_capture(1))
+    writes = []
+
+    class Watched:
+        def __init__(self, mm):
+            self.mm = mm
+
+        def __setitem__(self, where, data):
+            writes.append((where, data if isinstance(data, int) else bytes(data)))
+            self.mm[where] = data
+
+    with journal.lock:
+        journal.active.mm = Watched(journal.active.mm)
+        try:
+            journal.append_locked(record)
+        finally:
+            journal.active.mm = journal.active.mm.mm
+    assert writes == [(slice(1, len(record)), record[1:]), (0, record[0])]
+    assert journal.active.mm[: len(record)] == record
+    journal.close()
 
 
 def test_a_line_larger_than_a_segment_gets_a_segment_of_its_own(tmp_path):
     journal = Journal(tmp_path, segment_bytes=200)
-    small_capture, big_capture = make_capture(1), make_capture(2, prompt_tokens=1)
+    small_capture, big_capture = make_capture(1), make_capture(2, prompt_tokens=1)._replace(body=b"x" * 600)
     small = append(journal, small_capture)
     big_line = encode(big_capture)
     assert len(big_line) > 400
@@ -221,8 +261,8 @@ def _minor_faults() -> int:
 
 def test_pages_mapped_ahead_spare_the_appends_their_page_faults_and_change_no_byte(tmp_path):
     journal = Journal(tmp_path, segment_bytes=4 * 1024 * 1024)
-    lines = [encode(make_capture(i)) for i in range(400)]
-    size = sum(len(line) for line in lines[:200])
+    lines = [encode(make_capture(i)) for i in range(600)]
+    size = sum(len(line) for line in lines[:300])
     assert size > 40 * 4096  # the first half of the lines covers forty pages and more
 
     def appended(part) -> int:
@@ -232,12 +272,12 @@ def test_pages_mapped_ahead_spare_the_appends_their_page_faults_and_change_no_by
                 journal.append_locked(line)
         return _minor_faults() - before
 
-    cold = appended(lines[:200])  # nobody mapped these pages: each first write faults
+    cold = appended(lines[:300])  # nobody mapped these pages: each first write faults
     journal.prepare_ahead()  # twice what was appended since the last look: the next lines' pages
     if not journal._prepare:
         pytest.skip("this kernel has no MADV_POPULATE_WRITE: appends fault their own pages")
     assert journal.active.prepared >= 2 * size
-    warm = appended(lines[200:])
+    warm = appended(lines[300:])
     assert cold >= size // 8192 and warm <= 4, (cold, warm)  # a page fault at least every other page, then none
     journal.close()
     [claimed] = list(claim_orphans(tmp_path))

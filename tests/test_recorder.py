@@ -206,7 +206,7 @@ def test_sdk_sync_calls_are_recorded_with_what_the_sdk_saw(rec, sink, sim, strea
     assert _usage_of(record) == (usage.prompt_tokens, usage.completion_tokens, usage.completion_tokens_details.reasoning_tokens)
     charged = sim.platform.call_log[-1].credits_charged
     assert record.credits_charged == charged and price(record, default_rate_book()).pricing_class in ("ok", "rounding")
-    assert record.key_last4 == "0001" and record.key_fingerprint and KEY not in encode(capture).decode()
+    assert record.key_last4 == "0001" and record.key_fingerprint and KEY.encode() not in encode(capture)
     assert record.attempt == 0 and record.started_at <= record.first_byte_at <= record.ended_at
 
 

@@ -61,21 +61,20 @@ def test_sqlite_text_of_odd_datetimes_and_naive_ones_refused():
 
 def odd_captures() -> list:
     """Captures of every shape the writer's one-pass rows must treat as build_record + price do."""
-    from dataclasses import replace
 
     base = [make_capture(i) for i in range(6)]
     body = base[0]
     odd = [
-        replace(body, body=b'{"usage": {"prompt_tokens": NaN}}'),
-        replace(body, body=b"not json", notes=("body_too_large",)),
-        replace(body, body=b'{"usage": {"prompt_tokens": -3, "completion_tokens": true}, "credits_consumed": "1"}'),
-        replace(body, body=b"", outcome="failed", http_status=None, stream=None),
-        replace(body, body=None, payloads=(), stream=True, saw_done=False, outcome="aborted"),
-        replace(body, request_body=b'{"model": "gemini-3.1-pro", "stream": true, "reasoning_effort": "high", '
+        body._replace(body=b'{"usage": {"prompt_tokens": NaN}}'),
+        body._replace(body=b"not json", notes=("body_too_large",)),
+        body._replace(body=b'{"usage": {"prompt_tokens": -3, "completion_tokens": true}, "credits_consumed": "1"}'),
+        body._replace(body=b"", outcome="failed", http_status=None, stream=None),
+        body._replace(body=None, payloads=(), stream=True, saw_done=False, outcome="aborted"),
+        body._replace(request_body=b'{"model": "gemini-3.1-pro", "stream": true, "reasoning_effort": "high", '
                 b'"tools": [{"function": {"name": "f"}}, 3]}', tags={"b": "2", "a": "1"}),
-        replace(body, request_body=b"[1]", body=b'{"error": {"code": 5, "type": "x"}}', http_status=429),
-        replace(base[1], payloads=(b"garbage", *base[1].payloads), attempt=2, key_fingerprint=None),
-        replace(base[2], http_status=503, body=b'{"error": {"code": "other"}}', tags={}),
+        body._replace(request_body=b"[1]", body=b'{"error": {"code": 5, "type": "x"}}', http_status=429),
+        base[1]._replace(payloads=(b"garbage", *base[1].payloads), attempt=2, key_fingerprint=None),
+        base[2]._replace(http_status=503, body=b'{"error": {"code": "other"}}', tags={}),
     ]
     return base + odd
 
@@ -98,7 +97,6 @@ def test_the_writers_one_pass_rows_equal_build_record_and_price():
 
 def test_a_replay_whose_record_was_stored_by_an_earlier_version_is_a_duplicate_and_other_content_a_conflict(database_url):
     """Rows of earlier versions carry the record's digest, rows of journal entries the entry's."""
-    from dataclasses import replace
 
     from ledger.capture import encode, line_fields
     from ledger.db import Ledger
@@ -116,9 +114,9 @@ def test_a_replay_whose_record_was_stored_by_an_earlier_version_is_a_duplicate_a
         again = [(line_fields(encode(c)), encode(c), None) for c in captures]  # 6 stored, 3 new: the bulk path's fallback
         assert writer.write_fields(again) == BatchResult(3, 6, 0, 0)
         assert writer.write_fields(again) == BatchResult(0, 9, 0, 0)  # entry digests now, for the 3
-        other = replace(captures[1], attempt=7)
+        other = captures[1]._replace(attempt=7)
         assert writer.write_fields([(line_fields(encode(other)), encode(other), None)]) == BatchResult(0, 0, 1, 0)
-        changed = [replace(c, project="elsewhere") for c in captures[6:8]] + [make_capture(9)]
+        changed = [c._replace(project="elsewhere") for c in captures[6:8]] + [make_capture(9)]
         assert writer.write_fields([(line_fields(encode(c)), encode(c), None) for c in changed]) == BatchResult(1, 0, 2, 0)
     finally:
         writer.close()
