@@ -19,6 +19,7 @@ import time
 from contextlib import contextmanager
 from contextvars import ContextVar
 from itertools import count
+from operator import itemgetter
 from pathlib import Path
 from typing import Any, Iterator, Mapping, Protocol
 
@@ -30,13 +31,18 @@ from .sse import DecodeError, SSEScanner, decoder_for
 from .usage import ABORTED, COMPLETED, FAILED
 
 log = logging.getLogger("ledger.recorder")
+_now = time.time
 
 CHAT_PATH = "/chat/completions"
 MAX_KEPT_REQUEST = 16 * 1024  # a larger request body is summed up to the fields accounting reads
+# A response's first bytes are held as they came and accounted for in one step at its end: most
+# responses are all there, and a chunk held is a list append. Past this, accounting goes chunk by chunk.
+HELD_BYTES = 64 * 1024
 REQUEST_FIELDS = ("model", "stream", "reasoning_effort", "include_thoughts", "tools")
 HEADER_PROJECT, HEADER_USER, HEADER_TAGS = b"x-ledger-project", b"x-ledger-user", b"x-ledger-tags"
+_LEDGER_HEADERS = frozenset((HEADER_PROJECT, HEADER_USER, HEADER_TAGS))
 _RETRY_HEADER = b"x-stainless-retry-count"
-_REQUEST_HEADERS = frozenset((b"authorization", _RETRY_HEADER, b"content-encoding", HEADER_PROJECT, HEADER_USER, HEADER_TAGS))
+_NAME, _VALUE = itemgetter(1), itemgetter(2)  # of a (raw name, lower-case name, value) header
 _SECRET_LIKE = re.compile(r"sk-[A-Za-z0-9_\-]{4,}")
 
 __all__ = ["Recorder", "RecordingTransport", "AsyncRecordingTransport", "Sink", "Attribution", "parse_tags", "build_record"]
@@ -50,21 +56,26 @@ class Sink(Protocol):
 
 # ---------------------------------------------------------------- call ids and attribution
 
-_id_prefix = secrets.token_hex(6)
+_id_prefix = secrets.token_hex(6) + "-"
 _id_counter = count(1)
 
 
 def _new_prefix() -> None:  # a forked child must not repeat its parent's ids
     global _id_prefix, _id_counter
-    _id_prefix, _id_counter = secrets.token_hex(6), count(1)
+    _id_prefix, _id_counter = secrets.token_hex(6) + "-", count(1)
 
 
 os.register_at_fork(after_in_child=_new_prefix)
 
 
 def new_call_id() -> str:
-    """Unique per attempt: a random per-process prefix and a counter (cheaper than uuid4)."""
-    return f"{_id_prefix}{next(_id_counter):010x}"
+    """Unique per attempt: a random per-process prefix and a counter (cheaper than uuid4).
+
+    The counter is decimal: an int in an f-string without a format spec takes
+    CPython's fast path, where a `:010x` goes through the format-spec machinery
+    (2 us on a call's path, measured between loopback calls).
+    """
+    return f"{_id_prefix}{next(_id_counter)}"
 
 
 class Attribution:
@@ -103,7 +114,7 @@ class _Core:
         self.sink = sink
         self.secret = secret
         self.include_usage = include_usage
-        self._keys: dict[str, tuple[str, str]] = {}
+        self._keys: dict[bytes, tuple[str | None, str | None]] = {}
         self._logged: set[str] = set()
 
     def failed(self, where: str, error: BaseException) -> None:
@@ -122,11 +133,11 @@ class _Core:
             key = keys.bearer_key(authorization.decode("latin-1"))
             if len(self._keys) >= 256:
                 self._keys.clear()
-            found = self._keys[authorization] = (keys.fingerprint(key, self.secret), keys.last4(key)) if key else (None, None)
+            found = self._keys[authorization] = (keys.fingerprint(key, self.secret), keys.last4(key)) if key else _NO_KEY
         return found
 
-    def begin(self, request: Any) -> tuple["_Call | None", Any]:
-        """A call for this chat request (and the request to send); (None, request) if the recorder broke.
+    def begin(self, request: Any) -> tuple[tuple | None, Any]:
+        """(what the call's record starts from, the request to send); (None, request) if the recorder broke.
 
         Only what cannot wait is done before the request leaves: the clock, the
         attribution headers taken out, the context read, an include_usage
@@ -134,33 +145,44 @@ class _Core:
         kept) waits for the call's end, off the time to the first byte.
         """
         try:
-            started = time.time()
+            started = _now()
             headers = request.headers
-            seen = {name: value for _, name, value in _header_list(headers) if name in _REQUEST_HEADERS}
-            if HEADER_PROJECT in seen or HEADER_USER in seen or HEADER_TAGS in seen:
+            listed = _header_list(headers)
+            attributed = None
+            if not _LEDGER_HEADERS.isdisjoint(map(_NAME, listed)):  # (a loop in C: most calls have none)
+                attributed = {name: value for _, name, value in listed if name in _LEDGER_HEADERS}
                 for name in ("x-ledger-project", "x-ledger-user", "x-ledger-tags"):
                     if name in headers:
                         del headers[name]  # attribution is ours: it never leaves the process
-            call = _Call(self, started, seen, _attribution.get(), request)
-            if self.include_usage and b"content-encoding" not in seen:
-                request = call.with_usage_asked(request)
-            return call, request
+            body = None
+            if self.include_usage and "content-encoding" not in headers:
+                request, body = _with_usage_asked(request)
+            return (started, attributed, _attribution.get(), request, body), request
         except Exception as error:
             self.failed("request", error)
             return None, request
 
-    def attach(self, call: "_Call", response: Any, stream_class: type) -> None:
+    def watch(self, begun: tuple, response: Any, stream_class: type) -> None:
         """Watch the response's raw stream (in place: the caller gets this same response)."""
         try:
-            call.response(response.status_code, response.headers)
             content = getattr(response, "_content", None)
             if content is not None:  # already read (a mock or an in-memory transport)
+                call = _Call(self, begun, response)
+                call.first_byte_at = call.headers_at
                 call.feed(content)
                 call.end(COMPLETED)
             else:
-                response.stream = stream_class(response.stream, call)
+                response.stream = stream_class(self, begun, response)
         except Exception as error:
             self.failed("response", error)
+
+    def lost(self, begun: tuple) -> None:
+        """The request got no response (a network failure, a timeout): its record all the same."""
+        _Call(self, begun, None).end(FAILED)
+
+
+_NO_KEY: tuple[None, None] = (None, None)
+_tuple_new = tuple.__new__
 
 
 def _text(value: bytes | None) -> str | None:
@@ -188,92 +210,91 @@ def _json_object(body: bytes) -> dict | None:
     return obj if isinstance(obj, dict) else None
 
 
-def _with_body(request: Any, body: bytes) -> Any:
+def _with_usage_asked(request: Any) -> tuple[Any, bytes | None]:
+    """(the request to send, its body): a streaming one that lacks stream_options.include_usage gets it."""
+    try:
+        body = request.content
+    except Exception:
+        return request, None  # a streamed request body: the end notes it
+    if b'"include_usage"' in body:
+        return request, body
+    parsed = _json_object(body)
+    if parsed is None or parsed.get("stream", True) is not True:
+        return request, body
+    options = parsed.get("stream_options")
+    if options is not None and not isinstance(options, dict):
+        return request, body
+    parsed["stream_options"] = {**(options or {}), "include_usage": True}
+    body = json.dumps(parsed, separators=(",", ":"), ensure_ascii=False).encode()
     headers = request.headers.copy()
     headers["Content-Length"] = str(len(body))
-    return type(request)(request.method, request.url, headers=headers, content=body, extensions=request.extensions)
+    return type(request)(request.method, request.url, headers=headers, content=body, extensions=request.extensions), body
 
 
 # ---------------------------------------------------------------- one call, fed bytes (sync and async alike)
 
 
 class _Call:
-    """The state of one recorded attempt; every method swallows its own failures."""
+    """The state of one recorded attempt, fed the chunks the caller gets; its methods swallow their own failures.
 
-    # What most calls never change is a class default, not set on each call (one call, one
-    # instance: the fewer stores before the request leaves, the better).
-    request_body: bytes | None = None  # read at the end, unless an include_usage rewrite read it
-    status: int | None = None
-    stream: bool | None = None
-    headers: Any = None
+    The stream shells below are this class with an iterator, so a call costs one
+    object. What most calls never change is a class default, not set on each call.
+    The chunks are held until the end or until HELD_BYTES, then accounted for as
+    they pass: on the caller's path a short response costs an append a chunk.
+    """
+
+    response: Any = None
     headers_at: float | None = None
     first_byte_at: float | None = None
+    stream: bool | None = None  # as the response's content type shows it, once read
+    _inner: Any = None  # the response's raw stream
     _decoder: Any = None
     _accept: Any = None
     _scanner: SSEScanner | None = None
     _body: list[bytes] | None = None
     _size = 0
     _ended = False
-    _pending: bytes | None = None
+    _pending: bytes | None = None  # the chunk the caller has and accounting has not seen yet
     _ready = False  # the response's headers read (at the first chunk accounted for, or the end)
+    _notes: list[str] | None = None
+    _held: list[bytes] | None = None  # the chunks not accounted for yet, while they are few
+    _held_size = 0
 
-    def __init__(self, core: _Core, started_at: float, seen: dict, context: Attribution | None, request: Any) -> None:
-        self.core, self.started_at, self.seen, self.context, self.request = core, started_at, seen, context, request
-        self.notes: list[str] = []
+    def __init__(self, core: _Core, begun: tuple, response: Any) -> None:
+        # begun: (started_at, the X-Ledger-* headers taken out, the Attribution in context, request, its body if read)
+        self.core, self.begun = core, begun
+        if response is not None:
+            self.headers_at = _now()
+            self.response, self._inner, self._held = response, response.stream, []
 
-    # -- the request (its body, at the end or for an include_usage rewrite)
+    def take(self, chunk: bytes) -> None:
+        """A chunk the caller already has: held, or accounted for."""
+        held = self._held
+        if held is None:
+            self.feed(chunk)
+            return
+        held.append(chunk)
+        self._held_size += len(chunk)
+        if self._held_size > HELD_BYTES:
+            self._release()
 
-    def with_usage_asked(self, request: Any) -> Any:
-        """The request to send: a streaming one that lacks stream_options.include_usage gets it."""
-        try:
-            body = request.content
-        except Exception:
-            return request  # a streamed request body: the end notes it
-        self.request_body = body
-        if b'"include_usage"' in body:
-            return request
-        parsed = _json_object(body)
-        if parsed is None or parsed.get("stream", True) is not True:
-            return request
-        options = parsed.get("stream_options")
-        if options is not None and not isinstance(options, dict):
-            return request
-        parsed["stream_options"] = {**(options or {}), "include_usage": True}
-        self.request_body = body = json.dumps(parsed, separators=(",", ":"), ensure_ascii=False).encode()
-        self.request = request = _with_body(request, body)
-        return request
+    def _release(self) -> None:
+        """Account for the held chunks at once; from here on each chunk as it passes."""
+        held, self._held = self._held, None
+        if held:
+            self.feed(b"".join(held))
 
-    def _kept_request_body(self) -> bytes:
-        if b"content-encoding" in self.seen:
-            self.notes.append("request_body_encoded")
-            return b""
-        body = self.request_body
-        if body is None:
-            try:
-                body = self.request.content
-            except Exception:  # a streamed request body: never read here, so the caller's stream is untouched
-                self.notes.append("request_body_unread")
-                return b""
-        if len(body) <= MAX_KEPT_REQUEST:
-            return body
-        parsed = _json_object(body)
-        if parsed is None:
-            self.notes.append("request_not_json")
-            return b""
-        summary = {name: parsed[name] for name in REQUEST_FIELDS if name in parsed}
-        return json.dumps(summary, separators=(",", ":")).encode()[:MAX_KEPT_REQUEST]
+    def note(self, note: str) -> None:
+        if self._notes is None:
+            self._notes = []
+        self._notes.append(note)
 
     # -- the response
-
-    def response(self, status: int, headers: Any) -> None:
-        self.headers_at = time.time()
-        self.status = status
-        self.headers = headers  # read when the first chunk is accounted for: after the caller has it
 
     def _prepare(self) -> None:
         self._ready = True
         content_type = coding = b""
-        for _, name, value in _header_list(self.headers):
+        for _, name, value in _header_list(self.response.headers):
             if name == b"content-type":
                 content_type = value
             elif name == b"content-encoding":
@@ -285,36 +306,24 @@ class _Call:
         else:
             self._body = []
             self._accept = self._keep_body
-        try:
-            self._decoder = decoder_for(coding.decode("latin-1")) if coding else None
-        except DecodeError:
-            self.notes.append("undecodable_body")
-            self._accept = None
+        if coding:
+            try:
+                self._decoder = decoder_for(coding.decode("latin-1"))
+            except DecodeError:
+                self.note("undecodable_body")
+                self._accept = None
 
     def _keep_body(self, piece: bytes) -> None:
         self._size += len(piece)
         if self._size > MAX_KEPT_BODY:
             self._body = None
             self._accept = None
-            self.notes.append("body_too_large")
+            self.note("body_too_large")
         else:
             self._body.append(piece)
 
-    def arrived(self, chunk: bytes) -> None:
-        """A chunk is about to go to the caller: it is accounted for when the caller asks for the next one."""
-        if self.first_byte_at is None:
-            self.first_byte_at = time.time()
-        self._pending = chunk
-
-    def account(self) -> None:
-        chunk = self._pending
-        if chunk is not None:
-            self._pending = None
-            self.feed(chunk)
-
     def feed(self, chunk: bytes) -> None:
-        if self.first_byte_at is None:
-            self.first_byte_at = time.time()
+        """Account for a chunk the caller already has."""
         if not self._ready:
             self._prepare()
         accept = self._accept
@@ -334,17 +343,43 @@ class _Call:
     def _stop_accounting(self, note: str) -> None:
         self._accept = None
         self._body = None
-        self.notes.append(note)
+        self.note(note)
 
-    def end(self, outcome: str, error: BaseException | None = None) -> None:
+    # -- the end: one Capture
+
+    def _kept_request_body(self, request: Any, body: bytes | None, seen: dict) -> bytes:
+        if b"content-encoding" in seen:
+            self.note("request_body_encoded")
+            return b""
+        if body is None:
+            try:
+                body = request.content
+            except Exception:  # a streamed request body: never read here, so the caller's stream is untouched
+                self.note("request_body_unread")
+                return b""
+        if len(body) <= MAX_KEPT_REQUEST:
+            return body
+        parsed = _json_object(body)
+        if parsed is None:
+            self.note("request_not_json")
+            return b""
+        summary = {name: parsed[name] for name in REQUEST_FIELDS if name in parsed}
+        return json.dumps(summary, separators=(",", ":")).encode()[:MAX_KEPT_REQUEST]
+
+    def end(self, outcome: str) -> None:
         """Emit this call's one Capture (later calls do nothing)."""
         if self._ended:
             return
         self._ended = True
         try:
-            ended = time.time()
-            self.account()  # the last chunk the caller got, if it closed before asking for more
-            if self.headers is not None and not self._ready:
+            ended = _now()
+            pending = self._pending
+            if pending is not None:  # the last chunk the caller got, if it closed before asking for more
+                self._pending = None
+                self.take(pending)
+            self._release()
+            response = self.response
+            if response is not None and not self._ready:
                 self._prepare()  # a response without a chunk
             if outcome == COMPLETED and self._decoder is not None and self._accept is not None:
                 try:
@@ -352,49 +387,42 @@ class _Call:
                 except DecodeError:
                     self._stop_accounting("undecodable_body")
             scanner = self._scanner
+            payloads, saw_done = (), False
             if scanner is not None:
+                payloads, saw_done = scanner.payloads(), scanner.saw_done
                 if scanner.skipped_lines:
-                    self.notes.append("sse_line_too_long")
-                if outcome == ABORTED and scanner.saw_done:
+                    self.note("sse_line_too_long")
+                if outcome == ABORTED and saw_done:
                     outcome = COMPLETED  # closed after [DONE]: nothing more was to come (the SDK does this)
-            seen, context, core = self.seen, self.context, self.core
+            started, attributed, context, request, request_body = self.begun
+            listed = _header_list(request.headers)
+            seen = dict(zip(map(_NAME, listed), map(_VALUE, listed)))  # the request's headers, read in C
             authorization = seen.get(b"authorization")
-            fingerprint, last4 = core.key_facts(authorization) if authorization else (None, None)
+            fingerprint, last4 = self.core.key_facts(authorization) if authorization is not None else _NO_KEY
             attempt = seen.get(_RETRY_HEADER)
             try:
                 attempt_no = int(attempt) if attempt is not None else 0
             except ValueError:
                 attempt_no = 0
-            project, user = _text(seen.get(HEADER_PROJECT)), _text(seen.get(HEADER_USER))
-            tags = dict(context.tags) if context is not None else {}
-            tags_header = seen.get(HEADER_TAGS)
-            if tags_header is not None:
-                try:
-                    tags.update(parse_tags(_text(tags_header)))
-                except ValueError:
-                    self.notes.append("bad_ledger_tags")
-            request_body = self._kept_request_body()
-            body = self._body
-            core.sink.emit(Capture(
-                call_id=new_call_id(),
-                started_at=self.started_at,
-                ended_at=ended,
-                first_byte_at=self.first_byte_at or self.headers_at,
-                outcome=outcome,
-                http_status=self.status,
-                stream=self.stream,
-                request_body=request_body,
-                body=b"".join(body) if body is not None else None,
-                payloads=scanner.payloads() if scanner is not None else (),
-                saw_done=scanner.saw_done if scanner is not None else False,
-                attempt=attempt_no,
-                key_fingerprint=fingerprint,
-                key_last4=last4,
-                project=project if project is not None else (context.project if context else None),
-                end_user=user if user is not None else (context.user if context else None),
-                tags=tags,
-                notes=tuple(dict.fromkeys(self.notes)),
-            ))
+            project, user, tags = (context.project, context.user, context.tags) if context is not None else (None, None, {})
+            if attributed is not None:
+                if HEADER_PROJECT in attributed:
+                    project = _text(attributed[HEADER_PROJECT])
+                if HEADER_USER in attributed:
+                    user = _text(attributed[HEADER_USER])
+                if HEADER_TAGS in attributed:
+                    try:
+                        tags = {**tags, **parse_tags(_text(attributed[HEADER_TAGS]))}
+                    except ValueError:
+                        self.note("bad_ledger_tags")
+            request_body = self._kept_request_body(request, request_body, seen)
+            body, notes = self._body, self._notes
+            self.core.sink.emit(_tuple_new(Capture, (  # Capture's own __new__ is Python: a frame on every call
+                new_call_id(), started, ended, self.first_byte_at or self.headers_at, outcome,
+                response.status_code if response is not None else None, self.stream, request_body,
+                b"".join(body) if body is not None else None, payloads, saw_done, attempt_no, fingerprint, last4,
+                project, user, tags, tuple(dict.fromkeys(notes)) if notes else (),
+            )))
         except Exception as failure:
             self.core.failed("emit", failure)
 
@@ -402,54 +430,64 @@ class _Call:
 # ---------------------------------------------------------------- the thin I/O shells
 
 
-class _SyncStreamShell:
-    def __init__(self, inner: Any, call: _Call) -> None:
-        self._inner, self._call = inner, call
-
+class _SyncStreamShell(_Call):
     def __iter__(self) -> Iterator[bytes]:
-        call = self._call
         try:
             for chunk in self._inner:
-                call.arrived(chunk)
+                if self.first_byte_at is None:
+                    self.first_byte_at = _now()
+                self._pending = chunk
                 yield chunk  # the caller has it first: accounting never delays a byte
-                call.account()
+                self._pending = None
+                held = self._held
+                if held is not None and self._held_size + len(chunk) <= HELD_BYTES:
+                    held.append(chunk)  # (take(), inline: this runs for every chunk)
+                    self._held_size += len(chunk)
+                else:
+                    self.take(chunk)
         except GeneratorExit:
+            self.end(ABORTED)  # dropped without a close (a close records it first)
             raise
-        except BaseException as error:
-            call.end(FAILED, error)
+        except BaseException:
+            self.end(FAILED)
             raise
-        call.end(COMPLETED)
+        self.end(COMPLETED)
 
     def close(self) -> None:
         try:
             self._inner.close()
         finally:
-            self._call.end(ABORTED)  # nothing if it already ended
+            self.end(ABORTED)  # nothing if it already ended
 
 
-class _AsyncStreamShell:
-    def __init__(self, inner: Any, call: _Call) -> None:
-        self._inner, self._call = inner, call
-
+class _AsyncStreamShell(_Call):
     async def __aiter__(self):
-        call = self._call
         try:
             async for chunk in self._inner:
-                call.arrived(chunk)
+                if self.first_byte_at is None:
+                    self.first_byte_at = _now()
+                self._pending = chunk
                 yield chunk
-                call.account()
+                self._pending = None
+                held = self._held
+                if held is not None and self._held_size + len(chunk) <= HELD_BYTES:
+                    held.append(chunk)
+                    self._held_size += len(chunk)
+                else:
+                    self.take(chunk)
         except GeneratorExit:
+            self.end(ABORTED)
             raise
-        except BaseException as error:
-            call.end(FAILED, error)
+        except BaseException:
+            self.end(FAILED)
             raise
-        call.end(COMPLETED)
+        self.end(COMPLETED)
 
     async def aclose(self) -> None:
         try:
             await self._inner.aclose()
         finally:
-            self._call.end(ABORTED)
+            self.end(ABORTED)
 
 
 def _is_chat(request: Any) -> bool:
@@ -472,15 +510,15 @@ class _SyncShell:
     def handle_request(self, request: Any) -> Any:
         if not _is_chat(request):
             return self._inner.handle_request(request)
-        call, request = self._core.begin(request)
-        if call is None:
+        begun, request = self._core.begin(request)
+        if begun is None:
             return self._inner.handle_request(request)
         try:
             response = self._inner.handle_request(request)
-        except BaseException as error:
-            call.end(FAILED, error)
+        except BaseException:
+            self._core.lost(begun)
             raise
-        self._core.attach(call, response, self._sync_stream)
+        self._core.watch(begun, response, self._sync_stream)
         return response
 
     def close(self) -> None:
@@ -503,15 +541,15 @@ class _AsyncShell:
     async def handle_async_request(self, request: Any) -> Any:
         if not _is_chat(request):
             return await self._inner.handle_async_request(request)
-        call, request = self._core.begin(request)
-        if call is None:
+        begun, request = self._core.begin(request)
+        if begun is None:
             return await self._inner.handle_async_request(request)
         try:
             response = await self._inner.handle_async_request(request)
-        except BaseException as error:
-            call.end(FAILED, error)
+        except BaseException:
+            self._core.lost(begun)
             raise
-        self._core.attach(call, response, self._async_stream)
+        self._core.watch(begun, response, self._async_stream)
         return response
 
     async def aclose(self) -> None:
