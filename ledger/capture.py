@@ -2,7 +2,7 @@
 
 A `Capture` holds only primitives and the few raw payloads accounting needs
 (the non-streaming body, or the kept SSE data payloads). It is journalled as
-one line (`encode`). `build_record` does the rest off the caller's path: parsing
+one record (`encode`). `build_record` does the rest off the caller's path: parsing
 into Decimals, flagging anomalies, attributing.
 """
 
@@ -40,7 +40,7 @@ class Capture(NamedTuple):
 
     A NamedTuple rather than a frozen dataclass: the recorder makes one on every
     call's path (a frozen dataclass's `__init__` costs several times a tuple's),
-    and a capture's fields in order are what a journal line holds.
+    and a capture's fields in order are what a journal record holds.
     """
 
     call_id: str
@@ -79,7 +79,7 @@ _FIELDS = Capture._fields
 
 
 def capture_fields(capture: Capture) -> tuple:
-    """The capture's fields as a plain tuple, in _FIELDS order (what a journal line holds)."""
+    """The capture's fields as a plain tuple, in _FIELDS order (what a journal record holds)."""
     c = capture
     if type(c.tags) is dict and type(c.payloads) is tuple and type(c.notes) is tuple:
         return tuple(c)  # what the recorder makes: nothing to convert

@@ -11,7 +11,7 @@ orphan of a dead process or of an earlier run (lock granted).
 Durability: an append copies a whole record into the active segment, a file
 mapped shared (`mmap`) whose space was reserved when it was made
 (`posix_fallocate`, so a full disk refuses a segment up front instead of
-failing a page later). Once the copy is done the line is in the kernel's page
+failing a page later). Once the copy is done the record is in the kernel's page
 cache and survives the process being killed (SIGKILL included); it does not
 survive a power cut or a kernel crash unless `fsync=True` (an `msync` per
 append, milliseconds each, off by default). The copy is not a system call, so
@@ -24,7 +24,7 @@ A sealed segment is truncated to its records; a segment of a killed process
 ends in the zero bytes of its unused space, which reading skips.
 
 The first write to a page of the mapping is a page fault (on ext4, about 10 us
-each: the reserved block becomes a written one), and journal lines are a few
+each: the reserved block becomes a written one), and journal records are a few
 KB, so most appends would take one. The writer thread maps the pages ahead of
 the appends instead (`prepare_ahead`: `madvise(MADV_POPULATE_WRITE)`, Linux
 5.14 and later, which changes no byte and gives the GIL away), by twice what
@@ -78,7 +78,7 @@ UNREADABLE_LINE = "unreadable journal line"
 
 @dataclass(frozen=True, slots=True)
 class Entry:
-    """One line of a segment: a capture, or a line kept aside with its problem."""
+    """One record of a segment (or a line of an earlier version): a capture, or the bytes kept aside with their problem."""
 
     line: bytes
     capture: Capture | None
@@ -204,7 +204,7 @@ class Journal:
     # -- the caller's path (the caller holds self.lock)
 
     def append_locked(self, line: bytes) -> Segment:
-        """Write one whole line to the active segment; OSError when the disk refuses it."""
+        """Write one whole record to the active segment, its first byte last; OSError when the disk refuses it."""
         segment = self.active
         size, end = segment.size, segment.size + len(line)
         if end > segment.capacity:
