@@ -322,6 +322,21 @@ def test_a_stream_closed_early_is_aborted_with_the_usage_seen_so_far(rec, sink, 
     assert record.status == "aborted" and record.usage.completion_tokens == 1000 and record.credits_charged == Decimal("1.12")
 
 
+def test_a_stream_dropped_without_a_close_is_still_one_aborted_record(rec, sink, test_app):
+    test_app.hang_after_first = True
+    transport = rec.transport(httpx2.HTTPTransport())
+    request = httpx2.Request("POST", test_app.base_url + "/chat/completions", json={"model": MODEL, "messages": MESSAGES})
+    response = transport.handle_request(request)
+    chunks = iter(response.stream)
+    assert b'"usage"' in next(chunks)
+    chunks.close()  # what finalising the iterator does when the caller drops it half-read
+    _, record = sink.one()
+    assert record.status == "aborted" and record.usage.completion_tokens == 1000 and record.credits_charged == Decimal("1.12")
+    response.stream.close()  # the connection goes back; the call already has its one record
+    transport.close()
+    assert len(sink.captures) == 1
+
+
 def test_sdk_stream_closed_early_is_aborted(rec, sink, sim):
     with openai.OpenAI(base_url=sim.base_url, api_key=KEY, http_client=rec.client(), max_retries=0) as client:
         stream = client.chat.completions.create(model=MODEL, messages=MESSAGES, stream=True,
