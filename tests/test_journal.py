@@ -106,6 +106,24 @@ def test_a_segment_of_an_earlier_version_in_json_lines_is_replayed(database_url,
     assert segment_paths(journal_dir) == []
 
 
+def test_a_segment_of_the_previous_version_in_pickled_lines_is_replayed_with_new_records_after_it(database_url, tmp_path):
+    from ledger.capture import capture_fields
+
+    journal_dir = tmp_path / "journal"
+    journal_dir.mkdir()
+    captures = [make_capture(i) for i in range(6)]
+    pickled = [b"P" + base64.b64encode(pickle.dumps(capture_fields(c), protocol=5)) + b"\n" for c in captures[:4]]
+    assert [decode(line) for line in pickled] == captures[:4]
+    # A process of the previous version wrote the lines; one of this version appended records after them.
+    (journal_dir / "seg-00000000000000000001-1-00000000.seg").write_bytes(
+        b"".join(pickled) + b"".join(encode(c) for c in captures[4:]) + b"\0" * 512)
+    result = replay_journal(database_url, journal_dir)
+    assert (result.entries, result.inserted, result.torn) == (6, 6, 0)
+    with Ledger(database_url) as ledger, ledger.session() as session:
+        assert sorted(session.scalars(select(Call.call_id)).all()) == sorted(c.call_id for c in captures)
+    assert segment_paths(journal_dir) == []
+
+
 def test_a_line_whose_pickle_names_a_class_or_function_is_refused_and_nothing_runs(tmp_path):
     marker = tmp_path / "ran"
 
