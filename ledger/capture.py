@@ -73,7 +73,7 @@ class Capture(NamedTuple):
 # (b"P" and the base64 of a pickle; JSON objects) still decode.
 _MARSHALLED = b"M"
 _LENGTH = struct.Struct("<I")
-_FRAME = 1 + _LENGTH.size  # the marker and the length, before the payload
+RECORD_HEAD = 1 + _LENGTH.size  # the marker and the length, before the payload
 _PICKLED = b"P"
 _FIELDS = Capture._fields
 
@@ -93,10 +93,10 @@ def encode(capture: Capture) -> bytes:
 
 
 def framed_size(head: bytes) -> int | None:
-    """The whole size of the record whose first bytes are `head` (at least _FRAME of them), None if not a record."""
-    if head[:1] != _MARSHALLED or len(head) < _FRAME:
+    """The whole size of the record whose first bytes are `head` (at least RECORD_HEAD of them), None if not a record."""
+    if head[:1] != _MARSHALLED or len(head) < RECORD_HEAD:
         return None
-    return _FRAME + _LENGTH.unpack_from(head, 1)[0] + 1
+    return RECORD_HEAD + _LENGTH.unpack_from(head, 1)[0] + 1
 
 
 class _PlainValues(pickle.Unpickler):
@@ -110,7 +110,7 @@ def line_fields(line: bytes) -> tuple:
         if framed_size(line) != len(line) or line[-1:] != b"\n":
             raise ValueError("not a journal entry (its frame is cut short or broken)")
         try:
-            fields = marshal.loads(memoryview(line)[_FRAME:-1])
+            fields = marshal.loads(memoryview(line)[RECORD_HEAD:-1])
         except Exception as error:
             raise ValueError(f"not a journal entry ({type(error).__name__})") from None
         if type(fields) is not tuple or len(fields) != len(_FIELDS):

@@ -60,7 +60,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator
 
-from .capture import _FRAME, Capture, decode, framed_size
+from .capture import RECORD_HEAD, Capture, decode, framed_size
 
 
 SEGMENT_SUFFIXES = (".seg", ".jsonl")  # .jsonl: segments written by earlier versions
@@ -368,7 +368,7 @@ def read_entries(fd: int) -> Iterator[Entry]:
     """
     reader = _Forward(fd)
     while True:
-        head = reader.peek(_FRAME)
+        head = reader.peek(RECORD_HEAD)
         if not head:
             return
         if head[:1] == b"\0" or head[:1] == b"M":

@@ -439,12 +439,7 @@ class _SyncStreamShell(_Call):
                 self._pending = chunk
                 yield chunk  # the caller has it first: accounting never delays a byte
                 self._pending = None
-                held = self._held
-                if held is not None and self._held_size + len(chunk) <= HELD_BYTES:
-                    held.append(chunk)  # (take(), inline: this runs for every chunk)
-                    self._held_size += len(chunk)
-                else:
-                    self.take(chunk)
+                self.take(chunk)
         except GeneratorExit:
             self.end(ABORTED)  # dropped without a close (a close records it first)
             raise
@@ -469,12 +464,7 @@ class _AsyncStreamShell(_Call):
                 self._pending = chunk
                 yield chunk
                 self._pending = None
-                held = self._held
-                if held is not None and self._held_size + len(chunk) <= HELD_BYTES:
-                    held.append(chunk)
-                    self._held_size += len(chunk)
-                else:
-                    self.take(chunk)
+                self.take(chunk)
         except GeneratorExit:
             self.end(ABORTED)
             raise
