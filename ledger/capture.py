@@ -71,7 +71,7 @@ class Capture(NamedTuple):
 # and NULs, so records are read by their frame, never split at newlines. `Journal.append_locked`
 # copies the first byte last, so a record that has it was copied whole. Lines of earlier versions
 # (b"P" and the base64 of a pickle; JSON objects) still decode.
-_MARSHALLED = b"M"
+RECORD_MARK = b"M"  # a record's first byte (copied last)
 _LENGTH = struct.Struct("<I")
 RECORD_HEAD = 1 + _LENGTH.size  # the marker and the length, before the payload
 _PICKLED = b"P"
@@ -89,12 +89,12 @@ def capture_fields(capture: Capture) -> tuple:
 def encode(capture: Capture) -> bytes:
     """One journal record (see the notes above)."""
     payload = marshal.dumps(capture_fields(capture), 2)
-    return b"".join((_MARSHALLED, _LENGTH.pack(len(payload)), payload, b"\n"))
+    return b"".join((RECORD_MARK, _LENGTH.pack(len(payload)), payload, b"\n"))
 
 
 def framed_size(head: bytes) -> int | None:
     """The whole size of the record whose first bytes are `head` (at least RECORD_HEAD of them), None if not a record."""
-    if head[:1] != _MARSHALLED or len(head) < RECORD_HEAD:
+    if head[:1] != RECORD_MARK or len(head) < RECORD_HEAD:
         return None
     return RECORD_HEAD + _LENGTH.unpack_from(head, 1)[0] + 1
 
@@ -106,7 +106,7 @@ class _PlainValues(pickle.Unpickler):
 
 def line_fields(line: bytes) -> tuple:
     """The capture's fields (in _FIELDS order) of one journal record or line; ValueError if it is not one."""
-    if line[:1] == _MARSHALLED:
+    if line[:1] == RECORD_MARK:
         if framed_size(line) != len(line) or line[-1:] != b"\n":
             raise ValueError("not a journal entry (its frame is cut short or broken)")
         try:
@@ -131,7 +131,7 @@ def entry_digest(line: bytes) -> str:
     """The record digest of a journal entry: SHA-256 of its record (of a line of an earlier version,
     without its newline). A replay re-reads the same bytes; other content under the same call id is
     another record."""
-    return hashlib.sha256(line if line[:1] == _MARSHALLED else line.rstrip(b"\r\n")).hexdigest()
+    return hashlib.sha256(line if line[:1] == RECORD_MARK else line.rstrip(b"\r\n")).hexdigest()
 
 
 def line_text(line: bytes) -> str:

@@ -60,7 +60,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator
 
-from .capture import RECORD_HEAD, Capture, decode, framed_size
+from .capture import RECORD_HEAD, RECORD_MARK, Capture, decode, framed_size
 
 
 SEGMENT_SUFFIXES = (".seg", ".jsonl")  # .jsonl: segments written by earlier versions
@@ -360,7 +360,7 @@ class Journal:
 def read_entries(fd: int) -> Iterator[Entry]:
     """The entries of a segment file, in order; torn and undecodable records as problems.
 
-    Where a record should start: b"M" begins a framed record; a zero is the end
+    Where a record should start: RECORD_MARK begins a framed record; a zero is the end
     of what was written (the rest, if not all zeros, is a record whose copy was
     cut short); anything else is a line of an earlier version, up to its newline.
     A frame that is broken or cut short ends the reading: nothing after it can be
@@ -371,7 +371,7 @@ def read_entries(fd: int) -> Iterator[Entry]:
         head = reader.peek(RECORD_HEAD)
         if not head:
             return
-        if head[:1] == b"\0" or head[:1] == b"M":
+        if head[:1] == b"\0" or head[:1] == RECORD_MARK:
             size = framed_size(head)
             record = reader.peek(size) if size is not None else b""
             if size is None or len(record) != size or record[-1:] != b"\n":
