@@ -1,9 +1,12 @@
 """What the recorder keeps of a call on the caller's path, and how it becomes a record.
 
-A `Capture` holds only primitives and the few raw payloads accounting needs
-(the non-streaming body, or the kept SSE data payloads). It is journalled as
-one record (`encode`). `build_record` does the rest off the caller's path: parsing
-into Decimals, flagging anomalies, attributing.
+The recorder emits a `RawCapture`: the pieces of the call as they were, with
+the least work done on the caller's path (a short response's bytes as they
+came, its header list, the request body, the attribution as it stood). It is
+journalled as one record (`encode`). `settle` makes of it a `Capture` (what
+accounting keeps: the non-streaming body or the kept SSE payloads, the
+attribution, the attempt) and `build_record` the record: parsing into Decimals,
+flagging anomalies. Both run off the caller's path, in the writer.
 """
 
 from __future__ import annotations
@@ -19,6 +22,7 @@ from datetime import datetime, timezone
 from types import MappingProxyType
 from typing import Any, Mapping, NamedTuple
 
+from .sse import Accountant
 from .usage import (
     ABORTED,
     COMPLETED,
@@ -63,11 +67,115 @@ class Capture(NamedTuple):
     notes: tuple[str, ...] = ()  # anomalies seen by the recorder itself (e.g. body_too_large)
 
 
+class RawCapture(NamedTuple):
+    """One attempt as the recorder emits it: its pieces as they were, settled into a Capture by the writer.
+
+    Made on every call's path, so it holds references and primitives only: no
+    parsing, no copies. `response` is the response's bytes as they came (a list
+    of chunks) while they were few; past the recorder's held bytes it is what
+    the recorder's own Accountant kept, `Accountant.finish`'s tuple. The API
+    key is never here: only its fingerprint and last four characters.
+    """
+
+    call_id: str
+    started_at: float
+    ended_at: float | None
+    first_byte_at: float | None
+    outcome: str  # completed | aborted | failed, as the recorder saw the stream end
+    http_status: int | None
+    request_body: bytes  # as sent, or a summary of a long one
+    response_headers: list | None  # (raw name, lower-case name, value) of each, None without a response
+    response: list | tuple | None  # the chunks as they came, or Accountant.finish()'s tuple
+    attempt: bytes | None  # the X-Stainless-Retry-Count header as sent
+    key_fingerprint: str | None
+    key_last4: str | None
+    context: tuple | None  # (project, user, tags) of the attribution in context
+    attributed: dict | None  # the X-Ledger-* headers taken out of the request, by lower-case name
+    notes: tuple[str, ...]  # what the recorder itself gave up on (a request body it could not read)
+
+
+HEADER_PROJECT, HEADER_USER, HEADER_TAGS = b"x-ledger-project", b"x-ledger-user", b"x-ledger-tags"
+
+
+def parse_tags(text: str) -> dict[str, str]:
+    """X-Ledger-Tags: a JSON object (`{"feature": "summary"}`) or `k=v,k2=v2`."""
+    text = text.strip()
+    if text.startswith("{"):
+        obj = json.loads(text)
+        if not isinstance(obj, dict):
+            raise ValueError("X-Ledger-Tags is not a JSON object")
+        return {str(k): str(v) for k, v in obj.items()}
+    tags = {}
+    for item in text.split(","):
+        name, sep, value = item.partition("=")
+        if sep and name.strip():
+            tags[name.strip()] = value.strip()
+    return tags
+
+
+def _text(value: bytes | None) -> str | None:
+    return None if value is None else value.decode("utf-8", "replace")
+
+
+def accounted(headers: Any, chunks: list, outcome: str) -> tuple:
+    """Accountant.finish()'s tuple for a response's bytes as they came (held by the recorder)."""
+    accountant = Accountant(headers, MAX_KEPT_BODY)
+    try:
+        if chunks:
+            accountant.feed(b"".join(chunks))
+    except Exception:
+        pass  # noted as recorder_error; what was kept before it stands
+    return accountant.finish(outcome == COMPLETED)
+
+
+def settle(raw: RawCapture) -> tuple:
+    """The Capture's fields (in _FIELDS order) of a raw capture: what the recorder left to the writer."""
+    (call_id, started_at, ended_at, first_byte_at, outcome, http_status, request_body, headers, response,
+     attempt, key_fingerprint, key_last4, context, attributed, notes) = raw
+    if headers is None:
+        stream, body, payloads, saw_done, kept_notes = None, None, (), False, ()
+    else:
+        if type(response) is list:
+            response = accounted(headers, response, outcome)
+        stream, body, payloads, saw_done, kept_notes = response
+        payloads = tuple(payloads)
+        if outcome == ABORTED and saw_done:
+            outcome = COMPLETED  # closed after [DONE]: nothing more was to come (the SDK does this)
+    try:
+        attempt_no = int(attempt) if attempt is not None else 0
+    except ValueError:
+        attempt_no = 0
+    project, user, tags = context if context is not None else (None, None, {})
+    tags = dict(tags)
+    all_notes = list(kept_notes)
+    if attributed:
+        if HEADER_PROJECT in attributed:
+            project = _text(attributed[HEADER_PROJECT])
+        if HEADER_USER in attributed:
+            user = _text(attributed[HEADER_USER])
+        if HEADER_TAGS in attributed:
+            try:
+                tags.update(parse_tags(_text(attributed[HEADER_TAGS])))
+            except ValueError:
+                all_notes.append("bad_ledger_tags")
+    all_notes.extend(notes)
+    return (
+        call_id, started_at, ended_at, first_byte_at, outcome, http_status, stream, request_body, body, payloads,
+        saw_done, attempt_no, key_fingerprint, key_last4, project, user, tags, tuple(dict.fromkeys(all_notes)),
+    )
+
+
+def as_capture(capture: Capture | RawCapture) -> Capture:
+    """The Capture of what a recorder emitted (a Capture as it is)."""
+    return Capture(*settle(capture)) if type(capture) is RawCapture else capture
+
+
 # A journal record is b"M", the length of its payload (4 bytes, little-endian), the payload (a
 # marshal, version 2, of the capture's fields) and a newline. Measured between loopback calls, a
 # version-2 marshal costs the caller next to nothing where a pickle (and its base64) took 14 us:
 # version 2 keeps no reference table, and a pickler is code the caller's path otherwise never runs.
-# The payload holds only str, bytes, numbers, None, bools, tuples and a dict; it may hold newlines
+# The payload is a Capture's 18 fields or a RawCapture's 15 (told apart by their number).
+# It holds only str, bytes, numbers, None, bools, lists, tuples and dicts; it may hold newlines
 # and NULs, so records are read by their frame, never split at newlines. `Journal.append_locked`
 # copies the first byte last, so a record that has it was copied whole. Lines of earlier versions
 # (b"P" and the base64 of a pickle; JSON objects) still decode.
@@ -76,19 +184,22 @@ _LENGTH = struct.Struct("<I")
 RECORD_HEAD = 1 + _LENGTH.size  # the marker and the length, before the payload
 _PICKLED = b"P"
 _FIELDS = Capture._fields
+_RAW_SIZE = len(RawCapture._fields)
 
 
-def capture_fields(capture: Capture) -> tuple:
-    """The capture's fields as a plain tuple, in _FIELDS order (what a journal record holds)."""
+def capture_fields(capture: Capture | RawCapture) -> tuple:
+    """The capture's fields as a plain tuple, in _FIELDS order (a raw capture's settled)."""
     c = capture
+    if type(c) is RawCapture:
+        return settle(c)
     if type(c.tags) is dict and type(c.payloads) is tuple and type(c.notes) is tuple:
         return tuple(c)  # what the recorder makes: nothing to convert
     return (*c[:9], tuple(c.payloads), *c[10:16], dict(c.tags), tuple(c.notes))
 
 
-def encode(capture: Capture) -> bytes:
+def encode(capture: Capture | RawCapture) -> bytes:
     """One journal record (see the notes above)."""
-    payload = marshal.dumps(capture_fields(capture), 2)
+    payload = marshal.dumps(tuple(capture) if type(capture) is RawCapture else capture_fields(capture), 2)
     return b"".join((RECORD_MARK, _LENGTH.pack(len(payload)), payload, b"\n"))
 
 
@@ -113,8 +224,13 @@ def line_fields(line: bytes) -> tuple:
             fields = marshal.loads(memoryview(line)[RECORD_HEAD:-1])
         except Exception as error:
             raise ValueError(f"not a journal entry ({type(error).__name__})") from None
-        if type(fields) is not tuple or len(fields) != len(_FIELDS):
+        if type(fields) is not tuple or len(fields) not in (len(_FIELDS), _RAW_SIZE):
             raise ValueError("not a journal entry")
+        if len(fields) == _RAW_SIZE:
+            try:
+                return settle(RawCapture(*fields))
+            except Exception as error:  # a record of the right size with wrong pieces
+                raise ValueError(f"not a journal entry ({type(error).__name__})") from None
         return fields
     if line[:1] == _PICKLED:
         try:
@@ -225,4 +341,4 @@ def build_record(capture: Capture) -> CallRecord:
     return record_of_values(record_values(capture_fields(capture)))
 
 
-__all__ = ["Capture", "encode", "decode", "framed_size", "line_text", "capture_fields", "line_fields", "entry_digest", "record_values", "record_of_values", "build_record", "ABORTED", "COMPLETED", "FAILED", "MAX_KEPT_BODY"]
+__all__ = ["Capture", "RawCapture", "settle", "as_capture", "accounted", "parse_tags", "encode", "decode", "framed_size", "line_text", "capture_fields", "line_fields", "entry_digest", "record_values", "record_of_values", "build_record", "ABORTED", "COMPLETED", "FAILED", "MAX_KEPT_BODY"]

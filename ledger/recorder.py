@@ -1,10 +1,11 @@
-"""The recording transports: every chat call made through httpx2 or httpx becomes one Capture.
+"""The recording transports: every chat call made through httpx2 or httpx becomes one RawCapture.
 
 A transport wrapper forwards the request, and wraps the response's raw byte
 stream (below the client's decoding) in a small class that sees each chunk as
-the caller pulls it and emits one Capture when the stream ends, is closed
-early or fails. What is kept of the bytes is decided by `ledger.sse`; JSON,
-Decimals and pricing happen later, in the sink's writer processes.
+the caller pulls it and emits one RawCapture when the stream ends, is closed
+early or fails. It holds a short response's bytes as they came; what is kept
+of them (`ledger.sse.Accountant`), JSON, Decimals and pricing happen later, in
+the sink's writer processes.
 Any failure of the recorder itself is logged once and swallowed here.
 """
 
@@ -26,8 +27,8 @@ from typing import Any, Iterator, Mapping, Protocol
 import httpx2
 
 from . import keys
-from .capture import MAX_KEPT_BODY, Capture, build_record
-from .sse import DecodeError, SSEScanner, decoder_for
+from .capture import HEADER_PROJECT, HEADER_TAGS, HEADER_USER, MAX_KEPT_BODY, Capture, RawCapture, build_record, parse_tags
+from .sse import Accountant
 from .usage import ABORTED, COMPLETED, FAILED
 
 log = logging.getLogger("ledger.recorder")
@@ -39,7 +40,6 @@ MAX_KEPT_REQUEST = 16 * 1024  # a larger request body is summed up to the fields
 # responses are all there, and a chunk held is a list append. Past this, accounting goes chunk by chunk.
 HELD_BYTES = 64 * 1024
 REQUEST_FIELDS = ("model", "stream", "reasoning_effort", "include_thoughts", "tools")
-HEADER_PROJECT, HEADER_USER, HEADER_TAGS = b"x-ledger-project", b"x-ledger-user", b"x-ledger-tags"
 _LEDGER_HEADERS = frozenset((HEADER_PROJECT, HEADER_USER, HEADER_TAGS))
 _RETRY_HEADER = b"x-stainless-retry-count"
 _NAME, _VALUE = itemgetter(1), itemgetter(2)  # of a (raw name, lower-case name, value) header
@@ -49,7 +49,7 @@ __all__ = ["Recorder", "RecordingTransport", "AsyncRecordingTransport", "Sink", 
 
 
 class Sink(Protocol):
-    def emit(self, capture: Capture) -> None: ...
+    def emit(self, capture: Capture | RawCapture) -> None: ...
     def flush(self, timeout: float | None = None) -> bool: ...
     def close(self, timeout: float = 5.0) -> None: ...
 
@@ -86,22 +86,6 @@ class Attribution:
 
 
 _attribution: ContextVar[Attribution | None] = ContextVar("credit_ledger_attribution", default=None)
-
-
-def parse_tags(text: str) -> dict[str, str]:
-    """X-Ledger-Tags: a JSON object (`{"feature": "summary"}`) or `k=v,k2=v2`."""
-    text = text.strip()
-    if text.startswith("{"):
-        obj = json.loads(text)
-        if not isinstance(obj, dict):
-            raise ValueError("X-Ledger-Tags is not a JSON object")
-        return {str(k): str(v) for k, v in obj.items()}
-    tags = {}
-    for item in text.split(","):
-        name, sep, value = item.partition("=")
-        if sep and name.strip():
-            tags[name.strip()] = value.strip()
-    return tags
 
 
 # ---------------------------------------------------------------- the shared core (no I/O of its own)
@@ -169,7 +153,7 @@ class _Core:
             if content is not None:  # already read (a mock or an in-memory transport)
                 call = _Call(self, begun, response)
                 call.first_byte_at = call.headers_at
-                call.feed(content)
+                call.take(content)
                 call.end(COMPLETED)
             else:
                 response.stream = stream_class(self, begun, response)
@@ -183,10 +167,6 @@ class _Core:
 
 _NO_KEY: tuple[None, None] = (None, None)
 _tuple_new = tuple.__new__
-
-
-def _text(value: bytes | None) -> str | None:
-    return None if value is None else value.decode("utf-8", "replace")
 
 
 def _header_list(headers: Any) -> Any:
@@ -239,26 +219,21 @@ class _Call:
 
     The stream shells below are this class with an iterator, so a call costs one
     object. What most calls never change is a class default, not set on each call.
-    The chunks are held until the end or until HELD_BYTES, then accounted for as
-    they pass: on the caller's path a short response costs an append a chunk.
+    The chunks are held as they came until the end, and the writer accounts for
+    them (`ledger.capture.settle`): on the caller's path a short response costs
+    an append a chunk. Past HELD_BYTES an Accountant takes them as they pass.
     """
 
     response: Any = None
     headers_at: float | None = None
     first_byte_at: float | None = None
-    stream: bool | None = None  # as the response's content type shows it, once read
     _inner: Any = None  # the response's raw stream
-    _decoder: Any = None
-    _accept: Any = None
-    _scanner: SSEScanner | None = None
-    _body: list[bytes] | None = None
-    _size = 0
+    _held: list[bytes] | None = None  # the chunks as they came, while they are few
+    _held_size = 0
+    _accountant: Accountant | None = None  # past HELD_BYTES
     _ended = False
     _pending: bytes | None = None  # the chunk the caller has and accounting has not seen yet
-    _ready = False  # the response's headers read (at the first chunk accounted for, or the end)
     _notes: list[str] | None = None
-    _held: list[bytes] | None = None  # the chunks not accounted for yet, while they are few
-    _held_size = 0
 
     def __init__(self, core: _Core, begun: tuple, response: Any) -> None:
         # begun: (started_at, the X-Ledger-* headers taken out, the Attribution in context, request, its body if read)
@@ -271,7 +246,7 @@ class _Call:
         """A chunk the caller already has: held, or accounted for."""
         held = self._held
         if held is None:
-            self.feed(chunk)
+            self._feed(chunk)
             return
         held.append(chunk)
         self._held_size += len(chunk)
@@ -281,71 +256,27 @@ class _Call:
     def _release(self) -> None:
         """Account for the held chunks at once; from here on each chunk as it passes."""
         held, self._held = self._held, None
-        if held:
-            self.feed(b"".join(held))
+        try:
+            self._accountant = Accountant(_header_list(self.response.headers), MAX_KEPT_BODY)
+        except Exception as error:
+            self.core.failed("stream", error)
+            self._accountant = Accountant((), MAX_KEPT_BODY)
+            self._accountant.stop("recorder_error")  # nothing more is accounted for: the record says why
+            return
+        self._feed(b"".join(held))
+
+    def _feed(self, chunk: bytes) -> None:
+        try:
+            self._accountant.feed(chunk)
+        except Exception as error:  # the accountant noted it and stopped
+            self.core.failed("stream", error)
 
     def note(self, note: str) -> None:
         if self._notes is None:
             self._notes = []
         self._notes.append(note)
 
-    # -- the response
-
-    def _prepare(self) -> None:
-        self._ready = True
-        content_type = coding = b""
-        for _, name, value in _header_list(self.response.headers):
-            if name == b"content-type":
-                content_type = value
-            elif name == b"content-encoding":
-                coding = value
-        self.stream = content_type.lower().startswith(b"text/event-stream")
-        if self.stream:
-            self._scanner = SSEScanner()
-            self._accept = self._scanner.feed
-        else:
-            self._body = []
-            self._accept = self._keep_body
-        if coding:
-            try:
-                self._decoder = decoder_for(coding.decode("latin-1"))
-            except DecodeError:
-                self.note("undecodable_body")
-                self._accept = None
-
-    def _keep_body(self, piece: bytes) -> None:
-        self._size += len(piece)
-        if self._size > MAX_KEPT_BODY:
-            self._body = None
-            self._accept = None
-            self.note("body_too_large")
-        else:
-            self._body.append(piece)
-
-    def feed(self, chunk: bytes) -> None:
-        """Account for a chunk the caller already has."""
-        if not self._ready:
-            self._prepare()
-        accept = self._accept
-        if accept is None:
-            return
-        try:
-            if self._decoder is None:
-                accept(chunk)
-            else:
-                self._decoder.decode(chunk, accept)
-        except DecodeError:
-            self._stop_accounting("undecodable_body")
-        except Exception as error:
-            self._stop_accounting("recorder_error")
-            self.core.failed("stream", error)
-
-    def _stop_accounting(self, note: str) -> None:
-        self._accept = None
-        self._body = None
-        self.note(note)
-
-    # -- the end: one Capture
+    # -- the end: one RawCapture
 
     def _kept_request_body(self, request: Any, body: bytes | None, seen: dict) -> bytes:
         if b"content-encoding" in seen:
@@ -367,7 +298,7 @@ class _Call:
         return json.dumps(summary, separators=(",", ":")).encode()[:MAX_KEPT_REQUEST]
 
     def end(self, outcome: str) -> None:
-        """Emit this call's one Capture (later calls do nothing)."""
+        """Emit this call's one RawCapture (later calls do nothing)."""
         if self._ended:
             return
         self._ended = True
@@ -377,51 +308,25 @@ class _Call:
             if pending is not None:  # the last chunk the caller got, if it closed before asking for more
                 self._pending = None
                 self.take(pending)
-            self._release()
             response = self.response
-            if response is not None and not self._ready:
-                self._prepare()  # a response without a chunk
-            if outcome == COMPLETED and self._decoder is not None and self._accept is not None:
-                try:
-                    self._decoder.finish(self._accept)
-                except DecodeError:
-                    self._stop_accounting("undecodable_body")
-            scanner = self._scanner
-            payloads, saw_done = (), False
-            if scanner is not None:
-                payloads, saw_done = scanner.payloads(), scanner.saw_done
-                if scanner.skipped_lines:
-                    self.note("sse_line_too_long")
-                if outcome == ABORTED and saw_done:
-                    outcome = COMPLETED  # closed after [DONE]: nothing more was to come (the SDK does this)
+            if response is None:
+                headers = kept = None
+            else:
+                headers, kept = _header_list(response.headers), self._held
+                if kept is None:
+                    kept = self._accountant.finish(outcome == COMPLETED)
             started, attributed, context, request, request_body = self.begun
             listed = _header_list(request.headers)
             seen = dict(zip(map(_NAME, listed), map(_VALUE, listed)))  # the request's headers, read in C
             authorization = seen.get(b"authorization")
             fingerprint, last4 = self.core.key_facts(authorization) if authorization is not None else _NO_KEY
-            attempt = seen.get(_RETRY_HEADER)
-            try:
-                attempt_no = int(attempt) if attempt is not None else 0
-            except ValueError:
-                attempt_no = 0
-            project, user, tags = (context.project, context.user, context.tags) if context is not None else (None, None, {})
-            if attributed is not None:
-                if HEADER_PROJECT in attributed:
-                    project = _text(attributed[HEADER_PROJECT])
-                if HEADER_USER in attributed:
-                    user = _text(attributed[HEADER_USER])
-                if HEADER_TAGS in attributed:
-                    try:
-                        tags = {**tags, **parse_tags(_text(attributed[HEADER_TAGS]))}
-                    except ValueError:
-                        self.note("bad_ledger_tags")
             request_body = self._kept_request_body(request, request_body, seen)
-            body, notes = self._body, self._notes
-            self.core.sink.emit(_tuple_new(Capture, (  # Capture's own __new__ is Python: a frame on every call
+            self.core.sink.emit(_tuple_new(RawCapture, (  # RawCapture's own __new__ is Python: a frame on every call
                 new_call_id(), started, ended, self.first_byte_at or self.headers_at, outcome,
-                response.status_code if response is not None else None, self.stream, request_body,
-                b"".join(body) if body is not None else None, payloads, saw_done, attempt_no, fingerprint, last4,
-                project, user, tags, tuple(dict.fromkeys(notes)) if notes else (),
+                response.status_code if response is not None else None, request_body, headers, kept,
+                seen.get(_RETRY_HEADER), fingerprint, last4,
+                (context.project, context.user, context.tags) if context is not None else None,
+                attributed, tuple(self._notes) if self._notes else (),
             )))
         except Exception as failure:
             self.core.failed("emit", failure)

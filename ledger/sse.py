@@ -18,9 +18,9 @@ _DATA = b"data:"
 _DONE = b"[DONE]"
 # A payload is kept for what it carries; the markers are its non-null JSON fields,
 # compact (as the API and the openai format send them) or with one space.
-_FINISH = (b'"finish_reason":"', b'"finish_reason": "')
-_USAGE = (b'"usage":{', b'"usage": {')
-_ERROR = (b'"error":{', b'"error": {')
+_FINISH = (b'"finish_reason":', b'"')  # the key, then what its value starts with
+_USAGE = (b'"usage":', b"{")
+_ERROR = (b'"error":', b"{")
 _CREDITS = b'"credits_consumed"'
 _DONE_WINDOW = 256
 _FIRST = (b'"id"', b'"model"')
@@ -122,8 +122,23 @@ class SSEScanner:
                 self.saw_done = True
 
 
-def _rfind_any(buf: bytes, markers: tuple[bytes, ...], start: int, end: int) -> int:
-    return max(buf.rfind(marker, start, end) for marker in markers)
+def _rfind_any(buf: bytes, marker: tuple[bytes, bytes], start: int, end: int) -> int:
+    """Where the last `"key":` whose value starts with `opening` (after at most one space) is, or -1.
+
+    One backward search for the key, where the two spellings would take two
+    over the whole region (this runs for every stream the writer settles).
+    """
+    key, opening = marker
+    size = len(key)
+    stop = end
+    while True:
+        at = buf.rfind(key, start, stop)
+        if at < 0:
+            return -1
+        value = at + size
+        if buf.startswith(opening, value, end) or (buf.startswith(b" ", value, end) and buf.startswith(opening, value + 1, end)):
+            return at
+        stop = at + size - 1  # an earlier key, even one that overlaps this one's end
 
 
 def _payload_at(buf: bytes, at: int, start: int, end: int) -> bytes | None:
@@ -280,4 +295,89 @@ def decoder_for(content_encoding: str | None) -> Decoder | None:
     return Decoder(steps)
 
 
-__all__ = ["SSEScanner", "Decoder", "DecodeError", "decoder_for", "MAX_LINE"]
+# ---------------------------------------------------------------- one response, accounted for
+
+
+class Accountant:
+    """What accounting keeps of one response, fed its bytes as they came (encoded), finished once.
+
+    The one implementation of it: the recorder feeds one chunk by chunk past its
+    held bytes (a long response), the writer feeds one a short response's held
+    bytes at once (`ledger.capture.settle`). `headers` are the response's as
+    (raw name, lower-case name, value), bytes. Notes are what it had to give up on.
+    """
+
+    __slots__ = ("stream", "scanner", "notes", "_accept", "_decoder", "_body", "_size", "_max_body")
+
+    def __init__(self, headers, max_body: int) -> None:
+        content_type = coding = b""
+        for _, name, value in headers:
+            if name == b"content-type":
+                content_type = value
+            elif name == b"content-encoding":
+                coding = value
+        self.stream = content_type.lower().startswith(b"text/event-stream")
+        self.notes: list[str] = []
+        self.scanner: SSEScanner | None = None
+        self._body: list[bytes] | None = None
+        self._size, self._max_body, self._decoder = 0, max_body, None
+        if self.stream:
+            self.scanner = SSEScanner()
+            self._accept = self.scanner.feed
+        else:
+            self._body = []
+            self._accept = self._keep_body
+        if coding:
+            try:
+                self._decoder = decoder_for(coding.decode("latin-1"))
+            except DecodeError:
+                self.notes.append("undecodable_body")
+                self._accept = None
+
+    def _keep_body(self, piece: bytes) -> None:
+        self._size += len(piece)
+        if self._size > self._max_body:
+            self._body = None
+            self._accept = None
+            self.notes.append("body_too_large")
+        else:
+            self._body.append(piece)
+
+    def feed(self, chunk: bytes) -> None:
+        """Account for a chunk; a failure of its own (other than the body's) stops accounting, noted, and is raised."""
+        accept = self._accept
+        if accept is None:
+            return
+        try:
+            if self._decoder is None:
+                accept(chunk)
+            else:
+                self._decoder.decode(chunk, accept)
+        except DecodeError:
+            self.stop("undecodable_body")
+        except Exception:
+            self.stop("recorder_error")
+            raise
+
+    def stop(self, note: str) -> None:
+        """Account for nothing more (the note says why); the body is not kept."""
+        self._accept = None
+        self._body = None
+        self.notes.append(note)
+
+    def finish(self, completed: bool) -> tuple:
+        """(stream, body, payloads, saw_done, notes): a decoder is flushed only when the response came whole."""
+        if completed and self._decoder is not None and self._accept is not None:
+            try:
+                self._decoder.finish(self._accept)
+            except DecodeError:
+                self.stop("undecodable_body")
+        scanner, body = self.scanner, self._body
+        if scanner is None:
+            return self.stream, b"".join(body) if body is not None else None, (), False, tuple(self.notes)
+        if scanner.skipped_lines:
+            self.notes.append("sse_line_too_long")
+        return self.stream, None, scanner.payloads(), scanner.saw_done, tuple(self.notes)
+
+
+__all__ = ["SSEScanner", "Accountant", "Decoder", "DecodeError", "decoder_for", "MAX_LINE"]

@@ -16,7 +16,7 @@ from types import MappingProxyType
 import pytest
 from sqlalchemy import select
 
-from ledger.capture import Capture, decode, encode
+from ledger.capture import Capture, RawCapture, decode, encode
 from ledger.db import Ledger
 from ledger.journal import TORN_LINE, UNREADABLE_LINE, Journal, claim_orphans, live_segments, segment_paths
 from ledger.models import Call, RejectedRecord
@@ -43,6 +43,19 @@ def test_each_capture_is_one_whole_record_that_decodes_back(tmp_path):
     assert [e.capture for e in entries] == captures
 
 
+def read_segment(tmp_path: Path, data: bytes) -> list:
+    """The entries read from a segment file holding `data`."""
+    from ledger.journal import read_entries
+
+    path = tmp_path / "seg-00000000000000000001-1-abcd.seg"
+    path.write_bytes(data)
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        return list(read_entries(fd))
+    finally:
+        os.close(fd)
+
+
 def odd_capture() -> Capture:
     return make_capture(1)._replace(
         request_body=b"\n\x00\xff{", body=b"\r\n", payloads=(b"data", b"\n\n"), project="caf\u00e9\tx\n",
@@ -61,7 +74,6 @@ def test_the_journal_line_keeps_the_captures_fields_in_their_order():
 
 def test_any_capture_is_one_record_of_its_own_and_decodes_back_exactly(tmp_path):
     from ledger.capture import framed_size
-    from ledger.journal import read_entries
 
     captures = [make_capture(i) for i in range(3)] + [odd_capture()]
     records = [encode(capture) for capture in captures]
@@ -70,14 +82,47 @@ def test_any_capture_is_one_record_of_its_own_and_decodes_back_exactly(tmp_path)
         assert decode(record) == capture._replace(tags=dict(capture.tags))
     # Newlines and NULs inside a record (the odd capture has both) never split it when a segment is read.
     assert b"\n" in records[-1][:-1] and b"\0" in records[-1]
-    path = tmp_path / "seg-00000000000000000001-1-abcd.seg"
-    path.write_bytes(b"".join(records) + b"\0" * 100)
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        entries = list(read_entries(fd))
-    finally:
-        os.close(fd)
+    entries = read_segment(tmp_path, b"".join(records) + b"\0" * 100)
     assert [e.line for e in entries] == records and [e.problem for e in entries] == [None] * 4
+
+
+def raw_capture(n: int) -> RawCapture:
+    """What the recorder emits for a short stream: the bytes as they came, attribution as it stood."""
+    sse = (b'data: {"id":"chatcmpl-r","model":"gemini-3.1-pro-preview","choices":[]}\n\n'
+           b'data: {"choices":[],"usage":{"prompt_tokens":10,"completion_tokens":20,"total_tokens":30},'
+           b'"credits_consumed":0.02}\n\ndata: [DONE]\n\n')
+    return RawCapture(
+        f"raw-{n}", 1_700_000_000.0 + n, 1_700_000_001.0 + n, 1_700_000_000.5 + n, "aborted", 200,
+        b'{"model":"gemini-3.1-pro","stream":true}', [(b"Content-Type", b"content-type", b"text/event-stream")],
+        [sse[:7], sse[7:100], sse[100:]], b"2", "f" * 32, "0001", ("search", "u-1", {"team": "a"}),
+        {b"x-ledger-user": b"u-2", b"x-ledger-tags": b"feature=summary"}, ("request_body_unread",),
+    )
+
+
+def test_a_raw_capture_is_one_record_that_settles_into_the_capture_the_writer_reads(tmp_path):
+    from ledger.capture import as_capture
+
+    raws = [raw_capture(i) for i in range(3)]
+    records = [encode(raw) for raw in raws]
+    entries = read_segment(tmp_path, b"".join(records) + b"\0" * 64)
+    assert [e.line for e in entries] == records and [e.problem for e in entries] == [None] * 3
+    assert [e.capture for e in entries] == [as_capture(raw) for raw in raws]
+    capture = entries[0].capture
+    # closed after [DONE] is completed; the header's user and tags win over the context's, tags merge
+    assert (capture.outcome, capture.stream, capture.saw_done, capture.attempt) == ("completed", True, True, 2)
+    assert (capture.project, capture.end_user, capture.tags) == ("search", "u-2", {"team": "a", "feature": "summary"})
+    assert capture.body is None and len(capture.payloads) == 2 and capture.notes == ("request_body_unread",)
+
+
+def test_a_raw_record_of_the_right_size_with_wrong_pieces_is_kept_aside_unread(tmp_path):
+    import marshal
+    import struct
+
+    bad = tuple(raw_capture(1)[:7]) + (b"headers that are not a list", [b"x"]) + tuple(raw_capture(1)[9:])
+    payload = marshal.dumps(bad, 2)
+    record = b"M" + struct.pack("<I", len(payload)) + payload + b"\n"
+    entries = read_segment(tmp_path, record + encode(raw_capture(2)))
+    assert [e.problem for e in entries] == [UNREADABLE_LINE, None] and entries[1].capture.call_id == "raw-2"
 
 
 def legacy_line(capture: Capture) -> bytes:

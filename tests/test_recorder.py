@@ -9,7 +9,6 @@ import logging
 import socket
 import threading
 import time
-from contextlib import contextmanager
 from decimal import Decimal
 
 import brotli
@@ -25,7 +24,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 
-from ledger.capture import Capture, build_record, encode
+from ledger.capture import Capture, RawCapture, as_capture, build_record, encode
 from ledger.config import Settings
 from ledger.pricing import default_rate_book, price
 from ledger.recorder import AsyncRecordingTransport, Recorder, RecordingTransport, parse_tags
@@ -40,10 +39,12 @@ class MemorySink:
     """Collects captures; flush and close as the LedgerSink has them."""
 
     def __init__(self) -> None:
-        self.captures: list[Capture] = []
+        self.emitted: list[RawCapture] = []  # as the recorder emitted them (what the journal gets)
+        self.captures: list[Capture] = []  # settled, as the writer sees them
 
-    def emit(self, capture: Capture) -> None:
-        self.captures.append(capture)
+    def emit(self, capture: RawCapture) -> None:
+        self.emitted.append(capture)
+        self.captures.append(as_capture(capture))
 
     def flush(self, timeout: float | None = None) -> bool:
         return True
@@ -206,7 +207,7 @@ def test_sdk_sync_calls_are_recorded_with_what_the_sdk_saw(rec, sink, sim, strea
     assert _usage_of(record) == (usage.prompt_tokens, usage.completion_tokens, usage.completion_tokens_details.reasoning_tokens)
     charged = sim.platform.call_log[-1].credits_charged
     assert record.credits_charged == charged and price(record, default_rate_book()).pricing_class in ("ok", "rounding")
-    assert record.key_last4 == "0001" and record.key_fingerprint and KEY.encode() not in encode(capture)
+    assert record.key_last4 == "0001" and record.key_fingerprint and KEY.encode() not in encode(sink.emitted[0])
     assert record.attempt == 0 and record.started_at <= record.first_byte_at <= record.ended_at
 
 
@@ -546,6 +547,36 @@ def test_a_failing_sink_is_logged_once_and_never_reaches_the_caller(tmp_path, te
                 assert answer.content == SSE_BODY
     logged = [r for r in caplog.records if r.name == "ledger.recorder"]
     assert len(logged) == 1 and KEY not in logged[0].getMessage() and "disk on fire" in logged[0].getMessage()
+
+
+def _settled_without_ids_and_times(capture: Capture) -> Capture:
+    return capture._replace(call_id="", started_at=0, ended_at=0, first_byte_at=0)
+
+
+@pytest.mark.parametrize("encoding", [None, "gzip", "br", "zstd"])
+@pytest.mark.parametrize("stream", [True, False])
+def test_a_response_held_and_settled_by_the_writer_is_the_capture_of_one_accounted_chunk_by_chunk(
+    rec, sink, test_app, monkeypatch, encoding, stream
+):
+    # A short response's bytes are held as they came and settled by the writer; past HELD_BYTES an
+    # Accountant takes them as they pass. HELD_BYTES = 0 sends every response the second way.
+    body = {"model": MODEL, "messages": MESSAGES, "stream": stream}
+    params = {"encoding": encoding} if encoding else None
+    with httpx2.Client(transport=rec.transport(httpx2.HTTPTransport())) as client:
+        _post(client, test_app.base_url, body, params=params)
+        monkeypatch.setattr("ledger.recorder.HELD_BYTES", 0)
+        _post(client, test_app.base_url, body, params=params)
+        test_app.hang_after_first = stream
+        for held in (64 * 1024, 0):  # and a stream closed early, both ways
+            monkeypatch.setattr("ledger.recorder.HELD_BYTES", held)
+            with client.stream("POST", test_app.base_url + "/chat/completions", json=body, params=params) as response:
+                next(response.iter_raw())
+    held, passed, held_early, passed_early = sink.emitted
+    assert type(held.response) is list and type(passed.response) is tuple and type(passed_early.response) is tuple
+    held, passed, held_early, passed_early = map(_settled_without_ids_and_times, sink.captures)
+    assert held == passed and held.stream is stream and (held.body is not None) is not stream
+    assert held_early == passed_early
+    assert sink.records()[0].usage.prompt_tokens == 1000 and sink.records()[1].usage.prompt_tokens == 1000
 
 
 def test_a_failing_scanner_is_flagged_and_the_caller_gets_the_bytes(rec, sink, test_app, monkeypatch, caplog):
