@@ -1,6 +1,7 @@
 """Writer throughput: records per second through emit -> journal -> batch writer -> ledger.
 
-Captures are made in-process beforehand (no HTTP); the clock runs from the
+Captures are made in-process beforehand (no HTTP), as the recorder emits
+them (RawCapture: a response's bytes as they came, settled by the writer); the clock runs from the
 first emit to the flush that sees the last one committed, after a warm-up
 (the sink's writer processes are running when the clock starts).
 The batched sink is a Recorder's (batches of 1000, two writer processes).
@@ -45,7 +46,7 @@ from ledger.pricing import default_rate_book, price  # noqa: E402
 from ledger.repository import CALL_COLUMNS, call_values  # noqa: E402
 from ledger.usage import record_digest  # noqa: E402
 from ledger.writer import LedgerSink  # noqa: E402
-from test_writer import make_capture  # noqa: E402  (the tests' realistic captures)
+from test_writer import make_raw_capture  # noqa: E402  (the tests' realistic captures, as the recorder emits them)
 
 
 def run(url: str, captures, journal: Path, batch_size: int, processes: int, profile: bool = False) -> float:
@@ -56,7 +57,7 @@ def run(url: str, captures, journal: Path, batch_size: int, processes: int, prof
     # A backlog of full batches first: every writer process is started before the clock.
     warm_up = []
     for _ in range(5):
-        more = [make_capture(len(warm_up) + i, call_id=f"warm-up-{len(warm_up) + i}") for i in range(batch_size * 6)]
+        more = [make_raw_capture(len(warm_up) + i, call_id=f"warm-up-{len(warm_up) + i}") for i in range(batch_size * 6)]
         for capture in more:
             sink.emit(capture)
         warm_up += more
@@ -138,8 +139,8 @@ def main() -> int:
                         help="the batched sink's writer processes (a Recorder's default: 2; 0: a thread)")
     args = parser.parse_args()
 
-    captures = [make_capture(i) for i in range(args.records)]
-    naive_captures = [make_capture(i) for i in range(args.naive_records)]
+    captures = [make_raw_capture(i) for i in range(args.records)]
+    naive_captures = [make_raw_capture(i) for i in range(args.naive_records)]
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         backends = [("SQLite (file, WAL)", lambda n: (f"sqlite:///{tmp}/{n}.db", lambda: None))]
