@@ -92,19 +92,26 @@ class SSEScanner:
             for marker in _FIRST:
                 at = buf.find(marker, start, end)
                 if at >= 0:
-                    payload = _payload_at(buf, at, start, end)
+                    payload = _line_at(buf, at, start, end)[2]
                     if payload is not None:
                         self.first = payload
                         break
+        # The finish reason, the usage and the credits mostly share the last line: it is cut out once.
+        line = _NO_LINE
         at = _rfind_any(buf, _FINISH, start, end)
         if at >= 0:
-            self.finish = _payload_at(buf, at, start, end) or self.finish
+            line = _line_at(buf, at, start, end)
+            self.finish = line[2] or self.finish
         at = _rfind_any(buf, _USAGE, start, end)
         if at >= 0:
-            self.usage = _payload_at(buf, at, start, end) or self.usage
+            if not line[0] <= at < line[1]:
+                line = _line_at(buf, at, start, end)
+            self.usage = line[2] or self.usage
         at = _rfind_any(buf, _ERROR, start, end)
         if at >= 0:
-            self.error = _payload_at(buf, at, start, end) or self.error
+            if not line[0] <= at < line[1]:
+                line = _line_at(buf, at, start, end)
+            self.error = line[2] or self.error
         stop = end
         while True:  # the last non-null credits_consumed
             at = buf.rfind(_CREDITS, start, stop)
@@ -113,12 +120,14 @@ class SSEScanner:
             after = at + len(_CREDITS)
             tail = buf[after : after + 8].lstrip(b" :")
             if not tail.startswith(b"null"):
-                self.credits = _payload_at(buf, at, start, end) or self.credits
+                if not line[0] <= at < line[1]:
+                    line = _line_at(buf, at, start, end)
+                self.credits = line[2] or self.credits
                 break
             stop = at
         if not self.saw_done:  # [DONE] is the last line of a stream: look at the end of the region only
             at = buf.rfind(_DONE, max(start, end - _DONE_WINDOW), end)
-            if at >= 0 and _payload_at(buf, at, start, end) == _DONE:
+            if at >= 0 and _line_at(buf, at, start, end)[2] == _DONE:
                 self.saw_done = True
 
 
@@ -141,15 +150,18 @@ def _rfind_any(buf: bytes, marker: tuple[bytes, bytes], start: int, end: int) ->
         stop = at + size - 1  # an earlier key, even one that overlaps this one's end
 
 
-def _payload_at(buf: bytes, at: int, start: int, end: int) -> bytes | None:
-    """The data payload of the line holding position `at`, or None if that line is not a data line."""
+_NO_LINE = (-1, -1, None)
+
+
+def _line_at(buf: bytes, at: int, start: int, end: int) -> tuple[int, int, bytes | None]:
+    """(start, end, data payload) of the line holding position `at`; the payload None if it is not a data line."""
     line_start = max(buf.rfind(b"\n", start, at) + 1, start)
     line_end = buf.find(b"\n", at, end)
     if line_end < 0:
         line_end = end
     if not buf.startswith(_DATA, line_start, line_end):
-        return None
-    return buf[line_start + 5 : line_end].strip()
+        return line_start, line_end, None
+    return line_start, line_end, buf[line_start + 5 : line_end].strip()
 
 
 # ---------------------------------------------------------------- decoding (for accounting only)
