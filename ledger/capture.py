@@ -20,7 +20,7 @@ import pickle
 import struct
 from datetime import datetime, timezone
 from types import MappingProxyType
-from typing import Any, Mapping, NamedTuple
+from typing import Mapping, NamedTuple
 
 from .sse import Accountant
 from .usage import (
@@ -84,8 +84,9 @@ class RawCapture(NamedTuple):
     outcome: str  # completed | aborted | failed, as the recorder saw the stream end
     http_status: int | None
     request_body: bytes  # as sent, or a summary of a long one
-    response_headers: list | None  # (raw name, lower-case name, value) of each, None without a response
-    response: list | tuple | None  # the chunks as they came, or Accountant.finish()'s tuple
+    content_type: bytes | None  # the response's header as sent (None: no header)
+    content_encoding: bytes | None
+    response: list | tuple | None  # the chunks as they came, or Accountant.finish()'s tuple; None: no response
     attempt: bytes | None  # the X-Stainless-Retry-Count header as sent
     key_fingerprint: str | None
     key_last4: str | None
@@ -117,9 +118,9 @@ def _text(value: bytes | None) -> str | None:
     return None if value is None else value.decode("utf-8", "replace")
 
 
-def accounted(headers: Any, chunks: list, outcome: str) -> tuple:
+def accounted(content_type: bytes | None, coding: bytes | None, chunks: list, outcome: str) -> tuple:
     """Accountant.finish()'s tuple for a response's bytes as they came (held by the recorder)."""
-    accountant = Accountant(headers, MAX_KEPT_BODY)
+    accountant = Accountant(content_type, coding, MAX_KEPT_BODY)
     try:
         if chunks:
             accountant.feed(b"".join(chunks))
@@ -130,13 +131,13 @@ def accounted(headers: Any, chunks: list, outcome: str) -> tuple:
 
 def settle(raw: RawCapture) -> tuple:
     """The Capture's fields (in _FIELDS order) of a raw capture: what the recorder left to the writer."""
-    (call_id, started_at, ended_at, first_byte_at, outcome, http_status, request_body, headers, response,
-     attempt, key_fingerprint, key_last4, context, attributed, notes) = raw
-    if headers is None:
+    (call_id, started_at, ended_at, first_byte_at, outcome, http_status, request_body, content_type, coding,
+     response, attempt, key_fingerprint, key_last4, context, attributed, notes) = raw
+    if response is None:
         stream, body, payloads, saw_done, kept_notes = None, None, (), False, ()
     else:
         if type(response) is list:
-            response = accounted(headers, response, outcome)
+            response = accounted(content_type, coding, response, outcome)
         stream, body, payloads, saw_done, kept_notes = response
         payloads = tuple(payloads)
         if outcome == ABORTED and saw_done:
@@ -174,7 +175,7 @@ def as_capture(capture: Capture | RawCapture) -> Capture:
 # marshal, version 2, of the capture's fields) and a newline. Measured between loopback calls, a
 # version-2 marshal costs the caller next to nothing where a pickle (and its base64) took 14 us:
 # version 2 keeps no reference table, and a pickler is code the caller's path otherwise never runs.
-# The payload is a Capture's 18 fields or a RawCapture's 15 (told apart by their number).
+# The payload is a Capture's 18 fields or a RawCapture's 16 (told apart by their number).
 # It holds only str, bytes, numbers, None, bools, lists, tuples and dicts; it may hold newlines
 # and NULs, so records are read by their frame, never split at newlines. `Journal.append_locked`
 # copies the first byte last, so a record that has it was copied whole. Lines of earlier versions

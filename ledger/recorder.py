@@ -182,6 +182,13 @@ def _header_list(headers: Any) -> Any:
     return [(name, name.lower(), value) for name, value in headers.raw]
 
 
+def _accounting_headers(response: Any) -> tuple[bytes | None, bytes | None]:
+    """The response's Content-Type and Content-Encoding (bytes, None where absent): all accounting reads of its headers."""
+    listed = _header_list(response.headers)
+    seen = dict(zip(map(_NAME, listed), map(_VALUE, listed)))  # (in C: the list is short, the loop is not ours)
+    return seen.get(b"content-type"), seen.get(b"content-encoding")
+
+
 def _json_object(body: bytes) -> dict | None:
     try:
         obj = json.loads(body)
@@ -257,10 +264,10 @@ class _Call:
         """Account for the held chunks at once; from here on each chunk as it passes."""
         held, self._held = self._held, None
         try:
-            self._accountant = Accountant(_header_list(self.response.headers), MAX_KEPT_BODY)
+            self._accountant = Accountant(*_accounting_headers(self.response), MAX_KEPT_BODY)
         except Exception as error:
             self.core.failed("stream", error)
-            self._accountant = Accountant((), MAX_KEPT_BODY)
+            self._accountant = Accountant(None, None, MAX_KEPT_BODY)
             self._accountant.stop("recorder_error")  # nothing more is accounted for: the record says why
             return
         self._feed(b"".join(held))
@@ -310,9 +317,10 @@ class _Call:
                 self.take(pending)
             response = self.response
             if response is None:
-                headers = kept = None
+                content_type = coding = kept = None
             else:
-                headers, kept = _header_list(response.headers), self._held
+                content_type, coding = _accounting_headers(response)
+                kept = self._held
                 if kept is None:
                     kept = self._accountant.finish(outcome == COMPLETED)
             started, attributed, context, request, request_body = self.begun
@@ -323,7 +331,7 @@ class _Call:
             request_body = self._kept_request_body(request, request_body, seen)
             self.core.sink.emit(_tuple_new(RawCapture, (  # RawCapture's own __new__ is Python: a frame on every call
                 new_call_id(), started, ended, self.first_byte_at or self.headers_at, outcome,
-                response.status_code if response is not None else None, request_body, headers, kept,
+                response.status_code if response is not None else None, request_body, content_type, coding, kept,
                 seen.get(_RETRY_HEADER), fingerprint, last4,
                 (context.project, context.user, context.tags) if context is not None else None,
                 attributed, tuple(self._notes) if self._notes else (),

@@ -315,20 +315,15 @@ class Accountant:
 
     The one implementation of it: the recorder feeds one chunk by chunk past its
     held bytes (a long response), the writer feeds one a short response's held
-    bytes at once (`ledger.capture.settle`). `headers` are the response's as
-    (raw name, lower-case name, value), bytes. Notes are what it had to give up on.
+    bytes at once (`ledger.capture.settle`). It is made of the response's
+    Content-Type and Content-Encoding headers, as bytes (None where absent).
+    Notes are what it had to give up on.
     """
 
     __slots__ = ("stream", "scanner", "notes", "_accept", "_decoder", "_body", "_size", "_max_body")
 
-    def __init__(self, headers, max_body: int) -> None:
-        content_type = coding = b""
-        for _, name, value in headers:
-            if name == b"content-type":
-                content_type = value
-            elif name == b"content-encoding":
-                coding = value
-        self.stream = content_type.lower().startswith(b"text/event-stream")
+    def __init__(self, content_type: bytes | None, coding: bytes | None, max_body: int) -> None:
+        self.stream = content_type is not None and content_type.lower().startswith(b"text/event-stream")
         self.notes: list[str] = []
         self.scanner: SSEScanner | None = None
         self._body: list[bytes] | None = None

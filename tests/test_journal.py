@@ -93,7 +93,7 @@ def raw_capture(n: int) -> RawCapture:
            b'"credits_consumed":0.02}\n\ndata: [DONE]\n\n')
     return RawCapture(
         f"raw-{n}", 1_700_000_000.0 + n, 1_700_000_001.0 + n, 1_700_000_000.5 + n, "aborted", 200,
-        b'{"model":"gemini-3.1-pro","stream":true}', [(b"Content-Type", b"content-type", b"text/event-stream")],
+        b'{"model":"gemini-3.1-pro","stream":true}', b"text/event-stream", None,
         [sse[:7], sse[7:100], sse[100:]], b"2", "f" * 32, "0001", ("search", "u-1", {"team": "a"}),
         {b"x-ledger-user": b"u-2", b"x-ledger-tags": b"feature=summary"}, ("request_body_unread",),
     )
@@ -118,7 +118,7 @@ def test_a_raw_record_of_the_right_size_with_wrong_pieces_is_kept_aside_unread(t
     import marshal
     import struct
 
-    bad = tuple(raw_capture(1)[:7]) + (b"headers that are not a list", [b"x"]) + tuple(raw_capture(1)[9:])
+    bad = tuple(raw_capture(1)[:7]) + ("a content type that is not bytes", None, [b"x"]) + tuple(raw_capture(1)[10:])
     payload = marshal.dumps(bad, 2)
     record = b"M" + struct.pack("<I", len(payload)) + payload + b"\n"
     entries = read_segment(tmp_path, record + encode(raw_capture(2)))

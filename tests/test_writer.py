@@ -23,6 +23,7 @@ from ledger.capture import Capture, RawCapture
 from ledger.db import Ledger
 from ledger.journal import segment_paths
 from ledger.models import Call, RejectedRecord
+from ledger.recorder import new_call_id
 from ledger.writer import LedgerSink, replay_journal
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -66,24 +67,19 @@ def make_capture(i: int, *, call_id: str | None = None, prompt_tokens: int = 194
                    body=json.dumps(error).encode(), **common)
 
 
-_JSON_HEADERS = [(b"content-type", b"content-type", b"application/json"), (b"content-length", b"content-length", b"512"),
-                 (b"date", b"date", b"Tue, 01 Dec 2026 12:00:00 GMT"), (b"server", b"server", b"uvicorn")]
-_SSE_HEADERS = [(b"content-type", b"content-type", b"text/event-stream; charset=utf-8"),
-                (b"transfer-encoding", b"transfer-encoding", b"chunked"), *_JSON_HEADERS[2:]]
-
-
 def make_raw_capture(i: int, *, call_id: str | None = None, prompt_tokens: int = 194, stream: bool | None = None) -> RawCapture:
-    """What the recorder emits for the call make_capture(i) describes: the response's bytes as they came."""
-    c = make_capture(i, call_id=call_id, prompt_tokens=prompt_tokens, stream=stream)
+    """What the recorder emits for the call make_capture(i) describes: the response's bytes as they came,
+    under a call id as the recorder makes them (this process's prefix and a counter)."""
+    c = make_capture(i, call_id=call_id or new_call_id(), prompt_tokens=prompt_tokens, stream=stream)
     if c.stream:
         first, last, _ = c.payloads
         events = [first] + [first.replace(b'"An"', b'" word"')] * 8 + [last]
         text = b"".join(b"data: " + event + b"\n\n" for event in events) + b"data: [DONE]\n\n"
-        headers, chunks = _SSE_HEADERS, [text[at : at + 240] for at in range(0, len(text), 240)]
+        content_type, chunks = b"text/event-stream; charset=utf-8", [text[at : at + 240] for at in range(0, len(text), 240)]
     else:
-        headers, chunks = _JSON_HEADERS, [c.body]
+        content_type, chunks = b"application/json", [c.body]
     return RawCapture(c.call_id, c.started_at, c.ended_at, c.first_byte_at, c.outcome, c.http_status, c.request_body,
-                      headers, chunks, b"0", c.key_fingerprint, c.key_last4, (c.project, c.end_user, dict(c.tags)), None, ())
+                      content_type, None, chunks, b"0", c.key_fingerprint, c.key_last4, (c.project, c.end_user, dict(c.tags)), None, ())
 
 
 def test_a_raw_capture_settles_into_the_capture_of_the_same_call():
