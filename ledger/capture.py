@@ -129,7 +129,7 @@ def accounted(content_type: bytes | None, coding: bytes | None, chunks: list, ou
     return accountant.finish(outcome == COMPLETED)
 
 
-def settle(raw: RawCapture) -> tuple:
+def settle(raw: RawCapture | tuple) -> tuple:
     """The Capture's fields (in _FIELDS order) of a raw capture: what the recorder left to the writer."""
     (call_id, started_at, ended_at, first_byte_at, outcome, http_status, request_body, content_type, coding,
      response, attempt, key_fingerprint, key_last4, context, attributed, notes) = raw
@@ -138,31 +138,29 @@ def settle(raw: RawCapture) -> tuple:
     else:
         if type(response) is list:
             response = accounted(content_type, coding, response, outcome)
-        stream, body, payloads, saw_done, kept_notes = response
-        payloads = tuple(payloads)
+        stream, body, payloads, saw_done, kept_notes = response  # (a tuple of payloads, as marshal keeps it)
         if outcome == ABORTED and saw_done:
             outcome = COMPLETED  # closed after [DONE]: nothing more was to come (the SDK does this)
     try:
         attempt_no = int(attempt) if attempt is not None else 0
     except ValueError:
         attempt_no = 0
-    project, user, tags = context if context is not None else (None, None, {})
-    tags = dict(tags)
-    all_notes = list(kept_notes)
+    project, user, tags = context if context is not None else (None, None, {})  # (tags: never changed in place)
     if attributed:
+        kept_notes = list(kept_notes)
         if HEADER_PROJECT in attributed:
             project = _text(attributed[HEADER_PROJECT])
         if HEADER_USER in attributed:
             user = _text(attributed[HEADER_USER])
         if HEADER_TAGS in attributed:
             try:
-                tags.update(parse_tags(_text(attributed[HEADER_TAGS])))
+                tags = {**tags, **parse_tags(_text(attributed[HEADER_TAGS]))}
             except ValueError:
-                all_notes.append("bad_ledger_tags")
-    all_notes.extend(notes)
+                kept_notes.append("bad_ledger_tags")
+    all_notes = tuple(dict.fromkeys((*kept_notes, *notes))) if kept_notes or notes else ()
     return (
         call_id, started_at, ended_at, first_byte_at, outcome, http_status, stream, request_body, body, payloads,
-        saw_done, attempt_no, key_fingerprint, key_last4, project, user, tags, tuple(dict.fromkeys(all_notes)),
+        saw_done, attempt_no, key_fingerprint, key_last4, project, user, tags, all_notes,
     )
 
 
@@ -229,7 +227,7 @@ def line_fields(line: bytes) -> tuple:
             raise ValueError("not a journal entry")
         if len(fields) == _RAW_SIZE:
             try:
-                return settle(RawCapture(*fields))
+                return settle(fields)  # (a RawCapture's fields in order: settle only unpacks them)
             except Exception as error:  # a record of the right size with wrong pieces
                 raise ValueError(f"not a journal entry ({type(error).__name__})") from None
         return fields
