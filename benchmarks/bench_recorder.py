@@ -14,7 +14,6 @@ comparison, the same with the writer in a thread of the caller's process
 from __future__ import annotations
 
 import argparse
-import asyncio
 import cProfile
 import json
 import os

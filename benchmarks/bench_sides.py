@@ -41,7 +41,7 @@ import openai  # noqa: E402
 
 from bench_recorder import KEY, NullSink, block, host_speed, raw_call, sdk_call, start_simulator  # noqa: E402
 from ledger import journal as journal_module  # noqa: E402
-from ledger.capture import capture_fields, encode  # noqa: E402
+from ledger.capture import encode  # noqa: E402
 from ledger.config import Settings  # noqa: E402
 from ledger.recorder import Recorder  # noqa: E402
 from ledger.writer import LedgerSink  # noqa: E402
@@ -79,7 +79,8 @@ def _pass_through_client() -> httpx2.Client:
 
 
 def _pickled(capture) -> bytes:
-    return b"P" + binascii.b2a_base64(pickle.dumps(capture_fields(capture), protocol=5))
+    # The recorder's capture as it is (a raw one is a plain tuple's worth): pickled, then base64, as lines were.
+    return b"P" + binascii.b2a_base64(pickle.dumps(tuple(capture), protocol=5))
 
 
 class MappedCopySink:
