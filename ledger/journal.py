@@ -60,7 +60,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator
 
-from .capture import RECORD_HEAD, RECORD_MARK, Capture, decode, framed_size
+from .capture import RECORD_HEAD, RECORD_MARK, Capture, capture_fields, decode, framed_size, line_fields
 
 
 SEGMENT_SUFFIXES = (".seg", ".jsonl")  # .jsonl: segments written by earlier versions
@@ -305,11 +305,11 @@ class Journal:
         with self.lock:
             return [s for s in self.segments if s.sealed and s.dropped and not s.done]
 
-    def reread(self, segment: Segment) -> Iterator[Entry]:
+    def reread(self, segment: Segment, decode: bool = True) -> Iterator[Entry]:
         """Every entry of a sealed segment, from its file (its own descriptor: ours may be closed meanwhile)."""
         fd = os.open(segment.path, os.O_RDONLY | os.O_CLOEXEC)
         try:
-            yield from read_entries(fd)
+            yield from read_entries(fd, decode)
         finally:
             os.close(fd)
 
@@ -357,8 +357,13 @@ class Journal:
 # ---------------------------------------------------------------- reading and orphans
 
 
-def read_entries(fd: int) -> Iterator[Entry]:
+def read_entries(fd: int, decode: bool = True) -> Iterator[Entry]:
     """The entries of a segment file, in order; torn and undecodable records as problems.
+
+    With decode=False, whole records come without their capture (and a record
+    that does not decode is not told here): what a writer that decodes the
+    lines itself (`entry_fields`) wants, so that a re-read costs this process
+    no decoding.
 
     Where a record should start: RECORD_MARK begins a framed record; a zero is the end
     of what was written (the rest, if not all zeros, is a record whose copy was
@@ -380,7 +385,7 @@ def read_entries(fd: int) -> Iterator[Entry]:
                     yield Entry(rest, None, TORN_LINE)
                 return
             reader.skip(size)
-            yield _entry(record)
+            yield _entry(record) if decode else Entry(record, None)
             continue
         line = reader.line()
         if not line.endswith(b"\n"):
@@ -389,7 +394,7 @@ def read_entries(fd: int) -> Iterator[Entry]:
                 yield Entry(rest, None, TORN_LINE)
             return
         if line.strip():
-            yield _entry(line)
+            yield _entry(line) if decode else Entry(line, None)
 
 
 class _Forward:
@@ -436,8 +441,24 @@ class _Forward:
 def _entry(line: bytes) -> Entry:
     try:
         return Entry(line, decode(line))
-    except (ValueError, KeyError, TypeError, RecursionError):
+    except _UNDECODABLE:
         return Entry(line, None, UNREADABLE_LINE)
+
+
+_UNDECODABLE = (ValueError, KeyError, TypeError, RecursionError)
+
+
+def entry_fields(capture: Capture | None, line: bytes | None, problem: str | None) -> tuple:
+    """(capture fields, line, problem) of an entry: the fields of its capture, else decoded from its line
+    (a line that does not decode gets UNREADABLE_LINE)."""
+    if capture is not None:
+        return capture_fields(capture), line, problem
+    if problem is None and line is not None:
+        try:
+            return line_fields(line), line, None
+        except _UNDECODABLE:
+            return None, line, UNREADABLE_LINE
+    return None, line, problem
 
 
 class ClaimedSegment:
@@ -447,8 +468,8 @@ class ClaimedSegment:
         self.path = path
         self.fd = fd
 
-    def entries(self) -> Iterator[Entry]:
-        return read_entries(self.fd)
+    def entries(self, decode: bool = True) -> Iterator[Entry]:
+        return read_entries(self.fd, decode)
 
     def remove(self) -> None:
         try:

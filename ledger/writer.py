@@ -43,10 +43,10 @@ from typing import Iterable, Sequence
 from sqlalchemy import event
 from sqlalchemy import exc as sa_exc
 
-from .capture import Capture, capture_fields, encode, entry_digest, line_text, record_of_values, record_values
+from .capture import Capture, encode, entry_digest, line_text, record_of_values, record_values
 from .db import Ledger, ensure_schema, normalise_url
 from .errors import DatabaseError
-from .journal import Entry, Journal, Segment, claim_orphans, live_segments, segment_paths
+from .journal import Entry, Journal, Segment, claim_orphans, entry_fields, live_segments, segment_paths
 from .models import RejectedRecord
 from .pricing import PricingPolicy, RateBook, classify, default_rate_book
 from .repository import call_row, insert_rows, sync_rate_cards
@@ -196,8 +196,9 @@ class LedgerWriter:
             self.ledger = None
 
     def write(self, captures: Sequence[tuple[Capture | None, bytes | None, str | None]]) -> BatchResult:
-        """Write one batch of (capture, journal line, problem) in one transaction; raises on an outage."""
-        return self.write_fields([(None if c is None else capture_fields(c), line, p) for c, line, p in captures])
+        """Write one batch of (capture, journal line, problem) in one transaction; raises on an outage.
+        An entry without its capture is decoded from its line here (a re-read journal's)."""
+        return self.write_fields([entry_fields(c, line, p) for c, line, p in captures])
 
     def write_fields(self, entries: Sequence[tuple[tuple | None, bytes | None, str | None]]) -> BatchResult:
         """`write` of (capture fields, journal line, problem): on a data error, record by record."""
@@ -294,10 +295,6 @@ def _batches(entries: Iterable[Entry], size: int):
         yield batch
 
 
-def _problems(batch) -> int:
-    return sum(1 for _, _, problem in batch if problem is not None)
-
-
 def replay_journal(
     database_url: str,
     journal_dir: str | Path,
@@ -323,19 +320,19 @@ def replay_journal(
 
 
 def _replay_orphans(writer: LedgerWriter, journal_dir, batch_size: int, between=None) -> ReplayResult:
-    segments = entries = torn = 0
+    segments = entries = 0
     total = BatchResult()
     with closing(claim_orphans(journal_dir)) as claims:  # an outage midway releases the claimed segment
         for claimed in claims:
-            for batch in _batches(claimed.entries(), batch_size):
+            for batch in _batches(claimed.entries(decode=False), batch_size):  # the writer decodes the lines
                 total += writer.write(batch)
                 entries += len(batch)
-                torn += _problems(batch)
                 if between is not None:
                     between()
             claimed.remove()
             segments += 1
             log.info("replayed journal segment %s", claimed.path.name)
+    torn = total.kept_aside
     if torn:
         log.warning("%d torn or unreadable journal line(s) kept aside in rejected_records", torn)
     return ReplayResult(segments, entries, total.inserted, total.duplicates, total.conflicts, torn)
@@ -789,7 +786,7 @@ class LedgerSink:
     def _reread(self, segment: Segment) -> None:
         journal = self._journal
         assert journal is not None
-        for batch in _batches(journal.reread(segment), self.batch_size):
+        for batch in _batches(journal.reread(segment, decode=False), self.batch_size):  # the writer decodes the lines
             result = self._writer.write(batch)
             self._count(result)  # each batch as it commits: an outage in the next one does not undo the count
             if self._stopping:

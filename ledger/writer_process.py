@@ -43,7 +43,7 @@ import threading
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NoReturn, Sequence
 
-from .capture import Capture, capture_fields, line_fields
+from .capture import Capture
 from .errors import DatabaseError
 
 if TYPE_CHECKING:
@@ -350,18 +350,9 @@ class _Collect(logging.Handler):
 
 def _entries(items) -> list[tuple[tuple | None, bytes | None, str | None]]:
     """(capture fields, line, problem) of the parent's (line, problem, capture-if-no-line)."""
-    from .journal import UNREADABLE_LINE
+    from .journal import entry_fields
 
-    out: list[tuple[tuple | None, bytes | None, str | None]] = []
-    for line, problem, capture in items:
-        fields = None if capture is None else capture_fields(capture)
-        if fields is None and problem is None and line is not None:
-            try:
-                fields = line_fields(line)
-            except (ValueError, TypeError, KeyError, RecursionError):
-                problem = UNREADABLE_LINE
-        out.append((fields, line, problem))
-    return out
+    return [entry_fields(capture, line, problem) for line, problem, capture in items]
 
 
 def main(argv: Sequence[str]) -> int:

@@ -629,3 +629,31 @@ def test_writer_processes_run_at_a_lower_priority_than_the_application(tmp_path)
         with open(f"/proc/{pid}/stat") as stat:
             child_nice = int(stat.read().rsplit(")", 1)[1].split()[16])
     assert child_nice == min(19, os.nice(0) + NICENESS)
+
+
+def test_a_replay_through_writer_processes_decodes_nothing_in_the_applications_process(tmp_path, monkeypatch):
+    # The writer processes decode the lines they are sent: the application's process only reads them.
+    from ledger.capture import encode
+    from ledger.journal import Journal
+
+    url = f"sqlite:///{tmp_path / 'ledger.db'}"
+    journal = Journal(tmp_path / "journal")
+    with journal.lock:
+        for i in range(50):
+            journal.append_locked(encode(make_raw_capture(i)))
+        journal.append_locked(b"not a record\n")
+    journal.close()  # nothing committed: an orphan for the next sink
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("a journal line was decoded in the application's process")
+
+    monkeypatch.setattr("ledger.journal.decode", refuse)
+    monkeypatch.setattr("ledger.journal.line_fields", refuse)
+    sink = LedgerSink(url, tmp_path / "journal", writer_processes=1, handle_sigterm=False)
+    try:
+        assert sink.flush(60)
+        stats = sink.stats
+    finally:
+        sink.close()
+    assert (stats.replayed, stats.kept_aside, count_rows(url)) == (51, 1, 50)
+    assert count_rows(url, RejectedRecord) == 1
