@@ -120,7 +120,7 @@ class ReplayResult:
     inserted: int = 0
     duplicates: int = 0
     conflicts: int = 0
-    torn: int = 0  # torn or unreadable lines kept aside
+    torn: int = 0  # entries kept aside: torn, unreadable, or no record could be made of them
     live_segments: int = 0  # held by a live process: left alone
 
     def summary(self) -> str:
