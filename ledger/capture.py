@@ -2,8 +2,9 @@
 
 The recorder emits a `RawCapture`: the pieces of the call as they were, with
 the least work done on the caller's path (a short response's bytes as they
-came, its header list, the request body, the attribution as it stood). It is
-journalled as one record (`encode`). `settle` makes of it a `Capture` (what
+came, its Content-Type and Content-Encoding, the request body, the
+attribution as it stood). It is journalled as one record (`encode`).
+`settle` makes of it a `Capture` (what
 accounting keeps: the non-streaming body or the kept SSE payloads, the
 attribution, the attempt) and `build_record` the record: parsing into Decimals,
 flagging anomalies. Both run off the caller's path, in the writer.

@@ -305,11 +305,11 @@ class Journal:
         with self.lock:
             return [s for s in self.segments if s.sealed and s.dropped and not s.done]
 
-    def reread(self, segment: Segment, decode: bool = True) -> Iterator[Entry]:
+    def reread(self, segment: Segment, with_captures: bool = True) -> Iterator[Entry]:
         """Every entry of a sealed segment, from its file (its own descriptor: ours may be closed meanwhile)."""
         fd = os.open(segment.path, os.O_RDONLY | os.O_CLOEXEC)
         try:
-            yield from read_entries(fd, decode)
+            yield from read_entries(fd, with_captures)
         finally:
             os.close(fd)
 
@@ -357,10 +357,10 @@ class Journal:
 # ---------------------------------------------------------------- reading and orphans
 
 
-def read_entries(fd: int, decode: bool = True) -> Iterator[Entry]:
+def read_entries(fd: int, with_captures: bool = True) -> Iterator[Entry]:
     """The entries of a segment file, in order; torn and undecodable records as problems.
 
-    With decode=False, whole records come without their capture (and a record
+    With with_captures=False, whole records come without their capture (and a record
     that does not decode is not told here): what a writer that decodes the
     lines itself (`entry_fields`) wants, so that a re-read costs this process
     no decoding.
@@ -371,6 +371,7 @@ def read_entries(fd: int, decode: bool = True) -> Iterator[Entry]:
     A frame that is broken or cut short ends the reading: nothing after it can be
     told apart, so the rest is kept aside whole.
     """
+    entry = _entry if with_captures else _undecoded
     reader = _Forward(fd)
     while True:
         head = reader.peek(RECORD_HEAD)
@@ -385,7 +386,7 @@ def read_entries(fd: int, decode: bool = True) -> Iterator[Entry]:
                     yield Entry(rest, None, TORN_LINE)
                 return
             reader.skip(size)
-            yield _entry(record) if decode else Entry(record, None)
+            yield entry(record)
             continue
         line = reader.line()
         if not line.endswith(b"\n"):
@@ -394,7 +395,7 @@ def read_entries(fd: int, decode: bool = True) -> Iterator[Entry]:
                 yield Entry(rest, None, TORN_LINE)
             return
         if line.strip():
-            yield _entry(line) if decode else Entry(line, None)
+            yield entry(line)
 
 
 class _Forward:
@@ -445,6 +446,10 @@ def _entry(line: bytes) -> Entry:
         return Entry(line, None, UNREADABLE_LINE)
 
 
+def _undecoded(line: bytes) -> Entry:
+    return Entry(line, None)
+
+
 _UNDECODABLE = (ValueError, KeyError, TypeError, RecursionError)
 
 
@@ -468,8 +473,8 @@ class ClaimedSegment:
         self.path = path
         self.fd = fd
 
-    def entries(self, decode: bool = True) -> Iterator[Entry]:
-        return read_entries(self.fd, decode)
+    def entries(self, with_captures: bool = True) -> Iterator[Entry]:
+        return read_entries(self.fd, with_captures)
 
     def remove(self) -> None:
         try:

@@ -324,7 +324,7 @@ def _replay_orphans(writer: LedgerWriter, journal_dir, batch_size: int, between=
     total = BatchResult()
     with closing(claim_orphans(journal_dir)) as claims:  # an outage midway releases the claimed segment
         for claimed in claims:
-            for batch in _batches(claimed.entries(decode=False), batch_size):  # the writer decodes the lines
+            for batch in _batches(claimed.entries(with_captures=False), batch_size):  # the writer decodes the lines
                 total += writer.write(batch)
                 entries += len(batch)
                 if between is not None:
@@ -786,7 +786,7 @@ class LedgerSink:
     def _reread(self, segment: Segment) -> None:
         journal = self._journal
         assert journal is not None
-        for batch in _batches(journal.reread(segment, decode=False), self.batch_size):  # the writer decodes the lines
+        for batch in _batches(journal.reread(segment, with_captures=False), self.batch_size):  # the writer decodes the lines
             result = self._writer.write(batch)
             self._count(result)  # each batch as it commits: an outage in the next one does not undo the count
             if self._stopping:
