@@ -1,14 +1,22 @@
 """Recorder overhead: the same calls with and without the recorder, side by side in one run.
 
-The simulator runs in a subprocess (its own GIL) on loopback. Runs alternate
-in blocks (A B A B ...) so that drift cancels; each figure is the median of
-the per-block medians, and the ratio is taken block by block (paired). The
-recorder writes for real: a LedgerSink journals every capture on the caller's
-path and its writer processes insert them into a SQLite ledger; for
+The simulator runs in a subprocess (its own GIL) on loopback. The two sides
+alternate call by call (A B B A ...): each pair of calls is a millisecond or
+two apart, so the host's drift (it moves by several per cent within tens of
+milliseconds here) touches both alike. Each figure is the median of a side's
+calls, the ratio the one of the medians; the range beside it is the ratio in
+each fifth of the run, in order, as a measure of its spread. The recorder
+writes for real: a LedgerSink journals every capture on the caller's path and
+its writer processes insert them into a SQLite ledger (their CPU a record is
+printed: on this 2-core machine it is shared by both sides alike); for
 comparison, the same with the writer in a thread of the caller's process
 (writer_processes=0) and with a sink that discards.
 
-    .venv/bin/python benchmarks/bench_recorder.py [--blocks 30] [--calls 40] [--stream-mb 100] [--profile]
+`--method blocks` measures as this script did until 2026-12-01: blocks of
+`--calls` calls, alternating (ABBA), the ratio the median of the paired
+per-block ratios of per-block medians.
+
+    .venv/bin/python benchmarks/bench_recorder.py [--pairs 3000] [--stream-mb 100] [--method calls|blocks] [--profile]
 """
 
 from __future__ import annotations
@@ -68,8 +76,8 @@ def start_simulator() -> tuple[subprocess.Popen, str]:
     return process, process.stdout.readline().strip()
 
 
-def paired(run_a, run_b, blocks: int) -> tuple[float, float, float]:
-    """(median a, median b, median of a/b): per-block medians, blocks alternating a, b."""
+def paired(run_a, run_b, blocks: int) -> tuple[float, float, float, float, float]:
+    """(median a, median b, median of a/b, lowest, highest): per-block medians, blocks alternating a, b (ABBA)."""
     a_times, b_times, ratios = [], [], []
     for index in range(blocks):
         first, second = (run_a, run_b) if index % 2 == 0 else (run_b, run_a)  # ABBA: no side always goes first
@@ -78,7 +86,36 @@ def paired(run_a, run_b, blocks: int) -> tuple[float, float, float]:
         a_times.append(a)
         b_times.append(b)
         ratios.append(a / b)
-    return statistics.median(a_times), statistics.median(b_times), statistics.median(ratios)
+    return statistics.median(a_times), statistics.median(b_times), statistics.median(ratios), min(ratios), max(ratios)
+
+
+def alternating(call_a, call_b, pairs: int, parts: int = 5) -> tuple[float, float, float, float, float]:
+    """(median a, median b, their ratio, lowest and highest ratio of the run's fifths): the calls alternate A B B A.
+
+    Each call returns its own time in seconds.
+    """
+    a_times, b_times = [], []
+    for index in range(pairs):
+        if index % 2 == 0:
+            a_times.append(call_a())
+            b_times.append(call_b())
+        else:
+            b_times.append(call_b())
+            a_times.append(call_a())
+    size = pairs // parts
+    fifths = [statistics.median(a_times[i : i + size]) / statistics.median(b_times[i : i + size])
+              for i in range(0, size * parts, size)]
+    a, b = statistics.median(a_times), statistics.median(b_times)
+    return a, b, a / b, min(fifths), max(fifths)
+
+
+def timed(call):
+    def run() -> float:
+        started = time.perf_counter()
+        call()
+        return time.perf_counter() - started
+
+    return run
 
 
 def block(call, calls: int):
@@ -118,10 +155,12 @@ def ttfb_call(client: httpx2.Client, url: str):
                 pass
         return first
 
-    def run_block(calls: int) -> float:
-        return statistics.median(call() for _ in range(calls))
+    return call
 
-    return run_block
+
+def block_of(call, calls: int):
+    """A block of `calls` of a call that returns its own time: their median."""
+    return lambda: statistics.median(call() for _ in range(calls))
 
 
 # ---------------------------------------------------------------- memory: a child process per side
@@ -232,10 +271,26 @@ def host_speed() -> str:
     return f"sum(range(1000)) in {best * 1e6:.1f} us"
 
 
+def writer_cpu(sink) -> float:
+    """Seconds of CPU its writer processes have used so far (those alive now)."""
+    ticks = os.sysconf("SC_CLK_TCK")
+    total = 0
+    for pid in getattr(sink._writer, "pids", ()):
+        try:
+            with open(f"/proc/{pid}/stat") as stat:
+                fields = stat.read().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        total += int(fields[11]) + int(fields[12])  # utime, stime
+    return total / ticks
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--blocks", type=int, default=30)
-    parser.add_argument("--calls", type=int, default=40, help="calls per block")
+    parser.add_argument("--method", choices=("calls", "blocks"), default="calls")
+    parser.add_argument("--pairs", type=int, default=3000, help="pairs of calls per measure (--method calls)")
+    parser.add_argument("--blocks", type=int, default=30, help="pairs of blocks per measure (--method blocks)")
+    parser.add_argument("--calls", type=int, default=40, help="calls per block (--method blocks)")
     parser.add_argument("--stream-mb", type=int, default=100)
     parser.add_argument("--profile", action="store_true", help="profile the recorded raw calls")
     parser.add_argument("--memory-child", nargs=3, help=argparse.SUPPRESS)
@@ -244,6 +299,16 @@ def main(argv: list[str] | None = None) -> int:
         url, tokens, side = args.memory_child
         memory_child(url, int(tokens), side == "with")
         return 0
+
+    if args.method == "calls":
+        def measure(with_, without, returns_time=False):
+            a, b = (with_, without) if returns_time else (timed(with_), timed(without))
+            return alternating(a, b, args.pairs)
+    else:
+        def measure(with_, without, returns_time=False):
+            if returns_time:
+                return paired(block_of(with_, args.calls // 2), block_of(without, args.calls // 2), args.blocks)
+            return paired(block(with_, args.calls), block(without, args.calls), args.blocks)
 
     process, base_url = start_simulator()
     url = base_url + "/chat/completions"
@@ -260,24 +325,27 @@ def main(argv: list[str] | None = None) -> int:
         for _ in range(200):  # warm up both sides: connections, imports, the writer
             raw_call(plain, url)(), raw_call(recorded, url)(), sdk_call(sdk_plain)(), sdk_call(sdk_recorded)()
             raw_call(recorded_thread, url)()
+        rec.flush(60)
         if args.profile:
             profiler = cProfile.Profile()
             profiler.enable()
             block(raw_call(recorded, url), 2000)()
             profiler.disable()
             pstats.Stats(profiler).sort_stats("cumulative").print_stats(25)
-        raw = paired(block(raw_call(recorded, url), args.calls), block(raw_call(plain, url), args.calls), args.blocks)
-        sdk = paired(block(sdk_call(sdk_recorded), args.calls), block(sdk_call(sdk_plain), args.calls), args.blocks)
-        ttfb_with, ttfb_without = ttfb_call(recorded, url), ttfb_call(plain, url)
-        ttfb = paired(lambda: ttfb_with(args.calls // 2), lambda: ttfb_without(args.calls // 2), args.blocks)
-        raw_null = paired(block(raw_call(recorded_null, url), args.calls), block(raw_call(plain, url), args.calls), args.blocks)
-        ttfb_null_with = ttfb_call(recorded_null, url)
-        ttfb_null = paired(lambda: ttfb_null_with(args.calls // 2), lambda: ttfb_without(args.calls // 2), args.blocks)
-        raw_thread = paired(block(raw_call(recorded_thread, url), args.calls), block(raw_call(plain, url), args.calls), args.blocks)
+        cpu_before, emitted_before, clock_before = writer_cpu(rec.sink), rec.sink.stats.emitted, time.perf_counter()
+        raw = measure(raw_call(recorded, url), raw_call(plain, url))
+        sdk = measure(sdk_call(sdk_recorded), sdk_call(sdk_plain))
+        ttfb = measure(ttfb_call(recorded, url), ttfb_call(plain, url), returns_time=True)
+        flushed = rec.flush(60)
+        cpu_used, records = writer_cpu(rec.sink) - cpu_before, rec.sink.stats.emitted - emitted_before
+        wall = time.perf_counter() - clock_before
+        raw_null = measure(raw_call(recorded_null, url), raw_call(plain, url))
+        ttfb_null = measure(ttfb_call(recorded_null, url), ttfb_call(plain, url), returns_time=True)
+        raw_thread = measure(raw_call(recorded_thread, url), raw_call(plain, url))
         for client in (plain, recorded, recorded_null, recorded_thread, sdk_plain, sdk_recorded):
             client.close()
         thread_sink.close()
-        flushed = rec.flush(60)
+        flushed = rec.flush(60) and flushed
         stats = rec.sink.stats
         inproc = in_process(20000)
         mem = memory(base_url, args.stream_mb)
@@ -286,9 +354,10 @@ def main(argv: list[str] | None = None) -> int:
         process.stdin.close()
         process.wait(10)
 
-    print(f"machine: {os.cpu_count()} cores, Python {sys.version.split()[0]}, {host_speed()};"
-          f" {args.blocks} blocks x {args.calls} calls, ABBA")
-    print(f"{'measure':52} {'with':>10} {'without':>10} {'ratio':>7} {'target':>7}")
+    how = (f"calls alternating, {args.pairs} pairs a measure (ratio of medians; range: the ratio in each fifth)"
+           if args.method == "calls" else f"{args.blocks} blocks x {args.calls} calls, ABBA (median of paired block ratios; range: all blocks)")
+    print(f"machine: {os.cpu_count()} cores, Python {sys.version.split()[0]}, {host_speed()}; {how}")
+    print(f"{'measure':52} {'with':>10} {'without':>10} {'ratio':>7} {'range':>13} {'target':>7}")
     rows = [
         ("per call, raw httpx2 non-streaming (ms)", raw, 1.05),
         ("per call, openai SDK non-streaming (ms)", sdk, 1.02),
@@ -297,12 +366,15 @@ def main(argv: list[str] | None = None) -> int:
         ("  the same, sink that discards: first byte (ms)", ttfb_null, 1.02),
         ("  the same, writer in a thread: per call raw (ms)", raw_thread, 1.05),
     ]
-    for name, (with_, without, ratio), target in rows:
+    for name, (with_, without, ratio, low, high), target in rows:
         verdict = "met" if ratio <= target else "MISSED"
-        print(f"{name:52} {with_ * 1e3:10.3f} {without * 1e3:10.3f} {ratio:7.3f} {'<= ' + str(target):>7} {verdict}")
+        print(f"{name:52} {with_ * 1e3:10.3f} {without * 1e3:10.3f} {ratio:7.3f} {low:6.3f}-{high:6.3f} {'<= ' + str(target):>7} {verdict}")
     added, own = inproc["with_us"] - inproc["without_us"], inproc["null_us"] - inproc["without_us"]
     print(f"{'recorder in-process, per call (us)':52} {inproc['with_us']:10.1f} {inproc['without_us']:10.1f}"
           f"  added {added:.1f} us: the recorder {own:.1f}, the journal's emit {added - own:.1f}")
+    if records:
+        print(f"{'writer processes, CPU per record (us)':52} {cpu_used / records * 1e6:10.1f}"
+              f"   ({records} records; {cpu_used / wall:.0%} of a core while the three measures ran)")
     for side in ("with", "without"):
         m = mem[side]
         print(f"{'100 MB stream, peak RSS growth (MB), ' + side + ' recorder':52} {m['rss_growth_kb'] / 1024:10.1f}"
