@@ -60,7 +60,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator
 
-from .capture import RECORD_HEAD, RECORD_MARK, Capture, capture_fields, decode, framed_size, line_fields
+from .capture import RECORD_HEAD, RECORD_LENGTH, RECORD_MARK, Capture, capture_fields, decode, framed_size, line_fields
 
 
 SEGMENT_SUFFIXES = (".seg", ".jsonl")  # .jsonl: segments written by earlier versions
@@ -205,22 +205,36 @@ class Journal:
 
     def append_locked(self, line: bytes) -> Segment:
         """Write one whole record to the active segment, its first byte last; OSError when the disk refuses it."""
+        return self._append_locked(memoryview(line)[1:], line[0], len(line), framed=True)
+
+    def append_record_locked(self, payload: bytes) -> Segment:
+        """`append_locked(capture.frame(payload))`, framed as it is copied: no joined record is made."""
+        return self._append_locked(payload, RECORD_MARK[0], RECORD_HEAD + len(payload) + 1, framed=False)
+
+    def _append_locked(self, rest: bytes | memoryview, first: int, length: int, framed: bool) -> Segment:
+        # A record of `length` bytes: `first`, then `rest` (a line's other bytes when it is framed,
+        # else a payload, which gets its frame here).
         segment = self.active
-        size, end = segment.size, segment.size + len(line)
+        size, end = segment.size, segment.size + length
         if end > segment.capacity:
-            self._rotate_locked(min_capacity=len(line))  # a full segment: the line starts the next one
+            self._rotate_locked(min_capacity=length)  # a full segment: the record starts the next one
             segment = self.active
-            size, end = 0, len(line)
+            size, end = 0, length
         segment.appended += 1
         try:
             mm = segment.mm  # memory copies into the page cache, no system call: all but the first byte,
-            mm[size + 1 : end] = memoryview(line)[1:]
-            mm[size] = line[0]  # then the first, so that a record which has it is whole
+            if framed:
+                mm[size + 1 : end] = rest
+            else:
+                mm[size + 1 : size + RECORD_HEAD] = RECORD_LENGTH.pack(len(rest))
+                mm[size + RECORD_HEAD : end - 1] = rest
+                mm[end - 1] = 10  # b"\n"
+            mm[size] = first  # then the first, so that a record which has it is whole
             if self.fsync:
                 segment.mm.flush()
         except (OSError, ValueError):
-            # Not journalled (the caller keeps the capture in memory). The line may be torn:
-            # no later line may be glued to it, so start a new segment.
+            # Not journalled (the caller keeps the capture in memory). The record may be torn:
+            # no later record may be glued to it, so start a new segment.
             segment.appended -= 1
             try:
                 self._rotate_locked()

@@ -1,6 +1,6 @@
 """The background batch writer: from the journal into the ledger, nothing lost, nothing counted twice.
 
-`LedgerSink.emit` is the caller's path: encode the capture, append its line to
+`LedgerSink.emit` is the caller's path: marshal the capture, copy it framed into
 the journal (a memory copy), hand it to a bounded in-memory queue. A writer
 thread takes batches from the queue and has them built, priced and inserted,
 one transaction each, by writer processes of their own (`writer_process.py`;
@@ -43,7 +43,7 @@ from typing import Iterable, Sequence
 from sqlalchemy import event
 from sqlalchemy import exc as sa_exc
 
-from .capture import Capture, encode, entry_digest, line_text, record_of_values, record_values
+from .capture import Capture, entry_digest, frame, line_text, payload, record_of_values, record_values
 from .db import Ledger, ensure_schema, normalise_url
 from .errors import DatabaseError
 from .journal import Entry, Journal, Segment, claim_orphans, entry_fields, live_segments, segment_paths
@@ -425,7 +425,7 @@ class LedgerSink:
         self._lane_wake = threading.Event()
         self._taking = threading.Lock()
         self._interrupt = threading.Event()  # cuts a backoff short on close
-        self._queue: deque[tuple[Capture, bytes | None, Segment | None]] = deque()
+        self._queue: deque[tuple[Capture, bytes | None, Segment | None]] = deque()  # (capture, journal payload, segment)
         self._logged: set[str] = set()
         self._emitted = 0
         self._dropped = 0
@@ -471,9 +471,9 @@ class LedgerSink:
         """Journal the capture and hand it to the writer; never raises, never blocks on the database."""
         try:
             try:
-                line = encode(capture)
+                record = payload(capture)  # framed as the journal copies it; the writer frames its own copy
             except Exception as error:
-                line = None
+                record = None
                 self._log_once("encode", "a capture could not be journalled (%s): it goes to the writer only", type(error).__name__)
             if self._forked:
                 self._start_in_child()
@@ -481,9 +481,9 @@ class LedgerSink:
                 self._emitted += 1
                 segment = None
                 journal = self._journal
-                if line is not None and journal is not None and not journal.closed:
+                if record is not None and journal is not None and not journal.closed:
                     try:
-                        segment = journal.append_locked(line)
+                        segment = journal.append_record_locked(record)
                     except OSError as error:
                         self._journal_errors += 1
                         self._log_once("append", "the journal refused a record (%s): it is kept in memory only", error)
@@ -491,7 +491,7 @@ class LedgerSink:
                 if len(queue) < self.max_pending:
                     if segment is None:
                         self._unjournalled[0] += 1
-                    queue.append((capture, line, segment))
+                    queue.append((capture, record, segment))
                     if len(queue) >= self.batch_size and not self._wake.is_set():
                         self._wake.set()  # (set() takes a lock and notifies: not again while it is set)
                 elif segment is not None:
@@ -718,7 +718,7 @@ class LedgerSink:
 
     def _write_from_memory(self, batch: list) -> None:
         """Write a batch taken from the queue, then settle it."""
-        result = self._writer.write([(capture, line, None) for capture, line, _ in batch])
+        result = self._writer.write([(capture, frame(record) if record is not None else None, None) for capture, record, _ in batch])
         self._settle(batch, result)
 
     def _count(self, result: BatchResult) -> None:

@@ -43,6 +43,21 @@ def test_each_capture_is_one_whole_record_that_decodes_back(tmp_path):
     assert [e.capture for e in entries] == captures
 
 
+def test_a_payload_framed_as_it_is_copied_is_the_record_encode_makes(tmp_path):
+    from ledger.capture import payload
+    from test_writer import make_raw_capture
+
+    journal = Journal(tmp_path, segment_bytes=2 * 1024)  # small: the records fill segments too
+    captures = [make_raw_capture(i, call_id=f"p-{i}") for i in range(12)] + [make_capture(i) for i in range(3)]
+    with journal.lock:
+        for capture in captures:
+            journal.append_record_locked(payload(capture))
+    journal.close()
+    written = b"".join(path.read_bytes() for path in segment_paths(tmp_path))
+    assert written == b"".join(encode(c) for c in captures)
+    assert len(segment_paths(tmp_path)) > 1
+
+
 def read_segment(tmp_path: Path, data: bytes) -> list:
     """The entries read from a segment file holding `data`."""
     from ledger.journal import read_entries
