@@ -520,16 +520,22 @@ class LedgerSink:
 
         deadline = None if timeout is None else time.monotonic() + timeout
         with self._progress:
+            nudge = True
             while not done():
                 if self._closed and not self._thread.is_alive():
                     return False
-                self._flush_requested = True
-                self._wake.set()
-                self._interrupt.set()
+                # The writer is told at first, then every 50 ms without news, and whenever captures wait:
+                # not at each of its notices, which would have it loop for nothing while a lane's
+                # batch commits, or retry at once after each failure while the database is down.
+                if nudge or self._queue:
+                    self._flush_requested = True
+                    self._wake.set()
+                if nudge:
+                    self._interrupt.set()
                 remaining = None if deadline is None else deadline - time.monotonic()
                 if remaining is not None and remaining <= 0:
                     return False
-                self._progress.wait(0.05 if remaining is None else min(remaining, 0.05))
+                nudge = not self._progress.wait(0.05 if remaining is None else min(remaining, 0.05))
         return True
 
     def close(self, timeout: float = 5.0) -> None:

@@ -599,6 +599,26 @@ def test_a_record_the_database_refuses_is_kept_aside_and_the_writer_process_says
     assert any("could not be written" in r.getMessage() and r.name == "ledger.writer" for r in caplog.records)
 
 
+def test_a_flush_waits_for_the_writer_without_spinning_it(tmp_path, monkeypatch):
+    # While the last batches commit in the lanes, the writer thread has nothing to take: it must
+    # wait for news, not loop at each notice the flush gives it (it did: a thousand loops a flush).
+    loops = []
+    background_work = LedgerSink._background_work
+    monkeypatch.setattr(LedgerSink, "_background_work", lambda self: (loops.append(1), background_work(self))[1])
+    url = f"sqlite:///{tmp_path / 'ledger.db'}"
+    Ledger(url).close()
+    with LedgerSink(url, tmp_path / "journal", replay_on_start=False) as sink:
+        looped = []
+        for _ in range(3):  # (before the fix: 13,498 loops in one flush of 0.9 s, 4 in another)
+            for i in range(6000):
+                sink.emit(make_raw_capture(i))
+            before, started = len(loops), time.monotonic()
+            assert sink.flush(60)
+            looped.append((len(loops) - before, time.monotonic() - started))
+    batches = 6000 // sink.batch_size
+    assert all(n <= batches + 2 * elapsed / sink.max_delay + 10 for n, elapsed in looped), looped
+
+
 def test_as_many_writer_processes_as_set_write_at_once(tmp_path):
     url = f"sqlite:///{tmp_path / 'ledger.db'}"
     Ledger(url).close()
