@@ -315,7 +315,7 @@ class _Call:
             if pending is not None:  # the last chunk the caller got, if it closed before asking for more
                 self._pending = None
                 self.take(pending)
-            response = self.response
+            response, self.response = self.response, None  # the response holds this shell: no cycle is left
             if response is None:
                 content_type = coding = kept = None
             else:

@@ -380,6 +380,7 @@ class Accountant:
             except DecodeError:
                 self.stop("undecodable_body")
         scanner, body = self.scanner, self._body
+        self._accept = None  # finished; and a bound method of its own was a cycle, left to the collector
         if scanner is None:
             return self.stream, b"".join(body) if body is not None else None, (), False, tuple(self.notes)
         if scanner.skipped_lines:

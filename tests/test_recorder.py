@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import gzip
 import json
 import logging
@@ -224,6 +225,59 @@ def test_sdk_async_calls_are_recorded(rec, sink, sim, stream):
     _, record = sink.one()
     assert record.status == "completed" and record.stream is stream and record.response.completion_id == completion_id
     assert record.usage.prompt_tokens > 0 and record.credits_charged == sim.platform.call_log[-1].credits_charged
+
+
+def _garbage_of_calls(sim, http_client, async_http_client) -> list:
+    """What the collector finds after five rounds of SDK calls (sync, stream, raw response; async, async stream)."""
+    client = openai.OpenAI(base_url=sim.base_url, api_key=KEY, http_client=http_client, max_retries=0)
+    aclient = openai.AsyncOpenAI(base_url=sim.base_url, api_key=KEY, http_client=async_http_client, max_retries=0)
+
+    async def async_calls():
+        await aclient.chat.completions.create(model=MODEL, messages=MESSAGES, stream=False)
+        async for _ in await aclient.chat.completions.create(model=MODEL, messages=MESSAGES, stream=True):
+            pass
+
+    def calls():
+        client.chat.completions.create(model=MODEL, messages=MESSAGES, stream=False)
+        for _ in client.chat.completions.create(model=MODEL, messages=MESSAGES, stream=True):
+            pass
+        client.with_raw_response.chat.completions.create(model=MODEL, messages=MESSAGES, stream=False)
+        loop.run_until_complete(async_calls())
+
+    loop = asyncio.new_event_loop()
+    try:
+        calls()  # warm: whatever is made once
+        gc.collect()
+        gc.disable()
+        try:
+            for _ in range(5):
+                calls()
+            gc.set_debug(gc.DEBUG_SAVEALL)  # what it finds is kept in gc.garbage, to look at
+            gc.collect()
+            found, gc.garbage[:] = list(gc.garbage), []
+            return found
+        finally:
+            gc.set_debug(0)
+            gc.enable()
+    finally:
+        client.close()
+        loop.run_until_complete(aclient.close())
+        loop.close()
+
+
+def test_a_recorded_call_leaves_no_garbage_cycle(rec, sink, sim):
+    # A plain call's response is freed when the caller lets it go. The recorder's stream shell is the
+    # response's stream and held the response, and an Accountant held a method of its own: each call
+    # left a cycle of 51 - 69 objects to the collector, which slowed the calls after it (on loopback a
+    # plain call after a recorded one took 2 - 3% longer than after a plain one).
+    from ledger.recorder import _Call
+    from ledger.sse import Accountant
+
+    found = _garbage_of_calls(sim, rec.client(), rec.async_client())
+    kinds = (httpx2.Response, httpx2.Request, _Call, Accountant)
+    assert not [o for o in found if isinstance(o, kinds)]  # (the async client's sockets leave some; plain calls too)
+    assert len(sink.captures) == 6 * 5  # every call recorded
+    assert all(record.status == "completed" for record in sink.records())
 
 
 def test_client_keeps_the_sdk_defaults(rec):
