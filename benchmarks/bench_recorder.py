@@ -1,25 +1,32 @@
 """Recorder overhead: the same calls with and without the recorder, side by side in one run.
 
-The simulator runs in a subprocess (its own GIL) on loopback. Runs alternate
-in blocks of `--calls` calls (A B B A ...) so that drift cancels; each figure
-is the median of the per-block medians, the ratio the median of the paired
-per-block ratios, and the range beside it the lowest and highest of those.
-The recorder writes for real: a LedgerSink journals every capture on the
-caller's path and its writer processes insert them into a SQLite ledger (their
-CPU a record is printed); for comparison, the same with the writer in a thread
-of the caller's process (writer_processes=0) and with a sink that discards.
+The simulator runs in a subprocess (its own GIL) on loopback. The two sides
+alternate in short runs (A B B A ...): a run is one call that is not counted,
+then `--run` calls that are, so each counted call follows a call of its own
+side, as in an application whose every call is recorded (or none), and the
+sides are never more than a few milliseconds apart, so the host's drift (it
+moves by several per cent within tens of milliseconds here) touches both
+alike. Each figure is the median of a side's counted calls, the ratio the one
+of the medians; the range beside it is the ratio in each fifth of the
+measure, in order, as a measure of its spread. The recorder writes for real: a
+LedgerSink journals every capture on the caller's path and its writer
+processes insert them into a SQLite ledger (their CPU a record is printed;
+they run on this 2-core machine beside both sides); for comparison, the same
+with the writer in a thread of the caller's process (writer_processes=0) and
+with a sink that discards.
 
-`--method calls` alternates the sides call by call instead (A B B A, `--pairs`
-pairs a measure; the ratio of the medians, the range the ratio in each fifth
-of the run). It is more precise and it reads lower, but it is not what an
-application sees: a call after a recorded one is slower than after a plain
-one, so strict alternation charges part of the recorder's cost to the plain
-side. Measured on 2026-12-01 (raw httpx2, the real sink, two runs each): the
-ratio is 1.015 - 1.027 with runs of one call a side, 1.033 - 1.051 with runs
-of two, 1.051 - 1.054 of five, 1.068 - 1.078 of twenty. An application whose
-every call is recorded is the long runs' case: the blocks are the measure.
+Why the uncounted call: what a call leaves behind is paid by the next one.
+Until 2026-12-01 each recorded call left a garbage cycle for the collector,
+and a plain call after a recorded one took 3% longer than after a plain one;
+strict alternation (runs of one) then charged that to the plain side and
+read 1.015 - 1.027 where runs of twenty read 1.068 - 1.078.
 
-    .venv/bin/python benchmarks/bench_recorder.py [--blocks 30] [--calls 40] [--stream-mb 100] [--method blocks|calls] [--profile]
+`--method blocks` measures as this script did until 2026-12-01: blocks of
+`--calls` calls, alternating (ABBA), the ratio the median of the paired
+per-block ratios of per-block medians, the range the lowest and highest of
+those (on a noisy host, 0.6 - 2.0).
+
+    .venv/bin/python benchmarks/bench_recorder.py [--pairs 300] [--run 10] [--stream-mb 100] [--method runs|blocks] [--profile]
 """
 
 from __future__ import annotations
@@ -92,20 +99,22 @@ def paired(run_a, run_b, blocks: int) -> tuple[float, float, float, float, float
     return statistics.median(a_times), statistics.median(b_times), statistics.median(ratios), min(ratios), max(ratios)
 
 
-def alternating(call_a, call_b, pairs: int, parts: int = 5) -> tuple[float, float, float, float, float]:
-    """(median a, median b, their ratio, lowest and highest ratio of the run's fifths): the calls alternate A B B A.
+def alternating_runs(call_a, call_b, pairs: int, run: int, parts: int = 5) -> tuple[float, float, float, float, float]:
+    """(median a, median b, their ratio, lowest and highest ratio of the run's fifths).
 
+    Runs of `run` + 1 calls of one side alternate with the other's (A B B A ...);
+    the first call of each run, which follows the other side's, is not counted.
     Each call returns its own time in seconds.
     """
-    a_times, b_times = [], []
+    times: dict[str, list[float]] = {"a": [], "b": []}
     for index in range(pairs):
-        if index % 2 == 0:
-            a_times.append(call_a())
-            b_times.append(call_b())
-        else:
-            b_times.append(call_b())
-            a_times.append(call_a())
-    size = pairs // parts
+        for side in ("ab" if index % 2 == 0 else "ba"):
+            call, kept = (call_a, times["a"]) if side == "a" else (call_b, times["b"])
+            call()  # after the other side's call: what that left behind is not this side's doing
+            for _ in range(run):
+                kept.append(call())
+    a_times, b_times = times["a"], times["b"]
+    size = len(a_times) // parts
     fifths = [statistics.median(a_times[i : i + size]) / statistics.median(b_times[i : i + size])
               for i in range(0, size * parts, size)]
     a, b = statistics.median(a_times), statistics.median(b_times)
@@ -290,8 +299,9 @@ def writer_cpu(sink) -> float:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--method", choices=("blocks", "calls"), default="blocks")
-    parser.add_argument("--pairs", type=int, default=3000, help="pairs of calls per measure (--method calls)")
+    parser.add_argument("--method", choices=("runs", "blocks"), default="runs")
+    parser.add_argument("--pairs", type=int, default=300, help="pairs of runs per measure (--method runs)")
+    parser.add_argument("--run", type=int, default=10, help="calls counted per run (--method runs)")
     parser.add_argument("--blocks", type=int, default=30, help="pairs of blocks per measure (--method blocks)")
     parser.add_argument("--calls", type=int, default=40, help="calls per block (--method blocks)")
     parser.add_argument("--stream-mb", type=int, default=100)
@@ -303,10 +313,10 @@ def main(argv: list[str] | None = None) -> int:
         memory_child(url, int(tokens), side == "with")
         return 0
 
-    if args.method == "calls":
+    if args.method == "runs":
         def measure(with_, without, returns_time=False):
             a, b = (with_, without) if returns_time else (timed(with_), timed(without))
-            return alternating(a, b, args.pairs)
+            return alternating_runs(a, b, args.pairs, args.run)
     else:
         def measure(with_, without, returns_time=False):
             if returns_time:
@@ -357,8 +367,8 @@ def main(argv: list[str] | None = None) -> int:
         process.stdin.close()
         process.wait(10)
 
-    how = (f"calls alternating, {args.pairs} pairs a measure (ratio of medians; range: the ratio in each fifth)"
-           if args.method == "calls" else f"{args.blocks} blocks x {args.calls} calls, ABBA (median of paired block ratios; range: all blocks)")
+    how = (f"runs of 1 + {args.run} calls alternating, {args.pairs} pairs a measure (ratio of medians; range: each fifth's)"
+           if args.method == "runs" else f"{args.blocks} blocks x {args.calls} calls, ABBA (median of paired block ratios; range: all blocks)")
     print(f"machine: {os.cpu_count()} cores, Python {sys.version.split()[0]}, {host_speed()}; {how}")
     print(f"{'measure':52} {'with':>10} {'without':>10} {'ratio':>7} {'range':>13} {'target':>7}")
     rows = [
