@@ -425,7 +425,7 @@ class LedgerSink:
         self._lane_wake = threading.Event()
         self._taking = threading.Lock()
         self._interrupt = threading.Event()  # cuts a backoff short on close
-        self._queue: deque[tuple[Capture, bytes | None, Segment | None]] = deque()  # (capture, journal payload, segment)
+        self._queue: deque[tuple[Capture | None, bytes | None, Segment | None]] = deque()  # (capture, journal payload, segment)
         self._logged: set[str] = set()
         self._emitted = 0
         self._dropped = 0
@@ -491,7 +491,9 @@ class LedgerSink:
                 if len(queue) < self.max_pending:
                     if segment is None:
                         self._unjournalled[0] += 1
-                    queue.append((capture, record, segment))
+                    # The payload is what the writer reads; the capture (the response's bytes and all) is
+                    # kept only when there is none, so that the call's memory is freed with the call.
+                    queue.append((capture if record is None else None, record, segment))
                     if len(queue) >= self.batch_size and not self._wake.is_set():
                         self._wake.set()  # (set() takes a lock and notifies: not again while it is set)
                 elif segment is not None:
