@@ -205,15 +205,16 @@ class Journal:
 
     def append_locked(self, line: bytes) -> Segment:
         """Write one whole record to the active segment, its first byte last; OSError when the disk refuses it."""
-        return self._append_locked(memoryview(line)[1:], line[0], len(line), framed=True)
+        return self._append_locked(memoryview(line)[1:], line[0], framed=True)
 
     def append_record_locked(self, payload: bytes) -> Segment:
         """`append_locked(capture.frame(payload))`, framed as it is copied: no joined record is made."""
-        return self._append_locked(payload, RECORD_MARK[0], RECORD_HEAD + len(payload) + 1, framed=False)
+        return self._append_locked(payload, RECORD_MARK[0], framed=False)
 
-    def _append_locked(self, rest: bytes | memoryview, first: int, length: int, framed: bool) -> Segment:
-        # A record of `length` bytes: `first`, then `rest` (a line's other bytes when it is framed,
-        # else a payload, which gets its frame here).
+    def _append_locked(self, rest: bytes | memoryview, first: int, framed: bool) -> Segment:
+        # A record: `first`, then `rest` (a line's other bytes when it is framed, else a payload,
+        # which gets its frame here).
+        length = len(rest) + 1 if framed else RECORD_HEAD + len(rest) + 1
         segment = self.active
         size, end = segment.size, segment.size + length
         if end > segment.capacity:

@@ -238,6 +238,7 @@ class _Call:
     _held: list[bytes] | None = None  # the chunks as they came, while they are few
     _held_size = 0
     _accountant: Accountant | None = None  # past HELD_BYTES
+    _headers: tuple[bytes | None, bytes | None] | None = None  # the response's, once read for the accountant
     _ended = False
     _pending: bytes | None = None  # the chunk the caller has and accounting has not seen yet
     _notes: list[str] | None = None
@@ -264,7 +265,8 @@ class _Call:
         """Account for the held chunks at once; from here on each chunk as it passes."""
         held, self._held = self._held, None
         try:
-            self._accountant = Accountant(*_accounting_headers(self.response), MAX_KEPT_BODY)
+            self._headers = _accounting_headers(self.response)
+            self._accountant = Accountant(*self._headers, MAX_KEPT_BODY)
         except Exception as error:
             self.core.failed("stream", error)
             self._accountant = Accountant(None, None, MAX_KEPT_BODY)
@@ -319,7 +321,7 @@ class _Call:
             if response is None:
                 content_type = coding = kept = None
             else:
-                content_type, coding = _accounting_headers(response)
+                content_type, coding = self._headers or _accounting_headers(response)
                 kept = self._held
                 if kept is None:
                     kept = self._accountant.finish(outcome == COMPLETED)

@@ -636,7 +636,7 @@ class LedgerSink:
     def _run(self) -> None:
         failures = 0
         attempts = 0
-        batch: list[tuple[Capture, bytes | None, Segment | None]] = []
+        batch: list[tuple[Capture | None, bytes | None, Segment | None]] = []
         while True:
             if self._stopping and (time.monotonic() >= self._deadline or (not batch and not self._queue)):
                 break
