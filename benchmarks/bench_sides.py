@@ -14,7 +14,10 @@ apart, between real loopback calls (the simulator in a subprocess, as there):
 Every round runs every side once, in a rotating order, each paired with a
 block of plain calls of its own (alternately before and after it), so that a
 host's drift touches all sides alike. Printed: the median of the paired
-per-block ratios, their interquartile range, and the median µs added.
+per-block ratios, their interquartile range, the median µs added, and the
+median µs of CPU added on the calling thread (`time.thread_time`: the
+recorder's own work there, which the server's and the writers' time does not
+blur; two copies of one code read within 1 µs of each other this way).
 
     .venv/bin/python benchmarks/bench_sides.py [--rounds 40] [--calls 40] [--sdk] [--sides recorder,sink,...]
 """
@@ -30,6 +33,7 @@ import statistics
 import sys
 import tempfile
 import threading
+import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -39,7 +43,7 @@ sys.path.insert(0, str(ROOT / "benchmarks"))
 import httpx2  # noqa: E402
 import openai  # noqa: E402
 
-from bench_recorder import KEY, NullSink, block, host_speed, raw_call, sdk_call, start_simulator  # noqa: E402
+from bench_recorder import KEY, NullSink, host_speed, raw_call, sdk_call, start_simulator  # noqa: E402
 from ledger import journal as journal_module  # noqa: E402
 from ledger.capture import encode  # noqa: E402
 from ledger.config import Settings  # noqa: E402
@@ -112,6 +116,20 @@ class MappedCopySink:
         self._mm.close()
 
 
+def block(call, calls: int):
+    """A block of `calls` calls: (median wall seconds, median seconds of this thread's CPU) a call."""
+    def run() -> tuple[float, float]:
+        walls, cpus = [], []
+        for _ in range(calls):
+            started, cpu = time.perf_counter(), time.thread_time()
+            call()
+            walls.append(time.perf_counter() - started)
+            cpus.append(time.thread_time() - cpu)
+        return statistics.median(walls), statistics.median(cpus)
+
+    return run
+
+
 def make_client(side: str, tmp: Path, settings: Settings) -> tuple[httpx2.Client, object]:
     """The side's client and what to close after the run."""
     if side == "pass-through":
@@ -161,6 +179,7 @@ def main(argv: list[str] | None = None) -> int:
                 call()
         ratios: dict[str, list[float]] = {side: [] for side in sides}
         added: dict[str, list[float]] = {side: [] for side in sides}
+        cpu_added: dict[str, list[float]] = {side: [] for side in sides}
         for index in range(args.rounds):
             turn = index % len(sides)
             for side in sides[turn:] + sides[:turn]:
@@ -168,8 +187,10 @@ def main(argv: list[str] | None = None) -> int:
                 if index % 2:
                     pair.reverse()
                 medians = {name: block(call, args.calls)() for name, call in pair}
-                ratios[side].append(medians["side"] / medians["plain"])
-                added[side].append(medians["side"] - medians["plain"])
+                (wall, cpu), (plain_wall, plain_cpu) = medians["side"], medians["plain"]
+                ratios[side].append(wall / plain_wall)
+                added[side].append(wall - plain_wall)
+                cpu_added[side].append(cpu - plain_cpu)
             if sys.stderr.isatty():
                 print(f"\rround {index + 1}/{args.rounds}", end="", file=sys.stderr, flush=True)
         if sys.stderr.isatty():
@@ -184,10 +205,11 @@ def main(argv: list[str] | None = None) -> int:
     path = "openai SDK" if args.sdk else "raw httpx2"
     print(f"machine: {os.cpu_count()} cores, Python {sys.version.split()[0]}, {host_speed()};"
           f" {path} non-streaming, {args.rounds} rounds x {args.calls} calls a block")
-    print(f"{'side':16} {'ratio':>7} {'IQR':>13} {'us added':>9}")
+    print(f"{'side':16} {'ratio':>7} {'IQR':>13} {'us added':>9} {'caller CPU us added':>20}")
     for side in sides:
         q1, _, q3 = statistics.quantiles(ratios[side], n=4)
-        print(f"{side:16} {statistics.median(ratios[side]):7.3f} {q1:6.3f}-{q3:6.3f} {statistics.median(added[side]) * 1e6:9.1f}")
+        print(f"{side:16} {statistics.median(ratios[side]):7.3f} {q1:6.3f}-{q3:6.3f} {statistics.median(added[side]) * 1e6:9.1f}"
+              f" {statistics.median(cpu_added[side]) * 1e6:20.1f}")
     return 0
 
 
