@@ -576,6 +576,18 @@ def test_a_large_request_keeps_only_the_accounting_fields(rec, sink, test_app):
         MODEL, False, "low", False, "googleSearch")
 
 
+def test_a_compressed_request_is_not_read_and_its_headers_are_still_read(rec, sink, test_app):
+    test_app.raw_body = JSON_BODY  # answered as it is: the app does not read the request
+    body = gzip.compress(json.dumps({"model": MODEL, "stream": False, "messages": MESSAGES}).encode())
+    headers = {"Content-Encoding": "gzip", "Authorization": f"Bearer {KEY}", "X-Stainless-Retry-Count": "2"}
+    with httpx2.Client(transport=rec.transport(httpx2.HTTPTransport())) as client:
+        assert client.post(test_app.base_url + "/chat/completions", content=body, headers=headers).content == JSON_BODY
+    capture, record = sink.one()
+    assert capture.request_body == b"" and "request_body_encoded" in record.anomalies
+    assert (record.key_last4, record.attempt) == (KEY[-4:], 2) and record.key_fingerprint
+    assert record.usage is not None and record.status == "completed"
+
+
 def test_a_body_too_large_to_keep_is_flagged(rec, sink, test_app):
     test_app.raw_body = b'{"id": "x", "pad": "' + b"a" * (5 * 1024 * 1024) + b'"}'
     with httpx2.Client(transport=rec.transport(httpx2.HTTPTransport())) as client:
