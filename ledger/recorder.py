@@ -185,8 +185,9 @@ def _header_list(headers: Any) -> Any:
 def _accounting_headers(response: Any) -> tuple[bytes | None, bytes | None]:
     """The response's Content-Type and Content-Encoding (bytes, None where absent): all accounting reads of its headers.
 
-    A loop over the list, not a dict of it: between real calls (cold caches) the dict
-    of every header cost about 3 µs more a call (thread CPU, raw httpx2 on loopback).
+    A loop over the list, not a dict of it: between real calls (cold caches) the dicts
+    of every header, the response's and the request's, cost 0.8 - 3.5 µs more a call
+    (the calling thread's CPU, raw httpx2 on loopback; BENCHMARKS.md, 2026-12-02).
     """
     content_type = coding = None
     for _, name, value in _header_list(response.headers):  # the last of a repeated header, as a dict would keep
