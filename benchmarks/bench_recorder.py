@@ -51,8 +51,8 @@ import httpx2  # noqa: E402
 import openai  # noqa: E402
 
 from ledger.config import Settings  # noqa: E402
-from ledger.recorder import Recorder  # noqa: E402
-from ledger.writer import LedgerSink  # noqa: E402
+from ledger.record.recorder import Recorder  # noqa: E402
+from ledger.record.sink import LedgerSink  # noqa: E402
 
 KEY = "sk-bench-0000000000000001"
 BODY = {"model": "gemini-3.1-pro", "messages": [{"role": "user", "content": "Say hello"}], "stream": False}
@@ -77,7 +77,7 @@ class NullSink:
 def start_simulator() -> tuple[subprocess.Popen, str]:
     code = (
         "import sys, time\n"
-        "from ledger.simulator import SimulatorServer\n"
+        "from ledger.sim.server import SimulatorServer\n"
         "server = SimulatorServer().start()\n"
         "print(server.base_url, flush=True)\n"
         "sys.stdin.read()\n"  # until the parent closes our stdin

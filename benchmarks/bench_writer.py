@@ -39,13 +39,13 @@ from sqlalchemy.engine import make_url  # noqa: E402
 
 from datetime import datetime, timezone  # noqa: E402
 
-from ledger.capture import build_record  # noqa: E402
-from ledger.db import Ledger  # noqa: E402
-from ledger.models import Call  # noqa: E402
-from ledger.pricing import default_rate_book, price  # noqa: E402
-from ledger.repository import CALL_COLUMNS, call_values  # noqa: E402
-from ledger.usage import record_digest  # noqa: E402
-from ledger.writer import LedgerSink  # noqa: E402
+from ledger.record.capture import build_record  # noqa: E402
+from ledger.store.engine import Ledger  # noqa: E402
+from ledger.store.models import Call  # noqa: E402
+from ledger.accounting.pricing import default_rate_book, price  # noqa: E402
+from ledger.store.calls import CALL_COLUMNS, call_row  # noqa: E402
+from ledger.accounting.records import record_digest  # noqa: E402
+from ledger.record.sink import LedgerSink  # noqa: E402
 from test_writer import make_raw_capture  # noqa: E402  (the tests' realistic captures, as the recorder emits them)
 
 
@@ -96,7 +96,7 @@ def run_plain(url: str, captures) -> float:
         started = time.perf_counter()
         for capture in captures:
             record = build_record(capture)
-            values = call_values(record, price(record, book), record_digest(record), datetime.now(timezone.utc))
+            values = call_row(record, price(record, book), record_digest(record), datetime.now(timezone.utc))
             with ledger.session() as session:  # commits on leaving
                 session.add(Call(**dict(zip(CALL_COLUMNS, values))))
         elapsed = time.perf_counter() - started

@@ -18,16 +18,17 @@ __version__ = "0.1.0"
 # public name -> the module that defines it (never a submodule's own name: importing
 # the submodule would rebind it)
 _EXPORTS = {
-    "Recorder": "ledger.recorder",
-    "Ledger": "ledger.db",
-    "LedgerSink": "ledger.writer",
-    "replay_journal": "ledger.writer",
+    "Recorder": "ledger.record.recorder",
+    "Ledger": "ledger.store.engine",
+    "LedgerSink": "ledger.record.sink",
+    "replay_journal": "ledger.record.writer",
     "load_settings": "ledger.config",
     "Settings": "ledger.config",
-    "price": "ledger.pricing",
-    "PricingPolicy": "ledger.pricing",
-    "default_rate_book": "ledger.pricing",
-    "load_rate_cards": "ledger.pricing",
+    "price": "ledger.accounting.pricing",
+    "PricingPolicy": "ledger.accounting.pricing",
+    "default_rate_book": "ledger.accounting.pricing",
+    "load_rate_cards": "ledger.accounting.pricing",
+    "load_rate_book": "ledger.accounting.pricing",
     "LedgerError": "ledger.errors",
 }
 
@@ -48,9 +49,10 @@ def __dir__() -> list[str]:
 
 
 if TYPE_CHECKING:  # for type checkers and editors
+    from .accounting.pricing import PricingPolicy, default_rate_book, load_rate_book, load_rate_cards, price
     from .config import Settings, load_settings
-    from .db import Ledger
     from .errors import LedgerError
-    from .pricing import PricingPolicy, default_rate_book, load_rate_cards, price
-    from .recorder import Recorder
-    from .writer import LedgerSink, replay_journal
+    from .record.recorder import Recorder
+    from .record.sink import LedgerSink
+    from .record.writer import replay_journal
+    from .store.engine import Ledger

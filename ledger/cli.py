@@ -7,13 +7,10 @@ Exit codes: 0 success, 1 a problem the user can act on (one line on stderr),
 from __future__ import annotations
 
 import argparse
-import csv
-import json
 import re
 import sys
 from datetime import datetime, timedelta, timezone
-from decimal import Decimal
-from typing import Any, Sequence
+from typing import Sequence
 
 from . import __version__
 from .errors import LedgerError
@@ -117,17 +114,8 @@ def _settings(args):
     return load_settings(args.config, args.database_url)
 
 
-def _rate_book(settings):
-    from .pricing import default_rate_book, load_rate_cards
-
-    book = default_rate_book()
-    if settings.rate_cards_path:
-        book = book.merged(load_rate_cards(settings.rate_cards_path))
-    return book
-
-
 def cmd_db(args, out) -> int:
-    from .db import Ledger, current_revision, head_revision
+    from .store.engine import Ledger, current_revision, head_revision
 
     settings = _settings(args)
     if args.db_command == "upgrade":
@@ -140,79 +128,9 @@ def cmd_db(args, out) -> int:
     return 0
 
 
-def _json_default(value: Any) -> Any:
-    if isinstance(value, Decimal):
-        return format(value, "f")
-    if isinstance(value, datetime):
-        return value.isoformat()
-    raise TypeError(type(value).__name__)
-
-
-def finding_rows(session, since, until) -> list[dict]:
-    from .repository import findings_query
-
-    rows = []
-    for call in session.scalars(findings_query(since, until)):
-        difference = None
-        if call.credits_charged is not None and call.credits_expected is not None:
-            difference = call.credits_charged - call.credits_expected
-        rows.append(
-            {
-                "call_id": call.call_id,
-                "started_at": call.started_at,
-                "completion_id": call.completion_id,
-                "model": call.model_requested,
-                "status": call.status,
-                "pricing_class": call.pricing_class,
-                "prompt_tokens": call.prompt_tokens,
-                "completion_tokens": call.completion_tokens,
-                "reasoning_tokens": call.reasoning_tokens,
-                "credits_expected": call.credits_expected,
-                "credits_charged": call.credits_charged,
-                "difference": difference,
-                "project": call.project,
-                "anomalies": call.anomalies,
-            }
-        )
-    return rows
-
-
-def class_totals(session, since, until) -> list[dict]:
-    from .repository import totals_by_class
-
-    totals = []
-    for klass, count, charged, expected in totals_by_class(session, since, until):
-        difference = None if charged is None or expected is None else charged - expected
-        totals.append(
-            {"pricing_class": klass, "calls": count, "credits_expected": expected, "credits_charged": charged, "difference": difference}
-        )
-    return totals
-
-
-def print_findings(session, since, until, out, as_json: bool = False) -> int:
-    """Print the pricing findings; returns how many calls were flagged."""
-    from .tables import table
-
-    rows = finding_rows(session, since, until)
-    totals = class_totals(session, since, until)
-    if as_json:
-        json.dump({"findings": rows, "totals": totals}, out, default=_json_default, indent=2)
-        out.write("\n")
-        return len(rows)
-    if not rows:
-        print("pricing check: every call was charged as the rate card says (ok or within rounding)", file=out)
-        return 0
-    cols = ["call_id", "started_at", "pricing_class", "prompt_tokens", "completion_tokens", "reasoning_tokens",
-            "credits_expected", "credits_charged", "difference", "anomalies"]
-    print(table(cols, ([r[c] for c in cols] for r in rows), right=cols[3:9]), file=out)
-    print(file=out)
-    tcols = ["pricing_class", "calls", "credits_expected", "credits_charged", "difference"]
-    print(table(tcols, ([t[c] for c in tcols] for t in totals), right=tcols[1:]), file=out)
-    return len(rows)
-
-
 def cmd_check(args, out) -> int:
-    from .db import Ledger
+    from .reports.text import print_findings
+    from .store.engine import Ledger
 
     settings = _settings(args)
     with Ledger(settings.database_url, must_exist=True) as ledger, ledger.session() as session:
@@ -220,75 +138,18 @@ def cmd_check(args, out) -> int:
     return 0
 
 
-CALL_FIELDS = (
-    "call_id", "started_at", "status", "http_status", "error_code", "completion_id", "model", "model_reported",
-    "stream", "attempt", "prompt_tokens", "completion_tokens", "reasoning_tokens", "total_tokens",
-    "credits_charged", "credits_expected", "pricing_class", "project", "user", "tags", "key_last4", "anomalies",
-)
-
-
-def call_dict(call) -> dict:
-    return {
-        "call_id": call.call_id, "started_at": call.started_at, "status": call.status,
-        "http_status": call.http_status, "error_code": call.error_code, "completion_id": call.completion_id,
-        "model": call.model_requested, "model_reported": call.model_reported, "stream": call.stream,
-        "attempt": call.attempt, "prompt_tokens": call.prompt_tokens, "completion_tokens": call.completion_tokens,
-        "reasoning_tokens": call.reasoning_tokens, "total_tokens": call.total_tokens,
-        "credits_charged": call.credits_charged, "credits_expected": call.credits_expected,
-        "pricing_class": call.pricing_class, "project": call.project, "user": call.end_user,
-        "tags": json.loads(call.tags) if call.tags else {}, "key_last4": call.key_last4,
-        "anomalies": call.anomalies.split(",") if call.anomalies else [],
-    }
-
-
 def cmd_calls(args, out) -> int:
-    from .db import Ledger
-    from .models import Call
-    from .repository import calls_query
-    from .tables import table
+    from .reports.calls import list_calls
+    from .store.engine import Ledger
 
     settings = _settings(args)
     with Ledger(settings.database_url, must_exist=True) as ledger, ledger.session() as session:
-        query = calls_query(args.since, args.until, args.project)
-        if args.limit:
-            query = query.order_by(None).order_by(Call.started_at.desc(), Call.id.desc()).limit(args.limit)
-        calls = [call_dict(c) for c in session.scalars(query)]
-    if args.limit:
-        calls.reverse()
-    if args.format == "json":
-        json.dump(calls, out, default=_json_default, indent=2)
-        out.write("\n")
-    elif args.format == "csv":
-        writer = csv.writer(out, lineterminator="\n")
-        writer.writerow(CALL_FIELDS)
-        for call in calls:
-            writer.writerow(_csv_cell(call[f]) for f in CALL_FIELDS)
-    else:
-        cols = ["started_at", "status", "model", "prompt_tokens", "completion_tokens", "reasoning_tokens",
-                "credits_charged", "credits_expected", "pricing_class", "project", "user"]
-        print(table(cols, ([c[k] for k in cols] for c in calls), right=cols[3:9]), file=out)
-        print(f"{len(calls)} calls", file=out)
+        list_calls(session, args.since, args.until, args.project, args.limit, args.format, out)
     return 0
 
 
-def _csv_cell(value: Any) -> str:
-    from .tables import cell
-
-    if isinstance(value, dict):
-        value = json.dumps(value, sort_keys=True) if value else ""
-    elif isinstance(value, list):
-        value = ",".join(value)
-    text = cell(value)
-    # A spreadsheet must never take a cell for a formula.
-    return "'" + text if text[:1] in ("=", "+", "-", "@", "\t", "\r") and not _is_number(text) else text
-
-
-def _is_number(text: str) -> bool:
-    return re.fullmatch(r"-?\d+(\.\d+)?", text) is not None
-
-
 def cmd_simulate(args, out) -> int:
-    from .simulator import SimulatorConfig, serve
+    from .sim.server import SimulatorConfig, serve
 
     print(f"simulator on http://{args.host}:{args.port}/v1 (Ctrl-C stops it)", file=out, flush=True)
     serve(SimulatorConfig(seed=args.seed), args.host, args.port)
@@ -296,35 +157,50 @@ def cmd_simulate(args, out) -> int:
 
 
 def cmd_demo(args, out) -> int:
-    from .demo import run_demo
+    from .sim.demo import run_demo
 
     return run_demo(_settings(args), calls=args.calls, seed=args.seed, out=out)
 
 
 def cmd_replay(args, out) -> int:
-    settings = _settings(args)
-    book = _rate_book(settings)  # a bad card stops here, before anything is written
-    from .writer import replay_journal
+    from .accounting.pricing import load_rate_book
+    from .record.writer import replay_journal
 
+    settings = _settings(args)
+    book = load_rate_book(settings.rate_cards_path)  # a bad card stops here, before anything is written
     result = replay_journal(settings.database_url, settings.journal_path, rate_book=book, policy=settings.pricing)
-    print(result.summary() if hasattr(result, "summary") else result, file=out)
+    print(result.summary(), file=out)
     return 0
 
 
 def cmd_balance(args, out) -> int:
-    from .jobs import balance_command
+    """0 when every account answered, 1 otherwise."""
+    from .reports.text import format_balances
+    from .service.polling import poll_balances
+    from .store.engine import Ledger
 
-    return balance_command(_settings(args), out)
+    settings = _settings(args)
+    with Ledger(settings.database_url) as ledger:
+        values = poll_balances(settings, ledger)
+    out.write(format_balances(values))
+    return 0 if all(v.ok for v in values) else 1
 
 
 def cmd_reconcile(args, out) -> int:
-    from .jobs import reconcile_command
+    """The table (or JSON); EXIT_GAP when a gap is unexplained."""
+    from .reports.text import format_reconciliation
+    from .store.engine import Ledger
+    from .store.reconciliation import reconcile
 
-    return reconcile_command(_settings(args), args.start, args.end, args.json, out)
+    settings = _settings(args)
+    with Ledger(settings.database_url, must_exist=True) as ledger:
+        result = reconcile(ledger, args.start, args.end)
+    out.write(result.to_json() + "\n" if args.json else format_reconciliation(result))
+    return EXIT_GAP if result.has_unexplained_gap else 0
 
 
 def cmd_run(args, out) -> int:
-    from .jobs import run_service
+    from .service.jobs import run_service
 
     return run_service(_settings(args))
 

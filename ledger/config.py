@@ -2,8 +2,11 @@
 
 Precedence: command line > environment > config file > defaults. The config
 file is `--config PATH`, else `$CREDIT_LEDGER_CONFIG`, else
-`credit-ledger.toml` in the working directory when it exists. API keys are
-named here (or by environment variable), never written to the database.
+`credit-ledger.toml` in the working directory when it exists. Every setting
+is checked for its type and range here, when the file is read: a bad value is
+one ConfigError naming it, never a failure later in a job. API keys are named
+here (or by environment variable), never written to the database. Reading
+the config loads no database or HTTP library.
 """
 
 from __future__ import annotations
@@ -15,13 +18,36 @@ from decimal import Decimal, InvalidOperation
 from pathlib import Path
 from typing import Any
 
-from .db import DEFAULT_DATABASE_URL, ENV_DATABASE_URL, normalise_url
+from .accounting.pricing import PricingPolicy
 from .errors import ConfigError
-from .pricing import PricingPolicy
 
 ENV_CONFIG = "CREDIT_LEDGER_CONFIG"
+ENV_DATABASE_URL = "CREDIT_LEDGER_DATABASE_URL"
 DEFAULT_CONFIG_FILE = "credit-ledger.toml"
+DEFAULT_DATABASE_URL = "sqlite:///ledger.db"
 DEFAULT_BASE_URL = "https://api.aivideoapi.ai/v1"
+MAX_INTERVAL_SECONDS = 366 * 24 * 3600  # a schedule longer than a year is a typo
+
+
+def normalise_url(url: str) -> str:
+    """A database URL as the ledger opens it: SQLite, or PostgreSQL through psycopg 3 (`postgresql://` accepted)."""
+    if not isinstance(url, str) or "://" not in url:
+        raise ConfigError(f"not a database URL: {url!r} (try sqlite:///ledger.db or postgresql://host/db)")
+    scheme, rest = url.strip().split("://", 1)
+    backend, _, driver = scheme.lower().partition("+")
+    if backend in ("postgresql", "postgres"):
+        if driver not in ("", "psycopg"):
+            raise ConfigError(f"database URL {scheme}://…: the ledger talks to PostgreSQL through psycopg (postgresql://…)")
+        return f"postgresql+psycopg://{rest}"
+    if backend == "sqlite":
+        if driver not in ("", "pysqlite"):
+            raise ConfigError(f"database URL {scheme}://…: use sqlite:///PATH")
+        return f"sqlite://{rest}"
+    raise ConfigError(f"unsupported database {backend!r}: use SQLite (sqlite:///ledger.db) or PostgreSQL (postgresql://host/db)")
+
+
+def database_url_from_env() -> str:
+    return normalise_url(os.environ.get(ENV_DATABASE_URL) or DEFAULT_DATABASE_URL)
 
 
 @dataclass(frozen=True)
@@ -78,27 +104,30 @@ class Settings:
         return self if not url else replace(self, database_url=normalise_url(url))
 
 
-def _decimal(value: Any, where: str) -> Decimal:
+# ---------------------------------------------------------------- checking values
+
+
+def _decimal(value: Any, where: str, *, low: Decimal, high: Decimal, places: int = 9) -> Decimal:
+    """A decimal setting in [low, high] with at most `places` decimal places (a nano-credit: 9)."""
     if isinstance(value, bool) or not isinstance(value, (int, str, Decimal)):
         raise ConfigError(f"{where}: expected a number such as \"0.01\", got {value!r}")
     try:
         amount = Decimal(str(value).strip())
     except InvalidOperation:
         raise ConfigError(f"{where}: not a number: {value!r}") from None
-    if not amount.is_finite() or amount < 0:
-        raise ConfigError(f"{where}: must be a number >= 0, got {value!r}")
+    if not amount.is_finite() or not low <= amount <= high:
+        raise ConfigError(f"{where}: must be a number from {low} to {high}, got {value!r}")
+    if amount != 0 and amount.as_tuple().exponent < -places:
+        raise ConfigError(f"{where}: at most {places} decimal places, got {value!r}")
     return amount
 
 
-def _positive(value: Any, where: str) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float, Decimal)) or value <= 0:
-        raise ConfigError(f"{where}: expected a positive number of seconds, got {value!r}")
-    return float(value)  # a duration, never money
-
-
-def _not_negative(value: Any, where: str) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float, Decimal)) or value < 0:
-        raise ConfigError(f"{where}: expected a number of seconds >= 0, got {value!r}")
+def _seconds(value: Any, where: str, *, allow_zero: bool = False) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float, Decimal)):
+        raise ConfigError(f"{where}: expected a number of seconds, got {value!r}")
+    if not Decimal(value).is_finite() or value < 0 or (value == 0 and not allow_zero) or value > MAX_INTERVAL_SECONDS:
+        low = "0" if allow_zero else "above 0"
+        raise ConfigError(f"{where}: must be a number of seconds from {low} to {MAX_INTERVAL_SECONDS}, got {value!r}")
     return float(value)  # a duration, never money
 
 
@@ -108,47 +137,60 @@ def _str(value: Any, where: str) -> str:
     return value.strip()
 
 
-def _table(data: dict, name: str) -> dict:
-    value = data.get(name, {})
-    if not isinstance(value, dict):
-        raise ConfigError(f"config: [{name}] must be a table")
+def _bool(value: Any, where: str) -> bool:
+    if not isinstance(value, bool):
+        raise ConfigError(f"{where}: must be true or false, got {value!r}")
     return value
 
 
-def _check_keys(table: dict, allowed: set[str], where: str) -> None:
+def _table(data: dict, name: str, where: str) -> dict:
+    value = data.get(name, {})
+    if not isinstance(value, dict):
+        raise ConfigError(f"{where}: [{name}] must be a table")
+    return value
+
+
+def check_keys(table: dict, allowed: set[str], where: str) -> None:
     unknown = sorted(set(table) - allowed)
     if unknown:
         raise ConfigError(f"{where}: unknown setting {unknown[0]!r} (known: {', '.join(sorted(allowed))})")
 
 
-def _accounts(raw: Any) -> tuple[AccountConfig, ...]:
+def _accounts(raw: Any, source: str) -> tuple[AccountConfig, ...]:
     if not isinstance(raw, list):
-        raise ConfigError("config: accounts must be [[accounts]] tables")
+        raise ConfigError(f"{source}: accounts must be [[accounts]] tables")
     accounts = []
     for i, item in enumerate(raw, 1):
         if not isinstance(item, dict):
-            raise ConfigError(f"config: accounts #{i} must be a table")
-        _check_keys(item, {"name", "base_url", "keys"}, f"config: accounts #{i}")
-        name = _str(item.get("name"), f"config: accounts #{i} name")
+            raise ConfigError(f"{source}: accounts #{i} must be a table")
+        check_keys(item, {"name", "base_url", "keys"}, f"{source}: accounts #{i}")
+        name = _str(item.get("name"), f"{source}: accounts #{i} name")
+        raw_keys = item.get("keys", [])
+        if not isinstance(raw_keys, list):
+            raise ConfigError(f"{source}: account {name!r} keys must be a list of tables like {{env = \"AIVIDEO_API_KEY\"}}")
         keys = []
-        for j, key in enumerate(item.get("keys", []), 1):
-            where = f"config: account {name!r} key #{j}"
+        for j, key in enumerate(raw_keys, 1):
+            where = f"{source}: account {name!r} key #{j}"
             if not isinstance(key, dict):
                 raise ConfigError(f"{where} must be a table like {{env = \"AIVIDEO_API_KEY\"}}")
-            _check_keys(key, {"label", "env", "key"}, where)
-            if bool(key.get("env")) == bool(key.get("key")):
+            check_keys(key, {"label", "env", "key"}, where)
+            env = _str(key["env"], f"{where} env") if "env" in key else None
+            value = _str(key["key"], f"{where} key") if "key" in key else None
+            if (env is None) == (value is None):
                 raise ConfigError(f"{where}: give exactly one of env (a variable name) or key")
-            if key.get("key") and not str(key["key"]).startswith("sk-"):
+            if value is not None and not value.startswith("sk-"):
                 raise ConfigError(f"{where}: a key starts with sk-")
-            label = key.get("label") or key.get("env") or f"{name}-{j}"
-            keys.append(KeyConfig(str(label), key.get("env"), key.get("key")))
+            label = _str(key["label"], f"{where} label") if "label" in key else env or f"{name}-{j}"
+            keys.append(KeyConfig(label, env, value))
         if not keys:
-            raise ConfigError(f"config: account {name!r} has no keys")
-        base_url = _str(item.get("base_url", DEFAULT_BASE_URL), f"config: account {name!r} base_url")
+            raise ConfigError(f"{source}: account {name!r} has no keys")
+        base_url = _str(item.get("base_url", DEFAULT_BASE_URL), f"{source}: account {name!r} base_url")
+        if not base_url.startswith(("http://", "https://")):
+            raise ConfigError(f"{source}: account {name!r} base_url must start with http:// or https://, got {base_url!r}")
         accounts.append(AccountConfig(name, base_url.rstrip("/"), tuple(keys)))
     names = [a.name for a in accounts]
     if len(set(names)) != len(names):
-        raise ConfigError("config: two accounts share a name")
+        raise ConfigError(f"{source}: two accounts share a name")
     return tuple(accounts)
 
 
@@ -158,49 +200,48 @@ def default_accounts() -> tuple[AccountConfig, ...]:
     return (AccountConfig("default", base_url, (KeyConfig("AIVIDEO_API_KEY", env="AIVIDEO_API_KEY"),)),)
 
 
-def settings_from_mapping(data: dict, source: str = "config") -> Settings:
-    _check_keys(data, {"database_url", "journal", "secret", "reports_dir", "pricing", "recorder", "accounts", "schedule"}, source)
-    pricing = _table(data, "pricing")
-    _check_keys(pricing, {"charge_precision", "tolerance", "rate_cards"}, f"{source}: [pricing]")
-    recorder = _table(data, "recorder")
-    _check_keys(recorder, {"include_usage", "writer_processes"}, f"{source}: [recorder]")
-    schedule = _table(data, "schedule")
-    _check_keys(
-        schedule,
-        {"poll_credits_seconds", "reconcile_seconds", "replay_journal_seconds", "reconcile_settle_seconds"},
-        f"{source}: [schedule]",
-    )
+TOP_LEVEL = {"database_url", "journal", "secret", "reports_dir", "pricing", "recorder", "accounts", "schedule"}
+SCHEDULE_SETTINGS = {"poll_credits_seconds", "reconcile_seconds", "replay_journal_seconds", "reconcile_settle_seconds"}
 
-    precision = _decimal(pricing.get("charge_precision", "0.01"), f"{source}: pricing.charge_precision")
+
+def settings_from_mapping(data: dict, source: str = "config") -> Settings:
+    check_keys(data, TOP_LEVEL, source)
+    pricing = _table(data, "pricing", source)
+    check_keys(pricing, {"charge_precision", "tolerance", "rate_cards"}, f"{source}: [pricing]")
+    recorder = _table(data, "recorder", source)
+    check_keys(recorder, {"include_usage", "writer_processes"}, f"{source}: [recorder]")
+    schedule = _table(data, "schedule", source)
+    check_keys(schedule, SCHEDULE_SETTINGS, f"{source}: [schedule]")
+
+    precision = _decimal(pricing.get("charge_precision", "0.01"), f"{source}: pricing.charge_precision",
+                         low=Decimal(0), high=Decimal(1))
     if precision <= 0:
         raise ConfigError(f"{source}: pricing.charge_precision must be above 0")
-    tolerance = _decimal(pricing.get("tolerance", precision / 2), f"{source}: pricing.tolerance")
-    include_usage = recorder.get("include_usage", False)
-    if not isinstance(include_usage, bool):
-        raise ConfigError(f"{source}: recorder.include_usage must be true or false")
+    tolerance = _decimal(pricing.get("tolerance", precision / 2), f"{source}: pricing.tolerance",
+                         low=Decimal(0), high=Decimal(1), places=10)
+    rate_cards = pricing.get("rate_cards")
+    if rate_cards is not None:
+        rate_cards = _str(rate_cards, f"{source}: pricing.rate_cards")
     writer_processes = recorder.get("writer_processes", Settings.writer_processes)
     if isinstance(writer_processes, bool) or not isinstance(writer_processes, int) or not 0 <= writer_processes <= 8:
-        raise ConfigError(f"{source}: recorder.writer_processes must be a whole number from 0 to 8")
+        raise ConfigError(f"{source}: recorder.writer_processes must be a whole number from 0 to 8, got {writer_processes!r}")
     defaults = ScheduleConfig()
     return Settings(
         database_url=normalise_url(_str(data.get("database_url", DEFAULT_DATABASE_URL), f"{source}: database_url")),
         journal_path=_str(data.get("journal", Settings.journal_path), f"{source}: journal"),
         secret_path=_str(data.get("secret", Settings.secret_path), f"{source}: secret"),
         reports_dir=_str(data.get("reports_dir", Settings.reports_dir), f"{source}: reports_dir"),
-        rate_cards_path=pricing.get("rate_cards"),
+        rate_cards_path=rate_cards,
         pricing=PricingPolicy(precision, tolerance),
-        include_usage=include_usage,
+        include_usage=_bool(recorder.get("include_usage", False), f"{source}: recorder.include_usage"),
         writer_processes=writer_processes,
-        accounts=_accounts(data.get("accounts", [])),
+        accounts=_accounts(data.get("accounts", []), source),
         schedule=ScheduleConfig(
-            *(
-                _positive(schedule.get(name, getattr(defaults, name)), f"{source}: schedule.{name}")
-                for name in ("poll_credits_seconds", "reconcile_seconds", "replay_journal_seconds")
-            ),
-            reconcile_settle_seconds=_not_negative(
-                schedule.get("reconcile_settle_seconds", defaults.reconcile_settle_seconds),
-                f"{source}: schedule.reconcile_settle_seconds",
-            ),
+            **{
+                name: _seconds(schedule.get(name, getattr(defaults, name)), f"{source}: schedule.{name}",
+                               allow_zero=name == "reconcile_settle_seconds")
+                for name in SCHEDULE_SETTINGS
+            }
         ),
     )
 
@@ -215,6 +256,8 @@ def load_settings(config_path: str | None = None, database_url: str | None = Non
             data = tomllib.loads(path.read_text(encoding="utf-8"), parse_float=Decimal)
         except FileNotFoundError:
             raise ConfigError(f"config file not found: {path}") from None
+        except IsADirectoryError:
+            raise ConfigError(f"config file {path} is a directory") from None
         except OSError as exc:
             raise ConfigError(f"cannot read config file {path}: {exc.strerror}") from None
         except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:

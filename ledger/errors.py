@@ -31,3 +31,10 @@ class DatabaseError(LedgerError):
 
 class UpstreamError(LedgerError):
     pass
+
+
+def describe(error: BaseException) -> str:
+    """One line on what went wrong: a driver's own message where the error wraps one (SQLAlchemy's `orig`)."""
+    cause = getattr(error, "orig", None) or error
+    text = str(cause).strip()
+    return text.splitlines()[0] if text else type(cause).__name__

@@ -12,6 +12,9 @@ from decimal import ROUND_HALF_EVEN, Decimal
 NANO_PER_CREDIT = 10**9
 NANO = Decimal(1).scaleb(-9)
 ZERO = Decimal(0)
+# The largest amount the ledger stores: a BIGINT of nano-credits holds 9.22 * 10**9 credits, and sums
+# of many such amounts are made in SQL. Amounts from outside beyond this are refused where they enter.
+MAX_LEDGER_CREDITS = Decimal(9 * 10**9)
 
 # Enough digits for any ledger sum (10**18 nano-credits) with room to spare.
 _CONTEXT = decimal.Context(prec=60, rounding=ROUND_HALF_EVEN, traps=[decimal.InvalidOperation])

@@ -5,8 +5,9 @@ from __future__ import annotations
 from alembic import context
 from sqlalchemy import text
 
-from ledger.db import create_engine_for, database_url_from_env
-from ledger.models import Base
+from ledger.config import database_url_from_env
+from ledger.store.engine import create_engine_for
+from ledger.store.models import Base
 
 config = context.config
 target_metadata = Base.metadata

@@ -79,7 +79,7 @@ def postgres_url() -> Iterator[str]:
 
 @pytest.fixture
 def ledger(database_url):
-    from ledger.db import Ledger
+    from ledger.store.engine import Ledger
 
     with Ledger(database_url) as opened:
         yield opened
@@ -88,7 +88,7 @@ def ledger(database_url):
 @pytest.fixture
 def simulator():
     """The API simulator served by uvicorn on a free loopback port."""
-    from ledger.simulator import SimulatorServer
+    from ledger.sim.server import SimulatorServer
 
     with SimulatorServer() as server:
         yield server

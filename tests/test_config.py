@@ -54,8 +54,8 @@ def test_accounts_with_keys_by_environment(tmp_path):
         ("[recorder]\nwriter_processes = 9", "from 0 to 8"),
         ("[recorder]\nwriter_processes = -1", "from 0 to 8"),
         ('[recorder]\nwriter_processes = "2"', "from 0 to 8"),
-        ("[schedule]\npoll_credits_seconds = -1", "positive number"),
-        ('[schedule]\nreconcile_settle_seconds = "soon"', "seconds >= 0"),
+        ("[schedule]\npoll_credits_seconds = -1", "seconds from above 0"),
+        ('[schedule]\nreconcile_settle_seconds = "soon"', "expected a number of seconds"),
         ('[[accounts]]\nname = "a"\nkeys = [{key = "pk-1"}]', "starts with sk-"),
         ('[[accounts]]\nname = "a"\nkeys = []', "has no keys"),
         ('[[accounts]]\nname = "a"\nkeys = [{env = "A", key = "sk-1"}]', "exactly one"),
@@ -79,9 +79,9 @@ def test_a_missing_config_file_is_named(tmp_path):
 
 
 def test_the_recorders_writer_processes_are_a_setting(tmp_path):
-    from ledger.recorder import Recorder
-    from ledger.writer import LedgerWriter
-    from ledger.writer_process import ProcessWriter
+    from ledger.record.recorder import Recorder
+    from ledger.record.writer import LedgerWriter
+    from ledger.record.processes import ProcessWriter
 
     assert settings_from_mapping({}).writer_processes == 2
     settings = settings_from_mapping({"recorder": {"writer_processes": 0}, "secret": str(tmp_path / "secret"),

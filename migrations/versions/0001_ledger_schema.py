@@ -8,7 +8,7 @@ from typing import Sequence, Union
 
 from alembic import op
 import sqlalchemy as sa
-import ledger.models
+import ledger.store.models
 
 
 revision: str = '0001'
@@ -23,7 +23,7 @@ def upgrade() -> None:
     sa.Column('last4', sa.String(length=4), nullable=False),
     sa.Column('label', sa.String(length=200), nullable=True),
     sa.Column('account', sa.String(length=200), nullable=True),
-    sa.Column('first_seen_at', ledger.models.UTCDateTime(timezone=True), nullable=False),
+    sa.Column('first_seen_at', ledger.store.models.UTCDateTime(timezone=True), nullable=False),
     sa.PrimaryKeyConstraint('fingerprint', name=op.f('pk_api_keys'))
     )
     with op.batch_alter_table('api_keys', schema=None) as batch_op:
@@ -33,10 +33,10 @@ def upgrade() -> None:
     sa.Column('id', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), nullable=False),
     sa.Column('account', sa.String(length=200), nullable=False),
     sa.Column('key_fingerprint', sa.String(length=64), nullable=True),
-    sa.Column('taken_at', ledger.models.UTCDateTime(timezone=True), nullable=False),
-    sa.Column('balance', ledger.models.Credits(), nullable=True),
-    sa.Column('total_purchased', ledger.models.Credits(), nullable=True),
-    sa.Column('total_consumed', ledger.models.Credits(), nullable=True),
+    sa.Column('taken_at', ledger.store.models.UTCDateTime(timezone=True), nullable=False),
+    sa.Column('balance', ledger.store.models.Credits(), nullable=True),
+    sa.Column('total_purchased', ledger.store.models.Credits(), nullable=True),
+    sa.Column('total_consumed', ledger.store.models.Credits(), nullable=True),
     sa.Column('status', sa.String(length=40), nullable=False),
     sa.Column('raw_response', sa.Text(), nullable=True),
     sa.PrimaryKeyConstraint('id', name=op.f('pk_balance_snapshots'))
@@ -55,9 +55,9 @@ def upgrade() -> None:
     sa.Column('include_thoughts', sa.Boolean(), nullable=True),
     sa.Column('tools', sa.String(length=200), nullable=True),
     sa.Column('attempt', sa.Integer(), nullable=False),
-    sa.Column('started_at', ledger.models.UTCDateTime(timezone=True), nullable=False),
-    sa.Column('first_byte_at', ledger.models.UTCDateTime(timezone=True), nullable=True),
-    sa.Column('ended_at', ledger.models.UTCDateTime(timezone=True), nullable=True),
+    sa.Column('started_at', ledger.store.models.UTCDateTime(timezone=True), nullable=False),
+    sa.Column('first_byte_at', ledger.store.models.UTCDateTime(timezone=True), nullable=True),
+    sa.Column('ended_at', ledger.store.models.UTCDateTime(timezone=True), nullable=True),
     sa.Column('status', sa.String(length=20), nullable=False),
     sa.Column('http_status', sa.Integer(), nullable=True),
     sa.Column('error_code', sa.String(length=200), nullable=True),
@@ -70,8 +70,8 @@ def upgrade() -> None:
     sa.Column('audio_tokens', sa.BigInteger(), nullable=True),
     sa.Column('text_tokens', sa.BigInteger(), nullable=True),
     sa.Column('total_tokens', sa.BigInteger(), nullable=True),
-    sa.Column('credits_charged', ledger.models.Credits(), nullable=True),
-    sa.Column('credits_expected', ledger.models.Credits(), nullable=True),
+    sa.Column('credits_charged', ledger.store.models.Credits(), nullable=True),
+    sa.Column('credits_expected', ledger.store.models.Credits(), nullable=True),
     sa.Column('pricing_class', sa.String(length=40), nullable=False),
     sa.Column('rate_card', sa.String(length=200), nullable=True),
     sa.Column('key_fingerprint', sa.String(length=64), nullable=True),
@@ -81,7 +81,7 @@ def upgrade() -> None:
     sa.Column('tags', sa.Text(), nullable=True),
     sa.Column('anomalies', sa.Text(), nullable=True),
     sa.Column('record_digest', sa.String(length=64), nullable=False),
-    sa.Column('recorded_at', ledger.models.UTCDateTime(timezone=True), nullable=False),
+    sa.Column('recorded_at', ledger.store.models.UTCDateTime(timezone=True), nullable=False),
     sa.PrimaryKeyConstraint('id', name=op.f('pk_calls')),
     sa.UniqueConstraint('call_id', name=op.f('uq_calls_call_id'))
     )
@@ -95,8 +95,8 @@ def upgrade() -> None:
     op.create_table('job_runs',
     sa.Column('id', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), nullable=False),
     sa.Column('job', sa.String(length=100), nullable=False),
-    sa.Column('started_at', ledger.models.UTCDateTime(timezone=True), nullable=False),
-    sa.Column('ended_at', ledger.models.UTCDateTime(timezone=True), nullable=True),
+    sa.Column('started_at', ledger.store.models.UTCDateTime(timezone=True), nullable=False),
+    sa.Column('ended_at', ledger.store.models.UTCDateTime(timezone=True), nullable=True),
     sa.Column('outcome', sa.String(length=40), nullable=False),
     sa.Column('detail', sa.Text(), nullable=True),
     sa.Column('host', sa.String(length=200), nullable=True),
@@ -108,13 +108,13 @@ def upgrade() -> None:
     op.create_table('rate_cards',
     sa.Column('id', sa.Integer(), nullable=False),
     sa.Column('name', sa.String(length=200), nullable=False),
-    sa.Column('effective_from', ledger.models.UTCDateTime(timezone=True), nullable=False),
+    sa.Column('effective_from', ledger.store.models.UTCDateTime(timezone=True), nullable=False),
     sa.Column('model', sa.String(length=200), nullable=False),
     sa.Column('endpoint', sa.String(length=200), nullable=False),
-    sa.Column('input_per_million', ledger.models.Credits(), nullable=False),
-    sa.Column('output_per_million', ledger.models.Credits(), nullable=False),
-    sa.Column('usd_per_credit', ledger.models.Credits(), nullable=False),
-    sa.Column('loaded_at', ledger.models.UTCDateTime(timezone=True), nullable=False),
+    sa.Column('input_per_million', ledger.store.models.Credits(), nullable=False),
+    sa.Column('output_per_million', ledger.store.models.Credits(), nullable=False),
+    sa.Column('usd_per_credit', ledger.store.models.Credits(), nullable=False),
+    sa.Column('loaded_at', ledger.store.models.UTCDateTime(timezone=True), nullable=False),
     sa.PrimaryKeyConstraint('id', name=op.f('pk_rate_cards'))
     )
     with op.batch_alter_table('rate_cards', schema=None) as batch_op:
@@ -125,7 +125,7 @@ def upgrade() -> None:
     sa.Column('call_id', sa.String(length=64), nullable=True),
     sa.Column('reason', sa.String(length=200), nullable=False),
     sa.Column('payload', sa.Text(), nullable=False),
-    sa.Column('received_at', ledger.models.UTCDateTime(timezone=True), nullable=False),
+    sa.Column('received_at', ledger.store.models.UTCDateTime(timezone=True), nullable=False),
     sa.PrimaryKeyConstraint('id', name=op.f('pk_rejected_records'))
     )
     with op.batch_alter_table('rejected_records', schema=None) as batch_op:
@@ -135,12 +135,12 @@ def upgrade() -> None:
     sa.Column('id', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), nullable=False),
     sa.Column('call_id', sa.String(length=64), nullable=False),
     sa.Column('kind', sa.String(length=40), nullable=False),
-    sa.Column('credits_charged_delta', ledger.models.Credits(), nullable=True),
-    sa.Column('credits_expected', ledger.models.Credits(), nullable=True),
+    sa.Column('credits_charged_delta', ledger.store.models.Credits(), nullable=True),
+    sa.Column('credits_expected', ledger.store.models.Credits(), nullable=True),
     sa.Column('pricing_class', sa.String(length=40), nullable=True),
     sa.Column('rate_card', sa.String(length=200), nullable=True),
     sa.Column('reason', sa.Text(), nullable=True),
-    sa.Column('created_at', ledger.models.UTCDateTime(timezone=True), nullable=False),
+    sa.Column('created_at', ledger.store.models.UTCDateTime(timezone=True), nullable=False),
     sa.ForeignKeyConstraint(['call_id'], ['calls.call_id'], name=op.f('fk_call_corrections_call_id_calls')),
     sa.PrimaryKeyConstraint('id', name=op.f('pk_call_corrections'))
     )
@@ -151,8 +151,8 @@ def upgrade() -> None:
     sa.Column('id', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), nullable=False),
     sa.Column('account', sa.String(length=200), nullable=False),
     sa.Column('snapshot_id', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), nullable=False),
-    sa.Column('detected_at', ledger.models.UTCDateTime(timezone=True), nullable=False),
-    sa.Column('credits', ledger.models.Credits(), nullable=False),
+    sa.Column('detected_at', ledger.store.models.UTCDateTime(timezone=True), nullable=False),
+    sa.Column('credits', ledger.store.models.Credits(), nullable=False),
     sa.ForeignKeyConstraint(['snapshot_id'], ['balance_snapshots.id'], name=op.f('fk_top_ups_snapshot_id_balance_snapshots')),
     sa.PrimaryKeyConstraint('id', name=op.f('pk_top_ups')),
     sa.UniqueConstraint('snapshot_id', name=op.f('uq_top_ups_snapshot_id'))

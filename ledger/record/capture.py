@@ -1,0 +1,190 @@
+"""What the recorder keeps of a call on the caller's path, and how the writer makes a record of it.
+
+The recorder emits a `RawCapture`: the pieces of the call as they were, with
+the least work done on the caller's path (a short response's bytes as they
+came, its Content-Type and Content-Encoding, the request body, the
+attribution as it stood). The writer settles it into a `Capture` (what
+accounting keeps: the non-streaming body or the kept SSE payloads, the
+attribution, the attempt), then `build_record` parses that into a
+`CallRecord`: JSON into Decimals, anomalies flagged, the status decided.
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime, timezone
+from typing import Mapping, NamedTuple
+
+from ..accounting.parsing import facts_from_body, facts_from_events, request_facts
+from ..accounting.records import ABORTED, COMPLETED, ERROR, FAILED, NO_TAGS, CallRecord, ResponseFacts
+from .sse import Accountant
+
+# Bodies larger than this are not kept for accounting (the caller still gets them).
+MAX_KEPT_BODY = 4 * 1024 * 1024
+
+HEADER_PROJECT, HEADER_USER, HEADER_TAGS = b"x-ledger-project", b"x-ledger-user", b"x-ledger-tags"
+LEDGER_HEADERS = (HEADER_PROJECT, HEADER_USER, HEADER_TAGS)
+
+
+class RawCapture(NamedTuple):
+    """One attempt as the recorder emits it: its pieces as they were, settled into a Capture by the writer.
+
+    Made on every call's path, so it holds references and primitives only: no
+    parsing, no copies. `response` is the response's bytes as they came (a list
+    of chunks) while they were few; past the recorder's held bytes it is what
+    the recorder's own Accountant kept, `Accountant.finish`'s tuple. The API
+    key is never here: only its fingerprint and last four characters.
+    """
+
+    call_id: str
+    started_at: float  # epoch seconds (time.time())
+    ended_at: float | None
+    first_byte_at: float | None
+    outcome: str  # completed | aborted | failed, as the recorder saw the stream end
+    http_status: int | None
+    request_body: bytes  # as sent, or a summary of a long one
+    content_type: bytes | None  # the response's header as sent (None: no header)
+    content_encoding: bytes | None
+    response: list | tuple | None  # the chunks as they came, or Accountant.finish()'s tuple; None: no response
+    attempt: bytes | None  # the X-Stainless-Retry-Count header as sent
+    key_fingerprint: str | None
+    key_last4: str | None
+    context: tuple | None  # (project, user, tags) of the attribution in context
+    attributed: dict | None  # the X-Ledger-* headers taken out of the request, by lower-case name
+    notes: tuple[str, ...]  # what the recorder itself gave up on (a request body it could not read)
+
+
+class Capture(NamedTuple):
+    """One attempt as accounting keeps it: primitives and the payloads a record is parsed from."""
+
+    call_id: str
+    started_at: float  # epoch seconds (time.time())
+    ended_at: float | None
+    first_byte_at: float | None
+    outcome: str  # completed | aborted | failed (before the HTTP status is considered)
+    http_status: int | None
+    stream: bool | None  # as the response showed it (text/event-stream), None if no response
+    request_body: bytes = b""  # the request JSON (what accounting needs of it is parsed later)
+    body: bytes | None = None  # non-streaming response body, when kept
+    payloads: tuple[bytes, ...] = ()  # kept SSE data payloads, in order
+    saw_done: bool = False
+    attempt: int = 0
+    key_fingerprint: str | None = None
+    key_last4: str | None = None
+    project: str | None = None
+    end_user: str | None = None
+    tags: Mapping[str, str] = NO_TAGS
+    notes: tuple[str, ...] = ()  # anomalies seen by the recorder itself (e.g. body_too_large)
+
+
+def parse_tags(text: str) -> dict[str, str]:
+    """X-Ledger-Tags: a JSON object (`{"feature": "summary"}`) or `k=v,k2=v2`."""
+    text = text.strip()
+    if text.startswith("{"):
+        obj = json.loads(text)
+        if not isinstance(obj, dict):
+            raise ValueError("X-Ledger-Tags is not a JSON object")
+        return {str(k): str(v) for k, v in obj.items()}
+    tags = {}
+    for item in text.split(","):
+        name, sep, value = item.partition("=")
+        if sep and name.strip():
+            tags[name.strip()] = value.strip()
+    return tags
+
+
+def _text(value: bytes | None) -> str | None:
+    return None if value is None else value.decode("utf-8", "replace")
+
+
+def accounted(content_type: bytes | None, coding: bytes | None, chunks: list, outcome: str) -> tuple:
+    """Accountant.finish()'s tuple for a response's bytes as they came (held by the recorder)."""
+    accountant = Accountant(content_type, coding, MAX_KEPT_BODY)
+    try:
+        if chunks:
+            accountant.feed(b"".join(chunks))
+    except Exception:
+        pass  # noted as recorder_error; what was kept before it stands
+    return accountant.finish(outcome == COMPLETED)
+
+
+_tuple_new = tuple.__new__
+
+
+def settle(raw: RawCapture) -> Capture:
+    """The Capture of a raw capture: what the recorder left to the writer (accounting for held bytes, attribution)."""
+    response, outcome = raw.response, raw.outcome
+    if response is None:
+        stream, body, payloads, saw_done, kept_notes = None, None, (), False, ()
+    else:
+        if type(response) is list:
+            response = accounted(raw.content_type, raw.content_encoding, response, outcome)
+        stream, body, payloads, saw_done, kept_notes = response  # Accountant.finish()'s tuple
+        if outcome == ABORTED and saw_done:
+            outcome = COMPLETED  # closed after [DONE]: nothing more was to come (the SDK does this)
+    attempt = raw.attempt
+    try:
+        attempt_no = int(attempt) if attempt is not None else 0
+    except ValueError:
+        attempt_no = 0
+    context = raw.context
+    project, user, tags = context if context is not None else (None, None, NO_TAGS)  # (tags: never changed in place)
+    attributed = raw.attributed
+    if attributed:
+        kept_notes = list(kept_notes)
+        if HEADER_PROJECT in attributed:
+            project = _text(attributed[HEADER_PROJECT])
+        if HEADER_USER in attributed:
+            user = _text(attributed[HEADER_USER])
+        if HEADER_TAGS in attributed:
+            try:
+                tags = {**tags, **parse_tags(_text(attributed[HEADER_TAGS]))}
+            except ValueError:
+                kept_notes.append("bad_ledger_tags")
+    notes = raw.notes
+    all_notes = tuple(dict.fromkeys((*kept_notes, *notes))) if kept_notes or notes else ()
+    return _tuple_new(Capture, (
+        raw.call_id, raw.started_at, raw.ended_at, raw.first_byte_at, outcome, raw.http_status, stream,
+        raw.request_body, body, tuple(payloads), saw_done, attempt_no, raw.key_fingerprint, raw.key_last4,
+        project, user, tags, all_notes,
+    ))
+
+
+def as_capture(capture: Capture | RawCapture) -> Capture:
+    """The Capture of what a recorder emitted (a Capture as it is)."""
+    return settle(capture) if type(capture) is RawCapture else capture
+
+
+def _when(epoch: float | None) -> datetime | None:
+    return None if epoch is None else datetime.fromtimestamp(epoch, timezone.utc)
+
+
+_NO_RESPONSE = ResponseFacts()
+
+
+def build_record(capture: Capture | RawCapture) -> CallRecord:
+    """The CallRecord of a capture: parse, flag, decide the status."""
+    capture = as_capture(capture)
+    request = request_facts(capture.request_body)
+    stream = capture.stream
+    if capture.body is not None:
+        facts = facts_from_body(capture.body)
+    elif capture.payloads or stream:
+        facts = facts_from_events(capture.payloads, capture.saw_done)
+    else:
+        facts = _NO_RESPONSE
+    if capture.notes:
+        facts = facts._replace(anomalies=facts.anomalies + tuple(capture.notes))
+    status = capture.outcome
+    http_status = capture.http_status
+    if http_status is not None and http_status >= 400:
+        status = ERROR
+    elif status == COMPLETED and stream and not capture.saw_done:
+        status = FAILED  # the stream ended without [DONE]: the upstream cut it
+    return CallRecord(
+        capture.call_id, _when(capture.started_at), status, request.model_requested,
+        bool(request.stream if stream is None else stream), request.reasoning_effort, request.include_thoughts,
+        request.tools, capture.attempt, _when(capture.first_byte_at), _when(capture.ended_at), http_status,
+        http_status == 503 and facts.error_code in (None, "upstream_error"),  # refunded
+        facts, capture.key_fingerprint, capture.key_last4, capture.project, capture.end_user, capture.tags,
+    )

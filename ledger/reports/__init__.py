@@ -1,0 +1,1 @@
+"""Reading the ledger for people: terminal renderings, the call listings and the spend reports."""

@@ -1,0 +1,229 @@
+"""Scheduled jobs (poll credits, reconcile, replay the journal) and the `run` service.
+
+Each run takes a lock named after its job (PostgreSQL: an advisory lock on a
+connection held for the run; SQLite: a file lock beside the database), so that
+replicas of the service run each job one at a time. A run is logged in one
+line and kept in `job_runs`; a failing run is recorded and the service goes on.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import hashlib
+import logging
+import os
+import signal
+import socket
+import threading
+import time
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta, timezone
+from typing import Callable, Iterator
+
+from sqlalchemy import text
+from sqlalchemy.engine import make_url
+
+from ..accounting.pricing import load_rate_book
+from ..config import Settings
+from ..keys import load_secret
+from ..money import fmt
+from ..record.writer import replay_journal
+from ..store.engine import Ledger
+from ..store.job_runs import finish_job_run, start_job_run
+from ..store.reconciliation import reconcile
+from .credits import CreditsClient, RetryPolicy
+from .polling import poll_balances
+
+log = logging.getLogger(__name__)
+
+RECONCILE_WINDOW_DAYS = 2  # the hourly job lists the windows of this many days
+
+
+# ---------------------------------------------------------------- locks
+
+
+def lock_key(name: str) -> int:
+    """A stable signed 64-bit key for pg_try_advisory_lock."""
+    return int.from_bytes(hashlib.sha256(f"credit-ledger:{name}".encode()).digest()[:8], "big", signed=True)
+
+
+@contextmanager
+def job_lock(ledger: Ledger, name: str) -> Iterator[bool]:
+    """Yields True when this process holds the job's lock for the block, else False."""
+    if ledger.dialect == "postgresql":
+        with ledger.engine.connect() as connection:
+            got = bool(connection.execute(text("SELECT pg_try_advisory_lock(:k)"), {"k": lock_key(name)}).scalar())
+            connection.commit()
+            try:
+                yield got
+            finally:
+                if got:
+                    connection.execute(text("SELECT pg_advisory_unlock(:k)"), {"k": lock_key(name)})
+                    connection.commit()
+        return
+    path = make_url(ledger.url).database
+    if not path or path == ":memory:":
+        yield True  # one process owns an in-memory database
+        return
+    with open(f"{path}.{name}.lock", "a") as handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            yield False
+            return
+        try:
+            yield True
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+# ---------------------------------------------------------------- jobs
+
+
+@dataclass
+class Service:
+    """What the jobs share: settings, the ledger, one credits client."""
+
+    settings: Settings
+    ledger: Ledger
+    host: str = field(default_factory=lambda: f"{socket.gethostname()}:{os.getpid()}")
+    client: CreditsClient | None = None
+    reconcile_settle_seconds: float | None = None  # None: the settings' schedule says
+
+    def __post_init__(self) -> None:
+        if self.reconcile_settle_seconds is None:
+            self.reconcile_settle_seconds = self.settings.schedule.reconcile_settle_seconds
+
+    def credits_client(self) -> CreditsClient:
+        if self.client is None:
+            self.client = CreditsClient(load_secret(self.settings.secret_path), RetryPolicy())
+        return self.client
+
+    def close(self) -> None:
+        if self.client is not None:
+            self.client.close()
+
+
+def poll_credits_job(service: Service) -> tuple[str, str]:
+    values = poll_balances(service.settings, service.ledger, client=service.credits_client())
+    detail = "; ".join(f"{v.account} {fmt(v.balance) if v.ok else v.status}" for v in values)
+    return ("ok" if all(v.ok for v in values) else "poll_failed"), detail
+
+
+def reconcile_job(service: Service) -> tuple[str, str]:
+    # Windows of the last two days; the cumulative line still runs from the first snapshot ever.
+    start = datetime.now(timezone.utc) - timedelta(days=RECONCILE_WINDOW_DAYS)
+    result = reconcile(
+        service.ledger, start, settle_seconds=service.reconcile_settle_seconds, cumulative_from_first=True
+    )
+    parts = []
+    for account in result.accounts:
+        c = account.cumulative
+        parts.append(f"{account.account} " + (f"{c.status} difference {fmt(c.difference, 2)}" if c else "too few snapshots"))
+    return ("gap" if result.has_unexplained_gap else "ok"), "; ".join(parts) or "no snapshots"
+
+
+def replay_journal_job(service: Service) -> tuple[str, str]:
+    settings = service.settings
+    if not os.path.exists(settings.journal_path):
+        return "ok", "no journal"
+    book = load_rate_book(settings.rate_cards_path)
+    result = replay_journal(settings.database_url, settings.journal_path, rate_book=book, policy=settings.pricing)
+    return "ok", result.summary()
+
+
+JobFunction = Callable[[Service], "tuple[str, str]"]
+
+
+def run_job(service: Service, name: str, function: JobFunction) -> str:
+    """One run: lock, record in job_runs, log one line; never raises."""
+    started = time.monotonic()
+    try:
+        with job_lock(service.ledger, name) as held:
+            if not held:
+                log.info("job %s skipped: another replica is running it", name)
+                return "skipped"
+            begun = datetime.now(timezone.utc)
+            with service.ledger.session() as session:
+                run_id = start_job_run(session, name, begun, service.host)
+            try:
+                outcome, detail = function(service)
+            except Exception as exc:  # a failing run is recorded, the service goes on
+                outcome, detail = "failed", f"{type(exc).__name__}: {exc}"[:2000]
+            with service.ledger.session() as session:
+                finish_job_run(session, run_id, datetime.now(timezone.utc), outcome, detail)
+    except Exception as exc:  # the ledger itself is unreachable
+        outcome, detail = "failed", f"{type(exc).__name__}: {exc}"[:2000]
+    level = logging.INFO if outcome in ("ok", "skipped") else logging.WARNING
+    log.log(level, "job %s %s in %.2fs: %s", name, outcome, time.monotonic() - started, detail)
+    return outcome
+
+
+def default_jobs(settings: Settings) -> dict[str, tuple[JobFunction, float]]:
+    """Job name -> (function, interval seconds). Report and budget jobs join here."""
+    schedule = settings.schedule
+    return {
+        "poll_credits": (poll_credits_job, schedule.poll_credits_seconds),
+        "reconcile": (reconcile_job, schedule.reconcile_seconds),
+        "replay_journal": (replay_journal_job, schedule.replay_journal_seconds),
+    }
+
+
+def build_scheduler(service: Service, jobs: dict[str, tuple[JobFunction, float]] | None = None, *, blocking: bool = False):
+    """An APScheduler 3.x scheduler with each job on its interval, first run at once."""
+    from apscheduler.schedulers.background import BackgroundScheduler
+    from apscheduler.schedulers.blocking import BlockingScheduler
+
+    jobs = default_jobs(service.settings) if jobs is None else jobs
+    scheduler = (BlockingScheduler if blocking else BackgroundScheduler)(timezone=timezone.utc)
+    now = datetime.now(timezone.utc)
+    for name, (function, seconds) in jobs.items():
+        scheduler.add_job(
+            run_job,
+            "interval",
+            args=(service, name, function),
+            id=name,
+            name=name,
+            seconds=seconds,
+            next_run_time=now,
+            max_instances=1,
+            coalesce=True,
+            misfire_grace_time=max(1, int(seconds)),
+        )
+    return scheduler
+
+
+def run_service(
+    settings: Settings,
+    *,
+    stop_event: threading.Event | None = None,
+    jobs: dict[str, tuple[JobFunction, float]] | None = None,
+) -> int:
+    """`credit-ledger run`: blocks until SIGINT/SIGTERM (or `stop_event`), then stops cleanly."""
+    stop = stop_event or threading.Event()
+    previous = {}
+    if threading.current_thread() is threading.main_thread():
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            previous[signum] = signal.signal(signum, lambda *_: stop.set())
+    if not logging.getLogger().handlers:
+        logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+        logging.getLogger("ledger").setLevel(logging.INFO)  # one line per run; libraries only warn
+    try:
+        with Ledger(settings.database_url) as ledger:
+            service = Service(settings, ledger)
+            scheduler = build_scheduler(service, jobs)
+            scheduler.start()
+            names = ", ".join(f"{j.id} every {j.trigger.interval.total_seconds():g}s" for j in scheduler.get_jobs())
+            log.info("service started on %s (%s): %s", service.host, ledger.dialect, names)
+            try:
+                while not stop.wait(0.5):
+                    pass
+            finally:
+                scheduler.shutdown(wait=True)  # lets a running job finish
+                service.close()
+                log.info("service stopped")
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
+    return 0

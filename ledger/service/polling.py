@@ -1,0 +1,52 @@
+"""Polling the prepaid balance: one snapshot per account and poll, with the top-ups it shows."""
+
+from __future__ import annotations
+
+from datetime import datetime, timezone
+
+from ..accounting.snapshots import BalanceSnapshotValue
+from ..config import AccountConfig, Settings, default_accounts
+from ..errors import ConfigError
+from ..keys import fingerprint, last4, load_secret
+from ..store import balances
+from ..store.engine import Ledger
+from ..store.keys import register_keys
+from .credits import CreditsClient
+
+
+def configured_accounts(settings: Settings) -> tuple[AccountConfig, ...]:
+    return settings.accounts or default_accounts()
+
+
+def poll_balances(
+    settings: Settings, ledger: Ledger, *, client: CreditsClient | None = None
+) -> list[BalanceSnapshotValue]:
+    """Poll every account once, store a snapshot each (usable or not), record top-ups."""
+    secret = load_secret(settings.secret_path)
+    accounts = configured_accounts(settings)
+    owned = client is None
+    client = client or CreditsClient(secret)
+    try:
+        keys = []
+        for account in accounts:
+            for key in account.keys:
+                try:
+                    value = key.value()
+                except ConfigError:
+                    continue
+                keys.append((fingerprint(value, secret), last4(value), key.label, account.name))
+        with ledger.session() as session:
+            register_keys(session, keys, datetime.now(timezone.utc))
+        values = []
+        for account in accounts:
+            value = client.poll(account)
+            with ledger.session() as session:
+                snapshot_id = balances.insert_snapshot(session, value)
+                before = balances.previous_ok_snapshot(session, account.name, snapshot_id) if value.ok else None
+                if before is not None:
+                    balances.record_top_ups(session, account.name, [before, value.point(snapshot_id)])
+            values.append(value)
+        return values
+    finally:
+        if owned:
+            client.close()

@@ -1,0 +1,355 @@
+"""The `calls` table: priced records packed into rows, inserted once each, and the queries that read them.
+
+`insert_rows` is the batch path: the fastest bulk insert of each database
+(COPY on PostgreSQL, one prepared executemany on SQLite) expecting new call
+ids, so a replayed record is a no-op and a record whose call id is known with
+other content is kept aside in `rejected_records`. Every function takes a
+Session.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from decimal import Decimal
+from functools import lru_cache
+from typing import NamedTuple, Sequence
+
+from psycopg import errors as psycopg_errors
+from sqlalchemy import Select, func, select
+from sqlalchemy.orm import Session
+
+from ..accounting.pricing import CLEAN_CLASSES, PriceFinding
+from ..accounting.records import USAGE_FIELDS, CallRecord, record_digest, record_to_dict
+from ..money import to_nano
+from .engine import insert_for
+from .keys import remember_keys
+from .models import Call, RejectedRecord, as_utc
+
+
+@dataclass(frozen=True, slots=True)
+class InsertResult:
+    inserted: int
+    duplicates: int
+    conflicts: int
+
+
+# The `calls` columns a record fills, in the table's order (`id` is the database's).
+CALL_COLUMNS = (
+    "call_id", "completion_id", "model_requested", "model_reported", "stream", "reasoning_effort",
+    "include_thoughts", "tools", "attempt", "started_at", "first_byte_at", "ended_at", "status", "http_status",
+    "error_code", "error_type", "finish_reason", "refunded", *USAGE_FIELDS, "credits_charged", "credits_expected",
+    "pricing_class", "rate_card", "key_fingerprint", "key_last4", "project", "end_user", "tags", "anomalies",
+    "record_digest", "recorded_at",
+)
+_DATETIMES = tuple(CALL_COLUMNS.index(n) for n in ("started_at", "first_byte_at", "ended_at"))
+_RECORDED_AT = CALL_COLUMNS.index("recorded_at")
+_DIGEST = CALL_COLUMNS.index("record_digest")
+_CREDITS = tuple(CALL_COLUMNS.index(n) for n in ("credits_charged", "credits_expected"))
+_NO_USAGE = (None,) * len(USAGE_FIELDS)
+# Texts that come from the caller or the upstream, and the width of their column: a longer value
+# is cut to it and the call flagged (`truncated_<column>`), the same on SQLite (which would keep
+# it whole) and PostgreSQL (which would refuse the row).
+OUTSIDE_TEXTS = (
+    "completion_id", "model_requested", "model_reported", "reasoning_effort", "tools", "error_code", "error_type",
+    "finish_reason", "project", "end_user",
+)
+TEXT_LIMITS = tuple(
+    (CALL_COLUMNS.index(name), Call.__table__.c[name].type.length, f"truncated_{name}") for name in OUTSIDE_TEXTS
+)
+_ANOMALIES = CALL_COLUMNS.index("anomalies")
+
+
+def call_row(record: CallRecord, finding: PriceFinding, digest: str, recorded_at: datetime) -> tuple:
+    """The `calls` values of a priced record, in CALL_COLUMNS order (Decimals and aware datetimes).
+
+    The one place that packs a record into the table's order; texts too wide
+    for their column are cut here (see TEXT_LIMITS).
+    """
+    facts = record.response
+    usage = facts.usage
+    row = (
+        record.call_id, facts.completion_id, record.model_requested, facts.model_reported, record.stream,
+        record.reasoning_effort, record.include_thoughts, record.tools, record.attempt, record.started_at,
+        record.first_byte_at, record.ended_at, record.status, record.http_status, facts.error_code, facts.error_type,
+        facts.finish_reason, record.refunded, *(_NO_USAGE if usage is None else usage),
+        facts.credits_charged, finding.credits_expected, finding.pricing_class, finding.rate_card,
+        record.key_fingerprint, record.key_last4, record.project, record.end_user,
+        _tags_json(record.tags) if record.tags else None,
+        ",".join(facts.anomalies) or None,
+        digest, recorded_at,
+    )
+    for index, limit, _ in TEXT_LIMITS:
+        value = row[index]
+        if value is not None and len(value) > limit:
+            return _fit_texts(row)
+    return row
+
+
+def _fit_texts(row: tuple) -> tuple:
+    fitted = list(row)
+    cut = []
+    for index, limit, anomaly in TEXT_LIMITS:
+        value = fitted[index]
+        if value is not None and len(value) > limit:
+            fitted[index] = value[:limit]
+            cut.append(anomaly)
+    fitted[_ANOMALIES] = ",".join(dict.fromkeys([*filter(None, (row[_ANOMALIES] or "").split(",")), *cut]))
+    return tuple(fitted)
+
+
+@lru_cache(maxsize=1024)
+def _tags_json_of(items: tuple[tuple[str, str], ...]) -> str:
+    return json.dumps(dict(items))
+
+
+def _tags_json(tags) -> str:
+    """The tags as stored: a JSON object, keys sorted (the same few tag sets recur: cached)."""
+    return _tags_json_of(tuple(sorted(tags.items())))
+
+
+def insert_calls(session: Session, records: Sequence[tuple[CallRecord, PriceFinding]]) -> InsertResult:
+    """Insert priced records once each; report what was new, replayed or conflicting."""
+    now = datetime.now(timezone.utc)
+    rows = [call_row(record, finding, record_digest(record), now) for record, finding in records]
+    return insert_rows(session, rows, [record for record, _ in records])
+
+
+def insert_rows(session: Session, rows: Sequence[tuple], records: Sequence[CallRecord]) -> InsertResult:
+    """Insert `calls` rows (CALL_COLUMNS order; `records[i]` is the record of rows[i]) once each.
+
+    A call id already in the ledger with the same record digest is a replay
+    (a no-op); with another, the record is kept aside in `rejected_records`.
+    Rows of journal entries carry the entry's digest, rows of earlier versions
+    the record's: a replay whose digests differ is one if its record's digest
+    (`records.record_digest`) is the one stored.
+    """
+    if not rows:
+        return InsertResult(0, 0, 0)
+    first: dict[str, int] = {}
+    conflicts: list[tuple[int, str]] = []
+    for i, row in enumerate(rows):
+        seen = first.get(row[0])
+        if seen is None:
+            first[row[0]] = i
+        elif rows[seen][_DIGEST] != row[_DIGEST]:
+            conflicts.append((i, "call id replayed with other content"))
+    unique = [rows[i] for i in first.values()]
+    inserted, stored = _insert_new_calls(session, unique)
+    remember_keys(session, {row[_KEY_FINGERPRINT]: row[_KEY_FINGERPRINT + 1] or "" for row in unique if row[_KEY_FINGERPRINT]})
+    for call_id, stored_digest in stored.items():
+        i = first[call_id]
+        if stored_digest != rows[i][_DIGEST] and stored_digest != record_digest(records[i]):
+            conflicts.append((i, "call id replayed with other content"))
+    if conflicts:
+        now = datetime.now(timezone.utc)
+        session.execute(
+            RejectedRecord.__table__.insert(),
+            [
+                {
+                    "call_id": rows[i][0],
+                    "reason": reason,
+                    "payload": json.dumps(record_to_dict(records[i]), sort_keys=True),
+                    "received_at": now,
+                }
+                for i, reason in conflicts
+            ],
+        )
+    return InsertResult(inserted, len(rows) - inserted - len(conflicts), len(conflicts))
+
+
+_KEY_FINGERPRINT = CALL_COLUMNS.index("key_fingerprint")
+
+
+def _insert_new_calls(session: Session, rows: list[tuple]) -> tuple[int, dict[str, str]]:
+    """Insert the rows (unique call ids) whose call id is new: (how many were, {call id: stored digest}).
+
+    Rows go in by the fastest bulk path of the database, expecting new call
+    ids. Where some were known already, the stored digests of the batch's
+    call ids come back: a row stored with the same digest is a replay (or
+    this insert), one with another digest a conflict.
+    """
+    if len(rows) == 1:  # one statement
+        return _insert_one_call(session, rows[0])
+    cursor = session.connection().connection.driver_connection.cursor()
+    try:
+        if session.get_bind().dialect.name == "postgresql":
+            return _copy_new_calls(cursor, rows)
+        return _executemany_new_calls(cursor, rows)
+    finally:
+        cursor.close()
+
+
+def _insert_one_call(session: Session, row: tuple) -> tuple[int, dict[str, str]]:
+    statement = insert_for(session, Call.__table__).on_conflict_do_nothing(index_elements=["call_id"]).returning(Call.call_id)
+    if session.scalars(statement, [dict(zip(CALL_COLUMNS, row))]).all():
+        return 1, {}
+    stored = session.scalar(select(Call.record_digest).where(Call.call_id == row[0]))
+    return 0, {} if stored is None else {row[0]: stored}
+
+
+def _stored_digests(cursor, call_ids: list[str]) -> dict[str, str]:
+    """{call id: record digest} of those of `call_ids` in the ledger (a DBAPI cursor of either database)."""
+    known: dict[str, str] = {}
+    postgres = type(cursor).__module__.startswith("psycopg")
+    for start in range(0, len(call_ids), _IDS_PER_QUERY):
+        page = call_ids[start : start + _IDS_PER_QUERY]
+        if postgres:
+            cursor.execute("SELECT call_id, record_digest FROM calls WHERE call_id = ANY(%s)", (page,))
+        else:
+            cursor.execute(f"SELECT call_id, record_digest FROM calls WHERE call_id IN ({', '.join('?' * len(page))})", page)
+        known.update(cursor.fetchall())
+    return known
+
+
+_IDS_PER_QUERY = 5000  # under SQLite's limit of 32766 parameters
+
+
+def stored_values(values: tuple, timestamp, recorded_at=None) -> list:
+    """A row's values as the database stores them: nano-credit integers, timestamps by `timestamp`.
+
+    What the columns' types (Credits, UTCDateTime) would do to each bind
+    parameter, done by position for a whole batch; tests hold the two equal.
+    `recorded_at`, when given, is the batch's one recorded_at already converted.
+    """
+    row = list(values)
+    for i in _DATETIMES:
+        row[i] = timestamp(row[i])
+    row[_RECORDED_AT] = timestamp(row[_RECORDED_AT]) if recorded_at is None else recorded_at
+    for i in _CREDITS:
+        if row[i] is not None:
+            row[i] = to_nano(row[i])
+    return row
+
+
+_NAMES = ", ".join(CALL_COLUMNS)
+_SQLITE_INSERT = f"INSERT INTO calls ({_NAMES}) VALUES ({', '.join('?' * len(CALL_COLUMNS))}) ON CONFLICT (call_id) DO NOTHING"
+
+
+def _copy_new_calls(cursor, rows: list[tuple]) -> tuple[int, dict[str, str]]:
+    # COPY straight into calls, in a savepoint: the fastest way in. When a call id is known
+    # already (a replay), the COPY fails on the unique call id and the rows go through a
+    # private staging table and one INSERT ... SELECT ... ON CONFLICT DO NOTHING.
+    recorded_at = as_utc(rows[0][_RECORDED_AT])
+    try:
+        with cursor.connection.transaction():
+            with cursor.copy(f"COPY calls ({_NAMES}) FROM STDIN") as copy:
+                for values in rows:
+                    copy.write_row(stored_values(values, as_utc, recorded_at))
+        return len(rows), {}
+    except psycopg_errors.UniqueViolation:
+        pass
+    cursor.execute(f"CREATE TEMP TABLE IF NOT EXISTS calls_incoming ON COMMIT DELETE ROWS AS SELECT {_NAMES} FROM calls WITH NO DATA")
+    with cursor.copy(f"COPY calls_incoming ({_NAMES}) FROM STDIN") as copy:
+        for values in rows:
+            copy.write_row(stored_values(values, as_utc, recorded_at))
+    cursor.execute(f"INSERT INTO calls ({_NAMES}) SELECT {_NAMES} FROM calls_incoming ON CONFLICT (call_id) DO NOTHING RETURNING call_id")
+    inserted = {r[0] for r in cursor.fetchall()}
+    cursor.execute("TRUNCATE calls_incoming")
+    return len(inserted), _stored_digests(cursor, [row[0] for row in rows if row[0] not in inserted])
+
+
+def _executemany_new_calls(cursor, rows: list[tuple]) -> tuple[int, dict[str, str]]:
+    # One prepared statement for the batch (executemany), values converted by position;
+    # ON CONFLICT skips a known call id, and then the stored digests are read.
+    recorded_at = sqlite_utc_text(rows[0][_RECORDED_AT])
+    cursor.executemany(_SQLITE_INSERT, [stored_values(values, sqlite_utc_text, recorded_at) for values in rows])
+    inserted = cursor.rowcount
+    return inserted, {} if inserted == len(rows) else _stored_digests(cursor, [row[0] for row in rows])
+
+
+def sqlite_utc_text(value: datetime | None) -> str | None:
+    """What UTCDateTime and SQLAlchemy's SQLite DATETIME store, in one step."""
+    if value is None:
+        return None
+    if value.tzinfo is not timezone.utc:
+        value = as_utc(value)
+    # isoformat(" ", "microseconds")[:26] (without the "+00:00"), in a third less time
+    return _SQLITE_DATETIME % (value.year, value.month, value.day, value.hour, value.minute, value.second, value.microsecond)
+
+
+_SQLITE_DATETIME = "%04d-%02d-%02d %02d:%02d:%02d.%06d"
+
+
+# ---------------------------------------------------------------- queries
+
+
+def calls_query(since: datetime | None = None, until: datetime | None = None, project: str | None = None) -> Select:
+    query = select(Call).order_by(Call.started_at, Call.id)
+    if since is not None:
+        query = query.where(Call.started_at >= since)
+    if until is not None:
+        query = query.where(Call.started_at < until)
+    if project is not None:
+        query = query.where(Call.project == project)
+    return query
+
+
+def findings_query(since: datetime | None = None, until: datetime | None = None) -> Select:
+    return calls_query(since, until).where(Call.pricing_class.not_in(sorted(CLEAN_CLASSES)))
+
+
+class ClassTotal(NamedTuple):
+    pricing_class: str
+    calls: int
+    credits_charged: Decimal | None
+    credits_expected: Decimal | None
+
+
+class ProjectTotal(NamedTuple):
+    project: str | None
+    calls: int
+    prompt_tokens: int
+    completion_tokens: int
+    reasoning_tokens: int
+    credits_charged: Decimal
+    credits_expected: Decimal
+
+
+def totals_by_class(session: Session, since: datetime | None = None, until: datetime | None = None) -> list[ClassTotal]:
+    """The calls and credits of each non-clean pricing class."""
+    query = (
+        select(
+            Call.pricing_class,
+            func.count(),
+            func.sum(Call.credits_charged),
+            func.sum(Call.credits_expected),
+        )
+        .where(Call.pricing_class.not_in(sorted(CLEAN_CLASSES)))
+        .group_by(Call.pricing_class)
+        .order_by(Call.pricing_class)
+    )
+    if since is not None:
+        query = query.where(Call.started_at >= since)
+    if until is not None:
+        query = query.where(Call.started_at < until)
+    return [ClassTotal(*row) for row in session.execute(query)]
+
+
+def totals_by_project(session: Session, since: datetime | None = None) -> list[ProjectTotal]:
+    """The calls, tokens and credits of each project."""
+    query = (
+        select(
+            Call.project,
+            func.count(),
+            func.coalesce(func.sum(Call.prompt_tokens), 0),
+            func.coalesce(func.sum(Call.completion_tokens), 0),
+            func.coalesce(func.sum(Call.reasoning_tokens), 0),
+            func.coalesce(func.sum(Call.credits_charged), 0),
+            func.coalesce(func.sum(Call.credits_expected), 0),
+        )
+        .group_by(Call.project)
+        .order_by(Call.project)
+    )
+    if since is not None:
+        query = query.where(Call.started_at >= since)
+    return [ProjectTotal(*row) for row in session.execute(query)]
+
+
+def count_calls(session: Session) -> int:
+    return session.scalar(select(func.count()).select_from(Call)) or 0
+
+
+def sum_charged(session: Session) -> Decimal:
+    return session.scalar(select(func.coalesce(func.sum(Call.credits_charged), 0))) or Decimal(0)

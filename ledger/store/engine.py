@@ -1,0 +1,157 @@
+"""Engines, sessions and schema upgrades: the one place that commits.
+
+The database is `CREDIT_LEDGER_DATABASE_URL` (or --database-url), by default
+the SQLite file `ledger.db` in the working directory. The schema is only ever
+made by the Alembic migrations; `Ledger` upgrades an empty database.
+"""
+
+from __future__ import annotations
+
+import os
+from contextlib import contextmanager
+from importlib import resources
+from typing import Any, Iterator
+
+from sqlalchemy import Engine, Table, create_engine, event, inspect
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import ArgumentError, SQLAlchemyError
+from sqlalchemy.orm import Session, sessionmaker
+
+from ..config import DEFAULT_DATABASE_URL, database_url_from_env, normalise_url
+from ..errors import ConfigError, DatabaseError, describe
+
+
+def _sqlite_pragmas(dbapi_connection, _record) -> None:
+    cursor = dbapi_connection.cursor()
+    cursor.execute("PRAGMA journal_mode=WAL")
+    cursor.execute("PRAGMA synchronous=NORMAL")
+    cursor.execute("PRAGMA busy_timeout=30000")
+    cursor.execute("PRAGMA foreign_keys=ON")
+    cursor.close()
+
+
+def create_engine_for(url: str, **kwargs) -> Engine:
+    url = normalise_url(url)
+    try:
+        make_url(url)
+    except (ArgumentError, ValueError) as exc:
+        raise ConfigError(f"not a database URL: {url!r} ({describe(exc)})") from None
+    if url.startswith("sqlite"):
+        engine = create_engine(url, **kwargs)
+        event.listen(engine, "connect", _sqlite_pragmas)
+        return engine
+    kwargs.setdefault("pool_pre_ping", True)
+    kwargs.setdefault("connect_args", {"connect_timeout": 5})
+    return create_engine(url, **kwargs)
+
+
+def insert_for(session: Session | Any, table: Table):
+    """An INSERT of `table` in the session's dialect, which knows ON CONFLICT (SQLite and PostgreSQL alike)."""
+    dialect = session.get_bind().dialect.name if isinstance(session, Session) else session.dialect.name
+    return (postgresql.insert if dialect == "postgresql" else sqlite.insert)(table)
+
+
+def alembic_config(url: str | None = None, connection=None):
+    from alembic.config import Config
+
+    cfg = Config()
+    cfg.set_main_option("script_location", str(resources.files("ledger.migrations")))
+    cfg.attributes["database_url"] = normalise_url(url) if url else database_url_from_env()
+    if connection is not None:
+        cfg.attributes["connection"] = connection
+    return cfg
+
+
+def upgrade(engine: Engine, revision: str = "head") -> None:
+    from alembic import command
+
+    try:
+        with engine.connect() as connection:
+            command.upgrade(alembic_config(engine.url.render_as_string(False), connection), revision)
+            connection.commit()
+    except SQLAlchemyError as exc:
+        raise DatabaseError(f"cannot upgrade the ledger at {engine.url!r}: {describe(exc)}") from exc
+
+
+def downgrade(engine: Engine, revision: str = "base") -> None:
+    from alembic import command
+
+    with engine.connect() as connection:
+        command.downgrade(alembic_config(engine.url.render_as_string(False), connection), revision)
+        connection.commit()
+
+
+def current_revision(engine: Engine) -> str | None:
+    from alembic.runtime.migration import MigrationContext
+
+    with engine.connect() as connection:
+        return MigrationContext.configure(connection).get_current_revision()
+
+
+def head_revision() -> str:
+    from alembic.script import ScriptDirectory
+
+    return ScriptDirectory.from_config(alembic_config(DEFAULT_DATABASE_URL)).get_current_head()
+
+
+def ensure_schema(engine: Engine) -> None:
+    """Upgrade to the newest schema unless it is there already (cheap when it is)."""
+    try:
+        if current_revision(engine) == head_revision():
+            return
+    except SQLAlchemyError as exc:
+        raise DatabaseError(f"cannot reach the ledger database {engine.url!r}: {describe(exc)}") from exc
+    upgrade(engine)
+
+
+def _require_ledger_file(url: str) -> None:
+    """Commands that only read refuse to create a ledger where none is (a typo, say)."""
+    parsed = make_url(url)
+    if parsed.get_backend_name() == "sqlite" and parsed.database not in (None, "", ":memory:"):
+        if not os.path.exists(parsed.database):
+            raise DatabaseError(f"no ledger at {parsed.database} (run the demo, the recorder or `credit-ledger db upgrade` first)")
+
+
+class Ledger:
+    """An engine on an upgraded ledger and a session factory."""
+
+    def __init__(
+        self, url: str | None = None, *, upgrade_schema: bool = True, must_exist: bool = False, **engine_kwargs
+    ) -> None:
+        self.url = normalise_url(url) if url else database_url_from_env()
+        if must_exist:
+            _require_ledger_file(self.url)
+        self.engine = create_engine_for(self.url, **engine_kwargs)
+        if upgrade_schema:
+            ensure_schema(self.engine)
+        self._sessions = sessionmaker(self.engine, expire_on_commit=False)
+
+    @property
+    def dialect(self) -> str:
+        return self.engine.dialect.name
+
+    @contextmanager
+    def session(self) -> Iterator[Session]:
+        """A session whose work is committed on success and rolled back on error."""
+        session = self._sessions()
+        try:
+            yield session
+            session.commit()
+        except BaseException:
+            session.rollback()
+            raise
+        finally:
+            session.close()
+
+    def has_table(self, name: str) -> bool:
+        return inspect(self.engine).has_table(name)
+
+    def close(self) -> None:
+        self.engine.dispose()
+
+    def __enter__(self) -> "Ledger":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()

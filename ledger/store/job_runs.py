@@ -1,0 +1,32 @@
+"""The `job_runs` table: one row per run of a scheduled job, started then finished."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from .models import JobRun
+
+
+def start_job_run(session: Session, job: str, started_at: datetime, host: str) -> int:
+    run = JobRun(job=job, started_at=started_at, outcome="running", host=host)
+    session.add(run)
+    session.flush()
+    return run.id
+
+
+def finish_job_run(session: Session, run_id: int, ended_at: datetime, outcome: str, detail: str | None) -> None:
+    run = session.get(JobRun, run_id)
+    if run is not None:
+        run.ended_at = ended_at
+        run.outcome = outcome
+        run.detail = detail
+
+
+def job_runs(session: Session, job: str | None = None) -> list[JobRun]:
+    query = select(JobRun).order_by(JobRun.started_at, JobRun.id)
+    if job is not None:
+        query = query.where(JobRun.job == job)
+    return list(session.scalars(query))

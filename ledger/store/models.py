@@ -1,0 +1,225 @@
+"""The ledger's tables (SQLAlchemy 2.0 typed ORM) and its exact money column.
+
+Amounts are stored as integer nano-credits (`Credits` maps them to Decimal),
+so SQLite and PostgreSQL sum them exactly. Rows are written once: a
+correction is a new row in `call_corrections` that references the call.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timezone
+from decimal import Decimal
+from typing import Any
+
+from sqlalchemy import (
+    BigInteger,
+    Boolean,
+    DateTime,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Text,
+    TypeDecorator,
+)
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+from ..money import from_nano, to_nano
+
+NAMING_CONVENTION = {
+    "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+    "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+
+class Credits(TypeDecorator[Decimal]):
+    """A credit amount: Decimal in Python, BIGINT nano-credits in the database."""
+
+    impl = BigInteger
+    cache_ok = True
+
+    def process_bind_param(self, value: Any, dialect: Any) -> int | None:
+        if value is None:
+            return None
+        if isinstance(value, int) and not isinstance(value, bool):
+            value = Decimal(value)
+        return to_nano(value)
+
+    def process_result_value(self, value: Any, dialect: Any) -> Decimal | None:
+        return None if value is None else from_nano(int(value))
+
+
+def as_utc(value: datetime | None) -> datetime | None:
+    """The instant in UTC; a naive datetime is refused (the ledger never guesses a zone)."""
+    if value is None:
+        return None
+    if value.tzinfo is None:
+        raise ValueError("naive datetime given to the ledger")
+    return value if value.tzinfo is timezone.utc else value.astimezone(timezone.utc)
+
+
+class UTCDateTime(TypeDecorator[datetime]):
+    """Aware UTC datetimes on both databases (SQLite keeps no zone)."""
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: Any, dialect: Any) -> datetime | None:
+        return as_utc(value)
+
+    def process_result_value(self, value: Any, dialect: Any) -> datetime | None:
+        if value is None:
+            return None
+        return value.replace(tzinfo=timezone.utc) if value.tzinfo is None else value.astimezone(timezone.utc)
+
+
+class Base(DeclarativeBase):
+    metadata = MetaData(naming_convention=NAMING_CONVENTION)
+
+
+class Call(Base):
+    """One chat call attempt, as recorded and priced."""
+
+    __tablename__ = "calls"
+
+    id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True)
+    call_id: Mapped[str] = mapped_column(String(64), unique=True)
+    completion_id: Mapped[str | None] = mapped_column(String(200), index=True)
+    model_requested: Mapped[str | None] = mapped_column(String(200))
+    model_reported: Mapped[str | None] = mapped_column(String(200))
+    stream: Mapped[bool] = mapped_column(Boolean)
+    reasoning_effort: Mapped[str | None] = mapped_column(String(20))
+    include_thoughts: Mapped[bool | None] = mapped_column(Boolean)
+    tools: Mapped[str | None] = mapped_column(String(200))
+    attempt: Mapped[int] = mapped_column(Integer, default=0)
+    started_at: Mapped[datetime] = mapped_column(UTCDateTime, index=True)
+    first_byte_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    ended_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    status: Mapped[str] = mapped_column(String(20))
+    http_status: Mapped[int | None] = mapped_column(Integer)
+    error_code: Mapped[str | None] = mapped_column(String(200))
+    error_type: Mapped[str | None] = mapped_column(String(200))
+    finish_reason: Mapped[str | None] = mapped_column(String(200))
+    refunded: Mapped[bool] = mapped_column(Boolean, default=False)
+    prompt_tokens: Mapped[int | None] = mapped_column(BigInteger)
+    completion_tokens: Mapped[int | None] = mapped_column(BigInteger)
+    reasoning_tokens: Mapped[int | None] = mapped_column(BigInteger)
+    audio_tokens: Mapped[int | None] = mapped_column(BigInteger)
+    text_tokens: Mapped[int | None] = mapped_column(BigInteger)
+    total_tokens: Mapped[int | None] = mapped_column(BigInteger)
+    credits_charged: Mapped[Decimal | None] = mapped_column(Credits)
+    credits_expected: Mapped[Decimal | None] = mapped_column(Credits)
+    pricing_class: Mapped[str] = mapped_column(String(40))
+    rate_card: Mapped[str | None] = mapped_column(String(200))
+    key_fingerprint: Mapped[str | None] = mapped_column(String(64), index=True)
+    key_last4: Mapped[str | None] = mapped_column(String(4))
+    project: Mapped[str | None] = mapped_column(String(200), index=True)
+    end_user: Mapped[str | None] = mapped_column(String(200))
+    tags: Mapped[str | None] = mapped_column(Text)  # JSON object, keys sorted
+    anomalies: Mapped[str | None] = mapped_column(Text)  # comma-separated names
+    record_digest: Mapped[str] = mapped_column(String(64))
+    recorded_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+
+class CallCorrection(Base):
+    """A later fact about a call (a refund seen later, a re-pricing): never an UPDATE."""
+
+    __tablename__ = "call_corrections"
+
+    id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True)
+    call_id: Mapped[str] = mapped_column(ForeignKey("calls.call_id"), index=True)
+    kind: Mapped[str] = mapped_column(String(40))
+    credits_charged_delta: Mapped[Decimal | None] = mapped_column(Credits)
+    credits_expected: Mapped[Decimal | None] = mapped_column(Credits)
+    pricing_class: Mapped[str | None] = mapped_column(String(40))
+    rate_card: Mapped[str | None] = mapped_column(String(200))
+    reason: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+
+class RejectedRecord(Base):
+    """A record kept aside: a replayed call id with other content, or worse."""
+
+    __tablename__ = "rejected_records"
+
+    id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True)
+    call_id: Mapped[str | None] = mapped_column(String(64), index=True)
+    reason: Mapped[str] = mapped_column(String(200))
+    payload: Mapped[str] = mapped_column(Text)
+    received_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+
+class RateCardRow(Base):
+    """A rate card as it was in force; one row per (card, model)."""
+
+    __tablename__ = "rate_cards"
+    __table_args__ = (Index("uq_rate_cards_name_model", "name", "model", unique=True),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    name: Mapped[str] = mapped_column(String(200))
+    effective_from: Mapped[datetime] = mapped_column(UTCDateTime)
+    model: Mapped[str] = mapped_column(String(200))
+    endpoint: Mapped[str] = mapped_column(String(200))
+    input_per_million: Mapped[Decimal] = mapped_column(Credits)
+    output_per_million: Mapped[Decimal] = mapped_column(Credits)
+    usd_per_credit: Mapped[Decimal] = mapped_column(Credits)
+    loaded_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+
+class ApiKey(Base):
+    """A key known by its keyed fingerprint and last four characters, never itself."""
+
+    __tablename__ = "api_keys"
+
+    fingerprint: Mapped[str] = mapped_column(String(64), primary_key=True)
+    last4: Mapped[str] = mapped_column(String(4))
+    label: Mapped[str | None] = mapped_column(String(200))
+    account: Mapped[str | None] = mapped_column(String(200), index=True)
+    first_seen_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+
+class BalanceSnapshot(Base):
+    """One answer of GET /v1/credits for an account."""
+
+    __tablename__ = "balance_snapshots"
+    __table_args__ = (Index("ix_balance_snapshots_account_taken_at", "account", "taken_at"),)
+
+    id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True)
+    account: Mapped[str] = mapped_column(String(200))
+    key_fingerprint: Mapped[str | None] = mapped_column(String(64))
+    taken_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    balance: Mapped[Decimal | None] = mapped_column(Credits)
+    total_purchased: Mapped[Decimal | None] = mapped_column(Credits)
+    total_consumed: Mapped[Decimal | None] = mapped_column(Credits)
+    status: Mapped[str] = mapped_column(String(40))  # ok, or the anomaly's name
+    raw_response: Mapped[str | None] = mapped_column(Text)
+
+
+class TopUp(Base):
+    """A rise of total_purchased between two snapshots."""
+
+    __tablename__ = "top_ups"
+
+    id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True)
+    account: Mapped[str] = mapped_column(String(200), index=True)
+    snapshot_id: Mapped[int] = mapped_column(ForeignKey("balance_snapshots.id"), unique=True)
+    detected_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    credits: Mapped[Decimal] = mapped_column(Credits)
+
+
+class JobRun(Base):
+    """One run of a scheduled job."""
+
+    __tablename__ = "job_runs"
+
+    id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True)
+    job: Mapped[str] = mapped_column(String(100), index=True)
+    started_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    ended_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    outcome: Mapped[str] = mapped_column(String(40))
+    detail: Mapped[str | None] = mapped_column(Text)
+    host: Mapped[str | None] = mapped_column(String(200))

@@ -1,0 +1,71 @@
+"""Captures as the recorder makes them, and other real parts the tests share."""
+
+from __future__ import annotations
+
+import json
+import uuid
+
+from ledger.record.capture import Capture, RawCapture
+from ledger.record.transport import new_call_id
+
+
+def make_capture(i: int, *, call_id: str | None = None, prompt_tokens: int = 194, stream: bool | None = None) -> Capture:
+    """A capture as the recorder makes it: non-streaming bodies, SSE streams and errors in turn."""
+    started = 1_776_356_269.0 + i
+    call_id = call_id or uuid.uuid4().hex
+    request = {"model": "gemini-3.1-pro", "messages": [{"role": "user", "content": f"question {i}"}]}
+    usage = {
+        "prompt_tokens": prompt_tokens,
+        "completion_tokens": 229,
+        "total_tokens": prompt_tokens + 229 + 457,
+        "completion_tokens_details": {"reasoning_tokens": 457, "audio_tokens": 0, "text_tokens": 0},
+    }
+    common = dict(call_id=call_id, started_at=started, ended_at=started + 0.7, first_byte_at=started + 0.3,
+                  key_fingerprint="f" * 32, key_last4="Zq9x", project=f"project-{i % 3}", end_user="u-42",
+                  tags={"feature": "summary"})
+    kind = ("body", "stream", "error")[i % 3] if stream is None else ("stream" if stream else "body")
+    if kind == "body":
+        body = {"id": f"chatcmpl-{i:020d}", "object": "chat.completion", "created": int(started),
+                "model": "gemini-3.1-pro-preview",
+                "choices": [{"index": 0, "finish_reason": "stop", "message": {"role": "assistant", "content": "An answer."}}],
+                "usage": usage, "credits_consumed": 0.25}
+        return Capture(outcome="completed", http_status=200, stream=False,
+                       request_body=json.dumps({**request, "stream": False}).encode(),
+                       body=json.dumps(body).encode(), **common)
+    if kind == "stream":
+        chunk = {"id": f"chatcmpl-{i:020d}", "object": "chat.completion.chunk", "model": "gemini-3.1-pro-preview"}
+        payloads = (
+            json.dumps({**chunk, "choices": [{"index": 0, "delta": {"content": "An"}}]}).encode(),
+            json.dumps({**chunk, "choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}],
+                        "usage": usage, "credits_consumed": 0.25}).encode(),
+            b"[DONE]",
+        )
+        return Capture(outcome="completed", http_status=200, stream=True, request_body=json.dumps(request).encode(),
+                       payloads=payloads, saw_done=True, **common)
+    error = {"error": {"message": "upstream failed", "type": "upstream_error", "code": "upstream_error"}}
+    return Capture(outcome="completed", http_status=503, stream=False, request_body=json.dumps(request).encode(),
+                   body=json.dumps(error).encode(), **common)
+
+
+def make_raw_capture(i: int, *, call_id: str | None = None, prompt_tokens: int = 194, stream: bool | None = None) -> RawCapture:
+    """What the recorder emits for the call make_capture(i) describes: the response's bytes as they came,
+    under a call id as the recorder makes them (this process's prefix and a counter)."""
+    c = make_capture(i, call_id=call_id or new_call_id(), prompt_tokens=prompt_tokens, stream=stream)
+    if c.stream:
+        first, last, _ = c.payloads
+        events = [first] + [first.replace(b'"An"', b'" word"')] * 8 + [last]
+        text = b"".join(b"data: " + event + b"\n\n" for event in events) + b"data: [DONE]\n\n"
+        content_type, chunks = b"text/event-stream; charset=utf-8", [text[at : at + 240] for at in range(0, len(text), 240)]
+    else:
+        content_type, chunks = b"application/json", [c.body]
+    return RawCapture(c.call_id, c.started_at, c.ended_at, c.first_byte_at, c.outcome, c.http_status, c.request_body,
+                      content_type, None, chunks, b"0", c.key_fingerprint, c.key_last4, (c.project, c.end_user, dict(c.tags)), None, ())
+
+
+def hold_sqlite_lock(url: str):
+    """A connection holding SQLite's write lock (the writers wait, then retry, until it is let go)."""
+    import sqlite3
+
+    holder = sqlite3.connect(url.removeprefix("sqlite:///"), isolation_level=None)
+    holder.execute("BEGIN IMMEDIATE")
+    return holder
