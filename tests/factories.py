@@ -6,7 +6,7 @@ import json
 import uuid
 
 from ledger.record.capture import Capture, RawCapture
-from ledger.record.transport import new_call_id
+from ledger.record.call import new_call_id
 
 
 def make_capture(i: int, *, call_id: str | None = None, prompt_tokens: int = 194, stream: bool | None = None) -> Capture:

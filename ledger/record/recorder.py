@@ -17,7 +17,8 @@ from .. import keys
 from ..accounting.pricing import load_rate_book
 from ..config import Settings, load_settings
 from .sink import LedgerSink, SinkStats
-from .transport import Sink, RecorderCore, attribution, wrap_transport
+from .call import RecorderCore, Sink, attribution
+from .transport import wrap_transport
 
 __all__ = ["Recorder"]
 

@@ -11,371 +11,24 @@ once and swallowed here: it never reaches the caller.
 
 from __future__ import annotations
 
-import json
-import logging
-import os
-import re
-import secrets
+import sys
 import time
-from contextlib import contextmanager
-from contextvars import ContextVar
-from itertools import count
-from operator import itemgetter
-from typing import Any, Iterator, Mapping, Protocol
+from typing import Any, Iterator
 
 import httpx2
 
-from .. import keys
 from ..accounting.records import ABORTED, COMPLETED, FAILED
-from .capture import LEDGER_HEADERS, MAX_KEPT_BODY, Capture, RawCapture
-from .sse import Accountant
+from .call import CallState, RecorderCore, is_chat
 
-log = logging.getLogger("ledger.record")
 _now = time.time
 
-CHAT_PATH = b"/chat/completions"
-MAX_KEPT_REQUEST = 16 * 1024  # a larger request body is summed up to the fields accounting reads
-# A response's first bytes are held as they came and accounted for in one step at its end: most
-# responses are all there, and a chunk held is a list append. Past this, accounting goes chunk by chunk.
-HELD_BYTES = 64 * 1024
-REQUEST_FIELDS = ("model", "stream", "reasoning_effort", "include_thoughts", "tools")
-_LEDGER_HEADERS = frozenset(LEDGER_HEADERS)
-_RETRY_HEADER = b"x-stainless-retry-count"
-_NAME = itemgetter(1)  # of a (raw name, lower-case name, value) header
-_SECRET_LIKE = re.compile(r"sk-[A-Za-z0-9_\-]{4,}")
-
-__all__ = ["RecordingTransport", "AsyncRecordingTransport", "Sink", "Attribution", "attribution", "wrap_transport", "new_call_id"]
-
-
-class Sink(Protocol):
-    def emit(self, capture: Capture | RawCapture) -> None: ...
-    def flush(self, timeout: float | None = None) -> bool: ...
-    def close(self, timeout: float = 5.0) -> None: ...
-
-
-# ---------------------------------------------------------------- call ids and attribution
-
-_id_prefix = secrets.token_hex(6) + "-"
-_id_counter = count(1)
-
-
-def _new_prefix() -> None:  # a forked child must not repeat its parent's ids
-    global _id_prefix, _id_counter
-    _id_prefix, _id_counter = secrets.token_hex(6) + "-", count(1)
-
-
-os.register_at_fork(after_in_child=_new_prefix)
-
-
-def new_call_id() -> str:
-    """Unique per attempt: a random per-process prefix and a decimal counter (cheaper than uuid4;
-    an int in an f-string without a format spec takes CPython's fast path)."""
-    return f"{_id_prefix}{next(_id_counter)}"
-
-
-class Attribution:
-    __slots__ = ("project", "user", "tags")
-
-    def __init__(self, project: str | None = None, user: str | None = None, tags: Mapping[str, str] | None = None):
-        self.project, self.user, self.tags = project, user, dict(tags or {})
-
-
-_attribution: ContextVar[Attribution | None] = ContextVar("credit_ledger_attribution", default=None)
-
-
-@contextmanager
-def attribution(project: str | None = None, user: str | None = None, tags: Mapping[str, str] | None = None) -> Iterator[None]:
-    """Attribute the calls made inside (this task and the tasks it starts); inner values win, tags merge."""
-    outer = _attribution.get()
-    merged = Attribution(
-        project if project is not None else (outer.project if outer else None),
-        user if user is not None else (outer.user if outer else None),
-        {**(outer.tags if outer else {}), **(tags or {})},
-    )
-    token = _attribution.set(merged)
-    try:
-        yield
-    finally:
-        _attribution.reset(token)
-
-
-# ---------------------------------------------------------------- the shared core (no I/O of its own)
-
-
-class RecorderCore:
-    """What every transport of one Recorder shares: the sink, the key secret, the settings."""
-
-    def __init__(self, sink: Sink, secret: bytes, include_usage: bool) -> None:
-        self.sink = sink
-        self.secret = secret
-        self.include_usage = include_usage
-        self._keys: dict[bytes, tuple[str | None, str | None]] = {}
-        self._logged: set[str] = set()
-
-    def failed(self, where: str, error: BaseException) -> None:
-        """The one place the recorder's own failures end: logged once per kind, never raised."""
-        kind = f"{where}:{type(error).__name__}"
-        if kind in self._logged:
-            return
-        self._logged.add(kind)
-        message = _SECRET_LIKE.sub("sk-…", str(error))[:200]
-        log.error("credit-ledger recorder failed in %s (%s: %s); the call goes on", where, type(error).__name__, message)
-
-    def key_facts(self, authorization: bytes) -> tuple[str | None, str | None]:
-        """(fingerprint, last four) of the key in an Authorization header; cached by the header's bytes."""
-        found = self._keys.get(authorization)
-        if found is None:
-            key = keys.bearer_key(authorization.decode("latin-1"))
-            if len(self._keys) >= 256:
-                self._keys.clear()
-            found = self._keys[authorization] = (keys.fingerprint(key, self.secret), keys.last4(key)) if key else _NO_KEY
-        return found
-
-    def begin(self, request: Any) -> tuple[tuple | None, Any]:
-        """(what the call's record starts from, the request to send); (None, request) if the recorder broke.
-
-        Only what cannot wait is done before the request leaves: the clock, the
-        attribution headers taken out, the context read, an include_usage
-        rewrite. The rest (key fingerprint, call id, tags, the request body
-        kept) waits for the call's end, off the time to the first byte.
-        """
-        try:
-            started = _now()
-            headers = request.headers
-            listed = _header_list(headers)
-            attributed = None
-            if not _LEDGER_HEADERS.isdisjoint(map(_NAME, listed)):  # (a loop in C: most calls have none)
-                attributed = {name: value for _, name, value in listed if name in _LEDGER_HEADERS}
-                for name in ("x-ledger-project", "x-ledger-user", "x-ledger-tags"):
-                    if name in headers:
-                        del headers[name]  # attribution is ours: it never leaves the process
-            body = None
-            if self.include_usage and "content-encoding" not in headers:
-                request, body = _with_usage_asked(request)
-            return (started, attributed, _attribution.get(), request, body), request
-        except Exception as error:
-            self.failed("request", error)
-            return None, request
-
-    def watch(self, begun: tuple, response: Any, stream_class: type) -> None:
-        """Watch the response's raw stream (in place: the caller gets this same response)."""
-        try:
-            if response.is_stream_consumed:  # read already (a mock or an in-memory transport)
-                call = _Call(self, begun, response)
-                call.first_byte_at = call.headers_at
-                call.take(response.content)
-                call.end(COMPLETED)
-            else:
-                response.stream = stream_class(self, begun, response)
-        except Exception as error:
-            self.failed("response", error)
-
-    def lost(self, begun: tuple) -> None:
-        """The request got no response (a network failure, a timeout): its record all the same."""
-        _Call(self, begun, None).end(FAILED)
-
-
-_NO_KEY: tuple[None, None] = (None, None)
-_tuple_new = tuple.__new__
-
-
-def _header_list(headers: Any) -> Any:
-    """(raw name, lower-case name, value) of each header: httpx2's and httpx's own list, read as it is.
-
-    A private attribute, kept for a measured reason: the public `Headers.raw`
-    builds a new list at each call and its names still need lowering, three
-    times a call (BENCHMARKS.md, "The layout"). The list both libraries keep
-    has the lower-case names already. Another Headers type goes the public way.
-    """
-    found = getattr(headers, "_list", None)
-    if type(found) is list:
-        return found
-    return [(name, name.lower(), value) for name, value in headers.raw]
-
-
-def _accounting_headers(response: Any) -> tuple[bytes | None, bytes | None]:
-    """The response's Content-Type and Content-Encoding (bytes, None where absent): all accounting reads of its headers.
-
-    A loop over the list, not a dict of every header (which costs more a call; BENCHMARKS.md).
-    """
-    content_type = coding = None
-    for _, name, value in _header_list(response.headers):  # the last of a repeated header, as a dict would keep
-        if name == b"content-type":
-            content_type = value
-        elif name == b"content-encoding":
-            coding = value
-    return content_type, coding
-
-
-def _request_headers(request: Any) -> tuple[bytes | None, bytes | None, bool]:
-    """(Authorization, the SDK's retry count, whether a Content-Encoding is set) of a request's headers (a loop, as above)."""
-    authorization = retry = None
-    encoded = False
-    for _, name, value in _header_list(request.headers):
-        if name == b"authorization":
-            authorization = value
-        elif name == _RETRY_HEADER:
-            retry = value
-        elif name == b"content-encoding":
-            encoded = True
-    return authorization, retry, encoded
-
-
-def _json_object(body: bytes) -> dict | None:
-    try:
-        obj = json.loads(body)
-    except (ValueError, RecursionError):
-        return None
-    return obj if isinstance(obj, dict) else None
-
-
-def _with_usage_asked(request: Any) -> tuple[Any, bytes | None]:
-    """(the request to send, its body): a streaming one that lacks stream_options.include_usage gets it."""
-    try:
-        body = request.content
-    except Exception:
-        return request, None  # a streamed request body: the end notes it
-    if b'"include_usage"' in body:
-        return request, body
-    parsed = _json_object(body)
-    if parsed is None or parsed.get("stream", True) is not True:
-        return request, body
-    options = parsed.get("stream_options")
-    if options is not None and not isinstance(options, dict):
-        return request, body
-    parsed["stream_options"] = {**(options or {}), "include_usage": True}
-    body = json.dumps(parsed, separators=(",", ":"), ensure_ascii=False).encode()
-    headers = request.headers.copy()
-    headers["Content-Length"] = str(len(body))
-    return type(request)(request.method, request.url, headers=headers, content=body, extensions=request.extensions), body
-
-
-# ---------------------------------------------------------------- one call, fed bytes (sync and async alike)
-
-
-class _Call:
-    """The state of one recorded attempt, fed the chunks the caller gets; its methods swallow their own failures.
-
-    The stream shells below are this class with an iterator, so a call costs one
-    object. What most calls never change is a class default, not set on each call.
-    The chunks are held as they came until the end, and the writer accounts for
-    them (`ledger.record.capture.settle`): on the caller's path a short response
-    costs an append a chunk. Past HELD_BYTES an Accountant takes them as they pass.
-    """
-
-    response: Any = None
-    headers_at: float | None = None
-    first_byte_at: float | None = None
-    _inner: Any = None  # the response's raw stream
-    _held: list[bytes] | None = None  # the chunks as they came, while they are few
-    _held_size = 0
-    _accountant: Accountant | None = None  # past HELD_BYTES
-    _headers: tuple[bytes | None, bytes | None] | None = None  # the response's, once read for the accountant
-    _ended = False
-    _pending: bytes | None = None  # the chunk the caller has and accounting has not seen yet
-    _notes: list[str] | None = None
-
-    def __init__(self, core: RecorderCore, begun: tuple, response: Any) -> None:
-        # begun: (started_at, the X-Ledger-* headers taken out, the Attribution in context, request, its body if read)
-        self.core, self.begun = core, begun
-        if response is not None:
-            self.headers_at = _now()
-            self.response, self._inner, self._held = response, response.stream, []
-
-    def take(self, chunk: bytes) -> None:
-        """A chunk the caller already has: held, or accounted for."""
-        held = self._held
-        if held is None:
-            self._feed(chunk)
-            return
-        held.append(chunk)
-        self._held_size += len(chunk)
-        if self._held_size > HELD_BYTES:
-            self._release()
-
-    def _release(self) -> None:
-        """Account for the held chunks at once; from here on each chunk as it passes."""
-        held, self._held = self._held, None
-        try:
-            self._headers = _accounting_headers(self.response)
-            self._accountant = Accountant(*self._headers, MAX_KEPT_BODY)
-        except Exception as error:
-            self.core.failed("stream", error)
-            self._accountant = Accountant(None, None, MAX_KEPT_BODY)
-            self._accountant.stop("recorder_error")  # nothing more is accounted for: the record says why
-            return
-        self._feed(b"".join(held))
-
-    def _feed(self, chunk: bytes) -> None:
-        try:
-            self._accountant.feed(chunk)
-        except Exception as error:  # the accountant noted it and stopped
-            self.core.failed("stream", error)
-
-    def note(self, note: str) -> None:
-        if self._notes is None:
-            self._notes = []
-        self._notes.append(note)
-
-    # -- the end: one RawCapture
-
-    def _kept_request_body(self, request: Any, body: bytes | None, encoded: bool) -> bytes:
-        if encoded:
-            self.note("request_body_encoded")
-            return b""
-        if body is None:
-            try:
-                body = request.content
-            except Exception:  # a streamed request body: never read here, so the caller's stream is untouched
-                self.note("request_body_unread")
-                return b""
-        if len(body) <= MAX_KEPT_REQUEST:
-            return body
-        parsed = _json_object(body)
-        if parsed is None:
-            self.note("request_not_json")
-            return b""
-        summary = {name: parsed[name] for name in REQUEST_FIELDS if name in parsed}
-        return json.dumps(summary, separators=(",", ":")).encode()[:MAX_KEPT_REQUEST]
-
-    def end(self, outcome: str) -> None:
-        """Emit this call's one RawCapture (later calls do nothing)."""
-        if self._ended:
-            return
-        self._ended = True
-        try:
-            ended = _now()
-            pending = self._pending
-            if pending is not None:  # the last chunk the caller got, if it closed before asking for more
-                self._pending = None
-                self.take(pending)
-            response, self.response = self.response, None  # the response holds this shell: no cycle is left
-            if response is None:
-                content_type = coding = kept = None
-            else:
-                content_type, coding = self._headers or _accounting_headers(response)
-                kept = self._held
-                if kept is None:
-                    kept = self._accountant.finish(outcome == COMPLETED)
-            started, attributed, context, request, request_body = self.begun
-            authorization, retry, encoded = _request_headers(request)
-            fingerprint, last4 = self.core.key_facts(authorization) if authorization is not None else _NO_KEY
-            request_body = self._kept_request_body(request, request_body, encoded)
-            self.core.sink.emit(_tuple_new(RawCapture, (  # RawCapture's own __new__ is Python: a frame on every call
-                new_call_id(), started, ended, self.first_byte_at or self.headers_at, outcome,
-                response.status_code if response is not None else None, request_body, content_type, coding, kept,
-                retry, fingerprint, last4,
-                (context.project, context.user, context.tags) if context is not None else None,
-                attributed, tuple(self._notes) if self._notes else (),
-            )))
-        except Exception as failure:
-            self.core.failed("emit", failure)
+__all__ = ["RecordingTransport", "AsyncRecordingTransport", "wrap_transport"]
 
 
 # ---------------------------------------------------------------- the thin I/O shells
 
 
-class _SyncStreamShell(_Call):
+class _SyncStreamShell(CallState):
     def __iter__(self) -> Iterator[bytes]:
         try:
             for chunk in self._inner:
@@ -400,7 +53,7 @@ class _SyncStreamShell(_Call):
             self.end(ABORTED)  # nothing if it already ended
 
 
-class _AsyncStreamShell(_Call):
+class _AsyncStreamShell(CallState):
     async def __aiter__(self):
         try:
             async for chunk in self._inner:
@@ -425,14 +78,6 @@ class _AsyncStreamShell(_Call):
             self.end(ABORTED)
 
 
-def _is_chat(request: Any) -> bool:
-    if request.method != "POST":
-        return False
-    target = request.url.raw_path  # as sent, with the query (`url.path` percent-decodes it first)
-    query = target.find(b"?")
-    return (target if query < 0 else target[:query]).endswith(CHAT_PATH)
-
-
 class _SyncShell:
     _sync_stream: type
 
@@ -440,7 +85,7 @@ class _SyncShell:
         self._inner, self._core = inner, core
 
     def handle_request(self, request: Any) -> Any:
-        if not _is_chat(request):
+        if not is_chat(request):
             return self._inner.handle_request(request)
         begun, request = self._core.begin(request)
         if begun is None:
@@ -471,7 +116,7 @@ class _AsyncShell:
         self._inner, self._core = inner, core
 
     async def handle_async_request(self, request: Any) -> Any:
-        if not _is_chat(request):
+        if not is_chat(request):
             return await self._inner.handle_async_request(request)
         begun, request = self._core.begin(request)
         if begun is None:
@@ -539,7 +184,7 @@ def wrap_transport(inner: Any, core: RecorderCore) -> Any:
     is_sync, is_async = isinstance(inner, httpx2.BaseTransport), isinstance(inner, httpx2.AsyncBaseTransport)
     if is_sync or is_async:
         return (_DualRecordingTransport if is_sync and is_async else RecordingTransport if is_sync else AsyncRecordingTransport)(inner, core)
-    httpx = __import__("sys").modules.get("httpx")
+    httpx = sys.modules.get("httpx")
     if httpx is not None:
         is_sync, is_async = isinstance(inner, httpx.BaseTransport), isinstance(inner, httpx.AsyncBaseTransport)
         if is_sync or is_async:

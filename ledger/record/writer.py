@@ -29,7 +29,7 @@ from ..store.engine import Ledger, ensure_schema
 from ..store.models import RejectedRecord
 from ..store.rate_cards import sync_rate_cards
 from .capture import build_record
-from .journal import UNDECODABLE, UNREADABLE_LINE, Entry, claim_orphans, live_segments, segment_paths
+from .segments import UNDECODABLE, UNREADABLE_LINE, Entry, claim_orphans, live_segments, segment_paths
 from .wire import decode, entry_digest, line_text
 
 log = logging.getLogger(__name__)

@@ -19,7 +19,8 @@ from sqlalchemy import select
 from ledger.record.capture import Capture, RawCapture
 from ledger.record.wire import decode, encode
 from ledger.store.engine import Ledger
-from ledger.record.journal import TORN_LINE, UNREADABLE_LINE, Journal, claim_orphans, live_segments, segment_paths
+from ledger.record.journal import Journal
+from ledger.record.segments import TORN_LINE, UNREADABLE_LINE, claim_orphans, live_segments, segment_paths
 from ledger.store.models import Call, RejectedRecord
 from ledger.record.writer import replay_journal
 from factories import make_capture
@@ -61,7 +62,7 @@ def test_a_payload_framed_as_it_is_copied_is_the_record_encode_makes(tmp_path):
 
 def read_segment(tmp_path: Path, data: bytes) -> list:
     """The entries read from a segment file holding `data`."""
-    from ledger.record.journal import read_entries
+    from ledger.record.segments import read_entries
 
     path = tmp_path / "seg-00000000000000000001-1-abcd.seg"
     path.write_bytes(data)
@@ -274,7 +275,7 @@ def test_replay_of_a_missing_or_empty_journal_touches_nothing(tmp_path):
 
 
 def test_a_killed_process_segment_ends_in_zeros_which_reading_skips_and_a_torn_record_is_kept(tmp_path):
-    from ledger.record.journal import read_entries
+    from ledger.record.segments import read_entries
 
     captures = [make_capture(i) for i in range(3)]
     lines = [encode(c) for c in captures]

@@ -272,11 +272,11 @@ def test_a_recorded_call_leaves_no_garbage_cycle(rec, sink, sim):
     # response's stream and held the response, and an Accountant held a method of its own: each call
     # left a cycle of 51 - 69 objects to the collector, which slowed the calls after it (on loopback a
     # plain call after a recorded one took 2 - 3% longer than after a plain one).
-    from ledger.record.transport import _Call
+    from ledger.record.call import CallState
     from ledger.record.sse import Accountant
 
     found = _garbage_of_calls(sim, rec.client(), rec.async_client())
-    kinds = (httpx2.Response, httpx2.Request, _Call, Accountant)
+    kinds = (httpx2.Response, httpx2.Request, CallState, Accountant)
     assert not [o for o in found if isinstance(o, kinds)]  # (the async client's sockets leave some; plain calls too)
     assert len(sink.captures) == 6 * 5  # every call recorded
     assert all(record.status == "completed" for record in sink.records())
@@ -632,11 +632,11 @@ def test_a_response_held_and_settled_by_the_writer_is_the_capture_of_one_account
     params = {"encoding": encoding} if encoding else None
     with httpx2.Client(transport=rec.transport(httpx2.HTTPTransport())) as client:
         _post(client, test_app.base_url, body, params=params)
-        monkeypatch.setattr("ledger.record.transport.HELD_BYTES", 0)
+        monkeypatch.setattr("ledger.record.call.HELD_BYTES", 0)
         _post(client, test_app.base_url, body, params=params)
         test_app.hang_after_first = stream
         for held in (64 * 1024, 0):  # and a stream closed early, both ways
-            monkeypatch.setattr("ledger.record.transport.HELD_BYTES", held)
+            monkeypatch.setattr("ledger.record.call.HELD_BYTES", held)
             with client.stream("POST", test_app.base_url + "/chat/completions", json=body, params=params) as response:
                 next(response.iter_raw())
     held, passed, held_early, passed_early = sink.emitted

@@ -22,7 +22,7 @@ from factories import hold_sqlite_lock, make_capture, make_raw_capture
 
 from ledger.record.capture import Capture
 from ledger.store.engine import Ledger
-from ledger.record.journal import segment_paths
+from ledger.record.segments import segment_paths
 from ledger.store.models import Call, RejectedRecord
 from ledger.record.sink import LedgerSink
 from ledger.record.writer import replay_journal
@@ -608,7 +608,7 @@ def test_a_replay_through_writer_processes_decodes_nothing_in_the_applications_p
     def refuse(*args, **kwargs):
         raise AssertionError("a journal line was decoded in the application's process")
 
-    monkeypatch.setattr("ledger.record.journal.decode", refuse)
+    monkeypatch.setattr("ledger.record.segments.decode", refuse)
     monkeypatch.setattr("ledger.record.writer.decode", refuse)
     sink = LedgerSink(url, tmp_path / "journal", writer_processes=1, handle_sigterm=False)
     try:
