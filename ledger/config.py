@@ -18,6 +18,7 @@ from decimal import Decimal, InvalidOperation
 from pathlib import Path
 from typing import Any
 
+from .accounting.periods import zone_named
 from .accounting.pricing import PricingPolicy
 from .errors import ConfigError
 
@@ -96,6 +97,7 @@ class Settings:
     include_usage: bool = False
     writer_processes: int = 2  # the Recorder's ledger writer processes; 0: a thread of the caller's process
     reports_dir: str = "reports"
+    timezone: str = "UTC"  # the zone reports and budgets are bounded in, unless they say otherwise
     accounts: tuple[AccountConfig, ...] = ()
     schedule: ScheduleConfig = ScheduleConfig()
     config_path: str | None = None
@@ -135,6 +137,13 @@ def _str(value: Any, where: str) -> str:
     if not isinstance(value, str) or not value.strip():
         raise ConfigError(f"{where}: expected a non-empty string, got {value!r}")
     return value.strip()
+
+
+def _zone(value: Any, where: str) -> str:
+    try:
+        return zone_named(value).key
+    except ValueError as error:
+        raise ConfigError(f"{where}: {error}") from None
 
 
 def _bool(value: Any, where: str) -> bool:
@@ -200,7 +209,7 @@ def default_accounts() -> tuple[AccountConfig, ...]:
     return (AccountConfig("default", base_url, (KeyConfig("AIVIDEO_API_KEY", env="AIVIDEO_API_KEY"),)),)
 
 
-TOP_LEVEL = {"database_url", "journal", "secret", "reports_dir", "pricing", "recorder", "accounts", "schedule"}
+TOP_LEVEL = {"database_url", "journal", "secret", "reports_dir", "timezone", "pricing", "recorder", "accounts", "schedule"}
 SCHEDULE_SETTINGS = {"poll_credits_seconds", "reconcile_seconds", "replay_journal_seconds", "reconcile_settle_seconds"}
 
 
@@ -231,6 +240,7 @@ def settings_from_mapping(data: dict, source: str = "config") -> Settings:
         journal_path=_str(data.get("journal", Settings.journal_path), f"{source}: journal"),
         secret_path=_str(data.get("secret", Settings.secret_path), f"{source}: secret"),
         reports_dir=_str(data.get("reports_dir", Settings.reports_dir), f"{source}: reports_dir"),
+        timezone=_zone(data.get("timezone", Settings.timezone), f"{source}: timezone"),
         rate_cards_path=rate_cards,
         pricing=PricingPolicy(precision, tolerance),
         include_usage=_bool(recorder.get("include_usage", False), f"{source}: recorder.include_usage"),
