@@ -69,3 +69,43 @@ def hold_sqlite_lock(url: str):
     holder = sqlite3.connect(url.removeprefix("sqlite:///"), isolation_level=None)
     holder.execute("BEGIN IMMEDIATE")
     return holder
+
+
+def wait_for(condition, timeout: float = 20.0, interval: float = 0.01, what: str = "the condition"):
+    """Poll `condition()` until it returns something true (returned), or fail after `timeout` seconds."""
+    import time
+
+    deadline = time.monotonic() + timeout
+    while True:
+        value = condition()
+        if value:
+            return value
+        if time.monotonic() >= deadline:
+            raise AssertionError(f"timed out after {timeout} s waiting for {what}")
+        time.sleep(interval)
+
+
+class LoopbackServer:
+    """An ASGI app served by uvicorn on a free loopback port, in a thread, for as long as the block runs."""
+
+    def __init__(self, app) -> None:
+        import socket
+        import threading
+
+        import uvicorn
+
+        self._socket = socket.socket()
+        self._socket.bind(("127.0.0.1", 0))
+        self._server = uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan="off"))
+        self._thread = threading.Thread(target=self._server.run, kwargs={"sockets": [self._socket]}, daemon=True)
+        self.root_url = f"http://127.0.0.1:{self._socket.getsockname()[1]}"
+
+    def __enter__(self) -> "LoopbackServer":
+        self._thread.start()
+        wait_for(lambda: self._server.started, what="the loopback server to start")
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._server.should_exit = True
+        self._thread.join(5)
+        self._socket.close()

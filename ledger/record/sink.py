@@ -64,6 +64,7 @@ class SinkStats:
     journal_errors: int = 0  # appends the journal refused (the capture still went to the writer)
     lost: int = 0  # neither journalled nor written: on emit (journal broken, queue full), or left in memory at close
     connected: bool = False
+    outages: int = 0  # attempts of the writer that met the database down or locked (each retried)
 
 
 class LedgerSink:
@@ -193,6 +194,7 @@ class LedgerSink:
                 journal_errors=intake.journal_errors,
                 lost=intake.lost + self._unsaved,
                 connected=loop.writer.connected,
+                outages=loop.outages,
             )
 
     # ------------------------------------------------------------ fork

@@ -43,6 +43,7 @@ class WriterLoop:
         self.interrupt = threading.Event()  # cuts a backoff short on flush and close
         self.totals = BatchResult()
         self.replayed = 0
+        self.outages = 0  # attempts (to connect or to write) that met the database down or locked
         self.replay_pending = replay_pending
         self.flush_requested = False
         self.stopping = False
@@ -123,6 +124,7 @@ class WriterLoop:
                 self.writer = self.writer.local
             except Exception as error:
                 if is_outage(error):
+                    self.outages += 1
                     self._report_outage(error)
                     self.writer.disconnect_after_outage()
                 else:  # a bug, not an outage: the batch stays in the journal, re-read later

@@ -18,7 +18,7 @@ import pytest
 from sqlalchemy import create_engine, func, select
 from sqlalchemy.engine import make_url
 
-from factories import hold_sqlite_lock, make_capture, make_raw_capture
+from factories import hold_sqlite_lock, make_capture, make_raw_capture, wait_for
 
 from ledger.record.capture import Capture
 from ledger.store.engine import Ledger
@@ -28,15 +28,6 @@ from ledger.record.sink import LedgerSink
 from ledger.record.writer import replay_journal
 
 ROOT = Path(__file__).resolve().parents[2]
-
-
-def test_a_raw_capture_settles_into_the_capture_of_the_same_call():
-    from ledger.record.capture import as_capture, build_record
-
-    for i in range(3):
-        settled, made = as_capture(make_raw_capture(i, call_id=f"c-{i}")), make_capture(i, call_id=f"c-{i}")
-        assert settled._replace(payloads=()) == made._replace(payloads=(), tags=dict(made.tags))
-        assert build_record(settled) == build_record(made)
 
 
 def count_rows(url: str, table=Call) -> int:
@@ -304,7 +295,7 @@ def test_sigkill_mid_load_loses_no_returned_call_and_replay_counts_once(database
     journal, returned = tmp_path / "journal", tmp_path / "returned.txt"
     Ledger(database_url).close()
     child = run_child(database_url, journal, returned, pause="time.sleep(0.001) if i % 4 == 0 else None")
-    time.sleep(1.5)
+    wait_for(lambda: returned.exists() and returned.read_bytes().count(b"\n") >= 500, what="500 returned calls")
     child.kill()  # SIGKILL: no atexit, no drain
     child.communicate(timeout=10)
     ids = [line for line in returned.read_text().splitlines() if line]
@@ -394,16 +385,14 @@ def test_writer_processes_write_batches_side_by_side_and_one_killed_loses_nothin
         holder = hold_sqlite_lock(url)  # the first batches wait on the database: a backlog builds up
         for capture in captures[:1000]:
             sink.emit(capture)
-        time.sleep(1.0)
+        wait_for(lambda: sink.stats.outages >= 1, what="the writer to meet the locked database")
         holder.rollback()
         holder.close()
         assert sink.flush(30)
         pids = sink._writer.pids
         assert len(pids) == 2 and os.getpid() not in pids  # the backlog went to two processes of their own
         os.kill(pids[1], signal.SIGKILL)
-        deadline = time.monotonic() + 10
-        while _running(pids[1]) and time.monotonic() < deadline:
-            time.sleep(0.02)
+        wait_for(lambda: not _running(pids[1]), timeout=10, what="the killed writer process to end")
         for capture in captures[1000:]:  # the batch that meets the dead process is written again
             sink.emit(capture)
         assert sink.flush(30)
@@ -441,13 +430,14 @@ def test_writer_processes_end_with_the_process_that_started_them(tmp_path):
         Ledger(url).close()
         sink = LedgerSink(url, {str(tmp_path / 'journal')!r}, batch_size=100, max_delay=10)
         holder = hold_sqlite_lock(url)  # a backlog: both writer processes take a batch
+        from factories import wait_for
         for i in range(300):
             sink.emit(make_capture(i))
-        time.sleep(1.0)
+        wait_for(lambda: sink.stats.outages >= 1, what="the writer to meet the locked database")
         holder.rollback()
         assert sink.flush(30)
         print(*sink._writer.pids, flush=True)
-        time.sleep(60)
+        time.sleep(60)  # until it is killed
         """
     )
     child = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True,
@@ -457,10 +447,7 @@ def test_writer_processes_end_with_the_process_that_started_them(tmp_path):
     assert len(pids) == 2
     child.kill()  # SIGKILL: no atexit, nobody closes the pipes but the kernel
     child.communicate(timeout=10)
-    deadline = time.monotonic() + 15
-    while any(_running(p) for p in pids) and time.monotonic() < deadline:
-        time.sleep(0.05)
-    assert not any(_running(p) for p in pids)
+    wait_for(lambda: not any(_running(p) for p in pids), timeout=15, what="the writer processes to end")
     assert count_rows(f"sqlite:///{tmp_path / 'ledger.db'}") == 300
 
 
@@ -509,7 +496,7 @@ def test_a_further_writer_process_that_cannot_start_leaves_the_running_one_to_wr
             holder = hold_sqlite_lock(url)  # a backlog: a lane asks for a second process
             for i in range(1, 1000):
                 sink.emit(make_capture(i))
-            time.sleep(1.0)
+            wait_for(lambda: "the ledger is written by 1 process(es)" in caplog.text, what="the failed start to be logged")
             holder.rollback()
             holder.close()
             assert sink.flush(30)
@@ -568,7 +555,7 @@ def test_as_many_writer_processes_as_set_write_at_once(tmp_path):
         holder = hold_sqlite_lock(url)
         for capture in captures:
             sink.emit(capture)
-        time.sleep(1.0)  # three batches taken, each by a process of its own, all waiting for the database
+        wait_for(lambda: sink.stats.outages >= 1, what="the writer to meet the locked database")
         holder.rollback()
         holder.close()
         assert sink.flush(30)

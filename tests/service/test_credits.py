@@ -5,18 +5,18 @@ from __future__ import annotations
 import json
 import random
 import socket
-import threading
 import time
 from datetime import datetime, timedelta, timezone
 from decimal import Decimal
 from email.utils import format_datetime
 
 import pytest
-import uvicorn
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
+
+from factories import LoopbackServer
 
 from ledger.accounting import snapshots as c
 from ledger.config import AccountConfig, KeyConfig
@@ -99,18 +99,9 @@ class Script:
 def script():
     script = Script()
     app = Starlette(routes=[Route("/v1/credits", script.credits)])
-    sock = socket.socket()
-    sock.bind(("127.0.0.1", 0))
-    server = uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan="off"))
-    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
-    thread.start()
-    while not server.started:
-        time.sleep(0.01)
-    script.base_url = f"http://127.0.0.1:{sock.getsockname()[1]}/v1"
-    yield script
-    server.should_exit = True
-    thread.join(5)
-    sock.close()
+    with LoopbackServer(app) as server:
+        script.base_url = server.root_url + "/v1"
+        yield script
 
 
 def account(base_url, *keys):

@@ -5,20 +5,21 @@ from __future__ import annotations
 import logging
 import os
 import signal
-import socket
 import subprocess
 import sys
 import textwrap
 import threading
 import time
+from datetime import datetime, timezone
 from pathlib import Path
 
 import pytest
-import uvicorn
 from sqlalchemy import select
 from starlette.applications import Starlette
 from starlette.responses import Response
 from starlette.routing import Route
+
+from factories import LoopbackServer, wait_for
 
 from ledger.config import AccountConfig, KeyConfig, Settings
 from ledger.service.credits import CreditsClient, RetryPolicy
@@ -43,18 +44,9 @@ class Credits:
 @pytest.fixture
 def credits_api():
     api = Credits()
-    sock = socket.socket()
-    sock.bind(("127.0.0.1", 0))
-    server = uvicorn.Server(uvicorn.Config(Starlette(routes=[Route("/v1/credits", api.credits)]), log_level="warning", lifespan="off"))
-    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
-    thread.start()
-    while not server.started:
-        time.sleep(0.01)
-    api.base_url = f"http://127.0.0.1:{sock.getsockname()[1]}/v1"
-    yield api
-    server.should_exit = True
-    thread.join(5)
-    sock.close()
+    with LoopbackServer(Starlette(routes=[Route("/v1/credits", api.credits)])) as server:
+        api.base_url = server.root_url + "/v1"
+        yield api
 
 
 def settings_for(database_url: str, base_url: str = "http://127.0.0.1:9/v1") -> Settings:
@@ -110,13 +102,15 @@ def test_jobs_do_not_overlap_and_survive_failures(ledger):
         return "ok", ""
 
     scheduler = build_scheduler(service, {"slow": (slow, 0.05), "flaky": (flaky, 0.2)})
+    started = time.monotonic()
     scheduler.start()
-    time.sleep(1.3)
+    wait_for(lambda: len(runs(ledger, "slow")) >= 3 and len(runs(ledger, "flaky")) >= 5, what="3 slow and 5 flaky runs")
     scheduler.shutdown(wait=True)
+    elapsed = time.monotonic() - started
     assert overlaps[0] == 1
     slow_runs, flaky_runs = runs(ledger, "slow"), runs(ledger, "flaky")
-    assert 3 <= len(slow_runs) <= 5  # coalesced: not one per 0.05 s
-    assert {o for _, o, *_ in flaky_runs} == {"ok", "failed"} and len(flaky_runs) >= 5
+    assert len(slow_runs) <= elapsed / 0.3 + 1  # coalesced: one run at a time, not one per 0.05 s
+    assert {o for _, o, *_ in flaky_runs} == {"ok", "failed"}
 
 
 def test_a_failing_or_garbled_credits_api_loses_no_snapshot_and_the_service_goes_on(ledger, credits_api):
@@ -126,15 +120,20 @@ def test_a_failing_or_garbled_credits_api_loses_no_snapshot_and_the_service_goes
     from ledger.service.jobs import poll_credits_job, reconcile_job
 
     scheduler = build_scheduler(service, {"poll_credits": (poll_credits_job, 0.1), "reconcile": (reconcile_job, 0.25)})
+
+    def polls_after(count: int) -> None:  # wait for two more polls (the first may have begun before the change)
+        wait_for(lambda: len([r for r in runs(ledger, "poll_credits") if r[1] != "running"]) >= count + 2, what="two more polls")
+
     scheduler.start()
     try:
-        time.sleep(0.4)
+        polls_after(0)
         credits_api.status = 502
-        time.sleep(0.4)
+        polls_after(len(runs(ledger, "poll_credits")))
         credits_api.status, credits_api.body = 200, b'{"code": 200, "data": {"balance": "a lot"}}'
-        time.sleep(0.4)
+        polls_after(len(runs(ledger, "poll_credits")))
         credits_api.body = GOOD
-        time.sleep(0.4)
+        polls_after(len(runs(ledger, "poll_credits")))
+        wait_for(lambda: len(runs(ledger, "reconcile")) >= 2, what="two reconcile runs")
     finally:
         scheduler.shutdown(wait=True)
         service.close()
@@ -153,9 +152,11 @@ def test_run_service_stops_when_asked(database_url, credits_api):
     stop = threading.Event()
     result = []
     settings = settings_for(database_url, credits_api.base_url)
+    Ledger(database_url).close()  # the schema first: the test reads the ledger while the service starts
     thread = threading.Thread(target=lambda: result.append(run_service(settings, stop_event=stop)))
     thread.start()
-    time.sleep(1.0)
+    with Ledger(database_url) as ledger:
+        wait_for(lambda: any(r[1] == "ok" for r in runs(ledger, "poll_credits")), what="a poll")
     stop.set()
     thread.join(10)
     assert result == [0]
@@ -201,8 +202,10 @@ def start_service(url: str, base_url: str, mode: str) -> subprocess.Popen:
 def test_the_service_stops_cleanly_on_sigterm_and_sigint(database_url, credits_api):
     Ledger(database_url).close()  # the schema first, so both start at once
     for signum in (signal.SIGTERM, signal.SIGINT):
-        process = start_service(database_url, credits_api.base_url, "default")
-        time.sleep(1.5)
+        with Ledger(database_url) as ledger:
+            before = len(runs(ledger, "poll_credits"))
+            process = start_service(database_url, credits_api.base_url, "default")
+            wait_for(lambda: len([r for r in runs(ledger, "poll_credits") if r[1] == "ok"]) > before, what="a poll")
         process.send_signal(signum)
         _, stderr = process.communicate(timeout=15)
         assert process.returncode == 0, stderr
@@ -219,18 +222,19 @@ def _two_replicas(url: str, base_url: str) -> tuple[list, str]:
     for _ in range(2):
         process = start_service(url, base_url, "slow")
         processes[process.pid] = process
-    time.sleep(1.5)
     with Ledger(url) as ledger:
+        wait_for(lambda: len([r for r in runs(ledger, "slow") if r[1] == "ok"]) >= 3, what="three slow runs")
         latest = max(runs(ledger, "slow"), key=lambda r: r[2])
-    order = sorted(processes, key=lambda pid: latest[4].endswith(f":{pid}"), reverse=True)
-    log = ""
-    for pid in order:  # the replica that ran last stops first
-        processes[pid].send_signal(signal.SIGTERM)
-        _, stderr = processes[pid].communicate(timeout=15)
-        assert processes[pid].returncode == 0, stderr
-        log += stderr
-        time.sleep(1.2)
-    with Ledger(url) as ledger:
+        order = sorted(processes, key=lambda pid: latest[4].endswith(f":{pid}"), reverse=True)
+        log = ""
+        for pid in order:  # the replica that ran last stops first; the other takes over, then stops
+            processes[pid].send_signal(signal.SIGTERM)
+            _, stderr = processes[pid].communicate(timeout=15)
+            assert processes[pid].returncode == 0, stderr
+            log += stderr
+            stopped_at = datetime.now(timezone.utc)
+            if pid == order[0]:
+                wait_for(lambda: sum(r[2] > stopped_at and r[1] == "ok" for r in runs(ledger, "slow")) >= 2, what="the other replica")
         return runs(ledger, "slow"), log
 
 

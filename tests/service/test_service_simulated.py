@@ -9,11 +9,13 @@ import os
 import signal
 import subprocess
 import sys
-import time
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 from openai import OpenAI
 from sqlalchemy import select
+
+from factories import wait_for
 
 from ledger.store.job_runs import job_runs
 from ledger.cli import main
@@ -57,7 +59,14 @@ def test_the_service_polls_reconciles_and_stops_cleanly_against_the_simulator(da
                             for _ in client.chat.completions.create(model="gemini-3.1-pro", messages=messages, stream=True):
                                 pass
                 assert rec.flush(30)
-            time.sleep(3)  # polls after the calls, and a reconcile over them
+            calls_done = datetime.now(timezone.utc)
+
+            def reconciled_after_the_calls() -> bool:  # a poll after them, then a reconcile once it settled
+                with Ledger(database_url) as ledger, ledger.session() as session:
+                    return any(r.job == "reconcile" and r.outcome == "ok" and "acme ok" in (r.detail or "")
+                               and r.started_at > calls_done + timedelta(seconds=1.5) for r in job_runs(session))
+
+            wait_for(reconciled_after_the_calls, timeout=30, interval=0.2, what="a reconcile over the calls")
         finally:
             service.send_signal(signal.SIGTERM)
             _, stderr = service.communicate(timeout=30)

@@ -3,18 +3,17 @@
 from __future__ import annotations
 
 import random
-import socket
-import threading
 import time
 from datetime import datetime, timedelta, timezone
 from decimal import ROUND_FLOOR, Decimal
 
 import pytest
-import uvicorn
 from sqlalchemy import select
 from starlette.applications import Starlette
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
+
+from factories import LoopbackServer
 
 from ledger.store import balances
 from ledger.store.keys import account_fingerprints
@@ -53,18 +52,9 @@ class Platform:
 @pytest.fixture
 def platform():
     platform = Platform()
-    sock = socket.socket()
-    sock.bind(("127.0.0.1", 0))
-    server = uvicorn.Server(uvicorn.Config(Starlette(routes=[Route("/v1/credits", platform.credits)]), log_level="warning", lifespan="off"))
-    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
-    thread.start()
-    while not server.started:
-        time.sleep(0.01)
-    platform.base_url = f"http://127.0.0.1:{sock.getsockname()[1]}/v1"
-    yield platform
-    server.should_exit = True
-    thread.join(5)
-    sock.close()
+    with LoopbackServer(Starlette(routes=[Route("/v1/credits", platform.credits)])) as server:
+        platform.base_url = server.root_url + "/v1"
+        yield platform
 
 
 def _settings(database_url, base_url) -> Settings:
