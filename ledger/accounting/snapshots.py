@@ -13,6 +13,7 @@ from decimal import Decimal
 
 from ..exactjson import loads
 from ..money import MAX_LEDGER_CREDITS
+from ..redact import redact
 
 # Snapshot statuses. Only OK snapshots take part in reconciliation.
 OK = "ok"
@@ -43,6 +44,7 @@ class SnapshotPoint:
     balance: Decimal
     total_purchased: Decimal
     total_consumed: Decimal
+    answered_at: datetime | None = None  # when the poll's answer came back (taken_at: when it was sent)
 
     @property
     def invariant_error(self) -> Decimal:
@@ -65,6 +67,7 @@ class BalanceSnapshotValue:
     key_label: str | None = None
     detail: str | None = None  # a human-readable reason when not OK
     attempts: int = 0
+    received_at: datetime | None = None  # when its answer came back (the poll's figures hold at an instant in between)
 
     @property
     def ok(self) -> bool:
@@ -74,7 +77,8 @@ class BalanceSnapshotValue:
         """The figures of this poll as stored under `snapshot_id`, None where it has none."""
         if self.balance is None or self.total_purchased is None or self.total_consumed is None:
             return None
-        return SnapshotPoint(snapshot_id, self.taken_at, self.balance, self.total_purchased, self.total_consumed)
+        return SnapshotPoint(snapshot_id, self.taken_at, self.balance, self.total_purchased, self.total_consumed,
+                             self.received_at)
 
 
 @dataclass(frozen=True, slots=True)
@@ -96,7 +100,7 @@ def parse_credits(raw: bytes) -> ParsedCredits:
         return ParsedCredits(UNEXPECTED_SHAPE, detail="the body is not a JSON object")
     code = body.get("code")
     if code is not None and code != 200:
-        return ParsedCredits(API_ERROR, detail=f"code {code!r}: {str(body.get('msg'))[:200]}")
+        return ParsedCredits(API_ERROR, detail=f"code {redact(repr(code))[:40]}: {redact(str(body.get('msg')))[:200]}")
     data = body.get("data")
     if not isinstance(data, dict):
         return ParsedCredits(UNEXPECTED_SHAPE, detail="no 'data' object")

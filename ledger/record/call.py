@@ -10,9 +10,7 @@ emits the call's one RawCapture at its end. The sync and async shells of
 from __future__ import annotations
 
 import json
-import logging
 import os
-import re
 import secrets
 import time
 from contextlib import contextmanager
@@ -21,12 +19,16 @@ from itertools import count
 from operator import itemgetter
 from typing import Any, Iterator, Mapping, Protocol
 
+from .. import redact
 from .. import keys
 from ..accounting.records import COMPLETED, FAILED
-from .capture import LEDGER_HEADERS, MAX_KEPT_BODY, Capture, RawCapture
+from ..redact import redact_bytes
+from .capture import (
+    LEDGER_HEADERS, MAX_KEPT_BODY, Capture, RawCapture, accounted_without_secrets, held_without_secrets,
+)
 from .sse import Accountant
 
-log = logging.getLogger("ledger.record")
+log = redact.logger("ledger.record")
 _now = time.time
 
 CHAT_PATH = b"/chat/completions"
@@ -38,7 +40,6 @@ REQUEST_FIELDS = ("model", "stream", "reasoning_effort", "include_thoughts", "to
 _LEDGER_HEADERS = frozenset(LEDGER_HEADERS)
 _RETRY_HEADER = b"x-stainless-retry-count"
 _NAME = itemgetter(1)  # of a (raw name, lower-case name, value) header
-_SECRET_LIKE = re.compile(r"sk-[A-Za-z0-9_\-]{4,}")
 
 __all__ = ["RecorderCore", "CallState", "Sink", "Attribution", "attribution", "new_call_id", "is_chat"]
 
@@ -73,7 +74,10 @@ class Attribution:
     __slots__ = ("project", "user", "tags")
 
     def __init__(self, project: str | None = None, user: str | None = None, tags: Mapping[str, str] | None = None):
-        self.project, self.user, self.tags = project, user, dict(tags or {})
+        # Redacted once here, not on every call's path: the values are journalled with each call.
+        self.project = redact.redact(project) if isinstance(project, str) else project
+        self.user = redact.redact(user) if isinstance(user, str) else user
+        self.tags = {redact.redact(str(k)): redact.redact(str(v)) for k, v in (tags or {}).items()}
 
 
 _attribution: ContextVar[Attribution | None] = ContextVar("credit_ledger_attribution", default=None)
@@ -114,7 +118,7 @@ class RecorderCore:
         if kind in self._logged:
             return
         self._logged.add(kind)
-        message = _SECRET_LIKE.sub("sk-…", str(error))[:200]
+        message = redact.redact(str(error))[:200]
         log.error("credit-ledger recorder failed in %s (%s: %s); the call goes on", where, type(error).__name__, message)
 
     def key_facts(self, authorization: bytes) -> tuple[str | None, str | None]:
@@ -347,19 +351,24 @@ class CallState:
                 self.take(pending)
             response, self.response = self.response, None  # the response holds this shell: no cycle is left
             if response is None:
-                content_type = coding = kept = None
+                content_type = coding = kept = status = None
             else:
                 content_type, coding = self._headers or _accounting_headers(response)
-                kept = self._held
+                status = response.status_code
+                kept = self._held  # what the journal keeps holds nothing key-shaped (ledger.redact)
                 if kept is None:
-                    kept = self._accountant.finish(outcome == COMPLETED)
+                    kept = accounted_without_secrets(self._accountant.finish(outcome == COMPLETED))
+                else:
+                    kept = held_without_secrets(kept, content_type, coding, status, outcome)
             started, attributed, context, request, request_body = self.begun
             authorization, retry, encoded = _request_headers(request)
             fingerprint, last4 = self.core.key_facts(authorization) if authorization is not None else _NO_KEY
-            request_body = self._kept_request_body(request, request_body, encoded)
+            request_body = redact_bytes(self._kept_request_body(request, request_body, encoded))
+            if attributed is not None:
+                attributed = {name: redact_bytes(value) for name, value in attributed.items()}
             self.core.sink.emit(_tuple_new(RawCapture, (  # RawCapture's own __new__ is Python: a frame on every call
                 new_call_id(), started, ended, self.first_byte_at or self.headers_at, outcome,
-                response.status_code if response is not None else None, request_body, content_type, coding, kept,
+                status, request_body, content_type, coding, kept,
                 retry, fingerprint, last4,
                 (context.project, context.user, context.tags) if context is not None else None,
                 attributed, tuple(self._notes) if self._notes else (),

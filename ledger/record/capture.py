@@ -17,6 +17,7 @@ from typing import Mapping, NamedTuple
 
 from ..accounting.parsing import facts_from_body, facts_from_events, request_facts
 from ..accounting.records import ABORTED, COMPLETED, ERROR, FAILED, NO_TAGS, CallRecord, ResponseFacts
+from ..redact import may_hold_secret, redact_bytes
 from .sse import Accountant
 
 # Bodies larger than this are not kept for accounting (the caller still gets them).
@@ -106,6 +107,29 @@ def accounted(content_type: bytes | None, coding: bytes | None, chunks: list, ou
     except Exception:
         pass  # noted as recorder_error; what was kept before it stands
     return accountant.finish(outcome == COMPLETED)
+
+
+def held_without_secrets(chunks: list, content_type: bytes | None, coding: bytes | None, status: int, outcome: str):
+    """A short response's bytes as the journal may keep them: one chunk, anything key-shaped in it redacted.
+
+    An error body the upstream compressed is decoded first (into what
+    `accounted` keeps), so that a key it echoes can be found: errors are
+    where upstreams echo keys, and they are few and short.
+    """
+    if coding is not None and status >= 400:
+        return accounted_without_secrets(accounted(content_type, coding, chunks, outcome))
+    body = chunks[0] if len(chunks) == 1 else b"".join(chunks)
+    return [redact_bytes(body) if may_hold_secret(body) else body]
+
+
+def accounted_without_secrets(kept: tuple) -> tuple:
+    """Accountant.finish()'s tuple with anything key-shaped in its body and payloads redacted."""
+    stream, body, payloads, saw_done, notes = kept
+    if body is not None and may_hold_secret(body):
+        body = redact_bytes(body)
+    if any(may_hold_secret(p) for p in payloads):
+        payloads = tuple(redact_bytes(p) for p in payloads)
+    return stream, body, payloads, saw_done, notes
 
 
 _tuple_new = tuple.__new__

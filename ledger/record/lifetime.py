@@ -15,14 +15,15 @@ from __future__ import annotations
 
 import atexit
 import functools
-import logging
 import os
 import signal
 import threading
 import weakref
 from typing import Protocol
 
-log = logging.getLogger(__name__)
+from .. import redact
+
+log = redact.logger(__name__)
 
 
 class Closable(Protocol):

@@ -8,7 +8,6 @@ becomes a snapshot whose status names the anomaly, with the raw response.
 
 from __future__ import annotations
 
-import logging
 import random
 import time
 from dataclasses import dataclass
@@ -18,6 +17,7 @@ from typing import Callable, Sequence
 
 import httpx2
 
+from .. import redact
 from ..accounting.snapshots import (
     FORBIDDEN, HTTP_ERROR, MAX_RAW, NO_KEY, OK, RATE_LIMITED, REFUSED, SERVER_ERROR, UNAUTHORIZED, UNREACHABLE,
     BalanceSnapshotValue, parse_credits,
@@ -26,7 +26,7 @@ from ..config import AccountConfig, KeyConfig
 from ..errors import ConfigError
 from ..keys import fingerprint, last4
 
-log = logging.getLogger(__name__)
+log = redact.logger(__name__)
 
 
 def retry_after_seconds(value: str | None, now: datetime | None = None) -> float | None:
@@ -125,9 +125,13 @@ class CreditsClient:
         url = f"{account.base_url.rstrip('/')}/credits"
         headers = {"Authorization": f"Bearer {value}", "Accept": "application/json"}
 
-        def reading(status: str, taken_at: datetime, attempts: int, **kw) -> BalanceSnapshotValue:
+        def reading(status: str, taken_at: datetime, attempts: int, *, raw_response: str | None = None,
+                    detail: str | None = None, **figures) -> BalanceSnapshotValue:
+            # What the upstream sent is kept and shown without anything key-shaped, nor the key itself.
             return BalanceSnapshotValue(
-                account.name, taken_at, status, key_fingerprint=fp, key_label=key.label, attempts=attempts, **kw
+                account.name, taken_at, status, key_fingerprint=fp, key_label=key.label, attempts=attempts,
+                raw_response=None if raw_response is None else redact.redact(raw_response, (value,)),
+                detail=None if detail is None else redact.redact(detail, (value,)), **figures,
             )
 
         attempt = 0
@@ -136,6 +140,7 @@ class CreditsClient:
             sent_at = _now()
             try:
                 response = self._http.get(url, headers=headers)
+                received_at = _now()
             except (httpx2.InvalidURL, httpx2.UnsupportedProtocol) as exc:  # configuration: no retry helps
                 return reading(UNREACHABLE, sent_at, attempt, detail=f"bad base_url {account.base_url!r}: {_reason(exc)}")
             except httpx2.TransportError as exc:
@@ -170,7 +175,8 @@ class CreditsClient:
                 del self._refused[fp]
             parsed = parse_credits(response.content)
             if parsed.status != OK:
-                log.warning("credits: account %s answered %s: %s", account.name, parsed.status, parsed.detail)
+                log.warning("credits: account %s answered %s: %s", account.name, parsed.status,
+                            redact.redact(parsed.detail or "", (value,)))
             return reading(
                 parsed.status,
                 sent_at,
@@ -180,6 +186,7 @@ class CreditsClient:
                 total_consumed=parsed.total_consumed,
                 raw_response=raw,
                 detail=parsed.detail,
+                received_at=received_at,
             )
 
     def _wait(self, attempt: int, retry_after: float | None, account: AccountConfig, why: str | None) -> None:

@@ -8,8 +8,6 @@ import gzip
 import json
 import logging
 import socket
-import threading
-import time
 from decimal import Decimal
 
 import brotli
@@ -17,13 +15,14 @@ import httpx
 import httpx2
 import openai
 import pytest
-import uvicorn
 import zstandard
 from hypothesis import HealthCheck, given, settings as hsettings, strategies as st
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
+
+from factories import LoopbackServer
 
 from ledger.accounting.pricing import default_rate_book, price
 from ledger.config import Settings
@@ -81,30 +80,6 @@ def sim():
 
 
 # ---------------------------------------------------------------- a tiny app served by uvicorn on loopback
-
-
-class AppServer:
-    def __init__(self, app) -> None:
-        self.app = app
-
-    def __enter__(self) -> "AppServer":
-        listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)
-        listener.bind(("127.0.0.1", 0))
-        self.port = listener.getsockname()[1]
-        self.base_url = f"http://127.0.0.1:{self.port}/v1"
-        config = uvicorn.Config(self.app, log_level="critical", lifespan="off", access_log=False)
-        self.server = uvicorn.Server(config)
-        self.thread = threading.Thread(target=self.server.run, kwargs={"sockets": [listener]}, daemon=True)
-        self.thread.start()
-        while not self.server.started:
-            time.sleep(0.002)
-        self._listener = listener
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.server.should_exit = True
-        self.thread.join(10)
-        self._listener.close()
 
 
 SSE_BODY = (
@@ -170,7 +145,7 @@ class FixedApp:
 @pytest.fixture
 def test_app():
     state = FixedApp()
-    with AppServer(state.app()) as server:
+    with LoopbackServer(state.app()) as server:
         state.base_url = server.base_url
         yield state
 
@@ -660,7 +635,7 @@ def test_a_failing_scanner_is_flagged_and_the_caller_gets_the_bytes(rec, sink, t
 @pytest.fixture(scope="module")
 def fuzz_app():
     state = FixedApp()
-    with AppServer(state.app()) as server:
+    with LoopbackServer(state.app()) as server:
         state.base_url = server.base_url
         yield state
 
@@ -694,7 +669,7 @@ def test_a_body_that_claims_gzip_but_is_not_is_flagged(rec, sink, test_app):
         await request.body()
         return Response(b"this is not gzip", 200, headers={"content-encoding": "gzip"}, media_type="text/event-stream")
 
-    with AppServer(Starlette(routes=[Route("/v1/chat/completions", garbage, methods=["POST"])])) as server:
+    with LoopbackServer(Starlette(routes=[Route("/v1/chat/completions", garbage, methods=["POST"])])) as server:
         outcomes = []
         for transport in (httpx2.HTTPTransport(), rec.transport(httpx2.HTTPTransport())):
             with httpx2.Client(transport=transport) as client:
