@@ -1,23 +1,30 @@
-"""Balance assertions on the platform's numbers, checked against the ledger.
+"""Balance assertions on the platform's numbers, checked against the ledger (no I/O).
 
 Between two snapshots of an account, the rise of total_consumed (integers)
 should equal what the ledger says that account's keys were charged (exact
-fractions) for calls that ended in between. The tolerance this implies:
+fractions) for the calls between them. A call is in the ledger's window in
+which it started; the platform booked it at some instant between its start
+and its end plus the billing's settle time, and a snapshot's figures hold at
+some instant between the poll's request and its answer. So:
 
 * rounding: each snapshot figure is the platform's exact consumption rounded
   to an integer; with the rule `floor` the exact figure X lies in [C, C+1),
   so a window's difference is within (-1, +1) credit; `half`: [-1, +1];
   `any` (rule unknown): (-2, +2);
-* calls in flight: a call that ended within `edge_seconds` of a snapshot may
-  be on either side of it, so the charges of those calls widen the tolerance
-  of both windows that meet at that snapshot.
+* calls at a poll: only a call that overlaps it (started before its answer
+  came back, booked after its request may have been sent) is ambiguous, and
+  only between the two windows that meet there. One that the ledger puts
+  before the snapshot may have been booked after it (`Overlap.booked_late`),
+  one it puts after may have been booked before (`booked_early`). Each moves
+  a window's difference one way only, so the tolerance is one-sided: below,
+  what may have left the window; above, what may have come into it.
 
 The cumulative line compares first and last snapshot directly, so rounding
 never accumulates. Beyond each window's own check, every snapshot bounds the
-platform's exact consumption at the first snapshot (C_i - L_i within the
-rounding and edge widths); when those bounds stop overlapping, spend appeared
-that the ledger does not know ("drift"): this finds a gap of one credit
-within a few polls, where a single window (tolerance one credit) might not.
+platform's exact consumption at the first snapshot; when those bounds stop
+overlapping, spend appeared that the ledger does not know ("drift"): this
+finds a gap of one credit within a few polls, where a single window
+(tolerance one credit) might not.
 """
 
 from __future__ import annotations
@@ -42,7 +49,7 @@ ROUNDING_RULES: dict[str, tuple[Decimal, Decimal]] = {
 }
 STRICT_RULES = frozenset({"floor", "ceil", "any"})
 DEFAULT_ROUNDING = "floor"
-DEFAULT_EDGE_SECONDS = 2.0
+DEFAULT_BILLING_SETTLE_SECONDS = 2.0  # how long after a call's end the platform may book its charge
 
 # Window statuses, worst first.
 INVARIANT = "invariant"  # the platform's own figures do not add up
@@ -52,6 +59,22 @@ EXPLAINED = "explained"  # beyond tolerance, but within what calls of unknown ch
 OK = "ok"
 UNEXPLAINED = frozenset({INVARIANT, GAP, DRIFT})
 _SEVERITY = (INVARIANT, GAP, DRIFT, EXPLAINED, OK)
+
+# The verdict of a whole reconciliation, what a close gates on.
+RECONCILED_VERDICT = "reconciled"
+GAP_VERDICT = "unexplained gap"
+NOTHING_VERDICT = "nothing to reconcile"  # an account with fewer than two usable snapshots: nothing was checked
+
+
+@dataclass(frozen=True, slots=True)
+class Overlap:
+    """The charges of an account's calls that overlap one poll: they may be booked on the other side of it."""
+
+    booked_late: Decimal = ZERO  # the ledger puts them before the snapshot; the platform may have booked them after
+    booked_early: Decimal = ZERO  # the ledger puts them after; the platform may have booked them before
+
+
+NO_OVERLAP = Overlap()
 
 
 @dataclass(frozen=True, slots=True)
@@ -74,7 +97,7 @@ class ClassSum:
 
 @dataclass(frozen=True, slots=True)
 class LedgerSums:
-    """What the ledger knows of one account's calls that ended in a window."""
+    """What the ledger knows of one account's calls that started in a window."""
 
     calls: int = 0
     charged: Decimal = ZERO
@@ -132,7 +155,8 @@ class WindowReconciliation:
     ledger_calls: int
     ledger_charged: Decimal  # what the ledger's calls were charged
     difference: Decimal  # consumed - ledger_charged
-    tolerance: Decimal
+    tolerance_below: Decimal  # the difference may be this far below zero: rounding and calls booked outside
+    tolerance_above: Decimal  # and this far above: rounding and calls booked inside
     above_rate_card: Decimal  # charged - expected over calls that have both
     expected: Decimal
     status: str
@@ -172,11 +196,21 @@ class Reconciliation:
     start: datetime | None
     end: datetime | None
     rounding: str
-    edge_seconds: float
+    billing_settle_seconds: float
 
     @property
     def has_unexplained_gap(self) -> bool:
         return any(a.has_unexplained_gap for a in self.accounts)
+
+    @property
+    def verdict(self) -> str:
+        """A gap anywhere; else nothing to reconcile where any account (or none at all) had fewer than two
+        usable snapshots; else reconciled. Only "reconciled" lets a close pass."""
+        if self.has_unexplained_gap:
+            return GAP_VERDICT
+        if not self.accounts or any(a.cumulative is None for a in self.accounts):
+            return NOTHING_VERDICT
+        return RECONCILED_VERDICT
 
     @property
     def has_findings(self) -> bool:
@@ -199,7 +233,8 @@ class Reconciliation:
             "start": self.start,
             "end": self.end,
             "rounding": self.rounding,
-            "edge_seconds": self.edge_seconds,
+            "billing_settle_seconds": self.billing_settle_seconds,
+            "verdict": self.verdict,
             "has_unexplained_gap": self.has_unexplained_gap,
             "accounts": [
                 {
@@ -218,13 +253,15 @@ class Reconciliation:
 # ---------------------------------------------------------------- the checks
 
 
-def beyond(difference: Decimal, tolerance: Decimal, strict: bool) -> bool:
-    """Whether |difference| is outside what rounding and edges allow (strict: the bound is open)."""
-    return abs(difference) >= tolerance if strict else abs(difference) > tolerance
+def beyond(difference: Decimal, below: Decimal, above: Decimal, strict: bool) -> bool:
+    """Whether the difference is outside [-below, +above] (strict: the bounds are open)."""
+    if strict:
+        return difference >= above or difference <= -below
+    return difference > above or difference < -below
 
 
 def explain(
-    sums: LedgerSums, purchased: Decimal, difference: Decimal, tolerance: Decimal, strict: bool = True
+    sums: LedgerSums, purchased: Decimal, difference: Decimal, below: Decimal, above: Decimal, strict: bool = True
 ) -> tuple[list[Explanation], str]:
     """The named parts of a window's difference, and its status (before drift and invariant)."""
     parts: list[Explanation] = []
@@ -252,16 +289,16 @@ def explain(
             )
         )
     status = OK
-    if difference > 0 and beyond(difference, tolerance, strict):
+    if difference > 0 and beyond(difference, below, above, strict):
         # Calls of unknown charge may explain a rise up to what that many calls have cost at most.
         allowance = sums.unknown_charge * sums.max_charge
-        if sums.unknown_charge and difference <= tolerance + allowance:
+        if sums.unknown_charge and difference <= above + allowance:
             status = EXPLAINED
             parts.append(Explanation("unknown_charge_spend", difference, sums.unknown_charge, "likely aborted streams"))
         else:
             status = GAP
             parts.append(Explanation("unrecorded_spend", difference, 0, "the balance fell by more than the ledger knows"))
-    elif difference < 0 and beyond(difference, tolerance, strict):
+    elif difference < 0 and beyond(difference, below, above, strict):
         status = GAP
         parts.append(Explanation("ledger_above_platform", difference, 0, "the ledger counts more than the platform took"))
     return parts, status
@@ -275,42 +312,45 @@ def reconcile_account(
     account: str,
     points: Sequence[SnapshotPoint],
     window_sums: Sequence[LedgerSums],
-    edges: Sequence[Decimal],
+    overlaps: Sequence[Overlap],
     rounding: str = DEFAULT_ROUNDING,
-    since: tuple[SnapshotPoint, LedgerSums, Decimal] | None = None,
+    since: tuple[SnapshotPoint, LedgerSums, Overlap] | None = None,
 ) -> tuple[list[WindowReconciliation], WindowReconciliation | None]:
-    """Check consecutive snapshots and the whole run (pure).
+    """Check consecutive snapshots and the whole run.
 
     `window_sums[i]` is the ledger between points[i] and points[i+1];
-    `edges[i]` the charges of calls that ended near points[i]. The cumulative
+    `overlaps[i]` the calls that overlap the poll of points[i]. The cumulative
     line runs from points[0], or from `since` = (an earlier snapshot, the
-    ledger from it to points[-1], its edge) when only recent windows are listed.
+    ledger from it to points[-1], its overlap) when only recent windows are listed.
     """
-    if len(window_sums) != max(0, len(points) - 1) or len(edges) != len(points):
-        raise ValueError("one LedgerSums per window and one edge per snapshot")
+    if len(window_sums) != max(0, len(points) - 1) or len(overlaps) != len(points):
+        raise ValueError("one LedgerSums per window and one Overlap per snapshot")
     below, above = ROUNDING_RULES[rounding]
-    width = below + above
     strict = rounding in STRICT_RULES
     windows: list[WindowReconciliation] = []
-    # The running bound on u = X_i - L_i (platform exact consumption minus ledger cumulative).
+    # The running bound on the platform's consumption at the first snapshot: each snapshot k says
+    # it lies in [C_k - L_k - below - early_k, C_k - L_k + above + late_k] (L_k: the ledger up to k).
     lo = hi = None
     cumulative_ledger = ZERO
     for i, (a, b) in enumerate(zip(points, points[1:])):
-        sums = window_sums[i]
+        sums, start_overlap, end_overlap = window_sums[i], overlaps[i], overlaps[i + 1]
         if lo is None:
-            lo, hi = a.total_consumed - below - edges[i], a.total_consumed + above + edges[i]
+            lo = a.total_consumed - below - start_overlap.booked_early
+            hi = a.total_consumed + above + start_overlap.booked_late
             segment_start = a
             segment_ledger = cumulative_ledger
         cumulative_ledger += sums.charged
         consumed = b.total_consumed - a.total_consumed
         difference = consumed - sums.charged
-        tolerance = width + edges[i] + edges[i + 1]
-        parts, status = explain(sums, b.total_purchased - a.total_purchased, difference, tolerance, strict)
+        # Out of the window: its own calls booked before its start or after its end; into it: the others.
+        tol_below = below + above + start_overlap.booked_early + end_overlap.booked_late
+        tol_above = below + above + start_overlap.booked_late + end_overlap.booked_early
+        parts, status = explain(sums, b.total_purchased - a.total_purchased, difference, tol_below, tol_above, strict)
         if b.invariant_error:
             status = INVARIANT
             parts.append(Explanation("invariant_broken", b.invariant_error, 0, "balance != total_purchased - total_consumed"))
         u = b.total_consumed - cumulative_ledger
-        b_lo, b_hi = u - below - edges[i + 1], u + above + edges[i + 1]
+        b_lo, b_hi = u - below - end_overlap.booked_early, u + above + end_overlap.booked_late
         if sums.unknown_charge:
             # Calls of unknown charge: what came before no longer bounds what follows.
             lo, hi = b_lo, b_hi
@@ -332,19 +372,20 @@ def reconcile_account(
             segment_start, segment_ledger = b, cumulative_ledger
         else:
             lo, hi = max(lo, b_lo), min(hi, b_hi)
-        windows.append(_window(account, a, b, sums, difference, tolerance, status, parts))
+        windows.append(_window(account, a, b, sums, difference, tol_below, tol_above, status, parts))
     if not windows:
         return [], None
-    first, last, first_edge = points[0], points[-1], edges[0]
+    first, last, first_overlap = points[0], points[-1], overlaps[0]
     if since is not None:
-        first, total, first_edge = since
+        first, total, first_overlap = since
     else:
         total = LedgerSums()
         for sums in window_sums:
             total = total + sums
     difference = (last.total_consumed - first.total_consumed) - total.charged
-    tolerance = width + first_edge + edges[-1]
-    parts, status = explain(total, last.total_purchased - first.total_purchased, difference, tolerance, strict)
+    tol_below = below + above + first_overlap.booked_early + overlaps[-1].booked_late
+    tol_above = below + above + first_overlap.booked_late + overlaps[-1].booked_early
+    parts, status = explain(total, last.total_purchased - first.total_purchased, difference, tol_below, tol_above, strict)
     broken = [w for w in windows if w.status == INVARIANT]
     if broken:
         status = INVARIANT
@@ -361,7 +402,7 @@ def reconcile_account(
                 f"gaps in {len(moved)} windows; the run as a whole is within rounding",
             )
         )
-    cumulative = _window(account, first, last, total, difference, tolerance, status, parts, cumulative=True)
+    cumulative = _window(account, first, last, total, difference, tol_below, tol_above, status, parts, cumulative=True)
     return windows, cumulative
 
 
@@ -369,7 +410,7 @@ def _disjoint(low: Decimal, high: Decimal, strict: bool) -> bool:
     return low >= high if strict else low > high
 
 
-def _window(account, a, b, sums, difference, tolerance, status, parts, cumulative=False) -> WindowReconciliation:
+def _window(account, a, b, sums, difference, tol_below, tol_above, status, parts, cumulative=False) -> WindowReconciliation:
     return WindowReconciliation(
         account=account,
         start=a.taken_at,
@@ -382,7 +423,8 @@ def _window(account, a, b, sums, difference, tolerance, status, parts, cumulativ
         ledger_calls=sums.calls,
         ledger_charged=sums.charged,
         difference=difference,
-        tolerance=tolerance,
+        tolerance_below=tol_below,
+        tolerance_above=tol_above,
         above_rate_card=sums.priced_charged - sums.expected,
         expected=sums.expected,
         status=status,

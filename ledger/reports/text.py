@@ -5,11 +5,11 @@ from __future__ import annotations
 from datetime import datetime, timezone
 from typing import Sequence, TextIO
 
-from ..accounting.reconcile import ROUNDING_RULES, Explanation, Reconciliation
+from ..accounting.reconcile import GAP_VERDICT, NOTHING_VERDICT, ROUNDING_RULES, Explanation, Reconciliation
 from ..accounting.snapshots import BalanceSnapshotValue
 from ..exactjson import dumps
 from ..money import fmt
-from ..terminal import table
+from ..terminal import printable, table
 
 # ---------------------------------------------------------------- reconciliation
 
@@ -42,7 +42,7 @@ def format_reconciliation(rec: Reconciliation) -> str:
                 fmt(w.consumed),
                 fmt(w.ledger_charged, 2),
                 fmt(w.difference, 2),
-                "±" + fmt(w.tolerance, 2),
+                f"-{fmt(w.tolerance_below, 2)}/+{fmt(w.tolerance_above, 2)}",
                 w.status,
                 _short(w.explanations),
             )
@@ -70,10 +70,13 @@ def format_reconciliation(rec: Reconciliation) -> str:
         lines.append("no balance snapshots: run `credit-ledger balance` (or the service) first")
     rule = ROUNDING_RULES[rec.rounding]
     lines.append(
-        f"tolerance: snapshot rounding '{rec.rounding}' (exact figure within -{fmt(rule[0])}/+{fmt(rule[1])} of the integer) "
-        f"plus charges of calls ending within {rec.edge_seconds:g}s of a snapshot"
+        f"tolerance: snapshot rounding '{rec.rounding}' (exact figure within -{fmt(rule[0])}/+{fmt(rule[1])} of the integer), "
+        f"below: the window's calls that overlap a poll (booked on its other side), above: the others that do "
+        f"(a call overlaps a poll when it started before the answer and ended within {rec.billing_settle_seconds:g}s "
+        f"of the request)"
     )
-    lines.append("verdict: UNEXPLAINED GAP" if rec.has_unexplained_gap else "verdict: reconciled")
+    lines.append({GAP_VERDICT: "verdict: UNEXPLAINED GAP", NOTHING_VERDICT: "verdict: NOTHING TO RECONCILE"}.get(
+        rec.verdict, "verdict: reconciled"))
     return "\n".join(lines) + "\n"
 
 
@@ -86,11 +89,11 @@ def format_balances(values: list[BalanceSnapshotValue]) -> str:
         when = v.taken_at.strftime("%Y-%m-%d %H:%M:%S UTC")
         if v.ok:
             lines.append(
-                f"{v.account}: balance {fmt(v.balance)}  purchased {fmt(v.total_purchased)}  "
-                f"consumed {fmt(v.total_consumed)}  ({when}, key {v.key_label})"
+                f"{printable(v.account)}: balance {fmt(v.balance)}  purchased {fmt(v.total_purchased)}  "
+                f"consumed {fmt(v.total_consumed)}  ({when}, key {printable(v.key_label or '')})"
             )
         else:
-            lines.append(f"{v.account}: no balance: {v.status} ({v.detail or 'no detail'}; {when})")
+            lines.append(f"{printable(v.account)}: no balance: {v.status} ({printable(v.detail or 'no detail')}; {when})")
     return "\n".join(lines) + "\n"
 
 

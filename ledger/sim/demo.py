@@ -248,7 +248,7 @@ def run_demo(settings: Settings, calls: int = 120, seed: int = 7, out: TextIO | 
 
         print("\nbalance (GET /v1/credits)", file=out)
         out.write("before: " + format_balances(first) + "after:  " + format_balances(last))
-        result = reconcile(ledger, accounts=[account], edge_seconds=0)
+        result = reconcile(ledger, accounts=[account], billing_settle_seconds=0)
         print("\nreconciliation of this run", file=out)
         out.write(format_reconciliation(result))
         if result.has_unexplained_gap:

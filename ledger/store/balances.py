@@ -8,18 +8,19 @@ when it completes, before its last byte).
 from __future__ import annotations
 
 from datetime import datetime, timedelta
-from decimal import Decimal
 from typing import Sequence
 
-from sqlalchemy import and_, case, func, literal, select
+from sqlalchemy import Column, Integer, MetaData, Table, and_, case, func, select
 from sqlalchemy.orm import Session
 
-from ..accounting.records import ABORTED, ERROR, FAILED
-from ..accounting.reconcile import ClassSum, LedgerSums
+from ..accounting.pricing import CLEAN_CLASSES, ROUNDING
+from ..accounting.pricing import OK as OK_CLASS
+from ..accounting.records import ABORTED, COMPLETED, ERROR, FAILED
+from ..accounting.reconcile import NO_OVERLAP, ClassSum, LedgerSums, Overlap
 from ..accounting.snapshots import OK, BalanceSnapshotValue, SnapshotPoint
 from ..money import ZERO
 from .engine import insert_for
-from .models import BalanceSnapshot, Call, TopUp
+from .models import BalanceSnapshot, Call, TopUp, UTCDateTime, as_utc
 
 # ---------------------------------------------------------------- snapshots and top-ups
 
@@ -34,6 +35,7 @@ def insert_snapshot(session: Session, value: BalanceSnapshotValue) -> int:
         total_consumed=value.total_consumed,
         status=value.status,
         raw_response=value.raw_response,
+        answered_at=value.received_at,
     )
     session.add(row)
     session.flush()
@@ -44,7 +46,7 @@ def snapshot_point(row: BalanceSnapshot) -> SnapshotPoint | None:
     """The figures of a stored snapshot, None where it has none (a failed poll)."""
     if row.balance is None or row.total_purchased is None or row.total_consumed is None:
         return None
-    return SnapshotPoint(row.id, row.taken_at, row.balance, row.total_purchased, row.total_consumed)
+    return SnapshotPoint(row.id, row.taken_at, row.balance, row.total_purchased, row.total_consumed, row.answered_at)
 
 
 def _ok(account: str):
@@ -115,97 +117,201 @@ def top_ups(session: Session, account: str | None = None) -> list[TopUp]:
     return list(session.scalars(query))
 
 
-# ---------------------------------------------------------------- ledger sums
+# ---------------------------------------------------------------- the ledger between snapshots
 
 CHARGE_TIME = func.coalesce(Call.ended_at, Call.started_at)
-# Calls are found through the started_at index: none is expected to last longer than this.
+# Calls in flight at the first snapshot are looked for this far back: none is expected to last longer.
 LONGEST_CALL = timedelta(hours=6)
 
 
-def ledger_sums(
+def windows_and_overlaps(
     session: Session,
     fingerprints: frozenset[str],
     all_fingerprints: frozenset[str],
-    after: datetime,
-    until: datetime,
-) -> LedgerSums:
-    """What the ledger knows of calls that ended in (after, until]: the account's, and keyless ones."""
+    points: Sequence[SnapshotPoint],
+    billing_settle: timedelta,
+) -> tuple[list[LedgerSums], list[Overlap]]:
+    """The ledger's sums for each window between consecutive `points`, and the overlap of each poll: one statement.
+
+    A call is in the window in which it started (started_at in (sent_i, sent_i+1]):
+    the windows partition the started_at index, so each call is read once. At
+    the same pass, each window's calls that may have been booked on the other
+    side of a snapshot are summed: started before the poll's answer came back
+    (`booked_early` of the window's first snapshot), or ended within the
+    billing's settle time of the next poll's request (`booked_late` of that
+    snapshot). A call that outlasts a whole window is read again on its own.
+    """
+    if len(points) < 2:
+        return [], [NO_OVERLAP] * len(points)
+    sent = [p.taken_at for p in points]
+    answered = [p.answered_at or p.taken_at for p in points]
+    last = len(points) - 1
+    # Window i is (sent[i], sent[i+1]]; window -1 holds the calls in flight at the first poll,
+    # window `last` those that started while the last poll was answered.
+    bounds = [(-1, sent[0] - LONGEST_CALL, sent[0], sent[0], sent[0] - billing_settle, sent[1] - billing_settle)]
+    for i in range(last):
+        after_next = sent[i + 2] - billing_settle if i + 2 <= last else sent[last] + LONGEST_CALL
+        bounds.append((i, sent[i], sent[i + 1], answered[i], sent[i + 1] - billing_settle, after_next))
+    bounds.append((last, sent[last], answered[last], answered[last], answered[last] + LONGEST_CALL, answered[last] + LONGEST_CALL))
+    window = _windows_table(session, bounds)
+    # Two statements, each one pass over the windows' calls: the account's calls summed per window
+    # (no sort: the windows come in order), and the few calls that are not plain (another key, not
+    # completed, a finding) grouped finely. Plain calls are then what the first has and the second does not.
+    joined = window.join(Call, and_(Call.started_at > window.c.lo, Call.started_at <= window.c.hi))
     mine = Call.key_fingerprint.in_(sorted(fingerprints))
-    known = Call.key_fingerprint.in_(sorted(all_fingerprints))
-    owner = case((mine, literal("mine")), (known, literal("other")), else_=literal("none"))
-    has_charge = Call.credits_charged.is_not(None)
-    priced = and_(has_charge, Call.credits_expected.is_not(None))
-    query = (
+    is_ok = Call.pricing_class == OK_CLASS
+    totals = (
         select(
-            owner.label("owner"),
-            Call.pricing_class,
-            Call.status,
-            has_charge.label("has_charge"),
-            func.count(),
-            func.sum(Call.credits_charged),
-            func.sum(case((priced, Call.credits_charged))),
-            func.sum(case((priced, Call.credits_expected))),
+            window.c.idx, func.count(), func.sum(Call.credits_charged), func.sum(Call.credits_expected),
             func.max(Call.credits_charged),
+            func.sum(case((Call.started_at <= window.c.early_until, Call.credits_charged))),
+            func.sum(case((CHARGE_TIME > window.c.late_after, Call.credits_charged))),
+            func.count(case((CHARGE_TIME > window.c.beyond_after, 1))),
+            func.count(case((is_ok, 1))), func.sum(case((is_ok, Call.credits_charged))),
         )
-        .where(
-            Call.started_at > after - LONGEST_CALL,
-            Call.started_at <= until,
-            CHARGE_TIME > after,
-            CHARGE_TIME <= until,
-        )
-        .group_by(owner, Call.pricing_class, Call.status, has_charge)
+        .select_from(joined).where(mine).group_by(window.c.idx)
     )
-    by_class: dict[str, list] = {}
-    calls = aborted = unknown = other_calls = 0
-    charged = priced_charged = expected = aborted_charged = max_charge = other_charged = ZERO
-    for who, klass, status, with_charge, count, s_charged, s_priced, s_expected, m_charged in session.execute(query):
-        s_charged = s_charged or ZERO
-        if who != "mine":
-            if who == "none":
-                other_calls += count
-                other_charged += s_charged
+    plain = and_(mine, Call.status == COMPLETED, Call.pricing_class.in_(sorted(CLEAN_CLASSES)))
+    has_charge, has_expected = Call.credits_charged.is_not(None), Call.credits_expected.is_not(None)
+    others = (
+        select(
+            window.c.idx, Call.key_fingerprint, Call.pricing_class, Call.status, has_charge, has_expected,
+            func.count(), func.sum(Call.credits_charged), func.sum(Call.credits_expected),
+        )
+        .select_from(joined).where(~plain)
+        .group_by(window.c.idx, Call.key_fingerprint, Call.pricing_class, Call.status, has_charge, has_expected)
+    )
+    sums = {i: _Window() for i in range(last)}
+    early = [ZERO] * len(points)
+    late = [ZERO] * len(points)
+    outlasting: list[int] = []
+    for idx, count, s_charged, s_expected, m_charged, s_early, s_late, n_beyond, n_ok, s_ok in session.execute(totals):
+        if 0 <= idx < last:
+            sums[idx].total(count, s_charged, s_expected, m_charged, n_ok, s_ok)
+        if idx >= 0:
+            early[idx] += s_early or ZERO
+        if idx + 1 <= last:
+            late[idx + 1] += s_late or ZERO
+        if n_beyond and idx + 2 <= last:
+            outlasting.append(idx)
+    for idx, fp, klass, status, with_charge, with_expected, count, s_charged, s_expected in session.execute(others):
+        if not 0 <= idx < last:
             continue
-        calls += count
-        charged += s_charged
-        priced_charged += s_priced or ZERO
-        expected += s_expected or ZERO
-        max_charge = max(max_charge, m_charged or ZERO)
-        entry = by_class.setdefault(klass, [0, ZERO, ZERO, ZERO])
-        entry[0] += count
-        entry[1] += s_charged
-        entry[2] += s_priced or ZERO
-        entry[3] += s_expected or ZERO
+        if fp in fingerprints:
+            sums[idx].not_plain(klass, status, with_charge, with_expected, count, s_charged, s_expected)
+        elif fp not in all_fingerprints:
+            sums[idx].unattributed(count, s_charged)
+    for idx in sorted(set(outlasting)):  # calls longer than a window: booked late at every poll they outlast
+        lo, hi = sent[0] - LONGEST_CALL if idx < 0 else sent[idx], sent[idx + 1]
+        rows = session.execute(
+            select(CHARGE_TIME, Call.credits_charged).where(
+                Call.key_fingerprint.in_(sorted(fingerprints)), Call.started_at > lo, Call.started_at <= hi,
+                CHARGE_TIME > sent[idx + 2] - billing_settle,
+            )
+        )
+        for ended, charged in rows:
+            for k in range(idx + 2, last + 1):
+                if as_utc(ended) + billing_settle > sent[k]:
+                    late[k] += charged or ZERO
+    overlaps = [Overlap(booked_late=late[k], booked_early=early[k]) for k in range(len(points))]
+    return [sums[i].value() for i in range(last)], overlaps
+
+
+_WINDOWS = Table(
+    "reconcile_windows", MetaData(),  # a temporary table of the session's, never part of the schema
+    Column("idx", Integer, primary_key=True),  # the windows come out in this order: grouping by it needs no sort
+    Column("lo", UTCDateTime), Column("hi", UTCDateTime), Column("early_until", UTCDateTime),
+    Column("late_after", UTCDateTime), Column("beyond_after", UTCDateTime),
+    prefixes=["TEMPORARY"],
+)
+
+
+def _windows_table(session: Session, bounds: list[tuple]) -> Table:
+    """The windows as rows of a temporary table of this connection, emptied and filled anew."""
+    connection = session.connection()
+    _WINDOWS.create(connection, checkfirst=True)
+    connection.execute(_WINDOWS.delete())
+    connection.execute(_WINDOWS.insert(), [
+        {"idx": i, "lo": lo, "hi": hi, "early_until": early, "late_after": late, "beyond_after": beyond}
+        for i, lo, hi, early, late, beyond in bounds
+    ])
+    if connection.dialect.name == "postgresql":
+        # Without statistics the planner guesses a thousand windows and a plan costly enough for
+        # JIT compilation, which alone takes longer than the statements.
+        connection.exec_driver_sql("ANALYZE reconcile_windows")
+    return _WINDOWS
+
+
+class _Window:
+    """A window's sums as the rows of the two statements come in."""
+
+    def __init__(self) -> None:
+        self.by_class: dict[str, list] = {}
+        self.calls = self.aborted = self.unknown = self.other_calls = 0
+        self.charged = self.priced_charged = self.expected = self.aborted_charged = self.max_charge = ZERO
+        self.other_charged = ZERO
+        # what is plain (completed, clean) of the account's calls: the totals less what is not
+        self.plain = [0, ZERO, ZERO]  # calls, charged (= priced), expected
+        self.plain_ok = [0, ZERO]  # of which in the class ok: calls, charged (= expected)
+
+    def total(self, count, s_charged, s_expected, m_charged, n_ok, s_ok) -> None:
+        self.calls += count
+        self.charged += s_charged or ZERO
+        self.max_charge = max(self.max_charge, m_charged or ZERO)
+        self.plain = [count, s_charged or ZERO, s_expected or ZERO]
+        self.plain_ok = [n_ok, s_ok or ZERO]
+
+    def not_plain(self, klass, status, with_charge, with_expected, count, s_charged, s_expected) -> None:
+        s_charged, s_expected = s_charged or ZERO, s_expected or ZERO
+        self.plain[0] -= count
+        self.plain[1] -= s_charged
+        self.plain[2] -= s_expected
+        if klass == OK_CLASS:
+            self.plain_ok[0] -= count
+            self.plain_ok[1] -= s_charged
+        priced = s_charged if with_expected else ZERO
+        expected = s_expected if with_charge else ZERO
+        self._add(klass, count, s_charged, priced, expected)
         if status in (ABORTED, FAILED):
-            aborted += count
-            aborted_charged += s_charged
+            self.aborted += count
+            self.aborted_charged += s_charged
         if not with_charge and status != ERROR:
-            unknown += count  # the platform may have charged it; the ledger cannot say how much
-    if not (calls or other_calls):
-        return LedgerSums()
-    return LedgerSums(
-        calls=calls,
-        charged=charged,
-        priced_charged=priced_charged,
-        expected=expected,
-        by_class=tuple(ClassSum(k, *v) for k, v in sorted(by_class.items())),
-        aborted=aborted,
-        aborted_charged=aborted_charged,
-        unknown_charge=unknown,
-        max_charge=max_charge,
-        unattributed_calls=other_calls,
-        unattributed_charged=other_charged,
-    )
+            self.unknown += count  # the platform may have charged it; the ledger cannot say how much
 
+    def _add(self, klass, count, charged, priced, expected) -> None:
+        self.priced_charged += priced
+        self.expected += expected
+        entry = self.by_class.setdefault(klass, [0, ZERO, ZERO, ZERO])
+        entry[0] += count
+        entry[1] += charged
+        entry[2] += priced
+        entry[3] += expected
 
-def edge_charges(session: Session, fingerprints: frozenset[str], at: datetime, edge: timedelta) -> Decimal:
-    """Charges of the account's calls that ended within `edge` of a snapshot: either side of it."""
-    if edge <= timedelta(0):
-        return ZERO
-    query = select(func.sum(Call.credits_charged)).where(
-        Call.key_fingerprint.in_(sorted(fingerprints)),
-        Call.started_at > at - edge - LONGEST_CALL,
-        Call.started_at <= at + edge,
-        CHARGE_TIME >= at - edge,
-        CHARGE_TIME <= at + edge,
-    )
-    return session.execute(query).scalar() or ZERO
+    def unattributed(self, count, s_charged) -> None:
+        self.other_calls += count
+        self.other_charged += s_charged or ZERO
+
+    def value(self) -> LedgerSums:
+        calls, charged, expected = self.plain
+        ok_calls, ok_charged = self.plain_ok
+        if ok_calls:
+            self._add(OK_CLASS, ok_calls, ok_charged, ok_charged, ok_charged)  # charged what the card says
+        if calls - ok_calls:
+            self._add(ROUNDING, calls - ok_calls, charged - ok_charged, charged - ok_charged, expected - ok_charged)
+        self.plain = [0, ZERO, ZERO]
+        self.plain_ok = [0, ZERO]
+        if not (self.calls or self.other_calls):
+            return LedgerSums()
+        return LedgerSums(
+            calls=self.calls,
+            charged=self.charged,
+            priced_charged=self.priced_charged,
+            expected=self.expected,
+            by_class=tuple(ClassSum(k, *v) for k, v in sorted(self.by_class.items())),
+            aborted=self.aborted,
+            aborted_charged=self.aborted_charged,
+            unknown_charge=self.unknown,
+            max_charge=self.max_charge,
+            unattributed_calls=self.other_calls,
+            unattributed_charged=self.other_charged,
+        )

@@ -191,7 +191,8 @@ class BalanceSnapshot(Base):
     id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True)
     account: Mapped[str] = mapped_column(String(200))
     key_fingerprint: Mapped[str | None] = mapped_column(String(64))
-    taken_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    taken_at: Mapped[datetime] = mapped_column(UTCDateTime)  # when the answered request was sent
+    answered_at: Mapped[datetime | None] = mapped_column(UTCDateTime)  # when its answer came back
     balance: Mapped[Decimal | None] = mapped_column(Credits)
     total_purchased: Mapped[Decimal | None] = mapped_column(Credits)
     total_consumed: Mapped[Decimal | None] = mapped_column(Credits)

@@ -7,7 +7,8 @@ from decimal import Decimal
 
 from ledger.accounting.pricing import default_rate_book, price
 from ledger.accounting.records import COMPLETED, ERROR, CallRecord, ResponseFacts, Usage
-from ledger.accounting.snapshots import OK, SERVER_ERROR, BalanceSnapshotValue
+from ledger.accounting.reconcile import Overlap
+from ledger.accounting.snapshots import OK, SERVER_ERROR, BalanceSnapshotValue, SnapshotPoint
 from ledger.store import balances
 from ledger.store.calls import insert_calls
 
@@ -20,14 +21,44 @@ def snapshot(session, minutes: int, consumed: int, purchased: int = 10_000, stat
     return balances.insert_snapshot(session, BalanceSnapshotValue("acme", T0 + timedelta(minutes=minutes), status, **figures))
 
 
-def call(n: int, ended_minutes: float, charged: str | None, *, fp: str = "fp-acme", status: str = COMPLETED,
-         http: int = 200) -> CallRecord:
-    started = T0 + timedelta(minutes=ended_minutes, seconds=-2)
+def call(n: int, started_minutes: float, ended_minutes: float, charged: str | None, *, fp: str = "fp-acme",
+         status: str = COMPLETED, http: int = 200) -> CallRecord:
     usage = Usage(1000, 100, 50) if charged is not None else None
     facts = ResponseFacts(f"chatcmpl-{n}", "gemini-3.1-pro-preview", "stop", usage,
                           None if charged is None else Decimal(charged))
-    return CallRecord(f"call-{n}", started, status, "gemini-3.1-pro", False, http_status=http,
-                      ended_at=T0 + timedelta(minutes=ended_minutes), response=facts, key_fingerprint=fp)
+    return CallRecord(f"call-{n}", T0 + timedelta(minutes=started_minutes), status, "gemini-3.1-pro", False,
+                      http_status=http, ended_at=T0 + timedelta(minutes=ended_minutes), response=facts, key_fingerprint=fp)
+
+
+def test_a_call_is_in_the_window_it_started_in_and_only_calls_overlapping_a_poll_may_be_booked_across_it(ledger):
+    second = 1 / 60
+    records = [
+        call(1, 1, 1.1, "0.30"),  # plainly in window 0
+        call(2, 9.9, 10 - second, "0.20"),  # ended a second before the poll at 10: may be booked after it
+        call(3, 10 + second / 2, 10.2, "0.50"),  # started while the poll at 10 was being answered
+        call(4, 12, 12.1, None, status=ERROR, http=503),  # an error: no charge known, none expected
+        call(5, 13, 13.1, None),  # no usage, no charge: the platform may have charged it
+        call(6, 14, 14.1, "0.70", fp="fp-other"),  # another account's key
+        call(7, 15, 15.1, "0.05", fp=None),  # a key the ledger knows of no account
+        call(8, 5, 21, "1.00"),  # outlasts a whole window: may be booked after the polls at 10 and 20
+        call(9, 10.5, 10.6, "0.26"),  # after the poll at 10 was answered: certainly after it
+    ]
+    with ledger.session() as session:
+        insert_calls(session, [(r, price(r, default_rate_book())) for r in records])
+    points = [SnapshotPoint(k, T0 + timedelta(minutes=10 * k), Decimal(0), Decimal(0), Decimal(0),
+                            T0 + timedelta(minutes=10 * k, seconds=1)) for k in range(3)]
+    with ledger.session() as session:
+        sums, overlaps = balances.windows_and_overlaps(
+            session, frozenset({"fp-acme"}), frozenset({"fp-acme", "fp-other"}), points, timedelta(seconds=2))
+    first, second_window = sums
+    assert (first.calls, first.charged) == (3, Decimal("1.50"))  # calls 1, 2 and 8
+    assert (second_window.calls, second_window.charged, second_window.unknown_charge) == (4, Decimal("0.76"), 1)
+    assert (second_window.unattributed_calls, second_window.unattributed_charged) == (1, Decimal("0.05"))
+    # call 3 was charged 0.50 for what the card prices at 0.256; the 503 is clean; call 5 has no usage
+    assert {c.pricing_class: c.calls for c in second_window.by_class} == {"overcharge": 1, "ok": 1, "rounding": 1, "missing_usage": 1}
+    assert overlaps[0] == Overlap()
+    assert overlaps[1] == Overlap(booked_late=Decimal("1.20"), booked_early=Decimal("0.50"))  # calls 2 and 8; 3
+    assert overlaps[2] == Overlap(booked_late=Decimal("1.00"))  # call 8 again
 
 
 def test_snapshots_in_order_failed_polls_apart_and_top_ups_once(ledger):
@@ -48,27 +79,3 @@ def test_snapshots_in_order_failed_polls_apart_and_top_ups_once(ledger):
         (top_up,) = balances.top_ups(session, "acme")
         assert top_up.credits == 5000 and top_up.snapshot_id == points[1].id
         assert balances.snapshot_accounts(session) == ["acme"]
-
-
-def test_a_call_counts_in_the_window_in_which_it_ended_and_calls_near_a_snapshot_are_its_edge(ledger):
-    records = [
-        call(1, 1, "0.30"), call(2, 9.99, "0.20"),  # (0, 10]: both, the second ended just before the snapshot
-        call(3, 10.01, "0.50"),  # ended just after: the next window's
-        call(4, 12, None, status=ERROR, http=503),  # an error: no charge known, none expected
-        call(5, 13, None),  # no usage, no charge: the platform may have charged it
-        call(6, 14, "0.70", fp="fp-other"),  # another account's key
-        call(7, 15, "0.05", fp=None),  # a key the ledger does not know
-    ]
-    with ledger.session() as session:
-        insert_calls(session, [(r, price(r, default_rate_book())) for r in records])
-    mine, every = frozenset({"fp-acme"}), frozenset({"fp-acme", "fp-other"})
-    with ledger.session() as session:
-        first = balances.ledger_sums(session, mine, every, T0, T0 + timedelta(minutes=10))
-        second = balances.ledger_sums(session, mine, every, T0 + timedelta(minutes=10), T0 + timedelta(minutes=20))
-        edge = balances.edge_charges(session, mine, T0 + timedelta(minutes=10), timedelta(seconds=2))
-    assert (first.calls, first.charged) == (2, Decimal("0.50"))
-    assert (second.calls, second.charged, second.unknown_charge) == (3, Decimal("0.50"), 1)
-    assert (second.unattributed_calls, second.unattributed_charged) == (1, Decimal("0.05"))
-    # call 3 was charged 0.50 for what the card prices at 0.256; the 503 is clean; call 5 has no usage
-    assert {c.pricing_class: c.calls for c in second.by_class} == {"overcharge": 1, "ok": 1, "missing_usage": 1}
-    assert edge == Decimal("0.70")  # calls 2 and 3 ended within 2 s of the snapshot at 10 minutes

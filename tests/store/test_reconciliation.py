@@ -85,7 +85,7 @@ class Day:
             ended = datetime.now(timezone.utc)
             known = status == COMPLETED
             record = CallRecord(
-                call_id=f"call-{self.n}", started_at=ended - timedelta(milliseconds=5), ended_at=ended, status=status,
+                call_id=f"call-{self.n}", started_at=ended - timedelta(microseconds=1), ended_at=ended, status=status,
                 model_requested="gemini-3.1-pro", http_status=200, key_fingerprint=self.fp, key_last4="0001",
                 response=ResponseFacts(
                     usage=Usage(prompt, completion, reasoning, 0, 0, prompt + completion + reasoning) if known else None,
@@ -114,12 +114,12 @@ def test_a_clean_run_reconciles_and_a_top_up_is_recorded_once(day, ledger, platf
         if i == 6:
             platform.purchased += 5000
         day.poll()
-    rec = reconcile(ledger, edge_seconds=0)
+    rec = reconcile(ledger, billing_settle_seconds=0)
     (acme,) = rec.accounts
     assert len(acme.windows) == 12 and not rec.has_unexplained_gap, format_reconciliation(rec)
     assert acme.cumulative.ledger_calls == 300 and abs(acme.cumulative.difference) < 1
     assert acme.cumulative.explanation("top_up").credits == 5000
-    reconcile(ledger, edge_seconds=0)  # again: still one top-up row
+    reconcile(ledger, billing_settle_seconds=0)  # again: still one top-up row
     with ledger.session() as session:
         (top_up,) = balances.top_ups(session)
         assert top_up.credits == 5000 and top_up.account == "acme"
@@ -133,7 +133,7 @@ def test_calls_that_bypass_the_recorder_are_unrecorded_spend(day, ledger):
         if i == 3:
             day.calls(4, recorded=False)
         day.poll()
-    rec = reconcile(ledger, edge_seconds=0)
+    rec = reconcile(ledger, billing_settle_seconds=0)
     windows, cumulative = rec.accounts[0].windows, rec.accounts[0].cumulative
     assert rec.has_unexplained_gap and day.unrecorded > 1
     assert [w.status for w in windows] == [OK, OK, OK, GAP, OK, OK]
@@ -148,7 +148,7 @@ def test_reasoning_billed_and_a_systematic_overcharge_are_named_and_sized(day, l
     day.poll()
     day.calls(200, charge_factor=Decimal("1.02"))
     day.poll()
-    rec = reconcile(ledger, edge_seconds=0)
+    rec = reconcile(ledger, billing_settle_seconds=0)
     first, second = rec.accounts[0].windows
     assert not rec.has_unexplained_gap and rec.has_findings
     reasoning = first.explanation("reasoning_billed")
@@ -162,7 +162,7 @@ def test_aborted_streams_of_unknown_charge_are_named(day, ledger):
     day.calls(20)
     day.calls(2, status=ABORTED)
     day.poll()
-    rec = reconcile(ledger, edge_seconds=0)
+    rec = reconcile(ledger, billing_settle_seconds=0)
     (window,) = rec.accounts[0].windows
     assert window.explanation("aborted_streams").calls == 2
     assert window.status in (OK, EXPLAINED)
@@ -179,7 +179,7 @@ def test_failed_polls_lose_no_snapshot_before_or_after(day, ledger, platform):
     platform.failing = False
     day.calls(10)
     day.poll()
-    rec = reconcile(ledger, edge_seconds=0)
+    rec = reconcile(ledger, billing_settle_seconds=0)
     acme = rec.accounts[0]
     assert acme.failed_polls == {"malformed_body": 3}
     assert len(acme.windows) == 2 and not rec.has_unexplained_gap
@@ -199,9 +199,9 @@ def test_recent_windows_with_the_cumulative_line_since_the_first_snapshot(day, l
     with ledger.session() as session:
         points = balances.ok_snapshots(session, "acme")
     start = points[4].taken_at
-    recent = reconcile(ledger, start, edge_seconds=0)
+    recent = reconcile(ledger, start, billing_settle_seconds=0)
     assert len(recent.accounts[0].windows) == 4 and not recent.has_unexplained_gap
-    whole = reconcile(ledger, start, edge_seconds=0, cumulative_from_first=True)
+    whole = reconcile(ledger, start, billing_settle_seconds=0, cumulative_from_first=True)
     assert len(whole.accounts[0].windows) == 4
     cumulative = whole.accounts[0].cumulative
     assert cumulative.start == points[0].taken_at and cumulative.ledger_calls == 80

@@ -61,7 +61,7 @@ class Day:
         assert value.ok, value
 
     def reconcile(self):
-        return reconcile(self.ledger, edge_seconds=0)
+        return reconcile(self.ledger, billing_settle_seconds=0)
 
     def close(self) -> None:
         self.recorded.close()
