@@ -1,12 +1,16 @@
 """The credit-ledger command: argparse in, one clear line out on error.
 
 Exit codes: 0 success, 1 a problem the user can act on (one line on stderr),
-2 a usage error (argparse), 3 `reconcile` found an unexplained gap.
+2 a usage error (argparse), 3 `reconcile` found an unexplained gap, 4 `reconcile`
+had nothing to reconcile (an account with fewer than two usable snapshots in
+the window): a close script that gates on the exit code never passes on nothing.
+Set CREDIT_LEDGER_DEBUG=1 to see the traceback of an unexpected error.
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import re
 import sys
 from datetime import datetime, timedelta, timezone
@@ -16,6 +20,9 @@ from . import __version__
 from .errors import LedgerError
 
 EXIT_GAP = 3
+EXIT_NOTHING = 4
+EARLIEST = datetime(1970, 1, 1, tzinfo=timezone.utc)  # times before the ledger's first year, or near the
+LATEST = datetime(9999, 1, 1, tzinfo=timezone.utc)  # last one a date can hold, are typos: refused
 
 
 # ---------------------------------------------------------------- arguments
@@ -23,15 +30,21 @@ EXIT_GAP = 3
 
 def parse_time(text: str) -> datetime:
     """An ISO date or date-time (UTC unless it says otherwise), or an age like 24h, 7d, 30m."""
-    match = re.fullmatch(r"\s*(\d+)\s*([smhd])\s*", text)
-    if match:
-        unit = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days"}[match.group(2)]
-        return datetime.now(timezone.utc) - timedelta(**{unit: int(match.group(1))})
+    match = re.fullmatch(r"\s*(\d{1,12})\s*([smhd])\s*", text)
     try:
-        when = datetime.fromisoformat(text.strip().replace("Z", "+00:00"))
+        if match:
+            unit = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days"}[match.group(2)]
+            when = datetime.now(timezone.utc) - timedelta(**{unit: int(match.group(1))})
+        else:
+            when = datetime.fromisoformat(text.strip().replace("Z", "+00:00"))
+            when = when.replace(tzinfo=timezone.utc) if when.tzinfo is None else when.astimezone(timezone.utc)
     except ValueError:
         raise argparse.ArgumentTypeError(f"not a time: {text!r} (use 2026-11-24, 2026-11-24T10:00Z or 24h)") from None
-    return when.replace(tzinfo=timezone.utc) if when.tzinfo is None else when.astimezone(timezone.utc)
+    except OverflowError:
+        when = None
+    if when is None or not EARLIEST <= when < LATEST:
+        raise argparse.ArgumentTypeError(f"time out of range: {text!r} (from 1970 to the year 9998)")
+    return when
 
 
 def _port(text: str) -> int:
@@ -64,7 +77,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"credit-ledger {__version__}")
     parser.add_argument("--config", help="TOML config file (default: $CREDIT_LEDGER_CONFIG or ./credit-ledger.toml)")
     parser.add_argument("--database-url", help="ledger database (default: $CREDIT_LEDGER_DATABASE_URL or sqlite:///ledger.db)")
-    sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+    sub = parser.add_subparsers(dest="command", parser_class=_Parser, metavar="COMMAND")
 
     db = sub.add_parser("db", help="the ledger's schema")
     db_sub = db.add_subparsers(dest="db_command", required=True, parser_class=_Parser)
@@ -163,11 +176,18 @@ def cmd_demo(args, out) -> int:
 
 
 def cmd_replay(args, out) -> int:
+    from pathlib import Path
+
     from .accounting.pricing import load_rate_book
     from .record.writer import replay_journal
 
     settings = _settings(args)
     book = load_rate_book(settings.rate_cards_path)  # a bad card stops here, before anything is written
+    journal = Path(settings.journal_path)
+    if not journal.exists():
+        raise LedgerError(f"no journal at {journal} (the config's `journal` names it)")
+    if not journal.is_dir():
+        raise LedgerError(f"{journal} is a file, not a journal directory")
     result = replay_journal(settings.database_url, settings.journal_path, rate_book=book, policy=settings.pricing)
     print(result.summary(), file=out)
     return 0
@@ -187,16 +207,19 @@ def cmd_balance(args, out) -> int:
 
 
 def cmd_reconcile(args, out) -> int:
-    """The table (or JSON); EXIT_GAP when a gap is unexplained."""
+    """The table (or JSON); EXIT_GAP when a gap is unexplained, EXIT_NOTHING when there was nothing to check."""
+    from .accounting.reconcile import GAP_VERDICT, NOTHING_VERDICT
     from .reports.text import format_reconciliation
     from .store.engine import Ledger
     from .store.reconciliation import reconcile
 
     settings = _settings(args)
     with Ledger(settings.database_url, must_exist=True) as ledger:
-        result = reconcile(ledger, args.start, args.end)
+        result = reconcile(ledger, args.start, args.end, rounding=settings.reconcile.rounding,
+                           billing_settle_seconds=settings.reconcile.billing_settle_seconds,
+                           expected_accounts=[a.name for a in settings.accounts])
     out.write(result.to_json() + "\n" if args.json else format_reconciliation(result))
-    return EXIT_GAP if result.has_unexplained_gap else 0
+    return {GAP_VERDICT: EXIT_GAP, NOTHING_VERDICT: EXIT_NOTHING}.get(result.verdict, 0)
 
 
 def cmd_run(args, out) -> int:
@@ -211,17 +234,40 @@ COMMANDS = {
 }
 
 
+def _check(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
+    """What argparse cannot see: bounds that must come in order."""
+    for first, last in (("start", "end"), ("since", "until")):
+        low, high = getattr(args, first, None), getattr(args, last, None)
+        if low is not None and high is not None and low >= high:
+            names = {"start": "--from", "end": "--to", "since": "--since", "until": "--until"}
+            parser.error(f"{names[first]} must come before {names[last]} ({low.isoformat()} is not before {high.isoformat()})")
+
+
 def main(argv: Sequence[str] | None = None, out=None) -> int:
+    from .redact import redact
+
     out = out or sys.stdout
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args, unknown = parser.parse_known_args(argv)
+    if unknown:
+        parser.error(f"unrecognized arguments: {' '.join(unknown)}")
+    if args.command is None:
+        parser.error(f"a command is required (one of {', '.join(COMMANDS)}; --help lists them)")
+    _check(parser, args)
     try:
         return COMMANDS[args.command](args, out)
     except LedgerError as exc:
-        print(f"credit-ledger: {exc}", file=sys.stderr)
+        print(f"credit-ledger: {redact(str(exc))}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         print("credit-ledger: interrupted", file=sys.stderr)
         return 130
+    except Exception as exc:  # a bug, not bad input: still one line (and the traceback on request)
+        if os.environ.get("CREDIT_LEDGER_DEBUG"):
+            raise
+        print(f"credit-ledger: unexpected error ({type(exc).__name__}: {redact(str(exc))[:300]}); "
+              "set CREDIT_LEDGER_DEBUG=1 for the traceback", file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":

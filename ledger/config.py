@@ -88,6 +88,12 @@ class ScheduleConfig:
 
 
 @dataclass(frozen=True)
+class ReconcileConfig:
+    rounding: str = "floor"  # how the platform rounds its integer figures: floor, ceil, half or any
+    billing_settle_seconds: float = 2.0  # how long after a call's end the platform may book its charge
+
+
+@dataclass(frozen=True)
 class Settings:
     database_url: str = DEFAULT_DATABASE_URL
     journal_path: str = "credit-ledger.journal"
@@ -100,6 +106,7 @@ class Settings:
     timezone: str = "UTC"  # the zone reports and budgets are bounded in, unless they say otherwise
     accounts: tuple[AccountConfig, ...] = ()
     schedule: ScheduleConfig = ScheduleConfig()
+    reconcile: ReconcileConfig = ReconcileConfig()
     config_path: str | None = None
 
     def with_database_url(self, url: str | None) -> "Settings":
@@ -209,7 +216,10 @@ def default_accounts() -> tuple[AccountConfig, ...]:
     return (AccountConfig("default", base_url, (KeyConfig("AIVIDEO_API_KEY", env="AIVIDEO_API_KEY"),)),)
 
 
-TOP_LEVEL = {"database_url", "journal", "secret", "reports_dir", "timezone", "pricing", "recorder", "accounts", "schedule"}
+TOP_LEVEL = {
+    "database_url", "journal", "secret", "reports_dir", "timezone", "pricing", "recorder", "accounts", "schedule", "reconcile",
+}
+ROUNDING_RULES = ("floor", "ceil", "half", "any")
 SCHEDULE_SETTINGS = {"poll_credits_seconds", "reconcile_seconds", "replay_journal_seconds", "reconcile_settle_seconds"}
 
 
@@ -221,6 +231,11 @@ def settings_from_mapping(data: dict, source: str = "config") -> Settings:
     check_keys(recorder, {"include_usage", "writer_processes"}, f"{source}: [recorder]")
     schedule = _table(data, "schedule", source)
     check_keys(schedule, SCHEDULE_SETTINGS, f"{source}: [schedule]")
+    reconcile = _table(data, "reconcile", source)
+    check_keys(reconcile, {"rounding", "billing_settle_seconds"}, f"{source}: [reconcile]")
+    rounding = reconcile.get("rounding", ReconcileConfig.rounding)
+    if rounding not in ROUNDING_RULES:
+        raise ConfigError(f"{source}: reconcile.rounding must be one of {', '.join(ROUNDING_RULES)}, got {rounding!r}")
 
     precision = _decimal(pricing.get("charge_precision", "0.01"), f"{source}: pricing.charge_precision",
                          low=Decimal(0), high=Decimal(1))
@@ -252,6 +267,11 @@ def settings_from_mapping(data: dict, source: str = "config") -> Settings:
                                allow_zero=name == "reconcile_settle_seconds")
                 for name in SCHEDULE_SETTINGS
             }
+        ),
+        reconcile=ReconcileConfig(
+            rounding,
+            _seconds(reconcile.get("billing_settle_seconds", ReconcileConfig.billing_settle_seconds),
+                     f"{source}: reconcile.billing_settle_seconds", allow_zero=True),
         ),
     )
 

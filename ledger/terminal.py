@@ -10,6 +10,21 @@ from typing import Any, Iterable, Sequence, TextIO
 from .money import fmt
 
 
+def printable(text: str) -> str:
+    """Text a terminal shows as it is: control and format characters (escape sequences, newlines, BEL,
+    bidirectional overrides) written as visible escapes, so that text from the ledger cannot drive the terminal."""
+    if text.isprintable():
+        return text
+    return "".join(ch if ch.isprintable() or (ch == " ") else _escape(ch) for ch in text)
+
+
+def _escape(ch: str) -> str:
+    code = ord(ch)
+    if code < 0x100:
+        return f"\\x{code:02x}"
+    return f"\\u{code:04x}" if code < 0x10000 else f"\\U{code:08x}"
+
+
 def cell(value: Any) -> str:
     if value is None:
         return ""
@@ -19,7 +34,7 @@ def cell(value: Any) -> str:
         return "yes" if value else "no"
     if hasattr(value, "isoformat"):
         return value.isoformat(timespec="seconds").replace("+00:00", "Z")
-    return str(value)
+    return printable(str(value))
 
 
 def table(headers: Sequence[str], rows: Iterable[Sequence[Any]], right: Iterable[str] = ()) -> str:

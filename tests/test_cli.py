@@ -1,15 +1,19 @@
-"""The command line: one clear line and a non-zero exit on bad input, nothing written."""
+"""The command line: every command's output and exit code, and bad input as one clear line, nothing written."""
 
+from __future__ import annotations
+
+import io
 import os
 import subprocess
 import sys
 
 import pytest
 
-from ledger.cli import main
+from ledger.cli import EXIT_NOTHING, main
 
 
 def run(args, cwd, env=None):
+    """The real entry point in a process of its own."""
     full_env = {**os.environ, **(env or {})}
     full_env.pop("CREDIT_LEDGER_DATABASE_URL", None)
     return subprocess.run(
@@ -17,43 +21,139 @@ def run(args, cwd, env=None):
     )
 
 
+def call(args, capsys) -> tuple[int, str, str]:
+    """main() in this process: (exit code, stdout, stderr); argparse's exit is an exit code like any other."""
+    out = io.StringIO()
+    try:
+        code = main(args, out=out)
+    except SystemExit as exit_:
+        code = exit_.code
+    captured = capsys.readouterr()
+    return code, out.getvalue() + captured.out, captured.err
+
+
+BAD_CONFIGS = {
+    "nan seconds": ("[schedule]\npoll_credits_seconds = nan\n", "schedule.poll_credits_seconds"),
+    "inf seconds": ("[schedule]\nreplay_journal_seconds = inf\n", "schedule.replay_journal_seconds"),
+    "nan settle": ("[schedule]\nreconcile_settle_seconds = nan\n", "schedule.reconcile_settle_seconds"),
+    "huge precision": ("[pricing]\ncharge_precision = 1e999999999\n", "pricing.charge_precision"),
+    "text precision": ("[pricing]\ncharge_precision = \"a cent\"\n", "pricing.charge_precision"),
+    "rate cards a number": ("[pricing]\nrate_cards = 5\n", "pricing.rate_cards"),
+    "key env a number": ('[[accounts]]\nname = "a"\nkeys = [{env = 5}]\n', "env"),
+    "label a list": ('[[accounts]]\nname = "a"\nkeys = [{env = "K", label = [1]}]\n', "label"),
+    "keys not a list": ('[[accounts]]\nname = "a"\nkeys = "K"\n', "keys must be a list"),
+    "base url": ('[[accounts]]\nname = "a"\nbase_url = "ftp://x"\nkeys = [{env = "K"}]\n', "http:// or https://"),
+    "zone": ('timezone = "Mars/Olympus"\n', "unknown time zone"),
+    "rounding": ('[reconcile]\nrounding = "up"\n', "reconcile.rounding"),
+    "writer processes": ("[recorder]\nwriter_processes = 1.5\n", "writer_processes"),
+    "unknown section": ("[budget]\nlimit = 5\n", "unknown setting 'budget'"),
+    "not toml": ("[schedule\n", "not valid TOML"),
+}
+EVERY_COMMAND = (["check"], ["calls"], ["replay"], ["balance"], ["reconcile"], ["run"], ["db", "upgrade"],
+                 ["db", "current"], ["demo", "--calls", "1"])
+
+
+@pytest.mark.parametrize("command", EVERY_COMMAND, ids=" ".join)
+@pytest.mark.parametrize("config, message", BAD_CONFIGS.values(), ids=BAD_CONFIGS)
+def test_a_bad_config_stops_every_command_with_one_line(tmp_path, monkeypatch, capsys, command, config, message):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "credit-ledger.toml").write_text(config)
+    code, out, err = call(command, capsys)
+    assert (code, out) == (1, ""), err
+    assert message in err and len(err.strip().splitlines()) == 1 and "Traceback" not in err
+    assert [p.name for p in tmp_path.iterdir()] == ["credit-ledger.toml"]  # nothing written
+
+
 @pytest.mark.parametrize(
     "args, code, message",
     [
         (["nonsense"], 2, "invalid choice"),
+        (["--bogus"], 2, "unrecognized arguments: --bogus"),
+        ([], 2, "a command is required"),
+        (["calls", "--bogus"], 2, "unrecognized arguments: --bogus"),
+        (["db"], 2, "required"),
         (["check", "--since", "yesterday"], 2, "not a time"),
+        (["calls", "--since", "1000000d"], 2, "time out of range"),
+        (["calls", "--since", "99999999999d"], 2, "time out of range"),
+        (["calls", "--since", "0001-01-01T00:00+01:00"], 2, "time out of range"),
+        (["reconcile", "--from", "9999-12-31T23:00-05:00"], 2, "time out of range"),
+        (["reconcile", "--from", "2026-12-01", "--to", "2026-11-01"], 2, "--from must come before --to"),
+        (["calls", "--since", "2026-12-01", "--until", "2026-12-01"], 2, "--since must come before --until"),
         (["calls", "--format", "xml"], 2, "invalid choice"),
+        (["calls", "--limit", "0"], 2, "must be above 0"),
         (["simulate", "--port", "99999"], 2, "port out of range"),
         (["demo", "--calls", "0"], 2, "must be above 0"),
         (["check"], 1, "no ledger at ledger.db"),
+        (["reconcile"], 1, "no ledger at ledger.db"),
         (["--database-url", "mysql://x/y", "check"], 1, "unsupported database"),
+        (["--database-url", "ledger.db", "check"], 1, "not a database URL"),
         (["--config", "missing.toml", "check"], 1, "config file not found"),
-        (["--database-url", "postgresql://postgres@127.0.0.1:1/x", "db", "upgrade"], 1, "cannot reach"),
+        (["replay"], 1, "no journal at credit-ledger.journal"),
     ],
 )
-def test_bad_input_gets_one_line_and_a_non_zero_exit_and_nothing_written(tmp_path, args, code, message):
-    result = run(args, tmp_path)
-    assert result.returncode == code, result.stderr
-    assert message in result.stderr
-    assert len(result.stderr.strip().splitlines()) == 1, result.stderr
-    assert "Traceback" not in result.stderr
+def test_bad_input_gets_one_line_and_a_non_zero_exit_and_nothing_written(tmp_path, monkeypatch, capsys, args, code, message):
+    monkeypatch.chdir(tmp_path)
+    result, out, err = call(args, capsys)
+    assert result == code, err
+    assert message in err and len(err.strip().splitlines()) == 1, err
+    assert "Traceback" not in err and out == ""
     assert list(tmp_path.iterdir()) == []
 
 
-def test_a_bad_rate_card_file_gets_one_line(tmp_path):
+def test_the_entry_point_gives_one_line_for_an_unreachable_database_and_an_argument_error(tmp_path):
+    result = run(["--database-url", "postgresql://postgres@127.0.0.1:1/x", "db", "upgrade"], tmp_path)
+    assert result.returncode == 1 and "cannot reach" in result.stderr and "Traceback" not in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1
+    result = run(["calls", "--since", "99999999999d"], tmp_path)
+    assert result.returncode == 2 and "time out of range" in result.stderr and "Traceback" not in result.stderr
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_a_read_command_never_makes_a_ledger_of_a_file_that_is_none(tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "empty.db").write_bytes(b"")
+    (tmp_path / "text.db").write_text("not a database")
+    for name, message in (("empty.db", "not a ledger"), ("text.db", "not a ledger")):
+        for command in (["calls"], ["check"], ["reconcile"]):
+            code, _, err = call(["--database-url", f"sqlite:///{tmp_path / name}", *command], capsys)
+            assert code == 1 and message in err, err
+    assert (tmp_path / "empty.db").read_bytes() == b"" and (tmp_path / "text.db").read_text() == "not a database"
+
+
+def test_replay_refuses_a_journal_that_is_a_file(tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "credit-ledger.journal").write_text("")
+    code, _, err = call(["replay"], capsys)
+    assert code == 1 and "is a file, not a journal directory" in err
+
+
+def test_a_bad_rate_card_file_gets_one_line(tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
     (tmp_path / "cards.toml").write_text("[[card]]\nname = 'x'\n")
     (tmp_path / "credit-ledger.toml").write_text('[pricing]\nrate_cards = "cards.toml"\n')
-    result = run(["replay"], tmp_path)
-    assert result.returncode == 1
-    assert "effective_from" in result.stderr and len(result.stderr.strip().splitlines()) == 1
+    for command in (["replay"], ["demo"], ["run"]):
+        code, _, err = call(command, capsys)
+        assert code == 1 and "effective_from" in err and len(err.strip().splitlines()) == 1, err
     assert sorted(p.name for p in tmp_path.iterdir()) == ["cards.toml", "credit-ledger.toml"]
 
 
-def test_db_upgrade_then_empty_check_and_calls(tmp_path, capsys, monkeypatch):
+def test_db_upgrade_current_check_calls_and_reconcile_on_an_empty_ledger(tmp_path, monkeypatch, capsys):
     monkeypatch.chdir(tmp_path)
     url = f"sqlite:///{tmp_path / 'l.db'}"
-    assert main(["--database-url", url, "db", "upgrade"]) == 0
-    assert main(["--database-url", url, "check"]) == 0
-    assert "every call was charged" in capsys.readouterr().out
-    assert main(["--database-url", url, "calls", "--format", "csv"]) == 0
-    assert capsys.readouterr().out.startswith("call_id,started_at,status")
+    code, out, _ = call(["--database-url", url, "db", "upgrade"], capsys)
+    assert code == 0 and "is at migration" in out
+    code, out, _ = call(["--database-url", url, "db", "current"], capsys)
+    assert code == 0 and out.split()[0] == out.split()[-1].rstrip(")")  # current is the newest
+    code, out, _ = call(["--database-url", url, "check"], capsys)
+    assert code == 0 and "every call was charged" in out
+    code, out, _ = call(["--database-url", url, "calls", "--format", "csv"], capsys)
+    assert code == 0 and out.startswith("call_id,started_at,status")
+    code, out, _ = call(["--database-url", url, "calls"], capsys)
+    assert code == 0 and out.rstrip().endswith("0 calls")
+    code, out, _ = call(["--database-url", url, "calls", "--format", "json"], capsys)
+    assert code == 0 and out.strip() == "[]"
+    # A close gate never passes on nothing: no snapshots is a verdict and an exit code of its own.
+    code, out, _ = call(["--database-url", url, "reconcile"], capsys)
+    assert code == EXIT_NOTHING and out.rstrip().endswith("verdict: NOTHING TO RECONCILE")
+    code, out, _ = call(["--database-url", url, "reconcile", "--json"], capsys)
+    assert code == EXIT_NOTHING and '"verdict": "nothing to reconcile"' in out

@@ -97,3 +97,45 @@ def test_the_recorders_writer_processes_are_a_setting(tmp_path):
         assert isinstance(rec.sink._writer, ProcessWriter) and rec.sink._writer.processes == 1
     finally:
         rec.close()
+
+
+
+from hypothesis import given  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+from ledger.accounting.pricing import rate_book_from_mapping  # noqa: E402
+from ledger.errors import RateCardError  # noqa: E402
+
+_values = st.recursive(
+    st.none() | st.booleans() | st.integers(-10**30, 10**30) | st.text(max_size=12)
+    | st.decimals(allow_nan=True, allow_infinity=True) | st.floats(allow_nan=True),
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=8), inner, max_size=3),
+    max_leaves=10,
+)
+_SETTINGS = {
+    "database_url": None, "journal": None, "timezone": None, "reports_dir": None,
+    "pricing": ("charge_precision", "tolerance", "rate_cards"), "recorder": ("include_usage", "writer_processes"),
+    "schedule": ("poll_credits_seconds", "reconcile_seconds", "reconcile_settle_seconds"),
+    "reconcile": ("rounding", "billing_settle_seconds"), "accounts": None,
+}
+
+
+@given(st.sampled_from(sorted(_SETTINGS)), _values, st.data())
+def test_any_value_of_any_setting_is_accepted_or_refused_in_one_line(section, value, data):
+    names = _SETTINGS[section]
+    mapping = {section: value} if names is None else {section: {data.draw(st.sampled_from(names)): value}}
+    try:
+        settings_from_mapping(mapping)
+    except ConfigError as error:
+        assert str(error) and "\n" not in str(error)
+
+
+@given(st.dictionaries(st.sampled_from(["name", "effective_from", "usd_per_credit", "rates", "other"]), _values, max_size=5))
+def test_any_rate_card_is_accepted_or_refused_in_one_line(card):
+    try:
+        book = rate_book_from_mapping({"card": [card]}, "cards.toml")
+    except RateCardError as error:
+        assert str(error) and "\n" not in str(error)
+    else:
+        for rate in book.cards[0].rates.values():
+            assert isinstance(rate.input_per_million, Decimal) and 0 <= rate.input_per_million <= 1_000_000

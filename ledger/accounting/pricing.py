@@ -120,34 +120,59 @@ class PriceFinding(NamedTuple):
 # ---------------------------------------------------------------- loading
 
 
+# What a card may hold: every figure is stored in nano-credits (9 decimal places) and a call's cost
+# (at most 50M tokens at the highest rate) must stay within what the ledger holds.
+MAX_RATE = Decimal(1_000_000)  # credits per 1M tokens: thousands of times any price list's
+MAX_USD_PER_CREDIT = Decimal(1000)
+MAX_TEXT = 200  # a card's name, a model's, an endpoint's (their columns' width)
+CARD_KEYS = frozenset({"name", "effective_from", "usd_per_credit", "rates"})
+
+
 def _sorted_cards(cards: Iterable[RateCard]) -> tuple[RateCard, ...]:
     ordered = tuple(sorted(cards, key=lambda c: c.effective_from))
     names = [c.name for c in ordered]
     dup = {n for n in names if names.count(n) > 1}
     if dup:
         raise RateCardError(f"rate card name used twice: {sorted(dup)[0]}")
+    for earlier, later in zip(ordered, ordered[1:]):
+        if earlier.effective_from == later.effective_from:
+            raise RateCardError(
+                f"rate cards {earlier.name!r} and {later.name!r} both take effect at "
+                f"{earlier.effective_from.isoformat()}: which one prices a call is ambiguous"
+            )
     return ordered
 
 
-def _decimal(value: Any, where: str) -> Decimal:
+def _decimal(value: Any, where: str, high: Decimal = MAX_RATE) -> Decimal:
     if isinstance(value, bool) or not isinstance(value, (int, Decimal, str)):
         raise RateCardError(f"{where}: expected a number, got {value!r}")
     try:
         amount = Decimal(value) if not isinstance(value, str) else Decimal(value.strip())
     except ArithmeticError:
         raise RateCardError(f"{where}: not a number: {value!r}") from None
-    if not amount.is_finite() or amount < 0:
-        raise RateCardError(f"{where}: must be a finite number >= 0, got {value!r}")
+    if not amount.is_finite() or not 0 <= amount <= high:
+        raise RateCardError(f"{where}: must be a number from 0 to {high}, got {value!r}")
+    if amount and amount.as_tuple().exponent < -9:
+        raise RateCardError(f"{where}: at most 9 decimal places (a nano-credit), got {value!r}")
     return amount
+
+
+def _text(value: Any, where: str) -> str:
+    if not isinstance(value, str) or not value.strip():
+        raise RateCardError(f"{where}: expected a non-empty name, got {value!r}")
+    if len(value.strip()) > MAX_TEXT:
+        raise RateCardError(f"{where}: longer than {MAX_TEXT} characters")
+    return value.strip()
 
 
 def _card(raw: Any, source: str) -> RateCard:
     if not isinstance(raw, dict):
         raise RateCardError(f"{source}: each [[card]] must be a table")
-    name = raw.get("name")
-    if not isinstance(name, str) or not name.strip():
-        raise RateCardError(f"{source}: a card has no name")
+    name = _text(raw.get("name"), f"{source}: a card's name")
     where = f"{source}: card {name!r}"
+    unknown = set(raw) - CARD_KEYS
+    if unknown:
+        raise RateCardError(f"{where}: unknown key {sorted(unknown)[0]!r} (known: {', '.join(sorted(CARD_KEYS))})")
     when = raw.get("effective_from")
     if isinstance(when, str):
         try:
@@ -158,12 +183,15 @@ def _card(raw: Any, source: str) -> RateCard:
         raise RateCardError(f"{where}: effective_from must be a date-time such as 2026-05-01T00:00:00Z")
     if when.tzinfo is None:
         raise RateCardError(f"{where}: effective_from must carry a time zone (end it with Z)")
-    usd_per_credit = _decimal(raw.get("usd_per_credit", "0.005"), f"{where}: usd_per_credit")
+    if not 1970 <= when.year <= 9998:
+        raise RateCardError(f"{where}: effective_from {when.isoformat()} is out of range (1970 to 9998)")
+    usd_per_credit = _decimal(raw.get("usd_per_credit", "0.005"), f"{where}: usd_per_credit", MAX_USD_PER_CREDIT)
     rates_raw = raw.get("rates")
     if not isinstance(rates_raw, dict) or not rates_raw:
         raise RateCardError(f"{where}: has no [card.rates.\"MODEL\"] tables")
     rates = {}
     for model, rate in rates_raw.items():
+        _text(model, f"{where}: a model's name")
         if not isinstance(rate, dict):
             raise RateCardError(f"{where}: rates for {model!r} must be a table")
         unknown = set(rate) - {"input", "output", "endpoint"}
@@ -175,9 +203,9 @@ def _card(raw: Any, source: str) -> RateCard:
         rates[model] = ModelRate(
             _decimal(rate["input"], f"{where}: {model} input"),
             _decimal(rate["output"], f"{where}: {model} output"),
-            str(rate.get("endpoint", "/v1/chat/completions")),
+            _text(rate.get("endpoint", "/v1/chat/completions"), f"{where}: {model} endpoint"),
         )
-    return RateCard(name.strip(), when.astimezone(timezone.utc), usd_per_credit, rates)
+    return RateCard(name, when.astimezone(timezone.utc), usd_per_credit, rates)
 
 
 def parse_rate_cards(text: str, source: str = "rate card") -> RateBook:
@@ -185,9 +213,18 @@ def parse_rate_cards(text: str, source: str = "rate card") -> RateBook:
         data = tomllib.loads(text, parse_float=Decimal)
     except tomllib.TOMLDecodeError as exc:
         raise RateCardError(f"{source}: not valid TOML: {exc}") from exc
+    return rate_book_from_mapping(data, source)
+
+
+def rate_book_from_mapping(data: Any, source: str = "rate card") -> RateBook:
+    """The book of a rate-card file's contents (`{"card": [...]}`); RateCardError naming what is wrong."""
+    if not isinstance(data, dict):
+        raise RateCardError(f"{source}: a rate-card file holds [[card]] entries")
     cards = data.get("card")
     if not isinstance(cards, list) or not cards:
         raise RateCardError(f"{source}: no [[card]] entries")
+    if set(data) - {"card"}:
+        raise RateCardError(f"{source}: unknown table {sorted(set(data) - {'card'})[0]!r} (a file holds [[card]] entries)")
     return RateBook(_sorted_cards(_card(c, source) for c in cards))
 
 

@@ -12,18 +12,18 @@ only then does the journal let them go.
 
 from __future__ import annotations
 
-import logging
 import threading
 import time
 from collections import deque
 from pathlib import Path
 from typing import Callable
 
+from .. import redact
 from .capture import Capture, RawCapture
 from .journal import Journal, Segment
 from .wire import payload
 
-log = logging.getLogger("ledger.record.sink")
+log = redact.logger("ledger.record.sink")
 
 # A queued capture: (the capture itself where it has no payload, its journal payload, its segment).
 Queued = tuple["Capture | RawCapture | None", "bytes | None", "Segment | None"]

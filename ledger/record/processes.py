@@ -43,10 +43,11 @@ import threading
 from pathlib import Path
 from typing import Any, NoReturn, Sequence
 
+from .. import redact
 from ..errors import DatabaseError, describe
 from .writer import BatchEntry, LedgerWriter, is_outage
 
-log = logging.getLogger(__name__)
+log = redact.logger(__name__)
 
 _HEADER = struct.Struct("!Q")
 # The child imports what its parent imports: the parent's sys.path, as it is when the child starts.
@@ -103,7 +104,7 @@ def can_use_process(database_url: str) -> bool:
 class _Child:
     """One writer process and its two pipes."""
 
-    def __init__(self, init: tuple) -> None:
+    def __init__(self, init: tuple, spawned=lambda process: None) -> None:
         down_read, down_write = os.pipe()
         up_read, up_write = os.pipe()
         try:
@@ -118,6 +119,7 @@ class _Child:
             for fd in (down_read, down_write, up_read, up_write):
                 os.close(fd)
             raise WriterProcessUnavailable(f"cannot start a ledger writer process ({error})") from None
+        spawned(self.process)  # (from here on it can be killed while it starts)
         os.close(down_read)
         os.close(up_write)
         self.to_child: int | None = down_write
@@ -149,7 +151,7 @@ class _Child:
         except (OSError, EOFError, pickle.UnpicklingError, ValueError):
             self._died()
         for name, level, message in logs:
-            logging.getLogger(name).log(level, "%s", message)
+            redact.logger(name).log(level, "%s", message)
         if status == "ok":
             return value
         if status == "outage":
@@ -208,6 +210,8 @@ class ProcessWriter:
         self._children: list[_Child] = []
         self._idle: list[_Child] = []
         self._starting = 0
+        self._spawning: set[subprocess.Popen] = set()  # started, not yet answering
+        self._aborted = False
         self._changed = threading.Condition()
 
     @property
@@ -248,9 +252,14 @@ class ProcessWriter:
             self._forget_dead()
 
     def abort(self) -> None:
-        """Kill the children (a batch stuck on a locked or unreachable database): their batches stay in the journal."""
+        """Kill the children, and any still starting (a batch stuck on a locked or unreachable database, or a
+        start slowed by a busy machine): their batches stay in the journal."""
+        self._aborted = True
         for child in list(self._children):
             child.kill()
+        for process in list(self._spawning):
+            if process.poll() is None:
+                process.kill()
 
     def close(self) -> None:
         """Close the pipes (each child exits on end of file) and wait for the children."""
@@ -267,6 +276,7 @@ class ProcessWriter:
         for child in self._children:
             child.forget(reap=False)  # closes this process's copies of the pipes; the parent's stay open
         self._children, self._idle, self._starting = [], [], 0
+        self._spawning = set()
         self._changed = threading.Condition()
 
     # ------------------------------------------------------------ the children
@@ -286,12 +296,17 @@ class ProcessWriter:
                 self._changed.wait()
         if child is None:  # started outside the lock: the other threads go on meanwhile
             local = self.local
+            spawned: list[subprocess.Popen] = []
             try:
-                child = _Child(("init", local.database_url, local.rate_book, local.policy, local.busy_timeout))
+                child = _Child(("init", local.database_url, local.rate_book, local.policy, local.busy_timeout),
+                               spawned=lambda process: (spawned.append(process), self._spawning.add(process)))
             except WriterProcessUnavailable as error:
                 with self._changed:
                     self._starting -= 1
+                    self._spawning.difference_update(spawned)
                     self._changed.notify()
+                    if self._aborted:
+                        raise DatabaseError("the ledger writer was stopped") from None
                     if not self._children:
                         raise  # none at all: the sink writes from a thread
                     self.processes = len(self._children) + self._starting
@@ -300,10 +315,12 @@ class ProcessWriter:
             except BaseException:
                 with self._changed:
                     self._starting -= 1
+                    self._spawning.difference_update(spawned)
                     self._changed.notify()
                 raise
             with self._changed:
                 self._starting -= 1
+                self._spawning.difference_update(spawned)
                 self._children.append(child)
                 self._changed.notify()
         try:

@@ -14,12 +14,12 @@ process's (`ledger.record.lifetime`).
 
 from __future__ import annotations
 
-import logging
 import threading
 import time
 from dataclasses import dataclass, replace
 from pathlib import Path
 
+from .. import redact
 from ..accounting.pricing import PricingPolicy, RateBook
 from ..config import normalise_url
 from .capture import Capture, RawCapture
@@ -29,7 +29,7 @@ from .processes import ProcessWriter, can_use_process
 from .writer import LedgerWriter
 from .writer_loop import WriterLoop
 
-log = logging.getLogger(__name__)
+log = redact.logger(__name__)
 
 
 @dataclass(frozen=True, slots=True)

@@ -11,7 +11,6 @@ processes left in a journal.
 from __future__ import annotations
 
 import json
-import logging
 from contextlib import closing
 from dataclasses import dataclass, replace
 from datetime import datetime, timezone
@@ -21,6 +20,7 @@ from typing import Iterable, Sequence
 from sqlalchemy import event
 from sqlalchemy import exc as sa_exc
 
+from .. import redact
 from ..accounting.pricing import PricingPolicy, RateBook, default_rate_book, price
 from ..accounting.records import CallRecord, record_digest, record_to_dict
 from ..errors import DatabaseError, describe
@@ -32,7 +32,7 @@ from .capture import build_record
 from .segments import UNDECODABLE, UNREADABLE_LINE, Entry, claim_orphans, live_segments, segment_paths
 from .wire import decode, entry_digest, line_text
 
-log = logging.getLogger(__name__)
+log = redact.logger(__name__)
 
 # Errors that mean "the database is not there now", as opposed to "this batch cannot be written".
 OUTAGES = (sa_exc.OperationalError, sa_exc.InterfaceError, sa_exc.DisconnectionError, sa_exc.TimeoutError, DatabaseError)

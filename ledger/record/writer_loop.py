@@ -13,18 +13,18 @@ while the writer thread's is being written.
 
 from __future__ import annotations
 
-import logging
 import random
 import threading
 import time
 
+from .. import redact
 from ..errors import describe
 from .intake import Intake, Queued
 from .processes import ProcessWriter, WriterProcessUnavailable
 from .writer import BatchResult, LedgerWriter, batches, is_outage, replay_orphans
 from .wire import frame
 
-log = logging.getLogger("ledger.record.sink")
+log = redact.logger("ledger.record.sink")
 HELD_REPORT_SECONDS = 60.0  # records in no journal are reported at most this often while their count changes
 
 

@@ -24,6 +24,7 @@ from typing import Callable, Iterator
 from sqlalchemy import text
 from sqlalchemy.engine import make_url
 
+from .. import redact
 from ..accounting.pricing import load_rate_book
 from ..config import Settings
 from ..keys import load_secret
@@ -35,7 +36,7 @@ from ..store.reconciliation import reconcile
 from .credits import CreditsClient, RetryPolicy
 from .polling import poll_balances
 
-log = logging.getLogger(__name__)
+log = redact.logger(__name__)
 
 RECONCILE_WINDOW_DAYS = 2  # the hourly job lists the windows of this many days
 
@@ -114,8 +115,10 @@ def poll_credits_job(service: Service) -> tuple[str, str]:
 def reconcile_job(service: Service) -> tuple[str, str]:
     # Windows of the last two days; the cumulative line still runs from the first snapshot ever.
     start = datetime.now(timezone.utc) - timedelta(days=RECONCILE_WINDOW_DAYS)
+    settings = service.settings
     result = reconcile(
-        service.ledger, start, settle_seconds=service.reconcile_settle_seconds, cumulative_from_first=True
+        service.ledger, start, settle_seconds=service.reconcile_settle_seconds, cumulative_from_first=True,
+        rounding=settings.reconcile.rounding, billing_settle_seconds=settings.reconcile.billing_settle_seconds,
     )
     parts = []
     for account in result.accounts:
@@ -200,7 +203,12 @@ def run_service(
     stop_event: threading.Event | None = None,
     jobs: dict[str, tuple[JobFunction, float]] | None = None,
 ) -> int:
-    """`credit-ledger run`: blocks until SIGINT/SIGTERM (or `stop_event`), then stops cleanly."""
+    """`credit-ledger run`: blocks until SIGINT/SIGTERM (or `stop_event`), then stops cleanly.
+
+    What the jobs will need is checked before the service starts: a bad rate card is one line now,
+    not a failing job every interval.
+    """
+    load_rate_book(settings.rate_cards_path)
     stop = stop_event or threading.Event()
     previous = {}
     if threading.current_thread() is threading.main_thread():

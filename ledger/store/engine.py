@@ -106,11 +106,47 @@ def ensure_schema(engine: Engine) -> None:
 
 
 def _require_ledger_file(url: str) -> None:
-    """Commands that only read refuse to create a ledger where none is (a typo, say)."""
+    """Commands that only read refuse to create a ledger where none is (a typo, say), or to make one of a
+    file that is none: the file is looked at read-only, before the engine (whose pragmas write) opens it."""
     parsed = make_url(url)
-    if parsed.get_backend_name() == "sqlite" and parsed.database not in (None, "", ":memory:"):
-        if not os.path.exists(parsed.database):
-            raise DatabaseError(f"no ledger at {parsed.database} (run the demo, the recorder or `credit-ledger db upgrade` first)")
+    path = parsed.database
+    if parsed.get_backend_name() != "sqlite" or path in (None, "", ":memory:"):
+        return
+    if not os.path.exists(path):
+        raise DatabaseError(f"no ledger at {path} (run the demo, the recorder or `credit-ledger db upgrade` first)")
+    try:
+        with open(path, "rb") as handle:
+            head = handle.read(16)
+    except OSError as exc:
+        raise DatabaseError(f"cannot read the ledger at {path}: {exc.strerror}") from None
+    if head != b"SQLite format 3\0":
+        raise DatabaseError(f"{path} is not a ledger (not an SQLite database)")
+    import sqlite3
+
+    try:
+        connection = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+        try:
+            found = connection.execute("SELECT 1 FROM sqlite_master WHERE name = 'alembic_version'").fetchone()
+        finally:
+            connection.close()
+    except sqlite3.Error as exc:
+        raise DatabaseError(f"cannot read the ledger at {path}: {exc}") from None
+    if found is None:
+        raise DatabaseError(f"{path} holds no ledger (no credit-ledger schema): `credit-ledger db upgrade` makes it one")
+
+
+def _require_ledger_schema(engine: Engine) -> None:
+    """A read command never makes a ledger of a database that is none (an empty file, someone else's database)."""
+    try:
+        revision = current_revision(engine)
+    except SQLAlchemyError as exc:
+        engine.dispose()
+        raise DatabaseError(f"cannot read the ledger at {engine.url!r}: {describe(exc)}") from None
+    if revision is None:
+        engine.dispose()
+        raise DatabaseError(
+            f"{engine.url!r} holds no ledger (no credit-ledger schema): `credit-ledger db upgrade` makes it one"
+        )
 
 
 class Ledger:
@@ -123,6 +159,8 @@ class Ledger:
         if must_exist:
             _require_ledger_file(self.url)
         self.engine = create_engine_for(self.url, **engine_kwargs)
+        if must_exist:
+            _require_ledger_schema(self.engine)
         if upgrade_schema:
             ensure_schema(self.engine)
         self._sessions = sessionmaker(self.engine, expire_on_commit=False)

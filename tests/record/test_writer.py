@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import os
 import signal
 import socket
@@ -605,3 +606,35 @@ def test_a_replay_through_writer_processes_decodes_nothing_in_the_applications_p
         sink.close()
     assert (stats.replayed, stats.kept_aside, count_rows(url)) == (51, 1, 50)
     assert count_rows(url, RejectedRecord) == 1
+
+
+def test_records_neither_journalled_nor_written_are_said_at_error_level_kept_trying_and_counted_at_close(tmp_path, caplog):
+    # The journal cannot be opened (a file where its folder should be) and the database is down.
+    (tmp_path / "journal").write_text("in the way")
+    caplog.set_level(logging.INFO)
+    sink = LedgerSink("postgresql://nobody@127.0.0.1:9/none", tmp_path / "journal", backoff=0.01, max_backoff=0.05,
+                      handle_sigterm=False)
+    for i in range(5):
+        sink.emit(make_capture(i))
+    wait_for(lambda: sink.stats.outages >= 3, what="the writer to keep trying")  # it goes on trying while the process lives
+    assert sink.stats.pending == 5
+    stats = sink.close(timeout=0.2)
+    assert (stats.lost, stats.pending, stats.committed) == (5, 5, 0)
+    errors = [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR]
+    assert any("records are held in memory only" in m for m in errors)  # the journal could not be opened
+    assert any("5 record(s) are in no journal" in m for m in errors)  # while the database is down
+    assert any("5 record(s) could not be saved" in m for m in errors)  # and at close
+    assert not any("records wait in the journal" in m for m in errors)  # they do not
+
+
+def test_a_journal_that_could_not_be_opened_is_tried_again_and_then_used(tmp_path):
+    url = f"sqlite:///{tmp_path / 'ledger.db'}"
+    blocker = tmp_path / "journal"
+    blocker.write_text("in the way")
+    with LedgerSink(url, blocker, handle_sigterm=False) as sink:
+        sink._intake._journal_retry_at = 0  # (the next background step tries again)
+        blocker.unlink()
+        wait_for(lambda: sink._intake.journal is not None, what="the journal to open")
+        sink.emit(make_capture(1))
+        assert sink.flush(20)
+        assert sink.stats.committed == 1

@@ -44,6 +44,10 @@ GOOD = b'{"code": 200, "msg": "success", "data": {"balance": 9800, "total_purcha
         (b'{"code": 200, "data": {"balance": true, "total_purchased": 10000, "total_consumed": 200}}', c.NON_INTEGER_FIGURE),
         (b'{"code": 200, "data": {"balance": NaN, "total_purchased": 10000, "total_consumed": 200}}', c.MALFORMED_BODY),
         (b'{"code": 200, "data": {"balance": 10200, "total_purchased": 10000, "total_consumed": -200}}', c.NEGATIVE_FIGURE),
+        # Beyond what the ledger holds: an anomaly row, never a traceback or a bigint out of range.
+        (b'{"code": 200, "data": {"balance": 12345678901234567890123456789, "total_purchased": 1, "total_consumed": 1}}',
+         c.ABSURD_FIGURE),
+        (b'{"code": 200, "data": {"balance": 1, "total_purchased": 9000000001, "total_consumed": 1}}', c.ABSURD_FIGURE),
     ],
 )
 def test_a_body_not_in_the_documented_shape_is_a_named_anomaly(body, status):
@@ -210,3 +214,20 @@ def test_a_bad_base_url_is_reported_without_retries():
     with CreditsClient(SECRET, FAST) as client:
         value = client.poll(account("htp://127.0.0.1/v1", "sk-k1"))
     assert value.status == c.UNREACHABLE and value.attempts == 1 and "bad base_url" in value.detail
+
+
+def test_an_absurd_answer_is_stored_as_an_anomaly_snapshot_on_every_database(ledger):
+    from ledger.accounting.snapshots import BalanceSnapshotValue
+    from ledger.store.balances import insert_snapshot, ok_snapshots
+    from ledger.store.models import BalanceSnapshot
+    from sqlalchemy import select
+
+    body = b'{"code": 200, "data": {"balance": 12345678901234567890123456789, "total_purchased": 1, "total_consumed": 1}}'
+    parsed = parse_credits(body)
+    with ledger.session() as session:
+        insert_snapshot(session, BalanceSnapshotValue("acme", datetime.now(timezone.utc), parsed.status,
+                                                      raw_response=body.decode(), detail=parsed.detail))
+    with ledger.session() as session:
+        (row,) = session.scalars(select(BalanceSnapshot)).all()
+        assert row.status == c.ABSURD_FIGURE and row.balance is None and "123456789012345678901234567" in row.raw_response
+        assert ok_snapshots(session, "acme") == []

@@ -115,3 +115,40 @@ def test_a_replay_whose_record_was_stored_by_an_earlier_version_is_a_duplicate_a
     with Ledger(database_url) as ledger, ledger.session() as session:
         assert session.scalar(select(func.count()).select_from(Call)) == 10
         assert session.scalar(select(func.count()).select_from(RejectedRecord)) == 3
+
+
+def test_a_text_too_wide_for_its_column_is_cut_and_flagged_the_same_on_every_database(database_url):
+    """A call the upstream charged is a call in the ledger: a 500-character project does not keep it out."""
+    from ledger.record.wire import encode
+    from ledger.record.writer import LedgerWriter
+    from ledger.store.engine import Ledger
+    from sqlalchemy import select
+
+    long_project, long_effort = "p" * 500, "e" * 40
+    capture = make_capture(0)._replace(
+        project=long_project, end_user="u" * 300,
+        request_body=b'{"model": "gemini-3.1-pro", "stream": false, "reasoning_effort": "' + long_effort.encode() + b'"}')
+    writer = LedgerWriter(database_url)
+    writer.connect()
+    try:
+        assert writer.write([(None, encode(capture), None), (None, encode(make_capture(1)), None)]) == BatchResult(2, 0, 0, 0)
+    finally:
+        writer.close()
+    with Ledger(database_url) as ledger, ledger.session() as session:
+        row = session.scalars(select(Call).where(Call.call_id == capture.call_id)).one()
+        assert row.project == long_project[:200] and row.end_user == "u" * 200 and row.reasoning_effort == long_effort[:20]
+        assert set(row.anomalies.split(",")) == {"truncated_project", "truncated_end_user", "truncated_reasoning_effort"}
+        assert row.pricing_class in ("ok", "rounding")  # still priced as the call it is
+
+
+def test_the_columns_a_caller_or_upstream_fills_are_all_cut_to_their_width():
+    from ledger.store.calls import OUTSIDE_TEXTS, TEXT_LIMITS
+
+    widths = {name: Call.__table__.c[name].type.length for name in OUTSIDE_TEXTS}
+    assert all(widths.values()) and len(TEXT_LIMITS) == len(OUTSIDE_TEXTS)
+    record = build_record(make_capture(0))
+    wide = record._replace(project="x" * 999, response=record.response._replace(finish_reason="f" * 999, error_code="c" * 999))
+    row = call_row(wide, price(wide, default_rate_book()), "d", datetime.now(timezone.utc))
+    for name, width in widths.items():
+        value = row[CALL_COLUMNS.index(name)]
+        assert value is None or len(value) <= width, name
