@@ -27,7 +27,7 @@ _BEARER_REDACTED = r"\1\2[redacted]"
 
 
 def may_hold_secret(raw: bytes) -> bool:
-    """A cheap first look (two substring searches in C): False means there is certainly nothing to redact."""
+    """A cheap first look (substring searches in C): False means there is certainly nothing to redact."""
     return b"sk-" in raw or b"earer" in raw or b"EARER" in raw
 
 

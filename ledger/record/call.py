@@ -355,15 +355,25 @@ class CallState:
             else:
                 content_type, coding = self._headers or _accounting_headers(response)
                 status = response.status_code
-                kept = self._held  # what the journal keeps holds nothing key-shaped (ledger.redact)
+                # What the journal keeps holds nothing key-shaped (ledger.redact): the API's keys start with
+                # "sk-", so one substring search tells (in C) whether anything needs a closer look.
+                kept = self._held
                 if kept is None:
                     kept = accounted_without_secrets(self._accountant.finish(outcome == COMPLETED))
-                else:
+                elif coding is not None and status >= 400:
                     kept = held_without_secrets(kept, content_type, coding, status, outcome)
+                else:
+                    body = kept[0] if len(kept) == 1 else b"".join(kept)
+                    if b"sk-" in body:
+                        kept = [redact_bytes(body)]
+                    elif len(kept) != 1:
+                        kept = [body]
             started, attributed, context, request, request_body = self.begun
             authorization, retry, encoded = _request_headers(request)
             fingerprint, last4 = self.core.key_facts(authorization) if authorization is not None else _NO_KEY
-            request_body = redact_bytes(self._kept_request_body(request, request_body, encoded))
+            request_body = self._kept_request_body(request, request_body, encoded)
+            if b"sk-" in request_body:
+                request_body = redact_bytes(request_body)
             if attributed is not None:
                 attributed = {name: redact_bytes(value) for name, value in attributed.items()}
             self.core.sink.emit(_tuple_new(RawCapture, (  # RawCapture's own __new__ is Python: a frame on every call
