@@ -82,8 +82,12 @@ class RateBook:
     cards: tuple[RateCard, ...]
 
     def card_at(self, when: datetime) -> RateCard:
-        in_force = [c for c in self.cards if c.effective_from <= when]
-        return in_force[-1] if in_force else self.cards[0]
+        found = self.cards[0]
+        for card in self.cards:  # oldest first: the last that took effect before `when`
+            if card.effective_from > when:
+                break
+            found = card
+        return found
 
     def merged(self, other: "RateBook") -> "RateBook":
         return RateBook(_sorted_cards([*self.cards, *other.cards]))
@@ -258,15 +262,16 @@ def _near(a: Decimal, b: Decimal, tolerance: Decimal) -> bool:
 
 def price(record: CallRecord, book: RateBook, policy: PricingPolicy = PricingPolicy()) -> PriceFinding:
     """Recompute the call's cost from the card in force and classify the charge."""
-    usage = record.usage
+    facts = record.response
+    usage, charged = facts.usage, facts.credits_charged
     card = book.card_at(record.started_at)
-    charged = record.credits_charged
-    klass, expected, model = classify(
-        card, policy, record.status, record.refunded, record.model_requested, record.response.model_reported,
-        None if usage is None else usage.prompt_tokens, None if usage is None else usage.completion_tokens,
-        None if usage is None else usage.reasoning_tokens, charged,
-    )
-    return PriceFinding(klass, expected, charged, card.name, model)
+    if usage is None:
+        prompt = completion = reasoning = None
+    else:
+        prompt, completion, reasoning = usage.prompt_tokens, usage.completion_tokens, usage.reasoning_tokens
+    klass, expected, model = classify(card, policy, record.status, record.refunded, record.model_requested,
+                                      facts.model_reported, prompt, completion, reasoning, charged)
+    return tuple.__new__(PriceFinding, (klass, expected, charged, card.name, model))
 
 
 def classify(

@@ -137,23 +137,21 @@ _tuple_new = tuple.__new__
 
 def settle(raw: RawCapture) -> Capture:
     """The Capture of a raw capture: what the recorder left to the writer (accounting for held bytes, attribution)."""
-    response, outcome = raw.response, raw.outcome
+    (call_id, started_at, ended_at, first_byte_at, outcome, http_status, request_body, content_type, coding,
+     response, attempt, key_fingerprint, key_last4, context, attributed, notes) = raw  # RawCapture's fields, by name
     if response is None:
         stream, body, payloads, saw_done, kept_notes = None, None, (), False, ()
     else:
         if type(response) is list:
-            response = accounted(raw.content_type, raw.content_encoding, response, outcome)
+            response = accounted(content_type, coding, response, outcome)
         stream, body, payloads, saw_done, kept_notes = response  # Accountant.finish()'s tuple
         if outcome == ABORTED and saw_done:
             outcome = COMPLETED  # closed after [DONE]: nothing more was to come (the SDK does this)
-    attempt = raw.attempt
     try:
         attempt_no = int(attempt) if attempt is not None else 0
     except ValueError:
         attempt_no = 0
-    context = raw.context
     project, user, tags = context if context is not None else (None, None, NO_TAGS)  # (tags: never changed in place)
-    attributed = raw.attributed
     if attributed:
         kept_notes = list(kept_notes)
         if HEADER_PROJECT in attributed:
@@ -165,11 +163,10 @@ def settle(raw: RawCapture) -> Capture:
                 tags = {**tags, **parse_tags(_text(attributed[HEADER_TAGS]))}
             except ValueError:
                 kept_notes.append("bad_ledger_tags")
-    notes = raw.notes
     all_notes = tuple(dict.fromkeys((*kept_notes, *notes))) if kept_notes or notes else ()
     return _tuple_new(Capture, (
-        raw.call_id, raw.started_at, raw.ended_at, raw.first_byte_at, outcome, raw.http_status, stream,
-        raw.request_body, body, tuple(payloads), saw_done, attempt_no, raw.key_fingerprint, raw.key_last4,
+        call_id, started_at, ended_at, first_byte_at, outcome, http_status, stream, request_body, body,
+        payloads if type(payloads) is tuple else tuple(payloads), saw_done, attempt_no, key_fingerprint, key_last4,
         project, user, tags, all_notes,
     ))
 
@@ -188,27 +185,26 @@ _NO_RESPONSE = ResponseFacts()
 
 def build_record(capture: Capture | RawCapture) -> CallRecord:
     """The CallRecord of a capture: parse, flag, decide the status."""
-    capture = as_capture(capture)
-    request = request_facts(capture.request_body)
-    stream = capture.stream
-    if capture.body is not None:
-        facts = facts_from_body(capture.body)
-    elif capture.payloads or stream:
-        facts = facts_from_events(capture.payloads, capture.saw_done)
+    (call_id, started_at, ended_at, first_byte_at, outcome, http_status, stream, request_body, body, payloads,
+     saw_done, attempt, key_fingerprint, key_last4, project, end_user, tags, notes) = as_capture(capture)  # by name
+    request = request_facts(request_body)
+    if body is not None:
+        facts = facts_from_body(body)
+    elif payloads or stream:
+        facts = facts_from_events(payloads, saw_done)
     else:
         facts = _NO_RESPONSE
-    if capture.notes:
-        facts = facts._replace(anomalies=facts.anomalies + tuple(capture.notes))
-    status = capture.outcome
-    http_status = capture.http_status
+    if notes:
+        facts = facts._replace(anomalies=facts.anomalies + tuple(notes))
+    status = outcome
     if http_status is not None and http_status >= 400:
         status = ERROR
-    elif status == COMPLETED and stream and not capture.saw_done:
+    elif status == COMPLETED and stream and not saw_done:
         status = FAILED  # the stream ended without [DONE]: the upstream cut it
-    return CallRecord(
-        capture.call_id, _when(capture.started_at), status, request.model_requested,
-        bool(request.stream if stream is None else stream), request.reasoning_effort, request.include_thoughts,
-        request.tools, capture.attempt, _when(capture.first_byte_at), _when(capture.ended_at), http_status,
+    model_requested, requested_stream, effort, thoughts, tools = request
+    return _tuple_new(CallRecord, (
+        call_id, _when(started_at), status, model_requested, bool(requested_stream if stream is None else stream),
+        effort, thoughts, tools, attempt, _when(first_byte_at), _when(ended_at), http_status,
         http_status == 503 and facts.error_code in (None, "upstream_error"),  # refunded
-        facts, capture.key_fingerprint, capture.key_last4, capture.project, capture.end_user, capture.tags,
-    )
+        facts, key_fingerprint, key_last4, project, end_user, tags,
+    ))

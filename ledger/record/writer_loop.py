@@ -156,8 +156,8 @@ class WriterLoop:
     def _write_from_memory(self, batch: list[Queued]) -> None:
         """Write a batch taken from the queue, then settle it."""
         result = self.writer.write([(capture, frame(record) if record is not None else None, None) for capture, record, _ in batch])
+        self._count(result)  # before the journal lets them go: a flush that sees them settled sees them counted
         self.intake.settle(batch)
-        self._count(result)
 
     # ------------------------------------------------------------ the lanes
 

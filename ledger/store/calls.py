@@ -20,6 +20,7 @@ from psycopg import errors as psycopg_errors
 from sqlalchemy import Select, func, select
 from sqlalchemy.orm import Session
 
+from ..accounting.parsing import MAX_TEXT
 from ..accounting.pricing import CLEAN_CLASSES, PriceFinding
 from ..accounting.records import USAGE_FIELDS, CallRecord, record_digest, record_to_dict
 from ..money import to_nano
@@ -58,6 +59,13 @@ OUTSIDE_TEXTS = (
 TEXT_LIMITS = tuple(
     (CALL_COLUMNS.index(name), Call.__table__.c[name].type.length, f"truncated_{name}") for name in OUTSIDE_TEXTS
 )
+# Parsing cuts what the API sends at MAX_TEXT already: a row need only look at the attribution and
+# at the texts whose column is narrower than that (the writer's hot loop).
+_ATTRIBUTION = ("project", "end_user")
+UNBOUNDED_LIMITS = tuple(
+    (index, width) for index, width, _ in TEXT_LIMITS
+    if CALL_COLUMNS[index] in _ATTRIBUTION or width < MAX_TEXT
+)
 _ANOMALIES = CALL_COLUMNS.index("anomalies")
 
 
@@ -67,20 +75,20 @@ def call_row(record: CallRecord, finding: PriceFinding, digest: str, recorded_at
     The one place that packs a record into the table's order; texts too wide
     for their column are cut here (see TEXT_LIMITS).
     """
-    facts = record.response
-    usage = facts.usage
+    (call_id, started_at, status, model_requested, stream, effort, thoughts, tools, attempt, first_byte_at, ended_at,
+     http_status, refunded, facts, key_fingerprint, key_last4, project, end_user, tags) = record  # CallRecord's fields
+    completion_id, model_reported, finish_reason, usage, charged, error_code, error_type, anomalies = facts
     row = (
-        record.call_id, facts.completion_id, record.model_requested, facts.model_reported, record.stream,
-        record.reasoning_effort, record.include_thoughts, record.tools, record.attempt, record.started_at,
-        record.first_byte_at, record.ended_at, record.status, record.http_status, facts.error_code, facts.error_type,
-        facts.finish_reason, record.refunded, *(_NO_USAGE if usage is None else usage),
-        facts.credits_charged, finding.credits_expected, finding.pricing_class, finding.rate_card,
-        record.key_fingerprint, record.key_last4, record.project, record.end_user,
-        _tags_json(record.tags) if record.tags else None,
-        ",".join(facts.anomalies) or None,
+        call_id, completion_id, model_requested, model_reported, stream, effort, thoughts, tools, attempt, started_at,
+        first_byte_at, ended_at, status, http_status, error_code, error_type, finish_reason, refunded,
+        *(_NO_USAGE if usage is None else usage),
+        charged, finding.credits_expected, finding.pricing_class, finding.rate_card,
+        key_fingerprint, key_last4, project, end_user,
+        _tags_json(tags) if tags else None,
+        ",".join(anomalies) or None,
         digest, recorded_at,
     )
-    for index, limit, _ in TEXT_LIMITS:
+    for index, limit in UNBOUNDED_LIMITS:
         value = row[index]
         if value is not None and len(value) > limit:
             return _fit_texts(row)

@@ -142,7 +142,13 @@ def test_a_text_too_wide_for_its_column_is_cut_and_flagged_the_same_on_every_dat
 
 
 def test_the_columns_a_caller_or_upstream_fills_are_all_cut_to_their_width():
-    from ledger.store.calls import OUTSIDE_TEXTS, TEXT_LIMITS
+    from ledger.accounting.parsing import MAX_TEXT
+    from ledger.store.calls import OUTSIDE_TEXTS, TEXT_LIMITS, UNBOUNDED_LIMITS
+
+    # What the row does not look at, parsing has cut to a width its column holds.
+    looked_at = {CALL_COLUMNS[index] for index, _ in UNBOUNDED_LIMITS}
+    assert all(Call.__table__.c[name].type.length >= MAX_TEXT for name in set(OUTSIDE_TEXTS) - looked_at)
+    assert {"project", "end_user", "reasoning_effort"} <= looked_at
 
     widths = {name: Call.__table__.c[name].type.length for name in OUTSIDE_TEXTS}
     assert all(widths.values()) and len(TEXT_LIMITS) == len(OUTSIDE_TEXTS)
