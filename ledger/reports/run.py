@@ -19,6 +19,7 @@ from ..accounting.periods import Period
 from ..accounting.pricing import load_rate_book
 from ..config import Settings
 from ..config_reports import GroupKey
+from ..errors import ReportError
 from ..store.call_rows import count_rows
 from ..store.engine import Ledger
 from ..store.rate_cards import sync_rate_cards
@@ -75,17 +76,18 @@ def _credits(nano: int):
 def write_report(settings: Settings, ledger: Ledger, request: ReportRequest, out: TextIO,
                  progress_stream: TextIO | None = None) -> list[Path]:
     """Make the report as asked; returns the files written (none for the terminal or standard output)."""
+    path = None
+    if request.output != STDOUT and (request.format != "table" or request.output is not None):
+        name = report_file_name(request.name, request.period, request.format, tuple(k.label for k in request.keys))
+        path = output_path(request.output, request.output_dir or settings.reports_dir, name)
+    if request.format == "xlsx" and path is None:
+        raise ReportError("a workbook goes to a file: give --output FILE (or none, for the reports folder)")
     sync_cards(settings, ledger)
     summary_result = None
     if request.format == "xlsx":
         from .summary import reconcile_period
 
         summary_result = reconcile_period(ledger, request.period.start, request.period.end)  # records top-ups it finds
-    path = None
-    if request.format != "table" or request.output not in (None, STDOUT):
-        if request.output != STDOUT:
-            name = report_file_name(request.name, request.period, request.format, tuple(k.label for k in request.keys))
-            path = output_path(request.output, request.output_dir or settings.reports_dir, name)
     with one_snapshot(ledger) as session:
         report = build_report(session, request.period, request.keys, request.account)
         if request.format == "xlsx":

@@ -26,8 +26,7 @@ from ..store.spend import Selection, cards_in_force, spend_rows, top_ups_in
 
 RECONCILED = "reconciled"
 GAP = "unexplained gap"
-NO_SNAPSHOTS = "not reconciled (no snapshots)"
-TOO_FEW = "not reconciled (fewer than two snapshots in the period)"
+NO_SNAPSHOTS = "not reconciled (no snapshots)"  # no account has two usable snapshots in the period
 
 
 @dataclass(frozen=True, slots=True)
@@ -61,10 +60,8 @@ def verdict(result: Reconciliation) -> str:
     """One phrase for a period's reconciliation: reconciled, an unexplained gap, or why it could not be."""
     if result.has_unexplained_gap:
         return GAP
-    if not result.accounts:
-        return NO_SNAPSHOTS
     if all(a.cumulative is None for a in result.accounts):
-        return TOO_FEW
+        return NO_SNAPSHOTS
     return RECONCILED
 
 

@@ -26,7 +26,7 @@ from typing import Callable, Iterable, Sequence
 from xml.etree import ElementTree
 from zoneinfo import ZoneInfo
 
-from .cells import Cached, nano_text, neutral, xml_text
+from .cells import Cached, nano_text, xml_text
 
 EXCEL_ROWS = 1_048_576  # per sheet, the header row included
 EXCEL_EPOCH_DAYS = 25_569  # 1970-01-01 as an Excel date serial
@@ -89,7 +89,7 @@ def serial(instant: datetime) -> float:
 def _text_cell(value) -> str:
     if value is None:
         return "<c/>"
-    text = neutral(value if isinstance(value, str) else str(value))
+    text = value if isinstance(value, str) else str(value)  # a string cell: never a formula, so shown as it is
     space = ' xml:space="preserve"' if text[:1].isspace() or text[-1:].isspace() else ""
     return f'<c t="inlineStr"><is><t{space}>{xml_text(text)}</t></is></c>'
 

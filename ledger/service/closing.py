@@ -27,7 +27,7 @@ from ..exactjson import dumps
 from ..reports.run import sync_cards
 from ..reports.spend import SpendReport, build_report
 from ..reports.spend_out import figures_dict, period_dict
-from ..reports.summary import GAP, NO_SNAPSHOTS, RECONCILED, TOO_FEW, reconcile_period, verdict
+from ..reports.summary import GAP, NO_SNAPSHOTS, RECONCILED, reconcile_period, verdict
 from ..store.closes import close_events, insert_close, insert_reopen
 from ..store.engine import Ledger
 from ..store.models import PeriodClose
@@ -36,7 +36,7 @@ from .credits import CreditsClient
 from .polling import poll_balances
 
 SETTLE_SECONDS = 2.0
-VERDICT_CODES = {RECONCILED: "reconciled", GAP: "gap_accepted", NO_SNAPSHOTS: "no_snapshots", TOO_FEW: "too_few_snapshots"}
+VERDICT_CODES = {RECONCILED: "reconciled", GAP: "gap_accepted", NO_SNAPSHOTS: "no_snapshots"}
 
 
 @dataclass(frozen=True)
@@ -62,7 +62,7 @@ def close_period(
     *,
     accept_gap: str | None = None,
     now: Callable[[], datetime] = lambda: datetime.now(timezone.utc),
-    settle_seconds: float = SETTLE_SECONDS,
+    settle_seconds: float | None = None,
     client: CreditsClient | None = None,
 ) -> CloseResult:
     """Close `period`: snapshot the balances (accounts configured), reconcile, store the close. GapError on a gap."""
@@ -80,6 +80,7 @@ def close_period(
         raise GapError(f"{_label(period)} not closed: the reconciliation has an unexplained gap ({_gaps(result)}); "
                        f"see `credit-ledger reconcile`, or close with --accept-gap \"reason\"")
     cutoff = now()
+    settle_seconds = SETTLE_SECONDS if settle_seconds is None else settle_seconds
     if settle_seconds > 0:
         time.sleep(settle_seconds)  # writers that stamped calls before the cutoff have inserted them by now
     with calls_held(ledger) as session:
