@@ -237,7 +237,7 @@ def daily_sheet(book: Book, session, report: SpendReport, rates: dict[str, Decim
 
 
 CALL_SHEET = (
-    ("call_id", Column("call id", "text", 34)), ("started_serial", Column("started", "date", 20)),
+    ("call_id", Column("call id", "id", 34)), ("started_serial", Column("started", "date", 20)),
     ("status", Column("status", "text", 10)), ("model_requested", Column("model", "text", 16)),
     ("model_reported", Column("model reported", "text", 24)), ("stream", Column("stream", "flag", 7)),
     ("prompt_tokens", Column("prompt tokens", "int", 14)), ("completion_tokens", Column("completion tokens", "int", 18)),
@@ -245,11 +245,11 @@ CALL_SHEET = (
     ("credits_charged", Column("credits charged", "credits", 16)), ("credits_expected", Column("credits expected", "credits", 17)),
     ("pricing_class", Column("pricing class", "text", 18)), ("project", Column("project", "text", 18)),
     ("end_user", Column("user", "text", 14)), ("key_name", Column("key", "text", 14)), ("tags", Column("tags", "text", 30)),
-    ("anomalies", Column("anomalies", "text", 20)), ("completion_id", Column("completion id", "text", 30)),
+    ("anomalies", Column("anomalies", "text", 20)), ("completion_id", Column("completion id", "id", 30)),
     ("http_status", Column("HTTP status", "int", 12)), ("error_code", Column("error code", "text", 16)),
 )
 FINDING_SHEET = (
-    ("call_id", Column("call id", "text", 34)), ("started_serial", Column("started", "date", 20)),
+    ("call_id", Column("call id", "id", 34)), ("started_serial", Column("started", "date", 20)),
     ("pricing_class", Column("pricing class", "text", 18)), ("credits_expected", Column("credits expected", "credits", 17)),
     ("credits_charged", Column("credits charged", "credits", 16)), ("credits_difference", Column("difference", "credits", 14)),
     ("model_requested", Column("model", "text", 16)), ("status", Column("status", "text", 10)),
@@ -258,8 +258,8 @@ FINDING_SHEET = (
     ("end_user", Column("user", "text", 14)), ("key_name", Column("key", "text", 14)), ("anomalies", Column("anomalies", "text", 20)),
 )
 ADJUSTMENT_SHEET = (
-    ("call_id", Column("call id", "text", 34)), ("started_serial", Column("started (its period)", "date", 20)),
-    ("recorded_at", Column("recorded (UTC)", "text", 27)), ("credits_charged", Column("credits charged", "credits", 16)),
+    ("call_id", Column("call id", "id", 34)), ("started_serial", Column("started (its period)", "date", 20)),
+    ("recorded_at", Column("recorded (UTC)", "id", 27)), ("credits_charged", Column("credits charged", "credits", 16)),
     ("credits_expected", Column("credits expected", "credits", 17)), ("pricing_class", Column("pricing class", "text", 18)),
     ("model_requested", Column("model", "text", 16)), ("project", Column("project", "text", 18)),
     ("end_user", Column("user", "text", 14)), ("key_name", Column("key", "text", 14)),

@@ -17,7 +17,9 @@ from __future__ import annotations
 
 import bisect
 import operator
+import queue
 import re
+import threading
 import zipfile
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
@@ -38,7 +40,7 @@ _PKG_REL = "{http://schemas.openxmlformats.org/package/2006/relationships}"
 @dataclass(frozen=True, slots=True)
 class Column:
     header: str
-    kind: str  # text, int, credits, date
+    kind: str  # text (recurring values), id (text that does not recur), int, credits, date, flag
     width: float
 
 
@@ -94,6 +96,13 @@ def _text_cell(value) -> str:
     return f'<c t="inlineStr"><is><t{space}>{xml_text(text)}</t></is></c>'
 
 
+class _Uncached:
+    """For values that do not recur (ids): the cell made each time, no cache to fill and clear."""
+
+    def __getitem__(self, value) -> str:
+        return _text_cell(value)
+
+
 class _DateCells:
     def __init__(self, style: int, shift: ZoneShift) -> None:
         self.style, self.shift = style, shift
@@ -112,7 +121,7 @@ def cell_makers(columns: Sequence[Column], styles: dict[str, int], shift: ZoneSh
     credits = Cached(lambda v, s=styles.get("credits", 0): "<c/>" if v is None else f'<c s="{s}"><v>{nano_text(v)}</v></c>')
     dates = _DateCells(styles.get("date", 0), shift)
     flags = {None: "<c/>", 0: _text_cell("no"), 1: _text_cell("yes"), False: _text_cell("no"), True: _text_cell("yes")}
-    makers = {"text": text, "int": number["int"], "credits": credits, "date": dates, "flag": flags}
+    makers = {"text": text, "id": _Uncached(), "int": number["int"], "credits": credits, "date": dates, "flag": flags}
     return [makers[c.kind] for c in columns]
 
 
@@ -198,16 +207,52 @@ def _write_sheet(xml: str, out: zipfile.ZipFile, info: zipfile.ZipInfo, sheet: S
     head = _DIMENSION.sub(f'<dimension ref="A1:{last}{expected + 1}"/>', head, count=1)
     target = zipfile.ZipInfo(info.filename, date_time=info.date_time)
     target.compress_type = zipfile.ZIP_DEFLATED
-    with out.open(target, "w", force_zip64=True) as part:
-        part.write(head.encode())
+    with out.open(target, "w", force_zip64=True) as part, _Writer(part) as write:
+        write(head.encode())
         while sheet.written < EXCEL_ROWS - 1:
             chunk = source.take(EXCEL_ROWS - 1 - sheet.written)
             if chunk is None:
                 break
-            part.write(rows_xml(chunk, makers, sheet.written + 2).encode())
+            write(rows_xml(chunk, makers, sheet.written + 2).encode())
             sheet.written += len(chunk)
             if progress is not None:
                 progress.advance(len(chunk))
         rows = sheet.written + 1
         tail = _AUTOFILTER.sub(lambda m: f'<autoFilter ref="{m[1]}1:{m[2]}{rows}"/>', tail)
-        part.write(b"</sheetData>" + tail.encode())
+        write(b"</sheetData>" + tail.encode())
+
+
+class _Writer:
+    """Writes to the archive in a thread of its own: zlib compresses without the GIL, beside the formatting.
+
+    At most a few chunks wait (memory stays flat); an error in the thread is raised in the caller.
+    """
+
+    def __init__(self, part) -> None:
+        self.part = part
+        self.queue: queue.Queue = queue.Queue(maxsize=4)
+        self.error: BaseException | None = None
+        self.thread = threading.Thread(target=self._run, name="xlsx-writer", daemon=True)
+
+    def _run(self) -> None:
+        while (data := self.queue.get()) is not None:
+            if self.error is None:
+                try:
+                    self.part.write(data)
+                except BaseException as error:  # noqa: BLE001 - handed to the caller
+                    self.error = error
+
+    def __call__(self, data: bytes) -> None:
+        if self.error is not None:
+            raise self.error
+        self.queue.put(data)
+
+    def __enter__(self):
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.queue.put(None)
+        self.thread.join()
+        if self.error is not None and exc[0] is None:
+            raise self.error

@@ -19,9 +19,9 @@ from sqlalchemy.orm import Session
 from ..accounting.pricing import CLEAN_CLASSES
 from ..config_reports import GroupKey
 from .models import ApiKey, Call
+from .reading import CHUNK, raw_rows
 from .spend import Selection, from_calls, key_expression, where
 
-CHUNK = 5000
 
 
 def _utc_text(column, dialect: str):
@@ -104,9 +104,7 @@ def call_rows(
         query = select(*[last.c[n] for n in names]).order_by(last.c["_at"], last.c["_id"])
     else:
         query = query.order_by(Call.started_at, Call.id)
-    # Core, not the ORM's execute: no ORM loading step for each row.
-    result = session.connection().execute(query.execution_options(stream_results=True, yield_per=CHUNK))
-    yield from result.partitions(CHUNK)
+    yield from raw_rows(session, query)
 
 
 def count_rows(session: Session, selection: Selection, *, findings_only: bool = False, project: str | None = None) -> int:

@@ -28,6 +28,7 @@ from ..accounting.records import ERROR, FAILED
 from ..config_reports import GroupKey
 from ..money import ZERO
 from .models import ApiKey, Call, RateCardRow, TopUp
+from .reading import raw_rows
 
 NONE = "(none)"
 FAILED_STATUSES = (ERROR, FAILED)
@@ -244,4 +245,5 @@ def digest_rows(session: Session, selection: Selection) -> Iterator[tuple[str, s
     """(call id, record digest) of the selection, in byte order of the call id on both databases."""
     order = Call.call_id.collate("C") if session.get_bind().dialect.name == "postgresql" else Call.call_id
     query = from_calls(select(Call.call_id, Call.record_digest), (), selection.account).where(where(selection)).order_by(order)
-    yield from session.connection().execute(query.execution_options(yield_per=10_000, stream_results=True))
+    for chunk in raw_rows(session, query):
+        yield from chunk
