@@ -110,7 +110,7 @@ def adjustment_windows(events: Sequence[CloseEvent], start: datetime, end: datet
         for i, low in enumerate(bounds):
             high = bounds[i + 1] if i + 1 < len(bounds) else None
             # A call recorded in (low, high] sees the rows before it: those at or before `low`.
-            into = next(p for p in chain if _open_after(by_key.get((p.start, p.end), ()), low))
+            into = next((p for p in chain if _open_after(by_key.get((p.start, p.end), ()), low)), chain[-1])
             if windows and windows[-1].closed is close and windows[-1].into == into:
                 windows[-1] = AdjustmentWindow(close, into, windows[-1].recorded_after, high)
             else:

@@ -73,7 +73,8 @@ def run_scheduled_report(service: "Service", entry: ReportEntry, now: datetime |
             already = is_closed(close_events(session), period) is not None
         if not already:
             try:
-                closed = close_period(service.settings, service.ledger, period, client=service.credits_client()).row
+                client = service.credits_client() if service.settings.accounts else None
+                closed = close_period(service.settings, service.ledger, period, client=client).row
             except GapError as error:
                 gap = str(error)
     paths: list[Path] = []
