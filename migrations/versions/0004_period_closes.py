@@ -4,8 +4,8 @@ A close fixes a period's figures and the digest of its calls; a call of the
 period recorded after the close's cutoff is a prior-period adjustment of a
 later period. A reopen is a row too, never an UPDATE or DELETE.
 
-Revision ID: 0003
-Revises: 0002
+Revision ID: 0004
+Revises: 0003
 Create Date: 2026-12-02
 """
 from typing import Sequence, Union
@@ -15,8 +15,8 @@ import sqlalchemy as sa
 import ledger.store.models
 
 
-revision: str = '0003'
-down_revision: Union[str, Sequence[str], None] = '0002'
+revision: str = '0004'
+down_revision: Union[str, Sequence[str], None] = '0003'
 branch_labels: Union[str, Sequence[str], None] = None
 depends_on: Union[str, Sequence[str], None] = None
 
