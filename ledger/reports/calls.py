@@ -116,9 +116,9 @@ def write_calls(chunks, output: str, out: TextIO, total: int | None = None) -> i
             count += len(chunk)
             progress and progress.advance(len(chunk))
     elif output == "json":
-        out.write("[\n")
+        out.write("[")
         for chunk in chunks:
-            out.write(json_lines(chunk, count == 0))
+            out.write(("\n" if count == 0 else "") + json_lines(chunk, count == 0))
             out.flush()
             count += len(chunk)
             progress and progress.advance(len(chunk))

@@ -164,15 +164,17 @@ def summary_sheet(book: Book, data: WorkbookInput) -> None:
                    ["text", *FIGURE_KINDS])
     sheet.row += 1
     sheet.line(["account", "opening balance", f"opening at ({zone})", "closing balance", f"closing at ({zone})", "top-ups",
-                "consumed (platform)", "charged (ledger)", "difference", "tolerance", "status"], bold=True)
+                "consumed (platform)", "charged (ledger)", "difference", "tolerance below", "tolerance above", "status"],
+               bold=True)
     for a in summary.accounts:
         c = a.cumulative
         sheet.line(
             [a.account, a.opening and a.opening.balance, a.opening and local(a.opening.taken_at, zone),
              a.closing and a.closing.balance, a.closing and local(a.closing.taken_at, zone), a.top_ups,
-             c and c.consumed, c and c.ledger_charged, c and c.difference, c and c.tolerance,
+             c and c.consumed, c and c.ledger_charged, c and c.difference, c and c.tolerance_below, c and c.tolerance_above,
              c.status if c else "fewer than two snapshots"],
-            ["text", "credits", "datetime", "credits", "datetime", "credits", "credits", "credits", "credits", "credits", "text"])
+            ["text", "credits", "datetime", "credits", "datetime", "credits", "credits", "credits", "credits", "credits",
+             "credits", "text"])
     if not summary.accounts:
         sheet.line(["no balance snapshots in this period"])
     sheet.row += 1

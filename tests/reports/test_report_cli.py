@@ -31,7 +31,7 @@ def run(args, cwd):
         (["report", "--by", "tag:a b"], 2, "not a tag name"),
         (["report", "--tz", "Mars/Olympus"], 2, "unknown time zone 'Mars/Olympus'"),
         (["report", "--period", "2026-11", "--from", "2026-11-01"], 2, "not both"),
-        (["report", "--from", "2026-12-01", "--to", "2026-11-01"], 2, "before it starts"),
+        (["report", "--from", "2026-12-01", "--to", "2026-11-01"], 2, "--from must come before --to"),
         (["report", "--format", "csv", "--calls"], 2, "--calls is for --format xlsx"),
         (["report", "--format", "xlsx", "--output", "missing/november.xlsx"], 1, "no such folder for the report: missing"),
         (["report", "--format", "xlsx", "--output", "-"], 1, "a workbook goes to a file"),
