@@ -215,7 +215,7 @@ def xlsxwriter_rate(url: str, folder: Path, rows: int = 50_000) -> float:
                 for col, (value, kind) in enumerate(zip(row, kinds)):
                     if value is None:
                         continue
-                    if kind in ("text", "flag"):
+                    if kind in ("text", "flag", "id"):
                         sheet.write_string(written, col, str(value))
                     else:
                         sheet.write_number(written, col, value, number)
