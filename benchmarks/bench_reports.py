@@ -221,6 +221,7 @@ def xlsxwriter_rate(url: str, folder: Path, rows: int = 50_000) -> float:
                         sheet.write_number(written, col, value, number)
             if written >= rows:
                 break
+        chunks.close()
         book.close()
         return written / (time.perf_counter() - started)
 
