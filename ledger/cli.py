@@ -57,6 +57,35 @@ def _port(text: str) -> int:
     return port
 
 
+def _period_name(text: str) -> str:
+    """A period's name, checked for its form here (its bounds need the zone, read later)."""
+    from .accounting.periods import parse_period
+
+    try:
+        parse_period(text)
+    except ValueError as error:
+        raise argparse.ArgumentTypeError(str(error)) from None
+    return text.strip()
+
+
+def _zone(text: str) -> str:
+    from .accounting.periods import zone_named
+
+    try:
+        return zone_named(text).key
+    except ValueError as error:
+        raise argparse.ArgumentTypeError(str(error)) from None
+
+
+def _group_keys(text: str):
+    from .config_reports import parse_group_keys
+
+    try:
+        return parse_group_keys(text)
+    except ValueError as error:
+        raise argparse.ArgumentTypeError(str(error)) from None
+
+
 def _positive_int(text: str) -> int:
     try:
         value = int(text)
@@ -114,7 +143,29 @@ def build_parser() -> argparse.ArgumentParser:
     reconcile.add_argument("--to", dest="end", type=parse_time)
     reconcile.add_argument("--json", action="store_true")
 
-    sub.add_parser("run", help="the scheduled service: poll, reconcile, replay")
+    sub.add_parser("run", help="the scheduled service: poll, reconcile, replay, scheduled reports")
+
+    report = sub.add_parser("report", help="spend over a period, grouped (table, CSV, JSON, Excel, FOCUS)")
+    report.add_argument("--period", type=_period_name, help="2026-11, 2026-W48, 2026-Q4, 2026 or 2026-11-30 (default: this month)")
+    report.add_argument("--from", dest="start", type=parse_time, help="instead of --period: from this time")
+    report.add_argument("--to", dest="end", type=parse_time, help="up to this time (default: now)")
+    report.add_argument("--tz", type=_zone, help="the zone periods and days are bounded in (default: the config's timezone)")
+    report.add_argument("--by", type=_group_keys, default=(), help="group keys: project,user,key,model,account,day,week,month,tag:NAME")
+    report.add_argument("--account", help="only the calls of this account's keys")
+    report.add_argument("--format", choices=("table", "csv", "json", "xlsx", "focus"), default="table")
+    report.add_argument("--output", help="file or folder (default: the reports folder; '-' for standard output)")
+    report.add_argument("--calls", action="store_true", help="xlsx: add the Calls sheet (every call of the period)")
+
+    close = sub.add_parser("close", help="close a period: its figures and the digest of its calls, fixed")
+    close.add_argument("period", type=_period_name)
+    close.add_argument("--tz", type=_zone)
+    close.add_argument("--accept-gap", metavar="REASON", help="close although the reconciliation has a gap (the reason is kept)")
+    reopen = sub.add_parser("reopen", help="reopen a closed period (a new row, with the reason)")
+    reopen.add_argument("period", type=_period_name)
+    reopen.add_argument("--tz", type=_zone)
+    reopen.add_argument("--reason", required=True)
+    closes = sub.add_parser("closes", help="the closed periods")
+    closes.add_argument("--json", action="store_true")
     return parser
 
 
@@ -222,6 +273,86 @@ def cmd_reconcile(args, out) -> int:
     return {GAP_VERDICT: EXIT_GAP, NOTHING_VERDICT: EXIT_NOTHING}.get(result.verdict, 0)
 
 
+def _report_period(args, settings):
+    from datetime import datetime, timezone
+
+    from .accounting.periods import MONTH, calendar_period, parse_period, range_period
+
+    zone = args.tz or settings.timezone
+    if args.period and (args.start or args.end):
+        raise UsageError("give --period or --from/--to, not both")
+    if args.period:
+        return parse_period(args.period, zone)
+    if args.start or args.end:
+        if not args.start:
+            raise UsageError("--to needs --from")
+        try:
+            return range_period(args.start, args.end or datetime.now(timezone.utc), zone)
+        except ValueError as error:
+            raise UsageError(str(error)) from None
+    return calendar_period(MONTH, datetime.now(timezone.utc), zone)
+
+
+def cmd_report(args, out) -> int:
+    from .reports.run import ReportRequest, write_report
+    from .store.engine import Ledger
+
+    settings = _settings(args)
+    period = _report_period(args, settings)
+    if args.calls and args.format != "xlsx":
+        raise UsageError("--calls is for --format xlsx (the rows of `credit-ledger calls` otherwise)")
+    request = ReportRequest(period, tuple(args.by), args.account, args.format, args.output, args.calls)
+    with Ledger(settings.database_url, must_exist=True) as ledger:
+        write_report(settings, ledger, request, out)
+    return 0
+
+
+def cmd_close(args, out) -> int:
+    """0 closed; EXIT_GAP when refused for an unexplained gap."""
+    from .accounting.periods import parse_period
+    from .errors import GapError
+    from .service.closing import close_period
+    from .store.engine import Ledger
+
+    settings = _settings(args)
+    period = parse_period(args.period, args.tz or settings.timezone)
+    with Ledger(settings.database_url, must_exist=True) as ledger:
+        try:
+            result = close_period(settings, ledger, period, accept_gap=args.accept_gap)
+        except GapError as error:
+            print(f"credit-ledger: {error}", file=sys.stderr)
+            return EXIT_GAP
+    row, report = result.row, result.report
+    print(f"closed {period.label} ({period.zone}) at {row.cutoff_at:%Y-%m-%dT%H:%M:%SZ}: {row.calls} calls, "
+          f"{report.total.credits_charged} credits charged, reconciliation {result.verdict}"
+          + (f" (accepted: {row.reason})" if row.reason else ""), file=out)
+    print(f"digest {row.calls_digest}", file=out)
+    return 0
+
+
+def cmd_reopen(args, out) -> int:
+    from .accounting.periods import parse_period
+    from .service.closing import reopen_period
+    from .store.engine import Ledger
+
+    settings = _settings(args)
+    period = parse_period(args.period, args.tz or settings.timezone)
+    with Ledger(settings.database_url, must_exist=True) as ledger:
+        reopen_period(ledger, period, args.reason)
+    print(f"reopened {period.label} ({period.zone}): {args.reason}", file=out)
+    return 0
+
+
+def cmd_closes(args, out) -> int:
+    from .reports.closes import print_closes
+    from .store.engine import Ledger
+
+    settings = _settings(args)
+    with Ledger(settings.database_url, must_exist=True) as ledger, ledger.session() as session:
+        print_closes(session, out, args.json)
+    return 0
+
+
 def cmd_run(args, out) -> int:
     from .service.jobs import run_service
 
@@ -231,6 +362,7 @@ def cmd_run(args, out) -> int:
 COMMANDS = {
     "db": cmd_db, "check": cmd_check, "calls": cmd_calls, "simulate": cmd_simulate, "demo": cmd_demo,
     "replay": cmd_replay, "balance": cmd_balance, "reconcile": cmd_reconcile, "run": cmd_run,
+    "report": cmd_report, "close": cmd_close, "reopen": cmd_reopen, "closes": cmd_closes,
 }
 
 
@@ -241,6 +373,10 @@ def _check(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
         if low is not None and high is not None and low >= high:
             names = {"start": "--from", "end": "--to", "since": "--since", "until": "--until"}
             parser.error(f"{names[first]} must come before {names[last]} ({low.isoformat()} is not before {high.isoformat()})")
+
+
+class UsageError(Exception):
+    """Arguments that each parse but do not go together: a usage error (exit 2)."""
 
 
 def main(argv: Sequence[str] | None = None, out=None) -> int:
@@ -256,6 +392,9 @@ def main(argv: Sequence[str] | None = None, out=None) -> int:
     _check(parser, args)
     try:
         return COMMANDS[args.command](args, out)
+    except UsageError as exc:
+        print(f"{parser.prog}: error: {exc}", file=sys.stderr)
+        return 2
     except LedgerError as exc:
         print(f"credit-ledger: {redact(str(exc))}", file=sys.stderr)
         return 1

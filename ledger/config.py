@@ -20,6 +20,7 @@ from typing import Any
 
 from .accounting.periods import zone_named
 from .accounting.pricing import PricingPolicy
+from .config_reports import ReportEntry, parse_report_entries
 from .errors import ConfigError
 
 ENV_CONFIG = "CREDIT_LEDGER_CONFIG"
@@ -107,6 +108,7 @@ class Settings:
     accounts: tuple[AccountConfig, ...] = ()
     schedule: ScheduleConfig = ScheduleConfig()
     reconcile: ReconcileConfig = ReconcileConfig()
+    reports: tuple[ReportEntry, ...] = ()  # [[reports]]: scheduled reports (ledger.config_reports)
     config_path: str | None = None
 
     def with_database_url(self, url: str | None) -> "Settings":
@@ -218,6 +220,7 @@ def default_accounts() -> tuple[AccountConfig, ...]:
 
 TOP_LEVEL = {
     "database_url", "journal", "secret", "reports_dir", "timezone", "pricing", "recorder", "accounts", "schedule", "reconcile",
+    "reports",
 }
 ROUNDING_RULES = ("floor", "ceil", "half", "any")
 SCHEDULE_SETTINGS = {"poll_credits_seconds", "reconcile_seconds", "replay_journal_seconds", "reconcile_settle_seconds"}
@@ -250,12 +253,13 @@ def settings_from_mapping(data: dict, source: str = "config") -> Settings:
     if isinstance(writer_processes, bool) or not isinstance(writer_processes, int) or not 0 <= writer_processes <= 8:
         raise ConfigError(f"{source}: recorder.writer_processes must be a whole number from 0 to 8, got {writer_processes!r}")
     defaults = ScheduleConfig()
+    zone = _zone(data.get("timezone", Settings.timezone), f"{source}: timezone")
     return Settings(
         database_url=normalise_url(_str(data.get("database_url", DEFAULT_DATABASE_URL), f"{source}: database_url")),
         journal_path=_str(data.get("journal", Settings.journal_path), f"{source}: journal"),
         secret_path=_str(data.get("secret", Settings.secret_path), f"{source}: secret"),
         reports_dir=_str(data.get("reports_dir", Settings.reports_dir), f"{source}: reports_dir"),
-        timezone=_zone(data.get("timezone", Settings.timezone), f"{source}: timezone"),
+        timezone=zone,
         rate_cards_path=rate_cards,
         pricing=PricingPolicy(precision, tolerance),
         include_usage=_bool(recorder.get("include_usage", False), f"{source}: recorder.include_usage"),
@@ -273,6 +277,7 @@ def settings_from_mapping(data: dict, source: str = "config") -> Settings:
             _seconds(reconcile.get("billing_settle_seconds", ReconcileConfig.billing_settle_seconds),
                      f"{source}: reconcile.billing_settle_seconds", allow_zero=True),
         ),
+        reports=parse_report_entries(data.get("reports", []), source, zone),
     )
 
 

@@ -4,7 +4,9 @@
     ├── ConfigError             a setting, config file or environment value is wrong
     ├── RateCardError           a rate-card file cannot be used
     ├── DatabaseError           the ledger database cannot be reached or upgraded
-    └── UpstreamError           the API answered something we cannot use
+    ├── UpstreamError           the API answered something we cannot use
+    └── ReportError             a report or a close cannot be made as asked (a missing folder, a closed period)
+        └── GapError            a close refused: the period's reconciliation has an unexplained gap
 
 A money mismatch (a pricing finding, a reconciliation gap) is not an
 exception: it is a value that is returned and stored.
@@ -30,6 +32,14 @@ class DatabaseError(LedgerError):
 
 
 class UpstreamError(LedgerError):
+    pass
+
+
+class ReportError(LedgerError):
+    pass
+
+
+class GapError(ReportError):
     pass
 
 

@@ -1,4 +1,4 @@
-"""Scheduled jobs (poll credits, reconcile, replay the journal) and the `run` service.
+"""Scheduled jobs (poll credits, reconcile, replay the journal, scheduled reports) and the `run` service.
 
 Each run takes a lock named after its job (PostgreSQL: an advisory lock on a
 connection held for the run; SQLite: a file lock beside the database), so that
@@ -35,6 +35,7 @@ from ..store.job_runs import finish_job_run, start_job_run
 from ..store.reconciliation import reconcile
 from .credits import CreditsClient, RetryPolicy
 from .polling import poll_balances
+from .report_jobs import missed_run, report_job
 
 log = redact.logger(__name__)
 
@@ -139,6 +140,23 @@ def replay_journal_job(service: Service) -> tuple[str, str]:
 JobFunction = Callable[[Service], "tuple[str, str]"]
 
 
+@dataclass(frozen=True)
+class CronSchedule:
+    """A crontab line (APScheduler 3.x's field order and day names) in a zone: `0 6 1 * *` in Europe/Berlin."""
+
+    crontab: str
+    zone: str
+
+    def trigger(self):
+        from zoneinfo import ZoneInfo
+
+        from apscheduler.triggers.cron import CronTrigger
+
+        return CronTrigger.from_crontab(self.crontab, timezone=ZoneInfo(self.zone))
+
+
+
+
 def run_job(service: Service, name: str, function: JobFunction) -> str:
     """One run: lock, record in job_runs, log one line; never raises."""
     started = time.monotonic()
@@ -163,25 +181,40 @@ def run_job(service: Service, name: str, function: JobFunction) -> str:
     return outcome
 
 
-def default_jobs(settings: Settings) -> dict[str, tuple[JobFunction, float]]:
-    """Job name -> (function, interval seconds). Report and budget jobs join here."""
+def default_jobs(settings: Settings) -> dict[str, tuple[JobFunction, float | CronSchedule]]:
+    """Job name -> (function, interval seconds or a CronSchedule). Budget jobs join here."""
     schedule = settings.schedule
-    return {
+    jobs: dict[str, tuple[JobFunction, float | CronSchedule]] = {
         "poll_credits": (poll_credits_job, schedule.poll_credits_seconds),
         "reconcile": (reconcile_job, schedule.reconcile_seconds),
         "replay_journal": (replay_journal_job, schedule.replay_journal_seconds),
     }
+    for entry in settings.reports:
+        jobs[entry.job_name] = (report_job(entry), CronSchedule(entry.schedule, entry.timezone))
+    return jobs
 
 
-def build_scheduler(service: Service, jobs: dict[str, tuple[JobFunction, float]] | None = None, *, blocking: bool = False):
-    """An APScheduler 3.x scheduler with each job on its interval, first run at once."""
+def build_scheduler(service: Service, jobs: dict[str, tuple[JobFunction, float | CronSchedule]] | None = None, *,
+                    blocking: bool = False, now: datetime | None = None):
+    """An APScheduler 3.x scheduler: interval jobs first run at once; a crontab job at its times (and at once
+    when the run of its last period was due while the service was down)."""
     from apscheduler.schedulers.background import BackgroundScheduler
     from apscheduler.schedulers.blocking import BlockingScheduler
 
     jobs = default_jobs(service.settings) if jobs is None else jobs
     scheduler = (BlockingScheduler if blocking else BackgroundScheduler)(timezone=timezone.utc)
-    now = datetime.now(timezone.utc)
+    now = now or datetime.now(timezone.utc)
+    entries = {entry.job_name: entry for entry in service.settings.reports}
     for name, (function, seconds) in jobs.items():
+        if isinstance(seconds, CronSchedule):
+            trigger = seconds.trigger()
+            entry = entries.get(name)
+            missed = entry is not None and missed_run(service, entry, trigger, now)
+            scheduler.add_job(
+                run_job, trigger, args=(service, name, function), id=name, name=name, max_instances=1, coalesce=True,
+                misfire_grace_time=3600, **({"next_run_time": now} if missed else {}),
+            )
+            continue
         scheduler.add_job(
             run_job,
             "interval",
@@ -197,11 +230,16 @@ def build_scheduler(service: Service, jobs: dict[str, tuple[JobFunction, float]]
     return scheduler
 
 
+def _when(trigger) -> str:
+    interval = getattr(trigger, "interval", None)
+    return f"every {interval.total_seconds():g}s" if interval is not None else f"at {trigger}"
+
+
 def run_service(
     settings: Settings,
     *,
     stop_event: threading.Event | None = None,
-    jobs: dict[str, tuple[JobFunction, float]] | None = None,
+    jobs: dict[str, tuple[JobFunction, float | CronSchedule]] | None = None,
 ) -> int:
     """`credit-ledger run`: blocks until SIGINT/SIGTERM (or `stop_event`), then stops cleanly.
 
@@ -222,7 +260,7 @@ def run_service(
             service = Service(settings, ledger)
             scheduler = build_scheduler(service, jobs)
             scheduler.start()
-            names = ", ".join(f"{j.id} every {j.trigger.interval.total_seconds():g}s" for j in scheduler.get_jobs())
+            names = ", ".join(f"{j.id} {_when(j.trigger)}" for j in scheduler.get_jobs())
             log.info("service started on %s (%s): %s", service.host, ledger.dialect, names)
             try:
                 while not stop.wait(0.5):

@@ -11,6 +11,8 @@ Each run uses fresh keys and its own account name (`demo-<run>`), so runs
 never mix in a ledger that several demos wrote to. Exit 0 when every injected
 fault was found as its class, no clean call was flagged, every call is in the
 ledger once, and the balance reconciles; 1 otherwise (the reason on one line).
+It ends by writing the run's Excel report (its account's calls, by project and
+model) into the reports folder and printing its path.
 """
 
 from __future__ import annotations
@@ -253,6 +255,7 @@ def run_demo(settings: Settings, calls: int = 120, seed: int = 7, out: TextIO | 
         out.write(format_reconciliation(result))
         if result.has_unexplained_gap:
             failures.append("the balance's movement is not explained by the ledger")
+        workbook = _workbook(polled, ledger, account, started_at)
 
     print(file=out)
     if failures:
@@ -260,7 +263,24 @@ def run_demo(settings: Settings, calls: int = 120, seed: int = 7, out: TextIO | 
             print(f"demo: FAILED: {failure}", file=out)
         return 1
     print("demo: every injected fault found as its class, nothing else flagged, the balance reconciles", file=out)
+    print(f"Excel report of this run: {workbook}", file=out)
     return 0
+
+
+def _workbook(settings: Settings, ledger: Any, account: str, started_at: datetime) -> str:
+    """The run's spend report as a workbook in the reports folder (its account's calls, every one of them)."""
+    import io
+    from datetime import timedelta
+
+    from ..accounting.periods import range_period
+    from ..config_reports import parse_group_keys
+    from ..reports.run import ReportRequest, write_report
+
+    period = range_period(started_at - timedelta(seconds=1), datetime.now(timezone.utc) + timedelta(seconds=1),
+                          settings.timezone)
+    request = ReportRequest(period, parse_group_keys("project,model"), account, "xlsx", with_calls=True, name=account)
+    (path,) = write_report(settings, ledger, request, io.StringIO())
+    return str(path)
 
 
 def _outcomes(outcomes: Counter) -> str:

@@ -224,3 +224,35 @@ class JobRun(Base):
     outcome: Mapped[str] = mapped_column(String(40))
     detail: Mapped[str | None] = mapped_column(Text)
     host: Mapped[str | None] = mapped_column(String(200))
+
+
+class PeriodClose(Base):
+    """A period closed (its figures and the digest of its calls, fixed) or reopened: rows are only added.
+
+    A period's state is its latest row. `cutoff_at` is, for a close, the
+    instant its figures stop: a call of the period recorded after it is a
+    prior-period adjustment of a later period, never part of these figures;
+    for a reopen, the instant the period was opened again.
+    """
+
+    __tablename__ = "period_closes"
+    __table_args__ = (Index("ix_period_closes_period_start_period_end", "period_start", "period_end"),)
+
+    id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True)
+    action: Mapped[str] = mapped_column(String(20))  # close, reopen
+    period_kind: Mapped[str] = mapped_column(String(20))
+    period_label: Mapped[str] = mapped_column(String(40))
+    zone: Mapped[str] = mapped_column(String(100))
+    period_start: Mapped[datetime] = mapped_column(UTCDateTime)
+    period_end: Mapped[datetime] = mapped_column(UTCDateTime)
+    cutoff_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    calls: Mapped[int | None] = mapped_column(BigInteger)
+    credits_charged: Mapped[Decimal | None] = mapped_column(Credits)
+    credits_expected: Mapped[Decimal | None] = mapped_column(Credits)
+    totals: Mapped[str | None] = mapped_column(Text)  # JSON: every figure of the close, exact decimals as strings
+    calls_digest: Mapped[str | None] = mapped_column(String(64))
+    reconciliation: Mapped[str | None] = mapped_column(String(40))  # reconciled, gap_accepted, no_snapshots
+    reconciliation_detail: Mapped[str | None] = mapped_column(Text)  # JSON of the reconciliation
+    reason: Mapped[str | None] = mapped_column(Text)  # --accept-gap's reason, or why it was reopened
+    host: Mapped[str | None] = mapped_column(String(200))

@@ -5,6 +5,8 @@ from __future__ import annotations
 import io
 import json
 
+import openpyxl
+
 from sqlalchemy import func, select
 
 from ledger.sim import demo
@@ -27,6 +29,11 @@ def test_demo_finds_every_injected_fault_and_nothing_else(database_url, tmp_path
         assert any(line.split()[:3] == [fault, klass, klass] and line.rstrip().endswith("found") for line in text.splitlines()), fault
     assert "clean calls flagged: 0 of" in text
     assert "verdict: reconciled" in text
+    # It ends with its run's workbook: every call of the run, by project and model.
+    last = text.rstrip().splitlines()[-1]
+    assert last.startswith("Excel report of this run: reports/demo-") and last.endswith("-by-project-model.xlsx")
+    book = openpyxl.load_workbook(tmp_path / last.split(": ", 1)[1])
+    assert book["Calls"].max_row == 61 and {"Summary", "By project", "By model", "Daily"} <= set(book.sheetnames)
     with Ledger(database_url, must_exist=True) as ledger, ledger.session() as session:
         assert session.scalar(select(func.count()).select_from(Call)) == 60
         projects = set(session.scalars(select(Call.project).distinct()))

@@ -1,0 +1,204 @@
+"""What a spend report is asked for, checked when it is read: group keys, formats, `[[reports]]` entries (no I/O).
+
+`--by` and a `[[reports]]` entry's `by` take the same keys; a `[[reports]]`
+entry becomes a scheduled job of `credit-ledger run`, at a cron schedule in
+its own zone (checked here, so that a typo is a ConfigError when the config
+is read, not a failed job at 06:00 on the 1st).
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import Any
+
+from .accounting.periods import CALENDAR_KINDS, DAY, MONTH, QUARTER, WEEK, YEAR, zone_named
+from .errors import ConfigError
+
+PLAIN_KEYS = ("project", "user", "key", "model", "account", "day", "week", "month")
+TIME_KEYS = frozenset({"day", "week", "month"})
+MAX_GROUP_KEYS = 6
+FORMATS = ("table", "csv", "json", "xlsx", "focus")
+FILE_FORMATS = ("csv", "json", "xlsx", "focus")
+# A tag name as the recorder takes it (X-Ledger-Tags k=v): kept to what needs no quoting in a JSON path.
+_TAG_NAME = re.compile(r"[A-Za-z0-9_.:/-]{1,100}")
+
+
+@dataclass(frozen=True, slots=True)
+class GroupKey:
+    """One `--by` key: a plain key, or `tag:NAME` (the value of one tag)."""
+
+    name: str
+    tag: str | None = None
+
+    @property
+    def label(self) -> str:
+        return f"tag:{self.tag}" if self.tag is not None else self.name
+
+    @property
+    def is_time(self) -> bool:
+        return self.name in TIME_KEYS
+
+
+def parse_group_keys(text: str | list | tuple | None) -> tuple[GroupKey, ...]:
+    """`project,user,tag:feature` (or a list of those) -> keys; ValueError naming the bad one."""
+    if text is None:
+        return ()
+    parts = [p.strip() for p in (text.split(",") if isinstance(text, str) else text)] if text else []
+    keys: list[GroupKey] = []
+    for part in parts:
+        if not isinstance(part, str) or not part:
+            raise ValueError(f"empty group key in {text!r}")
+        if part.startswith("tag:"):
+            name = part[4:]
+            if not _TAG_NAME.fullmatch(name):
+                raise ValueError(f"not a tag name: {name!r} (letters, digits and _ . : / -)")
+            key = GroupKey("tag", name)
+        elif part in PLAIN_KEYS:
+            key = GroupKey(part)
+        else:
+            raise ValueError(f"unknown group key {part!r} (one of {', '.join(PLAIN_KEYS)} or tag:NAME)")
+        if key in keys:
+            raise ValueError(f"group key {part!r} given twice")
+        keys.append(key)
+    if len(keys) > MAX_GROUP_KEYS:
+        raise ValueError(f"at most {MAX_GROUP_KEYS} group keys, got {len(keys)}")
+    return tuple(keys)
+
+
+# ---------------------------------------------------------------- cron schedules
+
+_CRON_FIELDS = (("minute", 0, 59), ("hour", 0, 23), ("day", 1, 31), ("month", 1, 12), ("day_of_week", 0, 7))
+_NAMES = {
+    3: {m: i for i, m in enumerate(("jan", "feb", "mar", "apr", "may", "jun", "jul", "aug", "sep", "oct", "nov", "dec"), 1)},
+    4: {d: i for i, d in enumerate(("sun", "mon", "tue", "wed", "thu", "fri", "sat"))} | {"sun": 0},
+}
+_CRON_ITEM = re.compile(r"(\*|[a-z0-9]+(?:-[a-z0-9]+)?)(?:/(\d+))?")
+# The first day of the next period at 06:00: when a period's report is complete and a finance day begins.
+DEFAULT_SCHEDULES = {
+    DAY: "0 6 * * *",
+    WEEK: "0 6 * * mon",
+    MONTH: "0 6 1 * *",
+    QUARTER: "0 6 1 jan,apr,jul,oct *",
+    YEAR: "0 6 1 jan *",
+}
+
+
+def check_cron(expression: str, where: str) -> str:
+    """A five-field crontab line (minute hour day month day-of-week), normalised for APScheduler 3.x.
+
+    Day-of-week numbers are crontab's (0 and 7 Sunday, 1 Monday); APScheduler
+    3.x counts from Monday, so that field is given back as day names.
+    """
+    if not isinstance(expression, str):
+        raise ConfigError(f"{where}: a schedule is a crontab line such as \"0 6 1 * *\", got {expression!r}")
+    fields = expression.lower().split()
+    if len(fields) != 5:
+        raise ConfigError(f"{where}: a schedule has five fields (minute hour day month day-of-week), got {expression!r}")
+    weekdays: set[int] = set()
+    for index, (field, (name, low, high)) in enumerate(zip(fields, _CRON_FIELDS)):
+        for item in field.split(","):
+            match = _CRON_ITEM.fullmatch(item)
+            if match is None:
+                raise ConfigError(f"{where}: schedule {name} {item!r} is not a number, range, list or */step")
+            step = int(match[2]) if match[2] is not None else 1
+            if step == 0:
+                raise ConfigError(f"{where}: schedule {name} step must be above 0")
+            bounds = [low, high] if match[1] == "*" else []
+            for bound in [] if match[1] == "*" else match[1].split("-"):
+                value = _NAMES.get(index, {}).get(bound) if not bound.isdigit() else int(bound)
+                if value is None or not low <= value <= high:
+                    raise ConfigError(f"{where}: schedule {name} {bound!r} is outside {low}-{high}")
+                bounds.append(value)
+            if len(bounds) == 2 and bounds[0] > bounds[1]:
+                raise ConfigError(f"{where}: schedule {name} range {item!r} runs backwards")
+            if index == 4:  # crontab's numbers to a set of days, Sunday 0
+                first = bounds[0]
+                last = bounds[1] if len(bounds) == 2 else (high if match[2] else first)
+                weekdays.update(day % 7 for day in range(first, last + 1, step))
+    if fields[4] != "*":
+        fields[4] = ",".join(_WEEKDAY_NAMES[day] for day in sorted(weekdays))
+    return " ".join(fields)
+
+
+_WEEKDAY_NAMES = ("sun", "mon", "tue", "wed", "thu", "fri", "sat")
+
+
+# ---------------------------------------------------------------- [[reports]]
+
+
+@dataclass(frozen=True, slots=True)
+class ReportEntry:
+    """A scheduled report: the previous complete `period` when it runs, in `timezone`."""
+
+    name: str
+    period: str  # day, week, month, quarter or year
+    timezone: str
+    schedule: str  # crontab line in `timezone`
+    formats: tuple[str, ...] = ("xlsx",)
+    by: tuple[GroupKey, ...] = ()
+    close: bool = False
+    calls: bool = False  # the workbook's Calls sheet
+    output_dir: str | None = None  # None: the settings' reports_dir
+    account: str | None = None
+
+    @property
+    def job_name(self) -> str:
+        return f"report:{self.name}"
+
+
+REPORT_SETTINGS = {"name", "period", "timezone", "schedule", "formats", "by", "close", "calls", "output_dir", "account"}
+_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,79}")
+
+
+def parse_report_entries(raw: Any, source: str, default_zone: str) -> tuple[ReportEntry, ...]:
+    """The `[[reports]]` tables of a config, every value checked."""
+    if not isinstance(raw, list):
+        raise ConfigError(f"{source}: reports must be [[reports]] tables")
+    entries = []
+    for i, item in enumerate(raw, 1):
+        where = f"{source}: reports #{i}"
+        if not isinstance(item, dict):
+            raise ConfigError(f"{where} must be a table")
+        unknown = sorted(set(item) - REPORT_SETTINGS)
+        if unknown:
+            raise ConfigError(f"{where}: unknown setting {unknown[0]!r} (known: {', '.join(sorted(REPORT_SETTINGS))})")
+        name = item.get("name")
+        if not isinstance(name, str) or not _NAME.fullmatch(name):
+            raise ConfigError(f"{where}: name must be letters, digits, '.', '_' or '-' (it names files and the job), got {name!r}")
+        where = f"{source}: report {name!r}"
+        period = item.get("period", MONTH)
+        if period not in CALENDAR_KINDS:
+            raise ConfigError(f"{where}: period must be one of {', '.join(CALENDAR_KINDS)}, got {period!r}")
+        zone = item.get("timezone", default_zone)
+        try:
+            zone = zone_named(zone).key
+        except ValueError as error:
+            raise ConfigError(f"{where}: timezone: {error}") from None
+        schedule = check_cron(item.get("schedule", DEFAULT_SCHEDULES[period]), f"{where}")
+        formats = item.get("formats", ["xlsx"])
+        if not isinstance(formats, list) or not formats or any(f not in FILE_FORMATS for f in formats):
+            raise ConfigError(f"{where}: formats must be a list of {', '.join(FILE_FORMATS)}, got {formats!r}")
+        if len(set(formats)) != len(formats):
+            raise ConfigError(f"{where}: a format is named twice in {formats!r}")
+        try:
+            by = parse_group_keys(item.get("by", []))
+        except ValueError as error:
+            raise ConfigError(f"{where}: by: {error}") from None
+        flags = {}
+        for flag in ("close", "calls"):
+            value = item.get(flag, False)
+            if not isinstance(value, bool):
+                raise ConfigError(f"{where}: {flag} must be true or false, got {value!r}")
+            flags[flag] = value
+        optional = {}
+        for text in ("output_dir", "account"):
+            value = item.get(text)
+            if value is not None and (not isinstance(value, str) or not value.strip()):
+                raise ConfigError(f"{where}: {text} must be a non-empty string, got {value!r}")
+            optional[text] = value.strip() if value else None
+        entries.append(ReportEntry(name, period, zone, schedule, tuple(formats), by, **flags, **optional))
+    names = [e.name for e in entries]
+    if len(set(names)) != len(names):
+        raise ConfigError(f"{source}: two [[reports]] share a name")
+    return tuple(entries)

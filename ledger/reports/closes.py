@@ -1,0 +1,40 @@
+"""`credit-ledger closes`: every close and reopen, oldest first, and which closes are in force."""
+
+from __future__ import annotations
+
+from typing import TextIO
+
+from ..accounting.closes import CLOSE, active_closes
+from ..exactjson import dumps
+from ..store.closes import close_events, close_rows
+from ..terminal import table
+from .spend_out import utc_text
+
+
+def print_closes(session, out: TextIO, as_json: bool = False) -> int:
+    rows = close_rows(session)
+    in_force = {e.id for e in active_closes(close_events(session))}
+    entries = [
+        {
+            "id": r.id, "action": r.action, "period": r.period_label, "kind": r.period_kind, "zone": r.zone,
+            "start": utc_text(r.period_start), "end": utc_text(r.period_end), "at": utc_text(r.cutoff_at),
+            "in_force": r.id in in_force, "calls": r.calls, "credits_charged": r.credits_charged,
+            "credits_expected": r.credits_expected, "digest": r.calls_digest, "reconciliation": r.reconciliation,
+            "reason": r.reason, "host": r.host,
+        }
+        for r in rows
+    ]
+    if as_json:
+        out.write(dumps(entries, indent=2, ensure_ascii=False) + "\n")
+        return len(entries)
+    if not entries:
+        print("no period has been closed", file=out)
+        return 0
+    columns = ["period", "zone", "action", "at", "calls", "credits_charged", "reconciliation", "digest", "reason"]
+    body = []
+    for e in entries:
+        state = e["action"] if e["action"] != CLOSE else ("close (in force)" if e["in_force"] else "close (reopened since)")
+        body.append([e["period"], e["zone"], state, e["at"], e["calls"], e["credits_charged"], e["reconciliation"],
+                     (e["digest"] or "")[:16], e["reason"]])
+    print(table(columns, body, right=["calls", "credits_charged"]), file=out)
+    return len(entries)

@@ -1,0 +1,89 @@
+"""Report files: named after the report and period, written to a temporary name beside the target, renamed when whole.
+
+A report that fails half-way leaves no file under its name (nor a stray
+temporary one); a reader never sees a half-written report.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import tempfile
+from contextlib import contextmanager
+from pathlib import Path
+from typing import IO, Iterator
+
+from ..accounting.periods import Period
+from ..errors import ReportError
+
+EXTENSIONS = {"csv": "csv", "json": "json", "xlsx": "xlsx", "focus": "focus.csv"}
+
+
+def _safe(text: str) -> str:
+    return re.sub(r"[^A-Za-z0-9_.-]+", "-", text).strip("-")
+
+
+def report_file_name(name: str, period: Period, fmt: str, by: tuple[str, ...] = ()) -> str:
+    """`spend-2026-11-Europe-Berlin-by-project.xlsx`: what it is, which period, where, how grouped."""
+    label = period.label if period.kind != "range" else f"{period.start:%Y%m%dT%H%M}-{period.end:%Y%m%dT%H%M}"
+    parts = [name, label, period.zone] + (["by", *by] if by else [])
+    return _safe("-".join(_safe(p) for p in parts)) + "." + EXTENSIONS[fmt]
+
+
+def output_path(output: str | None, reports_dir: str, file_name: str) -> Path:
+    """`output` as given (its folder must exist), else `file_name` in `reports_dir` (made when missing)."""
+    if output:
+        path = Path(output)
+        if path.is_dir():
+            return path / file_name
+        folder = path.parent if str(path.parent) else Path(".")
+        if not folder.is_dir():
+            raise ReportError(f"no such folder for the report: {folder}")
+        return path
+    folder = Path(reports_dir)
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise ReportError(f"cannot make the reports folder {folder}: {exc.strerror or exc}") from None
+    return folder / file_name
+
+
+@contextmanager
+def atomic_path(path: Path, keep: bool = True) -> Iterator[Path]:
+    """A temporary path in `path`'s folder to write the report to; renamed to `path` when the block ends without error.
+
+    `keep=False`: a scratch file, removed whatever happens.
+    """
+    folder = path.parent if str(path.parent) else Path(".")
+    try:
+        handle, name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".part", dir=folder)
+    except OSError as exc:
+        raise ReportError(f"cannot write in {folder}: {exc.strerror or exc}") from None
+    os.close(handle)
+    temporary = Path(name)
+    try:
+        yield temporary
+        if not keep:
+            temporary.unlink(missing_ok=True)
+            return
+        with open(temporary, "rb+") as written:
+            os.fsync(written.fileno())
+        os.chmod(temporary, 0o666 & ~_umask())
+        os.replace(temporary, path)
+    except BaseException:
+        temporary.unlink(missing_ok=True)
+        raise
+
+
+@contextmanager
+def atomic_file(path: Path, mode: str = "w") -> Iterator[IO]:
+    """A file object on a temporary name beside `path`, renamed to `path` when the block ends without error."""
+    with atomic_path(path) as temporary:
+        with open(temporary, mode, **({} if "b" in mode else {"encoding": "utf-8", "newline": ""})) as file:
+            yield file
+
+
+def _umask() -> int:
+    current = os.umask(0)
+    os.umask(current)
+    return current

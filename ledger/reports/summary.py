@@ -1,0 +1,96 @@
+"""What a workbook's Summary sheet (and a close) says beside the spend: balances, top-ups, the reconciliation, findings, cards.
+
+The balances are the first and last usable snapshots of each account within
+the period; the platform's consumption is the rise of total_consumed
+between them, and the reconciliation (`store.reconciliation`) compares it
+with what the ledger's calls were charged in between.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from decimal import Decimal
+
+from sqlalchemy.orm import Session
+
+from ..accounting.reconcile import Reconciliation, WindowReconciliation
+from ..accounting.snapshots import SnapshotPoint
+from ..config_reports import GroupKey
+from ..money import ZERO
+from ..store import balances
+from ..store.engine import Ledger
+from ..store.models import RateCardRow
+from ..store.reconciliation import reconcile
+from ..store.spend import Selection, cards_in_force, spend_rows, top_ups_in
+
+RECONCILED = "reconciled"
+GAP = "unexplained gap"
+NO_SNAPSHOTS = "not reconciled (no snapshots)"  # no account has two usable snapshots in the period
+
+
+@dataclass(frozen=True, slots=True)
+class AccountSummary:
+    account: str
+    opening: SnapshotPoint | None
+    closing: SnapshotPoint | None
+    top_ups: Decimal
+    cumulative: WindowReconciliation | None  # the reconciliation from the first snapshot to the last
+
+
+@dataclass(frozen=True, slots=True)
+class ClassCount:
+    pricing_class: str
+    calls: int
+    credits_charged: Decimal
+    credits_expected: Decimal
+
+
+@dataclass(frozen=True)
+class Summary:
+    reconciliation: Reconciliation
+    verdict: str
+    accounts: tuple[AccountSummary, ...]
+    findings: tuple[ClassCount, ...]
+    cards: tuple[RateCardRow, ...]  # the cards that priced calls of the period, with their models' rates
+    card_calls: dict[str, int]
+
+
+def verdict(result: Reconciliation) -> str:
+    """One phrase for a period's reconciliation: reconciled, an unexplained gap, or why it could not be."""
+    if result.has_unexplained_gap:
+        return GAP
+    if all(a.cumulative is None for a in result.accounts):
+        return NO_SNAPSHOTS
+    return RECONCILED
+
+
+def reconcile_period(ledger: Ledger, start: datetime, end: datetime) -> Reconciliation:
+    return reconcile(ledger, start, end)
+
+
+def build_summary(ledger: Ledger, session: Session, selection: Selection,
+                  result: Reconciliation | None = None) -> Summary:
+    """The Summary's facts for the calls of `selection` (the reconciliation is made here unless given)."""
+    result = result if result is not None else reconcile_period(ledger, selection.start, selection.end)
+    top_ups: dict[str, Decimal] = {}
+    for account, _, credits in top_ups_in(session, selection.start, selection.end, selection.account):
+        top_ups[account] = top_ups.get(account, ZERO) + credits
+    accounts = []
+    for account in result.accounts:
+        if selection.account is not None and account.account != selection.account:
+            continue
+        points = balances.ok_snapshots(session, account.account, selection.start, selection.end)
+        accounts.append(AccountSummary(account.account, points[0] if points else None, points[-1] if points else None,
+                                       top_ups.get(account.account, ZERO), account.cumulative))
+    findings = {}
+    for row in spend_rows(session, selection, (GroupKey("pricing_class"),)):
+        klass = row.values[0]
+        found = findings.get(klass, ClassCount(klass, 0, ZERO, ZERO))
+        findings[klass] = ClassCount(klass, found.calls + row.calls, found.credits_charged + row.credits_charged,
+                                     found.credits_expected + row.credits_expected)
+    card_calls: dict[str, int] = {}
+    for row in spend_rows(session, selection, ()):
+        card_calls[row.rate_card or "(none)"] = card_calls.get(row.rate_card or "(none)", 0) + row.calls
+    cards = tuple(c for c in cards_in_force(session) if c.name in card_calls)
+    return Summary(result, verdict(result), tuple(accounts), tuple(findings[k] for k in sorted(findings)), cards, card_calls)

@@ -1,0 +1,153 @@
+"""Closing a period (and reopening one): a balance snapshot, the reconciliation, then the close stored in the ledger.
+
+A close fixes the period's figures at its cutoff, the instant it was asked
+for. Before reading them it waits `settle_seconds` (a writer that took its
+records' `recorded_at` before the cutoff has inserted them by then) and
+then holds the calls table still (`store.reading.calls_held`) while it
+computes the totals and the digest as every later report of the period will:
+with this close in force. A close is refused when the reconciliation has an
+unexplained gap, unless a reason is given for accepting it (stored).
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import time
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from typing import Callable
+
+from ..accounting.closes import CLOSE, CloseEvent, is_closed
+from ..accounting.periods import CALENDAR_KINDS, Period, following
+from ..accounting.reconcile import Reconciliation
+from ..config import Settings
+from ..errors import GapError, ReportError
+from ..exactjson import dumps
+from ..reports.run import sync_cards
+from ..reports.spend import SpendReport, build_report
+from ..reports.spend_out import figures_dict, period_dict
+from ..reports.summary import GAP, NO_SNAPSHOTS, RECONCILED, reconcile_period, verdict
+from ..store.closes import close_events, insert_close, insert_reopen
+from ..store.engine import Ledger
+from ..store.models import PeriodClose
+from ..store.reading import calls_held
+from .credits import CreditsClient
+from .polling import poll_balances
+
+SETTLE_SECONDS = 2.0
+VERDICT_CODES = {RECONCILED: "reconciled", GAP: "gap_accepted", NO_SNAPSHOTS: "no_snapshots"}
+
+
+@dataclass(frozen=True)
+class CloseResult:
+    row: PeriodClose
+    report: SpendReport
+    reconciliation: Reconciliation
+    verdict: str
+
+
+def host_name() -> str:
+    return f"{socket.gethostname()}:{os.getpid()}"
+
+
+def _label(period: Period) -> str:
+    return f"{period.label} ({period.zone})"
+
+
+def close_period(
+    settings: Settings,
+    ledger: Ledger,
+    period: Period,
+    *,
+    accept_gap: str | None = None,
+    now: Callable[[], datetime] = lambda: datetime.now(timezone.utc),
+    settle_seconds: float | None = None,
+    client: CreditsClient | None = None,
+) -> CloseResult:
+    """Close `period`: snapshot the balances (accounts configured), reconcile, store the close. GapError on a gap."""
+    if period.kind not in CALENDAR_KINDS:
+        raise ReportError("only a calendar period can be closed (2026-11, 2026-W48, 2026-Q4, 2026 or 2026-11-30)")
+    if accept_gap is not None and not accept_gap.strip():
+        raise ReportError("--accept-gap needs a reason")
+    _refuse_if_closed(ledger, period)
+    if settings.accounts:
+        poll_balances(settings, ledger, client=client)
+    sync_cards(settings, ledger)
+    result = reconcile_period(ledger, period.start, period.end)
+    found = verdict(result)
+    if found == GAP and accept_gap is None:
+        raise GapError(f"{_label(period)} not closed: the reconciliation has an unexplained gap ({_gaps(result)}); "
+                       f"see `credit-ledger reconcile`, or close with --accept-gap \"reason\"")
+    cutoff = now()
+    settle_seconds = SETTLE_SECONDS if settle_seconds is None else settle_seconds
+    if settle_seconds > 0:
+        time.sleep(settle_seconds)  # writers that stamped calls before the cutoff have inserted them by now
+    with calls_held(ledger) as session:
+        _refuse_if_closed(ledger, period, session)
+        pending = CloseEvent(-1, CLOSE, period, cutoff)
+        report = build_report(session, period, (), digest=True, now=cutoff, pending=[pending])
+        totals = {
+            "period": period_dict(period),
+            "figures": figures_dict(report.total),
+            "adjustments": [{"closed_period": period_dict(a.closed), **figures_dict(a.figures)} for a in report.adjustments],
+            "digest_calls": report.digest_calls,
+        }
+        row = insert_close(
+            session, period, cutoff, now(), calls=report.digest_calls or 0,
+            credits_charged=report.total.credits_charged, credits_expected=report.total.credits_expected,
+            totals_json=dumps(totals, sort_keys=True), calls_digest=report.digest or "",
+            reconciliation=VERDICT_CODES[found], reconciliation_json=result.to_json() if result.accounts else None,
+            reason=accept_gap.strip() if accept_gap else None, host=host_name(),
+        )
+    return CloseResult(row, report, result, found)
+
+
+def _gaps(result: Reconciliation) -> str:
+    parts = []
+    for account in result.accounts:
+        if account.has_unexplained_gap and account.cumulative is not None:
+            parts.append(f"{account.account}: difference {account.cumulative.difference} credits")
+        elif account.has_unexplained_gap:
+            parts.append(f"{account.account}: a window does not reconcile")
+    return "; ".join(parts)
+
+
+def _refuse_if_closed(ledger: Ledger, period: Period, session=None) -> None:
+    if session is None:
+        with ledger.session() as own:
+            events = close_events(own)
+    else:
+        events = close_events(session)
+    close = is_closed(events, period)
+    if close is not None:
+        raise ReportError(f"{_label(period)} is closed already (cutoff {close.at:%Y-%m-%dT%H:%M:%SZ}); "
+                          "`credit-ledger reopen` it first")
+
+
+def reopen_period(ledger: Ledger, period: Period, reason: str,
+                  now: Callable[[], datetime] = lambda: datetime.now(timezone.utc)) -> PeriodClose:
+    """Reopen a closed period (a new row, with the reason). Refused while a later period of its kind is closed."""
+    if not reason or not reason.strip():
+        raise ReportError("a reopen needs a reason (--reason)")
+    with ledger.session() as session:
+        events = close_events(session)
+        if is_closed(events, period) is None:
+            raise ReportError(f"{_label(period)} is not closed")
+        later = [e for e in events if e.period.kind == period.kind and e.period.zone == period.zone
+                 and e.period.start >= period.end and is_closed(events, e.period) is not None]
+        if later:
+            first = min(later, key=lambda e: e.period.start).period
+            raise ReportError(f"{_label(first)} is closed and may carry {period.label}'s prior-period adjustments: "
+                              f"reopen it first")
+        return insert_reopen(session, period, now(), reason.strip(), host_name())
+
+
+def next_open(ledger: Ledger, period: Period) -> Period:
+    """The first period after `period` (same kind and zone) that is not closed."""
+    with ledger.session() as session:
+        events = close_events(session)
+    candidate = following(period)
+    while is_closed(events, candidate) is not None:
+        candidate = following(candidate)
+    return candidate

@@ -1,0 +1,116 @@
+"""Row-level reads of `calls`, streamed: plain values (text, integers, nano-credit integers), never ORM objects.
+
+What the `calls` listing, a report's Calls and Findings sheets and its
+adjustments read. Values come as the writers need them, the same on both
+databases: times as `YYYY-MM-DD HH:MM:SS.ffffff` UTC text (or an Excel date
+serial), amounts as integer nano-credits, flags as 0/1. The rows come in
+chunks from a server-side cursor on PostgreSQL (SQLite's cursor steps
+through the table as it is read): memory stays flat, the first row comes
+as soon as the database has it.
+"""
+
+from __future__ import annotations
+
+from typing import Iterator, Sequence
+
+from sqlalchemy import BigInteger, Float, Integer, String, cast, func, literal_column, select, type_coerce
+from sqlalchemy.orm import Session
+
+from ..accounting.pricing import CLEAN_CLASSES
+from ..config_reports import GroupKey
+from .models import ApiKey, Call
+from .reading import CHUNK, raw_rows
+from .spend import Selection, from_calls, key_expression, where
+
+
+
+def _utc_text(column, dialect: str):
+    if dialect == "postgresql":
+        return func.to_char(func.timezone("UTC", column), literal_column("'YYYY-MM-DD HH24:MI:SS.US'"))
+    return type_coerce(column, String)  # UTCDateTime's own text on SQLite
+
+
+def _excel_serial(column, dialect: str):
+    # Days since 1899-12-30 (Excel's day 0 for dates after February 1900), in UTC.
+    if dialect == "postgresql":
+        return cast(func.extract("epoch", column) / 86400.0 + 25569, Float)
+    return func.julianday(column) - 2415018.5
+
+
+def _columns(dialect: str) -> dict:
+    nano = lambda column: type_coerce(column, BigInteger)  # noqa: E731 - integer nano-credits, no Decimal made
+    return {
+        "call_id": Call.call_id,
+        "started_at": _utc_text(Call.started_at, dialect),
+        "started_serial": _excel_serial(Call.started_at, dialect),
+        "recorded_at": _utc_text(Call.recorded_at, dialect),
+        "status": Call.status,
+        "http_status": Call.http_status,
+        "error_code": Call.error_code,
+        "completion_id": Call.completion_id,
+        "model_requested": Call.model_requested,
+        "model_reported": Call.model_reported,
+        "stream": cast(Call.stream, Integer),
+        "attempt": Call.attempt,
+        "prompt_tokens": Call.prompt_tokens,
+        "completion_tokens": Call.completion_tokens,
+        "reasoning_tokens": Call.reasoning_tokens,
+        "total_tokens": Call.total_tokens,
+        "credits_charged": nano(Call.credits_charged),
+        "credits_expected": nano(Call.credits_expected),
+        "pricing_class": Call.pricing_class,
+        "rate_card": Call.rate_card,
+        "project": Call.project,
+        "end_user": Call.end_user,
+        "tags": Call.tags,
+        "key_last4": Call.key_last4,
+        "key_label": ApiKey.label,
+        "account": ApiKey.account,
+        "anomalies": Call.anomalies,
+        "key_name": key_expression(GroupKey("key"), dialect),
+        "credits_difference": type_coerce(Call.credits_charged - Call.credits_expected, BigInteger),
+    }
+
+
+NEEDS_KEYS = frozenset({"key_label", "account", "key_name"})
+
+
+def call_rows(
+    session: Session,
+    selection: Selection,
+    names: Sequence[str],
+    *,
+    findings_only: bool = False,
+    project: str | None = None,
+    newest: int | None = None,
+) -> Iterator[list[tuple]]:
+    """Chunks of rows (tuple-like, `names`' values in order) of the selected calls, oldest first.
+
+    `newest`: only the last that many calls (still oldest first).
+    """
+    dialect = session.get_bind().dialect.name
+    columns = _columns(dialect)
+    join = selection.account is not None or bool(NEEDS_KEYS & set(names))
+    extra = (Call.started_at.label("_at"), Call.id.label("_id")) if newest is not None else ()
+    query = select(*[columns[n].label(n) for n in names], *extra)
+    query = (query.select_from(Call).outerjoin(ApiKey, ApiKey.fingerprint == Call.key_fingerprint) if join
+             else query.select_from(Call)).where(where(selection))
+    if findings_only:
+        query = query.where(Call.pricing_class.not_in(sorted(CLEAN_CLASSES)))
+    if project is not None:
+        query = query.where(Call.project == project)
+    if newest is not None:
+        last = query.order_by(Call.started_at.desc(), Call.id.desc()).limit(newest).subquery()
+        query = select(*[last.c[n] for n in names]).order_by(last.c["_at"], last.c["_id"])
+    else:
+        query = query.order_by(Call.started_at, Call.id)
+    yield from raw_rows(session, query)
+
+
+def count_rows(session: Session, selection: Selection, *, findings_only: bool = False, project: str | None = None) -> int:
+    query = from_calls(select(func.count()), (), selection.account).where(where(selection))
+    if findings_only:
+        query = query.where(Call.pricing_class.not_in(sorted(CLEAN_CLASSES)))
+    if project is not None:
+        query = query.where(Call.project == project)
+    return int(session.scalar(query) or 0)
