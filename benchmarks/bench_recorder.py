@@ -229,14 +229,19 @@ def memory(base_url: str, megabytes: int) -> dict:
 # ---------------------------------------------------------------- in-process: the wrapper alone
 
 
-def in_process(calls: int) -> dict:
-    """Per call µs of a chat call through a transport that answers from memory, with and without."""
-    body = json.dumps({
-        "id": "chatcmpl-1", "object": "chat.completion", "model": "gemini-3.1-pro-preview",
-        "choices": [{"index": 0, "finish_reason": "stop", "message": {"role": "assistant", "content": "hi " * 100}}],
-        "usage": {"prompt_tokens": 194, "completion_tokens": 229, "total_tokens": 880,
-                  "completion_tokens_details": {"reasoning_tokens": 457, "audio_tokens": 0, "text_tokens": 0}},
-        "credits_consumed": 0.25}).encode()
+def per_call_us(transport, request, calls: int) -> float:
+    """Microseconds a call of `request` through `transport`, its response read and closed, over `calls` calls."""
+    started = time.perf_counter()
+    for _ in range(calls):
+        response = transport.handle_request(request)
+        for _chunk in response.stream:
+            pass
+        response.stream.close()
+    return (time.perf_counter() - started) / calls * 1e6
+
+
+def memory_transport(body: bytes) -> type:
+    """An httpx2 transport class that answers every request with `body` (JSON) from memory, as a stream."""
 
     class Stream(httpx2.SyncByteStream):
         def __iter__(self):
@@ -249,6 +254,19 @@ def in_process(calls: int) -> dict:
         def handle_request(self, request):
             return httpx2.Response(200, headers={"content-type": "application/json"}, stream=Stream())
 
+    return Memory
+
+
+def in_process(calls: int) -> dict:
+    """Per call µs of a chat call through a transport that answers from memory, with and without."""
+    body = json.dumps({
+        "id": "chatcmpl-1", "object": "chat.completion", "model": "gemini-3.1-pro-preview",
+        "choices": [{"index": 0, "finish_reason": "stop", "message": {"role": "assistant", "content": "hi " * 100}}],
+        "usage": {"prompt_tokens": 194, "completion_tokens": 229, "total_tokens": 880,
+                  "completion_tokens_details": {"reasoning_tokens": 457, "audio_tokens": 0, "text_tokens": 0}},
+        "credits_consumed": 0.25}).encode()
+
+    Memory = memory_transport(body)
     tmp = Path(tempfile.mkdtemp(prefix="bench-inproc-"))
     rec = Recorder(f"sqlite:///{tmp / 'ledger.db'}", settings=Settings(secret_path=str(tmp / "secret")), journal_dir=tmp / "journal")
     null_rec = Recorder(sink=NullSink(), settings=Settings(secret_path=str(tmp / "secret")))
@@ -257,13 +275,7 @@ def in_process(calls: int) -> dict:
                              headers={**HEADERS, "x-stainless-retry-count": "0", "user-agent": "OpenAI/Python 3.54.0"})
 
     def through(transport) -> float:
-        started = time.perf_counter()
-        for _ in range(calls):
-            response = transport.handle_request(request)
-            for _chunk in response.stream:
-                pass
-            response.stream.close()
-        return (time.perf_counter() - started) / calls * 1e6
+        return per_call_us(transport, request, calls)
 
     through(recorded), through(recorded_null), through(plain)
     samples = [(through(recorded), through(recorded_null), through(plain)) for _ in range(5)]

@@ -46,7 +46,7 @@ from ledger.accounting.pricing import default_rate_book, price  # noqa: E402
 from ledger.store.calls import CALL_COLUMNS, call_row  # noqa: E402
 from ledger.accounting.records import record_digest  # noqa: E402
 from ledger.record.sink import LedgerSink  # noqa: E402
-from test_writer import make_raw_capture  # noqa: E402  (the tests' realistic captures, as the recorder emits them)
+from factories import make_raw_capture  # noqa: E402  (the tests' realistic captures, as the recorder emits them)
 
 
 def run(url: str, captures, journal: Path, batch_size: int, processes: int, profile: bool = False) -> float:

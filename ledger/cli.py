@@ -143,7 +143,7 @@ def build_parser() -> argparse.ArgumentParser:
     reconcile.add_argument("--to", dest="end", type=parse_time)
     reconcile.add_argument("--json", action="store_true")
 
-    sub.add_parser("run", help="the scheduled service: poll, reconcile, replay, scheduled reports")
+    sub.add_parser("run", help="the scheduled service: poll, reconcile, replay, scheduled reports, budgets and alerts")
 
     report = sub.add_parser("report", help="spend over a period, grouped (table, CSV, JSON, Excel, FOCUS)")
     report.add_argument("--period", type=_period_name, help="2026-11, 2026-W48, 2026-Q4, 2026 or 2026-11-30 (default: this month)")
@@ -166,6 +166,17 @@ def build_parser() -> argparse.ArgumentParser:
     reopen.add_argument("--reason", required=True)
     closes = sub.add_parser("closes", help="the closed periods")
     closes.add_argument("--json", action="store_true")
+
+    budgets = sub.add_parser("budgets", help="each budget's spend, limit and projection; each balance's runway")
+    budgets.add_argument("--json", action="store_true", help="print JSON")
+    budgets.add_argument("--notify", action="store_true", help="evaluate now and deliver what is due, as the service does")
+
+    alerts = sub.add_parser("alerts", help="the alert history, with deliveries")
+    alerts.add_argument("--since", type=parse_time, help="raised or resolved from this time (ISO, or an age like 7d)")
+    alerts.add_argument("--json", action="store_true", help="print JSON")
+    alerts_sub = alerts.add_subparsers(dest="alerts_command", parser_class=_Parser)
+    alerts_test = alerts_sub.add_parser("test", help="send a test message through a channel")
+    alerts_test.add_argument("--channel", required=True, help="the channel's name in [[channels]]")
     return parser
 
 
@@ -359,10 +370,25 @@ def cmd_run(args, out) -> int:
     return run_service(_settings(args))
 
 
+def cmd_budgets(args, out) -> int:
+    from .service.alert_commands import budgets_command
+
+    return budgets_command(_settings(args), out, as_json=args.json, send=args.notify)
+
+
+def cmd_alerts(args, out) -> int:
+    from .service.alert_commands import alerts_command, test_channel_command
+
+    if args.alerts_command == "test":
+        return test_channel_command(_settings(args), args.channel, out)
+    return alerts_command(_settings(args), out, since=args.since, as_json=args.json)
+
+
 COMMANDS = {
     "db": cmd_db, "check": cmd_check, "calls": cmd_calls, "simulate": cmd_simulate, "demo": cmd_demo,
     "replay": cmd_replay, "balance": cmd_balance, "reconcile": cmd_reconcile, "run": cmd_run,
     "report": cmd_report, "close": cmd_close, "reopen": cmd_reopen, "closes": cmd_closes,
+    "budgets": cmd_budgets, "alerts": cmd_alerts,
 }
 
 

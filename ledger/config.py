@@ -18,8 +18,10 @@ from decimal import Decimal, InvalidOperation
 from pathlib import Path
 from typing import Any
 
+from .accounting.budgets import BalanceAlert, Budget
 from .accounting.periods import zone_named
 from .accounting.pricing import PricingPolicy
+from .alert_config import AlertSettings, ChannelConfig, alert_settings_from_mapping
 from .config_reports import ReportEntry, parse_report_entries
 from .errors import ConfigError
 
@@ -86,6 +88,7 @@ class ScheduleConfig:
     # Snapshots younger than this are left out of the reconcile job: calls that ended
     # before them may still wait in a recorder's journal.
     reconcile_settle_seconds: float = 120.0
+    budgets_seconds: float = 60.0  # evaluate budgets and balance alerts, deliver pending alerts
 
 
 @dataclass(frozen=True)
@@ -103,13 +106,27 @@ class Settings:
     pricing: PricingPolicy = PricingPolicy()
     include_usage: bool = False
     writer_processes: int = 2  # the Recorder's ledger writer processes; 0: a thread of the caller's process
+    limits_refresh_seconds: float = 2.0  # how often a Recorder re-reads the spend of its enforced budgets
     reports_dir: str = "reports"
     timezone: str = "UTC"  # the zone reports and budgets are bounded in, unless they say otherwise
     accounts: tuple[AccountConfig, ...] = ()
     schedule: ScheduleConfig = ScheduleConfig()
     reconcile: ReconcileConfig = ReconcileConfig()
     reports: tuple[ReportEntry, ...] = ()  # [[reports]]: scheduled reports (ledger.config_reports)
+    alerting: AlertSettings = AlertSettings()  # [[budgets]], [[balance_alerts]], [[channels]] (ledger.alert_config)
     config_path: str | None = None
+
+    @property
+    def budgets(self) -> tuple[Budget, ...]:
+        return self.alerting.budgets
+
+    @property
+    def balance_alerts(self) -> tuple[BalanceAlert, ...]:
+        return self.alerting.balance_alerts
+
+    @property
+    def channels(self) -> tuple[ChannelConfig, ...]:
+        return self.alerting.channels
 
     def with_database_url(self, url: str | None) -> "Settings":
         return self if not url else replace(self, database_url=normalise_url(url))
@@ -221,9 +238,11 @@ def default_accounts() -> tuple[AccountConfig, ...]:
 TOP_LEVEL = {
     "database_url", "journal", "secret", "reports_dir", "timezone", "pricing", "recorder", "accounts", "schedule", "reconcile",
     "reports",
+    "budgets", "balance_alerts", "channels",
 }
 ROUNDING_RULES = ("floor", "ceil", "half", "any")
-SCHEDULE_SETTINGS = {"poll_credits_seconds", "reconcile_seconds", "replay_journal_seconds", "reconcile_settle_seconds"}
+SCHEDULE_SETTINGS = {"poll_credits_seconds", "reconcile_seconds", "replay_journal_seconds", "reconcile_settle_seconds",
+                     "budgets_seconds"}
 
 
 def settings_from_mapping(data: dict, source: str = "config") -> Settings:
@@ -231,7 +250,7 @@ def settings_from_mapping(data: dict, source: str = "config") -> Settings:
     pricing = _table(data, "pricing", source)
     check_keys(pricing, {"charge_precision", "tolerance", "rate_cards"}, f"{source}: [pricing]")
     recorder = _table(data, "recorder", source)
-    check_keys(recorder, {"include_usage", "writer_processes"}, f"{source}: [recorder]")
+    check_keys(recorder, {"include_usage", "writer_processes", "limits_refresh_seconds"}, f"{source}: [recorder]")
     schedule = _table(data, "schedule", source)
     check_keys(schedule, SCHEDULE_SETTINGS, f"{source}: [schedule]")
     reconcile = _table(data, "reconcile", source)
@@ -253,18 +272,22 @@ def settings_from_mapping(data: dict, source: str = "config") -> Settings:
     if isinstance(writer_processes, bool) or not isinstance(writer_processes, int) or not 0 <= writer_processes <= 8:
         raise ConfigError(f"{source}: recorder.writer_processes must be a whole number from 0 to 8, got {writer_processes!r}")
     defaults = ScheduleConfig()
-    zone = _zone(data.get("timezone", Settings.timezone), f"{source}: timezone")
+    timezone = _zone(data.get("timezone", Settings.timezone), f"{source}: timezone")
+    accounts = _accounts(data.get("accounts", []), source)
+    alerting = alert_settings_from_mapping(data, source, timezone, [a.name for a in accounts] if accounts else None)
     return Settings(
         database_url=normalise_url(_str(data.get("database_url", DEFAULT_DATABASE_URL), f"{source}: database_url")),
         journal_path=_str(data.get("journal", Settings.journal_path), f"{source}: journal"),
         secret_path=_str(data.get("secret", Settings.secret_path), f"{source}: secret"),
         reports_dir=_str(data.get("reports_dir", Settings.reports_dir), f"{source}: reports_dir"),
-        timezone=zone,
+        timezone=timezone,
         rate_cards_path=rate_cards,
         pricing=PricingPolicy(precision, tolerance),
         include_usage=_bool(recorder.get("include_usage", False), f"{source}: recorder.include_usage"),
         writer_processes=writer_processes,
-        accounts=_accounts(data.get("accounts", []), source),
+        limits_refresh_seconds=_seconds(recorder.get("limits_refresh_seconds", Settings.limits_refresh_seconds),
+                                        f"{source}: recorder.limits_refresh_seconds"),
+        accounts=accounts,
         schedule=ScheduleConfig(
             **{
                 name: _seconds(schedule.get(name, getattr(defaults, name)), f"{source}: schedule.{name}",
@@ -277,7 +300,8 @@ def settings_from_mapping(data: dict, source: str = "config") -> Settings:
             _seconds(reconcile.get("billing_settle_seconds", ReconcileConfig.billing_settle_seconds),
                      f"{source}: reconcile.billing_settle_seconds", allow_zero=True),
         ),
-        reports=parse_report_entries(data.get("reports", []), source, zone),
+        reports=parse_report_entries(data.get("reports", []), source, timezone, [c.name for c in alerting.channels]),
+        alerting=alerting,
     )
 
 

@@ -10,9 +10,10 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Iterable
 
 from .accounting.periods import CALENDAR_KINDS, DAY, MONTH, QUARTER, WEEK, YEAR, zone_named
+from .alert_config import channel_names
 from .errors import ConfigError
 
 PLAIN_KEYS = ("project", "user", "key", "model", "account", "day", "week", "month")
@@ -141,18 +142,21 @@ class ReportEntry:
     calls: bool = False  # the workbook's Calls sheet
     output_dir: str | None = None  # None: the settings' reports_dir
     account: str | None = None
+    channels: tuple[str, ...] = ()  # [[channels]] that get the report: email attaches the files, the others the summary and paths
 
     @property
     def job_name(self) -> str:
         return f"report:{self.name}"
 
 
-REPORT_SETTINGS = {"name", "period", "timezone", "schedule", "formats", "by", "close", "calls", "output_dir", "account"}
+REPORT_SETTINGS = {"name", "period", "timezone", "schedule", "formats", "by", "close", "calls", "output_dir", "account",
+                   "channels"}
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,79}")
 
 
-def parse_report_entries(raw: Any, source: str, default_zone: str) -> tuple[ReportEntry, ...]:
-    """The `[[reports]]` tables of a config, every value checked."""
+def parse_report_entries(raw: Any, source: str, default_zone: str, channels: Iterable[str] = ()) -> tuple[ReportEntry, ...]:
+    """The `[[reports]]` tables of a config, every value checked; `channels`: the names [[channels]] defines."""
+    defined = set(channels)
     if not isinstance(raw, list):
         raise ConfigError(f"{source}: reports must be [[reports]] tables")
     entries = []
@@ -197,7 +201,8 @@ def parse_report_entries(raw: Any, source: str, default_zone: str) -> tuple[Repo
             if value is not None and (not isinstance(value, str) or not value.strip()):
                 raise ConfigError(f"{where}: {text} must be a non-empty string, got {value!r}")
             optional[text] = value.strip() if value else None
-        entries.append(ReportEntry(name, period, zone, schedule, tuple(formats), by, **flags, **optional))
+        sent_to = channel_names(item.get("channels", []), where, defined)
+        entries.append(ReportEntry(name, period, zone, schedule, tuple(formats), by, **flags, **optional, channels=sent_to))
     names = [e.name for e in entries]
     if len(set(names)) != len(names):
         raise ConfigError(f"{source}: two [[reports]] share a name")

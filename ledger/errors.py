@@ -5,6 +5,7 @@
     ├── RateCardError           a rate-card file cannot be used
     ├── DatabaseError           the ledger database cannot be reached or upgraded
     ├── UpstreamError           the API answered something we cannot use
+    ├── DeliveryError           an alert channel did not take a message
     └── ReportError             a report or a close cannot be made as asked (a missing folder, a closed period)
         └── GapError            a close refused: the period's reconciliation has an unexplained gap
 
@@ -32,6 +33,10 @@ class DatabaseError(LedgerError):
 
 
 class UpstreamError(LedgerError):
+    pass
+
+
+class DeliveryError(LedgerError):
     pass
 
 

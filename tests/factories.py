@@ -111,3 +111,30 @@ class LoopbackServer:
         self._server.should_exit = True
         self._thread.join(5)
         self._socket.close()
+
+
+def make_call(started_at, charged, *, project=None, user=None, fingerprint=None, tags=None,
+              model="gemini-3.1-pro", call_id=None, status="completed"):
+    """A CallRecord charged `charged` credits (a Decimal or int), started at `started_at` (aware)."""
+    from datetime import timedelta
+    from decimal import Decimal
+
+    from ledger.accounting.records import CallRecord, ResponseFacts, Usage
+
+    return CallRecord(
+        call_id or uuid.uuid4().hex, started_at, status, model_requested=model, stream=False,
+        ended_at=started_at + timedelta(seconds=1), http_status=200,
+        response=ResponseFacts("chatcmpl-x", model, "stop", Usage(100, 100, 0, 0, 0, 200), Decimal(charged)),
+        key_fingerprint=fingerprint, key_last4="abcd" if fingerprint else None, project=project, end_user=user,
+        tags=dict(tags or {}),
+    )
+
+
+def insert_records(ledger, records) -> None:
+    """Priced and inserted as the writer does."""
+    from ledger.accounting.pricing import default_rate_book, price
+    from ledger.store.calls import insert_calls
+
+    book = default_rate_book()
+    with ledger.session() as session:
+        insert_calls(session, [(record, price(record, book)) for record in records])

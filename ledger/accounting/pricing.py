@@ -18,7 +18,7 @@ from typing import Any, Iterable, Mapping, NamedTuple
 
 from ..errors import RateCardError
 from ..money import ZERO, quantize
-from .records import ERROR, CallRecord
+from .records import ERROR, REFUSED, CallRecord
 
 MILLION = Decimal(1_000_000)
 
@@ -287,6 +287,8 @@ def classify(
     charged: Decimal | None,
 ) -> tuple[str, Decimal | None, str | None]:
     """(pricing class, credits expected, model priced) of one call under `card`: `price` on plain values."""
+    if status == REFUSED:  # never sent: nothing to charge
+        return (OK if not charged else OVERCHARGE), ZERO, None
     if refunded or status == ERROR:
         # The platform bills no failed call; a 503 upstream_error is refunded.
         if charged is not None and charged > 0:

@@ -19,7 +19,8 @@ COMPLETED = "completed"  # the response was read to its end
 ABORTED = "aborted"  # the caller closed the response before its end
 FAILED = "failed"  # the network or the stream broke
 ERROR = "error"  # the API answered with an HTTP error
-STATUSES = (COMPLETED, ABORTED, FAILED, ERROR)
+REFUSED = "refused"  # a hard budget limit stopped it before it left: never sent, never charged
+STATUSES = (COMPLETED, ABORTED, FAILED, ERROR, REFUSED)
 
 # One call cannot plausibly use more: the context window is 1M tokens.
 MAX_TOKENS = 50_000_000

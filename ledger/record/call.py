@@ -17,11 +17,12 @@ from contextlib import contextmanager
 from contextvars import ContextVar
 from itertools import count
 from operator import itemgetter
-from typing import Any, Iterator, Mapping, Protocol
+from decimal import Decimal
+from typing import Any, Iterator, Mapping, NamedTuple, Protocol
 
 from .. import redact
 from .. import keys
-from ..accounting.records import COMPLETED, FAILED
+from ..accounting.records import COMPLETED, FAILED, REFUSED
 from ..redact import redact_bytes
 from .capture import (
     LEDGER_HEADERS, MAX_KEPT_BODY, Capture, RawCapture, accounted_without_secrets, held_without_secrets,
@@ -41,7 +42,7 @@ _LEDGER_HEADERS = frozenset(LEDGER_HEADERS)
 _RETRY_HEADER = b"x-stainless-retry-count"
 _NAME = itemgetter(1)  # of a (raw name, lower-case name, value) header
 
-__all__ = ["RecorderCore", "CallState", "Sink", "Attribution", "attribution", "new_call_id", "is_chat"]
+__all__ = ["RecorderCore", "CallState", "Sink", "Attribution", "attribution", "new_call_id", "is_chat", "Refusal"]
 
 
 class Sink(Protocol):
@@ -62,6 +63,11 @@ def _new_prefix() -> None:  # a forked child must not repeat its parent's ids
 
 
 os.register_at_fork(after_in_child=_new_prefix)
+
+
+def id_prefix() -> str:
+    """What every call id of this process starts with (a forked child has its own)."""
+    return _id_prefix
 
 
 def new_call_id() -> str:
@@ -99,16 +105,30 @@ def attribution(project: str | None = None, user: str | None = None, tags: Mappi
         _attribution.reset(token)
 
 
+class Refusal(NamedTuple):
+    """What the caller of a call a hard budget limit refused gets instead of the upstream's answer:
+    HTTP 402 in the API's error shape (`ledger.record.limits`)."""
+
+    budget: str
+    spent: Decimal
+    limit: Decimal
+    body: bytes
+
+    status = 402
+    headers = ((b"content-type", b"application/json"), (b"x-should-retry", b"false"))
+
+
 # ---------------------------------------------------------------- the shared core
 
 
 class RecorderCore:
     """What every transport of one Recorder shares: the sink, the key secret, the settings."""
 
-    def __init__(self, sink: Sink, secret: bytes, include_usage: bool) -> None:
+    def __init__(self, sink: Sink, secret: bytes, include_usage: bool, limits: Any = None) -> None:
         self.sink = sink
         self.secret = secret
         self.include_usage = include_usage
+        self.limits = limits  # the hard budget limits (ledger.record.limits.HardLimits), None when no budget is enforced
         self._keys: dict[bytes, tuple[str | None, str | None]] = {}
         self._logged: set[str] = set()
 
@@ -135,9 +155,15 @@ class RecorderCore:
         """(what the call's record starts from, the request to send); (None, request) if the recorder broke.
 
         Only what cannot wait is done before the request leaves: the clock, the
-        attribution headers taken out, the context read, an include_usage
-        rewrite. The rest (key fingerprint, call id, tags, the request body
-        kept) waits for the call's end, off the time to the first byte.
+        attribution headers taken out, the context read, the hard budget
+        limits checked, an include_usage rewrite. The rest (key fingerprint,
+        call id, tags, the request body kept) waits for the call's end, off the
+        time to the first byte.
+
+        (None, a `ledger.record.limits.Refusal`): a hard budget limit refused
+        the call. It must not be sent: the transport answers the caller with
+        the refusal's status, headers and body (HTTP 402 budget_exceeded); its
+        record is emitted already.
         """
         try:
             started = _now()
@@ -149,10 +175,17 @@ class RecorderCore:
                 for name in ("x-ledger-project", "x-ledger-user", "x-ledger-tags"):
                     if name in headers:
                         del headers[name]  # attribution is ours: it never leaves the process
+            context = _attribution.get()
+            limits = self.limits
+            if limits is not None:
+                refused = limits.check(self, started, context, attributed, request)
+                if refused is not None:
+                    self.refuse((started, attributed, context, request, None), refused)
+                    return None, refused
             body = None
             if self.include_usage and "content-encoding" not in headers:
                 request, body = _with_usage_asked(request)
-            return (started, attributed, _attribution.get(), request, body), request
+            return (started, attributed, context, request, body), request
         except Exception as error:
             self.failed("request", error)
             return None, request
@@ -173,6 +206,10 @@ class RecorderCore:
     def lost(self, begun: tuple) -> None:
         """The request got no response (a network failure, a timeout): its record all the same."""
         CallState(self, begun, None).end(FAILED)
+
+    def refuse(self, begun: tuple, refused: Any) -> None:
+        """The record of a call a hard limit refused: never sent, answered by the recorder, charged nothing."""
+        CallState(self, begun, None).end(REFUSED, refused)
 
 
 _NO_KEY: tuple[None, None] = (None, None)
@@ -207,7 +244,7 @@ def _accounting_headers(response: Any) -> tuple[bytes | None, bytes | None]:
     return content_type, coding
 
 
-def _request_headers(request: Any) -> tuple[bytes | None, bytes | None, bool]:
+def request_headers(request: Any) -> tuple[bytes | None, bytes | None, bool]:
     """(Authorization, the SDK's retry count, whether a Content-Encoding is set) of a request's headers (a loop, as above)."""
     authorization = retry = None
     encoded = False
@@ -338,8 +375,8 @@ class CallState:
         summary = {name: parsed[name] for name in REQUEST_FIELDS if name in parsed}
         return json.dumps(summary, separators=(",", ":")).encode()[:MAX_KEPT_REQUEST]
 
-    def end(self, outcome: str) -> None:
-        """Emit this call's one RawCapture (later calls do nothing)."""
+    def end(self, outcome: str, refused: Any = None) -> None:
+        """Emit this call's one RawCapture (later calls do nothing); `refused`: the Refusal the caller got instead."""
         if self._ended:
             return
         self._ended = True
@@ -350,7 +387,9 @@ class CallState:
                 self._pending = None
                 self.take(pending)
             response, self.response = self.response, None  # the response holds this shell: no cycle is left
-            if response is None:
+            if refused is not None:
+                content_type, coding, kept, status = b"application/json", None, [refused.body], refused.status
+            elif response is None:
                 content_type = coding = kept = status = None
             else:
                 content_type, coding = self._headers or _accounting_headers(response)
@@ -369,7 +408,7 @@ class CallState:
                     elif len(kept) != 1:
                         kept = [body]
             started, attributed, context, request, request_body = self.begun
-            authorization, retry, encoded = _request_headers(request)
+            authorization, retry, encoded = request_headers(request)
             fingerprint, last4 = self.core.key_facts(authorization) if authorization is not None else _NO_KEY
             request_body = self._kept_request_body(request, request_body, encoded)
             if b"sk-" in request_body:

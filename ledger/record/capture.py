@@ -16,8 +16,9 @@ from datetime import datetime, timezone
 from typing import Mapping, NamedTuple
 
 from ..accounting.parsing import facts_from_body, facts_from_events, request_facts
-from ..accounting.records import ABORTED, COMPLETED, ERROR, FAILED, NO_TAGS, CallRecord, ResponseFacts
+from ..accounting.records import ABORTED, COMPLETED, ERROR, FAILED, NO_TAGS, REFUSED, CallRecord, ResponseFacts
 from ..redact import may_hold_secret, redact_bytes
+from ..money import ZERO
 from .sse import Accountant
 
 # Bodies larger than this are not kept for accounting (the caller still gets them).
@@ -41,7 +42,7 @@ class RawCapture(NamedTuple):
     started_at: float  # epoch seconds (time.time())
     ended_at: float | None
     first_byte_at: float | None
-    outcome: str  # completed | aborted | failed, as the recorder saw the stream end
+    outcome: str  # completed | aborted | failed, as the recorder saw the stream end; refused: a hard limit stopped it
     http_status: int | None
     request_body: bytes  # as sent, or a summary of a long one
     content_type: bytes | None  # the response's header as sent (None: no header)
@@ -62,7 +63,7 @@ class Capture(NamedTuple):
     started_at: float  # epoch seconds (time.time())
     ended_at: float | None
     first_byte_at: float | None
-    outcome: str  # completed | aborted | failed (before the HTTP status is considered)
+    outcome: str  # completed | aborted | failed | refused (before the HTTP status is considered)
     http_status: int | None
     stream: bool | None  # as the response showed it (text/event-stream), None if no response
     request_body: bytes = b""  # the request JSON (what accounting needs of it is parsed later)
@@ -197,7 +198,9 @@ def build_record(capture: Capture | RawCapture) -> CallRecord:
     if notes:
         facts = facts._replace(anomalies=facts.anomalies + tuple(notes))
     status = outcome
-    if http_status is not None and http_status >= 400:
+    if status == REFUSED:  # the recorder's own answer (a hard budget limit): the call never left
+        facts = facts._replace(credits_charged=ZERO)
+    elif http_status is not None and http_status >= 400:
         status = ERROR
     elif status == COMPLETED and stream and not saw_done:
         status = FAILED  # the stream ended without [DONE]: the upstream cut it

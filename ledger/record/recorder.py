@@ -1,8 +1,9 @@
 """The Recorder: what an application holds to record its chat calls (three lines in the README).
 
 It hands out recording clients and transports, all sharing one sink (the
-journal and the writer) and the installation's fingerprint secret; settings
-come from the config file and the environment, as the CLI reads them.
+journal and the writer), the installation's fingerprint secret and the hard
+budget limits of the config (`enforce = true`: `ledger.record.limits`);
+settings come from the config file and the environment, as the CLI reads them.
 """
 
 from __future__ import annotations
@@ -16,8 +17,9 @@ import httpx2
 from .. import keys
 from ..accounting.pricing import load_rate_book
 from ..config import Settings, load_settings
-from .sink import LedgerSink, SinkStats
 from .call import RecorderCore, Sink, attribution
+from .limits import HardLimits, enforced
+from .sink import LedgerSink, SinkStats
 from .transport import wrap_transport
 
 __all__ = ["Recorder"]
@@ -35,23 +37,29 @@ class Recorder:
         include_usage: bool | None = None,
         rate_book: Any = None,
         sink: Sink | None = None,
+        config: str | Path | None = None,
     ) -> None:
-        if settings is None:  # the config file and the environment, as the CLI reads them; the URL given wins
-            settings = load_settings(database_url=database_url)
+        if settings is None:  # the config file (`config`, else as the CLI finds it) and the environment; the URL given wins
+            settings = load_settings(str(config) if config is not None else None, database_url=database_url)
         elif database_url:
             settings = settings.with_database_url(database_url)
         self.settings = settings
+        book = rate_book if rate_book is not None else load_rate_book(settings.rate_cards_path)
         if sink is None:
             sink = LedgerSink(
                 settings.database_url,
                 journal_dir if journal_dir is not None else settings.journal_path,
-                rate_book=rate_book if rate_book is not None else load_rate_book(settings.rate_cards_path),
+                rate_book=book,
                 policy=settings.pricing,
                 writer_processes=settings.writer_processes,
             )
         self.sink = sink
         use = settings.include_usage if include_usage is None else include_usage
-        self._core = RecorderCore(sink, keys.load_secret(settings.secret_path), bool(use))
+        secret = keys.load_secret(settings.secret_path)
+        budgets = enforced(settings)
+        # The spend of the enforced budgets is read before the first call (within 2 s; else it fails open until read).
+        self.limits = HardLimits(budgets, settings, secret, book).start() if budgets else None
+        self._core = RecorderCore(sink, secret, bool(use), self.limits)
 
     def transport(self, inner: Any) -> Any:
         """A recording wrapper of an httpx2 or httpx transport, sync or async (by the inner one's type)."""
@@ -80,6 +88,8 @@ class Recorder:
 
     def close(self, timeout: float = 5.0) -> SinkStats | None:
         """Write what is left (within `timeout`; the rest waits in the journal); the sink's last stats."""
+        if self.limits is not None:
+            self.limits.close()
         return self.sink.close(timeout)
 
     def __enter__(self) -> "Recorder":

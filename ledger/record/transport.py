@@ -18,7 +18,7 @@ from typing import Any, Iterator
 import httpx2
 
 from ..accounting.records import ABORTED, COMPLETED, FAILED
-from .call import CallState, RecorderCore, is_chat
+from .call import CallState, RecorderCore, Refusal, is_chat
 
 _now = time.time
 
@@ -78,8 +78,14 @@ class _AsyncStreamShell(CallState):
             self.end(ABORTED)
 
 
+def _refused(response_class: type, refused: Refusal, request: Any) -> Any:
+    """The answer to a call a hard budget limit refused: it never reaches the upstream."""
+    return response_class(refused.status, headers=list(refused.headers), content=refused.body, request=request)
+
+
 class _SyncShell:
     _sync_stream: type
+    _response: type = httpx2.Response
 
     def __init__(self, inner: Any, core: RecorderCore) -> None:
         self._inner, self._core = inner, core
@@ -87,8 +93,11 @@ class _SyncShell:
     def handle_request(self, request: Any) -> Any:
         if not is_chat(request):
             return self._inner.handle_request(request)
+        asked = request
         begun, request = self._core.begin(request)
         if begun is None:
+            if type(request) is Refusal:
+                return _refused(self._response, request, asked)
             return self._inner.handle_request(request)
         try:
             response = self._inner.handle_request(request)
@@ -111,6 +120,7 @@ class _SyncShell:
 
 class _AsyncShell:
     _async_stream: type
+    _response: type = httpx2.Response
 
     def __init__(self, inner: Any, core: RecorderCore) -> None:
         self._inner, self._core = inner, core
@@ -118,8 +128,11 @@ class _AsyncShell:
     async def handle_async_request(self, request: Any) -> Any:
         if not is_chat(request):
             return await self._inner.handle_async_request(request)
+        asked = request
         begun, request = self._core.begin(request)
         if begun is None:
+            if type(request) is Refusal:
+                return _refused(self._response, request, asked)
             return await self._inner.handle_async_request(request)
         try:
             response = await self._inner.handle_async_request(request)
@@ -174,8 +187,10 @@ def _httpx_transport_class(sync: bool, async_: bool) -> type:
     if not _httpx_classes:
         stream = type("HttpxRecordingStream", (_SyncStreamShell, httpx.SyncByteStream), {})
         astream = type("HttpxAsyncRecordingStream", (_AsyncStreamShell, httpx.AsyncByteStream), {})
-        sync_class = type("HttpxRecordingTransport", (_SyncShell, httpx.BaseTransport), {"_sync_stream": stream})
-        async_class = type("HttpxAsyncRecordingTransport", (_AsyncShell, httpx.AsyncBaseTransport), {"_async_stream": astream})
+        sync_class = type("HttpxRecordingTransport", (_SyncShell, httpx.BaseTransport),
+                          {"_sync_stream": stream, "_response": httpx.Response})
+        async_class = type("HttpxAsyncRecordingTransport", (_AsyncShell, httpx.AsyncBaseTransport),
+                           {"_async_stream": astream, "_response": httpx.Response})
         _httpx_classes.update(sync=sync_class, async_=async_class, dual=type("HttpxDualRecordingTransport", (sync_class, async_class), {}))
     return _httpx_classes["dual" if sync and async_ else "sync" if sync else "async_"]
 

@@ -8,21 +8,15 @@ line and kept in `job_runs`; a failing run is recorded and the service goes on.
 
 from __future__ import annotations
 
-import fcntl
-import hashlib
 import logging
 import os
 import signal
 import socket
 import threading
 import time
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
-from typing import Callable, Iterator
-
-from sqlalchemy import text
-from sqlalchemy.engine import make_url
+from typing import Callable
 
 from .. import redact
 from ..accounting.pricing import load_rate_book
@@ -33,51 +27,15 @@ from ..record.writer import replay_journal
 from ..store.engine import Ledger
 from ..store.job_runs import finish_job_run, start_job_run
 from ..store.reconciliation import reconcile
+from .alerting import budgets_job, check_ready
 from .credits import CreditsClient, RetryPolicy
+from .locks import job_lock, lock_key  # noqa: F401 (the service's locks: imported from here by callers)
 from .polling import poll_balances
 from .report_jobs import missed_run, report_job
 
 log = redact.logger(__name__)
 
 RECONCILE_WINDOW_DAYS = 2  # the hourly job lists the windows of this many days
-
-
-# ---------------------------------------------------------------- locks
-
-
-def lock_key(name: str) -> int:
-    """A stable signed 64-bit key for pg_try_advisory_lock."""
-    return int.from_bytes(hashlib.sha256(f"credit-ledger:{name}".encode()).digest()[:8], "big", signed=True)
-
-
-@contextmanager
-def job_lock(ledger: Ledger, name: str) -> Iterator[bool]:
-    """Yields True when this process holds the job's lock for the block, else False."""
-    if ledger.dialect == "postgresql":
-        with ledger.engine.connect() as connection:
-            got = bool(connection.execute(text("SELECT pg_try_advisory_lock(:k)"), {"k": lock_key(name)}).scalar())
-            connection.commit()
-            try:
-                yield got
-            finally:
-                if got:
-                    connection.execute(text("SELECT pg_advisory_unlock(:k)"), {"k": lock_key(name)})
-                    connection.commit()
-        return
-    path = make_url(ledger.url).database
-    if not path or path == ":memory:":
-        yield True  # one process owns an in-memory database
-        return
-    with open(f"{path}.{name}.lock", "a") as handle:
-        try:
-            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            yield False
-            return
-        try:
-            yield True
-        finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)
 
 
 # ---------------------------------------------------------------- jobs
@@ -182,7 +140,7 @@ def run_job(service: Service, name: str, function: JobFunction) -> str:
 
 
 def default_jobs(settings: Settings) -> dict[str, tuple[JobFunction, float | CronSchedule]]:
-    """Job name -> (function, interval seconds or a CronSchedule). Budget jobs join here."""
+    """Job name -> (function, interval seconds or a CronSchedule)."""
     schedule = settings.schedule
     jobs: dict[str, tuple[JobFunction, float | CronSchedule]] = {
         "poll_credits": (poll_credits_job, schedule.poll_credits_seconds),
@@ -191,6 +149,8 @@ def default_jobs(settings: Settings) -> dict[str, tuple[JobFunction, float | Cro
     }
     for entry in settings.reports:
         jobs[entry.job_name] = (report_job(entry), CronSchedule(entry.schedule, entry.timezone))
+    if settings.budgets or settings.balance_alerts or any(entry.channels for entry in settings.reports):
+        jobs["budgets"] = (budgets_job, schedule.budgets_seconds)  # evaluates, and delivers the outbox (retries too)
     return jobs
 
 
@@ -243,10 +203,11 @@ def run_service(
 ) -> int:
     """`credit-ledger run`: blocks until SIGINT/SIGTERM (or `stop_event`), then stops cleanly.
 
-    What the jobs will need is checked before the service starts: a bad rate card is one line now,
-    not a failing job every interval.
+    What the jobs will need is checked before the service starts: a bad rate card, or a channel's
+    secret unset, is one line now, not a failing job every interval (and nothing is sent).
     """
     load_rate_book(settings.rate_cards_path)
+    check_ready(settings)
     stop = stop_event or threading.Event()
     previous = {}
     if threading.current_thread() is threading.main_thread():

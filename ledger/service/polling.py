@@ -18,6 +18,19 @@ def configured_accounts(settings: Settings) -> tuple[AccountConfig, ...]:
     return settings.accounts or default_accounts()
 
 
+def configured_keys(settings: Settings, secret: bytes) -> list[tuple[str, str, str, str]]:
+    """(fingerprint, last4, label, account) of each configured key whose value is at hand."""
+    keys = []
+    for account in configured_accounts(settings):
+        for key in account.keys:
+            try:
+                value = key.value()
+            except ConfigError:
+                continue
+            keys.append((fingerprint(value, secret), last4(value), key.label, account.name))
+    return keys
+
+
 def poll_balances(
     settings: Settings, ledger: Ledger, *, client: CreditsClient | None = None
 ) -> list[BalanceSnapshotValue]:
@@ -27,16 +40,8 @@ def poll_balances(
     owned = client is None
     client = client or CreditsClient(secret)
     try:
-        keys = []
-        for account in accounts:
-            for key in account.keys:
-                try:
-                    value = key.value()
-                except ConfigError:
-                    continue
-                keys.append((fingerprint(value, secret), last4(value), key.label, account.name))
         with ledger.session() as session:
-            register_keys(session, keys, datetime.now(timezone.utc))
+            register_keys(session, configured_keys(settings, secret), datetime.now(timezone.utc))
         values = []
         for account in accounts:
             value = client.poll(account)

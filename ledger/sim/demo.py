@@ -5,14 +5,17 @@ async, streaming and not, both reasoning efforts, attributed to a few
 projects), with a few errors of the error table and one call for each billing
 fault the simulator can inject. Then the demo prints what finance would look
 at: totals per project, the pricing findings, each injected fault against the
-class the check found for it, and a reconciliation of the run's balance.
+class the check found for it, a reconciliation of the run's balance, and the
+alerts of one budget and one balance alert declared for the run (delivered
+to the log).
 
 Each run uses fresh keys and its own account name (`demo-<run>`), so runs
 never mix in a ledger that several demos wrote to. Exit 0 when every injected
 fault was found as its class, no clean call was flagged, every call is in the
-ledger once, and the balance reconciles; 1 otherwise (the reason on one line).
-It ends by writing the run's Excel report (its account's calls, by project and
-model) into the reports folder and printing its path.
+ledger once, the balance reconciles, and the balance alert fired and was
+delivered; 1 otherwise (the reason on one line). It ends by writing the run's
+Excel report (its account's calls, by project and model) into the reports
+folder and printing its path.
 """
 
 from __future__ import annotations
@@ -255,6 +258,7 @@ def run_demo(settings: Settings, calls: int = 120, seed: int = 7, out: TextIO | 
         out.write(format_reconciliation(result))
         if result.has_unexplained_gap:
             failures.append("the balance's movement is not explained by the ledger")
+        failures += _alerts(ledger, polled, account, out)
         workbook = _workbook(polled, ledger, account, started_at)
 
     print(file=out)
@@ -281,6 +285,33 @@ def _workbook(settings: Settings, ledger: Any, account: str, started_at: datetim
     request = ReportRequest(period, parse_group_keys("project,model"), account, "xlsx", with_calls=True, name=account)
     (path,) = write_report(settings, ledger, request, io.StringIO())
     return str(path)
+
+
+def _alerts(ledger: Any, settings: Settings, account: str, out: TextIO) -> list[str]:
+    """One budget and one balance alert for the run's account, evaluated and delivered to the log; what fired."""
+    from ..accounting.budgets import BalanceAlert, Budget, Scope
+    from ..alert_config import AlertSettings, ChannelConfig
+    from ..reports.budgets import format_budgets, format_fired
+    from ..service.alerting import notify
+    from ..service.channels import LogSender
+
+    # The budget: the run's search calls, 2 credits a month (a few calls pass half of it); the balance:
+    # below all it was bought (5,000, and the top-up), which it is once a credit is spent.
+    budget = Budget(f"{account}-search", Scope(account=account, project="search"), "month", settings.timezone,
+                    Decimal(2), thresholds=(50, 80, 100), forecast=True, channels=("demo-log",))
+    balance = BalanceAlert(account, below=Decimal(5_000 + TOP_UP), runway_days=7, channels=("demo-log",))
+    declared = replace(settings, alerting=AlertSettings((budget,), (balance,), (ChannelConfig("demo-log", "log"),)))
+    evaluation, report = notify(ledger, declared, host="credit-ledger-demo", senders={"demo-log": LogSender("demo-log")})
+    print("\nbudgets and alerts (credit-ledger budgets --notify)", file=out)
+    out.write(format_budgets(evaluation.budgets, evaluation.balances))
+    out.write(format_fired(evaluation.raised, evaluation.resolved, report.sent))
+    failures = []
+    if f"balance:{account}:below:1" not in evaluation.raised:
+        failures.append("the balance alert did not fire")
+    undelivered = len(evaluation.raised) - report.delivered
+    if undelivered:
+        failures.append(f"{undelivered} alert(s) not delivered to the log channel")
+    return failures
 
 
 def _outcomes(outcomes: Counter) -> str:

@@ -85,6 +85,14 @@ class Call(Base):
     """One chat call attempt, as recorded and priced."""
 
     __tablename__ = "calls"
+    # A budget's spend is a sum over a scope and a period: these serve it from the index alone (a budget
+    # of a project, of a project's user, of keys or of every call reads only its own calls of the period),
+    # and every query by time, project or key as the single-column indexes did.
+    __table_args__ = (
+        Index("ix_calls_started_at_credits_charged", "started_at", "credits_charged"),
+        Index("ix_calls_project_started_at", "project", "started_at", "credits_charged", "end_user"),
+        Index("ix_calls_key_fingerprint_started_at", "key_fingerprint", "started_at", "credits_charged"),
+    )
 
     id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True)
     call_id: Mapped[str] = mapped_column(String(64), unique=True)
@@ -96,7 +104,7 @@ class Call(Base):
     include_thoughts: Mapped[bool | None] = mapped_column(Boolean)
     tools: Mapped[str | None] = mapped_column(String(200))
     attempt: Mapped[int] = mapped_column(Integer, default=0)
-    started_at: Mapped[datetime] = mapped_column(UTCDateTime, index=True)
+    started_at: Mapped[datetime] = mapped_column(UTCDateTime)
     first_byte_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     ended_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     status: Mapped[str] = mapped_column(String(20))
@@ -115,9 +123,9 @@ class Call(Base):
     credits_expected: Mapped[Decimal | None] = mapped_column(Credits)
     pricing_class: Mapped[str] = mapped_column(String(40))
     rate_card: Mapped[str | None] = mapped_column(String(200))
-    key_fingerprint: Mapped[str | None] = mapped_column(String(64), index=True)
+    key_fingerprint: Mapped[str | None] = mapped_column(String(64))
     key_last4: Mapped[str | None] = mapped_column(String(4))
-    project: Mapped[str | None] = mapped_column(String(200), index=True)
+    project: Mapped[str | None] = mapped_column(String(200))
     end_user: Mapped[str | None] = mapped_column(String(200))
     tags: Mapped[str | None] = mapped_column(Text)  # JSON object, keys sorted
     anomalies: Mapped[str | None] = mapped_column(Text)  # comma-separated names
@@ -256,3 +264,72 @@ class PeriodClose(Base):
     reconciliation_detail: Mapped[str | None] = mapped_column(Text)  # JSON of the reconciliation
     reason: Mapped[str | None] = mapped_column(Text)  # --accept-gap's reason, or why it was reopened
     host: Mapped[str | None] = mapped_column(String(200))
+
+
+class Alert(Base):
+    """One alert: a budget past a threshold or its forecast in a period, a balance condition's episode.
+
+    `alert_key` is unique: whichever replica raises it first writes it, the
+    others find it there. It is written before it is sent (`alert_deliveries`).
+    """
+
+    __tablename__ = "alerts"
+
+    id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True)
+    alert_key: Mapped[str] = mapped_column(String(400), unique=True)
+    condition_id: Mapped[str] = mapped_column(String(300), index=True)
+    subject: Mapped[str] = mapped_column(String(20))  # budget | balance
+    name: Mapped[str] = mapped_column(String(200))  # the budget's name or the account
+    kind: Mapped[str] = mapped_column(String(20))  # threshold | forecast | below | runway
+    threshold: Mapped[int | None] = mapped_column(Integer)
+    period_label: Mapped[str | None] = mapped_column(String(100))
+    period_end: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    raised_at: Mapped[datetime] = mapped_column(UTCDateTime, index=True)
+    raised_by: Mapped[str | None] = mapped_column(String(200))
+    message: Mapped[str] = mapped_column(Text)
+    facts: Mapped[str] = mapped_column(Text)  # JSON, amounts as exact decimal strings
+    resolved_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    resolved_message: Mapped[str | None] = mapped_column(Text)
+
+
+class AlertDelivery(Base):
+    """The outbox: one alert (or its resolved notice) to one channel, pending until a sender delivers it.
+
+    A sender claims a delivery for one attempt by a conditional UPDATE of its
+    lease, so two senders never send it at once.
+    """
+
+    __tablename__ = "alert_deliveries"
+    __table_args__ = (
+        Index("uq_alert_deliveries_alert_id_kind_channel", "alert_id", "kind", "channel", unique=True),
+        Index("ix_alert_deliveries_status_next_attempt_at", "status", "next_attempt_at"),
+    )
+
+    id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True)
+    alert_id: Mapped[int] = mapped_column(ForeignKey("alerts.id"))
+    kind: Mapped[str] = mapped_column(String(20))  # alert | resolved
+    channel: Mapped[str] = mapped_column(String(100))
+    message_id: Mapped[str] = mapped_column(String(100))  # the same on every attempt (webhook-id)
+    status: Mapped[str] = mapped_column(String(20))  # pending | delivered
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    next_attempt_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    lease_owner: Mapped[str | None] = mapped_column(String(200))
+    lease_until: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    delivered_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    last_error: Mapped[str | None] = mapped_column(Text)
+
+
+class DeliveryAttempt(Base):
+    """One try of a delivery and how it went (never the URL or a secret)."""
+
+    __tablename__ = "delivery_attempts"
+
+    id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True)
+    delivery_id: Mapped[int] = mapped_column(ForeignKey("alert_deliveries.id"), index=True)
+    attempt: Mapped[int] = mapped_column(Integer)
+    started_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    ended_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    outcome: Mapped[str] = mapped_column(String(20))  # delivered | failed
+    detail: Mapped[str | None] = mapped_column(Text)
+    host: Mapped[str | None] = mapped_column(String(200))  # the sender that made the attempt

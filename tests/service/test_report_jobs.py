@@ -13,6 +13,7 @@ from ledger.errors import ConfigError
 from ledger.service import closing
 from ledger.service.jobs import CronSchedule, Service, build_scheduler, default_jobs, run_job
 from ledger.service.report_jobs import missed_run, run_scheduled_report
+from ledger.store.closes import close_events
 from ledger.store.job_runs import job_runs
 
 BERLIN_DEC_1 = datetime(2026, 12, 1, 5, 0, tzinfo=timezone.utc)  # 06:00 in Berlin
@@ -76,9 +77,16 @@ def test_the_job_closes_the_previous_month_writes_each_format_and_is_kept_in_job
                      "finance-monthly-2026-11-Europe-Berlin-by-project.xlsx"]
     summary = {r[0].value: r[1].value for r in openpyxl.load_workbook(tmp_path / "out" / files[2])["Summary"].iter_rows() if r[0].value}
     assert summary["closed"].endswith("(no_snapshots)")
-    # Run again (a second replica, a restart): the period is closed already, the same report is written again.
-    again = run_scheduled_report(service, entry, now=BERLIN_DEC_1 + timedelta(hours=1))
-    assert again.already_closed and again.closed is None and len(again.paths) == 3
+    written = {p: p.stat().st_mtime_ns for p in (tmp_path / "out").iterdir()}
+    # Run again (a second replica after the first finished, a restart): nothing is written or closed again.
+    other = Service(settings, ledger, host="replica-2")
+    assert run_job(other, entry.job_name, lambda s: _as_job(run_scheduled_report(s, entry, now=BERLIN_DEC_1 + timedelta(hours=1)))) == "ok"
+    again = _runs(ledger)[-1]
+    assert again.host == "replica-2" and again.detail.startswith("2026-11 (Europe/Berlin); written already by test-host at ")
+    assert {p: p.stat().st_mtime_ns for p in (tmp_path / "out").iterdir()} == written
+    with ledger.session() as session:
+        assert len([e for e in close_events(session) if e.action == "close"]) == 1
+    assert run_scheduled_report(service, entry, now=BERLIN_DEC_1 + timedelta(hours=2)).paths == ()
 
 
 def test_a_gap_leaves_the_period_open_and_the_report_written(ledger, tmp_path):

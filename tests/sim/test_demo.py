@@ -29,6 +29,11 @@ def test_demo_finds_every_injected_fault_and_nothing_else(database_url, tmp_path
         assert any(line.split()[:3] == [fault, klass, klass] and line.rstrip().endswith("found") for line in text.splitlines()), fault
     assert "clean calls flagged: 0 of" in text
     assert "verdict: reconciled" in text
+    # One budget and one balance alert, evaluated and delivered to the log.
+    fired = [line for line in text.splitlines() if line.startswith("raised: ")]
+    assert any(line.startswith("raised: balance:demo-") and line.endswith(":below:1") for line in fired), text
+    assert any(line.startswith("raised: budget:demo-") and ":50:" in line for line in fired), text
+    assert text.count(" to demo-log (attempt 1): delivered, logged") == len(fired)
     # It ends with its run's workbook: every call of the run, by project and model.
     last = text.rstrip().splitlines()[-1]
     assert last.startswith("Excel report of this run: reports/demo-") and last.endswith("-by-project-model.xlsx")

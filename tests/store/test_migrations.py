@@ -9,7 +9,8 @@ from sqlalchemy import inspect
 from ledger.store.engine import Ledger, current_revision, downgrade, head_revision, upgrade
 
 ROOT = Path(__file__).resolve().parents[2]
-TABLES = {"calls", "call_corrections", "rejected_records", "rate_cards", "api_keys", "balance_snapshots", "top_ups", "job_runs", "period_closes"}
+TABLES = {"calls", "call_corrections", "rejected_records", "rate_cards", "api_keys", "balance_snapshots", "top_ups", "job_runs",
+          "period_closes", "alerts", "alert_deliveries", "delivery_attempts"}
 
 
 def test_upgrade_then_downgrade_to_base_then_upgrade_again(database_url):

@@ -1,0 +1,169 @@
+"""A budget's spend: SUM(credits_charged) over the calls of its scope that started in its period, in SQL.
+
+Nothing keeps a running total: each evaluation sums the ledger afresh, so
+nothing can drift or be reset wrongly. A scope with a project, a key or an
+account is summed from an index alone (`calls (project, started_at,
+credits_charged)` and the same by key); the budgets of one period whose
+scope has none of those are summed together in one pass over the period.
+A key (by label) and an account stand for the fingerprints `api_keys` holds
+for them.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from decimal import Decimal
+from typing import NamedTuple, Sequence
+
+from sqlalchemy import and_, case, func, or_, select
+from sqlalchemy.orm import Session
+
+from ..accounting.budgets import Scope, tag_fragments
+from ..money import ZERO, from_nano
+from .models import ApiKey, Call
+
+
+class SpendQuery(NamedTuple):
+    scope: Scope
+    start: datetime
+    end: datetime
+
+
+class Spend(NamedTuple):
+    credits: Decimal
+    calls: int  # calls in the scope and period (refused ones included: they are charged nothing)
+    charged: int = 0  # of them, those with a charge above 0 (what an average charge is over)
+
+    @property
+    def average_charge(self) -> Decimal | None:
+        return self.credits / self.charged if self.charged else None
+
+
+def _contains(session: Session, column, text: str):
+    name = "strpos" if session.get_bind().dialect.name == "postgresql" else "instr"
+    return getattr(func, name)(column, text) > 0
+
+
+def scope_conditions(session: Session, scope: Scope, fingerprints: frozenset[str] | None = None) -> list:
+    """The WHERE conditions that pick a scope's calls; `fingerprints`, when given, are the keys its account or label stand for."""
+    conditions = []
+    if scope.project is not None:
+        conditions.append(Call.project == scope.project)
+    if scope.user is not None:
+        conditions.append(Call.end_user == scope.user)
+    if scope.model is not None:
+        conditions.append(Call.model_requested == scope.model)
+    if scope.by_key and fingerprints is not None:
+        conditions.append(Call.key_fingerprint.in_(sorted(fingerprints)))
+    elif scope.by_key:
+        if scope.key is not None:
+            conditions.append(Call.key_fingerprint.in_(select(ApiKey.fingerprint).where(ApiKey.label == scope.key)))
+        if scope.account is not None:
+            conditions.append(Call.key_fingerprint.in_(select(ApiKey.fingerprint).where(ApiKey.account == scope.account)))
+    for name, value in scope.tags:
+        first, other = tag_fragments(name, value)
+        conditions.append(or_(_contains(session, Call.tags, first), _contains(session, Call.tags, other)))
+    return conditions
+
+
+def _indexed(scope: Scope) -> bool:
+    return scope.project is not None or scope.by_key
+
+
+def _credits(value) -> Decimal:
+    return value if isinstance(value, Decimal) else from_nano(int(value or 0))
+
+
+_CHARGED = case((Call.credits_charged > 0, Call.id))
+
+
+def spend(session: Session, scope: Scope, start: datetime, end: datetime, fingerprints: frozenset[str] | None = None,
+          *, charged: bool = False) -> Spend:
+    """What the scope's calls that started in [start, end) were charged, how many there were (and, with `charged`,
+    how many of them were charged anything)."""
+    columns = [func.coalesce(func.sum(Call.credits_charged), 0), func.count()] + ([func.count(_CHARGED)] if charged else [])
+    query = select(*columns).where(Call.started_at >= start, Call.started_at < end,
+                                   *scope_conditions(session, scope, fingerprints))
+    row = session.execute(query).one()
+    return Spend(_credits(row[0]), row[1], row[2] if charged else 0)
+
+
+# Scopes of one key alone, summed for all budgets of a period in one GROUP BY.
+_GROUPED = {"user": Call.end_user, "model": Call.model_requested}
+
+
+def _single(scope: Scope) -> str | None:
+    """`user` or `model` when that is all the scope names."""
+    if scope.tags or _indexed(scope):
+        return None
+    if scope.user is not None and scope.model is None:
+        return "user"
+    if scope.model is not None and scope.user is None:
+        return "model"
+    return None
+
+
+def spends(session: Session, queries: Sequence[SpendQuery]) -> list[Spend]:
+    """The spend of each query, in order, in as few passes over each period as its scopes allow.
+
+    A scope with a project, a key or an account, and the whole ledger, is
+    one sum each (from an index); the scopes of one period that name only a
+    user (or only a model) are one GROUP BY; the rest of one period, one pass
+    with a conditional sum each.
+    """
+    found: list[Spend | None] = [None] * len(queries)
+    grouped: dict[tuple[str, datetime, datetime], list[int]] = {}
+    for index, query in enumerate(queries):
+        if _indexed(query.scope) or query.scope == Scope():
+            found[index] = spend(session, *query)
+        else:
+            grouped.setdefault((_single(query.scope) or "pass", query.start, query.end), []).append(index)
+    for (kind, start, end), indexes in grouped.items():
+        window = (Call.started_at >= start, Call.started_at < end)
+        if kind in _GROUPED:
+            column = _GROUPED[kind]
+            values = {getattr(queries[i].scope, kind) for i in indexes}
+            rows = session.execute(select(column, func.coalesce(func.sum(Call.credits_charged), 0), func.count())
+                                   .where(*window, column.in_(sorted(values))).group_by(column))
+            by_value = {value: Spend(_credits(credits), calls) for value, credits, calls in rows}
+            for i in indexes:
+                found[i] = by_value.get(getattr(queries[i].scope, kind), Spend(ZERO, 0))
+            continue
+        columns = []
+        for i in indexes:
+            picked = and_(*scope_conditions(session, queries[i].scope))
+            columns += [func.coalesce(func.sum(case((picked, Call.credits_charged))), 0), func.count(case((picked, Call.id)))]
+        row = session.execute(select(*columns).where(*window)).one()
+        for at, i in enumerate(indexes):
+            found[i] = Spend(_credits(row[2 * at]), row[2 * at + 1])
+    return found  # type: ignore[return-value]
+
+
+def own_calls(session: Session, id_prefix: str, scope: Scope, since: datetime, not_status: str,
+              fingerprints: frozenset[str] | None = None) -> int:
+    """How many of one process's calls (its call ids start with `id_prefix`) in the scope since `since`,
+    of another status than `not_status`, are in the ledger."""
+    # The call ids of a process share a prefix: a range of the unique index on call_id.
+    upper = id_prefix[:-1] + chr(ord(id_prefix[-1]) + 1)
+    query = select(func.count()).where(
+        Call.call_id >= id_prefix, Call.call_id < upper, Call.started_at >= since, Call.status != not_status,
+        *scope_conditions(session, scope, fingerprints))
+    return session.scalar(query) or 0
+
+
+def recent_average_charge(session: Session, calls: int = 1000) -> Decimal:
+    """The average charge of the ledger's newest charged calls (0 for an empty ledger)."""
+    newest = (select(Call.credits_charged).where(Call.credits_charged > 0).order_by(Call.id.desc()).limit(calls)
+              .subquery())
+    average = session.scalar(select(func.avg(newest.c.credits_charged)))
+    return ZERO if average is None else from_nano(int(average))
+
+
+def key_fingerprints(session: Session, label: str | None = None, account: str | None = None) -> frozenset[str]:
+    """The fingerprints `api_keys` holds for a key label or an account."""
+    query = select(ApiKey.fingerprint)
+    if label is not None:
+        query = query.where(ApiKey.label == label)
+    if account is not None:
+        query = query.where(ApiKey.account == account)
+    return frozenset(session.scalars(query))
