@@ -219,10 +219,12 @@ _tuple_new = tuple.__new__
 def _header_list(headers: Any) -> Any:
     """(raw name, lower-case name, value) of each header: httpx2's and httpx's own list, read as it is.
 
-    A private attribute, kept for a measured reason: the public `Headers.raw`
-    builds a new list at each call and its names still need lowering, three
-    times a call (BENCHMARKS.md, "The layout"). The list both libraries keep
-    has the lower-case names already. Another Headers type goes the public way.
+    A private attribute (`Headers._list`), kept for a measured reason: the
+    public `Headers.raw` builds a new list at each read and its names still
+    need lowering, and `multi_items()` decodes every name and value; a call
+    reads its headers three times (BENCHMARKS.md, "The layout (issue 15)").
+    The list both libraries keep has the lower-case names already. Another
+    Headers type goes the public way.
     """
     found = getattr(headers, "_list", None)
     if type(found) is list:
