@@ -16,7 +16,7 @@ from typing import Iterator
 from .capture import Capture
 from .wire import RECORD_HEAD, RECORD_MARK, decode, framed_size
 
-SEGMENT_SUFFIXES = (".seg", ".jsonl")  # .jsonl: segments written by earlier versions
+SEGMENT_SUFFIXES = (".seg", ".jsonl")  # .jsonl: JSON-line segments, written by versions before cd462d6 (wire.py)
 READ_CHUNK = 1024 * 1024
 
 TORN_LINE = "torn journal line"

@@ -8,10 +8,13 @@ and dicts, and may hold newlines and NULs, so records are read by their
 frame, never split at newlines. The journal copies a record's first byte
 last, so a record that has it was copied whole.
 
-Journals written by earlier versions may still be waiting for a replay, so
-their lines are read too: `P` and the base64 of a pickle of a Capture's
-fields (in `.seg` segments), and before that one JSON object a line (in
-`.jsonl` segments).
+Two earlier formats are still read, because both were written by landed
+versions and a segment leaves a journal only once the ledger has every
+record in it: a segment of a process that was killed waits, whatever its
+age, for the next replay. They are `P` and the base64 of a pickle of a
+Capture's 18 fields, a line each, in `.seg` segments (written by versions
+from cd462d6 to before e2c7620), and one JSON object a line in `.jsonl`
+segments (written by versions before cd462d6).
 """
 
 from __future__ import annotations
