@@ -23,6 +23,7 @@ from .accounting.periods import zone_named
 from .accounting.pricing import PricingPolicy
 from .alert_config import AlertSettings, ChannelConfig, alert_settings_from_mapping
 from .config_reports import ReportEntry, parse_report_entries
+from .proxy_config import ProxySettings, parse_proxy
 from .errors import ConfigError
 
 ENV_CONFIG = "CREDIT_LEDGER_CONFIG"
@@ -114,6 +115,7 @@ class Settings:
     reconcile: ReconcileConfig = ReconcileConfig()
     reports: tuple[ReportEntry, ...] = ()  # [[reports]]: scheduled reports (ledger.config_reports)
     alerting: AlertSettings = AlertSettings()  # [[budgets]], [[balance_alerts]], [[channels]] (ledger.alert_config)
+    proxy: ProxySettings = ProxySettings()  # [proxy] and [[proxy.keys]]: the recording proxy (ledger.proxy_config)
     config_path: str | None = None
 
     @property
@@ -239,6 +241,7 @@ TOP_LEVEL = {
     "database_url", "journal", "secret", "reports_dir", "timezone", "pricing", "recorder", "accounts", "schedule", "reconcile",
     "reports",
     "budgets", "balance_alerts", "channels",
+    "proxy",
 }
 ROUNDING_RULES = ("floor", "ceil", "half", "any")
 SCHEDULE_SETTINGS = {"poll_credits_seconds", "reconcile_seconds", "replay_journal_seconds", "reconcile_settle_seconds",
@@ -302,6 +305,7 @@ def settings_from_mapping(data: dict, source: str = "config") -> Settings:
         ),
         reports=parse_report_entries(data.get("reports", []), source, timezone, [c.name for c in alerting.channels]),
         alerting=alerting,
+        proxy=parse_proxy(data.get("proxy", {}), source),
     )
 
 
