@@ -177,6 +177,14 @@ def build_parser() -> argparse.ArgumentParser:
     alerts_sub = alerts.add_subparsers(dest="alerts_command", parser_class=_Parser)
     alerts_test = alerts_sub.add_parser("test", help="send a test message through a channel")
     alerts_test.add_argument("--channel", required=True, help="the channel's name in [[channels]]")
+
+    proxy = sub.add_parser("proxy", help="a recording HTTP proxy: point any client's base URL at it")
+    proxy.add_argument("--host", help="address to listen on (default: [proxy] host, else 127.0.0.1)")
+    proxy.add_argument("--port", type=_port, help="port to listen on (default: [proxy] port, else 8787)")
+    proxy.add_argument("--upstream", help="the API's base URL (default: [proxy] upstream, $AIVIDEO_BASE_URL, else the real one)")
+    proxy.add_argument("--workers", type=_positive_int, help="worker processes (default: [proxy] workers, else 1)")
+    proxy.add_argument("--fingerprint", action="store_true",
+                       help="read a proxy key (sk-…) on standard input and print its fingerprint for [[proxy.keys]]")
     return parser
 
 
@@ -384,11 +392,18 @@ def cmd_alerts(args, out) -> int:
     return alerts_command(_settings(args), out, since=args.since, as_json=args.json)
 
 
+def cmd_proxy(args, out) -> int:
+    from .proxy.command import proxy_command
+
+    return proxy_command(_settings(args), args, out)
+
+
 COMMANDS = {
     "db": cmd_db, "check": cmd_check, "calls": cmd_calls, "simulate": cmd_simulate, "demo": cmd_demo,
     "replay": cmd_replay, "balance": cmd_balance, "reconcile": cmd_reconcile, "run": cmd_run,
     "report": cmd_report, "close": cmd_close, "reopen": cmd_reopen, "closes": cmd_closes,
     "budgets": cmd_budgets, "alerts": cmd_alerts,
+    "proxy": cmd_proxy,
 }
 
 

@@ -1,0 +1,47 @@
+"""`credit-ledger proxy`: everything checked before a socket is opened, then served until SIGTERM.
+
+Bad input (an upstream that is not a URL, a proxy key's variable unset, a
+rate card that cannot be read, a port taken) is one line and exit 1 before
+any worker starts.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Any, TextIO
+
+from ..accounting.pricing import load_rate_book
+from ..config import Settings
+from ..errors import ConfigError, LedgerError
+from ..keys import load_secret
+from .guard import ProxyKeys, fingerprint_of
+from .server import listen, plan, serve
+
+
+def proxy_command(settings: Settings, args: Any, out: TextIO) -> int:
+    secret = load_secret(settings.secret_path)
+    if args.fingerprint:
+        line = sys.stdin.readline()
+        if not line.strip():
+            raise ConfigError("--fingerprint reads the proxy key on standard input (one line, sk-…); it got nothing")
+        print(fingerprint_of(line, secret), file=out)
+        return 0
+    proxy = plan(settings, host=args.host, port=args.port, upstream=args.upstream, workers=args.workers)
+    keys = ProxyKeys(settings.proxy.keys, secret)
+    load_rate_book(settings.rate_cards_path)  # a bad card stops here, not in each worker
+    for index in range(1, proxy.workers + 1):
+        journal = Path(settings.journal_path) / f"proxy-{index}"
+        try:
+            journal.mkdir(parents=True, exist_ok=True)
+        except OSError as error:
+            raise LedgerError(f"cannot make the journal {journal}: {error.strerror or error}") from None
+    listener = listen(proxy.host, proxy.port)
+    host, port = listener.getsockname()[:2]
+    shown = f"[{host}]" if ":" in host else host
+    attributed = f", {len(keys)} proxy key(s)" if len(keys) else ""
+    print(f"credit-ledger proxy on http://{shown}:{port}/v1 -> {proxy.upstream} "
+          f"({proxy.workers} worker{'s' if proxy.workers > 1 else ''}{attributed}; journal {settings.journal_path}/proxy-N)",
+          file=out, flush=True)
+    with listener:
+        return serve(proxy, keys, listener, out)

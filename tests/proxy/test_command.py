@@ -1,0 +1,161 @@
+"""`credit-ledger proxy` as a process: SIGTERM drains and exits 0, a killed worker loses no answered call, bad input is one line."""
+
+from __future__ import annotations
+
+import io
+import os
+import re
+import signal
+import socket
+import subprocess
+import sys
+import threading
+from collections import Counter
+from pathlib import Path
+
+import httpx2
+import pytest
+
+from conftest import ledger_rows
+from factories import wait_for
+from ledger.cli import main
+from ledger.keys import fingerprint, load_secret
+
+KEY = "sk-test-proxy-command-01"
+BODY = {"model": "gemini-3.1-pro", "messages": [{"role": "user", "content": "Say hello"}], "stream": False}
+AUTH = {"Authorization": f"Bearer {KEY}"}
+
+
+def config_file(tmp_path: Path, database_url: str, extra: str = "") -> Path:
+    path = tmp_path / "credit-ledger.toml"
+    path.write_text(f'database_url = "{database_url}"\njournal = "{tmp_path / "journal"}"\nsecret = "{tmp_path / "secret"}"\n'
+                    f"[proxy]\nshutdown_seconds = 20\n{extra}")
+    return path
+
+
+def start(tmp_path: Path, database_url: str, *flags: str) -> tuple[subprocess.Popen, str]:
+    env = {**os.environ, "CREDIT_LEDGER_CONFIG": str(config_file(tmp_path, database_url))}
+    process = subprocess.Popen([sys.executable, "-m", "ledger.cli", "proxy", "--port", "0", *flags], env=env, cwd=tmp_path,
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    line = process.stdout.readline()
+    found = re.search(r"on (http://127\.0\.0\.1:\d+)/v1 ", line)
+    assert found, (line, process.stderr.read() if process.poll() is not None else "")
+    root = found[1]
+
+    def healthy() -> bool:
+        try:
+            return httpx2.get(root + "/healthz").status_code == 200
+        except httpx2.TransportError:
+            return False
+
+    wait_for(healthy, what="the proxy to answer /healthz")
+    return process, root
+
+
+def stopped(process: subprocess.Popen, signalled: bool = False) -> tuple[int, str]:
+    """SIGTERM (unless sent already), then the exit code and what it said on stderr."""
+    if not signalled:
+        process.send_signal(signal.SIGTERM)
+    _, err = process.communicate(timeout=60)
+    return process.returncode, err
+
+
+def workers_of(pid: int) -> list[int]:
+    return [int(child) for child in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
+
+
+def test_sigterm_finishes_the_call_in_flight_flushes_the_ledger_and_exits_0(sim, database_url, tmp_path):
+    sim.platform.reset()
+    process, root = start(tmp_path, database_url, "--upstream", sim.base_url)
+    headers = {**AUTH, "X-Sim-Fault": "slow_chunks", "X-Sim-Completion-Tokens": "12"}  # six events, 0.2 s apart
+    with httpx2.Client(timeout=30) as client:
+        with client.stream("POST", root + "/v1/chat/completions", json={**BODY, "stream": True, "include_thoughts": False},
+                           headers=headers) as answer:
+            pieces = answer.iter_raw()
+            first = next(pieces)
+            process.send_signal(signal.SIGTERM)
+            body = first + b"".join(pieces)
+    code, err = stopped(process, signalled=True)
+    assert code == 0 and err == "", err
+    assert body.endswith(b"data: [DONE]\n\n")
+    [row] = ledger_rows(database_url)
+    call = sim.platform.call_log[-1]
+    assert (row.status, row.completion_id, row.completion_tokens, row.credits_charged) == (
+        "completed", call.id, 12, call.credits_charged)
+    with pytest.raises(httpx2.ConnectError):
+        httpx2.get(root + "/healthz")
+
+
+def test_a_worker_killed_under_load_loses_no_answered_call_and_counts_none_twice(sim, database_url, tmp_path):
+    process, root = start(tmp_path, database_url, "--upstream", sim.base_url, "--workers", "2")
+    first = wait_for(lambda: workers_of(process.pid) if len(workers_of(process.pid)) == 2 else None, what="two workers")
+    answered: list[str] = []
+    broken: list[str] = []
+
+    def load(calls: int) -> None:
+        with httpx2.Client(timeout=30) as client:
+            for _ in range(calls):
+                try:
+                    answer = client.post(root + "/v1/chat/completions", json=BODY, headers=AUTH)
+                except httpx2.TransportError as error:  # a call in flight on the killed worker: never answered
+                    broken.append(type(error).__name__)
+                    continue
+                assert answer.status_code == 200, answer.text
+                answered.append(answer.json()["id"])
+
+    threads = [threading.Thread(target=load, args=(60,)) for _ in range(6)]
+    for thread in threads:
+        thread.start()
+    wait_for(lambda: len(answered) >= 60, what="calls answered before the kill")
+    os.kill(first[0], signal.SIGKILL)
+    for thread in threads:
+        thread.join(120)
+    wait_for(lambda: len(workers_of(process.pid)) == 2 and first[0] not in workers_of(process.pid), what="a new worker")
+    load(20)  # served by both again
+    code, err = stopped(process)
+    assert code == 0 and f"(pid {first[0]}) ended (signal 9); starting it again" in err, err
+    counted = Counter(row.completion_id for row in ledger_rows(database_url))
+    assert len(answered) + len(broken) == 380 and len(answered) >= 300
+    assert [completion for completion in answered if counted[completion] != 1] == []
+
+
+def one_line_error(capsys, argv: list[str], stdin: str | None = None, code: int = 1) -> str:
+    if stdin is not None:
+        sys.stdin = io.StringIO(stdin)
+    try:
+        assert main(argv) == code
+    finally:
+        sys.stdin = sys.__stdin__
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "Traceback" not in err, err
+    return err
+
+
+def test_bad_input_is_one_line_and_exit_1(capsys, database_url, tmp_path, monkeypatch):
+    monkeypatch.setenv("CREDIT_LEDGER_CONFIG", str(config_file(tmp_path, database_url)))
+    assert "--upstream: must start with http:// or https://" in one_line_error(capsys, ["proxy", "--upstream", "ftp://x/v1"])
+    assert "no query, fragment or credentials" in one_line_error(capsys, ["proxy", "--upstream", "http://u:sk-secret-123456@h/v1"])
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = str(taken.getsockname()[1])
+        assert "cannot listen on 127.0.0.1:" in one_line_error(capsys, ["proxy", "--port", port, "--upstream", "http://127.0.0.1:9/v1"])
+    monkeypatch.setenv("CREDIT_LEDGER_CONFIG", str(config_file(tmp_path, database_url, '[[proxy.keys]]\nname = "search"\n'
+                                                              'key_env = "TEAM_KEY"\nupstream_key_env = "NOT_SET_HERE"\n')))
+    monkeypatch.delenv("NOT_SET_HERE", raising=False)
+    assert "NOT_SET_HERE (its upstream API key) is not set" in one_line_error(capsys, ["proxy"])
+    with pytest.raises(SystemExit) as usage:
+        main(["proxy", "--workers", "0"])
+    assert usage.value.code == 2
+
+
+def test_fingerprint_prints_what_a_proxy_key_entry_holds(capsys, database_url, tmp_path, monkeypatch):
+    monkeypatch.setenv("CREDIT_LEDGER_CONFIG", str(config_file(tmp_path, database_url)))
+    sys.stdin = io.StringIO("sk-team-search-00000000042\n")
+    try:
+        assert main(["proxy", "--fingerprint"]) == 0
+    finally:
+        sys.stdin = sys.__stdin__
+    out = capsys.readouterr().out
+    assert out == fingerprint("sk-team-search-00000000042", load_secret(tmp_path / "secret")) + "\n"
+    assert "not-a-key" not in one_line_error(capsys, ["proxy", "--fingerprint"], stdin="not-a-key\n")

@@ -1,0 +1,237 @@
+"""The recording proxy with real clients (curl, the Node and Python openai SDKs) against the simulator, and its faults."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import json
+import shutil
+import subprocess
+from decimal import Decimal
+from pathlib import Path
+
+import httpx2
+import openai
+import pytest
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+
+from conftest import ProxyUnderTest, ledger_rows, proxy_settings, raw_exchange
+from factories import LoopbackServer, wait_for
+from ledger.keys import fingerprint, load_secret
+from ledger.proxy_config import ProxyKey
+from ledger.record.recorder import Recorder
+from ledger.sim.platform import fingerprint as sim_fingerprint
+
+KEY = "sk-test-proxy-0000000001"
+MODEL = "gemini-3.1-pro"
+MESSAGES = [{"role": "user", "content": "Say hello"}]
+HERE = Path(__file__).resolve().parent
+# What a call through the proxy and the same call in-process must both have in the ledger.
+SAME = ("completion_id", "model_requested", "model_reported", "stream", "reasoning_effort", "include_thoughts", "tools",
+        "attempt", "status", "http_status", "error_code", "error_type", "finish_reason", "refunded", "prompt_tokens",
+        "completion_tokens", "reasoning_tokens", "audio_tokens", "text_tokens", "total_tokens", "credits_charged",
+        "credits_expected", "pricing_class", "rate_card", "key_fingerprint", "key_last4", "project", "end_user", "tags",
+        "anomalies")
+
+
+def facts(row) -> dict:
+    return {name: getattr(row, name) for name in SAME}
+
+
+def charged(sim, index: int = -1):
+    call = sim.platform.call_log[index]
+    return call.id, call.usage.prompt_tokens, call.usage.completion_tokens, call.usage.reasoning_tokens, call.credits_charged
+
+
+def figures(row):
+    return row.completion_id, row.prompt_tokens, row.completion_tokens, row.reasoning_tokens, row.credits_charged
+
+
+@pytest.fixture
+def proxy(sim, database_url, tmp_path):
+    with ProxyUnderTest(sim.base_url, proxy_settings(database_url, tmp_path)) as running:
+        yield running
+
+
+# ---------------------------------------------------------------- real clients
+
+
+def _sdk_call(base_url: str, http_client, stream: bool, is_async: bool) -> str:
+    headers = {"X-Ledger-Project": "search", "X-Ledger-User": "u-7", "X-Ledger-Tags": "feature=summary"}
+    if is_async:
+        async def run() -> str:
+            async with openai.AsyncOpenAI(base_url=base_url, api_key=KEY, http_client=http_client, max_retries=0) as client:
+                answer = await client.chat.completions.create(model=MODEL, messages=MESSAGES, stream=stream, extra_headers=headers)
+                return [chunk async for chunk in answer][0].id if stream else answer.id
+
+        return asyncio.run(run())
+    with openai.OpenAI(base_url=base_url, api_key=KEY, http_client=http_client, max_retries=0) as client:
+        answer = client.chat.completions.create(model=MODEL, messages=MESSAGES, stream=stream, extra_headers=headers)
+        return list(answer)[0].id if stream else answer.id
+
+
+def test_the_python_sdk_through_the_proxy_makes_the_rows_it_makes_in_process(sim, proxy, database_url, tmp_path):
+    recorder = Recorder(settings=proxy_settings(database_url, tmp_path / "in-process"))
+    seen = []
+    try:
+        for is_async in (False, True):
+            for stream in (False, True):
+                sim.platform.reset()  # the same answer, to the byte, for both
+                in_process = _sdk_call(sim.base_url, recorder.async_client() if is_async else recorder.client(), stream, is_async)
+                expected = charged(sim)
+                sim.platform.reset()
+                proxied = _sdk_call(proxy.base_url, None, stream, is_async)
+                assert proxied == in_process == expected[0]
+                seen.append(expected)
+        assert recorder.flush(30)
+    finally:
+        recorder.close()
+    rows = proxy.rows()
+    assert len(rows) == 8
+    for (in_process, proxied), expected in zip(zip(rows[::2], rows[1::2]), seen):
+        assert facts(proxied) == facts(in_process)
+        assert figures(proxied) == expected
+        assert (proxied.project, proxied.end_user, proxied.tags, proxied.key_last4) == ("search", "u-7", '{"feature": "summary"}', "0001")
+    assert [row.stream for row in rows[1::2]] == [False, True, False, True]
+
+
+def _curl(url: str, body: bytes, folder: Path) -> tuple[bytes, list[tuple[str, str]]]:
+    headers = folder / "headers.txt"
+    answer = subprocess.run(["curl", "-sS", "-N", "-D", str(headers), "-X", "POST", url + "/chat/completions",
+                             "-H", f"Authorization: Bearer {KEY}", "-H", "Content-Type: application/json",
+                             "--data-binary", "@-"], input=body, capture_output=True, check=True, timeout=30)
+    lines = headers.read_bytes().decode("latin-1").split("\r\n")[1:]
+    listed = sorted((name.lower(), value.strip()) for name, _, value in (line.partition(":") for line in lines if line)
+                    if name.lower() != "date")
+    return answer.stdout, listed
+
+
+@pytest.mark.skipif(shutil.which("curl") is None, reason="curl is not installed")
+@pytest.mark.parametrize("stream", [False, True])
+def test_curl_gets_the_simulators_own_bytes_and_each_call_is_a_row(sim, proxy, tmp_path, stream):
+    body = json.dumps({"model": MODEL, "messages": MESSAGES, "stream": stream}).encode()
+    sim.platform.reset()
+    direct = _curl(sim.base_url, body, tmp_path)
+    sim.platform.reset()
+    proxied = _curl(proxy.base_url, body, tmp_path)
+    expected = charged(sim)
+    assert proxied == direct
+    assert (b"data: [DONE]" in proxied[0]) is stream and expected[0].encode() in proxied[0]
+    [row] = proxy.rows()
+    assert figures(row) == expected and row.stream is stream and row.status == "completed"
+
+
+def _node_openai() -> None:
+    if shutil.which("node") is None:
+        pytest.skip("node is not installed: the official Node openai client cannot run here (CI has node)")
+    if not (HERE / "node_modules" / "openai" / "package.json").exists():
+        subprocess.run(["npm", "install", "--prefix", str(HERE), "--no-save", "--no-package-lock", "--no-audit", "--no-fund",
+                        "--loglevel=error", "openai@7"], check=True, timeout=600, capture_output=True)
+
+
+def _node(*args: str) -> dict:
+    done = subprocess.run(["node", str(HERE / "node_client.mjs"), *args], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    return json.loads(done.stdout)
+
+
+def test_the_node_openai_package_through_the_proxy(sim, proxy):
+    _node_openai()
+    sim.platform.reset()
+    seen = _node("sdk", proxy.base_url, KEY)
+    assert len(sim.platform.call_log) == 2
+    rows = proxy.rows()
+    assert [figures(row) for row in rows] == [charged(sim, 0), charged(sim, 1)]
+    assert [row.stream for row in rows] == [False, True]
+    for answer, row in zip((seen["non_stream"], seen["stream"]), rows):
+        assert answer["id"] == row.completion_id and answer["content"]
+        assert (answer["usage"]["prompt_tokens"], answer["usage"]["completion_tokens"]) == (row.prompt_tokens, row.completion_tokens)
+    raw = _node("raw", proxy.base_url, KEY, sim.root_url)
+    for kind in ("non_stream", "stream"):
+        direct, proxied = raw[kind]["direct"], raw[kind]["proxied"]
+        assert proxied["status"] == direct["status"] == 200
+        assert base64.b64decode(proxied["body"]) == base64.b64decode(direct["body"])
+    assert len(proxy.rows()) == 4
+
+
+# ---------------------------------------------------------------- what goes upstream
+
+
+class EchoApp:
+    """An upstream that keeps what it received and answers one fixed chat completion."""
+
+    ANSWER = (b'{"id":"chatcmpl-echo","object":"chat.completion","model":"gemini-3.1-pro-preview","choices":[{"index":0,'
+              b'"finish_reason":"stop","message":{"role":"assistant","content":"hi"}}],"usage":{"prompt_tokens":10,'
+              b'"completion_tokens":20,"total_tokens":30},"credits_consumed":0.02}')
+
+    def __init__(self) -> None:
+        self.seen: list[tuple[list[tuple[bytes, bytes]], bytes]] = []
+
+    def app(self):
+        async def chat(request: Request) -> Response:
+            self.seen.append((list(request.headers.raw), await request.body()))
+            return Response(self.ANSWER, media_type="application/json")
+
+        return Starlette(routes=[Route("/v1/chat/completions", chat, methods=["POST"])])
+
+
+@pytest.fixture
+def echo():
+    state = EchoApp()
+    with LoopbackServer(state.app()) as server:
+        state.server = server
+        yield state
+
+
+def test_the_request_goes_upstream_as_sent_less_hop_by_hop_and_attribution_headers(echo, database_url, tmp_path):
+    body = b'{"model": "gemini-3.1-pro",   "stream": false, "messages": [{"role": "user", "content": "Say \\u00e9"}]}'
+    large = body.replace(b"Say", b"Say" + b" hello" * 50_000)
+    with ProxyUnderTest(echo.server.base_url, proxy_settings(database_url, tmp_path)) as proxy:
+        with httpx2.Client() as client:
+            answer = client.post(proxy.base_url + "/chat/completions", content=body, headers={
+                "Authorization": f"Bearer {KEY}", "Content-Type": "application/json", "Connection": "keep-alive, X-Hop",
+                "X-Hop": "1", "X-Ledger-Project": "search", "X-Ledger-Tags": "team=ml", "X-Custom": "kept"})
+
+            def pieces():  # larger than what the server reads at once: it reaches the proxy in pieces
+                yield large[:20]
+                yield large[20:]
+
+            streamed = client.post(proxy.base_url + "/chat/completions", content=pieces(), headers={"Authorization": f"Bearer {KEY}"})
+        rows = proxy.rows()
+    assert answer.status_code == streamed.status_code == 200 and answer.content == streamed.content == EchoApp.ANSWER
+    (headers, received), (streamed_headers, streamed_received) = echo.seen
+    assert received == body and streamed_received == large  # "stream": false and the spacing survive: never re-serialised
+    names = {name for name, _ in headers}
+    assert {b"x-hop", b"x-ledger-project", b"x-ledger-tags", b"connection"}.isdisjoint(names)
+    assert (b"x-custom", b"kept") in headers and (b"authorization", f"Bearer {KEY}".encode()) in headers
+    assert (b"host", f"127.0.0.1:{echo.server.port}".encode()) in headers
+    assert (b"transfer-encoding", b"chunked") in streamed_headers  # a body that came in pieces went on in pieces
+    assert [(row.project, row.tags, row.model_requested, row.stream, row.credits_charged) for row in rows] == [
+        ("search", '{"team": "ml"}', "gemini-3.1-pro", False, Decimal("0.02")), (None, None, "gemini-3.1-pro", False, Decimal("0.02"))]
+
+
+def test_a_proxy_key_stands_for_the_upstream_key_and_its_project_and_an_unknown_key_gets_401(sim, database_url, tmp_path):
+    upstream_key, team_key = "sk-upstream-real-0000000009", "sk-team-search-00000000042"
+    settings = proxy_settings(database_url, tmp_path, keys=(
+        ProxyKey("search-team", "TEST_UPSTREAM_KEY", fingerprint=fingerprint(team_key, load_secret(tmp_path / "secret")),
+                 project="search"),))
+    sim.platform.reset()
+    with ProxyUnderTest(sim.base_url, settings, environ={"TEST_UPSTREAM_KEY": upstream_key}) as proxy:
+        with openai.OpenAI(base_url=proxy.base_url, api_key=team_key, max_retries=0) as client:
+            client.chat.completions.create(model=MODEL, messages=MESSAGES, stream=False,
+                                           extra_headers={"X-Ledger-Project": "elsewhere", "X-Ledger-User": "u-1"})
+        for key in (KEY, None):
+            with httpx2.Client() as plain:
+                refused = plain.post(proxy.base_url + "/chat/completions", json={"model": MODEL, "messages": MESSAGES},
+                                     headers={"Authorization": f"Bearer {key}"} if key else {})
+            assert refused.status_code == 401
+            assert refused.json() == {"error": {"code": "invalid_api_key", "type": "authentication_error",
+                                                "message": refused.json()["error"]["message"]}}
+        rows = proxy.rows()
+    assert len(sim.platform.call_log) == 1 and sim.platform.call_log[0].key_fingerprint == sim_fingerprint(upstream_key)
+    [row] = rows
+    assert (row.project, row.end_user, row.key_last4) == ("search", "u-1", upstream_key[-4:])
+    assert row.key_fingerprint == fingerprint(upstream_key, load_secret(tmp_path / "secret"))
