@@ -16,7 +16,7 @@ from pathlib import Path
 import httpx2
 import pytest
 
-from conftest import ledger_rows
+from proxy_parts import ledger_rows
 from factories import wait_for
 from ledger.cli import main
 from ledger.keys import fingerprint, load_secret

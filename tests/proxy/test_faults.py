@@ -10,7 +10,7 @@ import httpx2
 import openai
 import pytest
 
-from conftest import ProxyUnderTest, proxy_settings, raw_exchange
+from proxy_parts import ProxyUnderTest, proxy_settings, raw_exchange
 from factories import wait_for
 
 KEY = "sk-test-proxy-faults-0001"

@@ -18,7 +18,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from conftest import ProxyUnderTest, ledger_rows, proxy_settings, raw_exchange
+from proxy_parts import ProxyUnderTest, ledger_rows, proxy_settings, raw_exchange
 from factories import LoopbackServer, wait_for
 from ledger.keys import fingerprint, load_secret
 from ledger.proxy_config import ProxyKey
