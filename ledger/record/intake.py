@@ -16,7 +16,7 @@ import threading
 import time
 from collections import deque
 from pathlib import Path
-from typing import Callable
+from typing import Callable, NamedTuple
 
 from .. import redact
 from .capture import Capture, RawCapture
@@ -25,9 +25,16 @@ from .wire import payload
 
 log = redact.logger("ledger.record.sink")
 
-# A queued capture: (the capture itself where it has no payload, its journal payload, its segment).
-Queued = tuple["Capture | RawCapture | None", "bytes | None", "Segment | None"]
 JOURNAL_RETRY_SECONDS = 5.0
+_tuple_new = tuple.__new__
+
+
+class Queued(NamedTuple):
+    """A capture queued for the writer."""
+
+    capture: Capture | RawCapture | None  # the capture itself, only where it has no journal payload
+    record: bytes | None  # its journal payload
+    segment: Segment | None  # the journal segment that holds it
 
 
 class Intake:
@@ -107,8 +114,9 @@ class Intake:
                     if segment is None:
                         self.unjournalled += 1
                     # The payload is what the writer reads; the capture (the response's bytes and all) is
-                    # kept only when there is none, so that the call's memory is freed with the call.
-                    queue.append((capture if record is None else None, record, segment))
+                    # kept only when there is none, so that the call's memory is freed with the call. (Queued's
+                    # own __new__ is Python: a frame on every call.)
+                    queue.append(_tuple_new(Queued, (capture if record is None else None, record, segment)))
                     if len(queue) >= self.batch_size and not self._wake.is_set():
                         self._wake.set()  # (set() takes a lock and notifies: not again while it is set)
                 elif segment is not None:
@@ -151,7 +159,7 @@ class Intake:
         """A batch the writer gave up on for now: journalled captures wait in the journal alone; the others stay queued."""
         keep = []
         for item in batch:
-            segment = item[2]
+            segment = item.segment
             if segment is None:
                 keep.append(item)
             else:

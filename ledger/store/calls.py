@@ -145,7 +145,7 @@ def insert_rows(session: Session, rows: Sequence[tuple], records: Sequence[CallR
             conflicts.append((i, "call id replayed with other content"))
     unique = [rows[i] for i in first.values()]
     inserted, stored = _insert_new_calls(session, unique)
-    remember_keys(session, {row[_KEY_FINGERPRINT]: row[_KEY_FINGERPRINT + 1] or "" for row in unique if row[_KEY_FINGERPRINT]})
+    remember_keys(session, {row[_KEY_FINGERPRINT]: row[_KEY_LAST4] or "" for row in unique if row[_KEY_FINGERPRINT]})
     for call_id, stored_digest in stored.items():
         i = first[call_id]
         if stored_digest != rows[i][_DIGEST] and stored_digest != record_digest(records[i]):
@@ -168,6 +168,7 @@ def insert_rows(session: Session, rows: Sequence[tuple], records: Sequence[CallR
 
 
 _KEY_FINGERPRINT = CALL_COLUMNS.index("key_fingerprint")
+_KEY_LAST4 = CALL_COLUMNS.index("key_last4")
 
 
 def _insert_new_calls(session: Session, rows: list[tuple]) -> tuple[int, dict[str, str]]:

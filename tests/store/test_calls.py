@@ -117,6 +117,21 @@ def test_a_replay_whose_record_was_stored_by_an_earlier_version_is_a_duplicate_a
         assert session.scalar(select(func.count()).select_from(RejectedRecord)) == 3
 
 
+def test_the_keys_of_a_batch_are_remembered_with_their_own_last_four(database_url):
+    from ledger.store.calls import insert_calls
+    from ledger.store.engine import Ledger
+    from ledger.store.models import ApiKey
+    from sqlalchemy import select
+
+    captures = [make_capture(0)._replace(key_fingerprint="a" * 64, key_last4="Ab12"),
+                make_capture(1)._replace(key_fingerprint="b" * 64, key_last4="Cd34"),
+                make_capture(2)._replace(key_fingerprint=None, key_last4=None)]
+    with Ledger(database_url) as ledger, ledger.session() as session:
+        insert_calls(session, [(r, price(r, default_rate_book())) for r in map(build_record, captures)])
+    with Ledger(database_url) as ledger, ledger.session() as session:
+        assert dict(session.execute(select(ApiKey.fingerprint, ApiKey.last4)).all()) == {"a" * 64: "Ab12", "b" * 64: "Cd34"}
+
+
 def test_a_text_too_wide_for_its_column_is_cut_and_flagged_the_same_on_every_database(database_url):
     """A call the upstream charged is a call in the ledger: a 500-character project does not keep it out."""
     from ledger.record.wire import encode
