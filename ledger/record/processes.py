@@ -1,11 +1,12 @@
 """The ledger writer in processes of its own: the caller's process only appends.
 
-Building, pricing and inserting a record costs tens of microseconds of
-Python. In a thread of the caller's process that time is taken under the
-caller's GIL, from the application's own threads. `ProcessWriter` keeps the
-interface of `LedgerWriter` (connect, write, close) and does the work in child
-processes (`ledger.record.processes.main`, started with the parent's
-interpreter and sys.path), on the machine's other cores.
+Building, pricing and inserting a record is most of the recorder's CPU
+(BENCHMARKS.md, "Writer throughput"). In a thread of the caller's process
+that time is taken under the caller's GIL, from the application's own
+threads. `ProcessWriter` keeps the interface of `LedgerWriter` (connect,
+write, close) and does the work in child processes
+(`ledger.record.processes.main`, started with the parent's interpreter and
+sys.path), on the machine's other cores.
 The sink's writer thread only passes batches of journal lines down a pipe and
 waits for the answer; every rule of the sink (a record leaves the journal
 only once the database has committed it, bounded retries with backoff, the

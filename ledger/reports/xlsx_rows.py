@@ -2,15 +2,15 @@
 
 xlsxwriter makes the workbook (formats, the header row, frozen panes, the
 autofilter, the widths, every other sheet and the charts), but its per-cell
-API costs about 7 us a cell here (9,000 rows a second for a 14-column sheet in
-constant-memory mode; BENCHMARKS.md), too slow for a month of calls. So
-xlsxwriter writes these sheets with their header row only, and when it is
-done the file is copied entry by entry into the final one, the rows of
-these sheets streamed from the database into their XML between the header
-row and `</sheetData>`. Cells are the OOXML xlsxwriter writes: text as
-inline strings (escaped as xlsxwriter escapes them), numbers as `<v>` with
-the xlsxwriter format's style index, dates as Excel date serials. Nothing
-is ever a formula. Memory stays flat: a chunk of rows at a time.
+API is too slow for a month of calls, even in constant-memory mode
+(BENCHMARKS.md, "Reports (issue 17)"). So xlsxwriter writes these sheets
+with their header row only, and when it is done the file is copied entry by
+entry into the final one, the rows of these sheets streamed from the
+database into their XML between the header row and `</sheetData>`. Cells are
+the OOXML xlsxwriter writes: text as inline strings (escaped as xlsxwriter
+escapes them), numbers as `<v>` with the xlsxwriter format's style index,
+dates as Excel date serials. Nothing is ever a formula. Memory stays flat: a
+chunk of rows at a time.
 """
 
 from __future__ import annotations

@@ -274,7 +274,7 @@ def sqlite_utc_text(value: datetime | None) -> str | None:
         return None
     if value.tzinfo is not timezone.utc:
         value = as_utc(value)
-    # isoformat(" ", "microseconds")[:26] (without the "+00:00"), in a third less time
+    # isoformat(" ", "microseconds")[:26] (without the "+00:00"), in less time (BENCHMARKS.md, "Writer throughput")
     return _SQLITE_DATETIME % (value.year, value.month, value.day, value.hour, value.minute, value.second, value.microsecond)
 
 
