@@ -76,10 +76,12 @@ class CreditsClient:
         transport: httpx2.BaseTransport | None = None,
         sleep: Callable[[float], None] = time.sleep,
         rng: random.Random | None = None,
+        clock: Callable[[], datetime] | None = None,
     ) -> None:
         self.secret = secret
         self.policy = policy
         self._sleep = sleep
+        self._clock = clock or _now  # when a reading was taken (aware, UTC)
         self._rng = rng or random.Random()
         self._refused: dict[str, str] = {}  # fingerprint -> status, logged once
         timeout = httpx2.Timeout(policy.read_timeout, connect=policy.connect_timeout)
@@ -109,7 +111,7 @@ class CreditsClient:
         usable = [(k, v) for k, v in keys if v is not None]
         if not usable:
             return BalanceSnapshotValue(
-                account.name, _now(), NO_KEY, detail=missing if keys else "the account has no keys"
+                account.name, self._clock(), NO_KEY, detail=missing if keys else "the account has no keys"
             )
         usable.sort(key=lambda kv: fingerprint(kv[1], self.secret) in self._refused)
         reading: BalanceSnapshotValue | None = None
@@ -137,10 +139,10 @@ class CreditsClient:
         attempt = 0
         while True:
             attempt += 1
-            sent_at = _now()
+            sent_at = self._clock()
             try:
                 response = self._http.get(url, headers=headers)
-                received_at = _now()
+                received_at = self._clock()
             except (httpx2.InvalidURL, httpx2.UnsupportedProtocol) as exc:  # configuration: no retry helps
                 return reading(UNREACHABLE, sent_at, attempt, detail=f"bad base_url {account.base_url!r}: {_reason(exc)}")
             except httpx2.TransportError as exc:

@@ -200,10 +200,11 @@ def test_postgres_cut_mid_load_then_back_nothing_lost_nothing_doubled(postgres_u
             sink.emit(capture)
         assert sink.flush(20)
         proxy.cut()
-        for capture in captures[300:]:
+        for capture in captures[300:600]:
             sink.emit(capture)
-            if len(captures) % 7 == 0:
-                time.sleep(0.001)
+        wait_for(lambda: sink.stats.outages >= 1, what="the writer to meet the cut database")
+        for capture in captures[600:]:  # the load goes on while the writer retries
+            sink.emit(capture)
         assert not sink.flush(0.5)
         proxy.restore()
         assert sink.flush(30)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import random
-import time
 from datetime import datetime, timedelta, timezone
 from decimal import ROUND_FLOOR, Decimal
 
@@ -18,6 +17,7 @@ from factories import LoopbackServer
 from ledger.store import balances
 from ledger.store.keys import account_fingerprints
 from ledger.config import AccountConfig, KeyConfig, Settings
+from ledger.service.credits import CreditsClient
 from ledger.service.polling import poll_balances
 from ledger.keys import fingerprint, load_secret
 from ledger.store.models import BalanceSnapshot
@@ -62,7 +62,8 @@ def _settings(database_url, base_url) -> Settings:
 
 
 class Day:
-    """Calls recorded in the ledger (and charged by the platform), polls between batches."""
+    """Calls recorded in the ledger (and charged by the platform), polls between batches, on a clock of its own:
+    each reading of it is a second after the one before, so a poll is taken after the calls before it."""
 
     def __init__(self, ledger, platform, settings) -> None:
         self.ledger, self.platform, self.settings = ledger, platform, settings
@@ -70,6 +71,12 @@ class Day:
         self.n = 0
         self.rng = random.Random(3)
         self.unrecorded = Decimal(0)
+        self.now = datetime(2026, 11, 24, 9, 0, tzinfo=timezone.utc)
+        self.client = CreditsClient(load_secret(settings.secret_path), clock=self.clock)
+
+    def clock(self) -> datetime:
+        self.now += timedelta(seconds=1)
+        return self.now
 
     def calls(self, count, *, recorded=True, charge_factor=Decimal(1), status=COMPLETED, reasoning_billed=False):
         records = []
@@ -82,7 +89,7 @@ class Day:
             self.platform.consumed += charged
             if not recorded:
                 self.unrecorded += charged
-            ended = datetime.now(timezone.utc)
+            ended = self.clock()
             known = status == COMPLETED
             record = CallRecord(
                 call_id=f"call-{self.n}", started_at=ended - timedelta(microseconds=1), ended_at=ended, status=status,
@@ -98,13 +105,14 @@ class Day:
                 insert_calls(session, records)
 
     def poll(self):
-        time.sleep(0.002)  # the poll goes out after the calls ended
-        return poll_balances(self.settings, self.ledger)
+        return poll_balances(self.settings, self.ledger, client=self.client)
 
 
 @pytest.fixture
 def day(ledger, platform):
-    return Day(ledger, platform, _settings(ledger.url, platform.base_url))
+    day = Day(ledger, platform, _settings(ledger.url, platform.base_url))
+    yield day
+    day.client.close()
 
 
 def test_a_clean_run_reconciles_and_a_top_up_is_recorded_once(day, ledger, platform):
