@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import signal
 import socket
 import threading
 import time
@@ -301,7 +302,18 @@ class SimulatorServer:
 
 
 def serve(config: SimulatorConfig | None = None, host: str = "127.0.0.1", port: int = 8765) -> None:
-    """Serve the simulator in the foreground until Ctrl-C (for `credit-ledger simulate`)."""
+    """Serve the simulator in the foreground until Ctrl-C or SIGTERM (for `credit-ledger simulate`).
+
+    uvicorn stops gracefully on either, then raises the signal again for the handler it found. SIGTERM's
+    is made a no-op here, so that a stop asked for ends the command normally (exit 0), as `run` does.
+    """
     _quiet_stream_cuts()
-    uvicorn.Server(uvicorn.Config(create_app(config), host=host, port=port, log_level="warning",
-                                  lifespan="off", access_log=False, timeout_graceful_shutdown=2)).run()
+    server = uvicorn.Server(uvicorn.Config(create_app(config), host=host, port=port, log_level="warning",
+                                           lifespan="off", access_log=False, timeout_graceful_shutdown=2))
+    in_main = threading.current_thread() is threading.main_thread()
+    previous = signal.signal(signal.SIGTERM, lambda *_: None) if in_main else None
+    try:
+        server.run()
+    finally:
+        if in_main:
+            signal.signal(signal.SIGTERM, previous)
