@@ -146,7 +146,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_parser("run", help="the scheduled service: poll, reconcile, replay, scheduled reports, budgets and alerts")
 
     report = sub.add_parser("report", help="spend over a period, grouped (table, CSV, JSON, Excel, FOCUS)")
-    report.add_argument("--period", type=_period_name, help="2026-11, 2026-W48, 2026-Q4, 2026 or 2026-11-30 (default: this month)")
+    report.add_argument("--period", type=_period_name, help="2026-11, 2026-W48, 2026-Q4, 2026 or 2026-11-30 (default: this month so far)")
     report.add_argument("--from", dest="start", type=parse_time, help="instead of --period: from this time")
     report.add_argument("--to", dest="end", type=parse_time, help="up to this time (default: now)")
     report.add_argument("--tz", type=_zone, help="the zone periods and days are bounded in (default: the config's timezone)")
@@ -295,7 +295,7 @@ def cmd_reconcile(args, out) -> int:
 def _report_period(args, settings):
     from datetime import datetime, timezone
 
-    from .accounting.periods import MONTH, calendar_period, parse_period, range_period
+    from .accounting.periods import MONTH, calendar_period, parse_period, range_period, to_date
 
     zone = args.tz or settings.timezone
     if args.period and (args.start or args.end):
@@ -309,7 +309,8 @@ def _report_period(args, settings):
             return range_period(args.start, args.end or datetime.now(timezone.utc), zone)
         except ValueError as error:
             raise UsageError(str(error)) from None
-    return calendar_period(MONTH, datetime.now(timezone.utc), zone)
+    now = datetime.now(timezone.utc)
+    return to_date(calendar_period(MONTH, now, zone), now)  # the current month so far
 
 
 def cmd_report(args, out) -> int:

@@ -165,6 +165,14 @@ def rolling_period(duration: timedelta, now: datetime, label: str | None = None)
     return Period(ROLLING, label or f"last {duration}", end - duration, end, "UTC")
 
 
+def to_date(period: Period, now: datetime) -> Period:
+    """The part of `period` up to `now` (to the next whole second), named `2026-12-to-date`; the whole period once it is over."""
+    if now >= period.end:
+        return period
+    end = max(now.astimezone(timezone.utc).replace(microsecond=0) + timedelta(seconds=1), period.start + timedelta(seconds=1))
+    return Period(period.kind, f"{period.label}-to-date", period.start, min(end, period.end), period.zone)
+
+
 def range_period(start: datetime, end: datetime, zone: ZoneInfo | str = "UTC") -> Period:
     """An explicit [start, end); ValueError when it is empty or inverted."""
     if start.tzinfo is None or end.tzinfo is None:

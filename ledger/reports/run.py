@@ -22,6 +22,7 @@ from ..config_reports import GroupKey
 from ..errors import ReportError
 from ..store.call_rows import count_rows
 from ..store.engine import Ledger
+from ..store.keys import account_fingerprints
 from ..store.rate_cards import sync_rate_cards
 from ..store.reading import one_snapshot
 from ..terminal import Progress
@@ -83,6 +84,8 @@ def write_report(settings: Settings, ledger: Ledger, request: ReportRequest, out
     if request.format == "xlsx" and path is None:
         raise ReportError("a workbook goes to a file: give --output FILE (or none, for the reports folder)")
     sync_cards(settings, ledger)
+    if request.account is not None:
+        _check_account(settings, ledger, request.account)
     summary_result = None
     if request.format == "xlsx":
         from .summary import reconcile_period
@@ -102,6 +105,15 @@ def write_report(settings: Settings, ledger: Ledger, request: ReportRequest, out
         print(f"wrote {path}{empty}", file=out)
         return [path]
     return []
+
+
+def _check_account(settings: Settings, ledger: Ledger, account: str) -> None:
+    """An account the ledger's keys or the config know; a misspelt one is an error, not an empty report."""
+    with ledger.session() as session:
+        known = set(account_fingerprints(session)) | {a.name for a in settings.accounts}
+    if account not in known:
+        listed = ", ".join(sorted(known)) or "none: the ledger has no key registered to an account yet"
+        raise ReportError(f"unknown account {account!r} (known: {listed})")
 
 
 def _text(session, report: SpendReport, fmt: str, out: TextIO) -> None:

@@ -139,12 +139,12 @@ def summary_sheet(book: Book, data: WorkbookInput) -> None:
     rows = [
         ("period", period.label, "text"), ("zone", zone, "text"),
         (f"from ({zone})", local(period.start, zone), "datetime"), (f"to ({zone})", local(period.end, zone), "datetime"),
-        ("from (UTC)", utc_text(period.start), "text"), ("to (UTC)", utc_text(period.end), "text"),
-        ("account", report.account or "all", "text"), ("generated (UTC)", utc_text(report.generated_at), "text"),
+        ("from (UTC)", local(period.start, "UTC"), "datetime"), ("to (UTC)", local(period.end, "UTC"), "datetime"),
+        ("account", report.account or "all", "text"), ("generated (UTC)", local(report.generated_at, "UTC"), "datetime"),
     ]
     if report.close is not None:
         c = report.close
-        rows += [("closed", f"{utc_text(c.cutoff_at)} ({c.reconciliation})", "text"),
+        rows += [("closed at (UTC)", local(c.cutoff_at, "UTC"), "datetime"), ("closed with", c.reconciliation, "text"),
                  ("close digest", c.calls_digest, "text"),
                  ("digest now", "the same" if report.digest_matches_close else f"DIFFERS: {report.digest}", "text")]
     else:
@@ -185,11 +185,14 @@ def summary_sheet(book: Book, data: WorkbookInput) -> None:
                    ["text", "text", "int", "credits", "credits", "credits"])
     sheet.row += 1
     sheet.line(["rate card", "effective from (UTC)", "USD per credit", "model", "input per 1M tokens",
-                "output per 1M tokens", "calls priced"], bold=True)
-    for card in summary.cards:
-        sheet.line([card.name, utc_text(card.effective_from), card.usd_per_credit, card.model, card.input_per_million,
-                    card.output_per_million, summary.card_calls.get(card.name, 0)],
-                   ["text", "text", "usd", "text", "credits", "credits", "int"])
+                "output per 1M tokens", "calls priced by the card"], bold=True)
+    shown: set[str] = set()
+    for card in summary.cards:  # a row per model of a card; the card's calls once, on its first row
+        calls = None if card.name in shown else summary.card_calls.get(card.name, 0)
+        shown.add(card.name)
+        sheet.line([card.name, local(card.effective_from, "UTC"), card.usd_per_credit, card.model, card.input_per_million,
+                    card.output_per_million, calls],
+                   ["text", "datetime", "usd", "text", "credits", "credits", "int"])
     sheet.fit()
 
 

@@ -6,7 +6,10 @@ records' `recorded_at` before the cutoff has inserted them by then) and
 then holds the calls table still (`store.reading.calls_held`) while it
 computes the totals and the digest as every later report of the period will:
 with this close in force. A close is refused when the reconciliation has an
-unexplained gap, unless a reason is given for accepting it (stored).
+unexplained gap, or when accounts are configured and no snapshot covers the
+period (nothing reconciled), unless a reason is given for accepting it (stored).
+With no accounts configured there is nothing to reconcile against: the close
+records the verdict `no_snapshots`.
 """
 
 from __future__ import annotations
@@ -79,6 +82,11 @@ def close_period(
     if found == GAP and accept_gap is None:
         raise GapError(f"{_label(period)} not closed: the reconciliation has an unexplained gap ({_gaps(result)}); "
                        f"see `credit-ledger reconcile`, or close with --accept-gap \"reason\"")
+    if found == NO_SNAPSHOTS and settings.accounts and accept_gap is None:
+        # Accounts to reconcile, and nothing reconciled: a close gate never passes on nothing.
+        raise GapError(f"{_label(period)} not closed: no balance snapshots of {', '.join(a.name for a in settings.accounts)} "
+                       f"cover the period, so nothing was reconciled; see `credit-ledger balance`, or close with "
+                       f"--accept-gap \"reason\"")
     cutoff = now()
     settle_seconds = SETTLE_SECONDS if settle_seconds is None else settle_seconds
     if settle_seconds > 0:

@@ -69,3 +69,13 @@ def test_rolling_and_explicit_ranges():
             parse_duration(bad)
     with pytest.raises(ValueError, match="before it starts"):
         range_period(now, now - timedelta(days=1))
+
+
+def test_the_current_month_so_far_ends_at_the_next_whole_second_and_a_past_one_is_whole():
+    from ledger.accounting.periods import to_date
+
+    now = datetime(2026, 12, 7, 10, 30, 15, 250_000, tzinfo=timezone.utc)
+    month = calendar_period("month", now, "Europe/Berlin")
+    so_far = to_date(month, now)
+    assert (so_far.label, so_far.start, so_far.end) == ("2026-12-to-date", month.start, datetime(2026, 12, 7, 10, 30, 16, tzinfo=timezone.utc))
+    assert to_date(month, month.end) == month

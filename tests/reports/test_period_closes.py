@@ -17,6 +17,7 @@ from ledger.config import AccountConfig, KeyConfig, Settings
 from ledger.record.wire import encode
 from ledger.record.writer import replay_journal
 from ledger.service import closing
+from ledger.errors import GapError
 from ledger.store.engine import Ledger
 from ledger.store.models import BalanceSnapshot, PeriodClose
 
@@ -137,11 +138,15 @@ def test_a_close_takes_a_balance_snapshot_when_accounts_are_configured(ledger, s
     settings = Settings(database_url=ledger.url,
                         accounts=(AccountConfig("acme", simulator.base_url, (KeyConfig("main", key="sk-test-close-0001"),)),))
     insert(ledger, [call_values(started_at=APRIL)])
-    result = closing.close_period(settings, ledger, _month(4))
+    # The snapshot is from now, not from April: nothing of April reconciles, and a close gate never passes on nothing.
+    with pytest.raises(GapError, match="no balance snapshots of acme cover the period, so nothing was reconciled"):
+        closing.close_period(settings, ledger, _month(4))
     with ledger.session() as session:
         snapshots = session.scalars(select(BalanceSnapshot)).all()
+        assert session.scalar(select(func.count()).select_from(PeriodClose)) == 0
     assert [(s.account, s.status) for s in snapshots] == [("acme", "ok")]
-    assert result.row.reconciliation == "no_snapshots"  # the snapshot is from now, not from April
+    result = closing.close_period(settings, ledger, _month(4), accept_gap="April predates the balance polling")
+    assert (result.row.reconciliation, result.row.reason) == ("no_snapshots", "April predates the balance polling")
 
 
 def test_a_closed_period_can_be_listed_and_only_a_calendar_period_closed(database_url):

@@ -38,6 +38,7 @@ def run(args, cwd):
         (["close", "2026-11", "--tz", "Nowhere"], 2, "unknown time zone"),
         (["close", "2026-11", "--accept-gap", " "], 1, "--accept-gap needs a reason"),
         (["reopen", "2026-11"], 2, "the following arguments are required: --reason"),
+        (["report", "--account", "prdo"], 1, "unknown account 'prdo' (known: none"),
     ],
 )
 def test_bad_report_input_gets_one_line_and_nothing_is_written(tmp_path, args, code, message):

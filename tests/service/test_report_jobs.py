@@ -76,7 +76,7 @@ def test_the_job_closes_the_previous_month_writes_each_format_and_is_kept_in_job
                      "finance-monthly-2026-11-Europe-Berlin-by-project.focus.csv",
                      "finance-monthly-2026-11-Europe-Berlin-by-project.xlsx"]
     summary = {r[0].value: r[1].value for r in openpyxl.load_workbook(tmp_path / "out" / files[2])["Summary"].iter_rows() if r[0].value}
-    assert summary["closed"].endswith("(no_snapshots)")
+    assert summary["closed with"] == "no_snapshots" and isinstance(summary["closed at (UTC)"], datetime)
     written = {p: p.stat().st_mtime_ns for p in (tmp_path / "out").iterdir()}
     # Run again (a second replica after the first finished, a restart): nothing is written or closed again.
     other = Service(settings, ledger, host="replica-2")
