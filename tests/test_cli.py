@@ -48,9 +48,19 @@ BAD_CONFIGS = {
     "writer processes": ("[recorder]\nwriter_processes = 1.5\n", "writer_processes"),
     "unknown section": ("[budget]\nlimit = 5\n", "unknown setting 'budget'"),
     "not toml": ("[schedule\n", "not valid TOML"),
+    "budget scope": ('[[budgets]]\nname = "b"\nscope = {team = "x"}\nperiod = "month"\nlimit = "5"\n', "team"),
+    "budget zone": ('[[budgets]]\nname = "b"\nscope = {project = "x"}\nperiod = "month"\nlimit = "5"\n'
+                    'timezone = "Europe/Atlantis"\n', "unknown time zone"),
+    "budget threshold": ('[[budgets]]\nname = "b"\nscope = {project = "x"}\nperiod = "month"\nlimit = "5"\n'
+                         'thresholds = [150]\n', "150"),
+    "channel undefined": ('[[budgets]]\nname = "b"\nscope = {project = "x"}\nperiod = "month"\nlimit = "5"\n'
+                          'channels = ["pager"]\n', "channel 'pager' is not defined"),
+    "report period": ('[[reports]]\nname = "r"\nperiod = "fortnight"\n', "period must be one of"),
 }
 EVERY_COMMAND = (["check"], ["calls"], ["replay"], ["balance"], ["reconcile"], ["run"], ["db", "upgrade"],
-                 ["db", "current"], ["demo", "--calls", "1"])
+                 ["db", "current"], ["demo", "--calls", "1"], ["report"], ["close", "2026-11"],
+                 ["reopen", "2026-11", "--reason", "x"], ["closes"], ["budgets"], ["budgets", "--notify"], ["alerts"],
+                 ["alerts", "test", "--channel", "x"])  # simulate reads no config: the simulator needs none
 
 
 @pytest.mark.parametrize("command", EVERY_COMMAND, ids=" ".join)
@@ -89,6 +99,12 @@ def test_a_bad_config_stops_every_command_with_one_line(tmp_path, monkeypatch, c
         (["--database-url", "ledger.db", "check"], 1, "not a database URL"),
         (["--config", "missing.toml", "check"], 1, "config file not found"),
         (["replay"], 1, "no journal at credit-ledger.journal"),
+        (["report", "--format", "csv", "--output", "missing/dir/r.csv"], 1, "no ledger at ledger.db"),  # more: tests/reports
+        (["close"], 2, "required"),
+        (["closes", "--bogus"], 2, "unrecognized arguments: --bogus"),
+        (["budgets", "--bogus"], 2, "unrecognized arguments: --bogus"),
+        (["alerts", "--since", "soon"], 2, "not a time"),
+        (["alerts", "test"], 2, "--channel"),
     ],
 )
 def test_bad_input_gets_one_line_and_a_non_zero_exit_and_nothing_written(tmp_path, monkeypatch, capsys, args, code, message):
@@ -157,3 +173,29 @@ def test_db_upgrade_current_check_calls_and_reconcile_on_an_empty_ledger(tmp_pat
     assert code == EXIT_NOTHING and out.rstrip().endswith("verdict: NOTHING TO RECONCILE")
     code, out, _ = call(["--database-url", url, "reconcile", "--json"], capsys)
     assert code == EXIT_NOTHING and '"verdict": "nothing to reconcile"' in out
+
+
+HOSTILE = "\x1b[2J\x1b[31mOWNED"
+
+
+def test_text_from_the_ledger_is_printable_on_a_terminal(tmp_path, monkeypatch, capsys):
+    """A project or user holding escape sequences, a newline or BEL never reaches the terminal raw, nor breaks a table."""
+    from ledger_rows import T0, call_values, insert
+
+    from ledger.store.engine import Ledger
+
+    monkeypatch.chdir(tmp_path)
+    url = f"sqlite:///{tmp_path / 'l.db'}"
+    with Ledger(url) as ledger:
+        insert(ledger, [call_values(started_at=T0, project=HOSTILE, end_user="eve\nmallory\x07", pricing_class="overcharge",
+                                    charged="9", expected="0.25088"),
+                        call_values(started_at=T0, project="search")])
+    window = ["--since", "2026-11-01", "--until", "2026-12-01"]
+    for command in (["calls", *window], ["report", "--period", "2026-11", "--by", "project,user"]):
+        code, out, err = call(["--database-url", url, *command], capsys)
+        assert code in (0, 1), err
+        assert not any(ch in out for ch in "\x1b\x07"), (command, out)
+        assert "OWNED" in out  # shown, escaped
+        # Each call's row stays one line: the user's newline is shown, not obeyed.
+        (row,) = [line for line in out.splitlines() if "OWNED" in line]
+        assert "mallory" not in out or ("eve" in row and "mallory" in row), (command, out)
