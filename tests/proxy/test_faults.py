@@ -164,3 +164,18 @@ def test_a_hard_budget_limit_is_402_budget_exceeded_through_the_proxy(sim, datab
     assert "search-cap" in error.message and len(sim.platform.call_log) == 1  # refused before it left, not retried
     assert [(row.status, row.http_status, row.credits_charged) for row in rows] == [
         ("completed", 200, sim.platform.call_log[0].credits_charged), ("refused", 402, 0)]
+
+
+@pytest.mark.parametrize("code, status", [("invalid_request", 400), ("invalid_api_key", 401), ("insufficient_credits", 402),
+                                          ("ip_not_allowed", 403), ("model_not_found", 404), ("rate_limit_exceeded", 429),
+                                          ("spend_limit_exceeded", 429), ("internal_error", 500), ("upstream_error", 503)])
+def test_the_apis_errors_reach_the_client_unchanged_and_are_rows(sim, proxy, code, status):
+    headers = {**AUTH, "X-Sim-Error": code}
+    with httpx2.Client() as client:
+        direct = client.post(sim.base_url + "/chat/completions", json=BODY, headers=headers)
+        proxied = client.post(proxy.base_url + "/chat/completions", json=BODY, headers=headers)
+    assert (proxied.status_code, proxied.content) == (direct.status_code, direct.content) and proxied.status_code == status
+    assert [(name, value) for name, value in proxied.headers.items() if name != "date"] == [
+        (name, value) for name, value in direct.headers.items() if name != "date"]
+    [row] = proxy.rows()
+    assert (row.status, row.http_status, row.error_code) == ("error", status, code)
