@@ -67,6 +67,23 @@ def test_replay_writes_the_journals_records_into_the_ledger_and_says_how_many(da
     assert list(journal.iterdir()) == []
 
 
+def test_replay_also_writes_what_the_proxys_workers_left_in_their_own_journals(database_url, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    journal = tmp_path / "credit-ledger.journal"
+    for worker, first in ((0, 0), (1, 3)):  # `credit-ledger proxy --workers 2` killed: proxy-0 and proxy-1 left behind
+        folder = journal / f"proxy-{worker}"
+        folder.mkdir(parents=True)
+        captures = [make_raw_capture(i) for i in range(first, first + 3)]
+        (folder / "seg-00000000000000000001-1-00000000.seg").write_bytes(b"".join(map(encode, captures)) + b"\0" * 64)
+    (journal / "proxy-notes").mkdir()  # not a worker's journal: left alone
+    out = io.StringIO()
+    assert main(["--database-url", database_url, "replay"], out=out) == 0
+    assert out.getvalue().startswith("replayed 2 journal segment(s), 6 entries: 6 new, 0 already in the ledger")
+    with Ledger(database_url) as ledger, ledger.session() as session:
+        assert len(session.execute(select(Call.call_id)).all()) == 6
+    assert sorted(p.name for p in journal.rglob("*")) == ["proxy-0", "proxy-1", "proxy-notes"]
+
+
 def test_simulate_serves_the_api_on_its_port_and_stops_on_sigterm_with_exit_0(tmp_path):
     port = free_port()
     process = start(["simulate", "--port", str(port)], tmp_path)

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import json
 from contextlib import closing
-from dataclasses import dataclass, replace
+from dataclasses import astuple, dataclass, replace
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Iterable, Sequence
@@ -263,18 +263,30 @@ def replay_journal(
 ) -> ReplayResult:
     """Write every orphan segment of the journal into the ledger and delete it; idempotent.
 
-    Segments held by a live process are left to it. A database outage raises
-    (`DatabaseError` or SQLAlchemy's error) and leaves the journal as it was.
+    The proxy's workers' journals (`proxy-<n>` folders inside it) are replayed
+    too. Segments held by a live process are left to it. A database outage
+    raises (`DatabaseError` or SQLAlchemy's error) and leaves the journal as it was.
     """
-    if not segment_paths(journal_dir):
+    folders = journal_folders(journal_dir)
+    if not any(segment_paths(folder) for folder in folders):
         return ReplayResult()
     writer = LedgerWriter(database_url, rate_book, policy, busy_timeout=30.0)
+    total = ReplayResult()
     try:
         writer.connect()
-        result = replay_orphans(writer, journal_dir, batch_size)
+        for folder in folders:
+            result = replace(replay_orphans(writer, folder, batch_size), live_segments=live_segments(folder))
+            total = ReplayResult(*(a + b for a, b in zip(astuple(total), astuple(result))))
     finally:
         writer.close()
-    return replace(result, live_segments=live_segments(journal_dir))
+    return total
+
+
+def journal_folders(journal_dir: str | Path) -> list[Path]:
+    """The journal and the proxy workers' journals inside it (`proxy-<n>`)."""
+    journal_dir = Path(journal_dir)
+    inner = sorted(p for p in journal_dir.glob("proxy-*") if p.is_dir() and p.name[6:].isdigit()) if journal_dir.is_dir() else []
+    return [journal_dir, *inner]
 
 
 def replay_orphans(writer, journal_dir: str | Path, batch_size: int, between=None) -> ReplayResult:
