@@ -8,6 +8,8 @@ made by the Alembic migrations; `Ledger` upgrades an empty database.
 from __future__ import annotations
 
 import os
+import threading
+import time
 from contextlib import contextmanager
 from importlib import resources
 from typing import Any, Iterator
@@ -63,11 +65,17 @@ def alembic_config(url: str | None = None, connection=None):
     return cfg
 
 
+# Alembic keeps the migration being run in module-level proxies (`alembic.op`, `alembic.context`): two
+# threads of one process upgrading at once (two recorders' writers on a new ledger) would run each other's
+# operations. One upgrade at a time per process; other processes are kept apart by the database.
+_UPGRADING = threading.Lock()
+
+
 def upgrade(engine: Engine, revision: str = "head") -> None:
     from alembic import command
 
     try:
-        with engine.connect() as connection:
+        with _UPGRADING, engine.connect() as connection:
             command.upgrade(alembic_config(engine.url.render_as_string(False), connection), revision)
             connection.commit()
     except SQLAlchemyError as exc:
@@ -77,7 +85,7 @@ def upgrade(engine: Engine, revision: str = "head") -> None:
 def downgrade(engine: Engine, revision: str = "base") -> None:
     from alembic import command
 
-    with engine.connect() as connection:
+    with _UPGRADING, engine.connect() as connection:
         command.downgrade(alembic_config(engine.url.render_as_string(False), connection), revision)
         connection.commit()
 
@@ -102,7 +110,20 @@ def ensure_schema(engine: Engine) -> None:
             return
     except SQLAlchemyError as exc:
         raise DatabaseError(f"cannot reach the ledger database {engine.url!r}: {describe(exc)}") from exc
-    upgrade(engine)
+    try:
+        upgrade(engine)  # a thread that waited for another's upgrade finds the schema at head: nothing to do
+    except DatabaseError:
+        # Another process may be making the same new ledger (SQLite's DDL is not transactional here): its
+        # tables appear under ours. Wait for it to reach the newest schema; fail only if it never does.
+        deadline = time.monotonic() + 15.0
+        while time.monotonic() < deadline:
+            time.sleep(0.1)
+            try:
+                if current_revision(engine) == head_revision():
+                    return
+            except SQLAlchemyError:
+                pass
+        raise
 
 
 def _require_ledger_file(url: str) -> None:

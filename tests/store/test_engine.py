@@ -55,3 +55,39 @@ def test_the_schema_is_made_once_and_a_session_commits_or_rolls_back(database_ur
         with ledger.session() as session:
             assert session.scalars(select(JobRun.job)).all() == ["kept"]
             assert session.scalar(select(func.count()).select_from(JobRun)) == 1
+
+
+def _make_ledger(url: str, errors) -> None:
+    try:
+        Ledger(url).close()
+    except Exception as error:  # noqa: BLE001 - the test reports it
+        errors.put(repr(error))
+
+
+def test_threads_and_processes_making_one_new_sqlite_ledger_at_once_all_succeed(tmp_path):
+    """Two recorders of one process (their writers), or the proxy's workers, on a ledger file nobody made yet."""
+    import multiprocessing
+    import queue
+    import threading
+
+    for trial in range(3):  # threads: Alembic's module-level proxies are shared by a process's threads
+        url = f"sqlite:///{tmp_path / f'threads-{trial}.db'}"
+        errors: queue.Queue = queue.Queue()
+        threads = [threading.Thread(target=_make_ledger, args=(url, errors)) for _ in range(4)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(60)
+        assert errors.empty(), errors.get()
+        with Ledger(url, must_exist=True) as ledger:
+            assert ledger.has_table("calls")
+    context = multiprocessing.get_context("spawn")  # processes: SQLite's DDL is not one transaction here
+    url = f"sqlite:///{tmp_path / 'processes.db'}"
+    errors = context.Queue()
+    processes = [context.Process(target=_make_ledger, args=(url, errors)) for _ in range(3)]
+    for process in processes:
+        process.start()
+    for process in processes:
+        process.join(60)
+    assert [p.exitcode for p in processes] == [0, 0, 0]
+    assert errors.empty(), errors.get()
