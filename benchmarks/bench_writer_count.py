@@ -5,8 +5,15 @@ instructions a record, which do not move with the host:
     for n in 500 2500; do PYTHONPATH=$T valgrind --tool=callgrind --callgrind-out-file=/tmp/cg.$n $T/.venv/bin/python \
         benchmarks/bench_writer_count.py $T $n 2>&1 | grep Collected; done      # (I(2500) - I(500)) / 2000
 """
-import sys, tempfile, time, timeit
+
+from __future__ import annotations
+
+import sys
+import tempfile
+import time
+import timeit
 from pathlib import Path
+
 tree = Path(sys.argv[1])
 sys.path.insert(0, str(tree / "tests"))
 try:
@@ -21,7 +28,6 @@ N = int(sys.argv[2]) if len(sys.argv) > 2 else 20000
 caps = [make_raw_capture(i) for i in range(N)]
 tmp = Path(tempfile.mkdtemp())
 unit = min(timeit.repeat("sum(range(1000))", number=2000, repeat=5)) / 2000
-kwargs = {}
 sink = LedgerSink(f"sqlite:///{tmp/'l.db'}", tmp / "journal", writer_processes=0)
 sink.emit(make_raw_capture(N + 1)); sink.flush(60)
 c0 = time.process_time(); w0 = time.perf_counter()
