@@ -53,25 +53,13 @@ import openai  # noqa: E402
 from ledger.config import Settings  # noqa: E402
 from ledger.record.recorder import Recorder  # noqa: E402
 from ledger.record.sink import LedgerSink  # noqa: E402
+from memory_call import CHAT_ANSWER, NullSink, memory_transport, per_call_us  # noqa: E402,F401 (bench_sides and bench_budgets import them from here)
 
 KEY = "sk-bench-0000000000000001"
 BODY = {"model": "gemini-3.1-pro", "messages": [{"role": "user", "content": "Say hello"}], "stream": False}
 STREAM_BODY = {**BODY, "stream": True, "include_thoughts": False}
 HEADERS = {"Authorization": f"Bearer {KEY}"}
 BYTES_PER_TOKEN = 58.6  # a streamed content chunk (4 tokens) is ~234 bytes
-
-
-class NullSink:
-    """Discards captures: the recorder's own cost, without the journal and the writer thread."""
-
-    def emit(self, capture) -> None:
-        pass
-
-    def flush(self, timeout=None) -> bool:
-        return True
-
-    def close(self, timeout=5.0) -> None:
-        pass
 
 
 def start_simulator() -> tuple[subprocess.Popen, str]:
@@ -229,44 +217,9 @@ def memory(base_url: str, megabytes: int) -> dict:
 # ---------------------------------------------------------------- in-process: the wrapper alone
 
 
-def per_call_us(transport, request, calls: int) -> float:
-    """Microseconds a call of `request` through `transport`, its response read and closed, over `calls` calls."""
-    started = time.perf_counter()
-    for _ in range(calls):
-        response = transport.handle_request(request)
-        for _chunk in response.stream:
-            pass
-        response.stream.close()
-    return (time.perf_counter() - started) / calls * 1e6
-
-
-def memory_transport(body: bytes) -> type:
-    """An httpx2 transport class that answers every request with `body` (JSON) from memory, as a stream."""
-
-    class Stream(httpx2.SyncByteStream):
-        def __iter__(self):
-            yield body
-
-        def close(self):
-            pass
-
-    class Memory(httpx2.BaseTransport):
-        def handle_request(self, request):
-            return httpx2.Response(200, headers={"content-type": "application/json"}, stream=Stream())
-
-    return Memory
-
-
 def in_process(calls: int) -> dict:
     """Per call µs of a chat call through a transport that answers from memory, with and without."""
-    body = json.dumps({
-        "id": "chatcmpl-1", "object": "chat.completion", "model": "gemini-3.1-pro-preview",
-        "choices": [{"index": 0, "finish_reason": "stop", "message": {"role": "assistant", "content": "hi " * 100}}],
-        "usage": {"prompt_tokens": 194, "completion_tokens": 229, "total_tokens": 880,
-                  "completion_tokens_details": {"reasoning_tokens": 457, "audio_tokens": 0, "text_tokens": 0}},
-        "credits_consumed": 0.25}).encode()
-
-    Memory = memory_transport(body)
+    Memory = memory_transport(CHAT_ANSWER)
     tmp = Path(tempfile.mkdtemp(prefix="bench-inproc-"))
     rec = Recorder(f"sqlite:///{tmp / 'ledger.db'}", settings=Settings(secret_path=str(tmp / "secret")), journal_dir=tmp / "journal")
     null_rec = Recorder(sink=NullSink(), settings=Settings(secret_path=str(tmp / "secret")))
