@@ -18,6 +18,7 @@ from typing import Any, Iterable
 
 from .accounting.budgets import SCOPE_KEYS, BalanceAlert, Budget, Scope
 from .accounting.periods import CALENDAR_KINDS, parse_duration, zone_named
+from .config_checks import check_keys
 from .errors import ConfigError
 
 SLACK, WEBHOOK, EMAIL, LOG = "slack", "webhook", "email", "log"
@@ -67,12 +68,6 @@ class AlertSettings:
 
 
 # ---------------------------------------------------------------- values
-
-
-def _unknown(table: dict, allowed: set[str], where: str) -> None:
-    extra = sorted(set(table) - allowed)
-    if extra:
-        raise ConfigError(f"{where}: unknown setting {extra[0]!r} (known: {', '.join(sorted(allowed))})")
 
 
 def _text(value: Any, where: str) -> str:
@@ -173,7 +168,7 @@ def _period(raw: Any, where: str) -> str:
 
 def _budget(item: dict, source: str, zone: str, channels: set[str]) -> Budget:
     where = f"{source}: budget {item.get('name', '?')!r}"
-    _unknown(item, BUDGET_SETTINGS, where)
+    check_keys(item, BUDGET_SETTINGS, where)
     name = _name(item.get("name"), f"{source}: a budget's name")
     period = _period(item.get("period", "month"), f"{where} period")
     try:
@@ -202,7 +197,7 @@ def _budget(item: dict, source: str, zone: str, channels: set[str]) -> Budget:
 
 def _balance_alert(item: dict, source: str, accounts: Iterable[str] | None, channels: set[str]) -> BalanceAlert:
     where = f"{source}: balance alert {item.get('account', '?')!r}"
-    _unknown(item, BALANCE_SETTINGS, where)
+    check_keys(item, BALANCE_SETTINGS, where)
     account = _text(item.get("account"), f"{source}: a balance alert's account")
     if len(account) > 200:
         raise ConfigError(f"{where}: an account's name is at most 200 characters")
@@ -221,7 +216,7 @@ def _channel(item: dict, source: str) -> ChannelConfig:
     kind = item.get("kind")
     if kind not in CHANNEL_KINDS:
         raise ConfigError(f"{where}: kind must be one of {', '.join(CHANNEL_KINDS)}, got {kind!r}")
-    _unknown(item, CHANNEL_SETTINGS[kind], f"{where} ({kind})")
+    check_keys(item, CHANNEL_SETTINGS[kind], f"{where} ({kind})")
     timeout = item.get("timeout", 10)
     if isinstance(timeout, bool) or not isinstance(timeout, (int, Decimal)) or not 0 < timeout <= 300:
         raise ConfigError(f"{where}: timeout must be a number of seconds from above 0 to 300, got {timeout!r}")

@@ -22,6 +22,7 @@ from .accounting.budgets import BalanceAlert, Budget
 from .accounting.periods import zone_named
 from .accounting.pricing import PricingPolicy
 from .alert_config import AlertSettings, ChannelConfig, alert_settings_from_mapping
+from .config_checks import check_keys
 from .config_reports import ReportEntry, parse_report_entries
 from .proxy_config import ProxySettings, parse_proxy
 from .errors import ConfigError
@@ -185,12 +186,6 @@ def _table(data: dict, name: str, where: str) -> dict:
     if not isinstance(value, dict):
         raise ConfigError(f"{where}: [{name}] must be a table")
     return value
-
-
-def check_keys(table: dict, allowed: set[str], where: str) -> None:
-    unknown = sorted(set(table) - allowed)
-    if unknown:
-        raise ConfigError(f"{where}: unknown setting {unknown[0]!r} (known: {', '.join(sorted(allowed))})")
 
 
 def _accounts(raw: Any, source: str) -> tuple[AccountConfig, ...]:

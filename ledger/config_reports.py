@@ -14,6 +14,7 @@ from typing import Any, Iterable
 
 from .accounting.periods import CALENDAR_KINDS, DAY, MONTH, QUARTER, WEEK, YEAR, zone_named
 from .alert_config import channel_names
+from .config_checks import check_keys
 from .errors import ConfigError
 
 PLAIN_KEYS = ("project", "user", "key", "model", "account", "day", "week", "month")
@@ -164,9 +165,7 @@ def parse_report_entries(raw: Any, source: str, default_zone: str, channels: Ite
         where = f"{source}: reports #{i}"
         if not isinstance(item, dict):
             raise ConfigError(f"{where} must be a table")
-        unknown = sorted(set(item) - REPORT_SETTINGS)
-        if unknown:
-            raise ConfigError(f"{where}: unknown setting {unknown[0]!r} (known: {', '.join(sorted(REPORT_SETTINGS))})")
+        check_keys(item, REPORT_SETTINGS, where)
         name = item.get("name")
         if not isinstance(name, str) or not _NAME.fullmatch(name):
             raise ConfigError(f"{where}: name must be letters, digits, '.', '_' or '-' (it names files and the job), got {name!r}")

@@ -13,6 +13,7 @@ from decimal import Decimal
 from typing import Any
 from urllib.parse import urlsplit
 
+from .config_checks import check_keys
 from .errors import ConfigError
 
 DEFAULT_HOST = "127.0.0.1"
@@ -99,13 +100,6 @@ def _env_name(value: Any, where: str) -> str:
     return value
 
 
-def _known(table: dict, allowed: set[str], where: str) -> None:
-    # config.check_keys's rule; config imports this module, so it cannot be imported from there.
-    unknown = sorted(set(table) - allowed)
-    if unknown:
-        raise ConfigError(f"{where}: unknown setting {unknown[0]!r} (known: {', '.join(sorted(allowed))})")
-
-
 def _keys(raw: Any, source: str) -> tuple[ProxyKey, ...]:
     if not isinstance(raw, list):
         raise ConfigError(f"{source}: proxy.keys must be [[proxy.keys]] tables")
@@ -114,7 +108,7 @@ def _keys(raw: Any, source: str) -> tuple[ProxyKey, ...]:
         where = f"{source}: proxy.keys #{i}"
         if not isinstance(item, dict):
             raise ConfigError(f"{where} must be a table")
-        _known(item, _KEY_FIELDS, where)
+        check_keys(item, _KEY_FIELDS, where)
         name = _text(item.get("name"), f"{where} name", 100)
         where = f"{source}: proxy key {name!r}"
         if ("fingerprint" in item) == ("key_env" in item):
@@ -143,7 +137,7 @@ def parse_proxy(raw: Any, source: str) -> ProxySettings:
     """The `[proxy]` table; every value checked for its type and range."""
     if not isinstance(raw, dict):
         raise ConfigError(f"{source}: [proxy] must be a table")
-    _known(raw, PROXY_SETTINGS, f"{source}: [proxy]")
+    check_keys(raw, PROXY_SETTINGS, f"{source}: [proxy]")
     defaults = ProxySettings()
     hosts = raw.get("allowed_hosts", [])
     if not isinstance(hosts, list) or not all(isinstance(h, str) and h.strip() and " " not in h.strip() for h in hosts):
