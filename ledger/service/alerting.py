@@ -28,6 +28,7 @@ from .channels import close_all, senders_for
 from .delivery import DeliveryPolicy, DeliveryReport, deliver_due, utc_now
 from .locks import job_lock
 from .polling import configured_keys
+from .runtime import Service
 
 EVALUATION_LOCK = "budgets-evaluate"
 
@@ -121,7 +122,7 @@ def notify(ledger: Ledger, settings: Settings, *, host: str, clock: Callable[[],
     return evaluation, report
 
 
-def budgets_job(service) -> tuple[str, str]:
+def budgets_job(service: Service) -> tuple[str, str]:
     evaluation, report = notify(service.ledger, service.settings, host=service.host)
     outcome = "ok" if not report.failed else "delivery_failed"
     return outcome, f"{evaluation.summary()}; deliveries: {report.summary()}"

@@ -11,27 +11,25 @@ from __future__ import annotations
 import logging
 import os
 import signal
-import socket
 import threading
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from typing import Callable
 
 from .. import redact
 from ..accounting.pricing import load_rate_book
 from ..config import Settings
-from ..keys import load_secret
 from ..money import fmt
 from ..record.writer import replay_journal
 from ..store.engine import Ledger
 from ..store.job_runs import finish_job_run, start_job_run
 from ..store.reconciliation import reconcile
 from .alerting import budgets_job, check_ready
-from .credits import CreditsClient, RetryPolicy
 from .locks import job_lock, lock_key  # noqa: F401 (the service's locks: imported from here by callers)
 from .polling import poll_balances
 from .report_jobs import missed_run, report_job
+from .runtime import Service  # noqa: F401 (also imported from here by callers)
 
 log = redact.logger(__name__)
 
@@ -39,30 +37,6 @@ RECONCILE_WINDOW_DAYS = 2  # the hourly job lists the windows of this many days
 
 
 # ---------------------------------------------------------------- jobs
-
-
-@dataclass
-class Service:
-    """What the jobs share: settings, the ledger, one credits client."""
-
-    settings: Settings
-    ledger: Ledger
-    host: str = field(default_factory=lambda: f"{socket.gethostname()}:{os.getpid()}")
-    client: CreditsClient | None = None
-    reconcile_settle_seconds: float | None = None  # None: the settings' schedule says
-
-    def __post_init__(self) -> None:
-        if self.reconcile_settle_seconds is None:
-            self.reconcile_settle_seconds = self.settings.schedule.reconcile_settle_seconds
-
-    def credits_client(self) -> CreditsClient:
-        if self.client is None:
-            self.client = CreditsClient(load_secret(self.settings.secret_path), RetryPolicy())
-        return self.client
-
-    def close(self) -> None:
-        if self.client is not None:
-            self.client.close()
 
 
 def poll_credits_job(service: Service) -> tuple[str, str]:

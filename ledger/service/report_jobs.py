@@ -16,7 +16,7 @@ import io
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import TYPE_CHECKING, Callable
+from typing import Callable
 
 from sqlalchemy import select
 
@@ -33,9 +33,8 @@ from ..store.models import JobRun, PeriodClose
 from .channels import close_all, senders_for
 from .closing import close_period
 from .delivery import deliver_due
+from .runtime import Service
 
-if TYPE_CHECKING:
-    from .jobs import Service
 
 
 @dataclass(frozen=True)
@@ -82,7 +81,7 @@ def written_by(session, entry: ReportEntry, period: Period, since: datetime | No
     return session.scalars(query.order_by(JobRun.started_at.desc()).limit(1)).first()
 
 
-def run_scheduled_report(service: "Service", entry: ReportEntry, now: datetime | None = None) -> ScheduledReportResult:
+def run_scheduled_report(service: Service, entry: ReportEntry, now: datetime | None = None) -> ScheduledReportResult:
     """Close (if asked), write and send the previous period's report, unless a run (this replica's or another's) did."""
     now = now or datetime.now(timezone.utc)
     period = period_to_report(entry, now)
@@ -122,7 +121,7 @@ def _close_words(result: ScheduledReportResult) -> str:
     return "left open"
 
 
-def send_report(service: "Service", result: ScheduledReportResult, now: datetime) -> None:
+def send_report(service: Service, result: ScheduledReportResult, now: datetime) -> None:
     """The report's notice in the outbox (once per entry and period), then what is due delivered.
 
     Email attaches the files; Slack and webhooks get the summary and the paths.
@@ -144,10 +143,10 @@ def send_report(service: "Service", result: ScheduledReportResult, now: datetime
         close_all(senders)
 
 
-def report_job(entry: ReportEntry) -> Callable[["Service"], tuple[str, str]]:
+def report_job(entry: ReportEntry) -> Callable[[Service], tuple[str, str]]:
     """The job function of one entry: (outcome, detail) as `run_job` records them."""
 
-    def job(service: "Service") -> tuple[str, str]:
+    def job(service: Service) -> tuple[str, str]:
         result = run_scheduled_report(service, entry)
         return result.outcome, result.detail
 
@@ -155,7 +154,7 @@ def report_job(entry: ReportEntry) -> Callable[["Service"], tuple[str, str]]:
     return job
 
 
-def missed_run(service: "Service", entry: ReportEntry, trigger, now: datetime) -> bool:
+def missed_run(service: Service, entry: ReportEntry, trigger, now: datetime) -> bool:
     """Whether the run for the last complete period was due and none ran (the service was down at the time)."""
     period = period_to_report(entry, now)
     due = trigger.get_next_fire_time(None, period.end)
