@@ -13,12 +13,12 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from decimal import Decimal, InvalidOperation
+from decimal import Decimal
 from typing import Any, Iterable
 
 from .accounting.budgets import SCOPE_KEYS, BalanceAlert, Budget, Scope
 from .accounting.periods import CALENDAR_KINDS, parse_duration, zone_named
-from .config_checks import check_keys
+from .config_checks import check_keys, decimal_setting
 from .errors import ConfigError
 
 SLACK, WEBHOOK, EMAIL, LOG = "slack", "webhook", "email", "log"
@@ -91,15 +91,7 @@ def _env(value: Any, where: str) -> str:
 
 
 def _amount(value: Any, where: str) -> Decimal:
-    if isinstance(value, bool) or not isinstance(value, (int, str, Decimal)):
-        raise ConfigError(f"{where}: expected an amount such as \"5000\", got {value!r}")
-    try:
-        amount = Decimal(str(value).strip())
-    except InvalidOperation:
-        raise ConfigError(f"{where}: not a number: {value!r}") from None
-    if not amount.is_finite() or amount < 0 or amount > MAX_LIMIT or amount.as_tuple().exponent < -9:
-        raise ConfigError(f"{where}: must be an amount from 0 to {MAX_LIMIT} with at most 9 decimal places, got {value!r}")
-    return amount
+    return decimal_setting(value, where, low=Decimal(0), high=MAX_LIMIT, what="an amount", example="5000")
 
 
 def _whole(value: Any, where: str, low: int, high: int) -> int:

@@ -14,7 +14,7 @@ from __future__ import annotations
 import os
 import tomllib
 from dataclasses import dataclass, field, replace
-from decimal import Decimal, InvalidOperation
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
@@ -22,7 +22,7 @@ from .accounting.budgets import BalanceAlert, Budget
 from .accounting.periods import zone_named
 from .accounting.pricing import PricingPolicy
 from .alert_config import AlertSettings, ChannelConfig, alert_settings_from_mapping
-from .config_checks import check_keys
+from .config_checks import check_keys, decimal_setting
 from .config_reports import ReportEntry, parse_report_entries
 from .proxy_config import ProxySettings, parse_proxy
 from .errors import ConfigError
@@ -138,21 +138,6 @@ class Settings:
 # ---------------------------------------------------------------- checking values
 
 
-def _decimal(value: Any, where: str, *, low: Decimal, high: Decimal, places: int = 9) -> Decimal:
-    """A decimal setting in [low, high] with at most `places` decimal places (a nano-credit: 9)."""
-    if isinstance(value, bool) or not isinstance(value, (int, str, Decimal)):
-        raise ConfigError(f"{where}: expected a number such as \"0.01\", got {value!r}")
-    try:
-        amount = Decimal(str(value).strip())
-    except InvalidOperation:
-        raise ConfigError(f"{where}: not a number: {value!r}") from None
-    if not amount.is_finite() or not low <= amount <= high:
-        raise ConfigError(f"{where}: must be a number from {low} to {high}, got {value!r}")
-    if amount != 0 and amount.as_tuple().exponent < -places:
-        raise ConfigError(f"{where}: at most {places} decimal places, got {value!r}")
-    return amount
-
-
 def _seconds(value: Any, where: str, *, allow_zero: bool = False) -> float:
     if isinstance(value, bool) or not isinstance(value, (int, float, Decimal)):
         raise ConfigError(f"{where}: expected a number of seconds, got {value!r}")
@@ -257,11 +242,11 @@ def settings_from_mapping(data: dict, source: str = "config") -> Settings:
     if rounding not in ROUNDING_RULES:
         raise ConfigError(f"{source}: reconcile.rounding must be one of {', '.join(ROUNDING_RULES)}, got {rounding!r}")
 
-    precision = _decimal(pricing.get("charge_precision", "0.01"), f"{source}: pricing.charge_precision",
+    precision = decimal_setting(pricing.get("charge_precision", "0.01"), f"{source}: pricing.charge_precision",
                          low=Decimal(0), high=Decimal(1))
     if precision <= 0:
         raise ConfigError(f"{source}: pricing.charge_precision must be above 0")
-    tolerance = _decimal(pricing.get("tolerance", precision / 2), f"{source}: pricing.tolerance",
+    tolerance = decimal_setting(pricing.get("tolerance", precision / 2), f"{source}: pricing.tolerance",
                          low=Decimal(0), high=Decimal(1), places=10)
     rate_cards = pricing.get("rate_cards")
     if rate_cards is not None:
