@@ -155,8 +155,9 @@ def recent_average_charge(session: Session, calls: int = 1000) -> Decimal:
     """The average charge of the ledger's newest charged calls (0 for an empty ledger)."""
     newest = (select(Call.credits_charged).where(Call.credits_charged > 0).order_by(Call.id.desc()).limit(calls)
               .subquery())
-    average = session.scalar(select(func.avg(newest.c.credits_charged)))
-    return ZERO if average is None else from_nano(int(average))
+    # A sum and a count, divided in Decimal: SQL's AVG is a float on SQLite.
+    total, count = session.execute(select(func.sum(newest.c.credits_charged), func.count())).one()
+    return _credits(total) / count if count else ZERO
 
 
 def key_fingerprints(session: Session, label: str | None = None, account: str | None = None) -> frozenset[str]:
