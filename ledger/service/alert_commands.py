@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import os
 import secrets
-import socket
 from datetime import datetime
 from typing import TextIO
 
@@ -16,10 +14,7 @@ from ..store.engine import Ledger
 from .alerting import evaluate, notify
 from .channels import DeliveryFailed, Notice, close_all, sender_for, senders_for
 from .delivery import utc_now
-
-
-def host_name() -> str:
-    return f"{socket.gethostname()}:{os.getpid()}"
+from .runtime import host_name
 
 
 def budgets_command(settings: Settings, out: TextIO, *, as_json: bool = False, send: bool = False) -> int:

@@ -14,8 +14,6 @@ records the verdict `no_snapshots`.
 
 from __future__ import annotations
 
-import os
-import socket
 import time
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -37,6 +35,7 @@ from ..store.models import PeriodClose
 from ..store.reading import calls_held
 from .credits import CreditsClient
 from .polling import poll_balances
+from .runtime import host_name
 
 SETTLE_SECONDS = 2.0
 VERDICT_CODES = {RECONCILED: "reconciled", GAP: "gap_accepted", NO_SNAPSHOTS: "no_snapshots"}
@@ -48,10 +47,6 @@ class CloseResult:
     report: SpendReport
     reconciliation: Reconciliation
     verdict: str
-
-
-def host_name() -> str:
-    return f"{socket.gethostname()}:{os.getpid()}"
 
 
 def _label(period: Period) -> str:

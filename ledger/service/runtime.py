@@ -16,13 +16,18 @@ from ..store.engine import Ledger
 from .credits import CreditsClient, RetryPolicy
 
 
+def host_name() -> str:
+    """This process, as job runs, closes and alert deliveries name who did them: host:pid."""
+    return f"{socket.gethostname()}:{os.getpid()}"
+
+
 @dataclass
 class Service:
     """What the jobs share: settings, the ledger, one credits client."""
 
     settings: Settings
     ledger: Ledger
-    host: str = field(default_factory=lambda: f"{socket.gethostname()}:{os.getpid()}")
+    host: str = field(default_factory=host_name)
     client: CreditsClient | None = None
     reconcile_settle_seconds: float | None = None  # None: the settings' schedule says
 
