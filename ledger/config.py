@@ -26,6 +26,7 @@ from .config_checks import check_keys, decimal_setting
 from .config_reports import ReportEntry, parse_report_entries
 from .proxy_config import ProxySettings, parse_proxy
 from .errors import ConfigError
+from .keys import fingerprint, last4
 
 ENV_CONFIG = "CREDIT_LEDGER_CONFIG"
 ENV_DATABASE_URL = "CREDIT_LEDGER_DATABASE_URL"
@@ -215,6 +216,24 @@ def default_accounts() -> tuple[AccountConfig, ...]:
     """With no accounts configured: one account whose key is $AIVIDEO_API_KEY."""
     base_url = os.environ.get("AIVIDEO_BASE_URL", DEFAULT_BASE_URL).rstrip("/")
     return (AccountConfig("default", base_url, (KeyConfig("AIVIDEO_API_KEY", env="AIVIDEO_API_KEY"),)),)
+
+
+def configured_accounts(settings: Settings) -> tuple[AccountConfig, ...]:
+    """The [[accounts]], or the one default account when none is configured."""
+    return settings.accounts or default_accounts()
+
+
+def configured_keys(settings: Settings, secret: bytes) -> list[tuple[str, str, str, str]]:
+    """(fingerprint, last4, label, account) of each configured key whose value is at hand (set, or in the environment)."""
+    found = []
+    for account in configured_accounts(settings):
+        for key in account.keys:
+            try:
+                value = key.value()
+            except ConfigError:
+                continue
+            found.append((fingerprint(value, secret), last4(value), key.label, account.name))
+    return found
 
 
 TOP_LEVEL = {

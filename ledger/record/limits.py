@@ -40,10 +40,9 @@ from .. import redact
 from ..accounting.budgets import Budget
 from ..accounting.pricing import RateBook
 from ..accounting.records import REFUSED
-from ..config import Settings
+from ..config import Settings, configured_keys
 from ..errors import describe
 from ..exactjson import dumps
-from ..keys import fingerprint
 from ..money import ZERO
 from ..store.budgets import Spend, key_fingerprints, own_calls, recent_average_charge, spend
 from ..store.engine import Ledger
@@ -338,14 +337,9 @@ def _fingerprints(session: Any, budget: Budget, configured: dict) -> frozenset[s
 def _configured_fingerprints(settings: Settings, secret: bytes) -> dict[tuple[str, str], frozenset[str]]:
     """The fingerprints of the configured keys whose value is at hand, by ("label", label) and ("account", name)."""
     found: dict[tuple[str, str], set[str]] = {}
-    for account in settings.accounts:
-        for key in account.keys:
-            value = key.key or os.environ.get(key.env or "")
-            if not value:
-                continue
-            fp = fingerprint(value, secret)
-            found.setdefault(("label", key.label), set()).add(fp)
-            found.setdefault(("account", account.name), set()).add(fp)
+    for fp, _, label, account in configured_keys(settings, secret):
+        found.setdefault(("label", label), set()).add(fp)
+        found.setdefault(("account", account), set()).add(fp)
     return {k: frozenset(v) for k, v in found.items()}
 
 

@@ -17,7 +17,7 @@ from typing import Callable, NamedTuple
 from ..accounting.alerts import Condition, balance_conditions, budget_conditions, plan_alerts
 from ..accounting.budgets import BalanceAlert, BudgetStatus, Runway, budget_status, runway
 from ..accounting.pricing import RateBook, load_rate_book
-from ..config import Settings
+from ..config import Settings, configured_keys
 from ..keys import load_secret
 from ..store import alerts as outbox
 from ..store.balances import ok_snapshots
@@ -27,7 +27,6 @@ from ..store.keys import register_keys
 from .channels import close_all, senders_for
 from .delivery import DeliveryPolicy, DeliveryReport, deliver_due, utc_now
 from .locks import job_lock
-from .polling import configured_keys
 from .runtime import Service
 
 EVALUATION_LOCK = "budgets-evaluate"

@@ -5,30 +5,12 @@ from __future__ import annotations
 from datetime import datetime, timezone
 
 from ..accounting.snapshots import BalanceSnapshotValue
-from ..config import AccountConfig, Settings, default_accounts
-from ..errors import ConfigError
-from ..keys import fingerprint, last4, load_secret
+from ..config import Settings, configured_accounts, configured_keys
+from ..keys import load_secret
 from ..store import balances
 from ..store.engine import Ledger
 from ..store.keys import register_keys
 from .credits import CreditsClient
-
-
-def configured_accounts(settings: Settings) -> tuple[AccountConfig, ...]:
-    return settings.accounts or default_accounts()
-
-
-def configured_keys(settings: Settings, secret: bytes) -> list[tuple[str, str, str, str]]:
-    """(fingerprint, last4, label, account) of each configured key whose value is at hand."""
-    keys = []
-    for account in configured_accounts(settings):
-        for key in account.keys:
-            try:
-                value = key.value()
-            except ConfigError:
-                continue
-            keys.append((fingerprint(value, secret), last4(value), key.label, account.name))
-    return keys
 
 
 def poll_balances(
