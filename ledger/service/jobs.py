@@ -29,7 +29,7 @@ from .alerting import budgets_job, check_ready
 from .locks import job_lock, lock_key  # noqa: F401 (the service's locks: imported from here by callers)
 from .polling import poll_balances
 from .report_jobs import missed_run, report_job
-from .runtime import Service  # noqa: F401 (also imported from here by callers)
+from .runtime import Service
 
 log = redact.logger(__name__)
 
