@@ -104,26 +104,31 @@ def head_revision() -> str:
 
 
 def ensure_schema(engine: Engine) -> None:
-    """Upgrade to the newest schema unless it is there already (cheap when it is)."""
-    try:
-        if current_revision(engine) == head_revision():
-            return
-    except SQLAlchemyError as exc:
-        raise DatabaseError(f"cannot reach the ledger database {engine.url!r}: {describe(exc)}") from exc
-    try:
-        upgrade(engine)  # a thread that waited for another's upgrade finds the schema at head: nothing to do
-    except DatabaseError:
-        # Another process may be making the same new ledger (SQLite's DDL is not transactional here): its
-        # tables appear under ours. Wait for it to reach the newest schema; fail only if it never does.
-        deadline = time.monotonic() + 15.0
-        while time.monotonic() < deadline:
+    """Upgrade to the newest schema unless it is there already (cheap when it is).
+
+    Another thread or process may be making the same new ledger at this moment
+    (SQLite's DDL is not one transaction here): its tables appear under ours,
+    or the file is locked while it writes them. Then this waits for that
+    schema to reach the newest, up to 15 s; a database that cannot be reached
+    at all fails at once.
+    """
+    deadline = time.monotonic() + 15.0
+    while True:
+        try:
+            if current_revision(engine) == head_revision():
+                return
+        except SQLAlchemyError as exc:
+            if "database is locked" not in str(exc) or time.monotonic() > deadline:
+                raise DatabaseError(f"cannot reach the ledger database {engine.url!r}: {describe(exc)}") from exc
             time.sleep(0.1)
-            try:
-                if current_revision(engine) == head_revision():
-                    return
-            except SQLAlchemyError:
-                pass
-        raise
+            continue
+        try:
+            upgrade(engine)  # a thread that waited for another's upgrade finds the schema at head: nothing to do
+            return
+        except DatabaseError:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.1)
 
 
 def _require_ledger_file(url: str) -> None:
