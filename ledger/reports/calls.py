@@ -5,8 +5,8 @@ formatted and written before the next is read: the first line is out as
 soon as the database has the first row, and memory stays flat whatever the
 row count. A chunk is formatted by one f-string a row; the values that
 recur (projects, users, models, amounts, tags) are formatted once each
-(`cells.Cached`). CSV text cells are neutralised against formula injection
-(`cells.csv_field`).
+(`cells.Cached`). CSV text cells are neutralised against formula injection and quoted
+as every CSV of the ledger is (`cells.csv_field`, `cells.csv_row`).
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from datetime import datetime, timezone
 from typing import TextIO
 
 from ..terminal import Progress, cell
-from .cells import Cached, csv_field, nano_text
+from .cells import CSV_LINE_END, Cached, csv_field, csv_row, nano_text
 
 CALL_FIELDS = (
     "call_id", "started_at", "status", "http_status", "error_code", "completion_id", "model", "model_reported",
@@ -42,11 +42,11 @@ def _int_text(value: int | None) -> str:
 
 def csv_lines(rows) -> str:
     """A chunk of rows (STORE_NAMES order, as `call_rows` gives them) as CSV lines."""
-    T, C, I = _CSV_TEXT, _CSV_NANO, _CSV_INT
+    T, C, I, END = _CSV_TEXT, _CSV_NANO, _CSV_INT, CSV_LINE_END
     yes = ("no", "yes")
     return "".join([
         f"{a},{b[:10]}T{b[11:19]}Z,{c},{I[d]},{T[e]},{csv_field(f)},{T[g]},{T[h]},{yes[i]},{j},{I[k]},{I[l]},{I[m]},"
-        f"{I[n]},{C[o]},{C[p]},{q},{T[r]},{T[s]},{T[t]},{T[u]},{T[v]}\n"
+        f"{I[n]},{C[o]},{C[p]},{q},{T[r]},{T[s]},{T[t]},{T[u]},{T[v]}{END}"
         for a, b, c, d, e, f, g, h, i, j, k, l, m, n, o, p, q, r, s, t, u, v in rows  # noqa: E741
     ])
 
@@ -109,7 +109,7 @@ def write_calls(chunks, output: str, out: TextIO, total: int | None = None) -> i
     progress = Progress(total, "calls", sys.stderr) if total and not _isatty(out) else None
     count = 0
     if output == "csv":
-        out.write(",".join(CALL_FIELDS) + "\n")
+        out.write(csv_row(CALL_FIELDS))
         for chunk in chunks:
             out.write(csv_lines(chunk))
             out.flush()

@@ -1,10 +1,12 @@
 """Cells every writer shares: text that no spreadsheet runs as a formula, exact amounts as plain text.
 
-`csv_cell` is the one rule against formula injection (OWASP): text from the
-ledger (a project, a user, a tag: caller-controlled) that starts with `=`,
-`+`, `-`, `@`, a tab or a carriage return gets a leading `'`, so Excel,
-LibreOffice and Google Sheets show it as text. Numbers the ledger formats
-itself are never passed through it. The caches here make the streamed
+`neutral` is the one rule against formula injection (OWASP): text from the
+ledger (a project, a user, a tag: caller-controlled) that starts with a tab
+or a carriage return, or whose first character past any blanks is `=`, `+`,
+`-` or `@` in any width (`＝`), gets a leading `'`, so Excel, LibreOffice and
+Google Sheets show it as text. Numbers the ledger formats itself are never
+passed through it. `csv_row` is the one way a CSV record is written: every
+field with a separator, a quote or a line break (CR included) quoted. The caches here make the streamed
 writers fast: a project, user, model or amount recurs on many rows and is
 formatted once (each cache is cleared past a few thousand entries: memory
 stays flat whatever the row count).
@@ -14,21 +16,30 @@ from __future__ import annotations
 
 import json
 import re
+import unicodedata
 from decimal import Decimal
 from typing import Any
 
 from ..money import fmt
 from ..terminal import cell
 
-FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
-_FORMULA_FIRST = frozenset(FORMULA_STARTS)
+FORMULA_SIGNS = frozenset("=+-@")  # after NFKC: the full-width and small forms (＝, ﹦, ＋, －, ＠) are these
+_FORMULA_FIRST = frozenset("\t\r")  # run even before a sign by some spreadsheets' import
 _CSV_SPECIAL = re.compile(r'[",\r\n]')
+CSV_LINE_END = "\n"
 CACHE_LIMIT = 20_000
 
 
 def neutral(text: str) -> str:
-    """Text a spreadsheet shows as text: a leading `'` where it would start a formula."""
-    return "'" + text if text and text[0] in _FORMULA_FIRST else text
+    """Text a spreadsheet shows as text: a leading `'` where it could start a formula.
+
+    Blanks first do not protect it: LibreOffice trims them on import when asked.
+    """
+    if not text:
+        return text
+    if text[0] in _FORMULA_FIRST or unicodedata.normalize("NFKC", text.lstrip()[:1]) in FORMULA_SIGNS:
+        return "'" + text
+    return text
 
 
 def csv_cell(value: Any) -> str:
@@ -42,12 +53,19 @@ def csv_cell(value: Any) -> str:
     return cell(value)  # None, numbers, Decimals, booleans and datetimes: never a formula
 
 
-def csv_field(text: str | None) -> str:
-    """A CSV field of ledger text as `csv.writer` (QUOTE_MINIMAL) would write `csv_cell(text)`."""
-    if text is None:
-        return ""
-    text = neutral(text)
+def quoted(text: str) -> str:
+    """A CSV field: quoted when it holds a separator, a quote, a CR or an LF (RFC 4180), else as it is."""
     return '"' + text.replace('"', '""') + '"' if _CSV_SPECIAL.search(text) else text
+
+
+def csv_field(text: str | None) -> str:
+    """A CSV field of ledger text: neutralised, then quoted where needed."""
+    return "" if text is None else quoted(neutral(text))
+
+
+def csv_row(values) -> str:
+    """One CSV record, line end included: each value as `csv_cell` writes it, quoted where needed."""
+    return ",".join([quoted(csv_cell(value)) for value in values]) + CSV_LINE_END
 
 
 def nano_text(nano: int | None) -> str:

@@ -20,7 +20,6 @@ neutralised against formula injection; nulls are empty cells.
 
 from __future__ import annotations
 
-import csv
 import json
 from datetime import datetime, timezone
 from decimal import Decimal
@@ -33,7 +32,7 @@ from ..config_reports import GroupKey
 from ..errors import ReportError
 from ..money import ZERO, fmt
 from ..store.spend import NONE, Selection, cards_in_force, spend_rows_in_order, top_ups_in, usd_per_credit
-from .cells import csv_cell
+from .cells import csv_row
 from .spend import SpendReport, bucket_bounds
 
 FOCUS_VERSION = "1.2"
@@ -85,9 +84,8 @@ def _utc(period: Period) -> Period:
 
 class _Writer:
     def __init__(self, out: TextIO, billing: Period, rates: dict[str, Decimal]) -> None:
-        self.csv = csv.writer(out, lineterminator="\n")
-        self.billing, self.rates, self.rows = billing, rates, 0
-        self.csv.writerow(COLUMNS)
+        self.out, self.billing, self.rates, self.rows = out, billing, rates, 0
+        out.write(csv_row(COLUMNS))
 
     def rate(self, card: str | None) -> Decimal:
         if card is None or card not in self.rates:
@@ -102,7 +100,7 @@ class _Writer:
             "ServiceSubcategory": "Generative AI", "PricingCurrency": "CREDITS",
         }
         base.update(values)
-        self.csv.writerow([csv_cell(base.get(name)) for name in COLUMNS])
+        self.out.write(csv_row([base.get(name) for name in COLUMNS]))
         self.rows += 1
 
     def usage(self, group: list, day: Period, correction: bool) -> None:

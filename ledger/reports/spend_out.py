@@ -11,14 +11,13 @@ closed period whose late calls this report lists (not in the total).
 
 from __future__ import annotations
 
-import csv
 from datetime import datetime, timezone
 from typing import Any, TextIO
 
 from ..exactjson import dumps
 from ..money import fmt
 from ..terminal import table
-from .cells import csv_cell
+from .cells import csv_row
 from .spend import Figures, SpendReport
 
 CSV_SCHEMA = 1
@@ -108,27 +107,21 @@ def _figure_cells(figures: Figures, share) -> list:
 
 def write_csv(report: SpendReport, out: TextIO) -> int:
     """One row per group, the total, the adjustments; returns the rows written (header aside)."""
-    writer = csv.writer(out, lineterminator="\n")
     labels = [k.label for k in report.keys]
-    writer.writerow([*CSV_COLUMNS, *labels])
-    head = [CSV_SCHEMA, None, report.period.label, utc_text(report.period.start), utc_text(report.period.end),
-            report.period.zone, ",".join(labels)]
-    rows = 0
+    period = report.period
+
+    def record(kind: str, group: str, figures: Figures, share, values) -> None:
+        out.write(csv_row([CSV_SCHEMA, kind, period.label, utc_text(period.start), utc_text(period.end), period.zone,
+                           ",".join(labels), group, *_figure_cells(figures, share), *values]))
+
+    out.write(csv_row([*CSV_COLUMNS, *labels]))
+    blank = [""] * len(labels)
     for group in report.groups:
-        head[1] = "group"
-        writer.writerow([csv_cell(v) for v in [*head, " / ".join(group.values), *_figure_cells(group.figures, group.share),
-                                               *group.values]])
-        rows += 1
-    head[1] = "total"
-    writer.writerow([csv_cell(v) for v in [*head, "(total)", *_figure_cells(report.total, 1 if report.total.calls else None),
-                                           *[""] * len(labels)]])
-    rows += 1
+        record("group", " / ".join(group.values), group.figures, group.share, group.values)
+    record("total", "(total)", report.total, 1 if report.total.calls else None, blank)
     for adjustment in report.adjustments:
-        head[1] = "adjustment"
-        writer.writerow([csv_cell(v) for v in [*head, f"prior period {adjustment.closed.label}",
-                                               *_figure_cells(adjustment.figures, None), *[""] * len(labels)]])
-        rows += 1
-    return rows
+        record("adjustment", f"prior period {adjustment.closed.label}", adjustment.figures, None, blank)
+    return len(report.groups) + 1 + len(report.adjustments)
 
 
 _TABLE = ("calls", "failed", "prompt", "completion", "reasoning", "charged", "expected", "difference", "findings", "usd",
