@@ -1,21 +1,19 @@
 """The spend report as a FOCUS 1.2 dataset (FinOps Open Cost and Usage Specification), one CSV.
 
-One Usage row per charge period (a UTC day, within the report's period) x
+A Usage row per charge period (a UTC day, within the report's period) x
 billing account x key (the sub account) x model x attribution (the project
-and the tags, in `Tags`; the project as `ledger/project`); one Purchase row
-per top-up; prior-period
-adjustments as Usage rows with ChargeClass `Correction`, in their own day.
-The platform bills in prepaid credits: a top-up is what is invoiced
-(BilledCost, in USD at the rate card's `usd_per_credit`), and usage draws on
-it, so a Usage row's BilledCost is 0 and its EffectiveCost is what it cost
-(credits charged x rate), as FOCUS has it for usage covered by a prepaid
-purchase; the purchase's EffectiveCost and PricingCurrencyEffectiveCost are
-0. ListCost and ContractedCost are the rate card's price of the tokens
-(credits expected x rate; calls the card cannot price count 0 there).
-Quantities are tokens: PricingQuantity the billed ones (prompt and
-completion) in the price list's unit, `1000000 Tokens`; ConsumedQuantity
-every token reported (reasoning included), in `Tokens`. Text cells are
-neutralised against formula injection; nulls are empty cells.
+and the tags, in `Tags`; the project as `ledger/project`) x rate card x
+priced quantity: input tokens and output tokens are two SKUs, each with its
+unit price from the rate card, so ListCost = ListUnitPrice x PricingQuantity.
+One Purchase row per top-up; prior-period adjustments as Usage rows with
+ChargeClass `Correction`, in their own day. The platform bills in prepaid
+credits: a top-up is what is invoiced (BilledCost, in USD at the card's
+`usd_per_credit`), usage draws on it, so a Usage row's BilledCost is 0 and
+its EffectiveCost is what it was charged; a call's charge is one figure,
+shared between its two rows in proportion to their list costs (to the
+nano-credit, the remainder on the output row). Decimal columns always carry
+a decimal point; text cells are neutralised (`cells.csv_row`); nulls are
+empty cells.
 """
 
 from __future__ import annotations
@@ -23,15 +21,17 @@ from __future__ import annotations
 import json
 from datetime import datetime, timezone
 from decimal import Decimal
-from typing import TextIO
+from typing import NamedTuple, TextIO
 
 from sqlalchemy.orm import Session
 
 from ..accounting.periods import Period, calendar_period
+from ..accounting.pricing import ModelRate, RateCard
 from ..config_reports import GroupKey
 from ..errors import ReportError
-from ..money import ZERO, fmt
-from ..store.spend import NONE, Selection, cards_in_force, spend_rows_in_order, top_ups_in, usd_per_credit
+from ..money import ZERO, fmt, from_nano, to_nano
+from ..store.rate_cards import rate_cards_in_ledger
+from ..store.spend import NONE, Selection, SpendRow, spend_rows_in_order, top_ups_in
 from .cells import csv_row
 from .spend import SpendReport, bucket_bounds
 
@@ -39,9 +39,11 @@ FOCUS_VERSION = "1.2"
 COLUMNS = (
     "BilledCost", "BillingAccountId", "BillingAccountName", "BillingCurrency", "BillingPeriodEnd", "BillingPeriodStart",
     "ChargeCategory", "ChargeClass", "ChargeDescription", "ChargeFrequency", "ChargePeriodEnd", "ChargePeriodStart",
-    "ConsumedQuantity", "ConsumedUnit", "ContractedCost", "EffectiveCost", "InvoiceIssuerName", "ListCost",
-    "PricingCurrency", "PricingCurrencyEffectiveCost", "PricingQuantity", "PricingUnit", "ProviderName", "PublisherName",
-    "ServiceCategory", "ServiceName", "ServiceSubcategory", "SubAccountId", "SubAccountName", "Tags",
+    "ConsumedQuantity", "ConsumedUnit", "ContractedCost", "ContractedUnitPrice", "EffectiveCost", "InvoiceId",
+    "InvoiceIssuerName", "ListCost", "ListUnitPrice", "PricingCurrency", "PricingCurrencyContractedUnitPrice",
+    "PricingCurrencyEffectiveCost", "PricingCurrencyListUnitPrice", "PricingQuantity", "PricingUnit", "ProviderName",
+    "PublisherName", "ServiceCategory", "ServiceName", "ServiceSubcategory", "SkuId", "SkuMeter", "SkuPriceDetails",
+    "SkuPriceId", "SubAccountId", "SubAccountName", "Tags",
     # Custom columns (x_ prefix, after the FOCUS ones, as the specification asks).
     "x_Model", "x_RateCard", "x_Calls", "x_FailedCalls", "x_PromptTokens", "x_CompletionTokens", "x_ReasoningTokens",
     "x_CreditsExpected", "x_Findings",
@@ -51,10 +53,26 @@ SERVICE = "AI Video API Chat Completions"
 UNATTRIBUTED = "unattributed"  # calls by keys of no configured account
 PUBLISHERS = (("gemini", "Google"), ("gpt", "OpenAI"))
 MILLION = Decimal(1_000_000)
+TOKENS_UNIT = "1000000 Tokens"  # the price list's unit: credits per million tokens
+CREDITS_SKU = "prepaid-credits"
 # A row's identity. The end user is not one of them: users are many (thousands a day), and FOCUS rows
 # are for allocation to projects and tags; the per-user spend is `report --by user`.
 ROW_KEYS = (GroupKey("day"), GroupKey("account"), GroupKey("key_id"), GroupKey("key"), GroupKey("model_priced"),
             GroupKey("project_or_empty"), GroupKey("tags_json"))
+
+
+class Meter(NamedTuple):
+    """One priced quantity of a call: its SKU's meter, its slug in the SKU ids, its rate on the card."""
+
+    name: str
+    slug: str
+
+    def per_million(self, rate: ModelRate) -> Decimal:
+        return rate.input_per_million if self is INPUT else rate.output_per_million
+
+
+INPUT = Meter("Input Tokens", "input-tokens")
+OUTPUT = Meter("Output Tokens", "output-tokens")
 
 
 def focus_time(instant: datetime) -> str:
@@ -66,8 +84,17 @@ def publisher(model: str) -> str:
 
 
 def number(value: Decimal | int) -> str:
-    """FOCUS's numeric format: a plain decimal, no exponent, no '+', no thousands separator."""
-    return fmt(Decimal(value))
+    """A FOCUS decimal: plain, no exponent, no '+', no separators, and always a decimal point ('0.0', not '0')."""
+    text = fmt(Decimal(value))
+    return text if "." in text else text + ".0"
+
+
+def apportion(charged: Decimal, listed: tuple[Decimal, Decimal]) -> tuple[Decimal, Decimal]:
+    """A charge shared between input and output in proportion to their list costs, to the nano-credit; all on input
+    when the card prices neither (no usage, an unknown model)."""
+    total = listed[0] + listed[1]
+    first = from_nano(to_nano(charged * listed[0] / total)) if total else charged
+    return first, charged - first
 
 
 def _tags(project: str, tags_json: str) -> str | None:
@@ -82,15 +109,44 @@ def _utc(period: Period) -> Period:
     return Period(period.kind, period.label, period.start, period.end, "UTC")
 
 
+def _sku(sku_id: str, meter: str, price_id: str | None, details: dict, unit_credits: Decimal | None,
+         usd_per_credit: Decimal) -> dict:
+    """The SKU columns of a row and, where the price list has the SKU's price, its unit prices (USD and credits)."""
+    columns = {"SkuId": sku_id, "SkuMeter": meter}
+    if price_id is None or unit_credits is None:
+        return columns
+    unit_usd = number(unit_credits * usd_per_credit)
+    return {**columns, "SkuPriceId": price_id, "SkuPriceDetails": details, "ListUnitPrice": unit_usd,
+            "ContractedUnitPrice": unit_usd, "PricingCurrencyListUnitPrice": number(unit_credits),
+            "PricingCurrencyContractedUnitPrice": number(unit_credits)}
+
+
+def _token_sku(card: RateCard, model: str, meter: Meter) -> dict:
+    """A meter's SKU for a model (`<model>/input-tokens`), priced by the card when it knows the model."""
+    found = card.rate_for(model)
+    priced, rate = found if found else (model, None)
+    return _sku(f"{priced}/{meter.slug}", meter.name, f"{card.name}/{priced}/{meter.slug}",
+                {"x_Model": priced, "x_RateCard": card.name, "x_Endpoint": rate.endpoint if rate else None},
+                meter.per_million(rate) if rate else None, card.usd_per_credit)
+
+
+def _listed(card: RateCard, model: str, tokens: tuple[int, int]) -> tuple[Decimal, Decimal]:
+    """The list price in credits of the input and of the output tokens; 0 where the card cannot price the model."""
+    found = card.rate_for(model)
+    if not found:
+        return ZERO, ZERO
+    return tokens[0] * INPUT.per_million(found[1]) / MILLION, tokens[1] * OUTPUT.per_million(found[1]) / MILLION
+
+
 class _Writer:
-    def __init__(self, out: TextIO, billing: Period, rates: dict[str, Decimal]) -> None:
-        self.out, self.billing, self.rates, self.rows = out, billing, rates, 0
+    def __init__(self, out: TextIO, billing: Period, cards: dict[str, RateCard]) -> None:
+        self.out, self.billing, self.cards, self.rows = out, billing, cards, 0
         out.write(csv_row(COLUMNS))
 
-    def rate(self, card: str | None) -> Decimal:
-        if card is None or card not in self.rates:
-            raise ReportError(f"rate card {card!r} has no US dollar rate in the ledger: FOCUS costs cannot be stated")
-        return self.rates[card]
+    def card(self, name: str | None) -> RateCard:
+        if name is None or name not in self.cards:
+            raise ReportError(f"rate card {name!r} has no US dollar rate in the ledger: FOCUS costs cannot be stated")
+        return self.cards[name]
 
     def write(self, values: dict) -> None:
         base = {
@@ -103,41 +159,42 @@ class _Writer:
         self.out.write(csv_row([base.get(name) for name in COLUMNS]))
         self.rows += 1
 
-    def usage(self, group: list, day: Period, correction: bool) -> None:
-        """One Usage row from the rows of one group (one per rate card)."""
-        first = group[0]
-        _, account, key_id, key_name, model, project, tags_json = first.values
-        charged = sum((r.credits_charged for r in group), ZERO)
-        expected = sum((r.credits_expected for r in group), ZERO)
-        usd = sum((r.credits_charged * self.rate(r.rate_card) for r in group), ZERO)
-        listed = sum((r.credits_expected * self.rate(r.rate_card) for r in group), ZERO)
-        calls = sum(r.calls for r in group)
-        prompt, completion = sum(r.prompt_tokens for r in group), sum(r.completion_tokens for r in group)
-        reasoning = sum(r.reasoning_tokens for r in group)
-        cards = sorted({r.rate_card for r in group if r.rate_card})
+    def usage(self, row: SpendRow, day: Period, correction: bool) -> None:
+        """The rows of one group and rate card: input tokens (with the group's call counts), then output tokens."""
+        _, account, key_id, key_name, model, project, tags_json = row.values
+        card = self.card(row.rate_card)
+        tokens = (row.prompt_tokens, row.completion_tokens)
+        listed = _listed(card, model, tokens)
+        charged = apportion(row.credits_charged, listed)
+        consumed = (row.prompt_tokens, row.completion_tokens + row.reasoning_tokens)  # reasoning: reported, not billed
         account = UNATTRIBUTED if account == NONE else account
-        self.write({
+        calls = f"{row.calls} call{'s' if row.calls != 1 else ''}" + (
+            " recorded after their period was closed" if correction else "")
+        common = {
             "BilledCost": number(0), "BillingAccountId": account, "BillingAccountName": account,
             "ChargeCategory": "Usage", "ChargeClass": "Correction" if correction else None,
-            "ChargeDescription": f"{model} chat completions: {calls} call{'s' if calls != 1 else ''}"
-                                 + (" recorded after their period was closed" if correction else ""),
-            "ChargeFrequency": "Usage-Based",
-            "ChargePeriodStart": focus_time(day.start), "ChargePeriodEnd": focus_time(day.end),
-            "ConsumedQuantity": number(prompt + completion + reasoning), "ConsumedUnit": "Tokens",
-            "ContractedCost": number(listed), "ListCost": number(listed), "EffectiveCost": number(usd),
-            "PricingCurrencyEffectiveCost": number(charged),
-            "PricingQuantity": number(Decimal(prompt + completion) / MILLION), "PricingUnit": "1000000 Tokens",
-            "PublisherName": publisher(model),
-            "SubAccountId": key_id or None, "SubAccountName": None if key_name == NONE else key_name,
-            "Tags": _tags(project, tags_json),
-            "x_Model": model, "x_RateCard": ",".join(cards), "x_Calls": calls,
-            "x_FailedCalls": sum(r.failed_calls for r in group), "x_PromptTokens": prompt,
-            "x_CompletionTokens": completion, "x_ReasoningTokens": reasoning, "x_CreditsExpected": number(expected),
-            "x_Findings": sum(r.findings for r in group),
-        })
+            "ChargeFrequency": "Usage-Based", "ChargePeriodStart": focus_time(day.start),
+            "ChargePeriodEnd": focus_time(day.end), "ConsumedUnit": "Tokens", "PricingUnit": TOKENS_UNIT,
+            "PublisherName": publisher(model), "SubAccountId": key_id or None,
+            "SubAccountName": None if key_name == NONE else key_name, "Tags": _tags(project, tags_json),
+            "x_Model": model, "x_RateCard": card.name,
+        }
+        for i, meter in enumerate((INPUT, OUTPUT)):
+            if meter is OUTPUT and not (consumed[1] or charged[1]):
+                continue  # calls that produced nothing: their input row says all
+            self.write({
+                **common, **_token_sku(card, model, meter),
+                "ChargeDescription": f"{model} chat completions ({meter.name.lower()}): {calls}",
+                "ConsumedQuantity": number(consumed[i]), "PricingQuantity": number(Decimal(tokens[i]) / MILLION),
+                "ListCost": number(listed[i] * card.usd_per_credit),
+                "ContractedCost": number(listed[i] * card.usd_per_credit),
+                "EffectiveCost": number(charged[i] * card.usd_per_credit),
+                "PricingCurrencyEffectiveCost": number(charged[i]),
+                **(_call_figures(row) if meter is INPUT else _output_figures(row)),
+            })
 
-    def purchase(self, account: str, detected_at: datetime, credits: Decimal, card: str, day: Period) -> None:
-        usd = number(credits * self.rate(card))
+    def purchase(self, account: str, detected_at: datetime, credits: Decimal, card: RateCard, day: Period) -> None:
+        usd = number(credits * card.usd_per_credit)
         self.write({
             "BilledCost": usd, "BillingAccountId": account, "BillingAccountName": account,
             "ChargeCategory": "Purchase", "ChargeClass": None,
@@ -145,43 +202,49 @@ class _Writer:
             "ChargeFrequency": "One-Time",
             "ChargePeriodStart": focus_time(day.start), "ChargePeriodEnd": focus_time(day.end),
             "ContractedCost": usd, "ListCost": usd, "EffectiveCost": number(0), "PricingCurrencyEffectiveCost": number(0),
-            "PricingQuantity": number(credits), "PricingUnit": "Credits", "x_RateCard": card,
+            "PricingQuantity": number(credits), "PricingUnit": "Credits", "x_RateCard": card.name,
+            **_sku(CREDITS_SKU, "Credits", f"{card.name}/{CREDITS_SKU}", {"x_RateCard": card.name}, Decimal(1),
+                   card.usd_per_credit),
         })
 
 
+def _call_figures(row: SpendRow) -> dict:
+    """What counts calls, not tokens: on the input row alone, so that a column's sum is the report's."""
+    return {"x_Calls": row.calls, "x_FailedCalls": row.failed_calls, "x_PromptTokens": row.prompt_tokens,
+            "x_CreditsExpected": number(row.credits_expected), "x_Findings": row.findings}
+
+
+def _output_figures(row: SpendRow) -> dict:
+    return {"x_CompletionTokens": row.completion_tokens, "x_ReasoningTokens": row.reasoning_tokens}
+
+
 def _usage_rows(writer: _Writer, session: Session, selection: Selection, period: Period, correction: bool) -> None:
-    utc = _utc(period)
-    bounds, spans = bucket_bounds(ROW_KEYS, utc)
+    bounds, spans = bucket_bounds(ROW_KEYS, _utc(period))
     days = spans["day"]
-    group: list = []
     for row in spend_rows_in_order(session, selection, ROW_KEYS, bounds):
-        if group and row.values != group[0].values:
-            writer.usage(group, _clip(days[group[0].values[0]], period), correction)
-            group = []
-        group.append(row)
-    if group:
-        writer.usage(group, _clip(days[group[0].values[0]], period), correction)
+        writer.usage(row, _clip(days[row.values[0]], period), correction)
 
 
 def _clip(day: Period, period: Period) -> Period:
     return Period(day.kind, day.label, max(day.start, period.start), min(day.end, period.end), "UTC")
 
 
-def card_at(cards, when: datetime) -> str | None:
+def card_at(cards: dict[str, RateCard], when: datetime) -> RateCard:
     """The card in force at `when` among the ledger's cards (the first one before any took force)."""
-    in_force = [c for c in cards if c.effective_from <= when] or list(cards)[:1]
-    return in_force[-1].name if in_force else None
+    ordered = sorted(cards.values(), key=lambda c: (c.effective_from, c.name))
+    if not ordered:
+        raise ReportError("the ledger holds no rate card: FOCUS costs cannot be stated")
+    return ([c for c in ordered if c.effective_from <= when] or ordered[:1])[-1]
 
 
 def write_focus(session: Session, report: SpendReport, out: TextIO) -> int:
     """The FOCUS CSV of the report's period; returns the rows written."""
-    rates = usd_per_credit(session)
-    writer = _Writer(out, report.period, rates)
+    cards = rate_cards_in_ledger(session)
+    writer = _Writer(out, report.period, cards)
     _usage_rows(writer, session, report.selection, report.period, correction=False)
     for adjustment in report.adjustments:
         part = Selection(report.period.start, report.period.end, report.account, (), adjustment.windows)
         _usage_rows(writer, session, part, adjustment.closed, correction=True)
-    cards = cards_in_force(session)
     for account, detected_at, credits in top_ups_in(session, report.period.start, report.period.end, report.account):
         day = calendar_period("day", detected_at, "UTC")
         writer.purchase(account, detected_at, credits, card_at(cards, detected_at), _clip(day, report.period))

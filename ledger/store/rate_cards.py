@@ -6,9 +6,10 @@ from datetime import datetime, timezone
 
 from sqlalchemy.orm import Session
 
-from ..accounting.pricing import RateBook
+from ..accounting.pricing import ModelRate, RateBook, RateCard
 from .engine import insert_for
-from .models import RateCardRow
+from .models import RateCardRow, as_utc
+from .spend import cards_in_force, usd_per_credit
 
 
 def sync_rate_cards(session: Session, book: RateBook) -> None:
@@ -29,3 +30,16 @@ def sync_rate_cards(session: Session, book: RateBook) -> None:
         for model, rate in card.rates.items()
     ]
     session.execute(insert_for(session, RateCardRow.__table__).on_conflict_do_nothing(index_elements=["name", "model"]), rows)
+
+
+def rate_cards_in_ledger(session: Session) -> dict[str, RateCard]:
+    """Every card the ledger holds, by name, as it priced calls (its models' rates and its US dollar rate)."""
+    dollars = usd_per_credit(session)
+    rows: dict[str, list[RateCardRow]] = {}
+    for row in cards_in_force(session):
+        rows.setdefault(row.name, []).append(row)
+    return {
+        name: RateCard(name, as_utc(found[0].effective_from), dollars[name], {
+            r.model: ModelRate(r.input_per_million, r.output_per_million, r.endpoint) for r in found})
+        for name, found in rows.items()
+    }
