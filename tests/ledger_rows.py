@@ -13,9 +13,11 @@ import uuid
 from datetime import datetime, timedelta, timezone
 from decimal import Decimal
 
+from ledger.accounting.pricing import default_rate_book
 from ledger.accounting.records import CallRecord
 from ledger.store.calls import CALL_COLUMNS, insert_rows
 from ledger.store.keys import register_keys
+from ledger.store.rate_cards import sync_rate_cards
 
 T0 = datetime(2026, 11, 10, 12, tzinfo=timezone.utc)
 
@@ -65,9 +67,10 @@ def call_values(
 
 
 def insert(ledger, rows: list[tuple]) -> None:
-    """Insert rows (call_values) through the ledger's batch insert."""
+    """Insert rows (call_values) through the ledger's batch insert, after the rate cards (as the writer does)."""
     records = [CallRecord(row[0], row[CALL_COLUMNS.index("started_at")], row[CALL_COLUMNS.index("status")]) for row in rows]
     with ledger.session() as session:
+        sync_rate_cards(session, default_rate_book())
         result = insert_rows(session, rows, records)
     assert result.inserted == len(rows), result
 

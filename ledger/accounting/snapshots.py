@@ -10,6 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
+from typing import Sequence
 
 from ..exactjson import loads
 from ..money import MAX_LEDGER_CREDITS
@@ -50,6 +51,25 @@ class SnapshotPoint:
     def invariant_error(self) -> Decimal:
         """balance - (total_purchased - total_consumed): zero on a sound snapshot."""
         return self.balance - (self.total_purchased - self.total_consumed)
+
+
+@dataclass(frozen=True, slots=True)
+class TopUpValue:
+    """A rise of total_purchased between two consecutive usable snapshots of an account, dated by the later one."""
+
+    account: str
+    detected_at: datetime
+    credits: Decimal
+    snapshot_id: int  # the later snapshot's
+
+
+def top_ups_between(account: str, points: Sequence[SnapshotPoint]) -> list[TopUpValue]:
+    """The top-ups `points` (an account's usable snapshots, in order) show: each rise of total_purchased.
+
+    A fall is no top-up (reconciliation names it); only the snapshots decide, so every reader finds the same.
+    """
+    return [TopUpValue(account, b.taken_at, b.total_purchased - a.total_purchased, b.id)
+            for a, b in zip(points, points[1:]) if b.total_purchased > a.total_purchased]
 
 
 @dataclass(frozen=True, slots=True)

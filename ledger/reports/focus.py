@@ -5,7 +5,7 @@ billing account x key (the sub account) x model x attribution (the project
 and the tags, in `Tags`; the project as `ledger/project`) x rate card x
 priced quantity: input tokens and output tokens are two SKUs, each with its
 unit price from the rate card, so ListCost = ListUnitPrice x PricingQuantity.
-One Purchase row per top-up; prior-period adjustments as Usage rows with
+One Purchase row per top-up (read from the balance snapshots); prior-period adjustments as Usage rows with
 ChargeClass `Correction`, in their own day. The platform bills in prepaid
 credits: a top-up is what is invoiced (BilledCost, in USD at the card's
 `usd_per_credit`), usage draws on it, so a Usage row's BilledCost is 0 and
@@ -27,11 +27,13 @@ from sqlalchemy.orm import Session
 
 from ..accounting.periods import Period, calendar_period
 from ..accounting.pricing import ModelRate, RateCard
+from ..accounting.snapshots import TopUpValue
 from ..config_reports import GroupKey
 from ..errors import ReportError
 from ..money import ZERO, fmt, from_nano, to_nano
 from ..store.rate_cards import rate_cards_in_ledger
-from ..store.spend import NONE, Selection, SpendRow, spend_rows_in_order, top_ups_in
+from ..store.balances import top_ups_in
+from ..store.spend import NONE, Selection, SpendRow, spend_rows_in_order
 from .cells import csv_row
 from .spend import SpendReport, bucket_bounds
 
@@ -193,7 +195,8 @@ class _Writer:
                 **(_call_figures(row) if meter is INPUT else _output_figures(row)),
             })
 
-    def purchase(self, account: str, detected_at: datetime, credits: Decimal, card: RateCard, day: Period) -> None:
+    def purchase(self, top_up: TopUpValue, card: RateCard, day: Period) -> None:
+        account, detected_at, credits = top_up.account, top_up.detected_at, top_up.credits
         usd = number(credits * card.usd_per_credit)
         self.write({
             "BilledCost": usd, "BillingAccountId": account, "BillingAccountName": account,
@@ -245,7 +248,7 @@ def write_focus(session: Session, report: SpendReport, out: TextIO) -> int:
     for adjustment in report.adjustments:
         part = Selection(report.period.start, report.period.end, report.account, (), adjustment.windows)
         _usage_rows(writer, session, part, adjustment.closed, correction=True)
-    for account, detected_at, credits in top_ups_in(session, report.period.start, report.period.end, report.account):
-        day = calendar_period("day", detected_at, "UTC")
-        writer.purchase(account, detected_at, credits, card_at(cards, detected_at), _clip(day, report.period))
+    for top_up in top_ups_in(session, report.period.start, report.period.end, report.account):
+        day = calendar_period("day", top_up.detected_at, "UTC")
+        writer.purchase(top_up, card_at(cards, top_up.detected_at), _clip(day, report.period))
     return writer.rows

@@ -3,9 +3,10 @@
 Every figure of one report is read from one snapshot of the ledger
 (`store.reading.one_snapshot`): the groups, the total, the adjustments, the
 workbook's row sheets and the digest agree with each other while recorders
-go on writing. The rate cards of the config are put in the ledger first
-(`rate_cards`, rows only added), so that USD is at the rate of the card
-that priced each call.
+go on writing. Nothing is written to the ledger: USD is at the rate of the
+card that priced each call, as the writer stored it in `rate_cards` before
+its first call, and top-ups are read from the balance snapshots, so a
+report runs on a read-only ledger.
 """
 
 from __future__ import annotations
@@ -46,6 +47,7 @@ class ReportRequest:
 
 
 def sync_cards(settings: Settings, ledger: Ledger) -> None:
+    """The config's rate cards into the ledger (rows only added): for a close, which writes anyway."""
     book = load_rate_book(settings.rate_cards_path)
     with ledger.session() as session:
         sync_rate_cards(session, book)
@@ -83,14 +85,13 @@ def write_report(settings: Settings, ledger: Ledger, request: ReportRequest, out
         path = output_path(request.output, request.output_dir or settings.reports_dir, name)
     if request.format == "xlsx" and path is None:
         raise ReportError("a workbook goes to a file: give --output FILE (or none, for the reports folder)")
-    sync_cards(settings, ledger)
     if request.account is not None:
         _check_account(settings, ledger, request.account)
     summary_result = None
     if request.format == "xlsx":
         from .summary import reconcile_period
 
-        summary_result = reconcile_period(ledger, request.period.start, request.period.end)  # records top-ups it finds
+        summary_result = reconcile_period(ledger, request.period.start, request.period.end)
     with one_snapshot(ledger) as session:
         report = build_report(session, request.period, request.keys, request.account)
         if request.format == "xlsx":

@@ -22,7 +22,7 @@ from ..store import balances
 from ..store.engine import Ledger
 from ..store.models import RateCardRow
 from ..store.reconciliation import reconcile
-from ..store.spend import Selection, cards_in_force, spend_rows, top_ups_in
+from ..store.spend import Selection, cards_in_force, spend_rows
 
 RECONCILED = "reconciled"
 GAP = "unexplained gap"
@@ -74,8 +74,8 @@ def build_summary(ledger: Ledger, session: Session, selection: Selection,
     """The Summary's facts for the calls of `selection` (the reconciliation is made here unless given)."""
     result = result if result is not None else reconcile_period(ledger, selection.start, selection.end)
     top_ups: dict[str, Decimal] = {}
-    for account, _, credits in top_ups_in(session, selection.start, selection.end, selection.account):
-        top_ups[account] = top_ups.get(account, ZERO) + credits
+    for top_up in balances.top_ups_in(session, selection.start, selection.end, selection.account):
+        top_ups[top_up.account] = top_ups.get(top_up.account, ZERO) + top_up.credits
     accounts = []
     for account in result.accounts:
         if selection.account is not None and account.account != selection.account:

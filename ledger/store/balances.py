@@ -17,7 +17,7 @@ from ..accounting.pricing import CLEAN_CLASSES, ROUNDING
 from ..accounting.pricing import OK as OK_CLASS
 from ..accounting.records import ABORTED, COMPLETED, ERROR, FAILED
 from ..accounting.reconcile import NO_OVERLAP, ClassSum, LedgerSums, Overlap
-from ..accounting.snapshots import OK, BalanceSnapshotValue, SnapshotPoint
+from ..accounting.snapshots import OK, BalanceSnapshotValue, SnapshotPoint, TopUpValue, top_ups_between
 from ..money import ZERO
 from .engine import insert_for
 from .models import BalanceSnapshot, Call, TopUp, UTCDateTime, as_utc
@@ -98,12 +98,12 @@ def previous_ok_snapshot(session: Session, account: str, before_id: int) -> Snap
 
 
 def record_top_ups(session: Session, account: str, points: Sequence[SnapshotPoint]) -> int:
-    """A top_ups row for each rise of total_purchased; idempotent per snapshot. Returns rows added."""
-    rows = [
-        {"account": account, "snapshot_id": b.id, "detected_at": b.taken_at, "credits": b.total_purchased - a.total_purchased}
-        for a, b in zip(points, points[1:])
-        if b.total_purchased > a.total_purchased
-    ]
+    """A top_ups row for each rise of total_purchased (the poller's log of what it saw); idempotent per snapshot.
+
+    Readers do not depend on these rows: `top_ups_in` finds the same from the snapshots. Returns rows added.
+    """
+    rows = [{"account": t.account, "snapshot_id": t.snapshot_id, "detected_at": t.detected_at, "credits": t.credits}
+            for t in top_ups_between(account, points)]
     if not rows:
         return 0
     statement = insert_for(session, TopUp.__table__).on_conflict_do_nothing(index_elements=["snapshot_id"])
@@ -115,6 +115,28 @@ def top_ups(session: Session, account: str | None = None) -> list[TopUp]:
     if account is not None:
         query = query.where(TopUp.account == account)
     return list(session.scalars(query))
+
+
+def last_ok_before(session: Session, account: str, instant: datetime) -> SnapshotPoint | None:
+    row = session.scalars(
+        _ok(account).where(BalanceSnapshot.taken_at < instant)
+        .order_by(BalanceSnapshot.taken_at.desc(), BalanceSnapshot.id.desc()).limit(1)
+    ).first()
+    return None if row is None else snapshot_point(row)
+
+
+def top_ups_in(session: Session, start: datetime, end: datetime, account: str | None = None) -> list[TopUpValue]:
+    """The top-ups detected in [start, end), read from the snapshots at each call, whatever has run before.
+
+    Each account's usable snapshots of the range follow the last one before it, so a top-up between the
+    two is the range's (detected by its first snapshot), as the poller dates it.
+    """
+    found: list[TopUpValue] = []
+    for name in [account] if account is not None else snapshot_accounts(session):
+        before = last_ok_before(session, name, start)
+        points = [p for p in ok_snapshots(session, name, start, end) if p.taken_at < end]
+        found += top_ups_between(name, ([before] if before is not None else []) + points)
+    return sorted(found, key=lambda t: (t.detected_at, t.account))
 
 
 # ---------------------------------------------------------------- the ledger between snapshots

@@ -138,6 +138,8 @@ def _require_ledger_file(url: str) -> None:
     path = parsed.database
     if parsed.get_backend_name() != "sqlite" or path in (None, "", ":memory:"):
         return
+    if parsed.query.get("uri") == "true" and path.startswith("file:"):  # `file:PATH?mode=ro`: the file is PATH
+        path = path.removeprefix("file:")
     if not os.path.exists(path):
         raise DatabaseError(f"no ledger at {path} (run the demo, the recorder or `credit-ledger db upgrade` first)")
     try:

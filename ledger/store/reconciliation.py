@@ -37,8 +37,8 @@ def reconcile(
     own, not a pass). Snapshots taken less than `settle_seconds` ago are left
     out: calls that ended before them may not have reached the ledger yet
     (journal, writer). With `cumulative_from_first`, the cumulative line
-    starts at the account's first snapshot ever, whatever `start`. Top-ups
-    found are recorded (idempotent).
+    starts at the account's first snapshot ever, whatever `start`. Nothing is
+    written: a report reconciles a read-only ledger.
     """
     if rounding not in ROUNDING_RULES:
         raise ValueError(f"unknown rounding rule {rounding!r}: one of {', '.join(ROUNDING_RULES)}")
@@ -55,7 +55,6 @@ def reconcile(
         for name in names:
             fps = by_account.get(name, frozenset())
             points = balances.ok_snapshots(session, name, start, end)
-            balances.record_top_ups(session, name, points)
             sums, overlaps = balances.windows_and_overlaps(session, fps, every_key, points, billing_settle)
             since = None
             if cumulative_from_first and points:

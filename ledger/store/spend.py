@@ -27,7 +27,7 @@ from ..accounting.pricing import CLEAN_CLASSES
 from ..accounting.records import ERROR, FAILED
 from ..config_reports import GroupKey
 from ..money import ZERO
-from .models import ApiKey, Call, RateCardRow, TopUp
+from .models import ApiKey, Call, RateCardRow
 from .reading import raw_rows
 
 NONE = "(none)"
@@ -221,14 +221,6 @@ def usd_per_credit(session: Session) -> dict[str, Decimal]:
             raise ValueError(f"rate card {name!r} has two US dollar rates in the ledger ({low} and {high})")
         found[name] = low
     return found
-
-
-def top_ups_in(session: Session, start: datetime, end: datetime, account: str | None = None) -> list[tuple]:
-    """(account, detected_at, credits) of the top-ups detected in [start, end)."""
-    query = select(TopUp.account, TopUp.detected_at, TopUp.credits).where(TopUp.detected_at >= start, TopUp.detected_at < end)
-    if account is not None:
-        query = query.where(TopUp.account == account)
-    return [tuple(row) for row in session.execute(query.order_by(TopUp.detected_at, TopUp.id))]
 
 
 def cards_in_force(session: Session) -> list[RateCardRow]:

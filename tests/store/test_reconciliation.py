@@ -131,6 +131,9 @@ def test_a_clean_run_reconciles_and_a_top_up_is_recorded_once(day, ledger, platf
     with ledger.session() as session:
         (top_up,) = balances.top_ups(session)
         assert top_up.credits == 5000 and top_up.account == "acme"
+        # Readers find the same from the snapshots alone, whatever was recorded.
+        found = balances.top_ups_in(session, top_up.detected_at - timedelta(days=1), top_up.detected_at + timedelta(days=1))
+        assert [(t.account, t.credits, t.detected_at) for t in found] == [("acme", 5000, top_up.detected_at)]
         assert account_fingerprints(session) == {"acme": frozenset({day.fp})}
 
 
