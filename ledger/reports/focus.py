@@ -4,10 +4,11 @@ A Usage row per charge period (a UTC day, within the report's period) x
 billing account x key (the sub account) x model x attribution (the project
 and the tags, in `Tags`; the project as `ledger/project`) x rate card x
 priced quantity: input tokens and output tokens are two SKUs, each with its
-unit price from the rate card, so ListCost = ListUnitPrice x PricingQuantity.
-One Purchase row per top-up (read from the balance snapshots); prior-period adjustments as Usage rows with
-ChargeClass `Correction`, in their own day. The platform bills in prepaid
-credits: a top-up is what is invoiced (BilledCost, in USD at the card's
+unit price from the rate card, so ListCost = ListUnitPrice x
+PricingQuantity. One Purchase row per top-up (read from the balance
+snapshots); prior-period adjustments as Usage rows with ChargeClass
+`Correction`, in their own day. The platform bills in prepaid credits: a
+top-up is what is invoiced (BilledCost, in USD at the card's
 `usd_per_credit`), usage draws on it, so a Usage row's BilledCost is 0 and
 its EffectiveCost is what it was charged; a call's charge is one figure,
 shared between its two rows in proportion to their list costs (to the
@@ -31,8 +32,8 @@ from ..accounting.snapshots import TopUpValue
 from ..config_reports import GroupKey
 from ..errors import ReportError
 from ..money import ZERO, fmt, from_nano, to_nano
-from ..store.rate_cards import rate_cards_in_ledger
 from ..store.balances import top_ups_in
+from ..store.rate_cards import rate_cards_in_ledger
 from ..store.spend import NONE, Selection, SpendRow, spend_rows_in_order
 from .cells import csv_row
 from .spend import SpendReport, bucket_bounds
@@ -111,11 +112,11 @@ def _utc(period: Period) -> Period:
     return Period(period.kind, period.label, period.start, period.end, "UTC")
 
 
-def _sku(sku_id: str, meter: str, price_id: str | None, details: dict, unit_credits: Decimal | None,
+def _sku(sku_id: str, meter: str, price_id: str, details: dict, unit_credits: Decimal | None,
          usd_per_credit: Decimal) -> dict:
     """The SKU columns of a row and, where the price list has the SKU's price, its unit prices (USD and credits)."""
     columns = {"SkuId": sku_id, "SkuMeter": meter}
-    if price_id is None or unit_credits is None:
+    if unit_credits is None:
         return columns
     unit_usd = number(unit_credits * usd_per_credit)
     return {**columns, "SkuPriceId": price_id, "SkuPriceDetails": details, "ListUnitPrice": unit_usd,
