@@ -19,6 +19,10 @@ import time
 from datetime import datetime, timezone
 
 from sqlalchemy import text
+from sqlalchemy.orm import Session
+
+from ledger.accounting.pricing import default_rate_book
+from ledger.store.rate_cards import sync_rate_cards
 
 BASE = datetime(2026, 9, 1, tzinfo=timezone.utc)
 KEYS = (("backend", "prod"), ("batch", "prod"), ("search-svc", "prod"), ("support-bot", "prod"), ("staging", "staging"))
@@ -123,6 +127,9 @@ def build(engine, calls: int, days: int = 90, log=print) -> float:
                 {"f": "f" * 63 + str(i), "l": f"k{i}x4", "label": label, "a": account,
                  "t": now if postgres else now.strftime("%Y-%m-%d %H:%M:%S.%f")},
             )
+    # The card that priced the calls, as the writer stores it before its first call (a report reads it there).
+    with Session(engine) as session, session.begin():
+        sync_rate_cards(session, default_rate_book())
     if postgres:  # the statistics autovacuum would gather; a SQLite ledger has none unless someone runs ANALYZE
         with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as connection:
             connection.execute(text("VACUUM ANALYZE calls"))
