@@ -281,13 +281,11 @@ def cmd_reconcile(args, out) -> int:
     from .accounting.reconcile import GAP_VERDICT, NOTHING_VERDICT
     from .reports.text import format_reconciliation
     from .store.engine import Ledger
-    from .store.reconciliation import reconcile
+    from .store.reconciliation import reconcile_as_configured
 
     settings = _settings(args)
     with Ledger(settings.database_url, must_exist=True) as ledger:
-        result = reconcile(ledger, args.start, args.end, rounding=settings.reconcile.rounding,
-                           billing_settle_seconds=settings.reconcile.billing_settle_seconds,
-                           expected_accounts=[a.name for a in settings.accounts])
+        result = reconcile_as_configured(settings, ledger, args.start, args.end)
     out.write(result.to_json() + "\n" if args.json else format_reconciliation(result))
     return {GAP_VERDICT: EXIT_GAP, NOTHING_VERDICT: EXIT_NOTHING}.get(result.verdict, 0)
 

@@ -203,13 +203,33 @@ class Reconciliation:
         return any(a.has_unexplained_gap for a in self.accounts)
 
     @property
+    def unchecked(self) -> tuple[str, ...]:
+        """The accounts with fewer than two usable snapshots: nothing of theirs was checked."""
+        return tuple(a.account for a in self.accounts if a.cumulative is None)
+
+    @property
     def verdict(self) -> str:
-        """A gap anywhere; else nothing to reconcile where any account (or none at all) had fewer than two
-        usable snapshots; else reconciled. Only "reconciled" lets a close pass."""
+        """The one verdict every caller gives (`reconcile`, a close, a workbook, the service's jobs).
+
+        A gap anywhere; else nothing to reconcile where any account (or none at
+        all) had fewer than two usable snapshots; else reconciled. Only
+        "reconciled" lets a close pass.
+        """
         if self.has_unexplained_gap:
             return GAP_VERDICT
-        if not self.accounts or any(a.cumulative is None for a in self.accounts):
+        if not self.accounts or self.unchecked:
             return NOTHING_VERDICT
+        return RECONCILED_VERDICT
+
+    @property
+    def verdict_text(self) -> str:
+        """The verdict in words, naming the accounts it is about."""
+        if self.verdict == GAP_VERDICT:
+            return f"{GAP_VERDICT} ({', '.join(a.account for a in self.accounts if a.has_unexplained_gap)})"
+        if self.verdict == NOTHING_VERDICT:
+            if not self.accounts:
+                return f"{NOTHING_VERDICT} (no balance snapshots)"
+            return f"{NOTHING_VERDICT} ({', '.join(self.unchecked)}: fewer than two usable balance snapshots)"
         return RECONCILED_VERDICT
 
     @property

@@ -89,9 +89,9 @@ def write_report(settings: Settings, ledger: Ledger, request: ReportRequest, out
         _check_account(settings, ledger, request.account)
     summary_result = None
     if request.format == "xlsx":
-        from .summary import reconcile_period
+        from ..store.reconciliation import reconcile_as_configured
 
-        summary_result = reconcile_period(ledger, request.period.start, request.period.end)
+        summary_result = reconcile_as_configured(settings, ledger, request.period.start, request.period.end)
     with one_snapshot(ledger) as session:
         report = build_report(session, request.period, request.keys, request.account)
         if request.format == "xlsx":
@@ -134,7 +134,7 @@ def _workbook(ledger, session, report: SpendReport, request: ReportRequest, path
     from .summary import build_summary
     from .xlsx import WorkbookInput, write_workbook
 
-    summary = build_summary(ledger, session, report.selection, result)
+    summary = build_summary(session, report.selection, result)
     counts = {"findings": count_rows(session, report.selection, findings_only=True),
               "adjustments": count_rows(session, report.adjustment_selection) if report.adjustment_selection else 0,
               "calls": count_rows(session, report.selection) if request.with_calls else 0}

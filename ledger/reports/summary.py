@@ -9,7 +9,6 @@ with what the ledger's calls were charged in between.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime
 from decimal import Decimal
 
 from sqlalchemy.orm import Session
@@ -19,14 +18,8 @@ from ..accounting.snapshots import SnapshotPoint
 from ..config_reports import GroupKey
 from ..money import ZERO
 from ..store import balances
-from ..store.engine import Ledger
 from ..store.models import RateCardRow
-from ..store.reconciliation import reconcile
 from ..store.spend import Selection, cards_in_force, spend_rows
-
-RECONCILED = "reconciled"
-GAP = "unexplained gap"
-NO_SNAPSHOTS = "not reconciled (no snapshots)"  # no account has two usable snapshots in the period
 
 
 @dataclass(frozen=True, slots=True)
@@ -49,30 +42,15 @@ class ClassCount:
 @dataclass(frozen=True)
 class Summary:
     reconciliation: Reconciliation
-    verdict: str
+    verdict: str  # the reconciliation's verdict in words (`Reconciliation.verdict_text`), as `reconcile` gives it
     accounts: tuple[AccountSummary, ...]
     findings: tuple[ClassCount, ...]
     cards: tuple[RateCardRow, ...]  # the cards that priced calls of the period, with their models' rates
     card_calls: dict[str, int]
 
 
-def verdict(result: Reconciliation) -> str:
-    """One phrase for a period's reconciliation: reconciled, an unexplained gap, or why it could not be."""
-    if result.has_unexplained_gap:
-        return GAP
-    if all(a.cumulative is None for a in result.accounts):
-        return NO_SNAPSHOTS
-    return RECONCILED
-
-
-def reconcile_period(ledger: Ledger, start: datetime, end: datetime) -> Reconciliation:
-    return reconcile(ledger, start, end)
-
-
-def build_summary(ledger: Ledger, session: Session, selection: Selection,
-                  result: Reconciliation | None = None) -> Summary:
-    """The Summary's facts for the calls of `selection` (the reconciliation is made here unless given)."""
-    result = result if result is not None else reconcile_period(ledger, selection.start, selection.end)
+def build_summary(session: Session, selection: Selection, result: Reconciliation) -> Summary:
+    """The Summary's facts for the calls of `selection`, beside the period's reconciliation (`reconcile_as_configured`)."""
     top_ups: dict[str, Decimal] = {}
     for top_up in balances.top_ups_in(session, selection.start, selection.end, selection.account):
         top_ups[top_up.account] = top_ups.get(top_up.account, ZERO) + top_up.credits
@@ -93,4 +71,4 @@ def build_summary(ledger: Ledger, session: Session, selection: Selection,
     for row in spend_rows(session, selection, ()):
         card_calls[row.rate_card or "(none)"] = card_calls.get(row.rate_card or "(none)", 0) + row.calls
     cards = tuple(c for c in cards_in_force(session) if c.name in card_calls)
-    return Summary(result, verdict(result), tuple(accounts), tuple(findings[k] for k in sorted(findings)), cards, card_calls)
+    return Summary(result, result.verdict_text, tuple(accounts), tuple(findings[k] for k in sorted(findings)), cards, card_calls)

@@ -21,24 +21,24 @@ from typing import Callable
 
 from ..accounting.closes import CLOSE, CloseEvent, is_closed
 from ..accounting.periods import CALENDAR_KINDS, Period, following
-from ..accounting.reconcile import Reconciliation
+from ..accounting.reconcile import GAP_VERDICT, NOTHING_VERDICT, RECONCILED_VERDICT, Reconciliation
 from ..config import Settings
 from ..errors import GapError, ReportError
 from ..exactjson import dumps
 from ..reports.run import sync_cards
 from ..reports.spend import SpendReport, build_report
 from ..reports.spend_out import figures_dict, period_dict
-from ..reports.summary import GAP, NO_SNAPSHOTS, RECONCILED, reconcile_period, verdict
 from ..store.closes import close_events, insert_close, insert_reopen
 from ..store.engine import Ledger
 from ..store.models import PeriodClose
 from ..store.reading import calls_held
+from ..store.reconciliation import reconcile_as_configured
 from .credits import CreditsClient
 from .polling import poll_balances
 from .runtime import host_name
 
 SETTLE_SECONDS = 2.0
-VERDICT_CODES = {RECONCILED: "reconciled", GAP: "gap_accepted", NO_SNAPSHOTS: "no_snapshots"}
+VERDICT_CODES = {RECONCILED_VERDICT: "reconciled", GAP_VERDICT: "gap_accepted", NOTHING_VERDICT: "no_snapshots"}
 
 
 @dataclass(frozen=True)
@@ -72,16 +72,16 @@ def close_period(
     if settings.accounts:
         poll_balances(settings, ledger, client=client)
     sync_cards(settings, ledger)
-    result = reconcile_period(ledger, period.start, period.end)
-    found = verdict(result)
-    if found == GAP and accept_gap is None:
+    result = reconcile_as_configured(settings, ledger, period.start, period.end)
+    found = result.verdict
+    if found == GAP_VERDICT and accept_gap is None:
         raise GapError(f"{_label(period)} not closed: the reconciliation has an unexplained gap ({_gaps(result)}); "
                        f"see `credit-ledger reconcile`, or close with --accept-gap \"reason\"")
-    if found == NO_SNAPSHOTS and settings.accounts and accept_gap is None:
-        # Accounts to reconcile, and nothing reconciled: a close gate never passes on nothing.
-        raise GapError(f"{_label(period)} not closed: no balance snapshots of {', '.join(a.name for a in settings.accounts)} "
-                       f"cover the period, so nothing was reconciled; see `credit-ledger balance`, or close with "
-                       f"--accept-gap \"reason\"")
+    if found == NOTHING_VERDICT and settings.accounts and accept_gap is None:
+        # Accounts to reconcile, and one of them not reconciled: a close gate never passes on nothing.
+        raise GapError(f"{_label(period)} not closed: nothing was reconciled for {', '.join(result.unchecked)} "
+                       f"(fewer than two usable balance snapshots cover the period); see `credit-ledger balance`, "
+                       f"or close with --accept-gap \"reason\"")
     cutoff = now()
     settle_seconds = SETTLE_SECONDS if settle_seconds is None else settle_seconds
     if settle_seconds > 0:
@@ -103,7 +103,7 @@ def close_period(
             reconciliation=VERDICT_CODES[found], reconciliation_json=result.to_json() if result.accounts else None,
             reason=accept_gap.strip() if accept_gap else None, host=host_name(),
         )
-    return CloseResult(row, report, result, found)
+    return CloseResult(row, report, result, result.verdict_text)
 
 
 def _gaps(result: Reconciliation) -> str:

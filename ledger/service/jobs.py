@@ -24,7 +24,8 @@ from ..money import fmt
 from ..record.writer import replay_journal
 from ..store.engine import Ledger
 from ..store.job_runs import finish_job_run, start_job_run
-from ..store.reconciliation import reconcile
+from ..accounting.reconcile import GAP_VERDICT, NOTHING_VERDICT
+from ..store.reconciliation import reconcile_as_configured
 from .alerting import budgets_job, check_ready
 from .locks import job_lock, lock_key  # noqa: F401 (the service's locks: imported from here by callers)
 from .polling import poll_balances
@@ -48,16 +49,14 @@ def poll_credits_job(service: Service) -> tuple[str, str]:
 def reconcile_job(service: Service) -> tuple[str, str]:
     # Windows of the last two days; the cumulative line still runs from the first snapshot ever.
     start = datetime.now(timezone.utc) - timedelta(days=RECONCILE_WINDOW_DAYS)
-    settings = service.settings
-    result = reconcile(
-        service.ledger, start, settle_seconds=service.reconcile_settle_seconds, cumulative_from_first=True,
-        rounding=settings.reconcile.rounding, billing_settle_seconds=settings.reconcile.billing_settle_seconds,
-    )
+    result = reconcile_as_configured(service.settings, service.ledger, start,
+                                     settle_seconds=service.reconcile_settle_seconds, cumulative_from_first=True)
     parts = []
     for account in result.accounts:
         c = account.cumulative
         parts.append(f"{account.account} " + (f"{c.status} difference {fmt(c.difference, 2)}" if c else "too few snapshots"))
-    return ("gap" if result.has_unexplained_gap else "ok"), "; ".join(parts) or "no snapshots"
+    outcome = {GAP_VERDICT: "gap", NOTHING_VERDICT: "nothing_to_reconcile"}.get(result.verdict, "ok")
+    return outcome, "; ".join(parts) or "no snapshots"
 
 
 def replay_journal_job(service: Service) -> tuple[str, str]:

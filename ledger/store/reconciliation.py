@@ -14,6 +14,7 @@ from ..accounting.reconcile import (
     reconcile_account,
 )
 from . import balances
+from ..config import Settings
 from .engine import Ledger
 from .keys import account_fingerprints
 
@@ -68,3 +69,12 @@ def reconcile(
                 AccountReconciliation(name, tuple(windows), cumulative, balances.failed_polls(session, name, start, end))
             )
     return Reconciliation(tuple(results), start, end, rounding, billing_settle_seconds)
+
+
+def reconcile_as_configured(settings: Settings, ledger: Ledger, start: datetime | None = None,
+                            end: datetime | None = None, **options) -> Reconciliation:
+    """The reconciliation every caller makes (`reconcile`, a close, a workbook's Summary, the service's jobs):
+    the config's rounding and billing settle time, and every configured account expected, snapshots or not."""
+    return reconcile(ledger, start, end, rounding=settings.reconcile.rounding,
+                     billing_settle_seconds=settings.reconcile.billing_settle_seconds,
+                     expected_accounts=[a.name for a in settings.accounts], **options)

@@ -128,7 +128,7 @@ def test_the_workbook_reads_back_numeric_with_a_chart_no_formula_and_the_hostile
     assert findings.max_row == 2 and findings["C2"].value == "overcharge" and findings["F2"].value == pytest.approx(8.24912)
     summary = {r[0].value: r[1].value for r in book["Summary"].iter_rows() if r[0].value}
     assert summary["period"] == "2026-11" and summary["zone"] == "Europe/Berlin"
-    assert summary["reconciliation"] == "not reconciled (no snapshots)"
+    assert summary["reconciliation"] == "nothing to reconcile (no balance snapshots)"
 
 
 def test_calls_past_the_row_limit_go_on_to_more_sheets(month, tmp_path, monkeypatch):
