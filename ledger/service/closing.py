@@ -5,7 +5,8 @@ for. Before reading them it waits `settle_seconds` (a writer that took its
 records' `recorded_at` before the cutoff has inserted them by then) and
 then holds the calls table still (`store.reading.calls_held`) while it
 computes the totals and the digest as every later report of the period will:
-with this close in force. A close is refused when the reconciliation has an
+with this close in force. A period that has not ended (its end plus the
+billing's settle time) is not closed. A close is refused when the reconciliation has an
 unexplained gap, or when accounts are configured and no snapshot covers the
 period (nothing reconciled), unless a reason is given for accepting it (stored).
 With no accounts configured there is nothing to reconcile against: the close
@@ -16,7 +17,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from typing import Callable
 
 from ..accounting.closes import CLOSE, CloseEvent, is_closed
@@ -68,6 +69,7 @@ def close_period(
         raise ReportError("only a calendar period can be closed (2026-11, 2026-W48, 2026-Q4, 2026 or 2026-11-30)")
     if accept_gap is not None and not accept_gap.strip():
         raise ReportError("--accept-gap needs a reason")
+    _refuse_if_not_over(period, now(), settings.reconcile.billing_settle_seconds)
     _refuse_if_closed(ledger, period)
     if settings.accounts:
         poll_balances(settings, ledger, client=client)
@@ -114,6 +116,13 @@ def _gaps(result: Reconciliation) -> str:
         elif account.has_unexplained_gap:
             parts.append(f"{account.account}: a window does not reconcile")
     return "; ".join(parts)
+
+
+def _refuse_if_not_over(period: Period, now: datetime, billing_settle_seconds: float) -> None:
+    # Closing the present would freeze it at what it has so far, its later calls all adjustments.
+    if now < period.end + timedelta(seconds=billing_settle_seconds):
+        raise ReportError(f"{_label(period)} has not ended: it ends at {period.end:%Y-%m-%dT%H:%M:%SZ}, and its "
+                          f"charges settle {billing_settle_seconds:g} s later ([reconcile] billing_settle_seconds)")
 
 
 def _refuse_if_closed(ledger: Ledger, period: Period, session=None) -> None:

@@ -11,8 +11,9 @@ from ledger_rows import call_values, insert, register, snapshot
 from ledger.accounting.periods import parse_period
 from ledger.cli import main
 from ledger.config import AccountConfig, KeyConfig, Settings
-from ledger.errors import GapError
+from ledger.errors import GapError, ReportError
 from ledger.service import closing
+from ledger.store.closes import close_events
 
 APRIL = parse_period("2026-04")
 KEY = "a" * 64
@@ -64,3 +65,18 @@ def test_an_account_never_reconciled_fails_the_close_as_it_fails_reconcile(ledge
     snapshot(ledger, "batch", APRIL.end - timedelta(hours=1), 500, 0)
     closed = closing.close_period(settings, ledger, APRIL)
     assert (closed.verdict, closed.row.reconciliation) == ("reconciled", "reconciled")
+
+
+def test_a_period_is_closed_only_once_it_has_ended_and_its_charges_have_settled(ledger):
+    settings = Settings(database_url=ledger.url)  # [reconcile] billing_settle_seconds: 2
+    december = parse_period("2026-12", "Europe/Berlin")
+    insert(ledger, [call_values(started_at=december.start + timedelta(days=1))])
+    for now in (datetime(2026, 12, 7, 9, tzinfo=timezone.utc), december.start - timedelta(days=3),
+                december.end + timedelta(seconds=1)):
+        with pytest.raises(ReportError, match=r"2026-12 \(Europe/Berlin\) has not ended: it ends at "
+                                              r"2026-12-31T23:00:00Z, and its charges settle 2 s later"):
+            closing.close_period(settings, ledger, december, now=lambda: now)
+    with ledger.session() as session:
+        assert close_events(session) == []
+    closed = closing.close_period(settings, ledger, december, now=lambda: december.end + timedelta(seconds=2))
+    assert closed.row.calls == 1

@@ -88,11 +88,11 @@ def test_late_calls_replayed_after_a_close_leave_it_unchanged_and_are_the_next_p
 def test_an_adjustment_stays_with_the_period_that_was_open_when_it_was_recorded(ledger, tmp_path):
     settings = Settings(database_url=ledger.url)
     insert(ledger, [call_values(started_at=APRIL + timedelta(days=1))])
-    clock = iter([APRIL + timedelta(days=40), APRIL + timedelta(days=40, seconds=1)])
+    clock = iter([APRIL + timedelta(days=40)] * 2 + [APRIL + timedelta(days=40, seconds=1)])
     closing.close_period(settings, ledger, _month(4), now=lambda: next(clock))
     # Recorded after April's close and before May's: an adjustment of May, and in May's close.
     insert(ledger, [call_values(started_at=APRIL + timedelta(days=2), recorded_at=APRIL + timedelta(days=45))])
-    clock = iter([APRIL + timedelta(days=70), APRIL + timedelta(days=70, seconds=1)])
+    clock = iter([APRIL + timedelta(days=70)] * 2 + [APRIL + timedelta(days=70, seconds=1)])
     may = closing.close_period(settings, ledger, _month(5), now=lambda: next(clock))
     assert may.report.adjustment_total.calls == 1 and may.row.calls == 1
     # Recorded after May's close: June's.
