@@ -7,6 +7,10 @@ the closed one (same kind, same zone) that was still open when the call was
 recorded, so that a period closed later keeps the adjustments it listed when
 it was closed. A reopen is a later row: the period's state is its latest
 row, and a reopened period counts its late calls as its own again.
+
+The closes in force form one calendar: one kind of period in one zone, so
+they never overlap and each late call has one period to go to. A close of
+another kind or zone waits until the calendar in force is reopened.
 """
 
 from __future__ import annotations
@@ -15,7 +19,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Iterable, Sequence
 
-from .periods import Period, following
+from .periods import DAY, MONTH, QUARTER, WEEK, YEAR, Period, following
 
 CLOSE, REOPEN = "close", "reopen"
 MAX_FOLLOWING = 400  # periods after a close looked at for its adjustments (a day's closes: over a year)
@@ -73,6 +77,26 @@ def is_closed(events: Sequence[CloseEvent], period: Period, before: datetime | N
         if event.key == (period.start, period.end) and (before is None or event.at < before):
             state = event
     return state if state is not None and state.action == CLOSE else None
+
+
+def outside_calendar(events: Sequence[CloseEvent], period: Period) -> CloseEvent | None:
+    """The first close in force that `period` cannot be closed beside (another kind or zone), or None."""
+    others = [c for c in active_closes(events) if (c.period.kind, c.period.zone) != (period.kind, period.zone)]
+    return min(others, key=lambda c: (c.period.start, c.id), default=None)
+
+
+_PLURAL = {DAY: "days", WEEK: "weeks", MONTH: "months", QUARTER: "quarters", YEAR: "years"}
+_WITHIN = {QUARTER: (MONTH, DAY), YEAR: (QUARTER, MONTH, DAY), MONTH: (DAY,)}  # kinds a period is made of
+
+
+def calendar_refusal(period: Period, close: CloseEvent) -> str:
+    """Why `period` is not closed beside `close` (of another calendar), and what to do instead."""
+    kind, zone = close.period.kind, close.period.zone
+    text = (f"{period.label} ({period.zone}) not closed: the ledger's closes are {_PLURAL[kind]} in {zone} "
+            f"({close.period.label} ({zone}) is closed), and closes never overlap nor mix zones; ")
+    if zone == period.zone and kind in _WITHIN.get(period.kind, ()):
+        return text + f"close the {period.kind}'s {_PLURAL[kind]}, or reopen the closes in force to change the calendar"
+    return text + "reopen the closes in force to change the calendar"
 
 
 def late_calls(events: Sequence[CloseEvent], start: datetime, end: datetime) -> list[LateCalls]:

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from typing import Callable
 
-from ..accounting.closes import CLOSE, CloseEvent, is_closed
+from ..accounting.closes import CLOSE, CloseEvent, calendar_refusal, is_closed, outside_calendar
 from ..accounting.periods import CALENDAR_KINDS, Period, following
 from ..accounting.reconcile import GAP_VERDICT, NOTHING_VERDICT, RECONCILED_VERDICT, Reconciliation
 from ..config import Settings
@@ -135,6 +135,9 @@ def _refuse_if_closed(ledger: Ledger, period: Period, session=None) -> None:
     if close is not None:
         raise ReportError(f"{_label(period)} is closed already (cutoff {close.at:%Y-%m-%dT%H:%M:%SZ}); "
                           "`credit-ledger reopen` it first")
+    other = outside_calendar(events, period)
+    if other is not None:
+        raise ReportError(calendar_refusal(period, other))
 
 
 def reopen_period(ledger: Ledger, period: Period, reason: str,

@@ -24,7 +24,7 @@ from ..accounting.alerts import report_condition
 from ..accounting.closes import is_closed
 from ..accounting.periods import Period, calendar_period, preceding
 from ..config_reports import ReportEntry
-from ..errors import GapError
+from ..errors import GapError, ReportError
 from ..reports.run import ReportRequest, write_report
 from ..reports.spend import build_report
 from ..store.alerts import raise_alert
@@ -98,7 +98,7 @@ def run_scheduled_report(service: Service, entry: ReportEntry, now: datetime | N
             try:
                 client = service.credits_client() if service.settings.accounts else None
                 closed = close_period(service.settings, service.ledger, period, client=client).row
-            except GapError as error:
+            except (GapError, ReportError) as error:  # a gap, or a close the calendar in force refuses
                 gap = str(error)
     paths: list[Path] = []
     for fmt in entry.formats:
