@@ -5,7 +5,9 @@ recorded after the cutoff is "late". A late call is never counted in any
 report's figures; it is a prior-period adjustment of the first period after
 the closed one (same kind, same zone) that was still open when the call was
 recorded, so that a period closed later keeps the adjustments it listed when
-it was closed. A reopen is a later row: the period's state is its latest
+it was closed. A report in another zone or of another length lists an
+adjustment when it holds the start of that period: in every division of
+time into reports, each late call is in exactly one. A reopen is a later row: the period's state is its latest
 row, and a reopened period counts its late calls as its own again.
 
 The closes in force form one calendar: one kind of period in one zone, so
@@ -113,8 +115,8 @@ def adjustment_windows(events: Sequence[CloseEvent], start: datetime, end: datet
 
     For each close in force, the periods after it are followed while they
     have rows of their own; between two of their rows, the late calls' period
-    is the first one of those that was open. A window goes to this report
-    when that period lies within [start, end).
+    is the first one of those that was open. A window goes to the report
+    whose [start, end) holds the start of that period.
     """
     events = list(events)
     by_key: dict[tuple[datetime, datetime], list[CloseEvent]] = {}
@@ -139,7 +141,9 @@ def adjustment_windows(events: Sequence[CloseEvent], start: datetime, end: datet
                 windows[-1] = AdjustmentWindow(close, into, windows[-1].recorded_after, high)
             else:
                 windows.append(AdjustmentWindow(close, into, low, high))
-    return [w for w in windows if w.into.start >= start and w.into.end <= end]
+    # An adjustment belongs to the instant its period starts: reports that divide time (months, quarters,
+    # a year, in whatever zone) then list each late call once, never in none.
+    return [w for w in windows if start <= w.into.start < end]
 
 
 def _open_after(rows: Sequence[CloseEvent], instant: datetime) -> bool:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import itertools
 from datetime import datetime, timedelta, timezone
+from decimal import Decimal
 
 import pytest
 from ledger_rows import call_values, insert
@@ -12,6 +13,7 @@ from ledger.accounting.periods import parse_period
 from ledger.config import Settings
 from ledger.errors import ReportError
 from ledger.service import closing
+from ledger.store.calls import CALL_COLUMNS
 from ledger.store.closes import close_events
 
 
@@ -89,3 +91,56 @@ def test_a_closed_month_keeps_its_figures_when_a_week_across_it_is_refused(ledge
     with ledger.session() as session:
         report = build_report(session, november)
     assert report.digest_matches_close is True and report.total.calls == closed.calls == 30
+
+
+REPORT_ZONES = ("UTC", "Europe/Berlin", "Asia/Kathmandu", "Australia/Lord_Howe")
+
+
+def _year_of_calls(ledger, zone: str) -> Decimal:
+    """Calls all through 2026 (every zone's 2026), months of `zone` closed with late calls of them; the ledger's sum."""
+    year = [parse_period(f"2026-{m:02d}", zone) for m in range(1, 13)]
+    first, last = datetime(2026, 1, 1, 0, 15, tzinfo=timezone.utc), datetime(2026, 12, 31, 12, 45, tzinfo=timezone.utc)
+    starts = [first + (last - first) * i / 173 for i in range(174)]
+    for month in year:  # a call on each side of every month's edge, in this zone and in UTC
+        for edge in (month.start, month.end, month.start.replace(hour=0, minute=0)):
+            starts += [t for t in (edge - timedelta(minutes=20), edge + timedelta(minutes=20)) if first <= t <= last]
+    rows = [call_values(started_at=t, charged=Decimal(i % 7 + 1) / 4) for i, t in enumerate(starts)]
+    insert(ledger, rows)
+    # Close January to November in turn, a week after each ends; June reopened and closed again on the way.
+    cutoffs = {}
+    settings = Settings(database_url=ledger.url)
+    for month in year[:11]:
+        cutoffs[month.label] = month.end + timedelta(days=7)
+        closing.close_period(settings, ledger, month, now=lambda m=month: cutoffs[m.label])
+        if month.label == "2026-07":
+            closing.reopen_period(ledger, year[6], "late journal", now=lambda: cutoffs["2026-07"] + timedelta(hours=1))
+            closing.reopen_period(ledger, year[5], "late journal", now=lambda: cutoffs["2026-07"] + timedelta(hours=2))
+            for again in year[5:7]:
+                closing.close_period(settings, ledger, again, now=lambda: cutoffs["2026-07"] + timedelta(hours=3))
+    # Late calls of closed months, recorded between later closes and after all of them (some in December, open).
+    late = []
+    for i, month in enumerate(year[:11]):
+        for k, recorded in enumerate((cutoffs[month.label] + timedelta(days=3), cutoffs["2026-11"] + timedelta(days=1),
+                                      cutoffs["2026-07"] + timedelta(hours=2, minutes=30))):
+            if recorded > cutoffs[month.label]:
+                late.append(call_values(started_at=month.start + timedelta(minutes=10 + 600 * k), recorded_at=recorded,
+                                        charged=Decimal(i + k + 1) / 8))
+    insert(ledger, late)
+    return sum((Decimal(r[CALL_COLUMNS.index("credits_charged")]) for r in rows + late), Decimal(0))
+
+
+@pytest.mark.parametrize("close_zone", ["UTC", "Australia/Lord_Howe"])
+def test_every_credit_is_in_exactly_one_report_of_every_view_of_a_year(ledger, close_zone):
+    from ledger.reports.spend import build_report
+
+    ledger_sum = _year_of_calls(ledger, close_zone)
+    with ledger.session() as session:
+        for zone in REPORT_ZONES:
+            views = {"months": [f"2026-{m:02d}" for m in range(1, 13)], "quarters": [f"2026-Q{q}" for q in range(1, 5)],
+                     "the year": ["2026"]}
+            for name, labels in views.items():
+                found = Decimal(0)
+                for label in labels:
+                    report = build_report(session, parse_period(label, zone))
+                    found += report.total.credits_charged + report.adjustment_total.credits_charged
+                assert (zone, name, found) == (zone, name, ledger_sum)
