@@ -278,7 +278,7 @@ def cmd_balance(args, out) -> int:
 
 def cmd_reconcile(args, out) -> int:
     """The table (or JSON); EXIT_GAP when a gap is unexplained, EXIT_NOTHING when there was nothing to check."""
-    from .accounting.reconcile import GAP_VERDICT, NOTHING_VERDICT
+    from .accounting.reconcile import GAP_VERDICT, NOTHING_VERDICT, PARTIAL_VERDICT
     from .reports.text import format_reconciliation
     from .store.engine import Ledger
     from .store.reconciliation import reconcile_as_configured
@@ -287,7 +287,7 @@ def cmd_reconcile(args, out) -> int:
     with Ledger(settings.database_url, must_exist=True) as ledger:
         result = reconcile_as_configured(settings, ledger, args.start, args.end)
     out.write(result.to_json() + "\n" if args.json else format_reconciliation(result))
-    return {GAP_VERDICT: EXIT_GAP, NOTHING_VERDICT: EXIT_NOTHING}.get(result.verdict, 0)
+    return {GAP_VERDICT: EXIT_GAP, NOTHING_VERDICT: EXIT_NOTHING, PARTIAL_VERDICT: EXIT_NOTHING}.get(result.verdict, 0)
 
 
 def _report_period(args, settings):
@@ -345,6 +345,9 @@ def cmd_close(args, out) -> int:
           f"{report.total.credits_charged} credits charged, reconciliation {result.verdict}"
           + (f" (accepted: {row.reason})" if row.reason else ""), file=out)
     print(f"digest {row.calls_digest}", file=out)
+    for account in result.reconciliation.accounts:
+        if account.bracket is not None:
+            print(f"bracket {account.account}: {account.bracket.describe()}", file=out)
     return 0
 
 

@@ -37,7 +37,7 @@ from typing import Any, Sequence
 from ..exactjson import dumps
 from ..money import ZERO
 from .pricing import CLEAN_CLASSES, MISSING_CHARGE, MISSING_USAGE, ROUNDING, UNPRICED_MODEL
-from .snapshots import SnapshotPoint
+from .snapshots import Bracket, SnapshotPoint
 
 # Where the exact figure X may lie around a reported integer C: from C - below to
 # C + above, with at least one end open (strict) except for `half` (ties either way).
@@ -64,6 +64,7 @@ _SEVERITY = (INVARIANT, GAP, DRIFT, EXPLAINED, OK)
 RECONCILED_VERDICT = "reconciled"
 GAP_VERDICT = "unexplained gap"
 NOTHING_VERDICT = "nothing to reconcile"  # an account with fewer than two usable snapshots: nothing was checked
+PARTIAL_VERDICT = "partly reconciled"  # a period's reconciliation lacks a snapshot before its start or after its end
 
 
 @dataclass(frozen=True, slots=True)
@@ -184,6 +185,7 @@ class AccountReconciliation:
     windows: tuple[WindowReconciliation, ...]
     cumulative: WindowReconciliation | None
     failed_polls: dict[str, int] = field(default_factory=dict)
+    bracket: Bracket | None = None  # a period's reconciliation: the snapshots around it
 
     @property
     def has_unexplained_gap(self) -> bool:
@@ -208,17 +210,25 @@ class Reconciliation:
         return tuple(a.account for a in self.accounts if a.cumulative is None)
 
     @property
+    def unbracketed(self) -> tuple[AccountReconciliation, ...]:
+        """The accounts of a period's reconciliation that lack a snapshot before its start or after its end."""
+        return tuple(a for a in self.accounts if a.bracket is not None and not a.bracket.whole)
+
+    @property
     def verdict(self) -> str:
         """The one verdict every caller gives (`reconcile`, a close, a workbook, the service's jobs).
 
         A gap anywhere; else nothing to reconcile where any account (or none at
-        all) had fewer than two usable snapshots; else reconciled. Only
-        "reconciled" lets a close pass.
+        all) had fewer than two usable snapshots; else partly reconciled where a
+        period's snapshots do not bracket it; else reconciled. Only "reconciled"
+        lets a close pass.
         """
         if self.has_unexplained_gap:
             return GAP_VERDICT
         if not self.accounts or self.unchecked:
             return NOTHING_VERDICT
+        if self.unbracketed:
+            return PARTIAL_VERDICT
         return RECONCILED_VERDICT
 
     @property
@@ -230,7 +240,13 @@ class Reconciliation:
             if not self.accounts:
                 return f"{NOTHING_VERDICT} (no balance snapshots)"
             return f"{NOTHING_VERDICT} ({', '.join(self.unchecked)}: fewer than two usable balance snapshots)"
+        if self.verdict == PARTIAL_VERDICT:
+            return f"{PARTIAL_VERDICT} ({self.uncovered()})"
         return RECONCILED_VERDICT
+
+    def uncovered(self) -> str:
+        """Which accounts' snapshots do not bracket the period, and where."""
+        return "; ".join(f"{a.account}: {a.bracket.missing()}" for a in self.unbracketed if a.bracket is not None)
 
     @property
     def has_findings(self) -> bool:
@@ -261,6 +277,7 @@ class Reconciliation:
                     "account": a.account,
                     "has_unexplained_gap": a.has_unexplained_gap,
                     "failed_polls": a.failed_polls,
+                    **({"bracket": a.bracket.to_dict()} if a.bracket is not None else {}),
                     "windows": [w.to_dict() for w in a.windows],
                     "cumulative": a.cumulative.to_dict() if a.cumulative else None,
                 }

@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
-from typing import Sequence
+from typing import Any, Sequence
 
 from ..exactjson import loads
 from ..money import MAX_LEDGER_CREDITS
@@ -70,6 +70,50 @@ def top_ups_between(account: str, points: Sequence[SnapshotPoint]) -> list[TopUp
     """
     return [TopUpValue(account, b.taken_at, b.total_purchased - a.total_purchased, b.id)
             for a, b in zip(points, points[1:]) if b.total_purchased > a.total_purchased]
+
+
+@dataclass(frozen=True, slots=True)
+class Bracket:
+    """The snapshots a period's reconciliation runs between: the last before its start, the first at or after its end.
+
+    Spend between the last poll of one period and the first of the next is in
+    both periods' reconciliations, so no boundary hides it.
+    """
+
+    start: datetime
+    end: datetime
+    opening: SnapshotPoint | None
+    closing: SnapshotPoint | None
+
+    @property
+    def whole(self) -> bool:
+        return self.opening is not None and self.closing is not None
+
+    def missing(self) -> str:
+        """What is missing, in words ("" when nothing is)."""
+        parts = []
+        if self.opening is None:
+            parts.append(f"no usable snapshot before {_utc(self.start)}")
+        if self.closing is None:
+            parts.append(f"no usable snapshot at or after {_utc(self.end)}")
+        return " and ".join(parts)
+
+    def describe(self) -> str:
+        def side(point: SnapshotPoint | None, missing: str) -> str:
+            return missing if point is None else f"snapshot {point.id} at {_utc(point.taken_at)}"
+
+        return (f"{side(self.opening, f'(none before {_utc(self.start)})')} to "
+                f"{side(self.closing, f'(none at or after {_utc(self.end)})')}")
+
+    def to_dict(self) -> dict[str, Any]:
+        def side(point: SnapshotPoint | None) -> dict[str, Any] | None:
+            return None if point is None else {"snapshot": point.id, "taken_at": _utc(point.taken_at)}
+
+        return {"opening": side(self.opening), "closing": side(self.closing)}
+
+
+def _utc(instant: datetime) -> str:
+    return instant.strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 @dataclass(frozen=True, slots=True)

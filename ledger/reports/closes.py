@@ -5,10 +5,17 @@ from __future__ import annotations
 from typing import TextIO
 
 from ..accounting.closes import CLOSE, active_closes
-from ..exactjson import dumps
+from ..exactjson import dumps, loads
 from ..store.closes import close_events, close_rows
 from ..terminal import table
 from .spend_out import utc_text
+
+
+def _brackets(detail: str | None) -> dict:
+    """Each account's bracket, as the close stored it: the snapshots its reconciliation ran between."""
+    if not detail:
+        return {}
+    return {a["account"]: a["bracket"] for a in loads(detail).get("accounts", ()) if a.get("bracket") is not None}
 
 
 def print_closes(session, out: TextIO, as_json: bool = False) -> int:
@@ -20,7 +27,7 @@ def print_closes(session, out: TextIO, as_json: bool = False) -> int:
             "start": utc_text(r.period_start), "end": utc_text(r.period_end), "at": utc_text(r.cutoff_at),
             "in_force": r.id in in_force, "calls": r.calls, "credits_charged": r.credits_charged,
             "credits_expected": r.credits_expected, "digest": r.calls_digest, "reconciliation": r.reconciliation,
-            "reason": r.reason, "host": r.host,
+            "reason": r.reason, "host": r.host, "brackets": _brackets(r.reconciliation_detail),
         }
         for r in rows
     ]

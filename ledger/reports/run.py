@@ -91,7 +91,9 @@ def write_report(settings: Settings, ledger: Ledger, request: ReportRequest, out
     if request.format == "xlsx":
         from ..store.reconciliation import reconcile_as_configured
 
-        summary_result = reconcile_as_configured(settings, ledger, request.period.start, request.period.end)
+        # As the period's close reconciles it (the snapshots around it).
+        summary_result = reconcile_as_configured(settings, ledger, request.period.start, request.period.end,
+                                                 bracketed=True)
     with one_snapshot(ledger) as session:
         report = build_report(session, request.period, request.keys, request.account)
         if request.format == "xlsx":

@@ -1,9 +1,10 @@
 """What a workbook's Summary sheet (and a close) says beside the spend: balances, top-ups, the reconciliation, findings, cards.
 
-The balances are the first and last usable snapshots of each account within
-the period; the platform's consumption is the rise of total_consumed
-between them, and the reconciliation (`store.reconciliation`) compares it
-with what the ledger's calls were charged in between.
+The balances are the snapshots that bracket the period (the last before it,
+the first after it; else the first and last within it); the platform's
+consumption is the rise of total_consumed between them, and the
+reconciliation (`store.reconciliation`) compares it with what the ledger's
+calls were charged in between.
 """
 
 from __future__ import annotations
@@ -59,8 +60,11 @@ def build_summary(session: Session, selection: Selection, result: Reconciliation
         if selection.account is not None and account.account != selection.account:
             continue
         points = balances.ok_snapshots(session, account.account, selection.start, selection.end)
-        accounts.append(AccountSummary(account.account, points[0] if points else None, points[-1] if points else None,
-                                       top_ups.get(account.account, ZERO), account.cumulative))
+        opening, closing = (points[0], points[-1]) if points else (None, None)
+        if account.bracket is not None:  # the balances the period's reconciliation runs between
+            opening, closing = account.bracket.opening or opening, account.bracket.closing or closing
+        accounts.append(AccountSummary(account.account, opening, closing, top_ups.get(account.account, ZERO),
+                                       account.cumulative))
     findings = {}
     for row in spend_rows(session, selection, (GroupKey("pricing_class"),)):
         klass = row.values[0]

@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime, timezone
 from typing import Sequence, TextIO
 
-from ..accounting.reconcile import GAP_VERDICT, NOTHING_VERDICT, ROUNDING_RULES, Explanation, Reconciliation
+from ..accounting.reconcile import GAP_VERDICT, NOTHING_VERDICT, PARTIAL_VERDICT, ROUNDING_RULES, Explanation, Reconciliation
 from ..accounting.snapshots import BalanceSnapshotValue
 from ..exactjson import dumps
 from ..money import fmt
@@ -75,7 +75,8 @@ def format_reconciliation(rec: Reconciliation) -> str:
         f"(a call overlaps a poll when it started before the answer and ended within {rec.billing_settle_seconds:g}s "
         f"of the request)"
     )
-    lines.append({GAP_VERDICT: "verdict: UNEXPLAINED GAP", NOTHING_VERDICT: "verdict: NOTHING TO RECONCILE"}.get(
+    lines.append({GAP_VERDICT: "verdict: UNEXPLAINED GAP", NOTHING_VERDICT: "verdict: NOTHING TO RECONCILE",
+                  PARTIAL_VERDICT: "verdict: PARTLY RECONCILED"}.get(
         rec.verdict, "verdict: reconciled"))
     return "\n".join(lines) + "\n"
 

@@ -7,8 +7,11 @@ then holds the calls table still (`store.reading.calls_held`) while it
 computes the totals and the digest as every later report of the period will:
 with this close in force. A period that has not ended (its end plus the
 billing's settle time) is not closed. A close is refused when the reconciliation has an
-unexplained gap, or when accounts are configured and no snapshot covers the
-period (nothing reconciled), unless a reason is given for accepting it (stored).
+unexplained gap, when accounts are configured and one of them has not been
+reconciled, or when the snapshots do not bracket the period (the last one
+before its start and the first at or after its end reconcile it, so that no
+spend hides between two periods' polls), unless a reason is given for
+accepting it (stored).
 With no accounts configured there is nothing to reconcile against: the close
 records the verdict `no_snapshots`.
 """
@@ -22,7 +25,7 @@ from typing import Callable
 
 from ..accounting.closes import CLOSE, CloseEvent, calendar_refusal, is_closed, outside_calendar
 from ..accounting.periods import CALENDAR_KINDS, Period, following
-from ..accounting.reconcile import GAP_VERDICT, NOTHING_VERDICT, RECONCILED_VERDICT, Reconciliation
+from ..accounting.reconcile import GAP_VERDICT, NOTHING_VERDICT, PARTIAL_VERDICT, RECONCILED_VERDICT, Reconciliation
 from ..config import Settings
 from ..errors import GapError, ReportError
 from ..exactjson import dumps
@@ -39,7 +42,8 @@ from .polling import poll_balances
 from .runtime import host_name
 
 SETTLE_SECONDS = 2.0
-VERDICT_CODES = {RECONCILED_VERDICT: "reconciled", GAP_VERDICT: "gap_accepted", NOTHING_VERDICT: "no_snapshots"}
+VERDICT_CODES = {RECONCILED_VERDICT: "reconciled", GAP_VERDICT: "gap_accepted", NOTHING_VERDICT: "no_snapshots",
+                 PARTIAL_VERDICT: "partial_accepted"}
 
 
 @dataclass(frozen=True)
@@ -74,7 +78,7 @@ def close_period(
     if settings.accounts:
         poll_balances(settings, ledger, client=client)
     sync_cards(settings, ledger)
-    result = reconcile_as_configured(settings, ledger, period.start, period.end)
+    result = reconcile_as_configured(settings, ledger, period.start, period.end, bracketed=True)
     found = result.verdict
     if found == GAP_VERDICT and accept_gap is None:
         raise GapError(f"{_label(period)} not closed: the reconciliation has an unexplained gap ({_gaps(result)}); "
@@ -84,6 +88,10 @@ def close_period(
         raise GapError(f"{_label(period)} not closed: nothing was reconciled for {', '.join(result.unchecked)} "
                        f"(fewer than two usable balance snapshots cover the period); see `credit-ledger balance`, "
                        f"or close with --accept-gap \"reason\"")
+    if found == PARTIAL_VERDICT and accept_gap is None:
+        # Spend between a period's edge and the nearest poll inside it would be checked by no close.
+        raise GapError(f"{_label(period)} not closed: the reconciliation does not cover the whole period "
+                       f"({result.uncovered()}); see `credit-ledger balance`, or close with --accept-gap \"reason\"")
     cutoff = now()
     settle_seconds = SETTLE_SECONDS if settle_seconds is None else settle_seconds
     if settle_seconds > 0:

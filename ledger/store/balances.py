@@ -68,6 +68,20 @@ def ok_snapshots(
     return [point for point in map(snapshot_point, session.scalars(query)) if point is not None]
 
 
+def bracketing_snapshots(
+    session: Session, account: str, start: datetime, end: datetime
+) -> tuple[SnapshotPoint | None, list[SnapshotPoint], SnapshotPoint | None]:
+    """The last usable snapshot before `start`, those in [start, end), and the first at or after `end`."""
+    ordered = _ok(account).order_by(BalanceSnapshot.taken_at, BalanceSnapshot.id)
+    before = session.scalars(
+        _ok(account).where(BalanceSnapshot.taken_at < start)
+        .order_by(BalanceSnapshot.taken_at.desc(), BalanceSnapshot.id.desc()).limit(1)
+    ).first()
+    after = session.scalars(ordered.where(BalanceSnapshot.taken_at >= end).limit(1)).first()
+    inside = [p for p in ok_snapshots(session, account, start, end) if p.taken_at < end]
+    return (None if before is None else snapshot_point(before)), inside, (None if after is None else snapshot_point(after))
+
+
 def failed_polls(session: Session, account: str, start: datetime | None, end: datetime | None) -> dict[str, int]:
     """How many polls of the account gave no usable figures, by status."""
     query = (

@@ -13,6 +13,7 @@ from ..accounting.reconcile import (
     Reconciliation,
     reconcile_account,
 )
+from ..accounting.snapshots import Bracket
 from . import balances
 from ..config import Settings
 from .engine import Ledger
@@ -30,6 +31,7 @@ def reconcile(
     accounts: Sequence[str] | None = None,
     expected_accounts: Sequence[str] = (),
     cumulative_from_first: bool = False,
+    bracketed: bool = False,
 ) -> Reconciliation:
     """Reconcile every account that has snapshots (or `accounts`) over [start, end].
 
@@ -38,9 +40,14 @@ def reconcile(
     own, not a pass). Snapshots taken less than `settle_seconds` ago are left
     out: calls that ended before them may not have reached the ledger yet
     (journal, writer). With `cumulative_from_first`, the cumulative line
-    starts at the account's first snapshot ever, whatever `start`. Nothing is
-    written: a report reconciles a read-only ledger.
+    starts at the account's first snapshot ever, whatever `start`. With
+    `bracketed` (a period: both bounds given), each account's snapshots run
+    from the last before `start` to the first at or after `end`, and the
+    result says which those were (`Bracket`). Nothing is written: a report
+    reconciles a read-only ledger.
     """
+    if bracketed and (start is None or end is None):
+        raise ValueError("a bracketed reconciliation is of a period: give its start and end")
     if rounding not in ROUNDING_RULES:
         raise ValueError(f"unknown rounding rule {rounding!r}: one of {', '.join(ROUNDING_RULES)}")
     if settle_seconds > 0:
@@ -55,7 +62,13 @@ def reconcile(
         names += [name for name in expected_accounts if name not in names]
         for name in names:
             fps = by_account.get(name, frozenset())
-            points = balances.ok_snapshots(session, name, start, end)
+            bracket = None
+            if bracketed:
+                opening, points, closing = balances.bracketing_snapshots(session, name, start, end)
+                bracket = Bracket(start, end, opening, closing)
+                points = [p for p in (opening, *points, closing) if p is not None]
+            else:
+                points = balances.ok_snapshots(session, name, start, end)
             sums, overlaps = balances.windows_and_overlaps(session, fps, every_key, points, billing_settle)
             since = None
             if cumulative_from_first and points:
@@ -66,7 +79,8 @@ def reconcile(
                     since = (first, whole, first_overlap)
             windows, cumulative = reconcile_account(name, points, sums, overlaps, rounding, since)
             results.append(
-                AccountReconciliation(name, tuple(windows), cumulative, balances.failed_polls(session, name, start, end))
+                AccountReconciliation(name, tuple(windows), cumulative, balances.failed_polls(session, name, start, end),
+                                      bracket)
             )
     return Reconciliation(tuple(results), start, end, rounding, billing_settle_seconds)
 

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import io
+import json
 from datetime import datetime, timedelta, timezone
 
 import pytest
 from ledger_rows import call_values, insert, register, snapshot
+from sqlalchemy import select
 
 from ledger.accounting.periods import parse_period
 from ledger.cli import main
@@ -14,6 +16,7 @@ from ledger.config import AccountConfig, KeyConfig, Settings
 from ledger.errors import GapError, ReportError
 from ledger.service import closing
 from ledger.store.closes import close_events
+from ledger.store.models import PeriodClose
 
 APRIL = parse_period("2026-04")
 KEY = "a" * 64
@@ -61,8 +64,8 @@ def test_an_account_never_reconciled_fails_the_close_as_it_fails_reconcile(ledge
     assert result.verdict == summary.reconciliation.verdict == "nothing to reconcile"
     assert summary.verdict.startswith("nothing to reconcile") and "batch" in summary.verdict
     # With batch's own snapshots around April, the close passes.
-    snapshot(ledger, "batch", APRIL.start + timedelta(hours=1), 500, 0)
-    snapshot(ledger, "batch", APRIL.end - timedelta(hours=1), 500, 0)
+    snapshot(ledger, "batch", APRIL.start - timedelta(hours=1), 500, 0)
+    snapshot(ledger, "batch", APRIL.end + timedelta(hours=1), 500, 0)
     closed = closing.close_period(settings, ledger, APRIL)
     assert (closed.verdict, closed.row.reconciliation) == ("reconciled", "reconciled")
 
@@ -80,3 +83,49 @@ def test_a_period_is_closed_only_once_it_has_ended_and_its_charges_have_settled(
         assert close_events(session) == []
     closed = closing.close_period(settings, ledger, december, now=lambda: december.end + timedelta(seconds=2))
     assert closed.row.calls == 1
+
+
+def test_a_close_is_bracketed_by_the_snapshots_around_its_period_and_says_which(ledger, capsys, monkeypatch):
+    october, november = parse_period("2026-10"), parse_period("2026-11")
+    register(ledger, KEY, "Ab12", "backend", "prod")
+    # Polls: one before October, inside each month, and around the night between them; 2 credits are spent
+    # between the last October poll and the first November one that no call of the ledger accounts for.
+    polls = [(october.start - timedelta(hours=1), 100), (october.start + timedelta(days=10), 110),
+             (october.end - timedelta(hours=1), 120), (november.start + timedelta(hours=1), 122),
+             (november.start + timedelta(days=10), 132), (november.end - timedelta(hours=1), 142),
+             (november.end + timedelta(hours=1), 142)]
+    for taken_at, consumed in polls:
+        snapshot(ledger, "prod", taken_at, 10_000, consumed)
+    for month in (october, november):
+        insert(ledger, [call_values(started_at=month.start + timedelta(days=1 + 2 * i), key_fingerprint=KEY,
+                                    charged="2", expected="2", pricing_class="ok") for i in range(10)])
+    settings = _settings(ledger.url, "prod")
+    monkeypatch.setattr("ledger.cli._settings", lambda args: settings)
+    assert main(["reconcile", "--from", "2026-09-30T00:00:00Z", "--to", "2026-12-02T00:00:00Z"], out=io.StringIO()) == 3
+    for month in (october, november):  # each close sees the night's window, so neither passes
+        with pytest.raises(GapError, match=f"{month.label} \\(UTC\\) not closed: the reconciliation has an unexplained gap"):
+            closing.close_period(settings, ledger, month)
+    out = io.StringIO()
+    assert main(["close", "2026-10", "--accept-gap", "the night's spend is the batch job's"], out=out) == 0
+    assert ("bracket prod: snapshot 1 at 2026-09-30T23:00:00Z to snapshot 4 at 2026-11-01T01:00:00Z"
+            in out.getvalue())
+    with ledger.session() as session:
+        (row,) = session.scalars(select(PeriodClose)).all()
+    (account,) = json.loads(row.reconciliation_detail)["accounts"]
+    assert account["bracket"] == {"opening": {"snapshot": 1, "taken_at": "2026-09-30T23:00:00Z"},
+                                  "closing": {"snapshot": 4, "taken_at": "2026-11-01T01:00:00Z"}}
+    listed = io.StringIO()
+    assert main(["closes", "--json"], out=listed) == 0
+    assert json.loads(listed.getvalue())[0]["brackets"] == {"prod": account["bracket"]}
+
+
+def test_a_close_without_a_snapshot_before_its_start_needs_a_reason(ledger):
+    register(ledger, KEY, "Ab12", "backend", "prod")
+    for taken_at, consumed in ((APRIL.start + timedelta(hours=1), 100), (APRIL.end + timedelta(hours=1), 100)):
+        snapshot(ledger, "prod", taken_at, 10_000, consumed)
+    settings = _settings(ledger.url, "prod")
+    with pytest.raises(GapError, match=r"2026-04 \(UTC\) not closed: the reconciliation does not cover the whole period "
+                                       r"\(prod: no usable snapshot before 2026-04-01T00:00:00Z\)"):
+        closing.close_period(settings, ledger, APRIL)
+    closed = closing.close_period(settings, ledger, APRIL, accept_gap="polling began on 1 April")
+    assert closed.row.reconciliation == "partial_accepted" and closed.verdict.startswith("partly reconciled")
