@@ -278,7 +278,7 @@ def cmd_balance(args, out) -> int:
 
 def cmd_reconcile(args, out) -> int:
     """The table (or JSON); EXIT_GAP when a gap is unexplained, EXIT_NOTHING when there was nothing to check."""
-    from .accounting.reconcile import GAP_VERDICT, NOTHING_VERDICT, PARTIAL_VERDICT
+    from .accounting.verdict import GAP_VERDICT, NOTHING_VERDICT, PARTIAL_VERDICT
     from .reports.text import format_reconciliation
     from .store.engine import Ledger
     from .store.reconciliation import reconcile_as_configured

@@ -25,19 +25,23 @@ platform's exact consumption at the first snapshot; when those bounds stop
 overlapping, spend appeared that the ledger does not know ("drift"): this
 finds a gap of one credit within a few polls, where a single window
 (tolerance one credit) might not.
+
+Only a refund lowers total_consumed: a window where it fell names the
+refund, which explains the ledger counting more than the platform took
+there (and in the cumulative line), and a rise no call explains that the
+next window gives back is a charge refunded across a poll.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, fields, replace
 from datetime import datetime
 from decimal import Decimal
 from typing import Any, Sequence
 
-from ..exactjson import dumps
 from ..money import ZERO
 from .pricing import CLEAN_CLASSES, MISSING_CHARGE, MISSING_USAGE, ROUNDING, UNPRICED_MODEL
-from .snapshots import Bracket, SnapshotPoint
+from .snapshots import SnapshotPoint
 
 # Where the exact figure X may lie around a reported integer C: from C - below to
 # C + above, with at least one end open (strict) except for `half` (ties either way).
@@ -59,12 +63,6 @@ EXPLAINED = "explained"  # beyond tolerance, but within what calls of unknown ch
 OK = "ok"
 UNEXPLAINED = frozenset({INVARIANT, GAP, DRIFT})
 _SEVERITY = (INVARIANT, GAP, DRIFT, EXPLAINED, OK)
-
-# The verdict of a whole reconciliation, what a close gates on.
-RECONCILED_VERDICT = "reconciled"
-GAP_VERDICT = "unexplained gap"
-NOTHING_VERDICT = "nothing to reconcile"  # an account with fewer than two usable snapshots: nothing was checked
-PARTIAL_VERDICT = "partly reconciled"  # a period's reconciliation lacks a snapshot before its start or after its end
 
 
 @dataclass(frozen=True, slots=True)
@@ -179,114 +177,6 @@ class WindowReconciliation:
         return data
 
 
-@dataclass(frozen=True, slots=True)
-class AccountReconciliation:
-    account: str
-    windows: tuple[WindowReconciliation, ...]
-    cumulative: WindowReconciliation | None
-    failed_polls: dict[str, int] = field(default_factory=dict)
-    bracket: Bracket | None = None  # a period's reconciliation: the snapshots around it
-
-    @property
-    def has_unexplained_gap(self) -> bool:
-        return any(w.unexplained for w in self.windows) or (self.cumulative is not None and self.cumulative.unexplained)
-
-
-@dataclass(frozen=True, slots=True)
-class Reconciliation:
-    accounts: tuple[AccountReconciliation, ...]
-    start: datetime | None
-    end: datetime | None
-    rounding: str
-    billing_settle_seconds: float
-
-    @property
-    def has_unexplained_gap(self) -> bool:
-        return any(a.has_unexplained_gap for a in self.accounts)
-
-    @property
-    def unchecked(self) -> tuple[str, ...]:
-        """The accounts with fewer than two usable snapshots: nothing of theirs was checked."""
-        return tuple(a.account for a in self.accounts if a.cumulative is None)
-
-    @property
-    def unbracketed(self) -> tuple[AccountReconciliation, ...]:
-        """The accounts of a period's reconciliation that lack a snapshot before its start or after its end."""
-        return tuple(a for a in self.accounts if a.bracket is not None and not a.bracket.whole)
-
-    @property
-    def verdict(self) -> str:
-        """The one verdict every caller gives (`reconcile`, a close, a workbook, the service's jobs).
-
-        A gap anywhere; else nothing to reconcile where any account (or none at
-        all) had fewer than two usable snapshots; else partly reconciled where a
-        period's snapshots do not bracket it; else reconciled. Only "reconciled"
-        lets a close pass.
-        """
-        if self.has_unexplained_gap:
-            return GAP_VERDICT
-        if not self.accounts or self.unchecked:
-            return NOTHING_VERDICT
-        if self.unbracketed:
-            return PARTIAL_VERDICT
-        return RECONCILED_VERDICT
-
-    @property
-    def verdict_text(self) -> str:
-        """The verdict in words, naming the accounts it is about."""
-        if self.verdict == GAP_VERDICT:
-            return f"{GAP_VERDICT} ({', '.join(a.account for a in self.accounts if a.has_unexplained_gap)})"
-        if self.verdict == NOTHING_VERDICT:
-            if not self.accounts:
-                return f"{NOTHING_VERDICT} (no balance snapshots)"
-            return f"{NOTHING_VERDICT} ({', '.join(self.unchecked)}: fewer than two usable balance snapshots)"
-        if self.verdict == PARTIAL_VERDICT:
-            return f"{PARTIAL_VERDICT} ({self.uncovered()})"
-        return RECONCILED_VERDICT
-
-    def uncovered(self) -> str:
-        """Which accounts' snapshots do not bracket the period, and where."""
-        return "; ".join(f"{a.account}: {a.bracket.missing()}" for a in self.unbracketed if a.bracket is not None)
-
-    @property
-    def has_findings(self) -> bool:
-        """Any pricing finding (not just a gap): worth reading, not a failed close."""
-        return any(
-            e.name not in (ROUNDING, "top_up") for a in self.accounts if a.cumulative for e in a.cumulative.explanations
-        )
-
-    def rows(self) -> list[WindowReconciliation]:
-        """Every window, each account's cumulative line after its windows."""
-        out: list[WindowReconciliation] = []
-        for account in self.accounts:
-            out.extend(account.windows)
-            if account.cumulative is not None:
-                out.append(account.cumulative)
-        return out
-
-    def to_json(self) -> str:
-        data = {
-            "start": self.start,
-            "end": self.end,
-            "rounding": self.rounding,
-            "billing_settle_seconds": self.billing_settle_seconds,
-            "verdict": self.verdict,
-            "has_unexplained_gap": self.has_unexplained_gap,
-            "accounts": [
-                {
-                    "account": a.account,
-                    "has_unexplained_gap": a.has_unexplained_gap,
-                    "failed_polls": a.failed_polls,
-                    **({"bracket": a.bracket.to_dict()} if a.bracket is not None else {}),
-                    "windows": [w.to_dict() for w in a.windows],
-                    "cumulative": a.cumulative.to_dict() if a.cumulative else None,
-                }
-                for a in self.accounts
-            ],
-        }
-        return dumps(data, indent=2)
-
-
 # ---------------------------------------------------------------- the checks
 
 
@@ -298,10 +188,15 @@ def beyond(difference: Decimal, below: Decimal, above: Decimal, strict: bool) ->
 
 
 def explain(
-    sums: LedgerSums, purchased: Decimal, difference: Decimal, below: Decimal, above: Decimal, strict: bool = True
+    sums: LedgerSums, purchased: Decimal, difference: Decimal, below: Decimal, above: Decimal, strict: bool = True,
+    refund: Explanation | None = None,
 ) -> tuple[list[Explanation], str]:
-    """The named parts of a window's difference, and its status (before drift and invariant)."""
-    parts: list[Explanation] = []
+    """The named parts of a window's difference, and its status (before drift and invariant).
+
+    `refund`: what the platform gave back (credits < 0), which explains as much of a negative difference.
+    """
+    parts: list[Explanation] = [refund] if refund is not None else []
+    refunded = -refund.credits if refund is not None and refund.credits is not None else ZERO
     if purchased > 0:
         parts.append(Explanation("top_up", purchased, 0, "total_purchased rose"))
     elif purchased < 0:
@@ -335,10 +230,39 @@ def explain(
         else:
             status = GAP
             parts.append(Explanation("unrecorded_spend", difference, 0, "the balance fell by more than the ledger knows"))
-    elif difference < 0 and beyond(difference, below, above, strict):
+    elif difference < 0 and beyond(difference, below + refunded, above, strict):
         status = GAP
-        parts.append(Explanation("ledger_above_platform", difference, 0, "the ledger counts more than the platform took"))
+        parts.append(Explanation("ledger_above_platform", difference + refunded, 0,
+                                 "the ledger counts more than the platform took"))
+    elif difference < 0 and beyond(difference, below, above, strict):
+        status = EXPLAINED  # the refund
     return parts, status
+
+
+def window_refund(consumed: Decimal, difference: Decimal) -> Explanation | None:
+    """A fall of total_consumed: the platform gave credits back (only a refund lowers it).
+
+    How much it gave back is at least the fall; with the window's own charges,
+    what the ledger knows puts it at the whole negative difference.
+    """
+    if consumed >= 0:
+        return None
+    return Explanation("refund", min(difference, consumed), 0,
+                       f"total_consumed fell by {-consumed}: the platform refunded credits")
+
+
+def _refunded_later(windows: list[WindowReconciliation], strict: bool) -> None:
+    """A rise no call explains, given back by the next window's refund: a charge refunded across a poll."""
+    for i, (charged, refunded) in enumerate(zip(windows, windows[1:])):
+        spend, refund = charged.explanation("unrecorded_spend"), refunded.explanation("refund")
+        if charged.status != GAP or spend is None or refund is None or spend.credits is None:
+            continue
+        rest = spend.credits + (refund.credits or ZERO)
+        if beyond(rest, charged.tolerance_below, charged.tolerance_above, strict):
+            continue
+        parts = tuple(e for e in charged.explanations if e is not spend) + (
+            Explanation("refunded_later", spend.credits, 0, "charged, then refunded in the next window"),)
+        windows[i] = replace(charged, status=EXPLAINED, explanations=parts)
 
 
 def _worst(*statuses: str) -> str:
@@ -352,13 +276,16 @@ def reconcile_account(
     overlaps: Sequence[Overlap],
     rounding: str = DEFAULT_ROUNDING,
     since: tuple[SnapshotPoint, LedgerSums, Overlap] | None = None,
+    refunded_before: Decimal = ZERO,
 ) -> tuple[list[WindowReconciliation], WindowReconciliation | None]:
     """Check consecutive snapshots and the whole run.
 
     `window_sums[i]` is the ledger between points[i] and points[i+1];
     `overlaps[i]` the calls that overlap the poll of points[i]. The cumulative
     line runs from points[0], or from `since` = (an earlier snapshot, the
-    ledger from it to points[-1], its overlap) when only recent windows are listed.
+    ledger from it to points[-1], its overlap) when only recent windows are listed;
+    `refunded_before` is then what the platform refunded before points[0]
+    (the falls of total_consumed there, 0 or less).
     """
     if len(window_sums) != max(0, len(points) - 1) or len(overlaps) != len(points):
         raise ValueError("one LedgerSums per window and one Overlap per snapshot")
@@ -382,14 +309,16 @@ def reconcile_account(
         # Out of the window: its own calls booked before its start or after its end; into it: the others.
         tol_below = below + above + start_overlap.booked_early + end_overlap.booked_late
         tol_above = below + above + start_overlap.booked_late + end_overlap.booked_early
-        parts, status = explain(sums, b.total_purchased - a.total_purchased, difference, tol_below, tol_above, strict)
+        refund = window_refund(consumed, difference)
+        parts, status = explain(sums, b.total_purchased - a.total_purchased, difference, tol_below, tol_above, strict,
+                                refund)
         if b.invariant_error:
             status = INVARIANT
             parts.append(Explanation("invariant_broken", b.invariant_error, 0, "balance != total_purchased - total_consumed"))
         u = b.total_consumed - cumulative_ledger
         b_lo, b_hi = u - below - end_overlap.booked_early, u + above + end_overlap.booked_late
-        if sums.unknown_charge:
-            # Calls of unknown charge: what came before no longer bounds what follows.
+        if sums.unknown_charge or refund is not None:
+            # Calls of unknown charge, or a refund: what came before no longer bounds what follows.
             lo, hi = b_lo, b_hi
             segment_start, segment_ledger = b, cumulative_ledger
         elif _disjoint(max(lo, b_lo), min(hi, b_hi), strict):
@@ -422,23 +351,28 @@ def reconcile_account(
     difference = (last.total_consumed - first.total_consumed) - total.charged
     tol_below = below + above + first_overlap.booked_early + overlaps[-1].booked_late
     tol_above = below + above + first_overlap.booked_late + overlaps[-1].booked_early
-    parts, status = explain(total, last.total_purchased - first.total_purchased, difference, tol_below, tol_above, strict)
+    _refunded_later(windows, strict)
+    refunds = [w.explanation("refund") for w in windows if w.explanation("refund") is not None]
+    refund = None
+    if refunds or refunded_before:
+        credits = refunded_before + sum((r.credits for r in refunds if r.credits is not None), ZERO)
+        refund = Explanation("refund", credits, 0, "total_consumed fell: the platform refunded credits")
+    parts, status = explain(total, last.total_purchased - first.total_purchased, difference, tol_below, tol_above, strict,
+                            refund)
     broken = [w for w in windows if w.status == INVARIANT]
     if broken:
         status = INVARIANT
         parts.append(Explanation("invariant_broken", None, 0, f"in {len(broken)} windows"))
     moved = [w for w in windows if w.status in (GAP, DRIFT)]
     if moved and status in (OK, EXPLAINED):
-        # Within the whole run's rounding, but some snapshots cannot hold with the ledger.
+        # Within the whole run's rounding, but some snapshots cannot hold with the ledger: what those windows
+        # found, summed by name (the run's own difference, within rounding, would say 0).
         status = DRIFT
-        parts.append(
-            Explanation(
-                "unrecorded_spend" if difference >= 0 else "ledger_above_platform",
-                difference,
-                0,
-                f"gaps in {len(moved)} windows; the run as a whole is within rounding",
-            )
-        )
+        for name in ("unrecorded_spend", "ledger_above_platform"):
+            found = [e for w in moved for e in w.explanations if e.name == name and e.credits is not None]
+            if found:
+                parts.append(Explanation(name, sum((e.credits for e in found), ZERO), 0,
+                                         f"in {len(found)} windows; the run as a whole is within rounding"))
     cumulative = _window(account, first, last, total, difference, tol_below, tol_above, status, parts, cumulative=True)
     return windows, cumulative
 

@@ -14,7 +14,8 @@ from decimal import Decimal
 
 from sqlalchemy.orm import Session
 
-from ..accounting.reconcile import Reconciliation, WindowReconciliation
+from ..accounting.reconcile import WindowReconciliation
+from ..accounting.verdict import Reconciliation
 from ..accounting.snapshots import SnapshotPoint
 from ..config_reports import GroupKey
 from ..money import ZERO

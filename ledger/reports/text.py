@@ -5,7 +5,8 @@ from __future__ import annotations
 from datetime import datetime, timezone
 from typing import Sequence, TextIO
 
-from ..accounting.reconcile import GAP_VERDICT, NOTHING_VERDICT, PARTIAL_VERDICT, ROUNDING_RULES, Explanation, Reconciliation
+from ..accounting.reconcile import ROUNDING_RULES, Explanation
+from ..accounting.verdict import GAP_VERDICT, NOTHING_VERDICT, PARTIAL_VERDICT, Reconciliation
 from ..accounting.snapshots import BalanceSnapshotValue
 from ..exactjson import dumps
 from ..money import fmt

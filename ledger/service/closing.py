@@ -25,7 +25,7 @@ from typing import Callable
 
 from ..accounting.closes import CLOSE, CloseEvent, calendar_refusal, is_closed, outside_calendar
 from ..accounting.periods import CALENDAR_KINDS, Period, following
-from ..accounting.reconcile import GAP_VERDICT, NOTHING_VERDICT, PARTIAL_VERDICT, RECONCILED_VERDICT, Reconciliation
+from ..accounting.verdict import GAP_VERDICT, NOTHING_VERDICT, PARTIAL_VERDICT, RECONCILED_VERDICT, Reconciliation
 from ..config import Settings
 from ..errors import GapError, ReportError
 from ..exactjson import dumps

@@ -24,7 +24,7 @@ from ..money import fmt
 from ..record.writer import replay_journal
 from ..store.engine import Ledger
 from ..store.job_runs import finish_job_run, start_job_run
-from ..accounting.reconcile import GAP_VERDICT, NOTHING_VERDICT
+from ..accounting.verdict import GAP_VERDICT, NOTHING_VERDICT
 from ..store.reconciliation import reconcile_as_configured
 from .alerting import budgets_job, check_ready
 from .locks import job_lock, lock_key  # noqa: F401 (the service's locks: imported from here by callers)

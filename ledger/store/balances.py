@@ -8,9 +8,10 @@ when it completes, before its last byte).
 from __future__ import annotations
 
 from datetime import datetime, timedelta
+from decimal import Decimal
 from typing import Sequence
 
-from sqlalchemy import Column, Integer, MetaData, Table, and_, case, func, select
+from sqlalchemy import Column, Integer, MetaData, Table, and_, case, func, select, type_coerce
 from sqlalchemy.orm import Session
 
 from ..accounting.pricing import CLEAN_CLASSES, ROUNDING
@@ -20,7 +21,7 @@ from ..accounting.reconcile import NO_OVERLAP, ClassSum, LedgerSums, Overlap
 from ..accounting.snapshots import OK, BalanceSnapshotValue, SnapshotPoint, TopUpValue, top_ups_between
 from ..money import ZERO
 from .engine import insert_for
-from .models import BalanceSnapshot, Call, TopUp, UTCDateTime, as_utc
+from .models import BalanceSnapshot, Call, Credits, TopUp, UTCDateTime, as_utc
 
 # ---------------------------------------------------------------- snapshots and top-ups
 
@@ -80,6 +81,21 @@ def bracketing_snapshots(
     after = session.scalars(ordered.where(BalanceSnapshot.taken_at >= end).limit(1)).first()
     inside = [p for p in ok_snapshots(session, account, start, end) if p.taken_at < end]
     return (None if before is None else snapshot_point(before)), inside, (None if after is None else snapshot_point(after))
+
+
+def refunds_between(session: Session, account: str, start: datetime, end: datetime) -> Decimal:
+    """The falls of total_consumed between consecutive usable snapshots taken in [start, end]: credits the
+    platform refunded (0 or less), summed in SQL over however many polls there were."""
+    previous = func.lag(BalanceSnapshot.total_consumed).over(order_by=(BalanceSnapshot.taken_at, BalanceSnapshot.id))
+    rises = (
+        select((BalanceSnapshot.total_consumed - previous).label("rise"))
+        .where(BalanceSnapshot.account == account, BalanceSnapshot.status == OK,
+               BalanceSnapshot.total_consumed.is_not(None), BalanceSnapshot.taken_at >= start,
+               BalanceSnapshot.taken_at <= end)
+        .subquery()
+    )
+    total = session.scalar(select(type_coerce(func.sum(rises.c.rise), Credits)).where(rises.c.rise < 0))
+    return total if total is not None else ZERO
 
 
 def failed_polls(session: Session, account: str, start: datetime | None, end: datetime | None) -> dict[str, int]:

@@ -9,13 +9,13 @@ from ..accounting.reconcile import (
     DEFAULT_BILLING_SETTLE_SECONDS,
     DEFAULT_ROUNDING,
     ROUNDING_RULES,
-    AccountReconciliation,
-    Reconciliation,
     reconcile_account,
 )
 from ..accounting.snapshots import Bracket
-from . import balances
+from ..accounting.verdict import AccountReconciliation, Reconciliation
 from ..config import Settings
+from ..money import ZERO
+from . import balances
 from .engine import Ledger
 from .keys import account_fingerprints
 
@@ -70,14 +70,15 @@ def reconcile(
             else:
                 points = balances.ok_snapshots(session, name, start, end)
             sums, overlaps = balances.windows_and_overlaps(session, fps, every_key, points, billing_settle)
-            since = None
+            since, refunded_before = None, ZERO
             if cumulative_from_first and points:
                 first = balances.first_ok_snapshot(session, name)
                 if first is not None and first.id != points[0].id:
                     (whole,), (first_overlap, _) = balances.windows_and_overlaps(
                         session, fps, every_key, [first, points[-1]], billing_settle)
                     since = (first, whole, first_overlap)
-            windows, cumulative = reconcile_account(name, points, sums, overlaps, rounding, since)
+                    refunded_before = balances.refunds_between(session, name, first.taken_at, points[0].taken_at)
+            windows, cumulative = reconcile_account(name, points, sums, overlaps, rounding, since, refunded_before)
             results.append(
                 AccountReconciliation(name, tuple(windows), cumulative, balances.failed_polls(session, name, start, end),
                                       bracket)

@@ -17,15 +17,14 @@ from ledger.accounting.reconcile import (
     GAP,
     INVARIANT,
     OK,
-    AccountReconciliation,
     ClassSum,
     NO_OVERLAP,
     LedgerSums,
     Overlap,
-    Reconciliation,
     reconcile_account,
 )
 from ledger.accounting.snapshots import SnapshotPoint
+from ledger.accounting.verdict import AccountReconciliation, Reconciliation
 from ledger.reports.text import format_reconciliation
 
 T0 = datetime(2026, 11, 24, tzinfo=timezone.utc)
@@ -277,3 +276,37 @@ def test_every_rounding_rule_accepts_its_own_clean_run(rule):
     points, sums = run_platform(random_batches(rng, 50), rule=rounding)
     windows, cumulative = reconcile_account("a", points, sums, [NO_OVERLAP] * len(points), rule)
     assert all(w.status == OK for w in windows) and cumulative.status == OK
+
+
+def _points(*consumed: int) -> list[SnapshotPoint]:
+    return [SnapshotPoint(i + 1, T0 + timedelta(minutes=5 * i), Decimal(1000 - c), Decimal(1000), Decimal(c))
+            for i, c in enumerate(consumed)]
+
+
+def test_a_charge_refunded_across_a_poll_is_named_and_reconciles():
+    # The platform charged a call 1 credit (the ledger has it) and refunded it after the next poll.
+    points = _points(100, 101, 100, 102)
+    sums = [LedgerSums(calls=1, charged=Decimal(1)), LedgerSums(), LedgerSums(calls=2, charged=Decimal(2))]
+    windows, cumulative = reconcile_account("a", points, sums, [NO_OVERLAP] * 4)
+    assert [w.status for w in windows] == [OK, EXPLAINED, OK]
+    refund = windows[1].explanation("refund")
+    assert refund.credits == Decimal(-1) and "total_consumed fell by 1" in refund.note
+    assert windows[1].explanation("ledger_above_platform") is None
+    assert cumulative.status in (OK, EXPLAINED) and not cumulative.unexplained
+    assert cumulative.explanation("refund").credits == Decimal(-1)
+
+
+def test_a_charge_the_ledger_never_saw_and_the_next_window_refunds_is_charged_then_refunded():
+    # An upstream error the platform charged and gave back: the ledger holds the call with no charge.
+    points = _points(100, 101, 100)
+    windows, cumulative = reconcile_account("a", points, [LedgerSums(), LedgerSums()], [NO_OVERLAP] * 3)
+    assert [w.status for w in windows] == [EXPLAINED, EXPLAINED]
+    assert windows[0].explanation("refunded_later").credits == Decimal(1)
+    assert windows[0].explanation("unrecorded_spend") is None
+    assert cumulative.status == OK and cumulative.difference == 0
+    assert cumulative.explanation("unrecorded_spend") is None
+    # A refund smaller than the rise leaves the rest unexplained, in the window and in the run alike.
+    points = _points(100, 105, 104)
+    windows, cumulative = reconcile_account("a", points, [LedgerSums(), LedgerSums()], [NO_OVERLAP] * 3)
+    assert windows[0].status == GAP and windows[0].explanation("unrecorded_spend").credits == Decimal(5)
+    assert cumulative.status == GAP and cumulative.explanation("unrecorded_spend").credits == Decimal(4)

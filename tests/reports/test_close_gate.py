@@ -17,6 +17,7 @@ from ledger.errors import GapError, ReportError
 from ledger.service import closing
 from ledger.store.closes import close_events
 from ledger.store.models import PeriodClose
+from ledger.store.reconciliation import reconcile_as_configured
 
 APRIL = parse_period("2026-04")
 KEY = "a" * 64
@@ -129,3 +130,26 @@ def test_a_close_without_a_snapshot_before_its_start_needs_a_reason(ledger):
         closing.close_period(settings, ledger, APRIL)
     closed = closing.close_period(settings, ledger, APRIL, accept_gap="polling began on 1 April")
     assert closed.row.reconciliation == "partial_accepted" and closed.verdict.startswith("partly reconciled")
+
+
+def test_a_refund_across_a_poll_reconciles_in_every_later_run(ledger, monkeypatch):
+    # A call charged 1 credit just before a poll, refunded by the platform before the next: total_consumed
+    # rose by 1, then fell by 1. Reconciled then, and in the service's later runs that list recent windows only.
+    register(ledger, KEY, "Ab12", "backend", "prod")
+    t = APRIL.start
+    for hours, consumed in ((0, 100), (1, 101), (2, 100), (3, 102), (4, 104)):
+        snapshot(ledger, "prod", t + timedelta(hours=hours), 10_000, consumed)
+    insert(ledger, [call_values(started_at=t + timedelta(minutes=30), key_fingerprint=KEY, charged="1", expected="1",
+                                pricing_class="ok")])
+    insert(ledger, [call_values(started_at=t + timedelta(hours=h, minutes=30), key_fingerprint=KEY, charged="2",
+                                expected="2", pricing_class="ok") for h in (2, 3)])
+    settings = _settings(ledger.url, "prod")
+    monkeypatch.setattr("ledger.cli._settings", lambda args: settings)
+    out = io.StringIO()
+    assert main(["reconcile", "--json"], out=out) == 0
+    (account,) = json.loads(out.getvalue())["accounts"]
+    assert [w["status"] for w in account["windows"]] == ["ok", "explained", "ok", "ok"]
+    assert [e["name"] for e in account["windows"][1]["explanations"]] == ["refund"]
+    assert account["cumulative"]["status"] == "explained"  # the ledger counts 1 more: the refund
+    later = reconcile_as_configured(settings, ledger, t + timedelta(hours=3), cumulative_from_first=True)
+    assert later.verdict == "reconciled" and later.accounts[0].cumulative.explanation("refund").credits == -1
