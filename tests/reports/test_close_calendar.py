@@ -96,7 +96,7 @@ def test_a_closed_month_keeps_its_figures_when_a_week_across_it_is_refused(ledge
 REPORT_ZONES = ("UTC", "Europe/Berlin", "Asia/Kathmandu", "Australia/Lord_Howe")
 
 
-def _year_of_calls(ledger, zone: str) -> Decimal:
+def _year_of_calls(ledger, zone: str) -> tuple[Decimal, int]:
     """Calls all through 2026 (every zone's 2026), months of `zone` closed with late calls of them; the ledger's sum."""
     year = [parse_period(f"2026-{m:02d}", zone) for m in range(1, 13)]
     first, last = datetime(2026, 1, 1, 0, 15, tzinfo=timezone.utc), datetime(2026, 12, 31, 12, 45, tzinfo=timezone.utc)
@@ -126,21 +126,22 @@ def _year_of_calls(ledger, zone: str) -> Decimal:
                 late.append(call_values(started_at=month.start + timedelta(minutes=10 + 600 * k), recorded_at=recorded,
                                         charged=Decimal(i + k + 1) / 8))
     insert(ledger, late)
-    return sum((Decimal(r[CALL_COLUMNS.index("credits_charged")]) for r in rows + late), Decimal(0))
+    return sum((Decimal(r[CALL_COLUMNS.index("credits_charged")]) for r in rows + late), Decimal(0)), len(rows + late)
 
 
 @pytest.mark.parametrize("close_zone", ["UTC", "Australia/Lord_Howe"])
 def test_every_credit_is_in_exactly_one_report_of_every_view_of_a_year(ledger, close_zone):
     from ledger.reports.spend import build_report
 
-    ledger_sum = _year_of_calls(ledger, close_zone)
+    ledger_sum, ledger_calls = _year_of_calls(ledger, close_zone)
     with ledger.session() as session:
         for zone in REPORT_ZONES:
             views = {"months": [f"2026-{m:02d}" for m in range(1, 13)], "quarters": [f"2026-Q{q}" for q in range(1, 5)],
                      "the year": ["2026"]}
             for name, labels in views.items():
-                found = Decimal(0)
+                found, calls = Decimal(0), 0
                 for label in labels:
                     report = build_report(session, parse_period(label, zone))
                     found += report.total.credits_charged + report.adjustment_total.credits_charged
-                assert (zone, name, found) == (zone, name, ledger_sum)
+                    calls += report.total.calls + report.adjustment_total.calls
+                assert (zone, name, found, calls) == (zone, name, ledger_sum, ledger_calls)
