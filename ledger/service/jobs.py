@@ -55,8 +55,12 @@ def reconcile_job(service: Service) -> tuple[str, str]:
     for account in result.accounts:
         c = account.cumulative
         parts.append(f"{account.account} " + (f"{c.status} difference {fmt(c.difference, 2)}" if c else "too few snapshots"))
-    outcome = {GAP_VERDICT: "gap", NOTHING_VERDICT: "nothing_to_reconcile"}.get(result.verdict, "ok")
-    return outcome, "; ".join(parts) or "no snapshots"
+    # A run is "ok" unless money is unexplained; too few settled snapshots yet (the service just started) is
+    # said in its detail, in the words `reconcile` uses.
+    outcome = "gap" if result.verdict == GAP_VERDICT else "ok"
+    if result.verdict == NOTHING_VERDICT:
+        parts.append(result.verdict_text)
+    return outcome, "; ".join(parts)
 
 
 def replay_journal_job(service: Service) -> tuple[str, str]:
