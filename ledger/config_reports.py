@@ -205,4 +205,16 @@ def parse_report_entries(raw: Any, source: str, default_zone: str, channels: Ite
     names = [e.name for e in entries]
     if len(set(names)) != len(names):
         raise ConfigError(f"{source}: two [[reports]] share a name")
+    _check_one_calendar(entries, source)
     return tuple(entries)
+
+
+def _check_one_calendar(entries: list[ReportEntry], source: str) -> None:
+    # The closes in force are one kind of period in one zone: a second calendar's closes would all be refused.
+    closing = [(i, e) for i, e in enumerate(entries, 1) if e.close]
+    for i, entry in closing[1:]:
+        first_i, first = closing[0]
+        if (entry.period, entry.timezone) != (first.period, first.timezone):
+            raise ConfigError(f"{source}: reports #{i} ({entry.name}) closes {entry.period}s in {entry.timezone}, "
+                              f"#{first_i} ({first.name}) {first.period}s in {first.timezone}: the ledger's closes are "
+                              f"one kind of period in one zone (set close = false on one of them)")

@@ -122,3 +122,17 @@ def _as_job(result):
 def _runs(ledger):
     with ledger.session() as session:
         return job_runs(session)
+
+
+def test_entries_that_close_periods_must_share_the_calendar_of_closes(tmp_path):
+    from ledger.config import settings_from_mapping
+
+    def entries(*more):
+        return settings_from_mapping({"database_url": "sqlite:///x.db", "reports_dir": str(tmp_path), "reports": [
+            {"name": "finance-monthly", "period": "month", "timezone": "Europe/Berlin", "close": True}, *more]})
+
+    with pytest.raises(ConfigError, match=r"reports #2 \(ops-weekly\) closes weeks in UTC, #1 \(finance-monthly\) "
+                                          r"months in Europe/Berlin: the ledger's closes are one kind of period in one zone"):
+        entries({"name": "ops-weekly", "period": "week", "timezone": "UTC", "close": True})
+    assert len(entries({"name": "ops-weekly", "period": "week", "timezone": "UTC"}).reports) == 2  # reports only
+    assert len(entries({"name": "board", "period": "month", "timezone": "Europe/Berlin", "close": True}).reports) == 2
