@@ -7,8 +7,9 @@ the closed one (same kind, same zone) that was still open when the call was
 recorded, so that a period closed later keeps the adjustments it listed when
 it was closed. A report in another zone or of another length lists an
 adjustment when it holds the start of that period: in every division of
-time into reports, each late call is in exactly one. A reopen is a later row: the period's state is its latest
-row, and a reopened period counts its late calls as its own again.
+time into reports, each late call is in exactly one. A reopen is a later
+row: the period's state is its latest row, and a reopened period counts
+its late calls as its own again.
 
 The closes in force form one calendar: one kind of period in one zone, so
 they never overlap and each late call has one period to go to. A close of

@@ -6,7 +6,8 @@ records' `recorded_at` before the cutoff has inserted them by then) and
 then holds the calls table still (`store.reading.calls_held`) while it
 computes the totals and the digest as every later report of the period will:
 with this close in force. A period that has not ended (its end plus the
-billing's settle time) is not closed. A close is refused when the reconciliation has an
+billing's settle time) is not closed, nor one outside the calendar of the
+closes in force. A close is refused when the reconciliation has an
 unexplained gap, when accounts are configured and one of them has not been
 reconciled, or when the snapshots do not bracket the period (the last one
 before its start and the first at or after its end reconcile it, so that no
