@@ -30,7 +30,7 @@ LATEST = datetime(9999, 1, 1, tzinfo=timezone.utc)  # last one a date can hold, 
 
 def parse_time(text: str) -> datetime:
     """An ISO date or date-time (UTC unless it says otherwise), or an age like 24h, 7d, 30m."""
-    match = re.fullmatch(r"\s*(\d{1,12})\s*([smhd])\s*", text)
+    match = re.fullmatch(r"\s*(\d{1,12})\s*([smhd])\s*", text, re.ASCII)  # ２４h is no age
     try:
         if match:
             unit = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days"}[match.group(2)]

@@ -21,6 +21,7 @@ from sqlalchemy.orm import Session
 from ..accounting.closes import AdjustmentWindow, CloseEvent, adjustment_windows, is_closed, late_calls
 from ..accounting.periods import Period, calendar_period, following
 from ..config_reports import GroupKey
+from ..errors import ReportError
 from ..money import ZERO
 from ..store.closes import close_events, close_rows
 from ..store.models import PeriodClose
@@ -118,11 +119,15 @@ class SpendReport:
 
 def buckets(kind: str, period: Period) -> list[Period]:
     """The calendar periods of `kind` (in the period's zone) that meet `period`, in order."""
-    found = [calendar_period(kind, period.start, period.zone)]
-    while found[-1].end < period.end:
-        if len(found) >= MAX_BUCKETS:
-            raise ValueError(f"more than {MAX_BUCKETS} {kind} groups: choose a coarser key or a shorter period")
-        found.append(following(found[-1]))
+    try:
+        found = [calendar_period(kind, period.start, period.zone)]
+        while found[-1].end < period.end:
+            if len(found) >= MAX_BUCKETS:
+                raise ReportError(f"more than {MAX_BUCKETS} {kind} groups in one report: "
+                                  "choose a coarser key (week, month) or a shorter period")
+            found.append(following(found[-1]))
+    except ValueError as error:  # a bucket past the dates the ledger knows
+        raise ReportError(str(error)) from None
     return found
 
 
