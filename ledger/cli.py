@@ -17,7 +17,7 @@ from datetime import datetime, timedelta, timezone
 from typing import Sequence
 
 from . import __version__
-from .errors import LedgerError
+from .errors import LedgerError, describe
 
 EXIT_GAP = 3
 EXIT_NOTHING = 4
@@ -446,9 +446,32 @@ def main(argv: Sequence[str] | None = None, out=None) -> int:
     except Exception as exc:  # a bug, not bad input: still one line (and the traceback on request)
         if os.environ.get("CREDIT_LEDGER_DEBUG"):
             raise
-        print(f"credit-ledger: unexpected error ({type(exc).__name__}: {redact(str(exc))[:300]}); "
+        locked = _locked_ledger(exc, args)
+        if locked is not None:
+            print(f"credit-ledger: {locked}", file=sys.stderr)
+            return 1
+        # The driver's first line only: SQLAlchemy's text goes on with the SQL and its parameters.
+        print(f"credit-ledger: unexpected error ({type(exc).__name__}: {redact(describe(exc))[:300]}); "
               "set CREDIT_LEDGER_DEBUG=1 for the traceback", file=sys.stderr)
         return 1
+
+
+def _locked_ledger(exc: Exception, args: argparse.Namespace) -> str | None:
+    """The line for a SQLite ledger another process holds (SQLite's 'database is locked' once its wait ran out)."""
+    from sqlalchemy.engine import make_url
+    from sqlalchemy.exc import OperationalError
+
+    from .store.engine import BUSY_TIMEOUT_MS
+
+    text = describe(exc)
+    if not isinstance(exc, OperationalError) or not ("locked" in text or "busy" in text):
+        return None
+    try:
+        path = make_url(_settings(args).database_url).database
+    except Exception:  # the config was read once already; a ledger without a name still gets the line
+        path = None
+    return (f"the ledger {path or ''} is locked by another process (still busy after {BUSY_TIMEOUT_MS // 1000} s: "
+            f"{text}); try again when it has finished")
 
 
 if __name__ == "__main__":

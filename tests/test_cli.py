@@ -202,3 +202,35 @@ def test_text_from_the_ledger_is_printable_on_a_terminal(tmp_path, monkeypatch, 
         # Each call's row stays one line: the user's newline is shown, not obeyed.
         (row,) = [line for line in out.splitlines() if "OWNED" in line]
         assert "mallory" not in out or ("eve" in row and "mallory" in row), (command, out)
+
+
+LEDGER_COMMANDS = (["check"], ["calls"], ["reconcile"], ["db", "upgrade"], ["db", "current"], ["report"],
+                   ["report", "--format", "xlsx"], ["close", "2026-11"], ["reopen", "2026-11", "--reason", "x"],
+                   ["closes"], ["budgets"], ["budgets", "--notify"], ["alerts"])
+
+
+@pytest.mark.parametrize("lock", ["PRAGMA locking_mode=NORMAL", "PRAGMA locking_mode=EXCLUSIVE"], ids=["writer", "sole"])
+def test_a_locked_ledger_is_one_line_naming_the_file_for_every_command(tmp_path, monkeypatch, capsys, lock):
+    """Another process holds the SQLite file (a writer's transaction, or a reader shut out too): each command says so."""
+    import sqlite3
+
+    from ledger.store import engine
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(engine, "BUSY_TIMEOUT_MS", 50)  # the waits before giving up: 30 s and 15 s in use
+    monkeypatch.setattr(engine, "SCHEMA_WAIT_SECONDS", 0.1)
+    assert call(["db", "upgrade"], capsys)[0] == 0
+    holder = sqlite3.connect(tmp_path / "ledger.db", isolation_level=None)
+    holder.execute(lock)
+    holder.execute("BEGIN EXCLUSIVE")
+    holder.execute("CREATE TABLE held (x)")
+    try:
+        for command in LEDGER_COMMANDS:
+            code, out, err = call(command, capsys)
+            if lock.endswith("NORMAL") and command[:2] not in (["report"], ["report", "--format"], ["close", "2026-11"]):
+                continue  # WAL: a reader goes on reading beside a writer
+            assert code == 1, (command, out, err)
+            assert err.startswith("credit-ledger: ") and len(err.strip().splitlines()) == 1, (command, err)
+            assert "ledger.db" in err and "locked" in err and "SELECT" not in err and "INSERT" not in err, (command, err)
+    finally:
+        holder.close()

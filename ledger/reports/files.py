@@ -1,14 +1,17 @@
 """Report files: named after the report and period, written to a temporary name beside the target, renamed when whole.
 
 A report that fails half-way leaves no file under its name (nor a stray
-temporary one); a reader never sees a half-written report.
+temporary one); a reader never sees a half-written report. A writer killed
+outright leaves its temporary files: the next write of the same file sweeps them.
 """
 
 from __future__ import annotations
 
 import os
 import re
+import socket
 import tempfile
+import time
 from contextlib import contextmanager
 from pathlib import Path
 from typing import IO, Iterator
@@ -17,6 +20,8 @@ from ..accounting.periods import Period
 from ..errors import ReportError
 
 EXTENSIONS = {"csv": "csv", "json": "json", "xlsx": "xlsx", "focus": "focus.csv"}
+PART = ".part"
+STALE_PART_SECONDS = 24 * 3600  # far past any report's writing time: a writer this silent is gone
 
 
 def _safe(text: str) -> str:
@@ -56,7 +61,7 @@ def atomic_path(path: Path, keep: bool = True) -> Iterator[Path]:
     """
     folder = path.parent if str(path.parent) else Path(".")
     try:
-        handle, name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".part", dir=folder)
+        handle, name = tempfile.mkstemp(prefix=f".{path.name}.{_writer()}.", suffix=PART, dir=folder)
     except OSError as exc:
         raise ReportError(f"cannot write in {folder}: {exc.strerror or exc}") from None
     os.close(handle)
@@ -87,3 +92,65 @@ def _umask() -> int:
     current = os.umask(0)
     os.umask(current)
     return current
+
+
+# ---------------------------------------------------------------- stale temporary files
+
+
+def _host() -> str:
+    return re.sub(r"[^A-Za-z0-9]+", "_", socket.gethostname())[:32]
+
+
+def _writer() -> str:
+    """Who writes a temporary file, in its name: `pid@host` (a pid means nothing on another host)."""
+    return f"{os.getpid()}@{_host()}"
+
+
+def _ended(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return True
+    except PermissionError:  # another user's process, alive
+        return False
+    return False
+
+
+def _why_stale(part: Path, now: float) -> str | None:
+    """Why `part` is a dead writer's: its process has ended on this host, or it has not been touched for a day."""
+    writer = re.search(r"\.(\d+)@([A-Za-z0-9_]*)\.[^.]*\.part$", part.name)
+    if writer and writer[2] == _host() and _ended(int(writer[1])):
+        return f"left by process {writer[1]}, which has ended"
+    try:
+        if now - part.stat().st_mtime > STALE_PART_SECONDS:
+            return f"untouched for more than {STALE_PART_SECONDS // 3600} hours"
+    except FileNotFoundError:  # its writer finished meanwhile
+        pass
+    return None
+
+
+def sweep_stale_parts(path: Path) -> list[str]:
+    """Remove the temporary files a dead writer of `path` left beside it (its own and its drafts'); one line for each.
+
+    Only this output's, and only a writer's that is certainly gone: a live one (another report of the same
+    file, now) keeps its files.
+    """
+    folder = path.parent if str(path.parent) else Path(".")
+    removed, now = [], time.time()
+    try:
+        candidates = [p for p in folder.iterdir() if p.name.startswith(f".{path.name}.") and p.name.endswith(PART)]
+    except OSError:
+        return []
+    for part in sorted(candidates):
+        reason = _why_stale(part, now)
+        if reason is None:
+            continue
+        try:
+            part.unlink()
+        except FileNotFoundError:
+            continue
+        except OSError as exc:
+            removed.append(f"cannot remove {part} ({reason}): {exc.strerror or exc}")
+            continue
+        removed.append(f"removed {part} ({reason})")
+    return removed

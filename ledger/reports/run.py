@@ -27,7 +27,7 @@ from ..store.keys import account_fingerprints
 from ..store.rate_cards import sync_rate_cards
 from ..store.reading import one_snapshot
 from ..terminal import Progress
-from .files import atomic_file, output_path, report_file_name
+from .files import atomic_file, output_path, report_file_name, sweep_stale_parts
 from .spend import SpendReport, build_report
 from .spend_out import write_csv, write_json, write_table
 
@@ -92,6 +92,8 @@ def write_report(settings: Settings, ledger: Ledger, request: ReportRequest, out
         from .summary import reconcile_period
 
         summary_result = reconcile_period(ledger, request.period.start, request.period.end)
+    for line in sweep_stale_parts(path) if path is not None else ():
+        print(line, file=out)
     with one_snapshot(ledger) as session:
         report = build_report(session, request.period, request.keys, request.account)
         if request.format == "xlsx":

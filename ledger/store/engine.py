@@ -24,11 +24,15 @@ from ..config import DEFAULT_DATABASE_URL, database_url_from_env, normalise_url
 from ..errors import ConfigError, DatabaseError, describe
 
 
+BUSY_TIMEOUT_MS = 30_000  # how long SQLite waits for another process's lock before "database is locked"
+SCHEMA_WAIT_SECONDS = 15.0  # how long a new ledger's schema check waits for another process's migration
+
+
 def _sqlite_pragmas(dbapi_connection, _record) -> None:
     cursor = dbapi_connection.cursor()
+    cursor.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")  # first: journal_mode already waits on a lock
     cursor.execute("PRAGMA journal_mode=WAL")
     cursor.execute("PRAGMA synchronous=NORMAL")
-    cursor.execute("PRAGMA busy_timeout=30000")
     cursor.execute("PRAGMA foreign_keys=ON")
     cursor.close()
 
@@ -112,7 +116,7 @@ def ensure_schema(engine: Engine) -> None:
     schema to reach the newest, up to 15 s; a database that cannot be reached
     at all fails at once.
     """
-    deadline = time.monotonic() + 15.0
+    deadline = time.monotonic() + SCHEMA_WAIT_SECONDS
     while True:
         try:
             if current_revision(engine) == head_revision():
@@ -152,7 +156,7 @@ def _require_ledger_file(url: str) -> None:
     import sqlite3
 
     try:
-        connection = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+        connection = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=BUSY_TIMEOUT_MS / 1000)
         try:
             found = connection.execute("SELECT 1 FROM sqlite_master WHERE name = 'alembic_version'").fetchone()
         finally:
