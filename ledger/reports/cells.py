@@ -91,6 +91,22 @@ class Cached(dict):
         return result
 
 
+NO_VALUE, EMPTY = "(none)", "(empty)"
+
+
+def group_label(value: str | None) -> str:
+    """A group's value of caller text as every report shows it, never two groups alike: `(none)` for a call
+    without one, `(empty)` for "", and in double quotes (JSON-escaped) a value that could be read as either,
+    or that is not one line of visible text (`"(none)"`, `"multi\\nline"`, `" padded"`)."""
+    if value is None:
+        return NO_VALUE
+    if value == "":
+        return EMPTY
+    if value[0] in '("' or not value.isprintable() or value != value.strip():
+        return json.dumps(value, ensure_ascii=False)
+    return value
+
+
 def decimal_text(amount: Decimal | None) -> str:
     return fmt(amount) if amount is not None else ""
 

@@ -26,9 +26,11 @@ from ..money import ZERO
 from ..store.closes import close_events, close_rows
 from ..store.models import PeriodClose
 from ..store.spend import Selection, SpendRow, digest_rows, spend_rows, usd_per_credit
+from .cells import group_label
 
 SHARE_STEP = Decimal("0.000001")
 MAX_BUCKETS = 10_000
+CALLER_TEXT = frozenset({"project", "user", "tag", "model"})  # keys whose values a caller chose: labelled apart
 
 
 @dataclass(frozen=True, slots=True)
@@ -145,7 +147,8 @@ def fold(rows: Sequence[SpendRow], keys: Sequence[GroupKey], spans: dict[str, li
     groups: dict[tuple, Figures] = {}
     unknown: set[str] = set()
     for row in rows:
-        values = tuple(spans[k.name][v].label if k.is_time else v for k, v in zip(keys, row.values))
+        values = tuple(spans[k.name][v].label if k.is_time else group_label(v) if k.name in CALLER_TEXT else v
+                       for k, v in zip(keys, row.values))
         rate = rates.get(row.rate_card) if row.rate_card is not None else None
         if rate is None:
             unknown.add(row.rate_card or "(none)")
