@@ -241,17 +241,18 @@ def summary_sheet(book: Book, data: WorkbookInput) -> None:
 
 
 def snapshot_note(account) -> str:
-    """What an account's snapshots in the period allow: one snapshot is no reconciliation (it takes two)."""
+    """How many usable snapshots an account had in the period, when it had too few to be reconciled."""
     if account.opening is None:
-        return "no usable snapshot in the period: a reconciliation needs two"
+        return "no usable snapshot"
     if account.opening.taken_at == account.closing.taken_at:
-        return "one snapshot in the period: a reconciliation needs two"
+        return "one snapshot"
     return "fewer than two usable snapshots"
 
 
 def snapshot_notes(summary: Summary) -> list[str]:
-    """Beside the verdict, for each account it could not reconcile: how many snapshots there were."""
-    return [f"{a.account}: {snapshot_note(a)}" for a in summary.accounts if a.cumulative is None]
+    """Beside the verdict, for each account it could not reconcile: one snapshot is no reconciliation (it takes two)."""
+    return [f"{a.account}: {snapshot_note(a)} in the period: a reconciliation needs two"
+            for a in summary.accounts if a.cumulative is None]
 
 
 def group_sheet(book: Book, title: str, keys: Sequence[GroupKey], items: list[tuple[tuple, Figures]], total: Figures) -> None:

@@ -101,3 +101,10 @@ def test_libreoffice_prints_400_calls_on_a_few_landscape_pages(workbook, tmp_pat
     boxes = [tuple(map(float, box)) for box in re.findall(rb"/MediaBox\s*\[\s*0 0 ([\d.]+) ([\d.]+)\s*\]", pdf)]
     assert 5 <= len(pages) <= 10, len(pages)  # 78 portrait pages before (36 without the Calls sheet)
     assert boxes and all(width > height for width, height in boxes), boxes
+
+
+def test_the_row_sheets_show_caller_text_on_one_line_as_the_groups_show_it(workbook):
+    calls = openpyxl.load_workbook(workbook)["Calls"]
+    header = [c.value for c in calls[1]]
+    projects = {row[header.index("project")] for row in calls.iter_rows(min_row=2, values_only=True)}
+    assert projects == {"search", "support", "(none)", "(empty)", '"(none)"', '"multi\\nline"'}
