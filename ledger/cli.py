@@ -457,21 +457,13 @@ def main(argv: Sequence[str] | None = None, out=None) -> int:
 
 
 def _locked_ledger(exc: Exception, args: argparse.Namespace) -> str | None:
-    """The line for a SQLite ledger another process holds (SQLite's 'database is locked' once its wait ran out)."""
-    from sqlalchemy.engine import make_url
-    from sqlalchemy.exc import OperationalError
+    from .store.engine import locked_ledger
 
-    from .store.engine import BUSY_TIMEOUT_MS
-
-    text = describe(exc)
-    if not isinstance(exc, OperationalError) or not ("locked" in text or "busy" in text):
-        return None
     try:
-        path = make_url(_settings(args).database_url).database
+        url = _settings(args).database_url
     except Exception:  # the config was read once already; a ledger without a name still gets the line
-        path = None
-    return (f"the ledger {path or ''} is locked by another process (still busy after {BUSY_TIMEOUT_MS // 1000} s: "
-            f"{text}); try again when it has finished")
+        url = None
+    return locked_ledger(exc, url)
 
 
 if __name__ == "__main__":

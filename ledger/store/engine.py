@@ -17,7 +17,7 @@ from typing import Any, Iterator
 from sqlalchemy import Engine, Table, create_engine, event, inspect
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import make_url
-from sqlalchemy.exc import ArgumentError, SQLAlchemyError
+from sqlalchemy.exc import ArgumentError, OperationalError, SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
 from ..config import DEFAULT_DATABASE_URL, database_url_from_env, normalise_url
@@ -99,6 +99,16 @@ def current_revision(engine: Engine) -> str | None:
 
     with engine.connect() as connection:
         return MigrationContext.configure(connection).get_current_revision()
+
+
+def locked_ledger(error: BaseException, url: str | None) -> str | None:
+    """One line for a SQLite ledger another process held past BUSY_TIMEOUT_MS ("database is locked"); None otherwise."""
+    text = describe(error)
+    if not isinstance(error, OperationalError) or not ("locked" in text or "busy" in text):
+        return None
+    path = make_url(url).database if url else None
+    return (f"the ledger {path or ''} is locked by another process (still busy after {BUSY_TIMEOUT_MS // 1000} s: "
+            f"{text}); try again when it has finished")
 
 
 def head_revision() -> str:
