@@ -82,7 +82,7 @@ def atomic_path(path: Path, keep: bool = True) -> Iterator[Path]:
     """A temporary path in `path`'s folder to write the report to; renamed to `path` when the block ends without error.
 
     `keep=False`: a scratch file, removed whatever happens. A symlink at `path` is written through: the
-temporary file goes beside its target, which it replaces.
+    temporary file goes beside its target, which it replaces.
     """
     if keep:
         path = _written(path)
