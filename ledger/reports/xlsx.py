@@ -25,6 +25,7 @@ import xlsxwriter
 from ..config_reports import GroupKey
 from ..store.call_rows import call_rows
 from ..store.spend import Selection, usd_per_credit
+from .cells import one_line
 from .files import atomic_path
 from .spend import Figures, SpendReport, buckets, grouped
 from .summary import Summary
@@ -78,7 +79,8 @@ class Sheet:
             self.ws.write_blank(self.row, col, None, fmt)
             return
         if kind == "text":
-            self.ws.write_string(self.row, col, str(value), fmt)
+            value = one_line(str(value))
+            self.ws.write_string(self.row, col, value, fmt)
         elif kind in ("date", "datetime"):
             self.ws.write_datetime(self.row, col, value, fmt)
         else:
