@@ -17,7 +17,7 @@ from datetime import datetime, timedelta, timezone
 from typing import Sequence
 
 from . import __version__
-from .errors import LedgerError
+from .errors import LedgerError, describe
 
 EXIT_GAP = 3
 EXIT_NOTHING = 4
@@ -30,7 +30,7 @@ LATEST = datetime(9999, 1, 1, tzinfo=timezone.utc)  # last one a date can hold, 
 
 def parse_time(text: str) -> datetime:
     """An ISO date or date-time (UTC unless it says otherwise), or an age like 24h, 7d, 30m."""
-    match = re.fullmatch(r"\s*(\d{1,12})\s*([smhd])\s*", text)
+    match = re.fullmatch(r"\s*(\d{1,12})\s*([smhd])\s*", text, re.ASCII)  # ２４h is no age
     try:
         if match:
             unit = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days"}[match.group(2)]
@@ -447,9 +447,24 @@ def main(argv: Sequence[str] | None = None, out=None) -> int:
     except Exception as exc:  # a bug, not bad input: still one line (and the traceback on request)
         if os.environ.get("CREDIT_LEDGER_DEBUG"):
             raise
-        print(f"credit-ledger: unexpected error ({type(exc).__name__}: {redact(str(exc))[:300]}); "
+        locked = _locked_ledger(exc, args)
+        if locked is not None:
+            print(f"credit-ledger: {locked}", file=sys.stderr)
+            return 1
+        # The driver's first line only: SQLAlchemy's text goes on with the SQL and its parameters.
+        print(f"credit-ledger: unexpected error ({type(exc).__name__}: {redact(describe(exc))[:300]}); "
               "set CREDIT_LEDGER_DEBUG=1 for the traceback", file=sys.stderr)
         return 1
+
+
+def _locked_ledger(exc: Exception, args: argparse.Namespace) -> str | None:
+    from .store.engine import locked_ledger
+
+    try:
+        url = _settings(args).database_url
+    except Exception:  # the config was read once already; a ledger without a name still gets the line
+        url = None
+    return locked_ledger(exc, url)
 
 
 if __name__ == "__main__":

@@ -85,6 +85,9 @@ def test_a_bad_config_stops_every_command_with_one_line(tmp_path, monkeypatch, c
         (["check", "--since", "yesterday"], 2, "not a time"),
         (["calls", "--since", "1000000d"], 2, "time out of range"),
         (["calls", "--since", "99999999999d"], 2, "time out of range"),
+        (["calls", "--since", "２４h"], 2, "not a time"),
+        (["report", "--period", "２０２６-１１"], 2, "not a period"),
+        (["close", "２０２６-１１"], 2, "not a period"),
         (["calls", "--since", "0001-01-01T00:00+01:00"], 2, "time out of range"),
         (["reconcile", "--from", "9999-12-31T23:00-05:00"], 2, "time out of range"),
         (["reconcile", "--from", "2026-12-01", "--to", "2026-11-01"], 2, "--from must come before --to"),
@@ -199,3 +202,35 @@ def test_text_from_the_ledger_is_printable_on_a_terminal(tmp_path, monkeypatch, 
         # Each call's row stays one line: the user's newline is shown, not obeyed.
         (row,) = [line for line in out.splitlines() if "OWNED" in line]
         assert "mallory" not in out or ("eve" in row and "mallory" in row), (command, out)
+
+
+LEDGER_COMMANDS = (["check"], ["calls"], ["reconcile"], ["db", "upgrade"], ["db", "current"], ["report"],
+                   ["report", "--format", "xlsx"], ["close", "2026-11"], ["reopen", "2026-11", "--reason", "x"],
+                   ["closes"], ["budgets"], ["budgets", "--notify"], ["alerts"])
+
+
+@pytest.mark.parametrize("lock", ["PRAGMA locking_mode=NORMAL", "PRAGMA locking_mode=EXCLUSIVE"], ids=["writer", "sole"])
+def test_a_locked_ledger_is_one_line_naming_the_file_for_every_command(tmp_path, monkeypatch, capsys, lock):
+    """Another process holds the SQLite file (a writer's transaction, or a reader shut out too): each command says so."""
+    import sqlite3
+
+    from ledger.store import engine
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(engine, "BUSY_TIMEOUT_MS", 50)  # the waits before giving up: 30 s and 15 s in use
+    monkeypatch.setattr(engine, "SCHEMA_WAIT_SECONDS", 0.1)
+    assert call(["db", "upgrade"], capsys)[0] == 0
+    holder = sqlite3.connect(tmp_path / "ledger.db", isolation_level=None)
+    holder.execute(lock)
+    holder.execute("BEGIN EXCLUSIVE")
+    holder.execute("CREATE TABLE held (x)")
+    try:
+        for command in LEDGER_COMMANDS:
+            code, out, err = call(command, capsys)
+            if lock.endswith("NORMAL") and command != ["close", "2026-11"]:
+                continue  # WAL: a reader (a report, too) goes on reading beside a writer
+            assert code == 1, (command, out, err)
+            assert err.startswith("credit-ledger: ") and len(err.strip().splitlines()) == 1, (command, err)
+            assert "ledger.db" in err and "locked" in err and "SELECT" not in err and "INSERT" not in err, (command, err)
+    finally:
+        holder.close()

@@ -19,13 +19,21 @@ CALENDAR_KINDS = (DAY, WEEK, MONTH, QUARTER, YEAR)
 ROLLING, RANGE = "rolling", "range"
 MIN_YEAR, MAX_YEAR = 1970, 9998  # a period's end must still be a date
 
-_YEAR = re.compile(r"(\d{4})")
-_QUARTER = re.compile(r"(\d{4})-Q([1-4])")
-_WEEK = re.compile(r"(\d{4})-W(\d{2})")
-_MONTH = re.compile(r"(\d{4})-(\d{2})")
-_DAY = re.compile(r"(\d{4})-(\d{2})-(\d{2})")
-_DURATION = re.compile(r"\s*(\d{1,6})\s*([mhdw])\s*")
+# ASCII digits only: `\d` alone takes any script's (２０２６-１１ would read as 2026-11).
+_YEAR = re.compile(r"(\d{4})", re.ASCII)
+_QUARTER = re.compile(r"(\d{4})-Q([1-4])", re.ASCII)
+_WEEK = re.compile(r"(\d{4})-W(\d{2})", re.ASCII)
+_MONTH = re.compile(r"(\d{4})-(\d{2})", re.ASCII)
+_DAY = re.compile(r"(\d{4})-(\d{2})-(\d{2})", re.ASCII)
+_DURATION = re.compile(r"\s*(\d{1,6})\s*([mhdw])\s*", re.ASCII)
 _UNITS = {"m": "minutes", "h": "hours", "d": "days", "w": "weeks"}
+_NAMES = (  # a period's name: its form, its kind, its first day
+    (_DAY, DAY, lambda m: date(int(m[1]), int(m[2]), int(m[3]))),
+    (_MONTH, MONTH, lambda m: date(int(m[1]), int(m[2]), 1)),
+    (_WEEK, WEEK, lambda m: date.fromisocalendar(int(m[1]), int(m[2]), 1)),
+    (_QUARTER, QUARTER, lambda m: date(int(m[1]), 3 * int(m[2]) - 2, 1)),
+    (_YEAR, YEAR, lambda m: date(int(m[1]), 1, 1)),
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -103,10 +111,12 @@ def _label(kind: str, first: date) -> str:
 
 
 def _calendar(kind: str, first: date, zone: ZoneInfo) -> Period:
-    if not MIN_YEAR <= first.year <= MAX_YEAR:
-        raise ValueError(f"a period in year {first.year}: the ledger knows {MIN_YEAR} to {MAX_YEAR}")
-    return Period(kind, _label(kind, first), _local_midnight(first, zone),
-                  _local_midnight(_next_first_day(kind, first), zone), zone.key)
+    # No year check here: the local period of an instant of 1970 may start in 1969 (1970-W01, a day west of UTC).
+    try:
+        end = _local_midnight(_next_first_day(kind, first), zone)
+    except (ValueError, OverflowError):
+        raise ValueError(f"a {kind} past the last date the ledger knows (the year {MAX_YEAR})") from None
+    return Period(kind, _label(kind, first), _local_midnight(first, zone), end, zone.key)
 
 
 def calendar_period(kind: str, instant: datetime, zone: ZoneInfo | str = "UTC") -> Period:
@@ -131,21 +141,15 @@ def parse_period(text: str, zone: ZoneInfo | str = "UTC") -> Period:
     """A period by its name: `2026` (year), `2026-Q4`, `2026-W48` (ISO week), `2026-11` (month), `2026-11-30` (day)."""
     zone = zone_named(zone) if isinstance(zone, str) else zone
     text = text.strip() if isinstance(text, str) else ""
-    try:
-        if match := _DAY.fullmatch(text):
-            return _calendar(DAY, date(*map(int, match.groups())), zone)
-        if match := _MONTH.fullmatch(text):
-            return _calendar(MONTH, date(int(match[1]), int(match[2]), 1), zone)
-        if match := _WEEK.fullmatch(text):
-            return _calendar(WEEK, date.fromisocalendar(int(match[1]), int(match[2]), 1), zone)
-        if match := _QUARTER.fullmatch(text):
-            return _calendar(QUARTER, date(int(match[1]), 3 * int(match[2]) - 2, 1), zone)
-        if match := _YEAR.fullmatch(text):
-            return _calendar(YEAR, date(int(match[1]), 1, 1), zone)
-    except ValueError as error:
-        if "the ledger knows" in str(error):
-            raise
-        raise ValueError(f"no such period: {text!r} ({error})") from None
+    for pattern, kind, first_day in _NAMES:
+        if (match := pattern.fullmatch(text)) is None:
+            continue
+        if not MIN_YEAR <= int(match[1]) <= MAX_YEAR:  # a named 1969 or 9999 is a typo
+            raise ValueError(f"a period in year {match[1]}: the ledger knows {MIN_YEAR} to {MAX_YEAR}")
+        try:
+            return _calendar(kind, first_day(match), zone)
+        except ValueError as error:
+            raise ValueError(f"no such period: {text!r} ({error})") from None
     raise ValueError(f"not a period: {text!r} (use 2026-11, 2026-W48, 2026-Q4, 2026 or 2026-11-30)")
 
 

@@ -91,6 +91,26 @@ class Cached(dict):
         return result
 
 
+NO_VALUE, EMPTY = "(none)", "(empty)"
+
+
+def group_label(value: str | None) -> str:
+    """A group's value of caller text as every report gives it, never two groups alike: `(none)` for a call
+    without one, `(empty)` for "", a value that could be read as either in double quotes, JSON-escaped
+    (`"(none)"`); any other value as it is."""
+    if value is None:
+        return NO_VALUE
+    if value == "":
+        return EMPTY
+    return json.dumps(value, ensure_ascii=False) if value[0] in '("' else value
+
+
+def one_line(text: str) -> str:
+    """Text a spreadsheet cell shows on one line: JSON-escaped (in double quotes) when it holds a line break or
+    another invisible character, which would draw over the row above; as it is otherwise."""
+    return text if text.isprintable() else json.dumps(text)
+
+
 def decimal_text(amount: Decimal | None) -> str:
     return fmt(amount) if amount is not None else ""
 

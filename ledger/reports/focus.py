@@ -61,7 +61,7 @@ CREDITS_SKU = "prepaid-credits"
 # A row's identity. The end user is not one of them: users are many (thousands a day), and FOCUS rows
 # are for allocation to projects and tags; the per-user spend is `report --by user`.
 ROW_KEYS = (GroupKey("day"), GroupKey("account"), GroupKey("key_id"), GroupKey("key"), GroupKey("model_priced"),
-            GroupKey("project_or_empty"), GroupKey("tags_json"))
+            GroupKey("project_as_is"), GroupKey("tags_json"))
 
 
 class Meter(NamedTuple):
@@ -100,10 +100,10 @@ def apportion(charged: Decimal, listed: tuple[Decimal, Decimal]) -> tuple[Decima
     return first, charged - first
 
 
-def _tags(project: str, tags_json: str) -> str | None:
-    """The call's tags (user-defined, unprefixed) and its project under the ledger's own prefix."""
+def _tags(project: str | None, tags_json: str) -> str | None:
+    """The call's tags (user-defined, unprefixed) and its project under the ledger's own prefix (`""` too)."""
     tags = json.loads(tags_json) if tags_json else {}
-    if project:
+    if project is not None:
         tags["ledger/project"] = project
     return json.dumps(tags, sort_keys=True, ensure_ascii=False) if tags else None
 

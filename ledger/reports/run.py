@@ -27,7 +27,7 @@ from ..store.keys import account_fingerprints
 from ..store.rate_cards import sync_rate_cards
 from ..store.reading import one_snapshot
 from ..terminal import Progress
-from .files import atomic_file, output_path, report_file_name
+from .files import atomic_file, output_path, report_file_name, sweep_stale_parts
 from .spend import SpendReport, build_report
 from .spend_out import write_csv, write_json, write_table
 
@@ -94,6 +94,8 @@ def write_report(settings: Settings, ledger: Ledger, request: ReportRequest, out
         # As the period's close reconciles it (the snapshots around it).
         summary_result = reconcile_as_configured(settings, ledger, request.period.start, request.period.end,
                                                  bracketed=True)
+    for line in sweep_stale_parts(path) if path is not None else ():
+        print(line, file=out)
     with one_snapshot(ledger) as session:
         report = build_report(session, request.period, request.keys, request.account)
         if request.format == "xlsx":

@@ -21,13 +21,16 @@ from sqlalchemy.orm import Session
 from ..accounting.closes import AdjustmentWindow, CloseEvent, adjustment_windows, is_closed, late_calls
 from ..accounting.periods import Period, calendar_period, following
 from ..config_reports import GroupKey
+from ..errors import ReportError
 from ..money import ZERO
 from ..store.closes import close_events, close_rows
 from ..store.models import PeriodClose
 from ..store.spend import Selection, SpendRow, digest_rows, spend_rows, usd_per_credit
+from .cells import group_label
 
 SHARE_STEP = Decimal("0.000001")
 MAX_BUCKETS = 10_000
+CALLER_TEXT = frozenset({"project", "user", "tag", "model"})  # keys whose values a caller chose: labelled apart
 
 
 @dataclass(frozen=True, slots=True)
@@ -118,11 +121,15 @@ class SpendReport:
 
 def buckets(kind: str, period: Period) -> list[Period]:
     """The calendar periods of `kind` (in the period's zone) that meet `period`, in order."""
-    found = [calendar_period(kind, period.start, period.zone)]
-    while found[-1].end < period.end:
-        if len(found) >= MAX_BUCKETS:
-            raise ValueError(f"more than {MAX_BUCKETS} {kind} groups: choose a coarser key or a shorter period")
-        found.append(following(found[-1]))
+    try:
+        found = [calendar_period(kind, period.start, period.zone)]
+        while found[-1].end < period.end:
+            if len(found) >= MAX_BUCKETS:
+                raise ReportError(f"more than {MAX_BUCKETS} {kind} groups in one report: "
+                                  "choose a coarser key (week, month) or a shorter period")
+            found.append(following(found[-1]))
+    except ValueError as error:  # a bucket past the dates the ledger knows
+        raise ReportError(str(error)) from None
     return found
 
 
@@ -140,7 +147,8 @@ def fold(rows: Sequence[SpendRow], keys: Sequence[GroupKey], spans: dict[str, li
     groups: dict[tuple, Figures] = {}
     unknown: set[str] = set()
     for row in rows:
-        values = tuple(spans[k.name][v].label if k.is_time else v for k, v in zip(keys, row.values))
+        values = tuple(spans[k.name][v].label if k.is_time else group_label(v) if k.name in CALLER_TEXT else v
+                       for k, v in zip(keys, row.values))
         rate = rates.get(row.rate_card) if row.rate_card is not None else None
         if rate is None:
             unknown.add(row.rate_card or "(none)")

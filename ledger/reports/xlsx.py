@@ -25,6 +25,7 @@ import xlsxwriter
 from ..config_reports import GroupKey
 from ..store.call_rows import call_rows
 from ..store.spend import Selection, usd_per_credit
+from .cells import one_line
 from .files import atomic_path
 from .spend import Figures, SpendReport, buckets, grouped
 from .summary import Summary
@@ -41,6 +42,25 @@ FIGURE_HEADERS = ("calls", "failed calls", "prompt tokens", "completion tokens",
 FIGURE_KINDS = ("int", "int", "int", "int", "int", "credits", "credits", "credits", "int", "usd")
 
 
+def shown_width(value, kind: str, wraps: bool = False) -> int:
+    """How many characters a cell shows in its number format: a column narrower than that shows `###`.
+
+    `wraps`: a header, which may wrap at its words: as wide as its longest word, at least 12.
+    """
+    if kind == "text":
+        text = str(value)
+        return max([12, *map(len, text.split())]) if wraps and len(text) > 12 else len(text)
+    if kind in ("date", "datetime"):
+        return 10 if kind == "date" else 19
+    if kind == "pct":
+        return len(f"{value:.2%}")
+    if kind == "int":
+        return len(f"{value:,}")
+    most = 4 if kind == "usd" else 9  # the places the format shows: 2, and up to 4 (USD) or 9 (credits) when needed
+    places = min(max(2, -Decimal(str(value)).normalize().as_tuple().exponent), most)
+    return len(f"{Decimal(str(value)):,.{places}f}") + (1 if kind == "usd" else 0)
+
+
 def figure_values(f: Figures) -> list:
     return [f.calls, f.failed_calls, f.prompt_tokens, f.completion_tokens, f.reasoning_tokens, f.credits_charged,
             f.credits_expected, f.difference, f.findings, f.usd]
@@ -51,6 +71,7 @@ class Sheet:
 
     def __init__(self, book: "Book", name: str) -> None:
         self.book, self.ws, self.row, self.widths = book, book.workbook.add_worksheet(name), 0, {}
+        book.page_setup(self.ws)
 
     def put(self, col: int, value, kind: str = "text", bold: bool = False) -> None:
         fmt = self.book.format(kind, bold)
@@ -58,21 +79,29 @@ class Sheet:
             self.ws.write_blank(self.row, col, None, fmt)
             return
         if kind == "text":
-            text = str(value)
-            self.ws.write_string(self.row, col, text, fmt)
-            shown = len(text)
+            value = one_line(str(value))
+            self.ws.write_string(self.row, col, value, fmt)
         elif kind in ("date", "datetime"):
             self.ws.write_datetime(self.row, col, value, fmt)
-            shown = 10 if kind == "date" else 19
         else:
             self.ws.write_number(self.row, col, value, fmt)
-            shown = len(f"{value:,.2f}") + (2 if kind == "usd" else 0)
+        shown = shown_width(value, kind, wraps=bold) * (1.15 if bold else 1)  # bold characters are wider
         self.widths[col] = max(self.widths.get(col, 0), min(shown, 60))
 
     def line(self, values: Sequence, kinds: Sequence[str] | str = "text", bold: bool = False) -> None:
         kinds = [kinds] * len(values) if isinstance(kinds, str) else kinds
+        if bold:  # a header's row as tall as its most wrapped cell: no spreadsheet is trusted to fit it
+            lines = max((-(-len(str(v)) // shown_width(v, "text", wraps=True)) for v, k in zip(values, kinds)
+                         if k == "text" and v), default=1)
+            if lines > 1:
+                self.ws.set_row(self.row, 15 * lines)
         for col, (value, kind) in enumerate(zip(values, kinds)):
             self.put(col, value, kind, bold)
+        self.row += 1
+
+    def note(self, text: str, col: int = 0) -> None:
+        """A line of prose: it runs on over the empty cells to its right, so it sets no column's width."""
+        self.ws.write_string(self.row, col, text, self.book.format("text"))
         self.row += 1
 
     def header(self, names: Sequence[str], filter_rows: int | None = None) -> None:
@@ -88,17 +117,27 @@ class Sheet:
 
 
 class Book:
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, title: str = "credit-ledger spend report") -> None:
         self.workbook = xlsxwriter.Workbook(str(path), OPTIONS)
         self._formats: dict = {}
         self.names: set[str] = set()
+        self.title = title.replace("&", "&&")  # '&' starts a code in a page header
+
+    def page_setup(self, ws) -> None:
+        """Printed as a finance person files it: landscape, every column on the page, the header row on each page."""
+        ws.set_landscape()
+        ws.fit_to_pages(1, 0)  # as wide as one page, as many pages long as it takes
+        ws.repeat_rows(0)
+        ws.set_header(f"&L{self.title}&R&A")
+        ws.set_footer("&Cpage &P of &N")
 
     def format(self, kind: str, bold: bool = False):
         key = (kind, bold)
         if key not in self._formats:
             properties = {"num_format": NUMBER_FORMATS[kind]} if kind in NUMBER_FORMATS else {}
-            if bold:
-                properties.update({"bold": True, "bottom": 1} if kind == "text" else {"bold": True})
+            if bold:  # a header wraps at its words (Excel and LibreOffice fit the row's height to it)
+                properties.update({"bold": True, "bottom": 1, "text_wrap": True, "valign": "bottom"} if kind == "text"
+                                  else {"bold": True})
             self._formats[key] = self.workbook.add_format(properties)
         return self._formats[key]
 
@@ -139,7 +178,8 @@ def summary_sheet(book: Book, data: WorkbookInput) -> None:
     rows = [
         ("period", period.label, "text"), ("zone", zone, "text"),
         (f"from ({zone})", local(period.start, zone), "datetime"), (f"to ({zone})", local(period.end, zone), "datetime"),
-        ("from (UTC)", local(period.start, "UTC"), "datetime"), ("to (UTC)", local(period.end, "UTC"), "datetime"),
+        *([] if zone == "UTC" else [("from (UTC)", local(period.start, "UTC"), "datetime"),
+                                    ("to (UTC)", local(period.end, "UTC"), "datetime")]),
         ("account", report.account or "all", "text"), ("generated (UTC)", local(report.generated_at, "UTC"), "datetime"),
     ]
     if report.close is not None:
@@ -154,17 +194,20 @@ def summary_sheet(book: Book, data: WorkbookInput) -> None:
     rows.append(("reconciliation", summary.verdict, "text"))
     for name, value, kind in rows:
         sheet.line([name, value], ["text", kind])
+    for note in snapshot_notes(summary):  # beside the verdict: why an account was not reconciled
+        sheet.note(note, col=1)
     if report.empty:
         sheet.line(["no calls in this period"], bold=True)
     sheet.row += 1
     sheet.line(["", *FIGURE_HEADERS], bold=True)
-    sheet.line(["total", *figure_values(report.total)], ["text", *FIGURE_KINDS])
+    sheet.line(["total (calls started in the period)", *figure_values(report.total)], ["text", *FIGURE_KINDS])
     for adjustment in report.adjustments:
         sheet.line([f"prior period {adjustment.closed.label} (not in the total)", *figure_values(adjustment.figures)],
                    ["text", *FIGURE_KINDS])
     sheet.row += 1
     sheet.line(["account", "opening balance", f"opening at ({zone})", "closing balance", f"closing at ({zone})", "top-ups",
-                "consumed (platform)", "charged (ledger)", "difference", "tolerance below", "tolerance above", "status"],
+                "consumed (platform, opening to closing)", "charged (ledger, opening to closing)", "difference",
+                "tolerance below", "tolerance above", "status"],
                bold=True)
     for a in summary.accounts:
         c = a.cumulative
@@ -172,10 +215,13 @@ def summary_sheet(book: Book, data: WorkbookInput) -> None:
             [a.account, a.opening and a.opening.balance, a.opening and local(a.opening.taken_at, zone),
              a.closing and a.closing.balance, a.closing and local(a.closing.taken_at, zone), a.top_ups,
              c and c.consumed, c and c.ledger_charged, c and c.difference, c and c.tolerance_below, c and c.tolerance_above,
-             c.status if c else "fewer than two snapshots"],
+             c.status if c else snapshot_note(a)],
             ["text", "credits", "datetime", "credits", "datetime", "credits", "credits", "credits", "credits", "credits",
              "credits", "text"])
-    if not summary.accounts:
+    if summary.accounts:  # why "charged" here is not the total above
+        sheet.note("charged (ledger): the calls between the account's opening and closing snapshots; "
+                   "the total above: every call started in the period")
+    else:
         sheet.line(["no balance snapshots in this period"])
     sheet.row += 1
     sheet.line(["pricing class", "finding", "calls", "credits charged", "credits expected", "difference"], bold=True)
@@ -194,6 +240,21 @@ def summary_sheet(book: Book, data: WorkbookInput) -> None:
                     card.output_per_million, calls],
                    ["text", "datetime", "usd", "text", "credits", "credits", "int"])
     sheet.fit()
+
+
+def snapshot_note(account) -> str:
+    """How many usable snapshots an account had in the period, when it had too few to be reconciled."""
+    if account.opening is None:
+        return "no usable snapshot"
+    if account.opening.taken_at == account.closing.taken_at:
+        return "one snapshot"
+    return "fewer than two usable snapshots"
+
+
+def snapshot_notes(summary: Summary) -> list[str]:
+    """Beside the verdict, for each account it could not reconcile: one snapshot is no reconciliation (it takes two)."""
+    return [f"{a.account}: {snapshot_note(a)} in the period: a reconciliation needs two"
+            for a in summary.accounts if a.cumulative is None]
 
 
 def group_sheet(book: Book, title: str, keys: Sequence[GroupKey], items: list[tuple[tuple, Figures]], total: Figures) -> None:
@@ -243,13 +304,13 @@ def daily_sheet(book: Book, session, report: SpendReport, rates: dict[str, Decim
 
 CALL_SHEET = (
     ("call_id", Column("call id", "id", 34)), ("started_serial", Column("started", "date", 20)),
-    ("status", Column("status", "text", 10)), ("model_requested", Column("model", "text", 16)),
-    ("model_reported", Column("model reported", "text", 24)), ("stream", Column("stream", "flag", 7)),
+    ("status", Column("status", "text", 10)), ("model_requested", Column("model", "label", 16)),
+    ("model_reported", Column("model reported", "label", 24)), ("stream", Column("stream", "flag", 7)),
     ("prompt_tokens", Column("prompt tokens", "int", 14)), ("completion_tokens", Column("completion tokens", "int", 18)),
     ("reasoning_tokens", Column("reasoning tokens", "int", 17)), ("total_tokens", Column("total tokens", "int", 13)),
     ("credits_charged", Column("credits charged", "credits", 16)), ("credits_expected", Column("credits expected", "credits", 17)),
-    ("pricing_class", Column("pricing class", "text", 18)), ("project", Column("project", "text", 18)),
-    ("end_user", Column("user", "text", 14)), ("key_name", Column("key", "text", 14)), ("tags", Column("tags", "text", 30)),
+    ("pricing_class", Column("pricing class", "text", 18)), ("project", Column("project", "label", 18)),
+    ("end_user", Column("user", "label", 14)), ("key_name", Column("key", "text", 14)), ("tags", Column("tags", "text", 30)),
     ("anomalies", Column("anomalies", "text", 20)), ("completion_id", Column("completion id", "id", 30)),
     ("http_status", Column("HTTP status", "int", 12)), ("error_code", Column("error code", "text", 16)),
 )
@@ -257,17 +318,17 @@ FINDING_SHEET = (
     ("call_id", Column("call id", "id", 34)), ("started_serial", Column("started", "date", 20)),
     ("pricing_class", Column("pricing class", "text", 18)), ("credits_expected", Column("credits expected", "credits", 17)),
     ("credits_charged", Column("credits charged", "credits", 16)), ("credits_difference", Column("difference", "credits", 14)),
-    ("model_requested", Column("model", "text", 16)), ("status", Column("status", "text", 10)),
+    ("model_requested", Column("model", "label", 16)), ("status", Column("status", "text", 10)),
     ("prompt_tokens", Column("prompt tokens", "int", 14)), ("completion_tokens", Column("completion tokens", "int", 18)),
-    ("reasoning_tokens", Column("reasoning tokens", "int", 17)), ("project", Column("project", "text", 18)),
-    ("end_user", Column("user", "text", 14)), ("key_name", Column("key", "text", 14)), ("anomalies", Column("anomalies", "text", 20)),
+    ("reasoning_tokens", Column("reasoning tokens", "int", 17)), ("project", Column("project", "label", 18)),
+    ("end_user", Column("user", "label", 14)), ("key_name", Column("key", "text", 14)), ("anomalies", Column("anomalies", "text", 20)),
 )
 ADJUSTMENT_SHEET = (
     ("call_id", Column("call id", "id", 34)), ("started_serial", Column("started (its period)", "date", 20)),
     ("recorded_at", Column("recorded (UTC)", "id", 27)), ("credits_charged", Column("credits charged", "credits", 16)),
     ("credits_expected", Column("credits expected", "credits", 17)), ("pricing_class", Column("pricing class", "text", 18)),
-    ("model_requested", Column("model", "text", 16)), ("project", Column("project", "text", 18)),
-    ("end_user", Column("user", "text", 14)), ("key_name", Column("key", "text", 14)),
+    ("model_requested", Column("model", "label", 16)), ("project", Column("project", "label", 18)),
+    ("end_user", Column("user", "label", 14)), ("key_name", Column("key", "text", 14)),
 )
 
 
@@ -304,7 +365,7 @@ def write_workbook(path: Path, data: WorkbookInput, session, counts: dict[str, i
     zone = report.period.zone
     starts = [report.period.start, *(a.closed.start for a in report.adjustments)]
     with atomic_path(path) as final, atomic_path(path.with_name(f"{path.name}.draft"), keep=False) as draft:
-        book = Book(draft)
+        book = Book(draft, f"credit-ledger spend report {report.period.label} ({zone})")
         summary_sheet(book, data)
         rates = usd_per_credit(session)
         for key in report.keys:

@@ -28,7 +28,7 @@ from typing import Callable, Iterable, Sequence
 from xml.etree import ElementTree
 from zoneinfo import ZoneInfo
 
-from .cells import Cached, nano_text, xml_text
+from .cells import Cached, group_label, nano_text, one_line, xml_text
 
 EXCEL_ROWS = 1_048_576  # per sheet, the header row included
 EXCEL_EPOCH_DAYS = 25_569  # 1970-01-01 as an Excel date serial
@@ -40,7 +40,8 @@ _PKG_REL = "{http://schemas.openxmlformats.org/package/2006/relationships}"
 @dataclass(frozen=True, slots=True)
 class Column:
     header: str
-    kind: str  # text (recurring values), id (text that does not recur), int, credits, date, flag
+    kind: str  # text (recurring values), label (caller text, shown as the groups show it), id (text that does not
+    # recur), int, credits, date, flag
     width: float
 
 
@@ -121,7 +122,9 @@ def cell_makers(columns: Sequence[Column], styles: dict[str, int], shift: ZoneSh
     credits = Cached(lambda v, s=styles.get("credits", 0): "<c/>" if v is None else f'<c s="{s}"><v>{nano_text(v)}</v></c>')
     dates = _DateCells(styles.get("date", 0), shift)
     flags = {None: "<c/>", 0: _text_cell("no"), 1: _text_cell("yes"), False: _text_cell("no"), True: _text_cell("yes")}
-    makers = {"text": text, "id": _Uncached(), "int": number["int"], "credits": credits, "date": dates, "flag": flags}
+    label = Cached(lambda v: _text_cell(one_line(group_label(v))))  # one line; (none), (empty) and "(none)" apart
+    makers = {"text": text, "label": label, "id": _Uncached(), "int": number["int"], "credits": credits, "date": dates,
+              "flag": flags}
     return [makers[c.kind] for c in columns]
 
 

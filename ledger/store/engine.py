@@ -17,18 +17,22 @@ from typing import Any, Iterator
 from sqlalchemy import Engine, Table, create_engine, event, inspect
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import make_url
-from sqlalchemy.exc import ArgumentError, SQLAlchemyError
+from sqlalchemy.exc import ArgumentError, OperationalError, SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
 from ..config import DEFAULT_DATABASE_URL, database_url_from_env, normalise_url
 from ..errors import ConfigError, DatabaseError, describe
 
 
+BUSY_TIMEOUT_MS = 30_000  # how long SQLite waits for another process's lock before "database is locked"
+SCHEMA_WAIT_SECONDS = 15.0  # how long a new ledger's schema check waits for another process's migration
+
+
 def _sqlite_pragmas(dbapi_connection, _record) -> None:
     cursor = dbapi_connection.cursor()
+    cursor.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")  # first: journal_mode already waits on a lock
     cursor.execute("PRAGMA journal_mode=WAL")
     cursor.execute("PRAGMA synchronous=NORMAL")
-    cursor.execute("PRAGMA busy_timeout=30000")
     cursor.execute("PRAGMA foreign_keys=ON")
     cursor.close()
 
@@ -97,6 +101,16 @@ def current_revision(engine: Engine) -> str | None:
         return MigrationContext.configure(connection).get_current_revision()
 
 
+def locked_ledger(error: BaseException, url: str | None) -> str | None:
+    """One line for a SQLite ledger another process held past BUSY_TIMEOUT_MS ("database is locked"); None otherwise."""
+    text = describe(error)
+    if not isinstance(error, OperationalError) or not ("locked" in text or "busy" in text):
+        return None
+    path = make_url(url).database if url else None
+    return (f"the ledger {path or ''} is locked by another process (still busy after {BUSY_TIMEOUT_MS // 1000} s: "
+            f"{text}); try again when it has finished")
+
+
 def head_revision() -> str:
     from alembic.script import ScriptDirectory
 
@@ -112,7 +126,7 @@ def ensure_schema(engine: Engine) -> None:
     schema to reach the newest, up to 15 s; a database that cannot be reached
     at all fails at once.
     """
-    deadline = time.monotonic() + 15.0
+    deadline = time.monotonic() + SCHEMA_WAIT_SECONDS
     while True:
         try:
             if current_revision(engine) == head_revision():
@@ -152,7 +166,7 @@ def _require_ledger_file(url: str) -> None:
     import sqlite3
 
     try:
-        connection = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+        connection = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=BUSY_TIMEOUT_MS / 1000)
         try:
             found = connection.execute("SELECT 1 FROM sqlite_master WHERE name = 'alembic_version'").fetchone()
         finally:

@@ -1,8 +1,9 @@
 """The spend report's sums, made in SQL: GROUP BY over `calls` for a period, on SQLite and PostgreSQL alike.
 
 Every call of the period falls in exactly one group: each key is one value
-per call (`(none)` where a call has none), so the groups add up to the
-period's total. Day, week and month groups are local days in the report's
+per call, so the groups add up to the period's total. Caller text (a
+project, a user, a tag, a model) is grouped as it is: a call without one
+(NULL) is a group apart from `""` and from a project named `(none)`. Day, week and month groups are local days in the report's
 zone: their UTC bounds come from `accounting.periods` (daylight-saving
 changes included) and a call's group is found by comparing its start with
 those bounds (a CASE tree, about log2(n) comparisons a call), the same on
@@ -87,9 +88,9 @@ def bucket_index(column, bounds: Sequence[datetime]):
 def key_expression(key: GroupKey, dialect: str, bounds: Sequence[datetime] = ()):
     """The SQL value of one group key for a call."""
     if key.name == "project":
-        return func.coalesce(Call.project, NONE)
+        return Call.project
     if key.name == "user":
-        return func.coalesce(Call.end_user, NONE)
+        return Call.end_user
     if key.name == "account":
         return func.coalesce(ApiKey.account, NONE)
     if key.name == "key":
@@ -100,12 +101,12 @@ def key_expression(key: GroupKey, dialect: str, bounds: Sequence[datetime] = ())
         )
     if key.name == "model":
         return case(
-            (Call.model_reported.is_(None), func.coalesce(Call.model_requested, NONE)),
+            (Call.model_reported.is_(None), Call.model_requested),
             (or_(Call.model_requested.is_(None), Call.model_reported == Call.model_requested), Call.model_reported),
             else_=Call.model_reported.concat(literal(" (requested ")).concat(Call.model_requested).concat(literal(")")),
         )
     if key.name == "tag":
-        return func.coalesce(tag_value(key.tag, dialect), NONE)
+        return tag_value(key.tag, dialect)
     if key.is_time:
         return bucket_index(Call.started_at, bounds)
     internal = _INTERNAL_KEYS.get(key.name)
@@ -119,7 +120,7 @@ _INTERNAL_KEYS = {
     "pricing_class": lambda: Call.pricing_class,
     "key_id": lambda: func.coalesce(Call.key_fingerprint, ""),
     "tags_json": lambda: func.coalesce(Call.tags, ""),
-    "project_or_empty": lambda: func.coalesce(Call.project, ""),
+    "project_as_is": lambda: Call.project,  # FOCUS: no project tag for NULL, an empty one for ""
     "user_or_empty": lambda: func.coalesce(Call.end_user, ""),
     "model_priced": lambda: func.coalesce(Call.model_requested, Call.model_reported, NONE),
 }

@@ -39,7 +39,8 @@ def test_each_kind_of_name_is_its_calendar_period(text, kind, start, end):
 
 
 @pytest.mark.parametrize("text", ["2026-13", "2026-00", "2026-02-30", "2026-W54", "2025-W53", "2026-Q5", "26-11",
-                                  "november", "", "2026-11-", "9999", "1969-12"])
+                                  "november", "", "2026-11-", "9999", "1969-12",
+                                  "２０２６-１１", "２０２６", "2026-W４8", "2026-Q４", "2026-11-３0"])
 def test_a_name_that_is_no_period_says_so(text):
     with pytest.raises(ValueError, match="period|knows"):
         parse_period(text)
@@ -64,7 +65,7 @@ def test_rolling_and_explicit_ranges():
     now = datetime(2026, 12, 2, 12, tzinfo=timezone.utc)
     assert rolling_period(parse_duration("7d"), now).start == now - timedelta(days=7)
     assert parse_duration("24h") == timedelta(hours=24) and parse_duration("2w") == timedelta(days=14)
-    for bad in ("0d", "7", "d", "7y", "1000000d"):
+    for bad in ("0d", "7", "d", "7y", "1000000d", "７d"):
         with pytest.raises(ValueError):
             parse_duration(bad)
     with pytest.raises(ValueError, match="before it starts"):
@@ -79,3 +80,11 @@ def test_the_current_month_so_far_ends_at_the_next_whole_second_and_a_past_one_i
     so_far = to_date(month, now)
     assert (so_far.label, so_far.start, so_far.end) == ("2026-12-to-date", month.start, datetime(2026, 12, 7, 10, 30, 16, tzinfo=timezone.utc))
     assert to_date(month, month.end) == month
+
+
+def test_the_local_period_of_the_first_instant_the_ledger_knows_may_start_in_1969():
+    first = datetime(1970, 1, 1, tzinfo=timezone.utc)
+    week = calendar_period("week", first)
+    assert (week.label, week.start) == ("1970-W01", datetime(1969, 12, 29, tzinfo=timezone.utc))
+    assert calendar_period("day", first, "America/St_Johns").label == "1969-12-31"
+    assert parse_period("1970-W01") == week  # named by its ISO year, 1970

@@ -102,3 +102,25 @@ def test_calls_json_and_csv_list_the_same_calls(database_url):
     assert listed[0]["credits_charged"] == "0.25" and listed[0]["stream"] is True
     assert listed[0]["started_at"] == "2026-11-03T00:00:00+00:00" and rows[0]["started_at"] == "2026-11-03T00:00:00Z"
     assert [r["project"] for r in csv.DictReader(io.StringIO(newest.getvalue()))] == ["p3", "p4"]
+
+
+@pytest.mark.parametrize("args", [
+    ["--from", "1970-01-01", "--to", "2027-01-01", "--by", "week"],  # 1970-W01 starts on 29 December 1969
+    ["--from", "1970-01-01", "--to", "1971-01-01", "--by", "day", "--tz", "America/St_Johns"],  # 31 December 1969 there
+    ["--from", "1970-01-01", "--to", "1972-01-01", "--by", "month,week", "--tz", "Pacific/Kiritimati"],
+])
+def test_a_range_at_the_ledgers_first_or_last_year_groups_by_time_in_any_zone(tmp_path, args):
+    with Ledger(f"sqlite:///{tmp_path / 'ledger.db'}") as ledger:
+        insert(ledger, [call_values(started_at=datetime(1970, 1, 1, 5, tzinfo=timezone.utc))])
+    result = run(["report", *args, "--format", "csv", "--output", "-"], tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.count("\n") >= 3 and "Traceback" not in result.stderr
+
+
+def test_more_time_groups_than_a_report_holds_is_one_line(tmp_path):
+    with Ledger(f"sqlite:///{tmp_path / 'ledger.db'}"):
+        pass
+    result = run(["report", "--from", "1999-01-01", "--to", "2026-05-20", "--by", "day"], tmp_path)
+    assert result.returncode == 1, result.stderr
+    assert result.stderr == ("credit-ledger: more than 10000 day groups in one report: "
+                             "choose a coarser key (week, month) or a shorter period\n")

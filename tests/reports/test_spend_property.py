@@ -20,6 +20,7 @@ from sqlalchemy import delete, func, select
 
 from ledger.accounting.periods import calendar_period, parse_period
 from ledger.config_reports import parse_group_keys
+from ledger.reports.cells import group_label
 from ledger.reports.spend import build_report
 from ledger.store.models import Call
 from ledger.store.rate_cards import sync_rate_cards
@@ -33,7 +34,8 @@ PERIODS = {  # periods holding a daylight-saving change in their zone
     "UTC": ["2026-10-25", "2026-W44"],
 }
 KEYS = ["project", "user", "key", "model", "account", "day", "week", "month", "tag:feature", "tag:team"]
-PROJECTS = [None, "search", "support", "=HYPERLINK(\"http://x\",\"y\")", "projet-é", "(none)x"]
+PROJECTS = [None, "search", "support", "=HYPERLINK(\"http://x\",\"y\")", "projet-é", "(none)x", "", "(none)", "(empty)",
+            '"(none)"', "multi\nline"]  # no project, an empty one and ones that read like either: each its own group
 FINGERPRINTS = [None, "a" * 64, "b" * 64]
 LABELS = {"a" * 64: ("backend", "prod")}  # "b"*64 is a key no account claims: shown as …last4
 MODELS = [(None, None), ("gemini-3.1-pro", "gemini-3.1-pro-preview"), ("gemini-2.5-pro", "gemini-2.5-pro"),
@@ -66,9 +68,9 @@ def ledgers(draw):
             at = period.start - day + timedelta(seconds=draw(st.integers(0, int((period.end - period.start + 2 * day).total_seconds()))))
         requested, reported = draw(st.sampled_from(MODELS))
         fingerprint = draw(st.sampled_from(FINGERPRINTS))
-        tags = draw(st.dictionaries(st.sampled_from(["feature", "team", "other"]), st.sampled_from(["a", "b", "=1+1", "ü"]), max_size=3))
+        tags = draw(st.dictionaries(st.sampled_from(["feature", "team", "other"]), st.sampled_from(["a", "b", "=1+1", "ü", "", "(none)"]), max_size=3))
         calls.append(dict(
-            started_at=at, project=draw(st.sampled_from(PROJECTS)), end_user=draw(st.sampled_from([None, "u-1", "u-2"])),
+            started_at=at, project=draw(st.sampled_from(PROJECTS)), end_user=draw(st.sampled_from([None, "u-1", "u-2", "", "(none)"])),
             tags=tags or None, key_fingerprint=fingerprint, key_last4=None if fingerprint is None else "Zq9x",
             charged=draw(st.one_of(st.none(), st.integers(0, 10**12).map(nano))),
             expected=draw(st.one_of(st.none(), st.integers(0, 10**12).map(nano))),
@@ -83,9 +85,9 @@ def ledgers(draw):
 def expected_key(key: str, call: dict, zone: str) -> str:
     """What the report should call this call's group for `key`, worked out without SQL."""
     if key == "project":
-        return call["project"] or "(none)"
+        return group_label(call["project"])
     if key == "user":
-        return call["end_user"] or "(none)"
+        return group_label(call["end_user"])
     if key == "key":
         fp = call["key_fingerprint"]
         return "(none)" if fp is None else LABELS[fp][0] if fp in LABELS else "…Zq9x"
@@ -95,11 +97,11 @@ def expected_key(key: str, call: dict, zone: str) -> str:
     if key == "model":
         requested, reported = call["model_requested"], call["model_reported"]
         if reported is None:
-            return requested or "(none)"
+            return group_label(requested)
         return reported if requested in (None, reported) else f"{reported} (requested {requested})"
     if key in ("day", "week", "month"):
         return calendar_period(key, call["started_at"], zone).label
-    return (call["tags"] or {}).get(key[4:], "(none)")
+    return group_label((call["tags"] or {}).get(key[4:]))
 
 
 @settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
