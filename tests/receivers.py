@@ -15,24 +15,37 @@ from starlette.routing import Route
 
 
 class Receiver:
-    """POST /hook on loopback: keeps every request (headers, body); fails the first `failures` of them with 500."""
+    """POST /hook on loopback: keeps every request (headers, body); fails the first `failures` of them with 500.
 
-    def __init__(self, failures: int = 0, delay: float = 0.0) -> None:
-        self.failures, self.delay = failures, delay
+    `retry_after` goes with each failure as its Retry-After header. `held`: the
+    first that many requests are kept on arrival and answered only once
+    `release` is set (a receiver slower than the sender's timeout).
+    """
+
+    def __init__(self, failures: int = 0, delay: float = 0.0, retry_after: str | None = None, held: int = 0) -> None:
+        self.failures, self.delay, self.retry_after, self.held = failures, delay, retry_after, held
         self.requests: list[tuple[dict[str, str], bytes]] = []  # every request, failed ones included
         self.accepted: list[tuple[dict[str, str], bytes]] = []
+        self.arrived: list[tuple[dict[str, str], bytes]] = []  # every request as it arrived, held ones included
+        self.release = threading.Event()
         self._lock = threading.Lock()
 
     async def hook(self, request: Request) -> Response:
-        body = await request.body()
-        if self.delay:
-            import asyncio
+        import asyncio
 
+        body = await request.body()
+        with self._lock:
+            self.arrived.append((dict(request.headers), body))
+            hold = len(self.arrived) <= self.held
+        if hold:
+            await asyncio.to_thread(self.release.wait, 60)
+        if self.delay:
             await asyncio.sleep(self.delay)
         with self._lock:
             self.requests.append((dict(request.headers), body))
             if len(self.requests) <= self.failures:
-                return Response(b"down for maintenance", status_code=500)
+                headers = {"retry-after": self.retry_after} if self.retry_after is not None else None
+                return Response(b"down for maintenance", status_code=503 if headers else 500, headers=headers)
             self.accepted.append((dict(request.headers), body))
         return Response(b"ok")
 
@@ -42,6 +55,7 @@ class Receiver:
         return self
 
     def __exit__(self, *exc) -> None:
+        self.release.set()
         self._server.__exit__(*exc)
 
 

@@ -86,7 +86,8 @@ def format_fired(raised: Iterable[str], resolved: Iterable[str], sent: Iterable[
     """What one `budgets --notify` (or the demo) raised, resolved and sent."""
     lines = [f"raised: {key}" for key in raised] + [f"resolved: {key}" for key in resolved]
     for attempt in sent:
-        verdict = "delivered" if attempt.delivered else "FAILED (retried later)"
+        verdict = ("sent, unconfirmed (not sent again)" if attempt.unconfirmed
+                   else "delivered" if attempt.delivered else "FAILED (retried later)")
         lines.append(f"sent {attempt.kind} {attempt.alert_key} to {attempt.channel} (attempt {attempt.attempt}): "
                      f"{verdict}, {attempt.detail}")
     return "\n".join(lines or ["nothing to raise, resolve or send"]) + "\n"
@@ -98,7 +99,10 @@ def format_fired(raised: Iterable[str], resolved: Iterable[str], sent: Iterable[
 def _deliveries_text(deliveries) -> str:
     parts = []
     for delivery, attempts in deliveries:
-        state = "delivered" if delivery.status == "delivered" else f"pending ({delivery.last_error or 'not tried yet'})"
+        if delivery.status != "delivered":
+            state = f"pending ({delivery.last_error or 'not tried yet'})"
+        else:  # the last attempt says whether the receiver confirmed it
+            state = "sent, unconfirmed" if attempts and attempts[-1].outcome == "unconfirmed" else "delivered"
         parts.append(f"{delivery.kind} to {delivery.channel}: {state}, {len(attempts)} attempt(s)")
     return "; ".join(parts) or "no channel"
 

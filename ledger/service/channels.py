@@ -4,7 +4,8 @@ A channel's URL, signing secret and SMTP password come from the environment
 when a command that sends starts (`senders_for`: an unset variable is one
 ConfigError, before anything is sent); they are never stored, journalled or
 logged, and a failed attempt's detail never holds them. A send either
-returns a short detail ("HTTP 200") or raises `DeliveryFailed`.
+returns a short detail ("HTTP 200") or raises `DeliveryFailed` (to be tried
+again), or `SentUnconfirmed` (sent whole, unanswered, and not to be repeated).
 """
 
 from __future__ import annotations
@@ -55,6 +56,10 @@ class DeliveryFailed(Exception):
         self.detail, self.retry_after = detail, retry_after
 
 
+class SentUnconfirmed(DeliveryFailed):
+    """A message the receiver got whole but did not answer in time: it may show, and sending it again may show it twice."""
+
+
 class Sender(Protocol):
     name: str
 
@@ -101,16 +106,32 @@ def _redact(text: str, *secrets: str | None) -> str:
 # ---------------------------------------------------------------- the senders
 
 
+# Raised only once the whole request was written (httpcore sends it before it reads): the receiver may have it.
+_UNANSWERED = (httpx2.ReadTimeout, httpx2.ReadError, httpx2.RemoteProtocolError)
+
+
 class _HttpSender:
+    # Whether a message that went out unanswered is sent again: yes where the receiver can tell a repeat (webhook-id).
+    resend_unanswered = True
+
     def __init__(self, name: str, url: str, timeout: float) -> None:
-        self.name, self._url = name, url
+        self.name, self._url, self._timeout = name, url, timeout
         if not url.startswith(("https://", "http://")):
             raise ConfigError(f"channel {name!r}: its URL variable does not hold an http(s) URL")
-        self._client = httpx2.Client(timeout=timeout, follow_redirects=False, headers={"user-agent": USER_AGENT})
+        # A fresh connection per message: a kept-alive one the receiver closed meanwhile would fail as
+        # "unanswered" although nothing reached it (alerts are few; the handshake costs nothing that matters).
+        self._client = httpx2.Client(timeout=timeout, follow_redirects=False, headers={"user-agent": USER_AGENT},
+                                     limits=httpx2.Limits(max_keepalive_connections=0))
 
     def _post(self, body: bytes, headers: dict[str, str]) -> str:
         try:
             response = self._client.post(self._url, content=body, headers={"content-type": "application/json", **headers})
+        except _UNANSWERED as error:
+            what = f"no answer within {self._timeout:g} s" if isinstance(error, httpx2.ReadTimeout) else "no answer"
+            if self.resend_unanswered:
+                raise DeliveryFailed(f"{type(error).__name__}: {what}") from None
+            raise SentUnconfirmed(f"sent, unconfirmed ({type(error).__name__}: {what}); "
+                                  "not sent again: the receiver cannot tell a repeat") from None
         except httpx2.HTTPError as error:
             raise DeliveryFailed(f"{type(error).__name__}: {_redact(str(error), self._url)[:200]}") from None
         if not 200 <= response.status_code < 300:
@@ -122,7 +143,13 @@ class _HttpSender:
 
 
 class SlackSender(_HttpSender):
-    """An incoming webhook: {"text": ...}, a message a person reads."""
+    """An incoming webhook: {"text": ...}, a message a person reads.
+
+    Slack has no message id to de-duplicate on: a message sent whole and left
+    unanswered is recorded as sent, unconfirmed, and not sent again.
+    """
+
+    resend_unanswered = False
 
     def send(self, notice: Notice) -> str:
         text = f"*{notice.title}*\n{notice.text}"

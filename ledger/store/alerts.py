@@ -26,6 +26,8 @@ from .engine import insert_for
 from .models import Alert, AlertDelivery, DeliveryAttempt
 
 PENDING, DELIVERED = "pending", "delivered"
+# An attempt's outcome: taken; failed (tried again); or sent whole and unanswered, not tried again (Slack).
+FAILED, UNCONFIRMED = "failed", "unconfirmed"
 AMOUNTS = ("spent", "limit", "percent", "projection", "balance", "below", "burn_per_day", "runway_days", "top_up",
            "credits_charged", "credits_expected", "usd")
 
@@ -142,13 +144,13 @@ def claimed(session: Session, delivery_id: int) -> Claimed:
 
 
 def finish(session: Session, delivery_id: int, owner: str, attempt: int, started_at: datetime, ended_at: datetime,
-           detail: str, host: str, next_attempt_at: datetime | None) -> bool:
-    """Record the attempt; delivered when `next_attempt_at` is None, else pending again from then.
+           detail: str, host: str, next_attempt_at: datetime | None, outcome: str = DELIVERED) -> bool:
+    """Record the attempt; done when `next_attempt_at` is None (its `outcome`: delivered or unconfirmed), else pending again from then.
 
     False (and nothing changed but the attempt kept) when the lease was lost meanwhile.
     """
     session.add(DeliveryAttempt(delivery_id=delivery_id, attempt=attempt, started_at=started_at, ended_at=ended_at,
-                                outcome="failed" if next_attempt_at else DELIVERED, detail=detail[:2000], host=host))
+                                outcome=FAILED if next_attempt_at else outcome, detail=detail[:2000], host=host))
     values: dict[str, Any] = {"lease_owner": None, "lease_until": None}
     if next_attempt_at is None:
         values.update(status=DELIVERED, delivered_at=ended_at, last_error=None)

@@ -330,6 +330,6 @@ class DeliveryAttempt(Base):
     attempt: Mapped[int] = mapped_column(Integer)
     started_at: Mapped[datetime] = mapped_column(UTCDateTime)
     ended_at: Mapped[datetime] = mapped_column(UTCDateTime)
-    outcome: Mapped[str] = mapped_column(String(20))  # delivered | failed
+    outcome: Mapped[str] = mapped_column(String(20))  # delivered | unconfirmed | failed
     detail: Mapped[str | None] = mapped_column(Text)
     host: Mapped[str | None] = mapped_column(String(200))  # the sender that made the attempt

@@ -181,3 +181,81 @@ def test_the_log_channel_and_an_unset_or_bad_secret(monkeypatch, caplog):
     monkeypatch.setenv("HOOK_URL", "ftp://example.com")
     with pytest.raises(ConfigError, match="does not hold an http"):
         sender_for(channel)
+
+
+# ---------------------------------------------------------------- what each channel promises: Retry-After, slow receivers
+
+NOW = datetime(2026, 11, 20, 12, tzinfo=timezone.utc)
+
+
+def _deliver_at(ledger, settings, minutes: float):
+    """One run of the service's job at NOW + minutes: evaluate, then deliver what is due."""
+    return notify(ledger, settings, host="t", clock=lambda: NOW + timedelta(minutes=minutes))[1]
+
+
+def _attempts(ledger):
+    with ledger.session() as session:
+        ((_, ((delivery, attempts),)),) = alert_history(session)
+    return delivery, [(a.outcome, a.detail) for a in attempts]
+
+
+def test_a_retry_after_of_two_hours_is_honoured_not_cut_to_thirty_minutes(ledger, tmp_path, monkeypatch):
+    with Receiver(failures=1, retry_after="7200") as receiver:
+        monkeypatch.setenv("SLACK_URL", receiver.url)
+        settings = settings_for(ledger.url, tmp_path, ChannelConfig("finance-slack", "slack", url_env="SLACK_URL"))
+        insert_records(ledger, [make_call(NOW - timedelta(hours=1), 9, project="search")])
+        assert _deliver_at(ledger, settings, 0).failed == 1
+        for minutes in (31, 60, 119):  # the backoff alone would have tried again at 30 minutes
+            assert _deliver_at(ledger, settings, minutes).sent == ()
+        assert len(receiver.requests) == 1
+        assert _deliver_at(ledger, settings, 120).delivered == 1
+        assert len(receiver.requests) == 2 and len(receiver.accepted) == 1
+
+
+def test_a_retry_after_is_honoured_up_to_a_day_so_a_hostile_one_cannot_park_alerts_for_ever():
+    policy = DeliveryPolicy()
+    assert policy.backoff(1, 7200) == timedelta(hours=2)
+    for hostile in (10**12, float("inf")):
+        assert policy.backoff(1, hostile) == timedelta(days=1)
+    assert policy.backoff(1, None) == timedelta(seconds=30) and policy.backoff(8, None) == timedelta(minutes=30)
+    assert policy.backoff(5000, None) == timedelta(minutes=30)  # a month of failures later, still 30 minutes
+
+
+def test_a_slack_receiver_slower_than_the_timeout_shows_the_alert_once_recorded_sent_unconfirmed(ledger, tmp_path, monkeypatch):
+    with Receiver(held=1) as receiver:
+        monkeypatch.setenv("SLACK_URL", receiver.url)
+        settings = settings_for(ledger.url, tmp_path, ChannelConfig("finance-slack", "slack", url_env="SLACK_URL", timeout=0.5))
+        insert_records(ledger, [make_call(NOW - timedelta(hours=1), 9, project="search")])
+        first = _deliver_at(ledger, settings, 0)
+        later = [_deliver_at(ledger, settings, minutes) for minutes in (1, 31, 600)]
+        # Slack has no id to tell a repeat by: the message it got whole is not posted a second time.
+        assert len(receiver.arrived) == 1
+        assert (first.delivered, first.unconfirmed, first.failed) == (1, 1, 0) and all(r.sent == () for r in later)
+        assert "1 delivered (1 sent, unconfirmed)" in first.summary()
+    delivery, attempts = _attempts(ledger)
+    assert delivery.status == "delivered" and attempts == [
+        ("unconfirmed", "sent, unconfirmed (ReadTimeout: no answer within 0.5 s); not sent again: the receiver cannot tell a repeat")]
+
+
+def test_a_slack_message_that_never_left_is_tried_again(ledger, tmp_path, monkeypatch):
+    monkeypatch.setenv("SLACK_URL", f"http://127.0.0.1:{free_port()}/hook")  # nothing listens: the connection is refused
+    settings = settings_for(ledger.url, tmp_path, ChannelConfig("finance-slack", "slack", url_env="SLACK_URL"))
+    insert_records(ledger, [make_call(NOW - timedelta(hours=1), 9, project="search")])
+    assert _deliver_at(ledger, settings, 0).failed == 1
+    delivery, attempts = _attempts(ledger)
+    assert delivery.status == "pending" and attempts[0][0] == "failed" and attempts[0][1].startswith("ConnectError")
+
+
+def test_a_webhook_receiver_slower_than_the_timeout_gets_it_again_with_the_same_id(ledger, tmp_path, monkeypatch):
+    with Receiver(held=1) as receiver:
+        monkeypatch.setenv("ONCALL_URL", receiver.url)
+        monkeypatch.setenv("ONCALL_SECRET", SECRET)
+        channel = ChannelConfig("oncall", "webhook", url_env="ONCALL_URL", secret_env="ONCALL_SECRET", timeout=0.5)
+        settings = settings_for(ledger.url, tmp_path, channel)
+        insert_records(ledger, [make_call(NOW - timedelta(hours=1), 9, project="search")])
+        assert _deliver_at(ledger, settings, 0).failed == 1
+        assert _deliver_at(ledger, settings, 1).delivered == 1
+        # At least once, with one webhook-id: a Standard Webhooks receiver keeps the first and drops the repeat.
+        assert len(receiver.arrived) == 2 and len({h["webhook-id"] for h, _ in receiver.arrived}) == 1
+    delivery, attempts = _attempts(ledger)
+    assert delivery.status == "delivered" and attempts == [("failed", "ReadTimeout: no answer within 0.5 s"), ("delivered", "HTTP 200")]
