@@ -22,7 +22,8 @@ from .accounting.budgets import BalanceAlert, Budget
 from .accounting.periods import zone_named
 from .accounting.pricing import PricingPolicy
 from .alert_config import AlertSettings, ChannelConfig, alert_settings_from_mapping
-from .config_checks import check_keys, decimal_setting
+from .config_checks import (PATH_WIDTH, base_url, check_keys, choice, decimal_setting, env_name,
+                            file_path, flag, seconds, text, unique, whole, zone)
 from .config_reports import ReportEntry, parse_report_entries
 from .proxy_config import ProxySettings, parse_proxy
 from .errors import ConfigError
@@ -33,14 +34,14 @@ ENV_DATABASE_URL = "CREDIT_LEDGER_DATABASE_URL"
 DEFAULT_CONFIG_FILE = "credit-ledger.toml"
 DEFAULT_DATABASE_URL = "sqlite:///ledger.db"
 DEFAULT_BASE_URL = "https://api.aivideoapi.ai/v1"
-MAX_INTERVAL_SECONDS = 366 * 24 * 3600  # a schedule longer than a year is a typo
 
 
-def normalise_url(url: str) -> str:
+def normalise_url(url: str, where: str = "database URL") -> str:
     """A database URL as the ledger opens it: SQLite, or PostgreSQL through psycopg 3 (`postgresql://` accepted)."""
     if not isinstance(url, str) or "://" not in url:
         raise ConfigError(f"not a database URL: {url!r} (try sqlite:///ledger.db or postgresql://host/db)")
-    scheme, rest = url.strip().split("://", 1)
+    # No NUL or line break: the driver would fail on it in the middle of a command.
+    scheme, rest = text(url, where, width=PATH_WIDTH, what="a database URL").split("://", 1)
     backend, _, driver = scheme.lower().partition("+")
     if backend in ("postgresql", "postgres"):
         if driver not in ("", "psycopg"):
@@ -136,35 +137,7 @@ class Settings:
         return self if not url else replace(self, database_url=normalise_url(url))
 
 
-# ---------------------------------------------------------------- checking values
-
-
-def _seconds(value: Any, where: str, *, allow_zero: bool = False) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float, Decimal)):
-        raise ConfigError(f"{where}: expected a number of seconds, got {value!r}")
-    if not Decimal(value).is_finite() or value < 0 or (value == 0 and not allow_zero) or value > MAX_INTERVAL_SECONDS:
-        low = "0" if allow_zero else "above 0"
-        raise ConfigError(f"{where}: must be a number of seconds from {low} to {MAX_INTERVAL_SECONDS}, got {value!r}")
-    return float(value)  # a duration, never money
-
-
-def _str(value: Any, where: str) -> str:
-    if not isinstance(value, str) or not value.strip():
-        raise ConfigError(f"{where}: expected a non-empty string, got {value!r}")
-    return value.strip()
-
-
-def _zone(value: Any, where: str) -> str:
-    try:
-        return zone_named(value).key
-    except ValueError as error:
-        raise ConfigError(f"{where}: {error}") from None
-
-
-def _bool(value: Any, where: str) -> bool:
-    if not isinstance(value, bool):
-        raise ConfigError(f"{where}: must be true or false, got {value!r}")
-    return value
+# ---------------------------------------------------------------- checking values (each kind once: ledger.config_checks)
 
 
 def _table(data: dict, name: str, where: str) -> dict:
@@ -182,7 +155,7 @@ def _accounts(raw: Any, source: str) -> tuple[AccountConfig, ...]:
         if not isinstance(item, dict):
             raise ConfigError(f"{source}: accounts #{i} must be a table")
         check_keys(item, {"name", "base_url", "keys"}, f"{source}: accounts #{i}")
-        name = _str(item.get("name"), f"{source}: accounts #{i} name")
+        name = text(item.get("name"), f"{source}: accounts #{i} name")  # balance_snapshots.account, api_keys.account
         raw_keys = item.get("keys", [])
         if not isinstance(raw_keys, list):
             raise ConfigError(f"{source}: account {name!r} keys must be a list of tables like {{env = \"AIVIDEO_API_KEY\"}}")
@@ -192,23 +165,19 @@ def _accounts(raw: Any, source: str) -> tuple[AccountConfig, ...]:
             if not isinstance(key, dict):
                 raise ConfigError(f"{where} must be a table like {{env = \"AIVIDEO_API_KEY\"}}")
             check_keys(key, {"label", "env", "key"}, where)
-            env = _str(key["env"], f"{where} env") if "env" in key else None
-            value = _str(key["key"], f"{where} key") if "key" in key else None
+            env = env_name(key["env"], f"{where} env") if "env" in key else None
+            value = text(key["key"], f"{where} key", secret=True) if "key" in key else None
             if (env is None) == (value is None):
                 raise ConfigError(f"{where}: give exactly one of env (a variable name) or key")
             if value is not None and not value.startswith("sk-"):
                 raise ConfigError(f"{where}: a key starts with sk-")
-            label = _str(key["label"], f"{where} label") if "label" in key else env or f"{name}-{j}"
+            label = text(key["label"], f"{where} label") if "label" in key else env or f"{name}-{j}"  # api_keys.label
             keys.append(KeyConfig(label, env, value))
         if not keys:
             raise ConfigError(f"{source}: account {name!r} has no keys")
-        base_url = _str(item.get("base_url", DEFAULT_BASE_URL), f"{source}: account {name!r} base_url")
-        if not base_url.startswith(("http://", "https://")):
-            raise ConfigError(f"{source}: account {name!r} base_url must start with http:// or https://, got {base_url!r}")
-        accounts.append(AccountConfig(name, base_url.rstrip("/"), tuple(keys)))
-    names = [a.name for a in accounts]
-    if len(set(names)) != len(names):
-        raise ConfigError(f"{source}: two accounts share a name")
+        url = base_url(item.get("base_url", DEFAULT_BASE_URL), f"{source}: account {name!r} base_url")
+        accounts.append(AccountConfig(name, url, tuple(keys)))
+    unique((a.name for a in accounts), f"{source}: [[accounts]]", "the account")
     return tuple(accounts)
 
 
@@ -257,9 +226,7 @@ def settings_from_mapping(data: dict, source: str = "config") -> Settings:
     check_keys(schedule, SCHEDULE_SETTINGS, f"{source}: [schedule]")
     reconcile = _table(data, "reconcile", source)
     check_keys(reconcile, {"rounding", "billing_settle_seconds"}, f"{source}: [reconcile]")
-    rounding = reconcile.get("rounding", ReconcileConfig.rounding)
-    if rounding not in ROUNDING_RULES:
-        raise ConfigError(f"{source}: reconcile.rounding must be one of {', '.join(ROUNDING_RULES)}, got {rounding!r}")
+    rounding = choice(reconcile.get("rounding", ReconcileConfig.rounding), f"{source}: reconcile.rounding", ROUNDING_RULES)
 
     precision = decimal_setting(pricing.get("charge_precision", "0.01"), f"{source}: pricing.charge_precision",
                          low=Decimal(0), high=Decimal(1))
@@ -269,37 +236,36 @@ def settings_from_mapping(data: dict, source: str = "config") -> Settings:
                          low=Decimal(0), high=Decimal(1), places=10)
     rate_cards = pricing.get("rate_cards")
     if rate_cards is not None:
-        rate_cards = _str(rate_cards, f"{source}: pricing.rate_cards")
-    writer_processes = recorder.get("writer_processes", Settings.writer_processes)
-    if isinstance(writer_processes, bool) or not isinstance(writer_processes, int) or not 0 <= writer_processes <= 8:
-        raise ConfigError(f"{source}: recorder.writer_processes must be a whole number from 0 to 8, got {writer_processes!r}")
+        rate_cards = file_path(rate_cards, f"{source}: pricing.rate_cards")
+    writer_processes = whole(recorder.get("writer_processes", Settings.writer_processes),
+                             f"{source}: recorder.writer_processes", 0, 8)
     defaults = ScheduleConfig()
-    timezone = _zone(data.get("timezone", Settings.timezone), f"{source}: timezone")
+    timezone = zone(data.get("timezone", Settings.timezone), f"{source}: timezone")
     accounts = _accounts(data.get("accounts", []), source)
     alerting = alert_settings_from_mapping(data, source, timezone, [a.name for a in accounts] if accounts else None)
     return Settings(
-        database_url=normalise_url(_str(data.get("database_url", DEFAULT_DATABASE_URL), f"{source}: database_url")),
-        journal_path=_str(data.get("journal", Settings.journal_path), f"{source}: journal"),
-        secret_path=_str(data.get("secret", Settings.secret_path), f"{source}: secret"),
-        reports_dir=_str(data.get("reports_dir", Settings.reports_dir), f"{source}: reports_dir"),
+        database_url=normalise_url(data.get("database_url", DEFAULT_DATABASE_URL), f"{source}: database_url"),
+        journal_path=file_path(data.get("journal", Settings.journal_path), f"{source}: journal"),
+        secret_path=file_path(data.get("secret", Settings.secret_path), f"{source}: secret"),
+        reports_dir=file_path(data.get("reports_dir", Settings.reports_dir), f"{source}: reports_dir"),
         timezone=timezone,
         rate_cards_path=rate_cards,
         pricing=PricingPolicy(precision, tolerance),
-        include_usage=_bool(recorder.get("include_usage", False), f"{source}: recorder.include_usage"),
+        include_usage=flag(recorder.get("include_usage", False), f"{source}: recorder.include_usage"),
         writer_processes=writer_processes,
-        limits_refresh_seconds=_seconds(recorder.get("limits_refresh_seconds", Settings.limits_refresh_seconds),
+        limits_refresh_seconds=seconds(recorder.get("limits_refresh_seconds", Settings.limits_refresh_seconds),
                                         f"{source}: recorder.limits_refresh_seconds"),
         accounts=accounts,
         schedule=ScheduleConfig(
             **{
-                name: _seconds(schedule.get(name, getattr(defaults, name)), f"{source}: schedule.{name}",
+                name: seconds(schedule.get(name, getattr(defaults, name)), f"{source}: schedule.{name}",
                                allow_zero=name == "reconcile_settle_seconds")
                 for name in SCHEDULE_SETTINGS
             }
         ),
         reconcile=ReconcileConfig(
             rounding,
-            _seconds(reconcile.get("billing_settle_seconds", ReconcileConfig.billing_settle_seconds),
+            seconds(reconcile.get("billing_settle_seconds", ReconcileConfig.billing_settle_seconds),
                      f"{source}: reconcile.billing_settle_seconds", allow_zero=True),
         ),
         reports=parse_report_entries(data.get("reports", []), source, timezone, [c.name for c in alerting.channels]),
@@ -324,6 +290,10 @@ def load_settings(config_path: str | None = None, database_url: str | None = Non
             raise ConfigError(f"cannot read config file {path}: {exc.strerror}") from None
         except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
             raise ConfigError(f"config file {path} is not valid TOML: {exc}") from None
+        except ValueError:  # tomllib's int() of a number past 4,300 digits
+            raise ConfigError(f"config file {path} holds a number too long to be a setting") from None
+        except RecursionError:
+            raise ConfigError(f"config file {path} nests arrays or tables too deep to be a config") from None
     settings = settings_from_mapping(data, str(path))
     if data:
         settings = replace(settings, config_path=str(path))

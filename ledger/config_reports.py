@@ -12,9 +12,9 @@ import re
 from dataclasses import dataclass
 from typing import Any, Iterable
 
-from .accounting.periods import CALENDAR_KINDS, DAY, MONTH, QUARTER, WEEK, YEAR, zone_named
+from .accounting.periods import CALENDAR_KINDS, DAY, MONTH, QUARTER, WEEK, YEAR
 from .alert_config import channel_names
-from .config_checks import check_keys
+from .config_checks import check_keys, choice, file_path, flag, name, text, unique, zone
 from .errors import ConfigError
 
 PLAIN_KEYS = ("project", "user", "key", "model", "account", "day", "week", "month")
@@ -23,7 +23,7 @@ MAX_GROUP_KEYS = 6
 FORMATS = ("table", "csv", "json", "xlsx", "focus")
 FILE_FORMATS = ("csv", "json", "xlsx", "focus")
 # A tag name as the recorder takes it (X-Ledger-Tags k=v): kept to what needs no quoting in a JSON path.
-_TAG_NAME = re.compile(r"[A-Za-z0-9_.:/-]{1,100}")
+_TAG_NAME = re.compile(r"[A-Za-z0-9_.:/-]{1,100}", re.ASCII)
 
 
 @dataclass(frozen=True, slots=True)
@@ -75,7 +75,7 @@ _NAMES = {
     3: {m: i for i, m in enumerate(("jan", "feb", "mar", "apr", "may", "jun", "jul", "aug", "sep", "oct", "nov", "dec"), 1)},
     4: {d: i for i, d in enumerate(("sun", "mon", "tue", "wed", "thu", "fri", "sat"))} | {"sun": 0},
 }
-_CRON_ITEM = re.compile(r"(\*|[a-z0-9]+(?:-[a-z0-9]+)?)(?:/(\d+))?")
+_CRON_ITEM = re.compile(r"(\*|[a-z0-9]+(?:-[a-z0-9]+)?)(?:/([0-9]+))?", re.ASCII)
 # The first day of the next period at 06:00: when a period's report is complete and a finance day begins.
 DEFAULT_SCHEDULES = {
     DAY: "0 6 * * *",
@@ -108,7 +108,7 @@ def check_cron(expression: str, where: str) -> str:
                 raise ConfigError(f"{where}: schedule {name} step must be above 0")
             bounds = [low, high] if match[1] == "*" else []
             for bound in [] if match[1] == "*" else match[1].split("-"):
-                value = _NAMES.get(index, {}).get(bound) if not bound.isdigit() else int(bound)
+                value = int(bound) if bound.isdecimal() else _NAMES.get(index, {}).get(bound)  # ASCII: _CRON_ITEM
                 if value is None or not low <= value <= high:
                     raise ConfigError(f"{where}: schedule {name} {bound!r} is outside {low}-{high}")
                 bounds.append(value)
@@ -152,7 +152,7 @@ class ReportEntry:
 
 REPORT_SETTINGS = {"name", "period", "timezone", "schedule", "formats", "by", "close", "calls", "output_dir", "account",
                    "channels"}
-_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,79}")
+REPORT_NAME_WIDTH = 80  # it names files, and the job ("report:NAME", job_runs.job is 100 wide)
 
 
 def parse_report_entries(raw: Any, source: str, default_zone: str, channels: Iterable[str] = ()) -> tuple[ReportEntry, ...]:
@@ -166,45 +166,26 @@ def parse_report_entries(raw: Any, source: str, default_zone: str, channels: Ite
         if not isinstance(item, dict):
             raise ConfigError(f"{where} must be a table")
         check_keys(item, REPORT_SETTINGS, where)
-        name = item.get("name")
-        if not isinstance(name, str) or not _NAME.fullmatch(name):
-            raise ConfigError(f"{where}: name must be letters, digits, '.', '_' or '-' (it names files and the job), got {name!r}")
-        where = f"{source}: report {name!r}"
-        period = item.get("period", MONTH)
-        if period not in CALENDAR_KINDS:
-            raise ConfigError(f"{where}: period must be one of {', '.join(CALENDAR_KINDS)}, got {period!r}")
-        zone = item.get("timezone", default_zone)
-        try:
-            zone = zone_named(zone).key
-        except ValueError as error:
-            raise ConfigError(f"{where}: timezone: {error}") from None
+        report = name(item.get("name"), f"{where} name", width=REPORT_NAME_WIDTH)
+        where = f"{source}: report {report!r}"
+        period = choice(item.get("period", MONTH), f"{where} period", CALENDAR_KINDS)
+        report_zone = zone(item.get("timezone", default_zone), f"{where} timezone")
         schedule = check_cron(item.get("schedule", DEFAULT_SCHEDULES[period]), f"{where}")
         formats = item.get("formats", ["xlsx"])
         if not isinstance(formats, list) or not formats or any(f not in FILE_FORMATS for f in formats):
             raise ConfigError(f"{where}: formats must be a list of {', '.join(FILE_FORMATS)}, got {formats!r}")
-        if len(set(formats)) != len(formats):
-            raise ConfigError(f"{where}: a format is named twice in {formats!r}")
+        unique(formats, f"{where} formats", "the format")
         try:
             by = parse_group_keys(item.get("by", []))
         except ValueError as error:
             raise ConfigError(f"{where}: by: {error}") from None
-        flags = {}
-        for flag in ("close", "calls"):
-            value = item.get(flag, False)
-            if not isinstance(value, bool):
-                raise ConfigError(f"{where}: {flag} must be true or false, got {value!r}")
-            flags[flag] = value
-        optional = {}
-        for text in ("output_dir", "account"):
-            value = item.get(text)
-            if value is not None and (not isinstance(value, str) or not value.strip()):
-                raise ConfigError(f"{where}: {text} must be a non-empty string, got {value!r}")
-            optional[text] = value.strip() if value else None
+        flags = {setting: flag(item.get(setting, False), f"{where} {setting}") for setting in ("close", "calls")}
+        output_dir = file_path(item["output_dir"], f"{where} output_dir") if "output_dir" in item else None
+        account = text(item["account"], f"{where} account") if "account" in item else None  # balance_snapshots.account
         sent_to = channel_names(item.get("channels", []), where, defined)
-        entries.append(ReportEntry(name, period, zone, schedule, tuple(formats), by, **flags, **optional, channels=sent_to))
-    names = [e.name for e in entries]
-    if len(set(names)) != len(names):
-        raise ConfigError(f"{source}: two [[reports]] share a name")
+        entries.append(ReportEntry(report, period, report_zone, schedule, tuple(formats), by, **flags,
+                                   output_dir=output_dir, account=account, channels=sent_to))
+    unique((e.name for e in entries), f"{source}: [[reports]]", "the report")
     _check_one_calendar(entries, source)
     return tuple(entries)
 

@@ -9,11 +9,9 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from decimal import Decimal
 from typing import Any
-from urllib.parse import urlsplit
 
-from .config_checks import check_keys
+from .config_checks import base_url, check_keys, env_name, host, seconds, text, unique, whole
 from .errors import ConfigError
 
 DEFAULT_HOST = "127.0.0.1"
@@ -21,7 +19,6 @@ DEFAULT_PORT = 8787
 MAX_WORKERS = 64
 MAX_TIMEOUT_SECONDS = 24 * 3600
 _FINGERPRINT = re.compile(r"[0-9a-f]{32}")  # ledger.keys.fingerprint: 32 hex digits
-_ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,127}")
 _KEY_FIELDS = {"name", "fingerprint", "key_env", "upstream_key_env", "project"}
 PROXY_SETTINGS = {"upstream", "host", "port", "workers", "max_body_bytes", "connect_timeout", "read_timeout",
                   "shutdown_seconds", "max_connections", "allowed_hosts", "keys"}
@@ -53,51 +50,13 @@ class ProxySettings:
     keys: tuple[ProxyKey, ...] = ()
 
 
-def check_upstream(url: Any, where: str) -> str:
-    """An upstream base URL: http(s), a host, no query, fragment or credentials; an empty path becomes /v1."""
-    if not isinstance(url, str) or not url.strip():
-        raise ConfigError(f"{where}: expected a base URL such as https://api.aivideoapi.ai/v1, got {url!r}")
-    text = url.strip()
-    try:
-        parts = urlsplit(text)
-        port = parts.port
-    except ValueError as error:
-        raise ConfigError(f"{where}: not a URL: {text!r} ({error})") from None
-    if parts.scheme not in ("http", "https") or not parts.hostname:
-        raise ConfigError(f"{where}: must start with http:// or https:// and name a host, got {text!r}")
-    if "@" in parts.netloc:  # not echoed: what stands before the @ may be a secret
-        raise ConfigError(f"{where}: a base URL has no query, fragment or credentials (the proxy sends the caller's key)")
-    if parts.query or parts.fragment:
-        raise ConfigError(f"{where}: a base URL has no query, fragment or credentials, got {text!r}")
-    if port == 0:
-        raise ConfigError(f"{where}: port 0 is not a port to connect to, got {text!r}")
-    path = parts.path.rstrip("/") or "/v1"
-    return f"{parts.scheme}://{parts.netloc}{path}"
-
-
-def _int(value: Any, where: str, low: int, high: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
-        raise ConfigError(f"{where}: must be a whole number from {low} to {high}, got {value!r}")
-    return value
+# The shared checks (ledger.config_checks) under the names the [proxy] settings use.
+check_upstream = base_url  # also `--upstream` and $AIVIDEO_BASE_URL
+_int = whole
 
 
 def _seconds(value: Any, where: str) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float, Decimal)) or not Decimal(value).is_finite() \
-            or not 0 < value <= MAX_TIMEOUT_SECONDS:
-        raise ConfigError(f"{where}: must be a number of seconds above 0 and at most {MAX_TIMEOUT_SECONDS}, got {value!r}")
-    return float(value)  # a duration, never money
-
-
-def _text(value: Any, where: str, limit: int = 200) -> str:
-    if not isinstance(value, str) or not value.strip() or len(value.strip()) > limit:
-        raise ConfigError(f"{where}: expected a non-empty string of at most {limit} characters, got {value!r}")
-    return value.strip()
-
-
-def _env_name(value: Any, where: str) -> str:
-    if not isinstance(value, str) or not _ENV_NAME.fullmatch(value):
-        raise ConfigError(f"{where}: expected the name of an environment variable, got {value!r}")
-    return value
+    return seconds(value, where, high=MAX_TIMEOUT_SECONDS)
 
 
 def _keys(raw: Any, source: str) -> tuple[ProxyKey, ...]:
@@ -109,7 +68,7 @@ def _keys(raw: Any, source: str) -> tuple[ProxyKey, ...]:
         if not isinstance(item, dict):
             raise ConfigError(f"{where} must be a table")
         check_keys(item, _KEY_FIELDS, where)
-        name = _text(item.get("name"), f"{where} name", 100)
+        name = text(item.get("name"), f"{where} name", width=100)
         where = f"{source}: proxy key {name!r}"
         if ("fingerprint" in item) == ("key_env" in item):
             raise ConfigError(f"{where}: give exactly one of fingerprint (from `credit-ledger proxy --fingerprint`) "
@@ -118,17 +77,15 @@ def _keys(raw: Any, source: str) -> tuple[ProxyKey, ...]:
         if fingerprint is not None and (not isinstance(fingerprint, str) or not _FINGERPRINT.fullmatch(fingerprint)):
             raise ConfigError(f"{where}: fingerprint must be the 32 hex digits `credit-ledger proxy --fingerprint` prints"
                               + (" (a key is never written here)" if isinstance(fingerprint, str) and "sk-" in fingerprint else ""))
-        key_env = _env_name(item["key_env"], f"{where} key_env") if "key_env" in item else None
+        key_env = env_name(item["key_env"], f"{where} key_env") if "key_env" in item else None
         if "upstream_key_env" not in item:
             raise ConfigError(f"{where}: upstream_key_env (the variable holding the API key it stands for) is required")
-        upstream_key_env = _env_name(item["upstream_key_env"], f"{where} upstream_key_env")
-        project = _text(item["project"], f"{where} project") if "project" in item else None
+        upstream_key_env = env_name(item["upstream_key_env"], f"{where} upstream_key_env")
+        project = text(item["project"], f"{where} project") if "project" in item else None  # calls.project
         found.append(ProxyKey(name, upstream_key_env, fingerprint, key_env, project))
-    names = [key.name for key in found]
-    if len(set(names)) != len(names):
-        raise ConfigError(f"{source}: two proxy keys share a name")
+    unique((key.name for key in found), f"{source}: [[proxy.keys]]", "the proxy key")
     prints = [key.fingerprint for key in found if key.fingerprint]
-    if len(set(prints)) != len(prints):
+    if len(set(prints)) != len(prints):  # not named: a fingerprint is not for messages
         raise ConfigError(f"{source}: two proxy keys share a fingerprint")
     return tuple(found)
 
@@ -140,11 +97,13 @@ def parse_proxy(raw: Any, source: str) -> ProxySettings:
     check_keys(raw, PROXY_SETTINGS, f"{source}: [proxy]")
     defaults = ProxySettings()
     hosts = raw.get("allowed_hosts", [])
-    if not isinstance(hosts, list) or not all(isinstance(h, str) and h.strip() and " " not in h.strip() for h in hosts):
+    if not isinstance(hosts, list):
         raise ConfigError(f"{source}: proxy.allowed_hosts must be a list of host names (\"*\": any), got {hosts!r}")
+    hosts = [h if h == "*" else host(h, f"{source}: proxy.allowed_hosts").lower() for h in hosts]
+    unique(hosts, f"{source}: proxy.allowed_hosts", "the host")
     return ProxySettings(
-        upstream=check_upstream(raw["upstream"], f"{source}: proxy.upstream") if "upstream" in raw else None,
-        host=_text(raw.get("host", defaults.host), f"{source}: proxy.host", 255),
+        upstream=base_url(raw["upstream"], f"{source}: proxy.upstream") if "upstream" in raw else None,
+        host=host(raw.get("host", defaults.host), f"{source}: proxy.host"),
         port=_int(raw.get("port", defaults.port), f"{source}: proxy.port", 0, 65535),
         workers=_int(raw.get("workers", defaults.workers), f"{source}: proxy.workers", 1, MAX_WORKERS),
         max_body_bytes=_int(raw.get("max_body_bytes", defaults.max_body_bytes), f"{source}: proxy.max_body_bytes",
@@ -154,6 +113,6 @@ def parse_proxy(raw: Any, source: str) -> ProxySettings:
         shutdown_seconds=_seconds(raw.get("shutdown_seconds", defaults.shutdown_seconds), f"{source}: proxy.shutdown_seconds"),
         max_connections=_int(raw.get("max_connections", defaults.max_connections), f"{source}: proxy.max_connections",
                              1, 100_000),
-        allowed_hosts=tuple(h.strip().lower() for h in hosts),
+        allowed_hosts=tuple(hosts),
         keys=_keys(raw.get("keys", []), source),
     )

@@ -43,24 +43,43 @@ BAD_CONFIGS = {
     "label a list": ('[[accounts]]\nname = "a"\nkeys = [{env = "K", label = [1]}]\n', "label"),
     "keys not a list": ('[[accounts]]\nname = "a"\nkeys = "K"\n', "keys must be a list"),
     "base url": ('[[accounts]]\nname = "a"\nbase_url = "ftp://x"\nkeys = [{env = "K"}]\n', "http:// or https://"),
-    "zone": ('timezone = "Mars/Olympus"\n', "unknown time zone"),
+    "zone": ('timezone = "Mars/Olympus"\n', "must be a known time zone"),
     "rounding": ('[reconcile]\nrounding = "up"\n', "reconcile.rounding"),
     "writer processes": ("[recorder]\nwriter_processes = 1.5\n", "writer_processes"),
     "unknown section": ("[budget]\nlimit = 5\n", "unknown setting 'budget'"),
     "not toml": ("[schedule\n", "not valid TOML"),
     "budget scope": ('[[budgets]]\nname = "b"\nscope = {team = "x"}\nperiod = "month"\nlimit = "5"\n', "team"),
     "budget zone": ('[[budgets]]\nname = "b"\nscope = {project = "x"}\nperiod = "month"\nlimit = "5"\n'
-                    'timezone = "Europe/Atlantis"\n', "unknown time zone"),
+                    'timezone = "Europe/Atlantis"\n', "must be a known time zone"),
     "budget threshold": ('[[budgets]]\nname = "b"\nscope = {project = "x"}\nperiod = "month"\nlimit = "5"\n'
                          'thresholds = [150]\n', "150"),
     "channel undefined": ('[[budgets]]\nname = "b"\nscope = {project = "x"}\nperiod = "month"\nlimit = "5"\n'
                           'channels = ["pager"]\n', "channel 'pager' is not defined"),
-    "report period": ('[[reports]]\nname = "r"\nperiod = "fortnight"\n', "period must be one of"),
+    "report period": ('[[reports]]\nname = "r"\nperiod = "fortnight"\n', "period: must be one of"),
+    # Values that ended in "unexpected error", or were taken though they cannot work.
+    "nan timeout": ('[[channels]]\nname = "c"\nkind = "slack"\nurl_env = "U"\ntimeout = nan\n', "channel 'c' timeout: must be"),
+    "nested 100,000 deep": ("x = " + "[" * 100_000 + "]" * 100_000 + "\n", "nests arrays or tables too deep"),
+    "a 5,000-digit number": ("[recorder]\nwriter_processes = " + "9" * 5000 + "\n", "holds a number too long"),
+    "upstream with a space": ('[proxy]\nupstream = "http://exa mple.com/v1"\n', "proxy.upstream: must be a base URL without spaces"),
+    "upstream with CR/LF": ('[proxy]\nupstream = "http://example.com/v1\\r\\nX-Injected: 1"\n', "proxy.upstream: must be"),
+    "host with NUL": ('[proxy]\nhost = "localhost\\u0000"\n', "proxy.host: must be a host without control characters"),
+    "project past its column": ('[[budgets]]\nname = "b"\nlimit = "5"\nscope = {project = "' + "p" * 201 + '"}\n',
+                                "scope.project: must be a text of at most 200 characters"),
+    "Arabic-Indic digit": ('[[budgets]]\nname = "b"\nlimit = "\u0663"\n', "limit: must be an amount in the digits 0-9"),
+    "one tag twice": ('[[budgets]]\nname = "b"\nlimit = "5"\nscope = {tag = ["team=a", "team=b"]}\n',
+                      "scope.tag: names the tag 'team' twice"),
+    "account URL with a NUL": ('[[accounts]]\nname = "a"\nbase_url = "https://h\\u0000.example/v1"\nkeys = [{env = "K"}]\n',
+                               "base_url: must be a base URL such as https://api.aivideoapi.ai/v1 without control characters"),
+    "SMTP host with a space": ('[[channels]]\nname = "m"\nkind = "email"\nhost = "smtp example"\nfrom = "a@b"\nto = "c@d"\n',
+                               "channel 'm' host: must be an IP address or a host name"),
+    "journal with a NUL": ('journal = "j\\u0000"\n', "journal: must be a path without control characters"),
+    "rolling period in Arabic-Indic digits": ('[[budgets]]\nname = "b"\nlimit = "5"\nperiod = "\u0663d"\n', "is not a period"),
+    "cron in Arabic-Indic digits": ('[[reports]]\nname = "r"\nschedule = "\u0663 6 * * *"\n', "is not a number, range"),
 }
 EVERY_COMMAND = (["check"], ["calls"], ["replay"], ["balance"], ["reconcile"], ["run"], ["db", "upgrade"],
                  ["db", "current"], ["demo", "--calls", "1"], ["report"], ["close", "2026-11"],
                  ["reopen", "2026-11", "--reason", "x"], ["closes"], ["budgets"], ["budgets", "--notify"], ["alerts"],
-                 ["alerts", "test", "--channel", "x"])  # simulate reads no config: the simulator needs none
+                 ["alerts", "test", "--channel", "x"], ["proxy"])  # simulate reads no config: the simulator needs none
 
 
 @pytest.mark.parametrize("command", EVERY_COMMAND, ids=" ".join)

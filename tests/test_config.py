@@ -48,14 +48,14 @@ def test_accounts_with_keys_by_environment(tmp_path):
         ("database_url = [", "not valid TOML"),
         ('databse_url = "x"', "unknown setting 'databse_url'"),
         ('database_url = "mysql://x"', "unsupported database"),
-        ('[pricing]\ncharge_precision = "abc"', "not a number"),
+        ('[pricing]\ncharge_precision = "abc"', "must be a number in the digits 0-9"),
         ("[pricing]\ncharge_precision = 0", "must be above 0"),
-        ('[recorder]\ninclude_usage = "yes"', "true or false"),
+        ('[recorder]\ninclude_usage = "yes"', "include_usage: must be true or false"),
         ("[recorder]\nwriter_processes = 9", "from 0 to 8"),
         ("[recorder]\nwriter_processes = -1", "from 0 to 8"),
         ('[recorder]\nwriter_processes = "2"', "from 0 to 8"),
-        ("[schedule]\npoll_credits_seconds = -1", "seconds from above 0"),
-        ('[schedule]\nreconcile_settle_seconds = "soon"', "expected a number of seconds"),
+        ("[schedule]\npoll_credits_seconds = -1", "seconds above 0 and at most"),
+        ('[schedule]\nreconcile_settle_seconds = "soon"', "reconcile_settle_seconds: must be a number of seconds from 0"),
         ('[[accounts]]\nname = "a"\nkeys = [{key = "pk-1"}]', "starts with sk-"),
         ('[[accounts]]\nname = "a"\nkeys = []', "has no keys"),
         ('[[accounts]]\nname = "a"\nkeys = [{env = "A", key = "sk-1"}]', "exactly one"),
@@ -139,3 +139,30 @@ def test_any_rate_card_is_accepted_or_refused_in_one_line(card):
     else:
         for rate in book.cards[0].rates.values():
             assert isinstance(rate.input_per_million, Decimal) and 0 <= rate.input_per_million <= 1_000_000
+
+
+_ENTRIES = {  # a good entry of each list section, and the settings it takes
+    "budgets": ({"name": "b", "limit": "5"}, ("name", "scope", "period", "timezone", "limit", "limit_usd", "thresholds",
+                                                "forecast", "enforce", "channels")),
+    "balance_alerts": ({"account": "a", "below": "5"}, ("account", "below", "runway_days", "channels")),
+    "channels": ({"name": "m", "kind": "email", "host": "h", "from": "a@b", "to": "c@d"},
+                 ("name", "kind", "host", "port", "security", "username", "password_env", "from", "to", "ca_file", "timeout")),
+    "reports": ({"name": "r"}, ("name", "period", "timezone", "schedule", "formats", "by", "close", "calls", "output_dir",
+                                "account", "channels")),
+    "accounts": ({"name": "a", "keys": [{"env": "K"}]}, ("name", "base_url", "keys")),
+}
+_PROXY = ("upstream", "host", "port", "workers", "max_body_bytes", "connect_timeout", "read_timeout", "shutdown_seconds",
+          "max_connections", "allowed_hosts", "keys")
+
+
+@given(st.sampled_from(sorted(_ENTRIES) + ["proxy"]), _values, st.data())
+def test_any_value_of_any_entrys_setting_is_accepted_or_refused_in_one_line(section, value, data):
+    if section == "proxy":
+        mapping = {"proxy": {data.draw(st.sampled_from(_PROXY)): value}}
+    else:
+        entry, names = _ENTRIES[section]
+        mapping = {section: [{**entry, data.draw(st.sampled_from(names)): value}]}
+    try:
+        settings_from_mapping(mapping)
+    except ConfigError as error:
+        assert str(error) and str(error).isprintable()

@@ -43,7 +43,7 @@ def test_a_full_proxy_table_is_read_with_its_types():
     ({"keys": [{"name": "x", "upstream_key_env": "K"}]}, "give exactly one of fingerprint"),
     ({"keys": [{"name": "x", "fingerprint": "sk-team-000000000001", "upstream_key_env": "K"}]}, "a key is never written here"),
     ({"keys": [{"name": "x", "fingerprint": PRINT}]}, "upstream_key_env (the variable holding the API key it stands for) is required"),
-    ({"keys": [{"name": "x", "fingerprint": PRINT, "upstream_key_env": "sk-abc"}]}, "expected the name of an environment variable"),
+    ({"keys": [{"name": "x", "fingerprint": PRINT, "upstream_key_env": "sk-abc"}]}, "must be an environment variable's name"),
     ({"keys": [{"name": "x", "fingerprint": PRINT, "upstream_key_env": "K", "limit": 3}]}, "unknown setting 'limit'"),
     ({"keys": [{"name": "x", "fingerprint": PRINT, "upstream_key_env": "K"},
                {"name": "y", "fingerprint": PRINT, "upstream_key_env": "K"}]}, "two proxy keys share a fingerprint"),

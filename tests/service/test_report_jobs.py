@@ -47,13 +47,13 @@ def test_an_entry_is_a_crontab_job_at_six_on_the_first_in_its_zone(tmp_path):
 
 
 @pytest.mark.parametrize("entry, message", [
-    ({"period": "fortnight"}, "period must be one of"),
+    ({"period": "fortnight"}, "period: must be one of"),
     ({"schedule": "0 25 * * *"}, "schedule hour '25' is outside 0-23"),
     ({"formats": ["pdf"]}, "formats must be a list of"),
     ({"by": ["colour"]}, "unknown group key 'colour'"),
-    ({"timezone": "Europe/Atlantis"}, "unknown time zone"),
-    ({"close": "yes"}, "close must be true or false"),
-    ({"name": "a/b"}, "name must be letters"),
+    ({"timezone": "Europe/Atlantis"}, "must be a known time zone"),
+    ({"close": "yes"}, "close: must be true or false"),
+    ({"name": "a/b"}, "name: must be a name of letters"),
     ({"when": "monthly"}, "unknown setting 'when'"),
 ])
 def test_a_bad_entry_is_a_config_error_naming_it(tmp_path, entry, message):
