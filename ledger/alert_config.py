@@ -85,7 +85,7 @@ def channel_names(raw: Any, where: str, defined: set[str]) -> tuple[str, ...]:
     for item in raw:
         if item not in defined:
             known = ", ".join(sorted(defined)) or "none is defined"
-            raise ConfigError(f"{where}: channel {item!r} is not defined in [[channels]] ({known})")
+            raise ConfigError(f"{where}: channel {shown(item)} is not defined in [[channels]] ({known})")
     unique(raw, f"{where} channels", "the channel")
     return tuple(raw)
 
@@ -98,7 +98,7 @@ def _scope(raw: Any, where: str) -> Scope:
         raise ConfigError(f"{where}: scope must be a table such as {{project = \"search\"}}")
     unknown = sorted(set(raw) - set(SCOPE_KEYS))
     if unknown:
-        raise ConfigError(f"{where}: unknown scope key {unknown[0]!r} (known: {', '.join(SCOPE_KEYS)})")
+        raise ConfigError(f"{where}: unknown scope key {shown(unknown[0])} (known: {', '.join(SCOPE_KEYS)})")
     # Each is compared with a column of the ledger (calls.project, end_user, model_requested; api_keys.label, account).
     values = {k: text(v, f"{where}: scope.{k}") for k, v in raw.items() if k != "tag"}
     tags = raw.get("tag", [])
@@ -109,7 +109,7 @@ def _scope(raw: Any, where: str) -> Scope:
     for tag in tags:
         tag_name, sep, value = tag.partition("=") if isinstance(tag, str) else ("", "", "")
         if not sep or not tag_name.strip() or not value.strip():
-            raise ConfigError(f"{where}: scope.tag {tag!r} is not name=value")
+            raise ConfigError(f"{where}: scope.tag {shown(tag)} is not name=value")
         pairs.append((text(tag_name, f"{where}: scope.tag name"), text(value, f"{where}: scope.tag value")))
     # A call holds one value per tag: a scope asking for two could never match, and one of them is a typo.
     unique((n for n, _ in pairs), f"{where}: scope.tag", "the tag")

@@ -3,8 +3,9 @@
 Precedence: command line > environment > config file > defaults. The config
 file is `--config PATH`, else `$CREDIT_LEDGER_CONFIG`, else
 `credit-ledger.toml` in the working directory when it exists. Every setting
-is checked for its type and range here, when the file is read: a bad value is
-one ConfigError naming it, never a failure later in a job. API keys are named
+is checked when the file is read (each kind of value by one check of
+ledger.config_checks): a bad value is one ConfigError naming it, never a
+failure later in a job. API keys are named
 here (or by environment variable), never written to the database. Reading
 the config loads no database or HTTP library.
 """
@@ -19,11 +20,10 @@ from pathlib import Path
 from typing import Any
 
 from .accounting.budgets import BalanceAlert, Budget
-from .accounting.periods import zone_named
 from .accounting.pricing import PricingPolicy
 from .alert_config import AlertSettings, ChannelConfig, alert_settings_from_mapping
-from .config_checks import (PATH_WIDTH, base_url, check_keys, choice, decimal_setting, env_name,
-                            file_path, flag, seconds, text, unique, whole, zone)
+from .config_checks import (PATH_WIDTH, base_url, check_keys, choice, decimal_setting, env_name, file_path, flag,
+                            seconds, shown, text, unique, whole, zone)
 from .config_reports import ReportEntry, parse_report_entries
 from .proxy_config import ProxySettings, parse_proxy
 from .errors import ConfigError
@@ -39,7 +39,7 @@ DEFAULT_BASE_URL = "https://api.aivideoapi.ai/v1"
 def normalise_url(url: str, where: str = "database URL") -> str:
     """A database URL as the ledger opens it: SQLite, or PostgreSQL through psycopg 3 (`postgresql://` accepted)."""
     if not isinstance(url, str) or "://" not in url:
-        raise ConfigError(f"not a database URL: {url!r} (try sqlite:///ledger.db or postgresql://host/db)")
+        raise ConfigError(f"not a database URL: {shown(url)} (try sqlite:///ledger.db or postgresql://host/db)")
     # No NUL or line break: the driver would fail on it in the middle of a command.
     scheme, rest = text(url, where, width=PATH_WIDTH, what="a database URL").split("://", 1)
     backend, _, driver = scheme.lower().partition("+")

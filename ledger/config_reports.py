@@ -14,7 +14,7 @@ from typing import Any, Iterable
 
 from .accounting.periods import CALENDAR_KINDS, DAY, MONTH, QUARTER, WEEK, YEAR
 from .alert_config import channel_names
-from .config_checks import check_keys, choice, file_path, flag, name, text, unique, zone
+from .config_checks import check_keys, choice, file_path, flag, name, shown, text, unique, zone
 from .errors import ConfigError
 
 PLAIN_KEYS = ("project", "user", "key", "model", "account", "day", "week", "month")
@@ -93,16 +93,16 @@ def check_cron(expression: str, where: str) -> str:
     3.x counts from Monday, so that field is given back as day names.
     """
     if not isinstance(expression, str):
-        raise ConfigError(f"{where}: a schedule is a crontab line such as \"0 6 1 * *\", got {expression!r}")
+        raise ConfigError(f"{where}: a schedule is a crontab line such as \"0 6 1 * *\", got {shown(expression)}")
     fields = expression.lower().split()
     if len(fields) != 5:
-        raise ConfigError(f"{where}: a schedule has five fields (minute hour day month day-of-week), got {expression!r}")
+        raise ConfigError(f"{where}: a schedule has five fields (minute hour day month day-of-week), got {shown(expression)}")
     weekdays: set[int] = set()
     for index, (field, (name, low, high)) in enumerate(zip(fields, _CRON_FIELDS)):
         for item in field.split(","):
             match = _CRON_ITEM.fullmatch(item)
             if match is None:
-                raise ConfigError(f"{where}: schedule {name} {item!r} is not a number, range, list or */step")
+                raise ConfigError(f"{where}: schedule {name} {shown(item)} is not a number, range, list or */step")
             step = int(match[2]) if match[2] is not None else 1
             if step == 0:
                 raise ConfigError(f"{where}: schedule {name} step must be above 0")
@@ -173,7 +173,7 @@ def parse_report_entries(raw: Any, source: str, default_zone: str, channels: Ite
         schedule = check_cron(item.get("schedule", DEFAULT_SCHEDULES[period]), f"{where}")
         formats = item.get("formats", ["xlsx"])
         if not isinstance(formats, list) or not formats or any(f not in FILE_FORMATS for f in formats):
-            raise ConfigError(f"{where}: formats must be a list of {', '.join(FILE_FORMATS)}, got {formats!r}")
+            raise ConfigError(f"{where}: formats must be a list of {', '.join(FILE_FORMATS)}, got {shown(formats)}")
         unique(formats, f"{where} formats", "the format")
         try:
             by = parse_group_keys(item.get("by", []))

@@ -11,7 +11,7 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
-from .config_checks import base_url, check_keys, env_name, host, seconds, text, unique, whole
+from .config_checks import base_url, check_keys, env_name, host, seconds, shown, text, unique, whole
 from .errors import ConfigError
 
 DEFAULT_HOST = "127.0.0.1"
@@ -98,7 +98,7 @@ def parse_proxy(raw: Any, source: str) -> ProxySettings:
     defaults = ProxySettings()
     hosts = raw.get("allowed_hosts", [])
     if not isinstance(hosts, list):
-        raise ConfigError(f"{source}: proxy.allowed_hosts must be a list of host names (\"*\": any), got {hosts!r}")
+        raise ConfigError(f"{source}: proxy.allowed_hosts must be a list of host names (\"*\": any), got {shown(hosts)}")
     hosts = [h if h == "*" else host(h, f"{source}: proxy.allowed_hosts").lower() for h in hosts]
     unique(hosts, f"{source}: proxy.allowed_hosts", "the host")
     return ProxySettings(
