@@ -5,9 +5,9 @@ file is `--config PATH`, else `$CREDIT_LEDGER_CONFIG`, else
 `credit-ledger.toml` in the working directory when it exists. Every setting
 is checked when the file is read (each kind of value by one check of
 ledger.config_checks): a bad value is one ConfigError naming it, never a
-failure later in a job. API keys are named
-here (or by environment variable), never written to the database. Reading
-the config loads no database or HTTP library.
+failure later in a job. API keys are named here (or by environment
+variable), never written to the database. Reading the config loads no
+database or HTTP library.
 """
 
 from __future__ import annotations
@@ -254,19 +254,19 @@ def settings_from_mapping(data: dict, source: str = "config") -> Settings:
         include_usage=flag(recorder.get("include_usage", False), f"{source}: recorder.include_usage"),
         writer_processes=writer_processes,
         limits_refresh_seconds=seconds(recorder.get("limits_refresh_seconds", Settings.limits_refresh_seconds),
-                                        f"{source}: recorder.limits_refresh_seconds"),
+                                       f"{source}: recorder.limits_refresh_seconds"),
         accounts=accounts,
         schedule=ScheduleConfig(
             **{
                 name: seconds(schedule.get(name, getattr(defaults, name)), f"{source}: schedule.{name}",
-                               allow_zero=name == "reconcile_settle_seconds")
+                              allow_zero=name == "reconcile_settle_seconds")
                 for name in SCHEDULE_SETTINGS
             }
         ),
         reconcile=ReconcileConfig(
             rounding,
             seconds(reconcile.get("billing_settle_seconds", ReconcileConfig.billing_settle_seconds),
-                     f"{source}: reconcile.billing_settle_seconds", allow_zero=True),
+                    f"{source}: reconcile.billing_settle_seconds", allow_zero=True),
         ),
         reports=parse_report_entries(data.get("reports", []), source, timezone, [c.name for c in alerting.channels]),
         alerting=alerting,
