@@ -10,7 +10,7 @@ from pathlib import Path
 from factories import LoopbackServer
 from starlette.applications import Starlette
 from starlette.requests import Request
-from starlette.responses import Response
+from starlette.responses import Response, StreamingResponse
 from starlette.routing import Route
 
 
@@ -19,11 +19,13 @@ class Receiver:
 
     `retry_after` goes with each failure as its Retry-After header. `held`: the
     first that many requests are kept on arrival and answered only once
-    `release` is set (a receiver slower than the sender's timeout).
+    `release` is set (a receiver slower than the sender's timeout). `drip`: a
+    200 whose body sends one byte, then nothing until `release` is set.
     """
 
-    def __init__(self, failures: int = 0, delay: float = 0.0, retry_after: str | None = None, held: int = 0) -> None:
-        self.failures, self.delay, self.retry_after, self.held = failures, delay, retry_after, held
+    def __init__(self, failures: int = 0, delay: float = 0.0, retry_after: str | None = None, held: int = 0,
+                 drip: bool = False) -> None:
+        self.failures, self.delay, self.retry_after, self.held, self.drip = failures, delay, retry_after, held, drip
         self.requests: list[tuple[dict[str, str], bytes]] = []  # every request, failed ones included
         self.accepted: list[tuple[dict[str, str], bytes]] = []
         self.arrived: list[tuple[dict[str, str], bytes]] = []  # every request as it arrived, held ones included
@@ -47,7 +49,16 @@ class Receiver:
                 headers = {"retry-after": self.retry_after} if self.retry_after is not None else None
                 return Response(b"down for maintenance", status_code=503 if headers else 500, headers=headers)
             self.accepted.append((dict(request.headers), body))
+        if self.drip:
+            return StreamingResponse(self._dripped(), media_type="text/plain")
         return Response(b"ok")
+
+    async def _dripped(self):
+        import asyncio
+
+        yield b"o"
+        await asyncio.to_thread(self.release.wait, 60)
+        yield b"k"
 
     def __enter__(self) -> "Receiver":
         self._server = LoopbackServer(Starlette(routes=[Route("/hook", self.hook, methods=["POST"])])).__enter__()

@@ -125,7 +125,11 @@ class _HttpSender:
 
     def _post(self, body: bytes, headers: dict[str, str]) -> str:
         try:
-            response = self._client.post(self._url, content=body, headers={"content-type": "application/json", **headers})
+            # The status and the headers are the answer; the body is never read, so a receiver that
+            # drips or floods one cannot hold an attempt past its lease, nor fill the memory.
+            with self._client.stream("POST", self._url, content=body,
+                                     headers={"content-type": "application/json", **headers}) as response:
+                status, retry_after = response.status_code, response.headers.get("retry-after")
         except _UNANSWERED as error:
             what = f"no answer within {self._timeout:g} s" if isinstance(error, httpx2.ReadTimeout) else "no answer"
             if self.resend_unanswered:
@@ -134,9 +138,9 @@ class _HttpSender:
                                   "not sent again: the receiver cannot tell a repeat") from None
         except httpx2.HTTPError as error:
             raise DeliveryFailed(f"{type(error).__name__}: {_redact(str(error), self._url)[:200]}") from None
-        if not 200 <= response.status_code < 300:
-            raise DeliveryFailed(f"HTTP {response.status_code}", retry_after_seconds(response.headers.get("retry-after")))
-        return f"HTTP {response.status_code}"
+        if not 200 <= status < 300:
+            raise DeliveryFailed(f"HTTP {status}", retry_after_seconds(retry_after))
+        return f"HTTP {status}"
 
     def close(self) -> None:
         self._client.close()

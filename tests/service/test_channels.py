@@ -259,3 +259,17 @@ def test_a_webhook_receiver_slower_than_the_timeout_gets_it_again_with_the_same_
         assert len(receiver.arrived) == 2 and len({h["webhook-id"] for h, _ in receiver.arrived}) == 1
     delivery, attempts = _attempts(ledger)
     assert delivery.status == "delivered" and attempts == [("failed", "ReadTimeout: no answer within 0.5 s"), ("delivered", "HTTP 200")]
+
+
+def test_a_receiver_that_answers_200_and_drips_its_body_has_the_alert_delivered_at_once(ledger, tmp_path, monkeypatch):
+    """The status is the answer: a body that never ends neither holds the attempt nor turns it into a failure."""
+    with Receiver(drip=True) as receiver:
+        monkeypatch.setenv("ONCALL_URL", receiver.url)
+        monkeypatch.setenv("ONCALL_SECRET", SECRET)
+        channel = ChannelConfig("oncall", "webhook", url_env="ONCALL_URL", secret_env="ONCALL_SECRET", timeout=0.5)
+        settings = settings_for(ledger.url, tmp_path, channel)
+        insert_records(ledger, [make_call(NOW - timedelta(hours=1), 9, project="search")])
+        assert _deliver_at(ledger, settings, 0).delivered == 1
+        assert _deliver_at(ledger, settings, 1).sent == () and len(receiver.arrived) == 1
+    delivery, attempts = _attempts(ledger)
+    assert delivery.status == "delivered" and attempts == [("delivered", "HTTP 200")]
