@@ -173,3 +173,19 @@ def test_a_secret_put_in_the_file_is_never_echoed(tmp_path):
         with pytest.raises(ConfigError) as raised:
             load_settings(write(tmp_path, text + "\n"))
         assert "0123456789" not in str(raised.value) and "hooks.slack.com" not in str(raised.value), raised.value
+
+
+@pytest.mark.parametrize("text", [
+    '[[channels]]\nname = "c"\nkind = "slack"\nurl_env = "U"\ntimeout = nan',
+    "x = " + "[" * 100_000 + "]" * 100_000,
+    BUDGET + 'scope = {project = "' + LONG + '"}',
+    '[[budgets]]\nname = "b"\nlimit = "\u0663"',
+])
+def test_an_applications_recorder_refuses_a_bad_config_in_one_line_before_anything_is_made(tmp_path, text):
+    from ledger.record.recorder import Recorder
+
+    path = write(tmp_path, f'journal = "{tmp_path / "journal"}"\n' + text + "\n")
+    with pytest.raises(ConfigError) as raised:
+        Recorder(f"sqlite:///{tmp_path / 'ledger.db'}", config=path)
+    assert "\n" not in str(raised.value)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["credit-ledger.toml"]  # no ledger, no journal
