@@ -235,6 +235,12 @@ def test_a_slack_receiver_slower_than_the_timeout_shows_the_alert_once_recorded_
     delivery, attempts = _attempts(ledger)
     assert delivery.status == "delivered" and attempts == [
         ("unconfirmed", "sent, unconfirmed (ReadTimeout: no answer within 0.5 s); not sent again: the receiver cannot tell a repeat")]
+    # What `budgets --notify` printed and what `credit-ledger alerts` shows say so.
+    from ledger.reports.budgets import format_alerts, format_fired
+
+    assert "to finance-slack (attempt 1): sent, unconfirmed (not sent again)" in format_fired((), (), first.sent)
+    with ledger.session() as session:
+        assert "alert to finance-slack: sent, unconfirmed, 1 attempt(s)" in format_alerts(alert_history(session))
 
 
 def test_a_slack_message_that_never_left_is_tried_again(ledger, tmp_path, monkeypatch):
