@@ -157,7 +157,7 @@ def zone(value: Any, where: str) -> str:
 
 
 def email_address(value: Any, where: str) -> str:
-    found = text(value, where, what="an email address")
+    found = text(value, where, width=254, what="an email address")  # RFC 5321's longest path
     if not _ADDRESS.fullmatch(found):
         refuse(where, "an email address", value)
     return found
