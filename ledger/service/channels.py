@@ -106,12 +106,8 @@ def _redact(text: str, *secrets: str | None) -> str:
 # ---------------------------------------------------------------- the senders
 
 
-# Raised only once the whole request was written (httpcore sends it before it reads): the receiver may have it.
-_UNANSWERED = (httpx2.ReadTimeout, httpx2.ReadError, httpx2.RemoteProtocolError)
-
-
 class _HttpSender:
-    # Whether a message that went out unanswered is sent again: yes where the receiver can tell a repeat (webhook-id).
+    # Whether a message the receiver kept past the timeout is sent again: yes where it can tell a repeat (webhook-id).
     resend_unanswered = True
 
     def __init__(self, name: str, url: str, timeout: float) -> None:
@@ -130,12 +126,14 @@ class _HttpSender:
             with self._client.stream("POST", self._url, content=body,
                                      headers={"content-type": "application/json", **headers}) as response:
                 status, retry_after = response.status_code, response.headers.get("retry-after")
-        except _UNANSWERED as error:
-            what = f"no answer within {self._timeout:g} s" if isinstance(error, httpx2.ReadTimeout) else "no answer"
+        except httpx2.ReadTimeout:
+            # Raised only once the whole request was written (httpcore sends it before it reads) and the receiver
+            # kept it: most likely it is acting on it. A connection dropped before any answer (ReadError,
+            # RemoteProtocolError) is most often a restart or a load balancer that never passed it on: tried again.
+            what = f"ReadTimeout: no answer within {self._timeout:g} s"
             if self.resend_unanswered:
-                raise DeliveryFailed(f"{type(error).__name__}: {what}") from None
-            raise SentUnconfirmed(f"sent, unconfirmed ({type(error).__name__}: {what}); "
-                                  "not sent again: the receiver cannot tell a repeat") from None
+                raise DeliveryFailed(what) from None
+            raise SentUnconfirmed(f"sent, unconfirmed ({what}); not sent again: the receiver cannot tell a repeat") from None
         except httpx2.HTTPError as error:
             raise DeliveryFailed(f"{type(error).__name__}: {_redact(str(error), self._url)[:200]}") from None
         if not 200 <= status < 300:
@@ -150,7 +148,7 @@ class SlackSender(_HttpSender):
     """An incoming webhook: {"text": ...}, a message a person reads.
 
     Slack has no message id to de-duplicate on: a message sent whole and left
-    unanswered is recorded as sent, unconfirmed, and not sent again.
+    unanswered past the timeout is recorded as sent, unconfirmed, and not sent again.
     """
 
     resend_unanswered = False

@@ -243,6 +243,40 @@ def test_a_slack_receiver_slower_than_the_timeout_shows_the_alert_once_recorded_
         assert "alert to finance-slack: sent, unconfirmed, 1 attempt(s)" in format_alerts(alert_history(session))
 
 
+def test_a_slack_message_whose_connection_drops_before_an_answer_is_tried_again(ledger, tmp_path, monkeypatch):
+    """A receiver that reads the request and closes the connection (a restart, a load balancer): most likely not posted."""
+    import socket
+    import threading
+
+    listener = socket.create_server(("127.0.0.1", 0))
+    received: list[bytes] = []
+
+    def drop_each_request() -> None:
+        while True:
+            try:
+                connection, _ = listener.accept()
+            except OSError:
+                return
+            with connection:
+                data = b""
+                while b"}" not in data:  # the JSON body's end
+                    data += connection.recv(65536)
+                received.append(data)
+
+    threading.Thread(target=drop_each_request, daemon=True).start()
+    try:
+        monkeypatch.setenv("SLACK_URL", f"http://127.0.0.1:{listener.getsockname()[1]}/hook")
+        settings = settings_for(ledger.url, tmp_path, ChannelConfig("finance-slack", "slack", url_env="SLACK_URL"))
+        insert_records(ledger, [make_call(NOW - timedelta(hours=1), 9, project="search")])
+        assert _deliver_at(ledger, settings, 0).failed == 1
+        assert _deliver_at(ledger, settings, 1).failed == 1 and len(received) == 2
+    finally:
+        listener.close()
+    delivery, attempts = _attempts(ledger)
+    assert delivery.status == "pending" and [outcome for outcome, _ in attempts] == ["failed", "failed"]
+    assert attempts[0][1].startswith("RemoteProtocolError")
+
+
 def test_a_slack_message_that_never_left_is_tried_again(ledger, tmp_path, monkeypatch):
     monkeypatch.setenv("SLACK_URL", f"http://127.0.0.1:{free_port()}/hook")  # nothing listens: the connection is refused
     settings = settings_for(ledger.url, tmp_path, ChannelConfig("finance-slack", "slack", url_env="SLACK_URL"))
