@@ -46,6 +46,8 @@ def parse_group_keys(text: str | list | tuple | None) -> tuple[GroupKey, ...]:
     """`project,user,tag:feature` (or a list of those) -> keys; ValueError naming the bad one."""
     if text is None:
         return ()
+    if not isinstance(text, (str, list, tuple)) or not all(isinstance(part, str) for part in text):
+        raise ValueError(f"must be group keys such as \"project,user\" or [\"project\", \"user\"], got {shown(text)}")
     parts = [p.strip() for p in (text.split(",") if isinstance(text, str) else text)] if text else []
     keys: list[GroupKey] = []
     for part in parts:

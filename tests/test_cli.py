@@ -74,6 +74,7 @@ BAD_CONFIGS = {
                                "channel 'm' host: must be an IP address or a host name"),
     "journal with a NUL": ('journal = "j\\u0000"\n', "journal: must be a path without control characters"),
     "rolling period in Arabic-Indic digits": ('[[budgets]]\nname = "b"\nlimit = "5"\nperiod = "\u0663d"\n', "is not a period"),
+    "report by a flag": ('[[reports]]\nname = "r"\nby = true\n', "by: must be group keys"),
     "cron in Arabic-Indic digits": ('[[reports]]\nname = "r"\nschedule = "\u0663 6 * * *"\n', "is not a number, range"),
 }
 EVERY_COMMAND = (["check"], ["calls"], ["replay"], ["balance"], ["reconcile"], ["run"], ["db", "upgrade"],
