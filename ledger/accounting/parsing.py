@@ -119,7 +119,15 @@ def _credits(value: Any, anomalies: list[str]) -> Decimal | None:
 
 
 def _text(value: Any) -> str | None:
-    return value[:MAX_TEXT] if isinstance(value, str) else None
+    return plain_text(value[:MAX_TEXT]) if isinstance(value, str) else None
+
+
+def plain_text(text: str) -> str:
+    """A text both databases store: NUL (which PostgreSQL refuses) and lone surrogates (which UTF-8 cannot hold) replaced."""
+    if text.isascii():
+        return text.replace("\x00", "\ufffd") if "\x00" in text else text
+    return text.encode("utf-8", "replace").decode("utf-8").replace("\x00", "\ufffd")
+
 
 
 def _object_facts(obj: Any, anomalies: list[str]) -> ResponseFacts:

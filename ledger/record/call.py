@@ -165,11 +165,10 @@ class RecorderCore:
         the refusal's status, headers and body (HTTP 402 budget_exceeded); its
         record is emitted already.
         """
+        started, attributed, context = _now(), None, None
         try:
-            started = _now()
             headers = request.headers
             listed = _header_list(headers)
-            attributed = None
             if not _LEDGER_HEADERS.isdisjoint(map(_NAME, listed)):  # (a loop in C: most calls have none)
                 attributed = {name: value for _, name, value in listed if name in _LEDGER_HEADERS}
                 for name in ("x-ledger-project", "x-ledger-user", "x-ledger-tags"):
@@ -187,8 +186,9 @@ class RecorderCore:
                 request, body = _with_usage_asked(request)
             return (started, attributed, context, request, body), request
         except Exception as error:
+            # The call goes on, and is recorded all the same: what the recorder could not do is its own failure.
             self.failed("request", error)
-            return None, request
+            return (started, attributed, context, request, None), request
 
     def watch(self, begun: tuple, response: Any, stream_class: type) -> None:
         """Watch the response's raw stream (in place: the caller gets this same response)."""
@@ -375,7 +375,11 @@ class CallState:
             self.note("request_not_json")
             return b""
         summary = {name: parsed[name] for name in REQUEST_FIELDS if name in parsed}
-        return json.dumps(summary, separators=(",", ":")).encode()[:MAX_KEPT_REQUEST]
+        try:
+            return json.dumps(summary, separators=(",", ":")).encode()[:MAX_KEPT_REQUEST]
+        except (ValueError, RecursionError):  # a field nested past the interpreter's depth
+            self.note("request_not_json")
+            return json.dumps({"model": summary.get("model")}, separators=(",", ":")).encode()[:MAX_KEPT_REQUEST]
 
     def end(self, outcome: str, refused: Any = None) -> None:
         """Emit this call's one RawCapture (later calls do nothing); `refused`: the Refusal the caller got instead."""
@@ -424,6 +428,16 @@ class CallState:
                 (context.project, context.user, context.tags) if context is not None else None,
                 attributed, tuple(self._notes) if self._notes else (),
             )))
+        except Exception as failure:
+            self.core.failed("emit", failure)
+            self._emit_bare(outcome)
+
+    def _emit_bare(self, outcome: str) -> None:
+        """The call's record when its pieces could not all be kept: when it started and ended, flagged recorder_error."""
+        try:
+            started = self.begun[0]
+            self.core.sink.emit(RawCapture(new_call_id(), started, _now(), self.first_byte_at or self.headers_at, outcome,
+                                           None, b"", None, None, None, None, None, None, None, None, ("recorder_error",)))
         except Exception as failure:
             self.core.failed("emit", failure)
 

@@ -15,7 +15,7 @@ import json
 from datetime import datetime, timezone
 from typing import Mapping, NamedTuple
 
-from ..accounting.parsing import facts_from_body, facts_from_events, request_facts
+from ..accounting.parsing import facts_from_body, facts_from_events, plain_text, request_facts
 from ..accounting.records import ABORTED, COMPLETED, ERROR, FAILED, NO_TAGS, REFUSED, CallRecord, ResponseFacts
 from ..redact import may_hold_secret, redact_bytes
 from ..money import ZERO
@@ -80,23 +80,52 @@ class Capture(NamedTuple):
 
 
 def parse_tags(text: str) -> dict[str, str]:
-    """X-Ledger-Tags: a JSON object (`{"feature": "summary"}`) or `k=v,k2=v2`."""
+    """X-Ledger-Tags: a JSON object (`{"feature": "summary"}`) or `k=v,k2=v2`; ValueError when it cannot be read.
+
+    Whatever the caller sent, the only error is ValueError: JSON nested past the
+    interpreter's depth (RecursionError) is unreadable tags like any other.
+    """
     text = text.strip()
     if text.startswith("{"):
-        obj = json.loads(text)
-        if not isinstance(obj, dict):
-            raise ValueError("X-Ledger-Tags is not a JSON object")
-        return {str(k): str(v) for k, v in obj.items()}
+        try:
+            obj = json.loads(text)
+            if not isinstance(obj, dict):
+                raise ValueError("X-Ledger-Tags is not a JSON object")
+            return {plain_text(str(k)): plain_text(str(v)) for k, v in obj.items()}
+        except (ValueError, RecursionError) as error:
+            raise ValueError(f"X-Ledger-Tags cannot be read ({type(error).__name__})") from None
     tags = {}
     for item in text.split(","):
         name, sep, value = item.partition("=")
         if sep and name.strip():
-            tags[name.strip()] = value.strip()
+            tags[plain_text(name.strip())] = plain_text(value.strip())
     return tags
 
 
+def attribution_of(context: tuple | None, attributed: dict | None) -> tuple[str | None, str | None, Mapping[str, str], tuple]:
+    """(project, user, tags, notes) of a call: its X-Ledger-* headers over the attribution in context; never raises.
+
+    The one reading of a call's attribution, for its record and for its hard
+    limits alike: what cannot be read is left out and named in the notes.
+    """
+    project, user, tags = context if context is not None else (None, None, NO_TAGS)  # (tags: never changed in place)
+    notes: tuple = ()
+    if not attributed:
+        return project, user, tags, notes
+    if HEADER_PROJECT in attributed:
+        project = _text(attributed[HEADER_PROJECT])
+    if HEADER_USER in attributed:
+        user = _text(attributed[HEADER_USER])
+    if HEADER_TAGS in attributed:
+        try:
+            tags = {**tags, **parse_tags(_text(attributed[HEADER_TAGS]))}
+        except ValueError:
+            notes = ("bad_ledger_tags",)
+    return project, user, tags, notes
+
+
 def _text(value: bytes | None) -> str | None:
-    return None if value is None else value.decode("utf-8", "replace")
+    return None if value is None else plain_text(value.decode("utf-8", "replace"))
 
 
 def accounted(content_type: bytes | None, coding: bytes | None, chunks: list, outcome: str) -> tuple:
@@ -148,28 +177,62 @@ def settle(raw: RawCapture) -> Capture:
         stream, body, payloads, saw_done, kept_notes = response  # Accountant.finish()'s tuple
         if outcome == ABORTED and saw_done:
             outcome = COMPLETED  # closed after [DONE]: nothing more was to come (the SDK does this)
-    try:
-        attempt_no = int(attempt) if attempt is not None else 0
-    except ValueError:
-        attempt_no = 0
-    project, user, tags = context if context is not None else (None, None, NO_TAGS)  # (tags: never changed in place)
-    if attributed:
-        kept_notes = list(kept_notes)
-        if HEADER_PROJECT in attributed:
-            project = _text(attributed[HEADER_PROJECT])
-        if HEADER_USER in attributed:
-            user = _text(attributed[HEADER_USER])
-        if HEADER_TAGS in attributed:
-            try:
-                tags = {**tags, **parse_tags(_text(attributed[HEADER_TAGS]))}
-            except ValueError:
-                kept_notes.append("bad_ledger_tags")
+    attempt_no, bad_attempt = _attempt(attempt)
+    if context is not None and not _plain_context(context):
+        context = _plain_attribution(context)
+    project, user, tags, bad_attribution = attribution_of(context, attributed)
+    if bad_attempt or bad_attribution:
+        kept_notes = (*kept_notes, *bad_attempt, *bad_attribution)
     all_notes = tuple(dict.fromkeys((*kept_notes, *notes))) if kept_notes or notes else ()
     return _tuple_new(Capture, (
         call_id, started_at, ended_at, first_byte_at, outcome, http_status, stream, request_body, body,
         payloads if type(payloads) is tuple else tuple(payloads), saw_done, attempt_no, key_fingerprint, key_last4,
         project, user, tags, all_notes,
     ))
+
+
+MAX_ATTEMPT = 1000  # the SDK's retry count; a larger one is not a count (and would not fit the column)
+
+
+def _attempt(header: bytes | None) -> tuple[int, tuple]:
+    """The attempt number of the X-Stainless-Retry-Count header, and a note when it is not one."""
+    if header is None:
+        return 0, ()
+    try:
+        number = int(header)
+    except (ValueError, TypeError):
+        return 0, ("bad_retry_count",)
+    return (number, ()) if 0 <= number <= MAX_ATTEMPT else (0, ("bad_retry_count",))
+
+
+def _plain_context(context: tuple) -> bool:
+    """Whether an attribution in context holds only texts both databases store (the common case: checked cheaply)."""
+    try:
+        project, user, tags = context
+        return all(value is None or (type(value) is str and value.isascii() and "\x00" not in value)
+                   for value in (project, user)) and all(k.isascii() and v.isascii() and "\x00" not in k + v
+                                                         for k, v in tags.items())
+    except Exception:
+        return False
+
+
+def _plain_attribution(context: tuple) -> tuple:
+    """An attribution in context as texts both databases store (the caller's program may pass anything)."""
+    try:
+        project, user, tags = context
+    except Exception:
+        return None, None, NO_TAGS
+    texts = []
+    for value in (project, user):
+        try:
+            texts.append(None if value is None else plain_text(str(value)))
+        except Exception:
+            texts.append(None)
+    try:
+        tags = {plain_text(str(k)): plain_text(str(v)) for k, v in dict(tags or {}).items()}
+    except Exception:
+        tags = NO_TAGS
+    return (*texts, tags)
 
 
 def as_capture(capture: Capture | RawCapture) -> Capture:
@@ -185,7 +248,30 @@ _NO_RESPONSE = ResponseFacts()
 
 
 def build_record(capture: Capture | RawCapture) -> CallRecord:
-    """The CallRecord of a capture: parse, flag, decide the status."""
+    """The CallRecord of a capture: parse, flag, decide the status.
+
+    A capture whose pieces cannot be read at all still makes a record (when,
+    who, how it ended; flagged `unreadable_capture`): a call that reached the
+    upstream is a row in `calls`, whatever the caller sent with it.
+    """
+    try:
+        return _record_of(capture)
+    except Exception:
+        return _bare_record(capture)  # a RawCapture has the same fields by these names
+
+
+def _bare_record(capture: Capture | RawCapture) -> CallRecord:
+    """What a capture says without parsing anything the caller or the upstream sent."""
+    status = capture.outcome if capture.outcome in (COMPLETED, ABORTED, FAILED, REFUSED) else FAILED
+    http_status = capture.http_status if type(capture.http_status) is int and 100 <= capture.http_status < 600 else None
+    if http_status is not None and http_status >= 400 and status != REFUSED:
+        status = ERROR
+    return CallRecord(str(capture.call_id), _when(capture.started_at), status, http_status=http_status,
+                      ended_at=_when(capture.ended_at), response=_NO_RESPONSE._replace(anomalies=("unreadable_capture",)),
+                      key_fingerprint=capture.key_fingerprint, key_last4=capture.key_last4)
+
+
+def _record_of(capture: Capture | RawCapture) -> CallRecord:
     (call_id, started_at, ended_at, first_byte_at, outcome, http_status, stream, request_body, body, payloads,
      saw_done, attempt, key_fingerprint, key_last4, project, end_user, tags, notes) = as_capture(capture)  # by name
     request = request_facts(request_body)

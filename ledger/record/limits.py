@@ -48,7 +48,7 @@ from ..store.budgets import Spend, key_fingerprints, own_calls, recent_average_c
 from ..store.engine import Ledger
 from . import call
 from .call import Refusal
-from .capture import HEADER_PROJECT, HEADER_TAGS, HEADER_USER, parse_tags
+from .capture import attribution_of
 
 log = redact.logger("ledger.record")
 PENDING_WINDOW = 300.0  # seconds: a call of this process older than this is taken to be in the ledger
@@ -145,26 +145,19 @@ class HardLimits:
         """None: the call may go. A Refusal: it is over an enforced budget's limit."""
         if not self.enforcing:
             return None
-        project = context.project if context is not None else None
-        if attributed and HEADER_PROJECT in attributed:
-            project = attributed[HEADER_PROJECT].decode("utf-8", "replace")
+        if attributed:  # read as the call's record reads it (capture.attribution_of): unreadable tags are no tags
+            project, user, tags, _ = attribution_of(
+                (context.project, context.user, context.tags) if context is not None else None, attributed)
+        elif context is not None:
+            project, user, tags = context.project, context.user, context.tags
+        else:
+            project = user = tags = None
         candidates = self._by_project.get(project, ()) if project is not None else ()
         if self._unprojected:
             candidates += self._unprojected
         if not candidates:
             return None
-        user = tags = key = model = None
-        if self.needs_user:
-            user = context.user if context is not None else None
-            if attributed and HEADER_USER in attributed:
-                user = attributed[HEADER_USER].decode("utf-8", "replace")
-        if self.needs_tags:
-            tags = context.tags if context is not None else None
-            if attributed and HEADER_TAGS in attributed:
-                try:
-                    tags = {**(tags or {}), **parse_tags(attributed[HEADER_TAGS].decode("utf-8", "replace"))}
-                except ValueError:
-                    pass
+        key = model = None
         if self.needs_key:
             authorization = call.request_headers(request)[0]
             key = core.key_facts(authorization)[0] if authorization is not None else None
