@@ -7,6 +7,7 @@ import json
 from decimal import Decimal
 
 import httpx2
+import pytest
 from hypothesis import HealthCheck, example, given, settings as hypothesis_settings, strategies as st
 from sqlalchemy import func, select
 
@@ -17,6 +18,8 @@ from ledger.sim.server import SimulatorServer
 from ledger.store.engine import Ledger
 from ledger.store.models import Call, RejectedRecord
 
+KEY = "sk-hostile-0000000000000001"
+HELLO = [{"role": "user", "content": "Hi"}]
 DEEP_TAGS = '{"team":"beta","x":' + "[" * 3000 + "]" * 3000 + "}"  # the review's 6 KB header
 
 
@@ -45,6 +48,12 @@ class CountingSimulator(SimulatorServer):
             return super().start()
         finally:
             sim_server.create_app = made
+
+
+@pytest.fixture
+def counting_sim():
+    with CountingSimulator() as server:
+        yield server
 
 
 def capped(name: str, limit: str = "1", **scope) -> Budget:

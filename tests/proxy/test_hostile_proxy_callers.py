@@ -6,10 +6,11 @@ from dataclasses import replace
 from datetime import datetime, timezone
 
 import httpx2
-import pytest
 
 from factories import insert_records, make_call
-from hostile_input import DEEP_TAGS, CountingSimulator, Flush, capped, counts, one_row_per_call_reaching_the_upstream
+from hostile_input import (  # noqa: F401 (counting_sim: a fixture)
+    DEEP_TAGS, HELLO, KEY, Flush, capped, counting_sim, counts, one_row_per_call_reaching_the_upstream,
+)
 from proxy_parts import ProxyUnderTest, proxy_settings
 
 from ledger.alert_config import AlertSettings
@@ -17,14 +18,6 @@ from ledger.keys import fingerprint, load_secret
 from ledger.proxy_config import ProxyKey
 from ledger.store.engine import Ledger
 
-KEY = "sk-hostile-0000000000000001"
-HELLO = [{"role": "user", "content": "Hi"}]
-
-
-@pytest.fixture
-def counting_sim():
-    with CountingSimulator() as server:
-        yield server
 
 
 def test_through_the_proxy_a_pinned_project_holds_its_limit_whatever_the_tags(database_url, tmp_path, counting_sim):

@@ -12,7 +12,9 @@ import pytest
 from sqlalchemy import select
 
 from factories import insert_records, make_call
-from hostile_input import DEEP_TAGS, CountingSimulator, Flush, capped, counts, one_row_per_call_reaching_the_upstream
+from hostile_input import (  # noqa: F401 (counting_sim: a fixture)
+    DEEP_TAGS, HELLO, KEY, Flush, capped, counting_sim, counts, one_row_per_call_reaching_the_upstream,
+)
 
 from ledger.accounting.budgets import Budget, Scope
 from ledger.alert_config import AlertSettings
@@ -22,14 +24,6 @@ from ledger.record.recorder import Recorder
 from ledger.store.engine import Ledger
 from ledger.store.models import Call
 
-KEY = "sk-hostile-0000000000000001"
-HELLO = [{"role": "user", "content": "Hi"}]
-
-
-@pytest.fixture
-def counting_sim():
-    with CountingSimulator() as server:
-        yield server
 
 
 def settings_for(database_url: str, folder: Path, *budgets: Budget) -> Settings:
