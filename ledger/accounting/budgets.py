@@ -14,7 +14,7 @@ from __future__ import annotations
 import json
 from dataclasses import KW_ONLY, dataclass
 from datetime import datetime, timedelta
-from decimal import Decimal
+from decimal import ROUND_CEILING, Decimal
 from typing import Iterable, Mapping, NamedTuple, Sequence
 
 from ..money import NANO, ZERO, quantize
@@ -181,6 +181,48 @@ def budget_status(budget: Budget, period: Period, now: datetime, spent: Decimal,
     else:
         state = OK
     return BudgetStatus(budget, period, now, spent, calls, limit, percent, projected, crossed, forecast, state)
+
+
+# ---------------------------------------------------------------- hard limits: the admission rule
+
+# A call in flight is counted at twice the largest charge the scope (or, for a scope with none, the ledger)
+# has seen: calls of one workload vary, and a call that costs more than this may pass the limit by more.
+CHARGE_MARGIN = 2
+# With no charged call to go by, a call in flight is counted at the rate card's price of this many prompt and
+# completion tokens (2.24 credits for gemini-3.1-pro): more than most chat calls cost.
+FIRST_CALL_TOKENS = (2000, 2000)
+# A process far from a limit holds a share of the room left for calls it has not made yet, so that its
+# calls need not go through the ledger; near the limit (fewer calls left than this) it holds what it uses.
+LEASE_SHARE = 8
+
+
+def pessimistic_charge(largest: Decimal | None, first_call: Decimal) -> Decimal:
+    """What a call in flight is counted at: CHARGE_MARGIN x the largest charge seen, else the first call's estimate."""
+    return largest * CHARGE_MARGIN if largest else first_call
+
+
+def calls_admitted(limit: Decimal, spent: Decimal, held_by_others: Decimal, charge: Decimal) -> int:
+    """How many calls one process may have in flight: the n-th starts while spent + others + (n - 1) x charge < limit.
+
+    So the last call admitted starts under the limit, and the calls in flight
+    pass it by less than one call as long as none costs more than `charge`.
+    """
+    room = limit - spent - held_by_others
+    if room <= 0:
+        return 0
+    return int((room / charge).to_integral_value(rounding=ROUND_CEILING))  # (n - 1) x charge < room
+
+
+def calls_to_hold(admitted: int, in_flight: int, used: int) -> int:
+    """How many calls a process holds room for: those in flight, and a lease for the next ones.
+
+    The lease is what it used since it last held (its rate), or a LEASE_SHARE-th
+    of the room left when that is more, never more than the room.
+    """
+    free = admitted - in_flight
+    if free <= 0:
+        return in_flight  # what is in flight is held whatever it comes to: it cannot be called back
+    return in_flight + min(free, max(used, free // LEASE_SHARE))
 
 
 # ---------------------------------------------------------------- balance runway

@@ -1,25 +1,27 @@
 """Hard budget limits (`enforce = true`): a call in an enforced budget's scope is refused once its limit is reached.
 
-The spend comes from the ledger, re-read every `limits_refresh_seconds` by a
-thread of the Recorder (off the caller's path), plus this process's own calls
-that the ledger does not show yet: those it let through in the last
-`PENDING_WINDOW` seconds less those of them the ledger holds, each counted at
-the average charge of the scope's charged calls in the period (the ledger's
-recent average while the scope has none). A call is let through while
+Each process holds room in the ledger for its calls in flight (`limit_holds`,
+one row per budget and process), each counted at a pessimistic charge
+(`accounting.budgets.pessimistic_charge`): CHARGE_MARGIN x the largest charge
+the scope has seen (the ledger's, for a scope with none), or the rate card's
+price of FIRST_CALL_TOKENS on a ledger with no charged call. A process admits
+the n-th call it has in flight while
 
-    spent (ledger) + pending calls x average charge < limit
+    spent (ledger) + the other processes' holds + (n - 1) x charge < limit
 
-and refused from then on, with HTTP 402 `budget_exceeded` (`call.Refusal`).
+and refuses from then on, with HTTP 402 `budget_exceeded` (`call.Refusal`).
+Its hold is rewritten while the budget's holds are locked (`store.limit_holds`):
+every `limits_refresh_seconds` by a thread of the Recorder, and on the
+caller's path when its calls use up what it holds. Far from the limit a hold
+has a lease of calls to come, so the caller's path is a counter (no lock, no
+ledger); near it, each call goes through the ledger.
 
-How far it can overshoot: one process, however many threads call at once,
-passes the limit by less than one call, give or take the difference between
-the average and the actual charges of its pending calls (each call takes a
-numbered slot, see `_Limit`; no lock on the caller's path). Each other
-process adds what it lets through before its own next refresh sees this
-one's calls (a refresh interval and its writer's lag, at its call rate).
-A call that lands in the ledger while a refresh reads it may be counted
-twice: the limit is then reached up to one call early. When the ledger
-cannot be read the calls go through (fail open), said once in the log.
+The bound: however many threads and processes, the scope passes its limit by
+less than one call, as long as no call in flight costs more than the charge
+it is counted at. A call that lands in the ledger while its hold still counts
+it is counted twice (until its process's next refresh): a call may be refused
+a little early, never admitted past. When the ledger cannot be read, calls go
+through (fail open), said once in the log.
 """
 
 from __future__ import annotations
@@ -32,80 +34,73 @@ import threading
 import time
 import weakref
 from collections import deque
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from decimal import Decimal
 from typing import Any, Callable
 
 from .. import redact
-from ..accounting.budgets import Budget
-from ..accounting.pricing import RateBook
+from ..accounting.budgets import FIRST_CALL_TOKENS, Budget, calls_admitted, calls_to_hold, pessimistic_charge
+from ..accounting.pricing import RateBook, RateCard
 from ..accounting.records import REFUSED
 from ..config import Settings, configured_keys
 from ..errors import describe
 from ..exactjson import dumps
 from ..money import ZERO
-from ..store.budgets import Spend, key_fingerprints, own_calls, recent_average_charge, spend
+from ..store.budgets import key_fingerprints, largest_charge, own_calls, recent_largest_charge, spend
 from ..store.engine import Ledger
+from ..store.limit_holds import held_by_others, hold, lock_budget, release
 from . import call
 from .call import Refusal
 from .capture import attribution_of
 
 log = redact.logger("ledger.record")
 PENDING_WINDOW = 300.0  # seconds: a call of this process older than this is taken to be in the ledger
+HOLD_SECONDS = 30.0  # a hold not renewed for this long (at least 5 refreshes) is of a process that is gone
 _MODEL = re.compile(rb'"model"\s*:\s*"([^"\\]{1,200})"')
 _live: "weakref.WeakSet[HardLimits]" = weakref.WeakSet()
 
 
-def refusal(budget: Budget, spent: Decimal, limit: Decimal, period_label: str) -> Refusal:
+def refusal(budget: Budget, spent: Decimal, limit: Decimal, period_label: str, in_flight: Decimal = ZERO) -> Refusal:
+    flying = f", and calls in flight may cost {in_flight:,.2f} more," if in_flight > 0 else ""
     message = (f"credit-ledger refused this call before it was sent: budget {budget.name!r} "
-               f"({budget.scope.describe()}, {period_label}) has spent {spent:,.2f} of its limit of {limit:,.2f} credits")
+               f"({budget.scope.describe()}, {period_label}) has spent {spent:,.2f}{flying} of its limit of {limit:,.2f} credits")
     body = dumps({"error": {"code": "budget_exceeded", "type": "billing_error", "message": message,
                             "budget": budget.name, "spent": spent, "limit": limit}}).encode()
     return Refusal(budget.name, spent, limit, body)
 
 
 class _Limit:
-    """One enforced budget's state: what the caller's path reads, and what a refresh sets.
+    """One enforced budget's state: what the caller's path reads, and what a settle (`HardLimits._settle`) sets.
 
     The caller's path takes no lock: each call in the scope appends its start
     to `times`, then takes a slot (`next(counter)`, atomic); the k-th slot
-    after the refresh's `mark` is admitted while k < `room`. A refresh takes
-    its mark from the counter before it counts `times`, so every call whose
-    slot is before the mark is among those counted (a call between the two
-    may be counted twice: refused a little early, never admitted past).
+    after the settle's `mark` is admitted while k < `room`. A settle takes its
+    mark from the counter before it counts `times`, so every call whose slot is
+    before the mark is among those it counts in flight and holds room for.
     """
 
-    __slots__ = ("budget", "user", "model", "tags", "by_key", "fingerprints", "limit", "spent", "average", "pending",
-                 "counter", "quota", "times", "refused", "period_label")
+    __slots__ = ("budget", "user", "model", "tags", "by_key", "fingerprints", "limit", "spent", "charge", "pending",
+                 "held", "others", "asking", "tickets", "closed", "counter", "quota", "times", "refused", "period_label")
 
     def __init__(self, budget: Budget) -> None:
         scope = budget.scope
         self.budget, self.user, self.model, self.tags, self.by_key = budget, scope.user, scope.model, scope.tags, scope.by_key
         self.fingerprints: frozenset[str] = frozenset()
-        self.limit: Decimal | None = None  # None until a refresh has read it: nothing is refused before
-        self.spent = self.average = ZERO
-        self.pending = 0  # calls of this process in the window the ledger did not show at the refresh
+        self.limit: Decimal | None = None  # None until a settle has read it: nothing is refused before
+        self.spent = self.others = self.charge = ZERO
+        self.pending = self.held = 0  # calls of this process in flight at the mark; calls its hold is for
+        self.asking = 0  # calls waiting for a settle to find them room
+        self.tickets = 0  # of them, those the last settle found room for (each admits one)
+        self.closed = False  # the period's spend has reached the limit: refused without asking the ledger
         self.counter = itertools.count()
         self.quota: tuple[int, float, float, float] = (0, math.inf, -math.inf, math.inf)  # (mark, room, period start, end)
         self.times: deque[float] = deque()  # when each call of the window that was checked started
         self.refused: deque[float] = deque()  # when each of them that was refused started (appended after `times`)
         self.period_label = ""
 
-    def estimate(self, slot: int) -> Decimal:
-        return self.spent + (self.pending + slot - self.quota[0]) * self.average
-
-    def room(self) -> float:
-        """Calls after the mark to admit: the k-th while spent + (pending + k) x average < limit, that is k < ceil(...)."""
-        if self.limit is None:
-            return math.inf
-        if self.spent >= self.limit:
-            return 0
-        if self.average <= 0:
-            return math.inf
-        return max(0, math.ceil((self.limit - self.spent) / self.average - self.pending))
-
-    def publish(self, start: float, end: float) -> None:
-        self.quota = (next(self.counter) + 1, self.room(), start, end)
+    def in_flight(self, slot: int) -> Decimal:
+        """What this process's calls in flight, up to `slot`, are counted at."""
+        return max(0, self.pending + slot - self.quota[0]) * self.charge
 
 
 class HardLimits:
@@ -131,7 +126,9 @@ class HardLimits:
         self.enforcing = False  # off until the first refresh, and while the ledger cannot be read
         self.refreshes = 0
         self.ready = threading.Event()
-        self._lock = threading.Lock()  # a refresh's, and a period's end (never taken by a call otherwise)
+        self._lock = threading.Lock()  # a settle's count, and a period's end (never taken by a call otherwise)
+        self._settling = threading.Lock()  # one settle with the ledger at a time: a refresh's, or a call's near the limit
+        self._configured: dict | None = None
         self._stop = threading.Event()
         self._ledger: Ledger | None = None
         self._thread: threading.Thread | None = None
@@ -179,11 +176,42 @@ class HardLimits:
                 mark, room, start, end = limit.quota
             limit.times.append(started)  # before the slot: see _Limit
             slot = next(limit.counter)
-            if slot - mark >= room:
+            if slot - mark >= room and not self._admitted_by_ledger(limit, slot):
                 limit.refused.append(started)
                 if found is None:
-                    found = refusal(limit.budget, limit.estimate(slot), limit.limit, limit.period_label)
+                    found = refusal(limit.budget, limit.spent, limit.limit, limit.period_label,
+                                    limit.others + limit.in_flight(slot))
         return found
+
+    def _admitted_by_ledger(self, limit: _Limit, slot: int) -> bool:
+        """A call past what this process holds: admitted if a settle with the ledger finds room for it.
+
+        The calls that ask meanwhile are counted by one settle, which admits as
+        many of them as there is room for (`tickets`). Once the ledger shows the
+        period's spend at the limit, calls are refused without asking it.
+        """
+        if limit.closed or limit.limit is None:
+            return limit.limit is None
+        with self._lock:
+            limit.asking += 1
+        try:
+            with self._settling:
+                mark, room, _, _ = limit.quota
+                if mark <= slot < mark + room:
+                    return True  # a settle while this waited holds room for it
+                if not limit.tickets and not limit.closed:
+                    try:
+                        self._settle(limit, self.clock())
+                    except Exception as error:
+                        self._failed(error)
+                        return True  # fail open, as when the ledger cannot be read
+                if limit.tickets:
+                    limit.tickets -= 1
+                    return True
+                return False
+        finally:
+            with self._lock:
+                limit.asking -= 1
 
     def _roll(self, limit: _Limit, started: float) -> None:
         """A call of another period than the one last read: it starts from nothing until the next refresh.
@@ -197,26 +225,25 @@ class HardLimits:
 
     def _start_period(self, limit: _Limit, at: float) -> None:
         period = limit.budget.period_at(datetime.fromtimestamp(at, timezone.utc))
-        limit.period_label, limit.spent, limit.pending = period.label, ZERO, 0
+        limit.period_label, limit.spent, limit.others, limit.pending, limit.held = period.label, ZERO, ZERO, 0, 0
+        limit.closed, limit.tickets = False, 0  # nothing held in the new period yet: the next call asks the ledger
         limit.times.clear()
         limit.refused.clear()
-        if limit.budget.rolling:
-            limit.publish(-math.inf, math.inf)
-        else:
-            limit.publish(period.start.timestamp(), period.end.timestamp())
+        start, end = (-math.inf, math.inf) if limit.budget.rolling else (period.start.timestamp(), period.end.timestamp())
+        limit.quota = (next(limit.counter) + 1, 0 if limit.limit is not None else math.inf, start, end)
 
     # -- the refresh, off the caller's path
 
     def refresh(self) -> None:
-        """Read each enforced budget's spend from the ledger; on failure, let calls through (said once)."""
+        """Settle each enforced budget with the ledger; on failure, let calls through (said once)."""
         try:
-            self._refresh()
+            self._configured = None  # the configured keys are read again at each refresh
+            now = self.clock()
+            for limit in self.limits:
+                with self._settling:
+                    self._settle(limit, now)
         except Exception as error:
-            self.enforcing = False
-            if not self._failing:
-                self._failing = True
-                log.error("credit-ledger: cannot read the ledger's spend for hard budget limits (%s); calls go "
-                          "through unchecked until it can be read", describe(error))
+            self._failed(error)
         else:
             if self._failing:
                 self._failing = False
@@ -226,49 +253,78 @@ class HardLimits:
             self.refreshes += 1
             self.ready.set()
 
-    def _refresh(self) -> None:
+    def _failed(self, error: BaseException) -> None:
+        self.enforcing = False
+        if not self._failing:
+            self._failing = True
+            log.error("credit-ledger: cannot read the ledger's spend for hard budget limits (%s); calls go "
+                      "through unchecked until it can be read", describe(error))
+
+    def _settle(self, limit: _Limit, now: float) -> None:
+        """Read the budget's spend and the others' holds, and rewrite this process's hold, in one locked transaction.
+
+        The calls waiting for room (`asking`) are counted in flight, and as many
+        of them as fit get a ticket; the hold covers the calls in flight that
+        were admitted, the tickets, and a lease for the calls to come.
+        """
         if self._ledger is None:
             self._ledger = Ledger(self.settings.database_url, upgrade_schema=False)
-        now = self.clock()
-        instant = datetime.fromtimestamp(now, timezone.utc)
-        prefix = call.id_prefix()
-        configured = _configured_fingerprints(self.settings, self.secret)
         if not self._schema_seen:
-            self._schema_seen = self._ledger.has_table("calls")  # a new ledger its writer has not made yet: nothing spent
+            self._schema_seen = self._ledger.has_table("limit_holds")  # a new ledger its writer has not made yet
+        budget, instant = limit.budget, datetime.fromtimestamp(now, timezone.utc)
+        period = budget.period_at(instant)
+        cut = max(now - PENDING_WINDOW, period.start.timestamp())
+        with self._lock:
+            if period.label != limit.period_label:
+                self._start_period(limit, now)
+            mark = next(limit.counter) + 1  # every call with a slot before this is in `times` now
+            used = max(0, mark - 1 - limit.quota[0])  # slots since the last mark: this process's rate
+            asking = limit.asking
+            for kept in (limit.times, limit.refused):
+                while kept and kept[0] < cut:
+                    kept.popleft()
+            in_window = len(limit.times) - len(limit.refused)  # a refusal still on its way: counted as sent
+        card = self.rate_book.card_at(period.start)
+        cap, first_call = budget.limit_credits(card.usd_per_credit), _first_call_charge(card, budget)
+        if not self._schema_seen:  # nothing spent, nothing held by others; no hold can be written yet
+            self._publish(limit, mark, cap, ZERO, ZERO, first_call, in_window, asking, used)
+            return
+        holder = call.id_prefix()
         with self._ledger.session() as session:
-            average_all = None
-            for limit in self.limits:
-                budget = limit.budget
-                period = budget.period_at(instant)
-                cut = max(now - PENDING_WINDOW, period.start.timestamp())
-                with self._lock:
-                    if period.label != limit.period_label:
-                        self._start_period(limit, now)
-                    mark = next(limit.counter) + 1  # every call with a slot before this is in `times` now
-                    for kept in (limit.times, limit.refused):
-                        while kept and kept[0] < cut:
-                            kept.popleft()
-                    in_window = len(limit.times) - len(limit.refused)  # a refusal still on its way: counted as sent
-                keys = _fingerprints(session, budget, configured) if budget.scope.by_key and self._schema_seen else None
-                if self._schema_seen:
-                    # Ours first: a call that lands between the two reads is counted twice (refused a little
-                    # early), never missed (admitted past the limit).
-                    ours = own_calls(session, prefix, budget.scope, datetime.fromtimestamp(cut, timezone.utc), REFUSED, keys)
-                    spent = spend(session, budget.scope, period.start, period.end, keys, charged=True)
-                else:
-                    ours, spent = 0, Spend(ZERO, 0)
-                if spent.charged:  # over the calls that were charged: refused and failed ones cost nothing, pending ones may
-                    average = spent.average_charge
-                elif not self._schema_seen:
-                    average = ZERO
-                else:
-                    average = average_all = recent_average_charge(session) if average_all is None else average_all
-                cap = budget.limit_credits(self.rate_book.card_at(period.start).usd_per_credit)
-                with self._lock:
-                    limit.spent, limit.average, limit.limit = spent.credits, average, cap
-                    limit.pending, limit.fingerprints = max(0, in_window - ours), keys or frozenset()
-                    _, _, start, end = limit.quota
-                    limit.quota = (mark, limit.room(), start, end)
+            lock_budget(session, budget.name)
+            keys = _fingerprints(session, budget, self._configured_keys()) if budget.scope.by_key else None
+            # Ours first: a call that lands between the two reads is counted twice (refused a little early),
+            # never missed (admitted past the limit).
+            ours = own_calls(session, holder, budget.scope, datetime.fromtimestamp(cut, timezone.utc), REFUSED, keys)
+            spent = spend(session, budget.scope, period.start, period.end, keys).credits
+            largest = largest_charge(session, budget.scope, period.start, period.end, keys) or recent_largest_charge(session)
+            charge = pessimistic_charge(largest, first_call)
+            others = held_by_others(session, budget.name, period.label, holder, instant)
+            held = self._publish(limit, mark, cap, spent, others, charge, max(0, in_window - ours), asking, used)
+            hold(session, budget.name, period.label, holder, held * charge,
+                 instant + timedelta(seconds=max(HOLD_SECONDS, 5 * self.refresh_seconds)))
+        limit.fingerprints = keys or frozenset()
+
+    def _publish(self, limit: _Limit, mark: int, cap: Decimal, spent: Decimal, others: Decimal, charge: Decimal,
+                 pending: int, asking: int, used: int) -> int:
+        """The settle's figures, for the caller's path: the calls it holds room for (calls after `mark` are
+        admitted within them); `pending` counts the `asking` calls, which get tickets while there is room."""
+        admitted = calls_admitted(cap, spent, others, charge)
+        in_flight = max(0, pending - asking)
+        tickets = max(0, min(asking, admitted - in_flight))
+        held = calls_to_hold(admitted, in_flight + tickets, used)
+        with self._lock:
+            limit.limit, limit.spent, limit.others, limit.charge = cap, spent, others, charge
+            limit.pending, limit.held, limit.tickets = in_flight + tickets, held, tickets
+            limit.closed = spent >= cap  # the spend only grows within a period
+            _, _, start, end = limit.quota
+            limit.quota = (mark, held - in_flight - tickets, start, end)
+        return held
+
+    def _configured_keys(self) -> dict:
+        if self._configured is None:
+            self._configured = _configured_fingerprints(self.settings, self.secret)
+        return self._configured
 
     def start(self, wait: float = 2.0) -> "HardLimits":
         """Refresh in a thread of its own every refresh_seconds; wait up to `wait` for the first refresh."""
@@ -290,6 +346,13 @@ class HardLimits:
             self._thread.join(10)
         self._thread = None
         if self._ledger is not None:
+            try:
+                if self._schema_seen:
+                    with self._ledger.session() as session:
+                        release(session, call.id_prefix())  # this process's calls are all ended: it holds nothing
+            except Exception as error:
+                log.warning("credit-ledger: could not release this process's hard-limit holds (%s); they expire",
+                            describe(error))
             self._ledger.close()
             self._ledger = None
         _live.discard(self)
@@ -297,15 +360,25 @@ class HardLimits:
     def _after_fork(self) -> None:
         # The child's calls have new ids; its own thread reads the ledger on its own connections.
         self._lock = threading.Lock()
+        self._settling = threading.Lock()
         for limit in self.limits:
             limit.times.clear()
             limit.refused.clear()
-            limit.pending = 0
+            limit.pending = limit.held = limit.tickets = limit.asking = 0
+            limit.quota = (next(limit.counter) + 1, 0, *limit.quota[2:])  # the child holds nothing: its first call settles
         if self._ledger is not None:
             self._ledger.engine.dispose(close=False)
             self._ledger = None
         if self._thread is not None:
             self.start(wait=0)
+
+
+def _first_call_charge(card: RateCard, budget: Budget) -> Decimal:
+    """A call in flight with no charge to go by: the rate card's price of FIRST_CALL_TOKENS, at the scope's model's
+    rate (at the card's dearest rate for a scope of any model)."""
+    found = card.rate_for(budget.scope.model)
+    rates = [found[1]] if found is not None else list(card.rates.values())
+    return max((rate.cost(*FIRST_CALL_TOKENS) for rate in rates), default=Decimal(1))
 
 
 def _model_of(request: Any) -> str | None:

@@ -151,13 +151,21 @@ def own_calls(session: Session, id_prefix: str, scope: Scope, since: datetime, n
     return session.scalar(query) or 0
 
 
-def recent_average_charge(session: Session, calls: int = 1000) -> Decimal:
-    """The average charge of the ledger's newest charged calls (0 for an empty ledger)."""
+def largest_charge(session: Session, scope: Scope, start: datetime, end: datetime,
+                   fingerprints: frozenset[str] | None = None) -> Decimal | None:
+    """The largest charge of the scope's calls that started in [start, end) (None: none was charged)."""
+    query = select(func.max(Call.credits_charged)).where(
+        Call.started_at >= start, Call.started_at < end, *scope_conditions(session, scope, fingerprints))
+    found = session.scalar(query)
+    return _credits(found) if found else None
+
+
+def recent_largest_charge(session: Session, calls: int = 1000) -> Decimal | None:
+    """The largest charge among the ledger's newest charged calls (None for a ledger with none)."""
     newest = (select(Call.credits_charged).where(Call.credits_charged > 0).order_by(Call.id.desc()).limit(calls)
               .subquery())
-    # A sum and a count, divided in Decimal: SQL's AVG is a float on SQLite.
-    total, count = session.execute(select(func.sum(newest.c.credits_charged), func.count())).one()
-    return _credits(total) / count if count else ZERO
+    found = session.scalar(select(func.max(newest.c.credits_charged)))
+    return _credits(found) if found else None
 
 
 def key_fingerprints(session: Session, label: str | None = None, account: str | None = None) -> frozenset[str]:

@@ -333,3 +333,23 @@ class DeliveryAttempt(Base):
     outcome: Mapped[str] = mapped_column(String(20))  # delivered | unconfirmed | failed
     detail: Mapped[str | None] = mapped_column(Text)
     host: Mapped[str | None] = mapped_column(String(200))  # the sender that made the attempt
+
+
+class LimitHold(Base):
+    """What one process's calls in flight may cost an enforced budget: the room it holds until its calls are in `calls`.
+
+    One row per (budget, period, holder), rewritten by its holder while the
+    budget's rows are locked (`ledger.store.limit_holds`): every process admits
+    calls within its hold, so together they cannot spend the last credit twice.
+    A hold past `expires_at` (its process is gone) holds nothing.
+    """
+
+    __tablename__ = "limit_holds"
+    __table_args__ = (Index("uq_limit_holds_budget_period_holder", "budget", "period", "holder", unique=True),)
+
+    id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True)
+    budget: Mapped[str] = mapped_column(String(200))
+    period: Mapped[str] = mapped_column(String(100))  # the period's label
+    holder: Mapped[str] = mapped_column(String(64))  # the process's call-id prefix
+    credits: Mapped[Decimal] = mapped_column(Credits)
+    expires_at: Mapped[datetime] = mapped_column(UTCDateTime)

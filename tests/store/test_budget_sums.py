@@ -8,7 +8,7 @@ from decimal import Decimal
 from factories import insert_records, make_call
 
 from ledger.accounting.budgets import Scope
-from ledger.store.budgets import SpendQuery, own_calls, recent_average_charge, spend, spends
+from ledger.store.budgets import SpendQuery, largest_charge, own_calls, recent_largest_charge, spend, spends
 from ledger.store.keys import register_keys
 
 START = datetime(2026, 11, 1, tzinfo=timezone.utc)
@@ -51,13 +51,16 @@ def test_each_scope_key_picks_its_calls_and_the_period_bounds_them(ledger):
         assert all(isinstance(s.credits, Decimal) for s in found)
 
 
-def test_a_processs_own_calls_and_the_recent_average_charge(ledger):
+def test_a_processs_own_calls_and_the_largest_charges(ledger):
     with ledger.session() as session:
-        assert recent_average_charge(session) == 0
+        assert recent_largest_charge(session) is None
+        assert largest_charge(session, Scope(project="p"), START, START + timedelta(days=1)) is None
     insert_records(ledger, [make_call(START, "2", project="p", call_id="abc123-1"), make_call(START, "4", project="p", call_id="abc123-2"),
                             make_call(START, "6", project="q", call_id="abc124-1")])
     with ledger.session() as session:
         assert own_calls(session, "abc123-", Scope(project="p"), START, "refused") == 2
         assert own_calls(session, "abc123-", Scope(project="q"), START, "refused") == 0
         assert own_calls(session, "abc123-", Scope(project="p"), START + timedelta(seconds=1), "refused") == 0
-        assert recent_average_charge(session) == Decimal(4)
+        assert recent_largest_charge(session) == Decimal(6)
+        assert largest_charge(session, Scope(project="p"), START, START + timedelta(days=1)) == Decimal(4)
+        assert largest_charge(session, Scope(project="p"), START + timedelta(seconds=1), START + timedelta(days=1)) is None

@@ -1,0 +1,91 @@
+"""A hard limit holds as the README states it: from a new ledger, in a scope seeded with cheaper calls, with 16 threads
+and with two processes, the scope passes its limit by less than one call (the proxy's two workers: tests/proxy)."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from datetime import datetime, timezone
+from decimal import Decimal
+from pathlib import Path
+
+import openai
+
+from factories import insert_records, make_call
+from limit_callers import KEY, PROJECT, call_from_threads, capped_settings, scope_spend, tokens
+
+from ledger.record.recorder import Recorder
+from ledger.store.engine import Ledger
+
+LIMIT = Decimal(3)  # about ten of the calls below (300 completion tokens: 0.29 credits each)
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def calls_in_process(database_url: str, folder: Path, base_url: str, threads: int = 16, calls_each: int = 4) -> list[str]:
+    rec = Recorder(settings=capped_settings(database_url, folder, LIMIT))
+    try:
+        with openai.OpenAI(base_url=base_url, api_key=KEY, http_client=rec.client(), max_retries=0) as client:
+            outcomes = call_from_threads(client, threads, calls_each, tokens(300))
+        assert rec.flush(60)
+    finally:
+        rec.close()
+    return outcomes
+
+
+def assert_within_one_call(database_url: str, outcomes: list[str]) -> None:
+    found = scope_spend(database_url)
+    assert set(outcomes) == {"200", "402"} and found.charged >= outcomes.count("200")
+    # The stated bound: past the limit by less than one call.
+    assert found.spent < LIMIT + found.largest, (found, outcomes.count("200"))
+
+
+def test_a_new_ledger_holds_its_limit_with_16_threads(database_url, tmp_path, simulator):
+    outcomes = calls_in_process(database_url, tmp_path, simulator.base_url)
+    assert_within_one_call(database_url, outcomes)
+
+
+def test_a_scope_seeded_with_cheaper_calls_holds_its_limit_with_16_threads(database_url, tmp_path, simulator):
+    cheaper = [make_call(datetime.now(timezone.utc), Decimal("0.19"), project=PROJECT) for _ in range(5)]
+    with Ledger(database_url) as ledger:  # the next calls cost 0.29 each: half as much again
+        insert_records(ledger, cheaper)
+    outcomes = calls_in_process(database_url, tmp_path, simulator.base_url)
+    assert_within_one_call(database_url, outcomes)
+
+
+def test_the_limit_is_reached_not_stopped_short_once_the_calls_in_flight_are_in_the_ledger(database_url, tmp_path, simulator):
+    rec = Recorder(settings=capped_settings(database_url, tmp_path, LIMIT))
+    statuses = []
+    try:
+        with openai.OpenAI(base_url=simulator.base_url, api_key=KEY, http_client=rec.client(), max_retries=0) as client:
+            call_from_threads(client, 16, 2, tokens(300))
+            for _ in range(20):  # one at a time now, each in the ledger before the next
+                statuses += call_from_threads(client, 1, 1, tokens(300))
+                assert rec.flush(30)
+    finally:
+        rec.close()
+    found = scope_spend(database_url)
+    assert statuses[-1] == "402" and LIMIT <= found.spent < LIMIT + found.largest
+
+
+def test_two_processes_together_pass_the_limit_by_less_than_one_call(database_url, tmp_path, simulator):
+    Ledger(database_url).close()  # the schema, before two writers race to make it
+    go = tmp_path / "go"
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), str(ROOT / "tests")])}
+    processes = []
+    for index in range(2):
+        folder = tmp_path / f"process-{index}"
+        folder.mkdir()
+        args = [database_url, str(folder), str(LIMIT), simulator.base_url, "8", "4", "300", str(go)]
+        processes.append(subprocess.Popen([sys.executable, str(ROOT / "tests" / "limit_callers.py"), *args], env=env,
+                                          stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True))
+    for process in processes:
+        assert process.stdout.readline().strip() == "ready", process.stderr.read()
+    go.touch()
+    outcomes = []
+    for process in processes:
+        out, err = process.communicate(timeout=120)
+        assert process.returncode == 0, err
+        outcomes += json.loads(out.strip().splitlines()[-1])
+    assert_within_one_call(database_url, outcomes)
