@@ -4,15 +4,21 @@ of headers and bodies a caller may send (hypothesis strategies), with the check 
 from __future__ import annotations
 
 import json
+from datetime import datetime, timezone
 from decimal import Decimal
+from pathlib import Path
 
 import httpx2
 import pytest
 from hypothesis import HealthCheck, example, given, settings as hypothesis_settings, strategies as st
 from sqlalchemy import func, select
 
+from factories import insert_records, make_call
+
 import ledger.sim.server as sim_server
 from ledger.accounting.budgets import Budget, Scope
+from ledger.alert_config import AlertSettings
+from ledger.config import Settings
 from ledger.record.recorder import Recorder
 from ledger.sim.server import SimulatorServer
 from ledger.store.engine import Ledger
@@ -63,6 +69,36 @@ def capped(name: str, limit: str = "1", **scope) -> Budget:
 def counts(database_url: str) -> tuple[int, int]:
     with Ledger(database_url) as ledger, ledger.session() as session:
         return session.scalar(select(func.count()).select_from(Call)), session.scalar(select(func.count()).select_from(RejectedRecord))
+
+
+# ---------------------------------------------------------------- bodies shaped to pass a model-scoped limit
+
+CAPPED = "gemini-3.1-pro"
+PROMPT = [{"role": "user", "content": "x" * 200_000}]  # an ordinary long prompt: the model comes after 4 KB
+# Bodies whose model, as the upstream reads it, is the capped one: each must be refused.
+CAPPED_BODIES = {
+    "after a long prompt": json.dumps({"messages": PROMPT, "model": CAPPED}).encode(),
+    "the last of two keys": b'{"model": "gemini-2.5-flash", "messages": [], "model": "gemini-3.1-pro"}',
+    "escaped": b'{"model": "gemini-3.1-pr\\u006f", "messages": []}',
+    "its key escaped": b'{"\\u006dodel": "gemini-3.1-pro", "messages": []}',
+    "a nested model first": b'{"metadata": {"model": "gemini-2.5-flash"}, "model": "gemini-3.1-pro", "messages": []}',
+    "spaced and split": b'{\n  "model"\n  :\n  "gemini-3.1-pro"\n, "messages": []}',
+    "nested past the interpreter's depth": b'{"model": "gemini-3.1-pro", "x": ' + b"[" * 5000 + b"]" * 5000 + b"}",
+}
+# Bodies whose model is another one: each goes through.
+OTHER_BODIES = {
+    "the last of two keys": b'{"model": "gemini-3.1-pro", "messages": [], "model": "gemini-2.5-flash"}',
+    "a nested capped model": b'{"metadata": {"model": "gemini-3.1-pro"}, "model": "gemini-2.5-flash", "messages": []}',
+}
+
+
+def model_capped_settings(database_url: str, folder: Path) -> Settings:
+    """Settings whose one enforced budget, on the capped model, is spent already."""
+    with Ledger(database_url) as ledger:  # the model's limit is spent already
+        insert_records(ledger, [make_call(datetime.now(timezone.utc), 5, model=CAPPED)])
+    return Settings(database_url=database_url, secret_path=str(folder / "secret"), journal_path=str(folder / "journal"),
+                    writer_processes=0, limits_refresh_seconds=0.05,
+                    alerting=AlertSettings((capped("by-model", model=CAPPED),)))
 
 
 # ---------------------------------------------------------------- any shape, at every header and at the body

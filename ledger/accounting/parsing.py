@@ -8,6 +8,7 @@ at `MAX_TEXT` characters: an identifier longer than that is not one.
 
 from __future__ import annotations
 
+import json
 from decimal import Decimal
 from typing import Any, Iterable
 
@@ -54,6 +55,34 @@ def request_facts(raw: bytes) -> RequestFacts:
         thoughts if isinstance(thoughts, bool) else None,
         _text(",".join(names)) or None if names else None,
     ))
+
+
+class _Unreadable(str):
+    """The model of a body that cannot be read as JSON: a limit scoped to any model counts the call."""
+
+
+UNREADABLE_MODEL = _Unreadable("<unreadable>")
+
+
+def _ignored(_text: str) -> None:
+    return None
+
+
+_MODEL_DECODER = json.JSONDecoder(parse_int=_ignored, parse_float=_ignored, parse_constant=_ignored)
+
+
+def requested_model(raw: bytes) -> str | None:
+    """The model a request body asks for, read as the upstream reads it: the whole body's top-level "model", the
+    last of repeated keys, escapes decoded; numbers are not read (no digit limit applies). UNREADABLE_MODEL when
+    the body is not a JSON object this can read (nested past the interpreter's depth, not JSON)."""
+    try:
+        body = _MODEL_DECODER.decode(raw.decode("utf-8-sig"))
+    except (ValueError, RecursionError):
+        return UNREADABLE_MODEL
+    if type(body) is not dict:
+        return UNREADABLE_MODEL
+    model = body.get("model")
+    return model if isinstance(model, str) else None
 
 
 # ---------------------------------------------------------------- response

@@ -95,12 +95,16 @@ class ProxyApp:
     """A raw ASGI app (no framework on the path of a call: each layer costs every call)."""
 
     def __init__(self, upstream: str, transport: Any, *, keys: ProxyKeys | None = None, max_body_bytes: int = 32 << 20,
-                 connect_timeout: float = 10.0, read_timeout: float = 600.0, allowed_hosts: frozenset[str] | None = None) -> None:
+                 connect_timeout: float = 10.0, read_timeout: float = 600.0, allowed_hosts: frozenset[str] | None = None,
+                 whole_bodies: bool = False) -> None:
         self.upstream = upstream.rstrip("/")
         self.transport = transport
         self.keys = keys if keys is not None and keys else None
         self.max_body_bytes = max_body_bytes
         self.allowed_hosts = allowed_hosts  # None: any Host
+        # A model-scoped hard limit reads the model from the whole body: one that arrives in pieces is gathered
+        # (up to max_body_bytes) before it goes upstream, then sent whole.
+        self.whole_bodies = whole_bodies
         self._timeouts = {"connect": connect_timeout, "read": read_timeout, "write": read_timeout, "pool": connect_timeout}
         self._urls: dict[bytes, httpx2.URL] = {}
         self.in_flight = 0
@@ -192,7 +196,14 @@ class ProxyApp:
             return
         body = message.get("body", b"")
         streamed = None
-        if message.get("more_body", False):
+        if message.get("more_body", False) and self.whole_bodies and raw_path.endswith(b"/chat/completions"):
+            try:
+                body = await _whole_body(body, self.max_body_bytes, call)
+            except BodyTooLarge:
+                return await _too_large(send, self.max_body_bytes)
+            except ConnectionResetError:
+                return
+        elif message.get("more_body", False):
             if len(body) > self.max_body_bytes:
                 return await _too_large(send, self.max_body_bytes)
             streamed = _RequestBody(body, self.max_body_bytes, call, _watch_soon)
@@ -277,6 +288,13 @@ class ProxyApp:
             target = raw_path[3:].decode("latin-1") + ("?" + query.decode("latin-1") if query else "")
             url = self._urls[key] = httpx2.URL(self.upstream + target)
         return url
+
+
+async def _whole_body(first: bytes, limit: int, call: _Call) -> bytes:
+    """A request body that arrives in pieces, gathered whole (BodyTooLarge past `limit`)."""
+    if len(first) > limit:
+        raise BodyTooLarge(len(first))
+    return b"".join([piece async for piece in _RequestBody(first, limit, call, _watch_soon)])
 
 
 def _watch_soon(call: _Call) -> None:

@@ -142,7 +142,8 @@ def build_app(upstream: str, recorder: Any, options: ProxySettings, keys: ProxyK
     transport = recorder.transport(httpx2.AsyncHTTPTransport(limits=limits, retries=0))
     return ProxyApp(upstream, transport, keys=keys, max_body_bytes=options.max_body_bytes,
                     connect_timeout=options.connect_timeout, read_timeout=options.read_timeout,
-                    allowed_hosts=allowed_hosts(options.allowed_hosts, bound_host))
+                    allowed_hosts=allowed_hosts(options.allowed_hosts, bound_host),
+                    whole_bodies=recorder.limits is not None and recorder.limits.needs_model)
 
 
 def worker_config(app: ProxyApp, options: ProxySettings) -> uvicorn.Config:

@@ -28,7 +28,6 @@ from __future__ import annotations
 
 import math
 import os
-import re
 import itertools
 import threading
 import time
@@ -40,6 +39,7 @@ from typing import Any, Callable
 
 from .. import redact
 from ..accounting.budgets import FIRST_CALL_TOKENS, Budget, calls_admitted, calls_to_hold, pessimistic_charge
+from ..accounting.parsing import UNREADABLE_MODEL, requested_model
 from ..accounting.pricing import RateBook, RateCard
 from ..accounting.records import REFUSED
 from ..config import Settings, configured_keys
@@ -56,7 +56,6 @@ from .capture import attribution_of
 log = redact.logger("ledger.record")
 PENDING_WINDOW = 300.0  # seconds: a call of this process older than this is taken to be in the ledger
 HOLD_SECONDS = 30.0  # a hold not renewed for this long (at least 5 refreshes) is of a process that is gone
-_MODEL = re.compile(rb'"model"\s*:\s*"([^"\\]{1,200})"')
 _live: "weakref.WeakSet[HardLimits]" = weakref.WeakSet()
 
 
@@ -164,7 +163,7 @@ class HardLimits:
         for limit in candidates:
             if limit.user is not None and limit.user != user:
                 continue
-            if limit.model is not None and limit.model != model:
+            if limit.model is not None and limit.model != model and model is not UNREADABLE_MODEL:
                 continue
             if limit.tags and (tags is None or any(tags.get(k) != v for k, v in limit.tags)):
                 continue
@@ -382,12 +381,13 @@ def _first_call_charge(card: RateCard, budget: Budget) -> Decimal:
 
 
 def _model_of(request: Any) -> str | None:
-    """The request's model, from its body's bytes (a streamed body: unknown)."""
+    """The request's model as the upstream will read it (`parsing.requested_model`); a body not at hand to read
+    (sent in pieces) is UNREADABLE_MODEL, counted by every model-scoped limit."""
     try:
-        found = _MODEL.search(request.content, 0, 4096)
+        body = request.content
     except Exception:
-        return None
-    return found[1].decode("utf-8", "replace") if found else None
+        return UNREADABLE_MODEL
+    return requested_model(body)
 
 
 def _fingerprints(session: Any, budget: Budget, configured: dict) -> frozenset[str]:
