@@ -19,6 +19,7 @@ from typing import Iterable, Mapping, NamedTuple, Sequence
 
 from ..money import NANO, ZERO, quantize
 from .periods import CALENDAR_KINDS, Period, calendar_period, parse_duration, rolling_period
+from .pricing import RateCard
 from .snapshots import SnapshotPoint
 
 SCOPE_KEYS = ("account", "project", "user", "key", "model", "tag")
@@ -199,6 +200,14 @@ LEASE_SHARE = 8
 def pessimistic_charge(largest: Decimal | None, first_call: Decimal) -> Decimal:
     """What a call in flight is counted at: CHARGE_MARGIN x the largest charge seen, else the first call's estimate."""
     return largest * CHARGE_MARGIN if largest else first_call
+
+
+def first_call_charge(card: RateCard, model: str | None) -> Decimal:
+    """A call in flight with no charge to go by: the rate card's price of FIRST_CALL_TOKENS at the model's rate (at
+    the card's dearest rate for a scope of any model, or a model the card does not know)."""
+    found = card.rate_for(model)
+    rates = [found[1]] if found is not None else list(card.rates.values())
+    return max((rate.cost(*FIRST_CALL_TOKENS) for rate in rates), default=Decimal(1))
 
 
 def calls_admitted(limit: Decimal, spent: Decimal, held_by_others: Decimal, charge: Decimal) -> int:

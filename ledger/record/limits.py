@@ -38,9 +38,9 @@ from decimal import Decimal
 from typing import Any, Callable
 
 from .. import redact
-from ..accounting.budgets import FIRST_CALL_TOKENS, Budget, calls_admitted, calls_to_hold, pessimistic_charge
+from ..accounting.budgets import Budget, calls_admitted, calls_to_hold, first_call_charge, pessimistic_charge
 from ..accounting.parsing import UNREADABLE_MODEL, requested_model
-from ..accounting.pricing import RateBook, RateCard
+from ..accounting.pricing import RateBook
 from ..accounting.records import REFUSED
 from ..config import Settings, configured_keys
 from ..errors import describe
@@ -284,7 +284,7 @@ class HardLimits:
                     kept.popleft()
             in_window = len(limit.times) - len(limit.refused)  # a refusal still on its way: counted as sent
         card = self.rate_book.card_at(period.start)
-        cap, first_call = budget.limit_credits(card.usd_per_credit), _first_call_charge(card, budget)
+        cap, first_call = budget.limit_credits(card.usd_per_credit), first_call_charge(card, budget.scope.model)
         if not self._schema_seen:  # nothing spent, nothing held by others; no hold can be written yet
             self._publish(limit, mark, cap, ZERO, ZERO, first_call, in_window, asking, used)
             return
@@ -370,14 +370,6 @@ class HardLimits:
             self._ledger = None
         if self._thread is not None:
             self.start(wait=0)
-
-
-def _first_call_charge(card: RateCard, budget: Budget) -> Decimal:
-    """A call in flight with no charge to go by: the rate card's price of FIRST_CALL_TOKENS, at the scope's model's
-    rate (at the card's dearest rate for a scope of any model)."""
-    found = card.rate_for(budget.scope.model)
-    rates = [found[1]] if found is not None else list(card.rates.values())
-    return max((rate.cost(*FIRST_CALL_TOKENS) for rate in rates), default=Decimal(1))
 
 
 def _model_of(request: Any) -> str | None:

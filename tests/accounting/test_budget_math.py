@@ -13,6 +13,7 @@ from ledger.accounting.budgets import (
     FORECAST_OVER, OK, OVER, WARNING, BalanceAlert, Budget, Scope, budget_status, runway, series_bar, tag_fragments,
 )
 from ledger.accounting.snapshots import SnapshotPoint
+from ledger.money import ZERO
 
 UTC = timezone.utc
 
@@ -151,3 +152,39 @@ def test_a_balance_condition_is_an_episode_resolved_when_it_clears_and_raised_ag
     topped = balance_conditions(alert, runway("prod", _daily_points(2, 100, 5000, now), now))
     plan = plan_alerts(topped, [_open(low[0], "balance:prod:below:3")], {"balance:prod:below": 3}, now)
     assert not plan.raised and "no longer below 1,000.00" in plan.resolved[0].message
+
+
+# ---------------------------------------------------------------- the hard limits' admission rule
+
+
+def test_a_process_may_have_in_flight_the_calls_that_each_start_under_the_limit():
+    from ledger.accounting.budgets import calls_admitted
+
+    charge = Decimal("0.5")
+    assert calls_admitted(Decimal(2), ZERO, ZERO, charge) == 4  # 0, 0.5, 1, 1.5 < 2
+    assert calls_admitted(Decimal("2.1"), ZERO, ZERO, charge) == 5  # the fifth starts at 2 < 2.1
+    assert calls_admitted(Decimal(2), Decimal("1.2"), Decimal("0.5"), charge) == 1  # others' holds count as spent
+    assert calls_admitted(Decimal(2), Decimal(2), ZERO, charge) == 0
+    assert calls_admitted(Decimal(2), ZERO, ZERO, Decimal(5)) == 1  # one call, however dear, while nothing is spent
+
+
+def test_a_hold_covers_the_calls_in_flight_and_a_lease_of_the_room_left():
+    from ledger.accounting.budgets import LEASE_SHARE, calls_to_hold
+
+    assert calls_to_hold(100, 2, 0) == 2 + 98 // LEASE_SHARE  # far from the limit: a share of what is left
+    assert calls_to_hold(100, 2, 50) == 52  # a busy process: what it used since it last held
+    assert calls_to_hold(5, 2, 0) == 2  # near the limit: only what is in flight, each next call asks the ledger
+    assert calls_to_hold(5, 2, 9) == 5  # never more than the room
+    assert calls_to_hold(1, 3, 0) == 3  # in flight past the room: held as it is, nothing more admitted
+
+
+def test_a_call_in_flight_counts_at_twice_the_largest_charge_or_the_first_calls_price():
+    from ledger.accounting.budgets import first_call_charge, pessimistic_charge
+    from ledger.accounting.pricing import default_rate_book
+
+    card = default_rate_book().cards[-1]
+    first = first_call_charge(card, "gemini-3.1-pro")
+    assert first == Decimal("2.24")  # 2,000 prompt x 160 + 2,000 completion x 960, per million
+    assert first_call_charge(card, None) >= first  # any model: the card's dearest rate
+    assert pessimistic_charge(Decimal("0.29"), first) == Decimal("0.58")
+    assert pessimistic_charge(None, first) == first
