@@ -187,7 +187,10 @@ class HardLimits:
 
         The calls that ask meanwhile are counted by one settle, which admits as
         many of them as there is room for (`tickets`). Once the ledger shows the
-        period's spend at the limit, calls are refused without asking it.
+        period's spend at the limit, calls are refused without asking it. In
+        the proxy this runs on a worker's event loop: near a limit, each call
+        holds the worker for one short transaction (the price of a bound that
+        holds across workers).
         """
         if limit.closed or limit.limit is None:
             return limit.limit is None
