@@ -116,3 +116,38 @@ def test_any_header_and_body_leave_one_row_per_call_in_process(database_url, tmp
         one_row_per_call_reaching_the_upstream(counting_sim.base_url, counting_sim, flush, database_url, f"Bearer {KEY}")
     finally:
         rec.close()
+
+
+# ---------------------------------------------------------------- the recorder's own failures still leave the row
+
+
+def test_a_capture_no_record_can_be_parsed_from_is_a_bare_flagged_row():
+    broken = settle(raw_capture())._replace(body=12345, project="p")  # a body that is not bytes: parsing raises
+    record = build_record(broken)
+    assert (record.call_id, record.status, record.http_status) == ("c-1", "completed", 200)
+    assert record.response.anomalies == ("unreadable_capture",)
+
+
+def test_a_call_whose_limit_check_or_capture_fails_is_recorded_all_the_same(database_url, tmp_path, counting_sim, monkeypatch):
+    import ledger.record.call as call_module
+    from ledger.record.limits import HardLimits
+
+    rec = Recorder(settings=settings_for(database_url, tmp_path, capped("by-project", "100", project="p")))
+    try:
+        client = httpx2.Client(transport=rec.transport(httpx2.HTTPTransport()))
+        url, body = counting_sim.base_url + "/chat/completions", {"model": "gemini-3.1-pro", "messages": HELLO, "stream": False}
+        headers = {"Authorization": f"Bearer {KEY}", "X-Ledger-Project": "p"}
+        with monkeypatch.context() as patched:
+            patched.setattr(HardLimits, "check", lambda *args: 1 / 0)
+            before_leaving = client.post(url, json=body, headers=headers)
+        with monkeypatch.context() as patched:
+            patched.setattr(call_module, "request_headers", lambda request: 1 / 0)
+            at_the_end = client.post(url, json=body, headers=headers)
+        client.close()
+        assert rec.flush(30)
+    finally:
+        rec.close()
+    assert (before_leaving.status_code, at_the_end.status_code, counting_sim.reached) == (200, 200, 2)
+    with Ledger(database_url) as ledger, ledger.session() as session:
+        rows = list(session.scalars(select(Call).order_by(Call.started_at)))
+    assert [(r.project, r.status, r.anomalies) for r in rows] == [("p", "completed", None), (None, "completed", "recorder_error")]
