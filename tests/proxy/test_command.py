@@ -33,8 +33,8 @@ def config_file(tmp_path: Path, database_url: str, extra: str = "") -> Path:
     return path
 
 
-def start(tmp_path: Path, database_url: str, *flags: str, extra: str = "") -> tuple[subprocess.Popen, str]:
-    env = {**os.environ, "CREDIT_LEDGER_CONFIG": str(config_file(tmp_path, database_url, extra))}
+def start(tmp_path: Path, database_url: str, *flags: str) -> tuple[subprocess.Popen, str]:
+    env = {**os.environ, "CREDIT_LEDGER_CONFIG": str(config_file(tmp_path, database_url))}
     process = subprocess.Popen([sys.executable, "-m", "ledger.cli", "proxy", "--port", "0", *flags], env=env, cwd=tmp_path,
                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     line = process.stdout.readline()

@@ -7,6 +7,7 @@ from decimal import Decimal
 
 import openai
 
+import test_command
 from limit_callers import KEY, PROJECT, call_from_threads, scope_spend, tokens
 from test_command import start, stopped
 
@@ -23,9 +24,10 @@ enforce = true
 '''
 
 
-def test_two_workers_together_pass_the_limit_by_less_than_one_call(database_url, tmp_path, simulator):
-    process, root = start(tmp_path, database_url, "--upstream", simulator.base_url, "--workers", "2",
-                          extra=BUDGET)
+def test_two_workers_together_pass_the_limit_by_less_than_one_call(database_url, tmp_path, simulator, monkeypatch):
+    written = test_command.config_file
+    monkeypatch.setattr(test_command, "config_file", lambda *args, **kwargs: written(*args[:2], BUDGET, **kwargs))
+    process, root = start(tmp_path, database_url, "--upstream", simulator.base_url, "--workers", "2")
     try:
         with openai.OpenAI(base_url=root + "/v1", api_key=KEY, max_retries=0) as client:
             outcomes = call_from_threads(client, 16, 4, tokens(300))
