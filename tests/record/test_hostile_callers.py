@@ -4,7 +4,6 @@ upstream is one `calls` row, flagged where the caller's input could not be read,
 from __future__ import annotations
 
 from datetime import datetime, timezone
-from decimal import Decimal
 from pathlib import Path
 
 import httpx2
@@ -16,7 +15,7 @@ from hostile_input import (  # noqa: F401 (counting_sim: a fixture)
     DEEP_TAGS, HELLO, KEY, Flush, capped, counting_sim, counts, one_row_per_call_reaching_the_upstream,
 )
 
-from ledger.accounting.budgets import Budget, Scope
+from ledger.accounting.budgets import Budget
 from ledger.alert_config import AlertSettings
 from ledger.config import Settings
 from ledger.record.capture import RawCapture, build_record, parse_tags, settle
