@@ -234,6 +234,24 @@ def calls_to_hold(admitted: int, in_flight: int, used: int) -> int:
     return in_flight + min(free, max(used, free // LEASE_SHARE))
 
 
+class Admission(NamedTuple):
+    """What one settle of a hard limit decides for a process: its calls in flight that were admitted, the waiting
+    calls it admits now, and the calls it holds room for (those, and a lease for the calls to come)."""
+
+    in_flight: int
+    tickets: int
+    held: int
+
+
+def admission(limit: Decimal, spent: Decimal, held_by_others: Decimal, charge: Decimal, pending: int, asking: int,
+              used: int) -> Admission:
+    """A process's admission: `pending` calls of it not in the ledger, of which `asking` wait for room."""
+    admitted = calls_admitted(limit, spent, held_by_others, charge)
+    in_flight = max(0, pending - asking)
+    tickets = max(0, min(asking, admitted - in_flight))
+    return Admission(in_flight, tickets, calls_to_hold(admitted, in_flight + tickets, used))
+
+
 # ---------------------------------------------------------------- balance runway
 
 

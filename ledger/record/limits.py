@@ -38,7 +38,7 @@ from decimal import Decimal
 from typing import Any, Callable
 
 from .. import redact
-from ..accounting.budgets import Budget, calls_admitted, calls_to_hold, first_call_charge, pessimistic_charge
+from ..accounting.budgets import Admission, Budget, admission, first_call_charge, pessimistic_charge
 from ..accounting.parsing import UNREADABLE_MODEL, requested_model
 from ..accounting.pricing import RateBook
 from ..accounting.records import REFUSED
@@ -289,7 +289,8 @@ class HardLimits:
         card = self.rate_book.card_at(period.start)
         cap, first_call = budget.limit_credits(card.usd_per_credit), first_call_charge(card, budget.scope.model)
         if not self._schema_seen:  # nothing spent, nothing held by others; no hold can be written yet
-            self._publish(limit, mark, cap, ZERO, ZERO, first_call, in_window, asking, used)
+            room = admission(cap, ZERO, ZERO, first_call, in_window, asking, used)
+            self._publish(limit, mark, cap, ZERO, ZERO, first_call, room)
             return
         holder = call.id_prefix()
         with self._ledger.session() as session:
@@ -302,26 +303,21 @@ class HardLimits:
             largest = largest_charge(session, budget.scope, period.start, period.end, keys) or recent_largest_charge(session)
             charge = pessimistic_charge(largest, first_call)
             others = held_by_others(session, budget.name, period.label, holder, instant)
-            held = self._publish(limit, mark, cap, spent, others, charge, max(0, in_window - ours), asking, used)
-            hold(session, budget.name, period.label, holder, held * charge,
+            room = admission(cap, spent, others, charge, max(0, in_window - ours), asking, used)
+            hold(session, budget.name, period.label, holder, room.held * charge,
                  instant + timedelta(seconds=max(HOLD_SECONDS, 5 * self.refresh_seconds)))
         limit.fingerprints = keys or frozenset()
+        self._publish(limit, mark, cap, spent, others, charge, room)  # once the hold is in the ledger
 
     def _publish(self, limit: _Limit, mark: int, cap: Decimal, spent: Decimal, others: Decimal, charge: Decimal,
-                 pending: int, asking: int, used: int) -> int:
-        """The settle's figures, for the caller's path: the calls it holds room for (calls after `mark` are
-        admitted within them); `pending` counts the `asking` calls, which get tickets while there is room."""
-        admitted = calls_admitted(cap, spent, others, charge)
-        in_flight = max(0, pending - asking)
-        tickets = max(0, min(asking, admitted - in_flight))
-        held = calls_to_hold(admitted, in_flight + tickets, used)
+                 room: Admission) -> None:
+        """The settle's figures, for the caller's path: calls after `mark` are admitted within the room held."""
         with self._lock:
             limit.limit, limit.spent, limit.others, limit.charge = cap, spent, others, charge
-            limit.pending, limit.held, limit.tickets = in_flight + tickets, held, tickets
+            limit.pending, limit.held, limit.tickets = room.in_flight + room.tickets, room.held, room.tickets
             limit.closed = spent >= cap  # the spend only grows within a period
             _, _, start, end = limit.quota
-            limit.quota = (mark, held - in_flight - tickets, start, end)
-        return held
+            limit.quota = (mark, room.held - room.in_flight - room.tickets, start, end)
 
     def _configured_keys(self) -> dict:
         if self._configured is None:

@@ -188,3 +188,13 @@ def test_a_call_in_flight_counts_at_twice_the_largest_charge_or_the_first_calls_
     assert first_call_charge(card, None) >= first  # any model: the card's dearest rate
     assert pessimistic_charge(Decimal("0.29"), first) == Decimal("0.58")
     assert pessimistic_charge(None, first) == first
+
+
+def test_calls_waiting_for_room_are_admitted_while_they_fit():
+    from ledger.accounting.budgets import Admission, admission
+
+    one = Decimal(1)
+    # 3 calls' room (spent 0 of 3 at 1 each): 1 in flight, 4 waiting: 2 of them admitted, nothing more held.
+    assert admission(Decimal(3), ZERO, ZERO, one, pending=5, asking=4, used=0) == Admission(1, 2, 3)
+    assert admission(Decimal(3), Decimal(3), ZERO, one, pending=5, asking=4, used=0) == Admission(1, 0, 1)
+    assert admission(Decimal(100), ZERO, ZERO, one, pending=1, asking=1, used=0) == Admission(0, 1, 1 + 99 // 8)
