@@ -195,6 +195,7 @@ FIRST_CALL_TOKENS = (2000, 2000)
 # A process far from a limit holds a share of the room left for calls it has not made yet, so that its
 # calls need not go through the ledger; near the limit (fewer calls left than this) it holds what it uses.
 LEASE_SHARE = 8
+CHAT_ENDPOINT = "/chat/completions"
 
 
 def pessimistic_charge(largest: Decimal | None, first_call: Decimal) -> Decimal:
@@ -203,11 +204,11 @@ def pessimistic_charge(largest: Decimal | None, first_call: Decimal) -> Decimal:
 
 
 def first_call_charge(card: RateCard, model: str | None) -> Decimal:
-    """A call in flight with no charge to go by: the rate card's price of FIRST_CALL_TOKENS at the model's rate (at
-    the card's dearest rate for a scope of any model, or a model the card does not know)."""
+    """A call in flight with no charge to go by: the rate card's price of FIRST_CALL_TOKENS at the model's rate (for
+    a scope of any model, or a model the card does not know, at the dearest chat rate: the calls a limit sees)."""
     found = card.rate_for(model)
-    rates = [found[1]] if found is not None else list(card.rates.values())
-    return max((rate.cost(*FIRST_CALL_TOKENS) for rate in rates), default=Decimal(1))
+    rates = [found[1]] if found is not None else [r for r in card.rates.values() if r.endpoint.endswith(CHAT_ENDPOINT)]
+    return max((rate.cost(*FIRST_CALL_TOKENS) for rate in rates or card.rates.values()), default=Decimal(1))
 
 
 def calls_admitted(limit: Decimal, spent: Decimal, held_by_others: Decimal, charge: Decimal) -> int:

@@ -11,6 +11,7 @@ from datetime import datetime, timezone
 from decimal import Decimal
 from pathlib import Path
 
+import httpx2
 import openai
 
 from factories import insert_records, make_call
@@ -89,3 +90,22 @@ def test_two_processes_together_pass_the_limit_by_less_than_one_call(database_ur
         assert process.returncode == 0, err
         outcomes += json.loads(out.strip().splitlines()[-1])
     assert_within_one_call(database_url, outcomes)
+
+
+def test_far_from_its_limit_a_call_is_admitted_without_asking_the_ledger(database_url, tmp_path, monkeypatch):
+    from ledger.record.limits import HardLimits
+
+    settles = []
+    settle = HardLimits._settle
+    monkeypatch.setattr(HardLimits, "_settle", lambda self, *args: (settles.append(args), settle(self, *args))[1])
+    rec = Recorder(settings=capped_settings(database_url, tmp_path, Decimal(10_000), refresh=3600))
+    try:
+        answer = {"id": "chatcmpl-1", "choices": [], "credits_consumed": 0.29}
+        client = httpx2.Client(transport=rec.transport(httpx2.MockTransport(lambda request: httpx2.Response(200, json=answer))))
+        for _ in range(200):
+            client.post("http://sim/v1/chat/completions", json={"model": "gemini-3.1-pro", "messages": []},
+                        headers={"X-Ledger-Project": PROJECT})
+        client.close()
+    finally:
+        rec.close()
+    assert len(settles) == 1  # the first refresh: it holds an eighth of the room (558 calls at 2.24 credits)
