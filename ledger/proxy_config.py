@@ -21,7 +21,8 @@ MAX_TIMEOUT_SECONDS = 24 * 3600
 _FINGERPRINT = re.compile(r"[0-9a-f]{32}")  # ledger.keys.fingerprint: 32 hex digits
 _KEY_FIELDS = {"name", "fingerprint", "key_env", "upstream_key_env", "project"}
 PROXY_SETTINGS = {"upstream", "host", "port", "workers", "max_body_bytes", "connect_timeout", "read_timeout",
-                  "shutdown_seconds", "max_connections", "allowed_hosts", "keys"}
+                  "shutdown_seconds", "max_connections", "allowed_hosts", "keys", "header_timeout", "idle_timeout",
+                  "max_client_connections", "max_header_bytes", "max_header_line_bytes", "max_headers"}
 
 
 @dataclass(frozen=True, slots=True)
@@ -48,6 +49,14 @@ class ProxySettings:
     max_connections: int = 512  # to the upstream, per worker
     allowed_hosts: tuple[str, ...] = ()  # Host names served besides loopback and the bound host; "*": any
     keys: tuple[ProxyKey, ...] = ()
+    # A client's side (per worker): how long a request's head may take, how long a connection may say nothing,
+    # how many connections are served at once, and how large a request's head may be.
+    header_timeout: float = 10.0
+    idle_timeout: float = 5.0
+    max_client_connections: int = 1000
+    max_header_bytes: int = 32 * 1024  # the request line and every header, together
+    max_header_line_bytes: int = 8 * 1024  # the request line, or one header's name and value
+    max_headers: int = 100
 
 
 # The shared checks (ledger.config_checks) under the names the [proxy] settings use.
@@ -115,4 +124,13 @@ def parse_proxy(raw: Any, source: str) -> ProxySettings:
                              1, 100_000),
         allowed_hosts=tuple(hosts),
         keys=_keys(raw.get("keys", []), source),
+        header_timeout=_seconds(raw.get("header_timeout", defaults.header_timeout), f"{source}: proxy.header_timeout"),
+        idle_timeout=_seconds(raw.get("idle_timeout", defaults.idle_timeout), f"{source}: proxy.idle_timeout"),
+        max_client_connections=_int(raw.get("max_client_connections", defaults.max_client_connections),
+                                    f"{source}: proxy.max_client_connections", 1, 1_000_000),
+        max_header_bytes=_int(raw.get("max_header_bytes", defaults.max_header_bytes), f"{source}: proxy.max_header_bytes",
+                              1024, 1024**2),
+        max_header_line_bytes=_int(raw.get("max_header_line_bytes", defaults.max_header_line_bytes),
+                                   f"{source}: proxy.max_header_line_bytes", 256, 1024**2),
+        max_headers=_int(raw.get("max_headers", defaults.max_headers), f"{source}: proxy.max_headers", 8, 10_000),
     )

@@ -16,6 +16,7 @@ from ..config import Settings
 from ..errors import ConfigError, LedgerError
 from ..keys import load_secret
 from .guard import ProxyKeys, fingerprint_of
+from .protocol import client_connection_cap, raise_open_files_limit
 from .server import listen, plan, serve
 
 
@@ -36,6 +37,11 @@ def proxy_command(settings: Settings, args: Any, out: TextIO) -> int:
             journal.mkdir(parents=True, exist_ok=True)
         except OSError as error:
             raise LedgerError(f"cannot make the journal {journal}: {error.strerror or error}") from None
+    open_files = raise_open_files_limit()  # before the workers are made: they inherit it
+    cap = client_connection_cap(settings.proxy.max_client_connections, open_files)
+    if cap < settings.proxy.max_client_connections:
+        print(f"credit-ledger proxy: {cap} client connections per worker, not {settings.proxy.max_client_connections} "
+              f"([proxy] max_client_connections): the open-files limit is {open_files}", file=sys.stderr, flush=True)
     listener = listen(proxy.host, proxy.port)
     host, port = listener.getsockname()[:2]
     shown = f"[{host}]" if ":" in host else host

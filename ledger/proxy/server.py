@@ -31,6 +31,7 @@ from ..errors import LedgerError
 from ..proxy_config import ProxySettings, check_upstream
 from .app import ProxyApp
 from .guard import ProxyKeys, allowed_hosts
+from .protocol import connection_limits, protocol_class
 
 log = redact.logger("ledger.proxy")
 QUICK_DEATH_SECONDS = 2.0  # a worker that dies sooner than this after its start is failing, not killed
@@ -112,29 +113,6 @@ class _QuietCut(logging.Filter):
         return record.getMessage() != "ASGI callable returned without completing response."
 
 
-def _http_protocol() -> Any:
-    """uvicorn's httptools protocol where httptools is installed (the faster parser: BENCHMARKS.md), else h11.
-
-    uvicorn's httptools protocol hands the app only the path of an absolute-form
-    target (`POST http://elsewhere/v1/...`), so the proxy could not refuse it: this
-    subclass puts the target as it came into `raw_path`, as uvicorn's h11 protocol does.
-    It overrides one of uvicorn's protocol callbacks, not a public API.
-    """
-    try:
-        from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
-    except ImportError:
-        return "h11"
-
-    class AbsoluteFormAwareProtocol(HttpToolsProtocol):
-        def on_headers_complete(self) -> None:
-            target = self.url
-            super().on_headers_complete()
-            if target[:1] != b"/":
-                self.scope["raw_path"] = target.partition(b"?")[0]
-
-    return AbsoluteFormAwareProtocol
-
-
 def build_app(upstream: str, recorder: Any, options: ProxySettings, keys: ProxyKeys | None, bound_host: str) -> ProxyApp:
     """The app of one worker: its Recorder's transport around httpx2's, to the one upstream."""
     limits = httpx2.Limits(max_connections=options.max_connections,
@@ -147,9 +125,10 @@ def build_app(upstream: str, recorder: Any, options: ProxySettings, keys: ProxyK
 
 
 def worker_config(app: ProxyApp, options: ProxySettings) -> uvicorn.Config:
-    """uvicorn as the proxy runs it: no headers of its own (the upstream's Date and Server pass), no access log."""
-    return uvicorn.Config(app, http=_http_protocol(), lifespan="on", access_log=False, log_level="warning",
-                          server_header=False, date_header=False, proxy_headers=False, backlog=2048,
+    """uvicorn as the proxy runs it: the guarded protocol, no headers of its own (the upstream's Date and Server pass), no access log."""
+    return uvicorn.Config(app, http=protocol_class(connection_limits(options)), ws="none", lifespan="on", access_log=False,
+                          log_level="warning", server_header=False, date_header=False, proxy_headers=False, backlog=2048,
+                          timeout_keep_alive=options.idle_timeout,  # type: ignore[arg-type]  # seconds, a float is fine
                           timeout_graceful_shutdown=int(max(1, options.shutdown_seconds)))
 
 

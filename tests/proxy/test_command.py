@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 import os
 import re
+import resource
 import signal
 import socket
 import subprocess
@@ -33,10 +34,11 @@ def config_file(tmp_path: Path, database_url: str, extra: str = "") -> Path:
     return path
 
 
-def start(tmp_path: Path, database_url: str, *flags: str) -> tuple[subprocess.Popen, str]:
+def start(tmp_path: Path, database_url: str, *flags: str, open_files: tuple[int, int] | None = None) -> tuple[subprocess.Popen, str]:
     env = {**os.environ, "CREDIT_LEDGER_CONFIG": str(config_file(tmp_path, database_url))}
+    limit = (lambda: resource.setrlimit(resource.RLIMIT_NOFILE, open_files)) if open_files else None
     process = subprocess.Popen([sys.executable, "-m", "ledger.cli", "proxy", "--port", "0", *flags], env=env, cwd=tmp_path,
-                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, preexec_fn=limit)
     line = process.stdout.readline()
     found = re.search(r"on (http://127\.0\.0\.1:\d+)/v1 ", line)
     assert found, (line, process.stderr.read() if process.poll() is not None else "")
@@ -117,6 +119,27 @@ def test_a_worker_killed_under_load_loses_no_answered_call_and_counts_none_twice
     counted = Counter(row.completion_id for row in ledger_rows(database_url))
     assert len(answered) + len(broken) == 380 and len(answered) >= 300
     assert [completion for completion in answered if counted[completion] != 1] == []
+
+
+def open_files_of(pid: int) -> tuple[int, int]:
+    [line] = [line for line in Path(f"/proc/{pid}/limits").read_text().splitlines() if line.startswith("Max open files")]
+    soft, hard = line.split()[3:5]
+    return int(soft), int(hard)
+
+
+def test_the_soft_open_files_limit_is_raised_to_the_hard_one_and_a_low_one_caps_the_connections(sim, database_url, tmp_path):
+    hard = resource.getrlimit(resource.RLIMIT_NOFILE)[1]
+    if hard == resource.RLIM_INFINITY or hard < 1024:
+        pytest.skip("needs a finite hard open-files limit of at least 1024")
+    process, _ = start(tmp_path, database_url, "--upstream", sim.base_url, "--workers", "2", open_files=(256, hard))
+    worker = wait_for(lambda: workers_of(process.pid), what="a worker")[0]
+    assert open_files_of(process.pid) == open_files_of(worker) == (hard, hard)
+    code, err = stopped(process)
+    assert code == 0 and err == "", err
+    process, _ = start(tmp_path, database_url, "--upstream", sim.base_url, open_files=(500, 500))
+    code, err = stopped(process)
+    assert code == 0 and err == ("credit-ledger proxy: 200 client connections per worker, not 1000 "
+                                 "([proxy] max_client_connections): the open-files limit is 500\n"), err
 
 
 def one_line_error(capsys, argv: list[str], stdin: str | None = None, code: int = 1) -> str:

@@ -25,6 +25,10 @@ def test_a_full_proxy_table_is_read_with_its_types():
     assert proxy == ProxySettings("http://10.0.0.5:8080/v1", "0.0.0.0", 9000, 4, 2048, 2.5, 30.0, 10.0, 100, ("proxy.internal",), (
         ProxyKey("search", "AIVIDEO_API_KEY", PRINT, None, "search"), ProxyKey("ml", "ML_KEY", None, "ML_PROXY_KEY", None)))
     assert settings_from_mapping({}).proxy == ProxySettings()
+    client_side = settings_from_mapping({"proxy": {"header_timeout": 2, "idle_timeout": Decimal("0.5"), "max_client_connections": 50,
+                                                   "max_header_bytes": 4096, "max_header_line_bytes": 1024, "max_headers": 20}}).proxy
+    assert (client_side.header_timeout, client_side.idle_timeout, client_side.max_client_connections, client_side.max_header_bytes,
+            client_side.max_header_line_bytes, client_side.max_headers) == (2.0, 0.5, 50, 4096, 1024, 20)
 
 
 @pytest.mark.parametrize("table, message", [
@@ -39,6 +43,12 @@ def test_a_full_proxy_table_is_read_with_its_types():
     ({"upstream": "https://api.aivideoapi.ai/v1?x=1"}, "no query, fragment or credentials"),
     ({"allowed_hosts": "proxy.internal"}, "proxy.allowed_hosts must be a list"),
     ({"speed": "max"}, "unknown setting 'speed'"),
+    ({"header_timeout": 0}, "proxy.header_timeout: must be a number of seconds above 0"),
+    ({"idle_timeout": float("nan")}, "proxy.idle_timeout: must be a number of seconds above 0"),
+    ({"max_client_connections": 0}, "proxy.max_client_connections: must be a whole number from 1"),
+    ({"max_header_bytes": 100}, "proxy.max_header_bytes: must be a whole number from 1024"),
+    ({"max_header_line_bytes": 10**9}, "proxy.max_header_line_bytes: must be a whole number from 256 to 1048576"),
+    ({"max_headers": 2}, "proxy.max_headers: must be a whole number from 8 to 10000"),
     ({"keys": {"name": "x"}}, "proxy.keys must be [[proxy.keys]] tables"),
     ({"keys": [{"name": "x", "upstream_key_env": "K"}]}, "give exactly one of fingerprint"),
     ({"keys": [{"name": "x", "fingerprint": "sk-team-000000000001", "upstream_key_env": "K"}]}, "a key is never written here"),

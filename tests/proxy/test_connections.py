@@ -1,0 +1,164 @@
+"""The proxy as a server on a network: silent and slow connections closed, a worker's connections capped, request heads bounded.
+
+Real sockets on loopback; counts and times kept small, every wait bounded.
+"""
+
+from __future__ import annotations
+
+import json
+import selectors
+import socket
+import time
+
+import httpx2
+import pytest
+
+from proxy_parts import ProxyUnderTest, proxy_settings
+from factories import wait_for
+
+KEY = "sk-test-proxy-connections-01"
+BODY = {"model": "gemini-3.1-pro", "messages": [{"role": "user", "content": "Say hello"}], "stream": False}
+AUTH = {"Authorization": f"Bearer {KEY}"}
+HEAD = b"POST /v1/chat/completions HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
+BOUND = 20.0  # seconds a test waits at most for what it expects (the proxy's timeouts are well under a second)
+
+
+def connect(port: int, count: int) -> list[socket.socket]:
+    return [socket.create_connection(("127.0.0.1", port), timeout=BOUND) for _ in range(count)]
+
+
+def answers_when_closed(connections: list[socket.socket], trickle: bytes = b"") -> list[bytes]:
+    """What each connection received until the proxy closed it; `trickle` is sent on the open ones meanwhile."""
+    received = {connection: b"" for connection in connections}
+    selector = selectors.DefaultSelector()
+    for connection in connections:
+        connection.setblocking(False)
+        selector.register(connection, selectors.EVENT_READ)
+    deadline = time.monotonic() + BOUND
+    try:
+        while selector.get_map():
+            assert time.monotonic() < deadline, f"{len(selector.get_map())} of {len(connections)} connections still open"
+            for key, _ in selector.select(timeout=0.05):
+                try:
+                    piece = key.fileobj.recv(65536)
+                except ConnectionResetError:
+                    piece = b""
+                received[key.fileobj] += piece
+                if not piece:
+                    selector.unregister(key.fileobj)
+            for key in list(selector.get_map().values()):
+                if trickle:
+                    try:
+                        key.fileobj.send(trickle)
+                    except (BrokenPipeError, ConnectionResetError):
+                        pass
+    finally:
+        selector.close()
+        for connection in connections:
+            connection.close()
+    return [received[connection] for connection in connections]
+
+
+def error_answer(raw: bytes) -> tuple[int, str | None, str | None]:
+    """(status, error code, error type) of an answer in the API's error shape, closing its connection."""
+    head, _, body = raw.partition(b"\r\n\r\n")
+    lines = head.decode("latin-1").split("\r\n")
+    headers = {name.lower(): value.strip() for name, _, value in (line.partition(":") for line in lines[1:])}
+    status = int(lines[0].split()[1])
+    if status < 400:
+        return status, None, None
+    assert headers["content-type"] == "application/json" and headers["connection"] == "close", head
+    payload = json.loads(body)
+    assert set(payload) == {"error"} and set(payload["error"]) == {"code", "message", "type"}
+    return status, payload["error"]["code"], payload["error"]["type"]
+
+
+def still_serving(proxy: ProxyUnderTest) -> None:
+    with httpx2.Client() as client:
+        assert client.post(proxy.base_url + "/chat/completions", json=BODY, headers=AUTH).status_code == 200
+
+
+def test_silent_connections_are_closed_after_the_idle_timeout_and_others_are_served(sim, database_url, tmp_path):
+    with ProxyUnderTest(sim.base_url, proxy_settings(database_url, tmp_path, idle_timeout=0.2)) as proxy:
+        silent = connect(proxy.port, 40)
+        with httpx2.Client() as client:  # a served call's connection, kept alive, is silent after its answer
+            assert client.post(proxy.base_url + "/chat/completions", json=BODY, headers=AUTH).status_code == 200
+            assert answers_when_closed(silent) == [b""] * 40
+            wait_for(lambda: not proxy._server.server_state.connections, what="the kept-alive connection to be closed")
+            still_serving(proxy)
+
+
+def test_a_slow_head_is_answered_408_after_the_header_timeout_and_others_are_served(sim, database_url, tmp_path):
+    with ProxyUnderTest(sim.base_url, proxy_settings(database_url, tmp_path, header_timeout=0.3)) as proxy:
+        slow = connect(proxy.port, 20)
+        for connection in slow[:10]:
+            connection.sendall(HEAD)  # then one more header line at a time, never the blank line that ends the head
+        for connection in slow[10:]:
+            connection.sendall(b"POST /v1/chat/completions?q=")  # then the request line, a byte at a time
+        blank_lines = connect(proxy.port, 5)  # blank lines only: no request ever starts
+        answers = answers_when_closed(slow[:10], trickle=b"X-Slow: 1\r\n") + answers_when_closed(slow[10:], trickle=b"a") \
+            + answers_when_closed(blank_lines, trickle=b"\r\n")
+        assert [error_answer(answer) for answer in answers] == [(408, "request_timeout", "invalid_request_error")] * 25
+        still_serving(proxy)
+
+
+def test_past_the_connection_cap_a_request_is_answered_503_proxy_busy_and_the_others_are_served(sim, database_url, tmp_path):
+    settings = proxy_settings(database_url, tmp_path, max_client_connections=4, idle_timeout=30)
+    with ProxyUnderTest(sim.base_url, settings) as proxy:
+        held = connect(proxy.port, 4)
+        wait_for(lambda: len(proxy._server.server_state.connections) == 4, what="four connections held")
+        with httpx2.Client() as client:
+            busy = client.post(proxy.base_url + "/chat/completions", json=BODY, headers=AUTH)
+        assert busy.status_code == 503 and busy.headers["retry-after"] == "1" and busy.headers["connection"] == "close"
+        assert busy.json()["error"]["code"] == "proxy_busy" and busy.json()["error"]["type"] == "proxy_error"
+        held[0].sendall(HEAD + b"Authorization: Bearer " + KEY.encode() + b"\r\nContent-Length: %d\r\n\r\n" % len(json.dumps(BODY))
+                        + json.dumps(BODY).encode())
+        assert held[0].recv(65536).startswith(b"HTTP/1.1 200 ")  # one held before the cap is served
+        held.pop(0).close()
+        wait_for(lambda: len(proxy._server.server_state.connections) == 3, what="a connection to be let go")
+        still_serving(proxy)
+        for connection in held:
+            connection.close()
+        assert proxy.rows()[-1].status == "completed" and len(proxy.rows()) == 2
+
+
+def header_answer(proxy: ProxyUnderTest, head: bytes) -> tuple[int, str, str]:
+    body = json.dumps(BODY).encode()
+    [connection] = connect(proxy.port, 1)
+    connection.sendall(head + b"Content-Length: %d\r\n\r\n" % len(body) + body)
+    [answer] = answers_when_closed([connection])
+    return error_answer(answer)
+
+
+@pytest.mark.parametrize("extra, expected", [
+    (b"X-Long: " + b"a" * 100_000 + b"\r\n", 431),  # one line past max_header_line_bytes (and the total)
+    (b"X-Long: " + b"a" * 9_000 + b"\r\n", 431),  # one line past max_header_line_bytes, the total under its limit
+    (b"".join(b"X-Part-%d: %s\r\n" % (i, b"b" * 4000) for i in range(10)), 431),  # lines under the limit, the total past it
+    (b"".join(b"X-N-%d: 1\r\n" % i for i in range(101)), 431),  # one header more than max_headers
+    (b"".join(b"X-N-%d: 1\r\n" % i for i in range(10_000)), 431),
+])
+def test_a_request_head_past_a_limit_is_answered_431_and_nothing_leaves(sim, database_url, tmp_path, extra, expected):
+    sim.platform.reset()
+    with ProxyUnderTest(sim.base_url, proxy_settings(database_url, tmp_path)) as proxy:
+        assert header_answer(proxy, HEAD + b"Authorization: Bearer " + KEY.encode() + b"\r\n" + extra) == (
+            expected, "request_header_fields_too_large", "invalid_request_error")
+        assert sim.platform.call_log == []
+        still_serving(proxy)
+        assert len(proxy.rows()) == 1
+
+
+def test_a_request_target_past_the_line_limit_is_answered_414(sim, database_url, tmp_path):
+    sim.platform.reset()
+    with ProxyUnderTest(sim.base_url, proxy_settings(database_url, tmp_path)) as proxy:
+        head = b"POST /v1/chat/completions?x=" + b"q" * 9000 + b" HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+        assert header_answer(proxy, head) == (414, "request_uri_too_long", "invalid_request_error")
+        assert sim.platform.call_log == [] and proxy.rows() == []
+
+
+def test_a_head_within_the_limits_is_served(sim, database_url, tmp_path):
+    sim.platform.reset()
+    headers = {**AUTH, **{f"X-Within-{i}": "c" * 200 for i in range(90)}}  # 90 headers, about 20 KB
+    with ProxyUnderTest(sim.base_url, proxy_settings(database_url, tmp_path)) as proxy:
+        with httpx2.Client() as client:
+            assert client.post(proxy.base_url + "/chat/completions", json=BODY, headers=headers).status_code == 200
+        assert len(sim.platform.call_log) == 1 and len(proxy.rows()) == 1
