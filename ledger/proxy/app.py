@@ -20,7 +20,9 @@ import httpx2
 
 from .. import redact
 from ..accounting.records import ABORTED
+from ..record.sse import DecodeError, decoder_for
 from .guard import HOP_BY_HOP, ProxyKeys, refused_target
+from .unkeyed import KeyMask
 
 log = redact.logger("ledger.proxy")
 
@@ -100,6 +102,7 @@ class ProxyApp:
         self.upstream = upstream.rstrip("/")
         self.transport = transport
         self.keys = keys if keys is not None and keys else None
+        self.mask = KeyMask(self.keys.upstream_keys) if self.keys is not None else None  # the team holds no upstream key
         self.max_body_bytes = max_body_bytes
         self.allowed_hosts = allowed_hosts  # None: any Host
         # A model-scoped hard limit reads the model from the whole body: one that arrives in pieces is gathered
@@ -173,8 +176,10 @@ class ProxyApp:
                 return await _error(send, 401, "invalid_api_key", "authentication_error",
                                     "Invalid API key for this proxy: use the proxy key your team was given (sk-…).")
             upstream_authorization, project = mapped
-            headers = [(n, v) for n, v in headers if n != b"authorization" and (project is None or n != b"x-ledger-project")]
-            headers.append((b"authorization", upstream_authorization))
+            headers = [(n, v) for n, v in headers if n not in (b"authorization", b"accept-encoding")
+                       and (project is None or n != b"x-ledger-project")]
+            # An answer the proxy can read, to mask the upstream key in it: a compressed one would hide it.
+            headers += ((b"authorization", upstream_authorization), (b"accept-encoding", b"identity"))
             if project is not None:
                 headers.append((b"x-ledger-project", project))  # the key's project: taken out again by the recorder
         if scope["method"] != "POST" or not raw_path.endswith(b"/chat/completions"):
@@ -248,32 +253,54 @@ class ProxyApp:
         stream = response.stream
         call.recording = stream
         headers, remaining = [], -1  # remaining: the bytes Content-Length still announces (-1: no length)
+        coding = None
         for name, value in response.headers.raw:
             lowered = name.lower()
             if lowered in HOP_BY_HOP:
                 continue
             if lowered == b"content-length" and value.isdigit():
                 remaining = int(value)
+            elif lowered == b"content-encoding" and self.mask is not None:
+                coding = value  # asked for identity, coded all the same: undone here, so the key can be masked
+                continue
             headers.append((name, value))
         try:
+            masked = self.mask.body() if self.mask is not None else None
+            decoder = None
+            if masked is not None:
+                headers = self.mask.headers(headers)
+                try:
+                    decoder = decoder_for(coding.decode("latin-1") if coding else None)
+                except DecodeError:
+                    return await _error(send, 502, "upstream_unreadable", "proxy_error",
+                                        "The upstream answered in a content coding this proxy cannot read.")
+                if decoder is not None:
+                    headers, remaining = [(n, v) for n, v in headers if n.lower() != b"content-length"], -1
             await send({"type": "http.response.start", "status": response.status_code, "headers": headers})
             chunks = stream.__aiter__()
             last = b""
             try:
                 async for chunk in chunks:
+                    final = False
                     if remaining >= 0:
                         remaining -= len(chunk)
-                        if remaining <= 0:
-                            # The last piece waits for the stream's end (at once: no read is left), so that
-                            # the call is in the journal before the client has all of its answer; it goes
-                            # with the end, one write less.
-                            last = chunk
-                            continue
-                    await send({"type": "http.response.body", "body": chunk, "more_body": True})
-            except (httpx2.TransportError, OSError):
+                        final = remaining <= 0
+                    if masked is not None:
+                        chunk = masked.feed(_decoded(decoder, chunk)) + (masked.end() if final else b"")
+                    if final:
+                        # The last piece waits for the stream's end (at once: no read is left), so that
+                        # the call is in the journal before the client has all of its answer; it goes
+                        # with the end, one write less.
+                        last = chunk
+                        continue
+                    if chunk:
+                        await send({"type": "http.response.body", "body": chunk, "more_body": True})
+            except (httpx2.TransportError, OSError, DecodeError):
                 return  # the upstream broke off mid-answer: the client's connection is cut as the upstream's was
             finally:
                 await chunks.aclose()
+            if masked is not None:
+                last += masked.feed(_decoded(decoder, b"", True)) + masked.end()
             call.done = True
             await send({"type": "http.response.body", "body": last, "more_body": False})
         finally:
@@ -295,6 +322,17 @@ async def _whole_body(first: bytes, limit: int, call: _Call) -> bytes:
     if len(first) > limit:
         raise BodyTooLarge(len(first))
     return b"".join([piece async for piece in _RequestBody(first, limit, call, _watch_soon)])
+
+
+def _decoded(decoder: Any, chunk: bytes, end: bool = False) -> bytes:
+    """`chunk` with the answer's content coding undone (as it is, without one)."""
+    if decoder is None:
+        return chunk
+    pieces: list[bytes] = []
+    decoder.decode(chunk, pieces.append)
+    if end:
+        decoder.finish(pieces.append)
+    return b"".join(pieces)
 
 
 def _watch_soon(call: _Call) -> None:

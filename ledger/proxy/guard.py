@@ -76,6 +76,11 @@ class ProxyKeys:
     def __len__(self) -> int:
         return len(self._by_fingerprint)
 
+    @property
+    def upstream_keys(self) -> frozenset[bytes]:
+        """The upstream keys the proxy keys stand for: what must never go back to a client."""
+        return frozenset(header.partition(b" ")[2] for header, _ in self._by_fingerprint.values())
+
     def upstream_for(self, authorization: bytes | None) -> tuple[bytes, bytes | None] | None:
         """(the upstream Authorization header, the key's project or None); None for a key that is not configured."""
         if authorization is None:
