@@ -26,6 +26,11 @@ _BEARER_BYTES = re.compile(rb"(?i)\b(bearer)(\s+)(?=[A-Za-z._~+/=\-]*[0-9])[A-Za
 _BEARER_REDACTED = r"\1\2[redacted]"
 
 
+def key_shaped(text: str) -> bool:
+    """Whether `text` as a whole is what redaction finds as a key (a key it would miss, it would leave in the logs)."""
+    return _KEY.fullmatch(text) is not None
+
+
 def may_hold_secret(raw: bytes) -> bool:
     """A cheap first look (substring searches in C): False means there is certainly nothing to redact."""
     return b"sk-" in raw or b"earer" in raw or b"EARER" in raw

@@ -14,14 +14,14 @@ from __future__ import annotations
 
 import asyncio
 import json
-from typing import Any
+from typing import Any, NamedTuple
 
 import httpx2
 
 from .. import redact
 from ..accounting.records import ABORTED
 from ..record.sse import DecodeError, decoder_for
-from .guard import HOP_BY_HOP, ProxyKeys, refused_target
+from .guard import HOP_BY_HOP, NOT_FORWARDED, ProxyKeys, refused_target
 from .unkeyed import KeyMask
 
 log = redact.logger("ledger.proxy")
@@ -148,35 +148,28 @@ class ProxyApp:
         await send({"type": "lifespan.shutdown.complete"})
 
     async def _forward(self, scope: dict, receive: Any, send: Any, raw_path: bytes) -> None:
-        headers: list[tuple[bytes, bytes]] = []
-        host = authorization = length = None
-        connection = b""
-        for name, value in scope["headers"]:
-            if name in HOP_BY_HOP:
-                if name == b"host":
-                    host = value
-                elif name == b"connection":
-                    connection = value
-                continue
-            if name == b"authorization":
-                authorization = value
-            elif name == b"content-length":
-                length = value
-            headers.append((name, value))
-        if connection:  # the headers it names are hop-by-hop too
-            named = {token.strip().lower() for token in connection.split(b",")}
-            headers = [(name, value) for name, value in headers if name not in named]
+        head = _read_head(scope["headers"])
+        headers, host = head.headers, head.host
+        if head.hosts != 1 and (head.hosts or scope["http_version"] == "1.1"):
+            return await _error(send, 400, "invalid_request", "invalid_request_error",
+                                "An HTTP/1.1 request names exactly one Host (RFC 9112 3.2): " +
+                                ("it has none." if not head.hosts else f"it has {head.hosts}."))
         if self.allowed_hosts is not None and host is not None and _host_name(host) not in self.allowed_hosts:
             return await _error(send, 400, "invalid_request", "invalid_request_error",
                                 f"Host {redact.redact(host.decode('latin-1'))[:100]!r} is not served by this proxy "
                                 "(it forwards only to its upstream; [proxy] allowed_hosts names the hosts it answers for).")
         if self.keys is not None:
-            mapped = self.keys.upstream_for(authorization)
+            mapped = self.keys.upstream_for(head.authorization)
             if mapped is None:
                 return await _error(send, 401, "invalid_api_key", "authentication_error",
                                     "Invalid API key for this proxy: use the proxy key your team was given (sk-…).")
+            team_key = head.authorization.partition(b" ")[2].strip()
+            if team_key in scope["query_string"]:
+                return await _error(send, 400, "invalid_request", "invalid_request_error",
+                                    "A proxy key in the URL is refused: it would go upstream. Send it as Authorization only.")
             upstream_authorization, project = mapped
-            headers = [(n, v) for n, v in headers if n not in (b"authorization", b"accept-encoding")
+            # The team's key stays here wherever else the client put it (api-key, X-Api-Key, ...).
+            headers = [(n, v) for n, v in headers if n not in (b"authorization", b"accept-encoding") and team_key not in v
                        and (project is None or n != b"x-ledger-project")]
             # An answer the proxy can read, to mask the upstream key in it: a compressed one would hide it.
             headers += ((b"authorization", upstream_authorization), (b"accept-encoding", b"identity"))
@@ -185,6 +178,7 @@ class ProxyApp:
         if scope["method"] != "POST" or not raw_path.endswith(b"/chat/completions"):
             # Attribution is the recorder's, which takes it out of chat calls only: no other call carries it upstream.
             headers = [(name, value) for name, value in headers if not name.startswith(b"x-ledger-")]
+        length = head.length
         if length is not None:
             try:
                 size = int(length)
@@ -248,6 +242,10 @@ class ProxyApp:
                 return
             return await _error(send, 502, "upstream_unreachable", "proxy_error",
                                 f"The upstream could not be reached or broke the exchange ({type(error).__name__}).")
+        except Exception as error:  # neither the caller's nor the upstream's doing: said in the API's shape, logged in one line
+            log.error("credit-ledger proxy: a call could not be forwarded: %s: %s", type(error).__name__, error)
+            return await _error(send, 500, "internal_error", "proxy_error",
+                                f"The proxy could not forward the call ({type(error).__name__}).")
         if streamed is not None and streamed.complete:
             await request.aread()  # the body as sent (kept while it passed), for the call's record
         stream = response.stream
@@ -356,6 +354,37 @@ async def _watch_disconnect(call: _Call) -> None:
     if end is not None:
         end(ABORTED)  # before the cancel, which the stream would record as a failure
     call.task.cancel()
+
+
+class _Head(NamedTuple):
+    headers: list[tuple[bytes, bytes]]  # what may go upstream: less hop-by-hop ones and a client's routing claims
+    host: bytes | None
+    hosts: int  # how many Host headers came
+    authorization: bytes | None
+    length: bytes | None
+
+
+def _read_head(raw: list[tuple[bytes, bytes]]) -> _Head:
+    headers: list[tuple[bytes, bytes]] = []
+    host = authorization = length = None
+    hosts = 0
+    connection = b""
+    for name, value in raw:
+        if name in NOT_FORWARDED or name.startswith(b"x-forwarded-"):
+            if name == b"host":
+                host, hosts = value, hosts + 1
+            elif name == b"connection":
+                connection = value
+            continue
+        if name == b"authorization":
+            authorization = value
+        elif name == b"content-length":
+            length = value
+        headers.append((name, value))
+    if connection:  # the headers it names are hop-by-hop too
+        named = {token.strip().lower() for token in connection.split(b",")}
+        headers = [(name, value) for name, value in headers if name not in named]
+    return _Head(headers, host, hosts, authorization, length)
 
 
 def _host_name(host: bytes) -> str:

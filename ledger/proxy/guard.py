@@ -13,6 +13,7 @@ import os
 from typing import Iterable
 
 from .. import keys as key_facts
+from ..redact import key_shaped
 from ..errors import ConfigError
 from ..proxy_config import ProxyKey
 
@@ -22,9 +23,17 @@ HOP_BY_HOP = frozenset({
     b"connection", b"keep-alive", b"proxy-authenticate", b"proxy-authorization", b"proxy-connection", b"te",
     b"trailer", b"trailers", b"transfer-encoding", b"upgrade", b"host", b"expect",
 })
+# What a client claims about its route (and any X-Forwarded-*) is not the upstream's to believe: the proxy is
+# the upstream's client, and a rewrite header (X-Original-URL, a method override) would send the call elsewhere.
+NOT_FORWARDED = HOP_BY_HOP | {
+    b"forwarded", b"x-real-ip", b"x-client-ip", b"x-original-url", b"x-rewrite-url", b"x-original-host", b"x-host",
+    b"x-http-method-override", b"x-http-method", b"x-method-override",
+}
 _CLIMBING = (b"/./", b"/../", b"//", b"\\", b"%2e", b"%2E", b"%2f", b"%2F", b"%5c", b"%5C")
 LOOPBACK_HOSTS = frozenset({"127.0.0.1", "localhost", "::1"})
 _KEYS_KEPT = 1024  # Authorization headers remembered (each fingerprint is an HMAC)
+WEAK_KEY = ("a proxy key is sk- then at least 12 letters, digits, '-' or '_', a digit among them "
+            "(a shorter or digit-free one would be missed by the logs' redaction)")
 
 
 def refused_target(raw_path: bytes) -> str | None:
@@ -62,10 +71,10 @@ class ProxyKeys:
             fingerprint = key.fingerprint
             if key.key_env is not None:
                 own = environ.get(key.key_env, "").strip()
-                if not own.startswith("sk-"):
-                    raise ConfigError(f"proxy key {key.name!r}: environment variable {key.key_env} "
-                                      "does not hold a proxy key (sk-…)" if own else
-                                      f"proxy key {key.name!r}: environment variable {key.key_env} is not set")
+                if not own:
+                    raise ConfigError(f"proxy key {key.name!r}: environment variable {key.key_env} is not set")
+                if not key_shaped(own):
+                    raise ConfigError(f"proxy key {key.name!r}: environment variable {key.key_env}: {WEAK_KEY}")
                 fingerprint = key_facts.fingerprint(own, secret)
             if fingerprint in self._by_fingerprint:
                 raise ConfigError(f"proxy key {key.name!r}: the same key as another [[proxy.keys]] entry")
@@ -99,6 +108,6 @@ class ProxyKeys:
 def fingerprint_of(proxy_key: str, secret: bytes) -> str:
     """What `[[proxy.keys]] fingerprint` holds for a proxy key."""
     proxy_key = proxy_key.strip()
-    if not proxy_key.startswith("sk-") or len(proxy_key) < 8 or any(c.isspace() for c in proxy_key):
-        raise ConfigError("a proxy key is one line that starts with sk- (at least 8 characters)")
+    if not key_shaped(proxy_key):
+        raise ConfigError(WEAK_KEY)
     return key_facts.fingerprint(proxy_key, secret)

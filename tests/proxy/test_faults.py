@@ -179,3 +179,24 @@ def test_the_apis_errors_reach_the_client_unchanged_and_are_rows(sim, proxy, cod
         (name, value) for name, value in direct.headers.items() if name != "date"]
     [row] = proxy.rows()
     assert (row.status, row.http_status, row.error_code) == ("error", status, code)
+
+
+def test_a_fault_of_the_proxy_itself_is_500_in_the_error_shape_in_one_log_line(caplog):
+    import asyncio
+
+    from ledger.proxy.app import ProxyApp
+
+    class Broken(httpx2.AsyncBaseTransport):
+        async def handle_async_request(self, request):
+            raise RuntimeError("a library's own fault")
+
+    async def call() -> httpx2.Response:
+        app = ProxyApp("http://127.0.0.1:9/v1", Broken())
+        async with httpx2.AsyncClient(transport=httpx2.ASGITransport(app), base_url="http://127.0.0.1") as client:
+            return await client.post("/v1/chat/completions", json=BODY, headers=AUTH)
+
+    answer = asyncio.run(call())
+    assert error_of(answer) == (500, "internal_error", "proxy_error")
+    [logged] = [record for record in caplog.records if record.name == "ledger.proxy"]
+    assert logged.getMessage() == "credit-ledger proxy: a call could not be forwarded: RuntimeError: a library's own fault"
+    assert logged.exc_info is None

@@ -98,9 +98,9 @@ def test_the_python_sdk_through_the_proxy_makes_the_rows_it_makes_in_process(sim
     assert [row.stream for row in rows[1::2]] == [False, True, False, True]
 
 
-def _curl(url: str, body: bytes, folder: Path) -> tuple[bytes, list[tuple[str, str]]]:
+def _curl(url: str, body: bytes, folder: Path, *flags: str) -> tuple[bytes, list[tuple[str, str]]]:
     headers = folder / "headers.txt"
-    answer = subprocess.run(["curl", "-sS", "-N", "-D", str(headers), "-X", "POST", url + "/chat/completions",
+    answer = subprocess.run(["curl", "-sS", "-N", *flags, "-D", str(headers), "-X", "POST", url + "/chat/completions",
                              "-H", f"Authorization: Bearer {KEY}", "-H", "Content-Type: application/json",
                              "--data-binary", "@-"], input=body, capture_output=True, check=True, timeout=30)
     lines = headers.read_bytes().decode("latin-1").split("\r\n")[1:]
@@ -122,6 +122,20 @@ def test_curl_gets_the_simulators_own_bytes_and_each_call_is_a_row(sim, proxy, t
     assert (b"data: [DONE]" in proxied[0]) is stream and expected[0].encode() in proxied[0]
     [row] = proxy.rows()
     assert figures(row) == expected and row.stream is stream and row.status == "completed"
+
+
+@pytest.mark.skipif(shutil.which("curl") is None, reason="curl is not installed")
+@pytest.mark.parametrize("framing", [(), ("-H", "Transfer-Encoding: chunked")])
+def test_curl_asking_for_http2_on_an_http_url_is_served_as_http11(sim, proxy, tmp_path, framing):
+    # curl --http2 on http:// sends "Connection: Upgrade, HTTP2-Settings" and "Upgrade: h2c": the proxy ignores the upgrade
+    body = json.dumps({"model": MODEL, "messages": MESSAGES, "stream": False}).encode()
+    sim.platform.reset()
+    direct = _curl(sim.base_url, body, tmp_path, *framing)
+    sim.platform.reset()
+    proxied = _curl(proxy.base_url, body, tmp_path, "--http2", *framing)
+    assert proxied == direct and charged(sim)[0].encode() in proxied[0]
+    [row] = proxy.rows()
+    assert figures(row) == charged(sim) and row.status == "completed"
 
 
 def _node_openai() -> None:
@@ -235,3 +249,39 @@ def test_a_proxy_key_stands_for_the_upstream_key_and_its_project_and_an_unknown_
     [row] = rows
     assert (row.project, row.end_user, row.key_last4) == ("search", "u-1", upstream_key[-4:])
     assert row.key_fingerprint == fingerprint(upstream_key, load_secret(tmp_path / "secret"))
+
+
+def test_a_clients_route_claims_and_its_team_key_in_any_header_never_go_upstream(echo, database_url, tmp_path):
+    team_key, upstream_key = "sk-team-search-00000000042", "sk-upstream-real-0000000009"
+    settings = proxy_settings(database_url, tmp_path, keys=(
+        ProxyKey("search-team", "TEST_UPSTREAM_KEY", fingerprint=fingerprint(team_key, load_secret(tmp_path / "secret"))),))
+    claims = {"X-Forwarded-For": "10.9.9.9", "X-Forwarded-Host": "admin.internal", "X-Forwarded-Proto": "https",
+              "Forwarded": "for=10.9.9.9", "X-Real-IP": "10.9.9.9", "X-Original-URL": "/v1/admin", "X-Rewrite-URL": "/v1/admin",
+              "X-HTTP-Method-Override": "DELETE", "api-key": team_key, "X-Api-Key": team_key, "X-Note": f"key {team_key}"}
+    with ProxyUnderTest(echo.server.base_url, settings, environ={"TEST_UPSTREAM_KEY": upstream_key}) as proxy:
+        with httpx2.Client() as client:
+            answer = client.post(proxy.base_url + "/chat/completions", json={"model": MODEL, "messages": MESSAGES},
+                                 headers={"Authorization": f"Bearer {team_key}", "X-Custom": "kept", **claims})
+            in_url = client.post(proxy.base_url + f"/chat/completions?api_key={team_key}",
+                                 json={"model": MODEL, "messages": MESSAGES}, headers={"Authorization": f"Bearer {team_key}"})
+    headers = echo.seen[0][0]
+    assert sorted({name.decode() for name, _ in headers} & {name.lower() for name in claims}) == []
+    assert team_key.encode() not in b"".join(name + value for name, value in headers)
+    assert (b"x-custom", b"kept") in headers and (b"authorization", f"Bearer {upstream_key}".encode()) in headers
+    assert answer.status_code == 200 and len(echo.seen) == 1
+    assert (in_url.status_code, in_url.json()["error"]["code"]) == (400, "invalid_request")
+
+
+def test_a_request_without_a_host_or_with_two_is_400_and_nothing_leaves(sim, proxy):
+    sim.platform.reset()
+    body = json.dumps({"model": MODEL, "messages": MESSAGES, "stream": False}).encode()
+    head = f"Content-Type: application/json\r\nAuthorization: Bearer {KEY}\r\nContent-Length: {len(body)}\r\nConnection: close\r\n"
+    for request in (f"POST /v1/chat/completions HTTP/1.1\r\n{head}\r\n",
+                    f"POST /v1/chat/completions HTTP/1.1\r\nHost: 127.0.0.1\r\nHost: 127.0.0.1\r\n{head}\r\n",
+                    f"POST /v1/chat/completions HTTP/1.0\r\nHost: 127.0.0.1\r\nHost: localhost\r\n{head}\r\n"):
+        status, _, rest = raw_exchange(proxy.port, request.encode() + body).partition(b"\r\n")
+        assert status == b"HTTP/1.1 400 Bad Request", request
+        assert json.loads(rest.partition(b"\r\n\r\n")[2])["error"]["message"].startswith("An HTTP/1.1 request names exactly one Host")
+    assert sim.platform.call_log == [] and proxy.rows() == []
+    served = raw_exchange(proxy.port, f"POST /v1/chat/completions HTTP/1.0\r\n{head}\r\n".encode() + body)
+    assert served.startswith(b"HTTP/1.1 200 OK") and len(proxy.rows()) == 1  # HTTP/1.0 needs no Host

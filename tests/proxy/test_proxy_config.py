@@ -76,6 +76,18 @@ def test_upstream_keys_come_from_the_environment_and_are_checked_when_the_proxy_
             ProxyKeys(keys, secret, environ)
 
 
+@pytest.mark.parametrize("weak", ["sk-short-1", "sk-no-digits-at-all-here", "sk-" + "é1" * 10, "sk-two words 123456"])
+def test_a_weak_proxy_key_is_refused_in_one_line_where_the_proxy_first_sees_it(weak):
+    secret = b"s" * 32
+    with pytest.raises(ConfigError) as made:
+        fingerprint_of(weak, secret)
+    keys = (ProxyKey("search", "UPSTREAM", key_env="TEAM"),)
+    with pytest.raises(ConfigError) as started:
+        ProxyKeys(keys, secret, {"UPSTREAM": "sk-real-0000000009", "TEAM": weak})
+    for error in (made.value, started.value):
+        assert "at least 12 letters, digits" in str(error) and weak not in str(error) and "\n" not in str(error)
+
+
 def test_what_is_refused_before_anything_is_sent():
     assert refused_target(b"/v1/chat/completions") is None
     for target in (b"http://evil.example/v1/chat/completions", b"/v1/../sim", b"/v1/%2E%2E/sim", b"/v1/a//b", b"/v1/..",
