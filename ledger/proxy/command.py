@@ -17,7 +17,7 @@ from ..errors import ConfigError, LedgerError
 from ..keys import load_secret
 from .guard import ProxyKeys, fingerprint_of
 from .protocol import client_connection_cap, raise_open_files_limit
-from .server import listen, plan, serve
+from .server import Stop, listen, plan, serve
 
 
 def proxy_command(settings: Settings, args: Any, out: TextIO) -> int:
@@ -42,6 +42,7 @@ def proxy_command(settings: Settings, args: Any, out: TextIO) -> int:
     if cap < settings.proxy.max_client_connections:
         print(f"credit-ledger proxy: {cap} client connections per worker, not {settings.proxy.max_client_connections} "
               f"([proxy] max_client_connections): the open-files limit is {open_files}", file=sys.stderr, flush=True)
+    stop = Stop()  # from the moment the port is open, SIGTERM stops the proxy cleanly
     listener = listen(proxy.host, proxy.port)
     host, port = listener.getsockname()[:2]
     shown = f"[{host}]" if ":" in host else host
@@ -50,4 +51,4 @@ def proxy_command(settings: Settings, args: Any, out: TextIO) -> int:
           f"({proxy.workers} worker{'s' if proxy.workers > 1 else ''}{attributed}; journal {settings.journal_path}/proxy-N)",
           file=out, flush=True)
     with listener:
-        return serve(proxy, keys, listener, out)
+        return serve(proxy, keys, listener, out, stop)

@@ -81,18 +81,22 @@ def listen(host: str, port: int) -> socket.socket:
     return listener
 
 
-def serve(proxy: ProxyPlan, keys: ProxyKeys, listener: socket.socket, out: TextIO) -> int:
-    """Serve until SIGTERM or Ctrl-C; 0 when every worker ended cleanly."""
+def serve(proxy: ProxyPlan, keys: ProxyKeys, listener: socket.socket, out: TextIO, stop: Stop | None = None) -> int:
+    """Serve until SIGTERM or Ctrl-C (`stop`: noted since before the port opened); 0 when every worker ended cleanly."""
     if proxy.workers == 1:
-        return run_worker(1, proxy, keys, listener)
-    return supervise(proxy.workers, lambda index: run_worker(index, proxy, keys, listener))
+        return run_worker(1, proxy, keys, listener, stop)
+    return supervise(proxy.workers, lambda index: run_worker(index, proxy, keys, listener),
+                     stop.signalled if stop is not None else 0)
 
 
 # ---------------------------------------------------------------- one worker
 
 
-class _Stop:
-    """SIGTERM and SIGINT noted before uvicorn takes them over (it hands them back after its shutdown)."""
+class Stop:
+    """SIGTERM and SIGINT noted before uvicorn takes them over (it hands them back after its shutdown).
+
+    Made before the port opens: a SIGTERM that comes as soon as it is open is a stop, not a death.
+    """
 
     def __init__(self) -> None:
         self.signalled = 0
@@ -132,11 +136,11 @@ def worker_config(app: ProxyApp, options: ProxySettings) -> uvicorn.Config:
                           timeout_graceful_shutdown=int(max(1, options.shutdown_seconds)))
 
 
-def run_worker(index: int, proxy: ProxyPlan, keys: ProxyKeys, listener: socket.socket) -> int:
+def run_worker(index: int, proxy: ProxyPlan, keys: ProxyKeys, listener: socket.socket, stop: Stop | None = None) -> int:
     """One worker: a Recorder with its own journal, the app, uvicorn on the shared socket; flushed at the end."""
     from ..record.recorder import Recorder
 
-    stop = _Stop()  # before the recorder's sink, which leaves a handler it finds in place
+    stop = stop or Stop()  # before the recorder's sink, which leaves a handler it finds in place
     settings, options = proxy.settings, proxy.settings.proxy
     logging.getLogger("uvicorn.error").addFilter(_QuietCut())
     recorder = Recorder(settings=settings, journal_dir=Path(settings.journal_path) / f"proxy-{index}")
@@ -159,12 +163,12 @@ def run_worker(index: int, proxy: ProxyPlan, keys: ProxyKeys, listener: socket.s
 # ---------------------------------------------------------------- several workers
 
 
-def supervise(workers: int, work: Callable[[int], int]) -> int:
-    """Run `work(index)` in `workers` forked processes; start a dead one again; on SIGTERM, stop them all."""
+def supervise(workers: int, work: Callable[[int], int], signalled: int = 0) -> int:
+    """Run `work(index)` in `workers` forked processes; start a dead one again; on SIGTERM (or `signalled`), stop them all."""
     context = multiprocessing.get_context("fork")  # the parent has no thread: what forks is this loop only
     wake_read, wake_write = os.pipe()
     os.set_blocking(wake_write, False)
-    stopping: list[int] = []
+    stopping: list[int] = [signalled] if signalled else []
 
     def on_signal(signum: int, _frame: Any) -> None:
         stopping.append(signum)
@@ -187,7 +191,7 @@ def supervise(workers: int, work: Callable[[int], int]) -> int:
             signal.pthread_sigmask(signal.SIG_UNBLOCK, signals)
         return process, time.monotonic()
 
-    running = {index: start(index) for index in range(1, workers + 1)}
+    running = {} if stopping else {index: start(index) for index in range(1, workers + 1)}
     quick_deaths = 0
     try:
         while not stopping:

@@ -88,6 +88,17 @@ def test_sigterm_finishes_the_call_in_flight_flushes_the_ledger_and_exits_0(sim,
         httpx2.get(root + "/healthz")
 
 
+@pytest.mark.parametrize("workers", ["1", "2"])
+def test_sigterm_as_soon_as_the_port_is_open_stops_the_proxy_cleanly(sim, database_url, tmp_path, workers):
+    env = {**os.environ, "CREDIT_LEDGER_CONFIG": str(config_file(tmp_path, database_url))}
+    process = subprocess.Popen([sys.executable, "-m", "ledger.cli", "proxy", "--port", "0", "--workers", workers,
+                                "--upstream", sim.base_url], env=env, cwd=tmp_path, stdout=subprocess.PIPE,
+                               stderr=subprocess.PIPE, text=True)
+    assert process.stdout.readline().startswith("credit-ledger proxy on http://127.0.0.1:")  # the port is open
+    code, err = stopped(process)
+    assert (code, err) == (0, "")
+
+
 def test_a_worker_killed_under_load_loses_no_answered_call_and_counts_none_twice(sim, database_url, tmp_path):
     process, root = start(tmp_path, database_url, "--upstream", sim.base_url, "--workers", "2")
     first = wait_for(lambda: workers_of(process.pid) if len(workers_of(process.pid)) == 2 else None, what="two workers")
