@@ -136,6 +136,10 @@ class ProxyApp:
         self.in_flight += 1
         try:
             await self._forward(scope, receive, send, raw_path)
+        except asyncio.CancelledError:
+            # Ours when the client went away; else uvicorn's, for a call still running after shutdown_seconds
+            # (it says so in one line). Either way the call is recorded and the client's connection closed.
+            asyncio.current_task().uncancel()
         finally:
             self.in_flight -= 1
             self.served += 1
@@ -218,10 +222,6 @@ class ProxyApp:
                                  extensions={"timeout": self._timeouts})
         try:
             await self._exchange(request, streamed, call, send)
-        except asyncio.CancelledError:
-            if not call.gone:
-                raise
-            call.task.uncancel()  # ours: the client went away
         finally:
             call.done = True
             if call.timer is not None:

@@ -27,15 +27,16 @@ BODY = {"model": "gemini-3.1-pro", "messages": [{"role": "user", "content": "Say
 AUTH = {"Authorization": f"Bearer {KEY}"}
 
 
-def config_file(tmp_path: Path, database_url: str, extra: str = "") -> Path:
+def config_file(tmp_path: Path, database_url: str, extra: str = "", shutdown_seconds: int = 20) -> Path:
     path = tmp_path / "credit-ledger.toml"
     path.write_text(f'database_url = "{database_url}"\njournal = "{tmp_path / "journal"}"\nsecret = "{tmp_path / "secret"}"\n'
-                    f"[proxy]\nshutdown_seconds = 20\n{extra}")
+                    f"[proxy]\nshutdown_seconds = {shutdown_seconds}\n{extra}")
     return path
 
 
-def start(tmp_path: Path, database_url: str, *flags: str, open_files: tuple[int, int] | None = None) -> tuple[subprocess.Popen, str]:
-    env = {**os.environ, "CREDIT_LEDGER_CONFIG": str(config_file(tmp_path, database_url))}
+def start(tmp_path: Path, database_url: str, *flags: str, open_files: tuple[int, int] | None = None,
+          shutdown_seconds: int = 20) -> tuple[subprocess.Popen, str]:
+    env = {**os.environ, "CREDIT_LEDGER_CONFIG": str(config_file(tmp_path, database_url, shutdown_seconds=shutdown_seconds))}
     limit = (lambda: resource.setrlimit(resource.RLIMIT_NOFILE, open_files)) if open_files else None
     process = subprocess.Popen([sys.executable, "-m", "ledger.cli", "proxy", "--port", "0", *flags], env=env, cwd=tmp_path,
                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, preexec_fn=limit)
@@ -86,6 +87,25 @@ def test_sigterm_finishes_the_call_in_flight_flushes_the_ledger_and_exits_0(sim,
         "completed", call.id, 12, call.credits_charged)
     with pytest.raises(httpx2.ConnectError):
         httpx2.get(root + "/healthz")
+
+
+def test_a_stream_outliving_shutdown_seconds_is_cut_recorded_and_leaves_no_traceback(sim, database_url, tmp_path):
+    sim.platform.reset()
+    process, root = start(tmp_path, database_url, "--upstream", sim.base_url, shutdown_seconds=1)
+    headers = {**AUTH, "X-Sim-Fault": "slow_chunks", "X-Sim-Completion-Tokens": "400"}  # 200 events, 0.2 s apart
+    with httpx2.Client(timeout=30) as client:
+        with client.stream("POST", root + "/v1/chat/completions", json={**BODY, "stream": True}, headers=headers) as answer:
+            pieces = answer.iter_raw()
+            next(pieces)
+            process.send_signal(signal.SIGTERM)
+            with pytest.raises(httpx2.RemoteProtocolError):
+                for _ in pieces:
+                    pass
+    code, err = stopped(process, signalled=True)
+    assert code == 0 and "Traceback" not in err and err.count("\n") == 1, err
+    assert "timeout graceful shutdown exceeded" in err
+    [row] = ledger_rows(database_url)
+    assert row.status == "failed" and row.completion_id == sim.platform.call_log[-1].id
 
 
 @pytest.mark.parametrize("workers", ["1", "2"])
