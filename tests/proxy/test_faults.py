@@ -103,18 +103,70 @@ def test_a_malformed_upstream_body_reaches_the_client_unchanged_and_its_row_is_f
     still_serving(proxy)
 
 
-def test_a_request_body_over_the_limit_is_413_whether_its_length_is_told_or_not(sim, proxy):
+class HeadsSeen:
+    """An upstream on a raw socket that notes each request head it receives and never answers."""
+
+    def __init__(self) -> None:
+        import threading
+
+        self.heads: list[bytes] = []
+        self.arrived = threading.Event()
+        self._listener = socket.create_server(("127.0.0.1", 0))
+        self.base_url = f"http://127.0.0.1:{self._listener.getsockname()[1]}/v1"
+        threading.Thread(target=self._serve, daemon=True).start()
+
+    def _serve(self) -> None:
+        import threading
+
+        while True:
+            try:
+                connection, _ = self._listener.accept()
+            except OSError:
+                return
+            threading.Thread(target=self._read, args=(connection,), daemon=True).start()
+
+    def _read(self, connection: socket.socket) -> None:
+        with connection:
+            received = b""
+            while b"\r\n\r\n" not in received:
+                piece = connection.recv(65536)
+                if not piece:
+                    return
+                received += piece
+            self.heads.append(received.partition(b"\r\n\r\n")[0])
+            self.arrived.set()
+            while connection.recv(65536):
+                pass
+
+    def close(self) -> None:
+        self._listener.close()
+
+
+def test_a_body_over_the_limit_is_413_and_a_row_exactly_when_part_of_it_had_left(database_url, tmp_path):
     large = json.dumps({**BODY, "messages": [{"role": "user", "content": "x" * 100_000}]}).encode()
-    sim.platform.reset()
-    with httpx2.Client() as client:
-        told = client.post(proxy.base_url + "/chat/completions", content=large, headers=AUTH)
-        untold = client.post(proxy.base_url + "/chat/completions", content=iter([large[:1000], large[1000:]]), headers=AUTH)
-    assert error_of(told) == (413, "request_too_large", "invalid_request_error")
-    assert error_of(untold) == (413, "request_too_large", "invalid_request_error")
-    assert sim.platform.call_log == []  # neither reached the upstream whole
-    rows = proxy.rows()
-    assert [row.status for row in rows] in ([], ["failed"])  # the one sent on its way is a failed call, if it left
-    still_serving(proxy)
+    upstream = HeadsSeen()
+    settings = proxy_settings(database_url, tmp_path, max_body_bytes=64 * 1024)
+    head = f"POST /v1/chat/completions HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer {KEY}\r\nConnection: close\r\n"
+    try:
+        with ProxyUnderTest(upstream.base_url, settings) as proxy:
+            told = raw_exchange(proxy.port, f"{head}Content-Length: {len(large)}\r\n\r\n".encode() + large)
+            assert upstream.heads == [] and proxy.rows() == []  # refused before anything left: no call, no row
+            with socket.create_connection(("127.0.0.1", proxy.port), timeout=10) as client:
+                client.sendall(f"{head}Transfer-Encoding: chunked\r\n\r\n".encode() + b"3e8\r\n" + large[:1000] + b"\r\n")
+                assert upstream.arrived.wait(10)  # the call is on its way upstream, then its body passes the limit
+                rest = large[1000:]
+                client.sendall(b"%x\r\n" % len(rest) + rest + b"\r\n0\r\n\r\n")
+                untold = b""
+                while piece := client.recv(65536):
+                    untold += piece
+            rows = proxy.rows()
+    finally:
+        upstream.close()
+    for answer in (told, untold):
+        assert answer.startswith(b"HTTP/1.1 413 ")
+        assert json.loads(answer.partition(b"\r\n\r\n")[2])["error"]["code"] == "request_too_large"
+    assert len(upstream.heads) == 1 and b"transfer-encoding: chunked" in upstream.heads[0].lower()
+    assert [(row.status, row.http_status, row.credits_charged) for row in rows] == [("failed", None, None)]
 
 
 def test_an_absolute_url_a_foreign_host_or_a_climbing_path_is_refused_and_nothing_leaves(sim, proxy):
