@@ -1,9 +1,10 @@
 """A client's connection to the proxy: uvicorn's httptools protocol, bounded as a server on a network must be.
 
-A connection that says nothing is closed after `idle_timeout`; a request's head
-must arrive within `header_timeout` and within `max_header_bytes`,
-`max_header_line_bytes` and `max_headers`; a worker serves `max_client_connections`
-at once. What it refuses is answered in the API's error shape, then closed.
+A connection that says nothing (between requests, or within a request's body)
+is closed after `idle_timeout`; a request's head must arrive within
+`header_timeout` and within `max_header_bytes`, `max_header_line_bytes` and
+`max_headers`; a worker serves `max_client_connections` at once. What it
+refuses is answered in the API's error shape, then closed.
 """
 
 from __future__ import annotations
@@ -113,6 +114,9 @@ class GuardedProtocol(HttpToolsProtocol):
             self._head_received += len(data)
             if self._head_received > self.limits.max_header_bytes:
                 self._refuse_large_head()
+        elif not self._between_messages and not self._refused:
+            # A body still to come: a client that stops sending it is silent too (its call is ended as the client's).
+            self.timeout_keep_alive_task = self.loop.call_later(self.limits.idle_timeout, self.timeout_keep_alive_handler)
 
     # ------------------------------------------------------------ parser callbacks
 
@@ -156,6 +160,7 @@ class GuardedProtocol(HttpToolsProtocol):
 
     def on_message_complete(self) -> None:
         self._between_messages = True
+        self._unset_keepalive_if_required()  # the body's silence timer
         super().on_message_complete()
 
     def on_headers_complete(self) -> None:

@@ -88,6 +88,19 @@ def test_silent_connections_are_closed_after_the_idle_timeout_and_others_are_ser
             still_serving(proxy)
 
 
+def test_a_body_that_stops_coming_is_closed_after_the_idle_timeout_and_its_call_is_a_failed_row(sim, database_url, tmp_path):
+    sim.platform.reset()
+    with ProxyUnderTest(sim.base_url, proxy_settings(database_url, tmp_path, idle_timeout=0.3)) as proxy:
+        stalled = connect(proxy.port, 5)
+        for connection in stalled:  # a tenth of the body told, then nothing
+            connection.sendall(HEAD + b"Authorization: Bearer " + KEY.encode() + b"\r\nContent-Length: 1000\r\n\r\n" + b"{" * 100)
+        assert answers_when_closed(stalled) == [b""] * 5
+        still_serving(proxy)
+        rows = proxy.rows()
+    assert sim.platform.call_log[-1].status == 200 and len(sim.platform.call_log) == 1  # the stalled ones never reached it whole
+    assert sorted(row.status for row in rows) == ["completed"] + ["failed"] * 5
+
+
 def test_a_slow_head_is_answered_408_after_the_header_timeout_and_others_are_served(sim, database_url, tmp_path):
     with ProxyUnderTest(sim.base_url, proxy_settings(database_url, tmp_path, header_timeout=0.3)) as proxy:
         slow = connect(proxy.port, 20)
