@@ -20,7 +20,7 @@ import httpx2
 
 from .. import redact
 from ..accounting.records import ABORTED
-from ..record.sse import DecodeError, decoder_for
+from ..record.sse import DecodeError
 from .guard import HOP_BY_HOP, NOT_FORWARDED, ProxyKeys, refused_target
 from .unkeyed import KeyMask
 
@@ -263,16 +263,15 @@ class ProxyApp:
                 continue
             headers.append((name, value))
         try:
-            masked = self.mask.body() if self.mask is not None else None
-            decoder = None
-            if masked is not None:
+            masked = None
+            if self.mask is not None:
                 headers = self.mask.headers(headers)
                 try:
-                    decoder = decoder_for(coding.decode("latin-1") if coding else None)
+                    masked = self.mask.body(coding)
                 except DecodeError:
                     return await _error(send, 502, "upstream_unreadable", "proxy_error",
                                         "The upstream answered in a content coding this proxy cannot read.")
-                if decoder is not None:
+                if masked.decoder is not None:  # decoded here: the length told was the coded one's
                     headers, remaining = [(n, v) for n, v in headers if n.lower() != b"content-length"], -1
             await send({"type": "http.response.start", "status": response.status_code, "headers": headers})
             chunks = stream.__aiter__()
@@ -284,7 +283,7 @@ class ProxyApp:
                         remaining -= len(chunk)
                         final = remaining <= 0
                     if masked is not None:
-                        chunk = masked.feed(_decoded(decoder, chunk)) + (masked.end() if final else b"")
+                        chunk = masked.feed(chunk, final)
                     if final:
                         # The last piece waits for the stream's end (at once: no read is left), so that
                         # the call is in the journal before the client has all of its answer; it goes
@@ -298,7 +297,7 @@ class ProxyApp:
             finally:
                 await chunks.aclose()
             if masked is not None:
-                last += masked.feed(_decoded(decoder, b"", True)) + masked.end()
+                last += masked.end()
             call.done = True
             await send({"type": "http.response.body", "body": last, "more_body": False})
         finally:
@@ -320,17 +319,6 @@ async def _whole_body(first: bytes, limit: int, call: _Call) -> bytes:
     if len(first) > limit:
         raise BodyTooLarge(len(first))
     return b"".join([piece async for piece in _RequestBody(first, limit, call, _watch_soon)])
-
-
-def _decoded(decoder: Any, chunk: bytes, end: bool = False) -> bytes:
-    """`chunk` with the answer's content coding undone (as it is, without one)."""
-    if decoder is None:
-        return chunk
-    pieces: list[bytes] = []
-    decoder.decode(chunk, pieces.append)
-    if end:
-        decoder.finish(pieces.append)
-    return b"".join(pieces)
 
 
 def _watch_soon(call: _Call) -> None:

@@ -4,12 +4,15 @@ Upstreams echo the key a call was made with (in a 401's message, a 500's
 debug text, a header). The proxy knows its upstream keys, so it masks each
 one, in any letter case, in the answer's headers and bytes, across the
 chunks a body comes in, with a mask of the same length (a Content-Length
-stays true, JSON stays JSON).
+stays true, JSON stays JSON). An answer coded (gzip, ...) though the proxy
+asked for identity is decoded first: a coding would hide the key.
 """
 
 from __future__ import annotations
 
-from typing import Iterable
+from typing import Any, Iterable
+
+from ..record.sse import decoder_for
 
 _MASK = b"sk-redacted"
 
@@ -41,8 +44,9 @@ class KeyMask:
     def headers(self, raw: Iterable[tuple[bytes, bytes]]) -> list[tuple[bytes, bytes]]:
         return [(self.whole(name), self.whole(value)) for name, value in raw]
 
-    def body(self) -> "MaskedBody":
-        return MaskedBody(self)
+    def body(self, coding: bytes | None = None) -> "MaskedBody":
+        """One answer's masking, its `coding` (a Content-Encoding) undone; DecodeError for one that cannot be."""
+        return MaskedBody(self, decoder_for(coding.decode("latin-1")) if coding else None)
 
     def held_back(self, data: bytes) -> int:
         """How many bytes at the end of `data` might be the start of a key that the next chunk completes."""
@@ -56,19 +60,29 @@ class KeyMask:
 
 
 class MaskedBody:
-    """One answer's bytes, masked as they pass: a key's start at a chunk's end waits for the next chunk."""
+    """One answer's bytes, decoded and masked as they pass: a key's start at a chunk's end waits for the next chunk."""
 
-    __slots__ = ("_mask", "_held")
+    __slots__ = ("_mask", "_held", "decoder")
 
-    def __init__(self, mask: KeyMask) -> None:
-        self._mask, self._held = mask, b""
+    def __init__(self, mask: KeyMask, decoder: Any = None) -> None:
+        self._mask, self._held, self.decoder = mask, b"", decoder  # decoder: None for an answer without a coding
 
-    def feed(self, chunk: bytes) -> bytes:
+    def feed(self, chunk: bytes, final: bool = False) -> bytes:
+        """What of the bytes so far may go to the client (all of them when `final`); DecodeError for a bad coding."""
+        if self.decoder is not None:
+            chunk = self._decoded(chunk, final)
         data = self._mask.whole(self._held + chunk if self._held else chunk)
-        held = self._mask.held_back(data)
+        held = 0 if final else self._mask.held_back(data)
         self._held = data[len(data) - held:] if held else b""
         return data[: len(data) - held] if held else data
 
     def end(self) -> bytes:
-        held, self._held = self._held, b""
-        return held
+        """What is left once the upstream's bytes have all come."""
+        return self.feed(b"", final=True)
+
+    def _decoded(self, chunk: bytes, final: bool) -> bytes:
+        pieces: list[bytes] = []
+        self.decoder.decode(chunk, pieces.append)
+        if final:
+            self.decoder.finish(pieces.append)
+        return b"".join(pieces)
