@@ -116,7 +116,7 @@ class GuardedProtocol(HttpToolsProtocol):
                 self._refuse_large_head()
         elif not self._between_messages and not self._refused:
             # A body still to come: a client that stops sending it is silent too (its call is ended as the client's).
-            self.timeout_keep_alive_task = self.loop.call_later(self.limits.idle_timeout, self.timeout_keep_alive_handler)
+            self.timeout_keep_alive_task = self.loop.call_later(self.limits.idle_timeout, self._body_silent)
 
     # ------------------------------------------------------------ parser callbacks
 
@@ -189,6 +189,12 @@ class GuardedProtocol(HttpToolsProtocol):
         if self._head_timer is not None:
             self._head_timer.cancel()
             self._head_timer = None
+
+    def _body_silent(self) -> None:
+        if self.flow.read_paused:  # not the client's silence: the proxy stopped reading (the body waits upstream)
+            self.timeout_keep_alive_task = self.loop.call_later(self.limits.idle_timeout, self._body_silent)
+        else:
+            self.timeout_keep_alive_handler()
 
     def _refuse_large_head(self) -> None:
         self._refuse(HTTPStatus.REQUEST_HEADER_FIELDS_TOO_LARGE, "request_header_fields_too_large",

@@ -101,6 +101,54 @@ def test_a_body_that_stops_coming_is_closed_after_the_idle_timeout_and_its_call_
     assert sorted(row.status for row in rows) == ["completed"] + ["failed"] * 5
 
 
+class SlowReadingUpstream:
+    """An upstream on a raw socket that waits a second before it reads a request's body, then answers a chat completion."""
+
+    ANSWER = (b'{"id":"chatcmpl-slow","object":"chat.completion","model":"gemini-3.1-pro","choices":[],'
+              b'"usage":{"prompt_tokens":1,"completion_tokens":1,"total_tokens":2},"credits_consumed":0.01}')
+
+    def __init__(self) -> None:
+        import threading
+
+        self._listener = socket.create_server(("127.0.0.1", 0))
+        self._listener.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)  # the proxy's writes stall soon
+        self.base_url = f"http://127.0.0.1:{self._listener.getsockname()[1]}/v1"
+        self.received: list[int] = []
+        threading.Thread(target=self._serve, daemon=True).start()
+
+    def _serve(self) -> None:
+        connection, _ = self._listener.accept()
+        with connection:
+            received = b""
+            while b"\r\n\r\n" not in received:
+                received += connection.recv(4096)
+            head, _, body = received.partition(b"\r\n\r\n")
+            length = int(next(line for line in head.split(b"\r\n") if line.lower().startswith(b"content-length:")).split(b":")[1])
+            time.sleep(1.0)  # what the proxy cannot pass on in the meantime, it stops reading from its client
+            while len(body) < length:
+                body += connection.recv(1 << 20)
+            self.received.append(len(body))
+            connection.sendall(b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: %d\r\n\r\n%s"
+                               % (len(self.ANSWER), self.ANSWER))
+
+    def close(self) -> None:
+        self._listener.close()
+
+
+def test_a_body_the_proxy_stops_reading_while_the_upstream_is_slow_is_not_cut_as_silent(database_url, tmp_path):
+    upstream = SlowReadingUpstream()
+    large = json.dumps({**BODY, "messages": [{"role": "user", "content": "x" * (12 << 20)}]}).encode()
+    try:
+        with ProxyUnderTest(upstream.base_url, proxy_settings(database_url, tmp_path, idle_timeout=0.2)) as proxy:
+            with httpx2.Client(timeout=30) as client:
+                answer = client.post(proxy.base_url + "/chat/completions", content=large, headers=AUTH)
+            rows = proxy.rows()
+    finally:
+        upstream.close()
+    assert answer.status_code == 200 and answer.content == SlowReadingUpstream.ANSWER and upstream.received == [len(large)]
+    assert [row.status for row in rows] == ["completed"]
+
+
 def test_a_slow_head_is_answered_408_after_the_header_timeout_and_others_are_served(sim, database_url, tmp_path):
     with ProxyUnderTest(sim.base_url, proxy_settings(database_url, tmp_path, header_timeout=0.3)) as proxy:
         slow = connect(proxy.port, 20)
