@@ -83,6 +83,10 @@ class GuardedProtocol(HttpToolsProtocol):
         self._head_received = self._head_size = 0  # bytes fed to the parser for the head so far; its lines' sizes
         self._refused = self._over_cap = self._replaying = False
         self._between_messages = True  # the parser waits for a request's first byte
+        # A chunked body's trailer section (after its last, empty chunk) is held by the parser until each line ends:
+        # a chunk's size line read and no body since, through whole pieces of data, is trailer bytes, counted.
+        self._chunk_waiting = self._body_in_feed = False
+        self._trailer_received = 0
 
     # ------------------------------------------------------------ connection
 
@@ -102,6 +106,7 @@ class GuardedProtocol(HttpToolsProtocol):
         self._unset_keepalive_if_required()
         if self._head_timer is None and self._between_messages:
             self._start_head_timer()  # the first byte after a request starts a head, even a run of blank lines
+        self._body_in_feed = False
         try:
             self.parser.feed_data(data)
         except httptools.HttpParserUpgrade as upgrade:
@@ -117,6 +122,10 @@ class GuardedProtocol(HttpToolsProtocol):
         elif not self._between_messages and not self._refused:
             # A body still to come: a client that stops sending it is silent too (its call is ended as the client's).
             self.timeout_keep_alive_task = self.loop.call_later(self.limits.idle_timeout, self._body_silent)
+            if self._chunk_waiting and not self._body_in_feed:
+                self._trailer_received += len(data)
+                if self._trailer_received > self.limits.max_header_bytes:
+                    self._refuse_large_head()
 
     # ------------------------------------------------------------ parser callbacks
 
@@ -158,6 +167,16 @@ class GuardedProtocol(HttpToolsProtocol):
             raise _Refused
         super().on_header(name, value)
 
+    def on_body(self, body: bytes) -> None:
+        self._body_in_feed, self._chunk_waiting = True, False
+        super().on_body(body)
+
+    def on_chunk_header(self) -> None:
+        self._chunk_waiting = True
+
+    def on_chunk_complete(self) -> None:
+        self._chunk_waiting = False
+
     def on_message_complete(self) -> None:
         self._between_messages = True
         self._unset_keepalive_if_required()  # the body's silence timer
@@ -182,7 +201,7 @@ class GuardedProtocol(HttpToolsProtocol):
     # ------------------------------------------------------------ the bounds
 
     def _start_head_timer(self) -> None:
-        self._head_received = self._head_size = 0
+        self._head_received = self._head_size = self._trailer_received = 0
         self._head_timer = self.loop.call_later(self.limits.header_timeout, self._head_timed_out)
 
     def _stop_head_timer(self) -> None:

@@ -208,6 +208,19 @@ def test_a_request_head_past_a_limit_is_answered_431_and_nothing_leaves(sim, dat
         assert len(proxy.rows()) == 1
 
 
+def test_a_chunked_bodys_trailers_past_the_head_limit_end_the_connection(sim, database_url, tmp_path):
+    sim.platform.reset()
+    body = json.dumps(BODY).encode()
+    with ProxyUnderTest(sim.base_url, proxy_settings(database_url, tmp_path)) as proxy:
+        [connection] = connect(proxy.port, 1)
+        connection.sendall(HEAD + b"Authorization: Bearer " + KEY.encode() + b"\r\nTransfer-Encoding: chunked\r\n\r\n"
+                           + b"%x\r\n" % len(body) + body + b"\r\n0\r\nX-Trailer: ")  # then a trailer line that never ends
+        assert answers_when_closed([connection], trickle=b"t" * 4096) == [b""]
+        still_serving(proxy)
+        rows = proxy.rows()
+    assert sorted(row.status for row in rows) == ["completed", "failed"]  # the cut call had left: its row says so
+
+
 def test_a_request_target_past_the_line_limit_is_answered_414(sim, database_url, tmp_path):
     sim.platform.reset()
     with ProxyUnderTest(sim.base_url, proxy_settings(database_url, tmp_path)) as proxy:
