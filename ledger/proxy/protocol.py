@@ -104,13 +104,13 @@ class GuardedProtocol(HttpToolsProtocol):
         if self._refused:
             return  # answered: what still comes is read and dropped until the client or the linger closes
         self._unset_keepalive_if_required()
-        if self._head_timer is None and self._between_messages:
+        if data and self._head_timer is None and self._between_messages:
             self._start_head_timer()  # the first byte after a request starts a head, even a run of blank lines
         self._body_in_feed = False
         try:
             self.parser.feed_data(data)
         except httptools.HttpParserUpgrade as upgrade:
-            self._read_on_as_http11(data[upgrade.args[0]:])
+            return self._read_on_as_http11(data[upgrade.args[0]:])  # which reads on from there, bounds included
         except httptools.HttpParserError:
             if not self._refused:
                 self._refuse(HTTPStatus.BAD_REQUEST, "invalid_request", "Invalid HTTP request.")
@@ -259,8 +259,7 @@ class GuardedProtocol(HttpToolsProtocol):
                 self.parser.feed_data(b"POST / HTTP/1.1\r\n" + framing + b"\r\n")
             finally:
                 self._replaying = False
-        if rest:
-            self.data_received(rest)
+        self.data_received(rest)
 
 
 def protocol_class(limits: ConnectionLimits) -> type[GuardedProtocol]:

@@ -163,6 +163,26 @@ def test_a_slow_head_is_answered_408_after_the_header_timeout_and_others_are_ser
         still_serving(proxy)
 
 
+def test_a_request_asking_for_h2c_keeps_the_bounds_of_any_other(sim, database_url, tmp_path):
+    upgrade = b"Connection: Upgrade, HTTP2-Settings\r\nUpgrade: h2c\r\nHTTP2-Settings: AAMAAABkAAQCAAAAAAIAAAAA\r\n"
+    auth = b"Authorization: Bearer " + KEY.encode() + b"\r\n"
+    body = json.dumps({**BODY, "messages": [{"role": "user", "content": "y" * 2000}]}).encode()
+    settings = proxy_settings(database_url, tmp_path, header_timeout=0.3, idle_timeout=1.0)
+    with ProxyUnderTest(sim.base_url, settings) as proxy:
+        with socket.create_connection(("127.0.0.1", proxy.port), timeout=BOUND) as connection:
+            connection.sendall(b"GET /v1/credits HTTP/1.1\r\nHost: 127.0.0.1\r\n" + upgrade + auth + b"\r\n")
+            first = connection.recv(65536)
+            time.sleep(0.6)  # longer than header_timeout, shorter than idle_timeout: the connection is idle, not mid-head
+            connection.sendall(b"POST /v1/chat/completions HTTP/1.1\r\nHost: 127.0.0.1\r\n" + upgrade + auth
+                               + b"Content-Length: %d\r\n\r\n" % len(body) + body[:100])
+            for start in range(100, len(body), 100):  # the rest of the body over 2 s, never silent for idle_timeout
+                connection.sendall(body[start : start + 100])
+                time.sleep(0.1)
+            second = connection.recv(65536)
+    assert first.startswith(b"HTTP/1.1 200 OK") and second.startswith(b"HTTP/1.1 200 OK"), (first[:100], second[:100])
+    assert [row.status for row in proxy.rows()] == ["completed"]
+
+
 def test_past_the_connection_cap_a_request_is_answered_503_proxy_busy_and_the_others_are_served(sim, database_url, tmp_path):
     settings = proxy_settings(database_url, tmp_path, max_client_connections=4, idle_timeout=30)
     with ProxyUnderTest(sim.base_url, settings) as proxy:
