@@ -91,8 +91,8 @@ def test_sigterm_finishes_the_call_in_flight_flushes_the_ledger_and_exits_0(sim,
 
 def test_a_stream_outliving_shutdown_seconds_is_cut_recorded_and_leaves_no_traceback(sim, database_url, tmp_path):
     sim.platform.reset()
-    process, root = start(tmp_path, database_url, "--upstream", sim.base_url, shutdown_seconds=1)
-    headers = {**AUTH, "X-Sim-Fault": "slow_chunks", "X-Sim-Completion-Tokens": "400"}  # 200 events, 0.2 s apart
+    process, root = start(tmp_path, database_url, "--upstream", sim.base_url, shutdown_seconds=3)
+    headers = {**AUTH, "X-Sim-Fault": "slow_chunks", "X-Sim-Completion-Tokens": "400"}  # 200 events, 0.2 s apart: 40 s
     with httpx2.Client(timeout=30) as client:
         with client.stream("POST", root + "/v1/chat/completions", json={**BODY, "stream": True}, headers=headers) as answer:
             pieces = answer.iter_raw()
@@ -102,8 +102,8 @@ def test_a_stream_outliving_shutdown_seconds_is_cut_recorded_and_leaves_no_trace
                 for _ in pieces:
                     pass
     code, err = stopped(process, signalled=True)
-    assert code == 0 and "Traceback" not in err and err.count("\n") == 1, err
-    assert "timeout graceful shutdown exceeded" in err
+    assert code == 0 and "Traceback" not in err and "Exception in ASGI application" not in err, err
+    assert "Cancel 1 running task(s), timeout graceful shutdown exceeded" in err
     [row] = ledger_rows(database_url)
     assert row.status == "failed" and row.completion_id == sim.platform.call_log[-1].id
 
