@@ -3,14 +3,16 @@
 A connection that says nothing (between requests, or within a request's body)
 is closed after `idle_timeout`; a request's head must arrive within
 `header_timeout` and within `max_header_bytes`, `max_header_line_bytes` and
-`max_headers`; a worker serves `max_client_connections` at once. What it
-refuses is answered in the API's error shape, then closed.
+`max_headers`; a worker serves `max_client_connections` at once, making room
+by closing the connection quiet the longest. What it refuses is answered in
+the API's error shape, then closed.
 """
 
 from __future__ import annotations
 
 import asyncio
 import resource
+import time
 from dataclasses import dataclass
 from http import HTTPStatus
 
@@ -82,6 +84,7 @@ class GuardedProtocol(HttpToolsProtocol):
         self._head_timer: asyncio.TimerHandle | None = None
         self._head_received = self._head_size = 0  # bytes fed to the parser for the head so far; its lines' sizes
         self._refused = self._over_cap = self._replaying = False
+        self._quiet_since: float | None = None  # since when no request of this connection is being served
         self._between_messages = True  # the parser waits for a request's first byte
         # A chunked body's trailer section (after its last, empty chunk) is held by the parser until each line ends:
         # a chunk's size line read and no body since, through whole pieces of data, is trailer bytes, counted.
@@ -92,7 +95,10 @@ class GuardedProtocol(HttpToolsProtocol):
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         super().connection_made(transport)
-        self._over_cap = len(self.connections) > self.limits.max_connections
+        self._quiet_since = time.monotonic()  # not the loop's clock: uvloop's counts milliseconds, and ties pick at random
+        # At the cap, the connection quiet the longest (idle, or its head still coming) makes room: a flood of
+        # silent connections cannot lock clients out. With every one serving a request, this one gets 503.
+        self._over_cap = len(self.connections) > self.limits.max_connections and not self._evict_quietest()
         # Silent from the start is idle too: uvicorn's own keep-alive timer starts after an answer only.
         self.timeout_keep_alive_task = self.loop.call_later(self.limits.idle_timeout, self.timeout_keep_alive_handler)
 
@@ -186,6 +192,7 @@ class GuardedProtocol(HttpToolsProtocol):
         if self._replaying:
             return
         self._stop_head_timer()
+        self._quiet_since = None
         if self._over_cap:
             self._refuse(HTTPStatus.SERVICE_UNAVAILABLE, "proxy_busy",
                          f"This proxy worker serves {self.limits.max_connections} client connections at once "
@@ -198,7 +205,21 @@ class GuardedProtocol(HttpToolsProtocol):
         if target[:1] != b"/":
             self.scope["raw_path"] = target.partition(b"?")[0]
 
+    def on_response_complete(self) -> None:
+        self._quiet_since = time.monotonic()
+        super().on_response_complete()
+
     # ------------------------------------------------------------ the bounds
+
+    def _evict_quietest(self) -> bool:
+        quiet = [other for other in self.connections if getattr(other, "_quiet_since", None) is not None and other is not self]
+        if not quiet:
+            return False
+        quietest = min(quiet, key=lambda other: other._quiet_since)
+        quietest._quiet_since = None  # not chosen again before it is gone
+        quietest._refused = True
+        quietest.transport.close()
+        return True
 
     def _start_head_timer(self) -> None:
         self._head_received = self._head_size = self._trailer_received = 0

@@ -183,24 +183,44 @@ def test_a_request_asking_for_h2c_keeps_the_bounds_of_any_other(sim, database_ur
     assert [row.status for row in proxy.rows()] == ["completed"]
 
 
-def test_past_the_connection_cap_a_request_is_answered_503_proxy_busy_and_the_others_are_served(sim, database_url, tmp_path):
-    settings = proxy_settings(database_url, tmp_path, max_client_connections=4, idle_timeout=30)
+def test_at_the_cap_the_connection_quiet_the_longest_makes_room_and_a_client_is_served(sim, database_url, tmp_path):
+    settings = proxy_settings(database_url, tmp_path, max_client_connections=4, idle_timeout=30, header_timeout=30)
     with ProxyUnderTest(sim.base_url, settings) as proxy:
-        held = connect(proxy.port, 4)
-        wait_for(lambda: len(proxy._server.server_state.connections) == 4, what="four connections held")
-        with httpx2.Client() as client:
-            busy = client.post(proxy.base_url + "/chat/completions", json=BODY, headers=AUTH)
-        assert busy.status_code == 503 and busy.headers["retry-after"] == "1" and busy.headers["connection"] == "close"
-        assert busy.json()["error"]["code"] == "proxy_busy" and busy.json()["error"]["type"] == "proxy_error"
-        held[0].sendall(HEAD + b"Authorization: Bearer " + KEY.encode() + b"\r\nContent-Length: %d\r\n\r\n" % len(json.dumps(BODY))
-                        + json.dumps(BODY).encode())
-        assert held[0].recv(65536).startswith(b"HTTP/1.1 200 ")  # one held before the cap is served
-        held.pop(0).close()
-        wait_for(lambda: len(proxy._server.server_state.connections) == 3, what="a connection to be let go")
-        still_serving(proxy)
-        for connection in held:
+        held = connect(proxy.port, 4)  # silent
+        wait_for(lambda: len(proxy._server.server_state.connections) == 4, what="four connections")
+        for index in range(4):  # then four slow heads: each closes the connection quiet the longest
+            [connection] = connect(proxy.port, 1)
+            connection.sendall(HEAD)
+            assert answers_when_closed([held[index]]) == [b""]
+            held.append(connection)
+        still_serving(proxy)  # and the oldest slow head makes room for it
+        assert answers_when_closed([held[4]]) == [b""]
+        for connection in held[5:]:
             connection.close()
-        assert proxy.rows()[-1].status == "completed" and len(proxy.rows()) == 2
+        assert [row.status for row in proxy.rows()] == ["completed"]
+
+
+def test_at_the_cap_with_every_connection_serving_a_request_one_more_is_answered_503_proxy_busy(sim, database_url, tmp_path):
+    settings = proxy_settings(database_url, tmp_path, max_client_connections=4, idle_timeout=30)
+    body = json.dumps(BODY).encode()
+    head = HEAD + b"Authorization: Bearer " + KEY.encode() + b"\r\nContent-Length: %d\r\n\r\n" % len(body)
+    with ProxyUnderTest(sim.base_url, settings) as proxy:
+        busy = connect(proxy.port, 4)
+        for connection in busy:  # each a request whose body is still coming: being served, never the quietest
+            connection.sendall(head + body[:10])
+        wait_for(lambda: proxy.app.in_flight == 4, what="four requests in flight")
+        with httpx2.Client() as client:
+            refused = client.post(proxy.base_url + "/chat/completions", json=BODY, headers=AUTH)
+        assert refused.status_code == 503 and refused.headers["retry-after"] == "1" and refused.headers["connection"] == "close"
+        assert refused.json()["error"]["code"] == "proxy_busy" and refused.json()["error"]["type"] == "proxy_error"
+        busy[0].sendall(body[10:])
+        assert busy[0].recv(65536).startswith(b"HTTP/1.1 200 ")  # served; quiet now, so it makes room for the next
+        still_serving(proxy)
+        for connection in busy:
+            connection.close()
+        wait_for(lambda: proxy.app.in_flight == 0, what="the cut calls to end")
+        statuses = sorted(row.status for row in proxy.rows())
+    assert statuses == ["completed"] * 2 + ["failed"] * 3  # the three cut mid-body had left: failed rows
 
 
 def header_answer(proxy: ProxyUnderTest, head: bytes) -> tuple[int, str, str]:
