@@ -173,6 +173,23 @@ def test_the_soft_open_files_limit_is_raised_to_the_hard_one_and_a_low_one_caps_
                                  "([proxy] max_client_connections): the open-files limit is 500\n"), err
 
 
+def test_a_flood_of_silent_connections_past_the_open_files_limit_locks_no_client_out(sim, database_url, tmp_path):
+    process, root = start(tmp_path, database_url, "--upstream", sim.base_url, open_files=(256, 256))
+    port = int(root.rpartition(":")[2])
+    flood = [socket.create_connection(("127.0.0.1", port)) for _ in range(600)]  # more than the proxy has descriptors
+    try:
+        with httpx2.Client(timeout=30) as client:
+            answer = client.post(root + "/v1/chat/completions", json=BODY, headers=AUTH)
+    finally:
+        for connection in flood:
+            connection.close()
+    code, err = stopped(process)
+    assert answer.status_code == 200 and code == 0
+    assert err == ("credit-ledger proxy: 78 client connections per worker, not 1000 ([proxy] max_client_connections): "
+                   "the open-files limit is 256\n"), err
+    assert [row.completion_id for row in ledger_rows(database_url)] == [answer.json()["id"]]
+
+
 def one_line_error(capsys, argv: list[str], stdin: str | None = None, code: int = 1) -> str:
     if stdin is not None:
         sys.stdin = io.StringIO(stdin)
