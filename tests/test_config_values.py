@@ -97,7 +97,10 @@ SETTINGS = [
     ("proxy.workers", "[proxy]\nworkers = {v}", "whole"),
     ("proxy.max_body_bytes", "[proxy]\nmax_body_bytes = {v}", "whole"),
     ("proxy.max_connections", "[proxy]\nmax_connections = {v}", "whole"),
-    *((f"proxy.{name}", f"[proxy]\n{name} = {{v}}", "seconds") for name in ("connect_timeout", "read_timeout", "shutdown_seconds")),
+    *((f"proxy.{name}", f"[proxy]\n{name} = {{v}}", "seconds") for name in ("connect_timeout", "read_timeout", "shutdown_seconds",
+                                                                          "header_timeout", "idle_timeout")),
+    *((f"proxy.{name}", f"[proxy]\n{name} = {{v}}", "whole") for name in ("max_client_connections", "max_header_bytes",
+                                                                        "max_header_line_bytes", "max_headers")),
     ("proxy.allowed_hosts", "[proxy]\nallowed_hosts = [{v}]", "host"),
     ("proxy key name", '[[proxy.keys]]\nname = {v}\nkey_env = "P"\nupstream_key_env = "U"', "text"),
     ("proxy key key_env", '[[proxy.keys]]\nname = "k"\nkey_env = {v}\nupstream_key_env = "U"', "env"),
@@ -131,7 +134,8 @@ GOOD = {"amount": '"5"', "seconds": "5", "whole": "2", "text": '"fine value"', "
         "path": '"some/dir"', "host": '"smtp.example"', "url": '"https://api.example/v1"', "zone": '"Europe/Berlin"',
         "flag": "true", "period": '"7d"', "cron": '"0 6 * * *"'}
 GOOD_FOR = {"database_url": '"sqlite:///x.db"', "pricing.charge_precision": '"0.01"', "pricing.tolerance": '"0.005"',
-            "proxy.max_body_bytes": "2048", "email to": '"c@d"', "email from": '"a@b"'}
+            "proxy.max_body_bytes": "2048", "proxy.max_header_bytes": "2048", "proxy.max_header_line_bytes": "512",
+            "proxy.max_headers": "20", "email to": '"c@d"', "email from": '"a@b"'}
 
 
 @pytest.mark.parametrize("setting, template, kind", SETTINGS, ids=[s for s, _, _ in SETTINGS])
