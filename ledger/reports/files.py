@@ -20,7 +20,7 @@ from typing import IO, Iterator
 from ..accounting.periods import Period
 from ..errors import ReportError
 
-EXTENSIONS = {"csv": "csv", "json": "json", "xlsx": "xlsx", "focus": "focus.csv"}
+EXTENSIONS = {"table": "txt", "csv": "csv", "json": "json", "xlsx": "xlsx", "focus": "focus.csv"}
 PART = ".part"
 STALE_PART_SECONDS = 24 * 3600  # far past any report's writing time: a writer this silent is gone
 

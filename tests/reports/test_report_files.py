@@ -14,7 +14,9 @@ import pytest
 from ledger_rows import call_values, insert, register
 
 from ledger.cli import main
+from ledger.config_reports import FORMATS
 from ledger.reports import xlsx_rows
+from ledger.reports.files import EXTENSIONS
 from ledger.reports.spend_out import CSV_COLUMNS
 from ledger.store.engine import Ledger
 
@@ -170,3 +172,24 @@ def test_the_workbook_is_a_valid_package(month, tmp_path):
     with zipfile.ZipFile(tmp_path / "z.xlsx") as archive:
         assert archive.testzip() is None
         assert "xl/charts/chart1.xml" in archive.namelist()
+
+
+@pytest.mark.parametrize("fmt", FORMATS)
+def test_every_report_format_goes_to_a_file_or_a_folder_under_its_own_extension(month, tmp_path, fmt):
+    code, text = run("--database-url", month, "report", "--period", "2026-11", "--format", fmt, "--output", str(tmp_path))
+    assert code == 0, text
+    path = written(text)
+    assert path.endswith(f"spend-2026-11-UTC.{EXTENSIONS[fmt]}") and (tmp_path / path.rsplit("/", 1)[1]).stat().st_size > 0
+    code, text = run("--database-url", month, "report", "--period", "2026-11", "--format", fmt,
+                     "--output", str(tmp_path / f"named.{EXTENSIONS[fmt]}"))
+    assert code == 0, text
+    assert written(text) == str(tmp_path / f"named.{EXTENSIONS[fmt]}")
+
+
+def test_a_table_written_to_a_file_is_the_table_the_terminal_shows(month, tmp_path):
+    code, shown = run("--database-url", month, "report", "--period", "2026-11", "--by", "project")
+    assert code == 0 and "45.75" in shown
+    code, text = run("--database-url", month, "report", "--period", "2026-11", "--by", "project",
+                     "--output", str(tmp_path / "nov.txt"))
+    assert code == 0, text
+    assert (tmp_path / "nov.txt").read_text(encoding="utf-8") == shown
