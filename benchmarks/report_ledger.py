@@ -26,7 +26,6 @@ from ledger.store.rate_cards import sync_rate_cards
 
 BASE = datetime(2026, 9, 1, tzinfo=timezone.utc)
 KEYS = (("backend", "prod"), ("batch", "prod"), ("search-svc", "prod"), ("support-bot", "prod"), ("staging", "staging"))
-CALL_INDEXES = ("ix_calls_completion_id", "ix_calls_key_fingerprint", "ix_calls_project", "ix_calls_started_at")
 
 # The values of call n, in SQL both databases read the same way. h is a multiplicative hash of n.
 _VALUES = """
@@ -114,11 +113,11 @@ def build(engine, calls: int, days: int = 90, log=print) -> float:
              f"WITH {'RECURSIVE ' if not postgres else ''}{numbers} SELECT {values} FROM ({_DERIVED}) AS derived"
     with engine.begin() as connection:
         definitions = _index_definitions(connection, postgres)
-        for name in CALL_INDEXES:
+        for name in definitions:
             connection.execute(text(f"DROP INDEX {name}"))
         connection.execute(text(insert), {"calls": calls, "step": step})
         log(f"  inserted {calls:,} calls in {time.perf_counter() - started:.1f} s")
-        for sql in definitions:
+        for sql in definitions.values():
             connection.execute(text(sql))
         now = datetime.now(timezone.utc)
         for i, (label, account) in enumerate(KEYS):
@@ -136,10 +135,18 @@ def build(engine, calls: int, days: int = 90, log=print) -> float:
     return time.perf_counter() - started
 
 
-def _index_definitions(connection, postgres: bool) -> list[str]:
+def _index_definitions(connection, postgres: bool) -> dict[str, str]:
+    """The calls table's plain indexes (name: CREATE statement), as the migrations left them.
+
+    Read from the database, not listed here, so that a migration that renames
+    or adds an index needs no change in this file. Indexes that back a
+    constraint (the primary key, unique call ids) stay: they are not plain.
+    """
     if postgres:
-        rows = connection.execute(text("SELECT indexname, indexdef FROM pg_indexes WHERE tablename = 'calls'"))
-    else:
-        rows = connection.execute(text("SELECT name, sql FROM sqlite_master WHERE type = 'index' AND tbl_name = 'calls'"))
-    found = {name: sql for name, sql in rows}
-    return [found[name] for name in CALL_INDEXES if name in found]
+        rows = connection.execute(text(
+            "SELECT indexname, indexdef FROM pg_indexes WHERE tablename = 'calls' AND indexname NOT IN "
+            "(SELECT conname FROM pg_constraint WHERE conrelid = 'calls'::regclass)"))
+    else:  # an index that backs a constraint has no CREATE statement of its own
+        rows = connection.execute(text(
+            "SELECT name, sql FROM sqlite_master WHERE type = 'index' AND tbl_name = 'calls' AND sql IS NOT NULL"))
+    return {name: sql for name, sql in rows}
