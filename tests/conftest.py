@@ -4,13 +4,18 @@ The ledger is a temporary SQLite file, or, when CREDIT_LEDGER_TEST_POSTGRES_URL
 is set (for example postgresql://postgres@127.0.0.1:5432/test), a fresh
 PostgreSQL database made on that server for each test and dropped afterwards.
 Tests marked `postgres` need that server and fail, not skip, when it is set
-but cannot be reached.
+but cannot be reached. A ledger at the newest schema is a copy of a template
+migrated once per session (a file copy; `CREATE DATABASE ... TEMPLATE`), not a
+migration per test.
 """
 
 from __future__ import annotations
 
 import os
+import shutil
+import sqlite3
 import uuid
+from pathlib import Path
 from typing import Iterator
 
 import pytest
@@ -29,13 +34,13 @@ def _admin_url(server_url: str) -> str:
     return url.set(drivername="postgresql+psycopg").render_as_string(hide_password=False)
 
 
-def make_postgres_database() -> tuple[str, callable]:
-    """A new empty database on the test server: (url, drop)."""
+def make_postgres_database(template: str | None = None) -> tuple[str, callable]:
+    """A new database on the test server, empty or a copy of `template` (a database nobody is connected to): (url, drop)."""
     admin_url = _admin_url(postgres_server_url())
     name = f"ledger_test_{uuid.uuid4().hex[:12]}"
     admin = create_engine(admin_url, isolation_level="AUTOCOMMIT")
     with admin.connect() as connection:
-        connection.execute(text(f'CREATE DATABASE "{name}"'))
+        connection.execute(text(f'CREATE DATABASE "{name}"' + (f' TEMPLATE "{template}"' if template else "")))
 
     def drop() -> None:
         with admin.connect() as connection:
@@ -43,6 +48,46 @@ def make_postgres_database() -> tuple[str, callable]:
         admin.dispose()
 
     return make_url(admin_url).set(database=name).render_as_string(hide_password=False), drop
+
+
+class LedgerTemplate:
+    """A ledger migrated once, copied for each test that wants one at the newest schema."""
+
+    def __init__(self, folder: Path) -> None:
+        self._folder = folder
+        self._file: Path | None = None
+        self._database: str | None = None
+        self._drop = lambda: None
+
+    def new_database(self, folder: Path, name: str = "ledger.db") -> tuple[str, callable]:
+        """A new ledger at the newest schema on the backend under test: (url, drop)."""
+        if not postgres_server_url():
+            return self.new_sqlite(folder, name), lambda: None
+        if self._database is None:
+            url, self._drop = make_postgres_database()
+            _migrate(url)  # and disposed: a template database must have no connection
+            self._database = make_url(url).database
+        return make_postgres_database(self._database)
+
+    def new_sqlite(self, folder: Path, name: str = "ledger.db") -> str:
+        """A new SQLite ledger file at the newest schema: its URL."""
+        if self._file is None:
+            self._file = self._folder / "template.db"
+            _migrate(f"sqlite:///{self._file}")
+            with sqlite3.connect(self._file) as connection:  # the WAL folded in: the file alone is the ledger
+                connection.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+            connection.close()
+        shutil.copyfile(self._file, folder / name)
+        return f"sqlite:///{folder / name}"
+
+    def close(self) -> None:
+        self._drop()
+
+
+def _migrate(url: str) -> None:
+    from ledger.store.engine import Ledger
+
+    Ledger(url).close()
 
 
 def pytest_collection_modifyitems(config, items) -> None:
@@ -54,17 +99,38 @@ def pytest_collection_modifyitems(config, items) -> None:
             item.add_marker(skip)
 
 
+@pytest.fixture(scope="session")
+def ledger_template(tmp_path_factory) -> Iterator[LedgerTemplate]:
+    template = LedgerTemplate(tmp_path_factory.mktemp("template"))
+    try:
+        yield template
+    finally:
+        template.close()
+
+
+# Folders none of whose tests looks at an empty database: their `database_url` is a ledger at the newest
+# schema already (a copy of the template), which every ledger operation would have made it anyway.
+STARTS_MIGRATED = ("proxy", "record", "reports", "service", "sim")
+
+
+def _starts_migrated(request) -> bool:
+    folder = Path(str(request.node.path)).parent
+    return "ledger" in request.fixturenames or (folder.parent.name == "tests" and folder.name in STARTS_MIGRATED)
+
+
 @pytest.fixture
-def database_url(tmp_path) -> Iterator[str]:
-    """The URL of an empty ledger database of the backend under test."""
-    if postgres_server_url():
+def database_url(request, tmp_path, ledger_template) -> Iterator[str]:
+    """The URL of a new ledger database of the backend under test: empty, or (where `_starts_migrated`) at the newest schema."""
+    if _starts_migrated(request):
+        url, drop = ledger_template.new_database(tmp_path)
+    elif postgres_server_url():
         url, drop = make_postgres_database()
-        try:
-            yield url
-        finally:
-            drop()
     else:
-        yield f"sqlite:///{tmp_path / 'ledger.db'}"
+        url, drop = f"sqlite:///{tmp_path / 'ledger.db'}", lambda: None
+    try:
+        yield url
+    finally:
+        drop()
 
 
 @pytest.fixture

@@ -688,7 +688,7 @@ def test_recorded_calls_reach_the_ledger_priced(database_url, tmp_path, sim):
     from ledger.store.models import Call
     from sqlalchemy import select
 
-    settings = Settings(secret_path=str(tmp_path / "secret"))
+    settings = Settings(secret_path=str(tmp_path / "secret"), writer_processes=0)  # the writer's processes: test_writer
     with Recorder(database_url, settings=settings, journal_dir=tmp_path / "journal") as rec:
         with openai.OpenAI(base_url=sim.base_url, api_key=KEY, http_client=rec.client(), max_retries=0) as client:
             with rec.attribute(project="search", user="u-42", tags={"feature": "summary"}):

@@ -39,6 +39,7 @@ def test_the_service_polls_reconciles_and_stops_cleanly_against_the_simulator(da
             f'[[accounts]]\nname = "acme"\nbase_url = "{sim.base_url}"\nkeys = [{{key = "{KEY}", label = "backend"}}]\n'
             "[schedule]\npoll_credits_seconds = 0.5\nreconcile_seconds = 1\nreplay_journal_seconds = 1\n"
             "reconcile_settle_seconds = 1\n"
+            "[recorder]\nwriter_processes = 0\n"  # a writer thread: the processes are test_writer's subject
         )
         Ledger(database_url).close()
         env = {**os.environ, "PYTHONPATH": str(ROOT), "CREDIT_LEDGER_CONFIG": str(config), "PYTHONWARNINGS": "error"}

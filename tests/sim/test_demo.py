@@ -6,6 +6,7 @@ import io
 import json
 
 import openpyxl
+import pytest
 
 from sqlalchemy import func, select
 
@@ -13,6 +14,14 @@ from ledger.sim import demo
 from ledger.cli import main
 from ledger.store.engine import Ledger
 from ledger.store.models import Call
+
+
+@pytest.fixture(autouse=True)
+def _writer_thread(tmp_path, monkeypatch) -> None:
+    # The demo's recorder writes from a thread here: the writer processes are test_writer's subject.
+    config = tmp_path / "writer-thread.toml"
+    config.write_text("[recorder]\nwriter_processes = 0\n")
+    monkeypatch.setenv("CREDIT_LEDGER_CONFIG", str(config))
 
 
 def run(argv) -> tuple[int, str]:

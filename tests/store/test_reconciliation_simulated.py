@@ -34,6 +34,7 @@ class Day:
         self.settings = Settings(
             database_url=ledger.url,
             accounts=(AccountConfig("acme", server.base_url, tuple(KeyConfig(f"k{i}", key=k) for i, k in enumerate(KEYS))),),
+            writer_processes=0,  # a writer thread: the processes are test_writer's subject, not reconciliation's
         )
         self.recorder = Recorder(settings=self.settings, journal_dir=journal_dir)
         self.recorded = httpx2.Client(base_url=server.base_url, timeout=10,
