@@ -1,8 +1,8 @@
 """The ledger's tables (SQLAlchemy 2.0 typed ORM) and its exact money column.
 
 Amounts are stored as integer nano-credits (`Credits` maps them to Decimal),
-so SQLite and PostgreSQL sum them exactly. Rows are written once: a
-correction is a new row in `call_corrections` that references the call.
+so SQLite and PostgreSQL sum them exactly. Rows are written once: nothing
+updates an amount.
 """
 
 from __future__ import annotations
@@ -131,22 +131,6 @@ class Call(Base):
     anomalies: Mapped[str | None] = mapped_column(Text)  # comma-separated names
     record_digest: Mapped[str] = mapped_column(String(64))
     recorded_at: Mapped[datetime] = mapped_column(UTCDateTime)
-
-
-class CallCorrection(Base):
-    """A later fact about a call (a refund seen later, a re-pricing): never an UPDATE."""
-
-    __tablename__ = "call_corrections"
-
-    id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True)
-    call_id: Mapped[str] = mapped_column(ForeignKey("calls.call_id"), index=True)
-    kind: Mapped[str] = mapped_column(String(40))
-    credits_charged_delta: Mapped[Decimal | None] = mapped_column(Credits)
-    credits_expected: Mapped[Decimal | None] = mapped_column(Credits)
-    pricing_class: Mapped[str | None] = mapped_column(String(40))
-    rate_card: Mapped[str | None] = mapped_column(String(200))
-    reason: Mapped[str | None] = mapped_column(Text)
-    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
 
 
 class RejectedRecord(Base):
