@@ -4,7 +4,6 @@
     ├── ConfigError             a setting, config file or environment value is wrong
     ├── RateCardError           a rate-card file cannot be used
     ├── DatabaseError           the ledger database cannot be reached or upgraded
-    ├── UpstreamError           the API answered something we cannot use
     ├── DeliveryError           an alert channel did not take a message
     └── ReportError             a report or a close cannot be made as asked (a missing folder, a closed period)
         └── GapError            a close refused: the period's reconciliation has an unexplained gap
@@ -29,10 +28,6 @@ class RateCardError(LedgerError):
 
 
 class DatabaseError(LedgerError):
-    pass
-
-
-class UpstreamError(LedgerError):
     pass
 
 

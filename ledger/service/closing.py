@@ -25,7 +25,7 @@ from datetime import datetime, timedelta, timezone
 from typing import Callable
 
 from ..accounting.closes import CLOSE, CloseEvent, calendar_refusal, is_closed, outside_calendar
-from ..accounting.periods import CALENDAR_KINDS, Period, following
+from ..accounting.periods import CALENDAR_KINDS, Period
 from ..accounting.verdict import GAP_VERDICT, NOTHING_VERDICT, PARTIAL_VERDICT, RECONCILED_VERDICT, Reconciliation
 from ..config import Settings
 from ..errors import GapError, ReportError
@@ -165,13 +165,3 @@ def reopen_period(ledger: Ledger, period: Period, reason: str,
             raise ReportError(f"{_label(first)} is closed and may carry {period.label}'s prior-period adjustments: "
                               f"reopen it first")
         return insert_reopen(session, period, now(), reason.strip(), host_name())
-
-
-def next_open(ledger: Ledger, period: Period) -> Period:
-    """The first period after `period` (same kind and zone) that is not closed."""
-    with ledger.session() as session:
-        events = close_events(session)
-    candidate = following(period)
-    while is_closed(events, candidate) is not None:
-        candidate = following(candidate)
-    return candidate

@@ -13,7 +13,7 @@ import time
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from email.utils import parsedate_to_datetime
-from typing import Callable, Sequence
+from typing import Callable
 
 import httpx2
 
@@ -195,10 +195,6 @@ class CreditsClient:
         delay = self.policy.backoff(attempt - 1, retry_after, self._rng)
         log.info("credits: account %s %s; retry %d in %.2fs", account.name, why, attempt, delay)
         self._sleep(delay)
-
-
-def poll_accounts(client: CreditsClient, accounts: Sequence[AccountConfig]) -> list[BalanceSnapshotValue]:
-    return [client.poll(account) for account in accounts]
 
 
 def _now() -> datetime:

@@ -356,9 +356,5 @@ def totals_by_project(session: Session, since: datetime | None = None) -> list[P
     return [ProjectTotal(*row) for row in session.execute(query)]
 
 
-def count_calls(session: Session) -> int:
-    return session.scalar(select(func.count()).select_from(Call)) or 0
-
-
 def sum_charged(session: Session) -> Decimal:
     return session.scalar(select(func.coalesce(func.sum(Call.credits_charged), 0))) or Decimal(0)

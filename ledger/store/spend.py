@@ -229,11 +229,6 @@ def cards_in_force(session: Session) -> list[RateCardRow]:
     return list(session.scalars(select(RateCardRow).order_by(RateCardRow.effective_from, RateCardRow.name, RateCardRow.model)))
 
 
-def count_calls(session: Session, selection: Selection) -> int:
-    query = from_calls(select(func.count()), (), selection.account).where(where(selection))
-    return int(session.scalar(query) or 0)
-
-
 def digest_rows(session: Session, selection: Selection) -> Iterator[tuple[str, str]]:
     """(call id, record digest) of the selection, in byte order of the call id on both databases."""
     order = Call.call_id.collate("C") if session.get_bind().dialect.name == "postgresql" else Call.call_id

@@ -118,7 +118,6 @@ def _as_written(value, text: str) -> bool:
     return str(value).replace("\r\n", "\n").replace("\r", "\n") == text.replace("\r\n", "\n").replace("\r", "\n").strip(" ")
 
 
-@pytest.mark.slow
 @pytest.mark.skipif(shutil.which("soffice") is None, reason="LibreOffice (soffice) is not installed; .ci/run installs it")
 def test_libreoffice_opens_every_csv_without_a_formula_and_each_value_in_its_column(database_url, tmp_path):
     import openpyxl
