@@ -346,7 +346,7 @@ def test_sigterm_drains_into_the_ledger(database_url, tmp_path):
 def test_a_capture_that_cannot_be_encoded_still_reaches_the_writer_and_emit_never_raises(database_url, tmp_path):
     bad = Capture(call_id="bad-1", started_at=1.0, ended_at=None, first_byte_at=None, outcome="completed",
                   http_status=200, stream=False, tags={"x": object()})  # type: ignore[dict-item]
-    with LedgerSink(database_url, tmp_path / "journal") as sink:
+    with LedgerSink(database_url, tmp_path / "journal", writer_processes=0) as sink:  # emit is the subject, not the processes
         sink.emit(bad)
         sink.emit(None)  # type: ignore[arg-type]
         assert sink.flush(20)
@@ -614,7 +614,7 @@ def test_records_neither_journalled_nor_written_are_said_at_error_level_kept_try
     (tmp_path / "journal").write_text("in the way")
     caplog.set_level(logging.INFO)
     sink = LedgerSink("postgresql://nobody@127.0.0.1:9/none", tmp_path / "journal", backoff=0.01, max_backoff=0.05,
-                      handle_sigterm=False)
+                      handle_sigterm=False, writer_processes=0)  # the writer's processes are not the subject here
     for i in range(5):
         sink.emit(make_capture(i))
     wait_for(lambda: sink.stats.outages >= 3, what="the writer to keep trying")  # it goes on trying while the process lives
@@ -632,7 +632,7 @@ def test_a_journal_that_could_not_be_opened_is_tried_again_and_then_used(tmp_pat
     url = f"sqlite:///{tmp_path / 'ledger.db'}"
     blocker = tmp_path / "journal"
     blocker.write_text("in the way")
-    with LedgerSink(url, blocker, handle_sigterm=False) as sink:
+    with LedgerSink(url, blocker, handle_sigterm=False, writer_processes=0) as sink:  # the journal's subject, not the processes
         sink._intake._journal_retry_at = 0  # (the next background step tries again)
         blocker.unlink()
         wait_for(lambda: sink._intake.journal is not None, what="the journal to open")
