@@ -73,6 +73,8 @@ def test_calls_are_the_listings_rows_with_exact_amounts(ledger_url):
     assert frame["credits_charged"].dropna().sum() == sum(Decimal(c["credits_charged"]) for c in listed if c["credits_charged"])
     november = frames.calls(ledger_url, since=NOV, until=datetime(2026, 12, 1, tzinfo=timezone.utc), project="search")
     assert len(november) == 12 and set(november["project"]) == {"search"}
+    nobody = frames.calls(ledger_url, project="nobody")
+    assert nobody.empty and list(nobody.columns) == list(frame.columns)
 
 
 def test_a_ledger_that_is_not_there_is_an_error_not_a_new_file(tmp_path):
