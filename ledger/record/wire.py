@@ -141,8 +141,12 @@ def entry_digest(line: bytes) -> str:
 
 
 def line_text(line: bytes) -> str:
-    """A journal record or line as text, exactly (for a record kept aside): UTF-8 as it is, else base64."""
+    """A journal record or line as text, exactly (for a record kept aside): UTF-8 as it is, else base64
+    (a NUL too: PostgreSQL's text refuses it, and a torn segment's zero-filled tail holds them)."""
     try:
-        return line.decode("utf-8")
+        text = line.decode("utf-8")
     except UnicodeDecodeError:
-        return "base64:" + binascii.b2a_base64(line, newline=False).decode("ascii")
+        text = None
+    if text is not None and "\x00" not in text:
+        return text
+    return "base64:" + binascii.b2a_base64(line, newline=False).decode("ascii")

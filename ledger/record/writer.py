@@ -21,6 +21,7 @@ from sqlalchemy import event
 from sqlalchemy import exc as sa_exc
 
 from .. import redact
+from ..accounting.parsing import plain_text
 from ..accounting.pricing import PricingPolicy, RateBook, default_rate_book, price
 from ..accounting.records import CallRecord, record_digest, record_to_dict
 from ..errors import DatabaseError, describe
@@ -216,7 +217,7 @@ class LedgerWriter:
             aside.append(
                 {
                     "call_id": call_id[:64] if isinstance(call_id, str) else None,
-                    "reason": problem or "capture could not be journalled",
+                    "reason": plain_text(problem or "capture could not be journalled"),
                     "payload": line_text(line) if line else repr(capture),
                     "received_at": now,
                 }
@@ -234,7 +235,7 @@ class LedgerWriter:
     def _keep_aside_failed(self, record: CallRecord, error: BaseException) -> BatchResult:
         row = {
             "call_id": str(record.call_id)[:64],
-            "reason": f"could not be written: {describe(error)}"[:200],
+            "reason": plain_text(f"could not be written: {describe(error)}"[:200]),
             "payload": json.dumps(record_to_dict(record), sort_keys=True, default=repr),
             "received_at": datetime.now(timezone.utc),
         }

@@ -267,6 +267,27 @@ def test_a_torn_last_line_is_skipped_counted_and_kept_aside(database_url, tmp_pa
     assert segment_paths(journal_dir) == []
 
 
+def test_a_line_holding_nul_bytes_is_kept_aside_exactly_and_the_replay_goes_on(database_url, tmp_path):
+    # A SIGKILL can leave a torn record starting with a zero byte, and a line may hold NUL: PostgreSQL
+    # refuses NUL in text, so keeping such a line aside once failed the replay of its whole batch.
+    journal_dir = tmp_path / "journal"
+    journal_dir.mkdir()
+    whole = [encode(make_capture(i)) for i in range(3)]
+    old_line = b'{"call_id": "x\x00"}\n'  # a line of an earlier version, unreadable
+    torn = b"\x00R\x03"
+    (journal_dir / "seg-00000000000000000001-1-00000000.seg").write_bytes(
+        whole[0] + old_line + whole[1] + whole[2] + torn + b"\x00" * 40)
+    result = replay_journal(database_url, journal_dir)
+    assert (result.inserted, result.torn) == (3, 2)
+    with Ledger(database_url) as ledger, ledger.session() as session:
+        assert len(session.scalars(select(Call.call_id)).all()) == 3
+        kept = {r.reason: r.payload for r in session.scalars(select(RejectedRecord))}
+    encoded = {reason: "base64:" + base64.b64encode(line).decode() for reason, line in
+               ((UNREADABLE_LINE, old_line), (TORN_LINE, torn))}
+    assert kept == encoded  # the bytes, exactly
+    assert segment_paths(journal_dir) == []
+
+
 def test_replay_of_a_missing_or_empty_journal_touches_nothing(tmp_path):
     url = f"sqlite:///{tmp_path / 'ledger.db'}"
     result = replay_journal(url, tmp_path / "no-journal")
