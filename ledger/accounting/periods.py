@@ -186,3 +186,20 @@ def range_period(start: datetime, end: datetime, zone: ZoneInfo | str = "UTC") -
     zone = zone_named(zone) if isinstance(zone, str) else zone
     start, end = start.astimezone(timezone.utc), end.astimezone(timezone.utc)
     return Period(RANGE, f"{start.isoformat()}/{end.isoformat()}", start, end, zone.key)
+
+
+def requested_period(zone: ZoneInfo | str, now: datetime, name: str | None = None, start: datetime | None = None,
+                     end: datetime | None = None) -> Period:
+    """The period a report asks for: by `name`, or [start, end or now), or else this month so far in `zone`.
+
+    ValueError when a name and a range are both given, when an end has no start, or when the range is empty.
+    """
+    if name and (start or end):
+        raise ValueError("a period's name or a range, not both")
+    if name:
+        return parse_period(name, zone)
+    if start or end:
+        if not start:
+            raise ValueError("a range's end needs its start")
+        return range_period(start, end or now, zone)
+    return to_date(calendar_period(MONTH, now, zone), now)

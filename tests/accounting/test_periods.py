@@ -8,7 +8,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from ledger.accounting.periods import (
-    CALENDAR_KINDS, calendar_period, following, parse_duration, parse_period, preceding, range_period, rolling_period,
+    CALENDAR_KINDS, calendar_period, following, parse_duration, parse_period, preceding, range_period, requested_period,
+    rolling_period,
 )
 
 BERLIN = ZoneInfo("Europe/Berlin")
@@ -88,3 +89,18 @@ def test_the_local_period_of_the_first_instant_the_ledger_knows_may_start_in_196
     assert (week.label, week.start) == ("1970-W01", datetime(1969, 12, 29, tzinfo=timezone.utc))
     assert calendar_period("day", first, "America/St_Johns").label == "1969-12-31"
     assert parse_period("1970-W01") == week  # named by its ISO year, 1970
+
+
+def test_the_requested_period_is_a_name_a_range_or_this_month_so_far():
+    now = datetime(2026, 12, 7, 9, 30, 15, 500000, tzinfo=timezone.utc)
+    assert requested_period("Europe/Berlin", now, "2026-11") == parse_period("2026-11", "Europe/Berlin")
+    start = datetime(2026, 11, 1, tzinfo=timezone.utc)
+    assert requested_period("UTC", now, start=start) == range_period(start, now, "UTC")
+    assert requested_period("UTC", now, start=start, end=now.replace(day=2)) == range_period(start, now.replace(day=2))
+    so_far = requested_period("Europe/Berlin", now)
+    assert (so_far.label, so_far.start, so_far.end) == (
+        "2026-12-to-date", datetime(2026, 11, 30, 23, tzinfo=timezone.utc), datetime(2026, 12, 7, 9, 30, 16, tzinfo=timezone.utc))
+    for kwargs, message in (({"name": "2026-11", "start": start}, "not both"), ({"end": now}, "needs its start"),
+                            ({"start": now, "end": start}, "before it starts")):
+        with pytest.raises(ValueError, match=message):
+            requested_period("UTC", now, **kwargs)
