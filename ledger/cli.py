@@ -17,10 +17,9 @@ from datetime import datetime, timedelta, timezone
 from typing import Sequence
 
 from . import __version__
+from .commands import EXIT_GAP, EXIT_NOTHING  # noqa: F401 (the exit codes this module's docstring names)
 from .errors import LedgerError, describe
 
-EXIT_GAP = 3
-EXIT_NOTHING = 4
 EARLIEST = datetime(1970, 1, 1, tzinfo=timezone.utc)  # times before the ledger's first year, or near the
 LATEST = datetime(9999, 1, 1, tzinfo=timezone.utc)  # last one a date can hold, are typos: refused
 
@@ -189,6 +188,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 # ---------------------------------------------------------------- commands
+# Each maps its arguments onto one function of ledger.commands (imported here, when it runs: the CLI starts fast).
 
 
 def _settings(args):
@@ -198,206 +198,141 @@ def _settings(args):
 
 
 def cmd_db(args, out) -> int:
-    from .store.engine import Ledger, current_revision, head_revision
+    from .commands import db
 
     settings = _settings(args)
-    if args.db_command == "upgrade":
-        with Ledger(settings.database_url) as ledger:
-            print(f"ledger at {ledger.engine.url!r} is at migration {current_revision(ledger.engine)}", file=out)
-    else:
-        with Ledger(settings.database_url, upgrade_schema=False) as ledger:
-            current = current_revision(ledger.engine)
-            print(f"{current or 'empty'} (newest: {head_revision()})", file=out)
-    return 0
+    return db.upgrade(settings, out) if args.db_command == "upgrade" else db.current(settings, out)
 
 
 def cmd_check(args, out) -> int:
-    from .reports.text import print_findings
-    from .store.engine import Ledger
+    from .commands.calls import check
 
-    settings = _settings(args)
-    with Ledger(settings.database_url, must_exist=True) as ledger, ledger.session() as session:
-        print_findings(session, args.since, args.until, out, args.json)
-    return 0
+    return check(_settings(args), out, since=args.since, until=args.until, as_json=args.json)
 
 
 def cmd_calls(args, out) -> int:
-    from .reports.calls import list_calls
-    from .store.engine import Ledger
+    from .commands.calls import show_calls
 
-    settings = _settings(args)
-    with Ledger(settings.database_url, must_exist=True) as ledger, ledger.session() as session:
-        list_calls(session, args.since, args.until, args.project, args.limit, args.format, out)
-    return 0
+    return show_calls(_settings(args), out, since=args.since, until=args.until, project=args.project,
+                      limit=args.limit, fmt=args.format)
 
 
 def cmd_simulate(args, out) -> int:
-    from .sim.server import SimulatorConfig, serve
+    from .commands.service import simulate
 
-    print(f"simulator on http://{args.host}:{args.port}/v1 (Ctrl-C stops it)", file=out, flush=True)
-    serve(SimulatorConfig(seed=args.seed), args.host, args.port)
-    return 0
+    return simulate(out, host=args.host, port=args.port, seed=args.seed)
 
 
 def cmd_demo(args, out) -> int:
-    from .sim.demo import run_demo
+    from .commands.service import demo
 
-    return run_demo(_settings(args), calls=args.calls, seed=args.seed, out=out)
+    return demo(_settings(args), out, calls=args.calls, seed=args.seed)
 
 
 def cmd_replay(args, out) -> int:
-    from pathlib import Path
+    from .commands.calls import replay
 
-    from .accounting.pricing import load_rate_book
-    from .record.writer import replay_journal
-
-    settings = _settings(args)
-    book = load_rate_book(settings.rate_cards_path)  # a bad card stops here, before anything is written
-    journal = Path(settings.journal_path)
-    if not journal.exists():
-        raise LedgerError(f"no journal at {journal} (the config's `journal` names it)")
-    if not journal.is_dir():
-        raise LedgerError(f"{journal} is a file, not a journal directory")
-    result = replay_journal(settings.database_url, settings.journal_path, rate_book=book, policy=settings.pricing)
-    print(result.summary(), file=out)
-    return 0
+    return replay(_settings(args), out)
 
 
 def cmd_balance(args, out) -> int:
-    """0 when every account answered, 1 otherwise."""
-    from .reports.text import format_balances
-    from .service.polling import poll_balances
-    from .store.engine import Ledger
+    from .commands.balances import balance
 
-    settings = _settings(args)
-    with Ledger(settings.database_url) as ledger:
-        values = poll_balances(settings, ledger)
-    out.write(format_balances(values))
-    return 0 if all(v.ok for v in values) else 1
+    return balance(_settings(args), out)
 
 
 def cmd_reconcile(args, out) -> int:
-    """The table (or JSON); EXIT_GAP when a gap is unexplained, EXIT_NOTHING when there was nothing to check."""
-    from .accounting.verdict import GAP_VERDICT, NOTHING_VERDICT, PARTIAL_VERDICT
-    from .reports.text import format_reconciliation
-    from .store.engine import Ledger
-    from .store.reconciliation import reconcile_as_configured
+    from .commands.balances import reconcile
 
-    settings = _settings(args)
-    with Ledger(settings.database_url, must_exist=True) as ledger:
-        result = reconcile_as_configured(settings, ledger, args.start, args.end)
-    out.write(result.to_json() + "\n" if args.json else format_reconciliation(result))
-    return {GAP_VERDICT: EXIT_GAP, NOTHING_VERDICT: EXIT_NOTHING, PARTIAL_VERDICT: EXIT_NOTHING}.get(result.verdict, 0)
+    return reconcile(_settings(args), out, start=args.start, end=args.end, as_json=args.json)
 
 
 def _report_period(args, settings):
-    from datetime import datetime, timezone
+    """The period --period, --from/--to or neither (this month so far) names, in --tz or the config's zone."""
+    from .accounting.periods import requested_period
 
-    from .accounting.periods import MONTH, calendar_period, parse_period, range_period, to_date
-
-    zone = args.tz or settings.timezone
     if args.period and (args.start or args.end):
         raise UsageError("give --period or --from/--to, not both")
-    if args.period:
-        return parse_period(args.period, zone)
-    if args.start or args.end:
-        if not args.start:
-            raise UsageError("--to needs --from")
-        try:
-            return range_period(args.start, args.end or datetime.now(timezone.utc), zone)
-        except ValueError as error:
-            raise UsageError(str(error)) from None
-    now = datetime.now(timezone.utc)
-    return to_date(calendar_period(MONTH, now, zone), now)  # the current month so far
+    if args.end and not args.start:
+        raise UsageError("--to needs --from")
+    try:
+        return requested_period(args.tz or settings.timezone, datetime.now(timezone.utc), args.period, args.start,
+                                args.end)
+    except ValueError as error:
+        raise UsageError(str(error)) from None
 
 
 def cmd_report(args, out) -> int:
-    from .reports.run import ReportRequest, write_report
-    from .store.engine import Ledger
+    from .commands.reports import report
 
     settings = _settings(args)
     period = _report_period(args, settings)
     if args.calls and args.format != "xlsx":
         raise UsageError("--calls is for --format xlsx (the rows of `credit-ledger calls` otherwise)")
-    request = ReportRequest(period, tuple(args.by), args.account, args.format, args.output, args.calls)
-    with Ledger(settings.database_url, must_exist=True) as ledger:
-        write_report(settings, ledger, request, out)
+    report(settings, out, period=period, keys=args.by, account=args.account, fmt=args.format, output=args.output,
+           with_calls=args.calls)
     return 0
+
+
+def _named_period(args, settings):
+    from .accounting.periods import parse_period
+
+    return parse_period(args.period, args.tz or settings.timezone)
 
 
 def cmd_close(args, out) -> int:
     """0 closed; EXIT_GAP when refused for an unexplained gap."""
-    from .accounting.periods import parse_period
+    from .commands.closes import close
     from .errors import GapError
-    from .service.closing import close_period
-    from .store.engine import Ledger
 
     settings = _settings(args)
-    period = parse_period(args.period, args.tz or settings.timezone)
-    with Ledger(settings.database_url, must_exist=True) as ledger:
-        try:
-            result = close_period(settings, ledger, period, accept_gap=args.accept_gap)
-        except GapError as error:
-            print(f"credit-ledger: {error}", file=sys.stderr)
-            return EXIT_GAP
-    row, report = result.row, result.report
-    print(f"closed {period.label} ({period.zone}) at {row.cutoff_at:%Y-%m-%dT%H:%M:%SZ}: {row.calls} calls, "
-          f"{report.total.credits_charged} credits charged, reconciliation {result.verdict}"
-          + (f" (accepted: {row.reason})" if row.reason else ""), file=out)
-    print(f"digest {row.calls_digest}", file=out)
-    for account in result.reconciliation.accounts:
-        if account.bracket is not None:
-            print(f"bracket {account.account}: {account.bracket.describe()}", file=out)
-    return 0
+    try:
+        return close(settings, out, period=_named_period(args, settings), accept_gap=args.accept_gap)
+    except GapError as error:
+        print(f"credit-ledger: {error}", file=sys.stderr)
+        return EXIT_GAP
 
 
 def cmd_reopen(args, out) -> int:
-    from .accounting.periods import parse_period
-    from .service.closing import reopen_period
-    from .store.engine import Ledger
+    from .commands.closes import reopen
 
     settings = _settings(args)
-    period = parse_period(args.period, args.tz or settings.timezone)
-    with Ledger(settings.database_url, must_exist=True) as ledger:
-        reopen_period(ledger, period, args.reason)
-    print(f"reopened {period.label} ({period.zone}): {args.reason}", file=out)
-    return 0
+    return reopen(settings, out, period=_named_period(args, settings), reason=args.reason)
 
 
 def cmd_closes(args, out) -> int:
-    from .reports.closes import print_closes
-    from .store.engine import Ledger
+    from .commands.closes import show_closes
 
-    settings = _settings(args)
-    with Ledger(settings.database_url, must_exist=True) as ledger, ledger.session() as session:
-        print_closes(session, out, args.json)
-    return 0
+    return show_closes(_settings(args), out, as_json=args.json)
 
 
 def cmd_run(args, out) -> int:
-    from .service.jobs import run_service
+    from .commands.service import run
 
-    return run_service(_settings(args))
+    return run(_settings(args))
 
 
 def cmd_budgets(args, out) -> int:
-    from .service.alert_commands import budgets_command
+    from .commands.budgets import budgets
 
-    return budgets_command(_settings(args), out, as_json=args.json, send=args.notify)
+    return budgets(_settings(args), out, as_json=args.json, send=args.notify)
 
 
 def cmd_alerts(args, out) -> int:
-    from .service.alert_commands import alerts_command, test_channel_command
+    from .commands.alerts import show_alerts, test_channel
 
     if args.alerts_command == "test":
-        return test_channel_command(_settings(args), args.channel, out)
-    return alerts_command(_settings(args), out, since=args.since, as_json=args.json)
+        return test_channel(_settings(args), out, channel=args.channel)
+    return show_alerts(_settings(args), out, since=args.since, as_json=args.json)
 
 
 def cmd_proxy(args, out) -> int:
-    from .proxy.command import proxy_command
+    from .commands.proxy import fingerprint, serve_proxy
 
-    return proxy_command(_settings(args), args, out)
+    settings = _settings(args)
+    if args.fingerprint:
+        return fingerprint(settings, out, key_input=sys.stdin)
+    return serve_proxy(settings, out, host=args.host, port=args.port, upstream=args.upstream, workers=args.workers)
 
 
 COMMANDS = {

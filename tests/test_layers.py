@@ -19,6 +19,7 @@ LAYERS = (
     ("ledger.service",),
     ("ledger.proxy",),
     ("ledger.sim",),
+    ("ledger.commands",),
     ("ledger.cli", "ledger"),
 )
 # Members that stand for one module only, not for what lies under them: `ledger`, the package's __init__,

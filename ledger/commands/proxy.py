@@ -1,4 +1,4 @@
-"""`credit-ledger proxy`: everything checked before a socket is opened, then served until SIGTERM.
+"""`proxy` and `proxy --fingerprint`: everything checked before a socket is opened, then served until SIGTERM.
 
 Bad input (an upstream that is not a URL, a proxy key's variable unset, a
 rate card that cannot be read, a port taken) is one line and exit 1 before
@@ -9,26 +9,33 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
-from typing import Any, TextIO
+from typing import TextIO
 
 from ..accounting.pricing import load_rate_book
 from ..config import Settings
 from ..errors import ConfigError, LedgerError
 from ..keys import load_secret
-from .guard import ProxyKeys, fingerprint_of
-from .protocol import client_connection_cap, raise_open_files_limit
-from .server import Stop, listen, plan, serve
+from ..proxy.guard import ProxyKeys, fingerprint_of
+from ..proxy.protocol import client_connection_cap, raise_open_files_limit
+from ..proxy.server import Stop, listen, plan, serve
+from . import EXIT_OK
 
 
-def proxy_command(settings: Settings, args: Any, out: TextIO) -> int:
+def fingerprint(settings: Settings, out: TextIO, *, key_input: TextIO) -> int:
+    """Read a proxy key (one line, sk-…) from `key_input` and print its fingerprint, for [[proxy.keys]]."""
     secret = load_secret(settings.secret_path)
-    if args.fingerprint:
-        line = sys.stdin.readline()
-        if not line.strip():
-            raise ConfigError("--fingerprint reads the proxy key on standard input (one line, sk-…); it got nothing")
-        print(fingerprint_of(line, secret), file=out)
-        return 0
-    proxy = plan(settings, host=args.host, port=args.port, upstream=args.upstream, workers=args.workers)
+    line = key_input.readline()
+    if not line.strip():
+        raise ConfigError("--fingerprint reads the proxy key on standard input (one line, sk-…); it got nothing")
+    print(fingerprint_of(line, secret), file=out)
+    return EXIT_OK
+
+
+def serve_proxy(settings: Settings, out: TextIO, *, host: str | None = None, port: int | None = None,
+                upstream: str | None = None, workers: int | None = None) -> int:
+    """Serve the recording proxy until SIGTERM; each argument left None comes from [proxy], else its default."""
+    secret = load_secret(settings.secret_path)
+    proxy = plan(settings, host=host, port=port, upstream=upstream, workers=workers)
     keys = ProxyKeys(settings.proxy.keys, secret)
     load_rate_book(settings.rate_cards_path)  # a bad card stops here, not in each worker
     for index in range(1, proxy.workers + 1):
