@@ -155,3 +155,11 @@ def test_the_pure_core_loads_no_io_library():
 def test_no_module_grows_past_what_one_reader_holds():
     sizes = {name: len(path.read_text().splitlines()) for name, path in modules().items()}
     assert max(sizes.values()) <= 500, sorted(sizes.items(), key=lambda item: -item[1])[:3]
+
+
+def test_the_workbook_writer_only_formats():
+    """Its figures and row streams are built first (reports/xlsx_figures.py): the writer never reads the ledger."""
+    edges = graph()
+    wrong = [f"{name} imports {target}" for name in ("ledger.reports.xlsx", "ledger.reports.xlsx_rows")
+             for target in edges[name] if target.startswith("ledger.store") or target in ("sqlalchemy",)]
+    assert not wrong, "\n".join(wrong)

@@ -21,7 +21,6 @@ from ..accounting.pricing import load_rate_book
 from ..config import Settings
 from ..config_reports import GroupKey
 from ..errors import ReportError
-from ..store.call_rows import count_rows
 from ..store.engine import Ledger
 from ..store.keys import account_fingerprints
 from ..store.rate_cards import sync_rate_cards
@@ -135,14 +134,13 @@ def _text(session, report: SpendReport, fmt: str, out: TextIO) -> None:
 
 
 def _workbook(ledger, session, report: SpendReport, request: ReportRequest, path: Path, result, progress_stream) -> None:
+    """The workbook's figures and row streams first, from the report's snapshot; then the writer formats them."""
     from .summary import build_summary
     from .xlsx import WorkbookInput, write_workbook
+    from .xlsx_figures import workbook_figures
 
     summary = build_summary(session, report.selection, result)
-    counts = {"findings": count_rows(session, report.selection, findings_only=True),
-              "adjustments": count_rows(session, report.adjustment_selection) if report.adjustment_selection else 0,
-              "calls": count_rows(session, report.selection) if request.with_calls else 0}
-    rows = counts["findings"] + counts["adjustments"] + counts["calls"]
-    progress = Progress(rows, "workbook rows", progress_stream or sys.stderr)
-    write_workbook(path, WorkbookInput(report, summary, request.with_calls, progress), session, counts)
+    figures = workbook_figures(session, report, request.with_calls)
+    progress = Progress(figures.rows, "workbook rows", progress_stream or sys.stderr)
+    write_workbook(path, WorkbookInput(report, summary, figures, progress))
     progress.finish()

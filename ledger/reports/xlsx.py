@@ -22,16 +22,15 @@ from zoneinfo import ZoneInfo
 
 import xlsxwriter
 
+from ..accounting.periods import Period
 from ..config_reports import GroupKey
-from ..store.call_rows import call_rows
-from ..store.spend import Selection, usd_per_credit
 from .cells import one_line
 from .files import atomic_path
-from .spend import Figures, SpendReport, buckets, grouped
+from .spend import Figures, SpendReport
 from .summary import Summary
+from .xlsx_figures import Daily, RowStream, WorkbookFigures
 from .xlsx_rows import EXCEL_ROWS, Column, StreamedSheet, ZoneShift, assemble
 
-MAX_SERIES = 10  # stacked series on the Daily chart; the rest are "(other)"
 OPTIONS = {"constant_memory": True, "strings_to_formulas": False, "strings_to_numbers": False, "strings_to_urls": False}
 NUMBER_FORMATS = {
     "int": "#,##0", "credits": "#,##0.00#######", "usd": "$#,##0.00##", "pct": "0.00%",
@@ -155,7 +154,7 @@ class Book:
 class WorkbookInput:
     report: SpendReport
     summary: Summary
-    with_calls: bool = False
+    figures: WorkbookFigures
     progress: object = None
 
 
@@ -268,23 +267,9 @@ def group_sheet(book: Book, title: str, keys: Sequence[GroupKey], items: list[tu
     sheet.fit()
 
 
-def daily_sheet(book: Book, session, report: SpendReport, rates: dict[str, Decimal]) -> None:
-    """Credits charged per local day, a column per value of the first non-time key, and the stacked chart."""
-    period = report.period
-    stack = next((k for k in report.keys if not k.is_time), None)
-    keys = (GroupKey("day"),) + ((stack,) if stack else ())
-    items, _ = grouped(session, report.selection, keys, period, rates)
-    days = buckets("day", period)
-    per_value: dict[str, Decimal] = {}
-    for values, figures in items:
-        if stack:
-            per_value[values[1]] = per_value.get(values[1], Decimal(0)) + figures.credits_charged
-    top = sorted(per_value, key=lambda v: (-per_value[v], v))[:MAX_SERIES]
-    series = top + (["(other)"] if len(per_value) > len(top) else []) if stack else ["credits charged"]
-    table = {day.label: [Decimal(0)] * len(series) for day in days}
-    for values, figures in items:
-        column = 0 if not stack else (top.index(values[1]) if values[1] in top else len(series) - 1)
-        table[values[0]][column] += figures.credits_charged
+def daily_sheet(book: Book, daily: Daily, period: Period) -> None:
+    """Credits charged per local day, a column per series, and the stacked chart."""
+    stack, series, days, table = daily.stack, daily.series, daily.days, daily.table
     sheet = Sheet(book, book.sheet_name("Daily"))
     sheet.header([f"day ({period.zone})", *series, "total"], filter_rows=len(days))
     for day in days:
@@ -332,15 +317,15 @@ ADJUSTMENT_SHEET = (
 )
 
 
-def streamed_sheets(book: Book, title: str, spec, selection: Selection, session, total: int, zone: str,
-                    findings_only: bool = False, split: bool = False) -> list[StreamedSheet]:
+def streamed_sheets(book: Book, title: str, spec, stream: RowStream, zone: str, split: bool = False) -> list[StreamedSheet]:
     """The placeholder sheets (header, widths, filter) of a row-level sheet; its rows come at assembly."""
     names = [n for n, _ in spec]
     columns = [c for _, c in spec]
+    total = stream.total
     count = max(1, -(-total // (EXCEL_ROWS - 1))) if split else 1
 
     def chunks():
-        return call_rows(session, selection, names, findings_only=findings_only)
+        return stream.rows(names)
 
     sheets = []
     for part in range(count):
@@ -359,29 +344,24 @@ def streamed_sheets(book: Book, title: str, spec, selection: Selection, session,
     return sheets
 
 
-def write_workbook(path: Path, data: WorkbookInput, session, counts: dict[str, int]) -> None:
+def write_workbook(path: Path, data: WorkbookInput) -> None:
     """Write the workbook to `path` (through a temporary name, renamed when whole)."""
-    report = data.report
+    report, figures = data.report, data.figures
     zone = report.period.zone
     starts = [report.period.start, *(a.closed.start for a in report.adjustments)]
     with atomic_path(path) as final, atomic_path(path.with_name(f"{path.name}.draft"), keep=False) as draft:
         book = Book(draft, f"credit-ledger spend report {report.period.label} ({zone})")
         summary_sheet(book, data)
-        rates = usd_per_credit(session)
-        for key in report.keys:
-            items, _ = grouped(session, report.selection, (key,), report.period, rates)
+        for key, items in figures.by_key:
             group_sheet(book, f"By {key.label}", (key,), items, report.total)
         if len(report.keys) > 1:
             title = "By " + ", ".join(k.label for k in report.keys)
             group_sheet(book, title, report.keys, [(g.values, g.figures) for g in report.groups], report.total)
-        daily_sheet(book, session, report, rates)
-        groups = [streamed_sheets(book, "Findings", FINDING_SHEET, report.selection, session, counts["findings"], zone,
-                                  findings_only=True)]
-        if report.adjustment_selection is not None:
-            groups.append(streamed_sheets(book, "Adjustments", ADJUSTMENT_SHEET, report.adjustment_selection, session,
-                                          counts["adjustments"], zone))
-        if data.with_calls:
-            groups.append(streamed_sheets(book, "Calls", CALL_SHEET, report.selection, session, counts["calls"], zone,
-                                          split=True))
+        daily_sheet(book, figures.daily, report.period)
+        groups = [streamed_sheets(book, "Findings", FINDING_SHEET, figures.findings, zone)]
+        if figures.adjustments is not None:
+            groups.append(streamed_sheets(book, "Adjustments", ADJUSTMENT_SHEET, figures.adjustments, zone))
+        if figures.calls is not None:
+            groups.append(streamed_sheets(book, "Calls", CALL_SHEET, figures.calls, zone, split=True))
         book.workbook.close()
         assemble(draft, final, groups, ZoneShift(zone, min(starts), report.period.end), data.progress)
