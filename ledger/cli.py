@@ -1,4 +1,5 @@
-"""The credit-ledger command: argparse in, one clear line out on error.
+"""The credit-ledger command: argparse in, each command mapped onto its function in ledger.commands, one clear
+line out on error.
 
 Exit codes: 0 success, 1 a problem the user can act on (one line on stderr),
 2 a usage error (argparse), 3 `reconcile` found an unexplained gap, 4 `reconcile`
@@ -17,7 +18,7 @@ from datetime import datetime, timedelta, timezone
 from typing import Sequence
 
 from . import __version__
-from .commands import EXIT_GAP, EXIT_NOTHING  # noqa: F401 (the exit codes this module's docstring names)
+from .commands import EXIT_GAP, EXIT_NOTHING  # noqa: F401 (scripts and tests take the exit codes from here too)
 from .errors import LedgerError, describe
 
 EARLIEST = datetime(1970, 1, 1, tzinfo=timezone.utc)  # times before the ledger's first year, or near the
