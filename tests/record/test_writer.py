@@ -250,7 +250,9 @@ def test_close_with_the_database_down_keeps_its_timeout_and_a_later_sink_writes_
             sink.emit(make_capture(i))
         started = time.monotonic()
         sink.close(timeout=1.0)
-        assert time.monotonic() - started < 1.0 + 0.5
+        # It returns at its timeout instead of waiting for the lock (held until COMMIT below, so a close that
+        # waited would never return); the margin is for a loaded host, not a measure of speed.
+        assert time.monotonic() - started < 1.0 + 8
         assert len(segment_paths(journal)) == 1  # left for the next replay, lock released
         connection.exec_driver_sql("COMMIT")
     holder.dispose()
