@@ -1,20 +1,28 @@
-"""A journal record: how a capture is written to the journal and read back (the one place that packs it).
+"""The journal's format, versioned: how a capture is written to the journal and read back (the one place that packs it).
 
-A record is RECORD_MARK, the length of its payload (4 bytes, little-endian),
-the payload and a newline. The payload is a `marshal` (version 2: no
-reference table) of a RawCapture's 16 fields or a Capture's 18, told apart by
-their number; it holds only str, bytes, numbers, None, bools, lists, tuples
-and dicts, and may hold newlines and NULs, so records are read by their
-frame, never split at newlines. The journal copies a record's first byte
-last, so a record that has it was copied whole.
+Each version of the format has a tag, a record's first byte (`FORMATS`), and
+a layout: the field at each position of a record. A record is read by the
+reader of its version. Only this module knows positions: a record type's
+fields must be the current version's layout (checked on import), so a field
+added to Capture or RawCapture is a new version with its own tag, and the
+readers of the earlier versions stay (tests/record/golden/ holds a journal of
+each, byte for byte).
 
-Two earlier formats are still read, because both were written by landed
+Version 3 (the current one, tag `M`): a record is RECORD_MARK, the length of
+its payload (4 bytes, little-endian), the payload and a newline. The payload
+is a `marshal` (version 2: no reference table) of a RawCapture's 16 fields or
+a Capture's 18, told apart by their number; it holds only str, bytes,
+numbers, None, bools, lists, tuples and dicts, and may hold newlines and NULs,
+so records are read by their frame, never split at newlines. The journal
+copies a record's first byte last, so a record that has it was copied whole.
+
+Two earlier versions are still read, because both were written by landed
 versions and a segment leaves a journal only once the ledger has every
 record in it: a segment of a process that was killed waits, whatever its
-age, for the next replay. They are `P` and the base64 of a pickle of a
+age, for the next replay. Version 2 (tag `P`): the base64 of a pickle of a
 Capture's 18 fields, a line each, in `.seg` segments (written by versions
-from cd462d6 to before e2c7620), and one JSON object a line in `.jsonl`
-segments (written by versions before cd462d6).
+from cd462d6 to before e2c7620). Version 1 (a JSON object, tag `{`): one a
+line in `.jsonl` segments (written by versions before cd462d6).
 """
 
 from __future__ import annotations
@@ -26,16 +34,52 @@ import json
 import marshal
 import pickle
 import struct
+from functools import partial
 
 from .capture import Capture, RawCapture, settle
 
-RECORD_MARK = b"M"  # a record's first byte (copied last)
+# The layouts: the field at each position of a record, by version. Never change one: add a version.
+CAPTURE_V2 = (
+    "call_id", "started_at", "ended_at", "first_byte_at", "outcome", "http_status", "stream", "request_body", "body",
+    "payloads", "saw_done", "attempt", "key_fingerprint", "key_last4", "project", "end_user", "tags", "notes",
+)
+CAPTURE_V3 = CAPTURE_V2
+RAW_CAPTURE_V3 = (
+    "call_id", "started_at", "ended_at", "first_byte_at", "outcome", "http_status", "request_body", "content_type",
+    "content_encoding", "response", "attempt", "key_fingerprint", "key_last4", "context", "attributed", "notes",
+)
+
+VERSION = 3  # the version written
+RECORD_MARK = b"M"  # version 3's tag: a record's first byte (copied last)
+_PICKLED = b"P"  # version 2's tag
+FORMATS = {3: RECORD_MARK, 2: _PICKLED, 1: b"{"}  # each version's tag
 RECORD_LENGTH = struct.Struct("<I")
 RECORD_HEAD = 1 + RECORD_LENGTH.size  # the marker and the length, before the payload
-_PICKLED = b"P"
-_CAPTURE_SIZE = len(Capture._fields)
-_RAW_SIZE = len(RawCapture._fields)
-_tuple_new = tuple.__new__
+
+
+def _written_layout(record_type: type, layout: tuple[str, ...]) -> None:
+    """Refuse to write a record whose fields are not the current version's layout (a new field is a new version)."""
+    if record_type._fields != layout:
+        raise TypeError(f"{record_type.__name__}'s fields are not the layout of journal version {VERSION}: "
+                        "a changed record is a new version of the journal's format (ledger.record.wire)")
+
+
+_written_layout(Capture, CAPTURE_V3)
+_written_layout(RawCapture, RAW_CAPTURE_V3)
+
+
+def _reader(record_type: type, layout: tuple[str, ...]):
+    """The record of a tuple of fields in a version's layout: by position while the layout is the record's own
+    (tuple.__new__ has no Python frame: the writer's hot loop), else by name (a field added since takes its default)."""
+    if record_type._fields == layout:
+        return partial(tuple.__new__, record_type)
+    return lambda fields: record_type(**dict(zip(layout, fields)))
+
+
+_capture_v2 = _reader(Capture, CAPTURE_V2)
+_capture_v3 = _reader(Capture, CAPTURE_V3)
+_raw_capture_v3 = _reader(RawCapture, RAW_CAPTURE_V3)
+_CAPTURE_SIZE, _RAW_SIZE = len(CAPTURE_V3), len(RAW_CAPTURE_V3)
 
 
 def payload(capture: Capture | RawCapture) -> bytes:
@@ -82,18 +126,18 @@ def decode(line: bytes) -> Capture:
             raise ValueError("not a journal entry")
         if len(fields) == _RAW_SIZE:
             try:
-                return settle(_tuple_new(RawCapture, fields))
+                return settle(_raw_capture_v3(fields))
             except Exception as error:  # a record of the right size with wrong pieces
                 raise ValueError(f"not a journal entry ({type(error).__name__})") from None
-        return _tuple_new(Capture, fields)
+        return _capture_v3(fields)
     if line[:1] == _PICKLED:
         try:
             fields = _PlainValues(io.BytesIO(binascii.a2b_base64(line[1:]))).load()
         except Exception as error:  # garbage in a pickle can fail in many ways: all of them mean "not an entry"
             raise ValueError(f"not a journal entry ({type(error).__name__})") from None
-        if type(fields) is not tuple or len(fields) != _CAPTURE_SIZE:
+        if type(fields) is not tuple or len(fields) != len(CAPTURE_V2):
             raise ValueError("not a journal entry")
-        return _tuple_new(Capture, fields)
+        return _capture_v2(fields)
     return _decode_json(line)
 
 

@@ -4,12 +4,14 @@ and today's records written to today's bytes (tests/record/golden/, never regene
 from __future__ import annotations
 
 from pathlib import Path
+from typing import NamedTuple
 
 import pytest
 
-from golden_records import CAPTURES, RAW_CAPTURES
+from golden_records import BODY, CAPTURES, RAW_CAPTURES
+from ledger.record import wire
 from ledger.record.capture import Capture
-from ledger.record.wire import decode, encode, framed_size
+from ledger.record.wire import FORMATS, VERSION, decode, encode, framed_size
 
 GOLDEN = Path(__file__).parent / "golden"
 
@@ -61,3 +63,40 @@ def test_a_journal_of_an_earlier_version_reads_back_to_its_records(name):
 ])
 def test_todays_records_are_written_to_todays_bytes(name, records):
     assert b"".join(encode(record) for record in records) == (GOLDEN / name).read_bytes()
+
+
+def test_each_golden_file_starts_with_its_versions_tag():
+    assert FORMATS[VERSION] == b"M"
+    for version, name in ((3, "v3-marshal-captures.seg"), (3, "v3-marshal-raw.seg"), (2, "v2-pickle-captures.seg"),
+                          (1, "v1-json-captures.jsonl")):
+        assert (GOLDEN / name).read_bytes()[:1] == FORMATS[version]
+
+
+class GrownCapture(NamedTuple):  # Capture as it would be with a field added after version 3
+    call_id: str
+    started_at: float
+    ended_at: float | None
+    first_byte_at: float | None
+    outcome: str
+    http_status: int | None
+    stream: bool | None
+    request_body: bytes = b""
+    body: bytes | None = None
+    payloads: tuple = ()
+    saw_done: bool = False
+    attempt: int = 0
+    key_fingerprint: str | None = None
+    model_route: str | None = None  # the new field, not at the end
+    key_last4: str | None = None
+    project: str | None = None
+    end_user: str | None = None
+    tags: dict = {}
+    notes: tuple = ()
+
+
+def test_a_record_that_gained_a_field_is_refused_as_the_written_version_and_read_by_name_from_an_earlier_one():
+    with pytest.raises(TypeError, match="new version of the journal's format"):
+        wire._written_layout(GrownCapture, wire.CAPTURE_V3)
+    read = wire._reader(GrownCapture, wire.CAPTURE_V3)
+    assert read(tuple(BODY)) == GrownCapture(**BODY._asdict())
+    assert read(tuple(BODY)).model_route is None and read(tuple(BODY)).key_last4 == BODY.key_last4
