@@ -13,13 +13,12 @@ from decimal import Decimal
 from typing import Any, Iterable
 
 from ..exactjson import NonFiniteNumber, loads, loads_plain
-from .records import MAX_CREDITS, MAX_NUMBER_CHARS, MAX_TOKENS, RequestFacts, ResponseFacts, Usage
+from .records import (
+    MAX_CREDITS, MAX_NUMBER_CHARS, MAX_TOKENS, RequestFacts, ResponseFacts, Usage,
+    request_facts_of, response_facts_of, usage_of,
+)
 
 MAX_TEXT = 200
-# The records are NamedTuples made for every call the writer settles: tuple.__new__ with the fields in
-# order skips the Python frame of a NamedTuple's own __new__ (the writer's hot loop).
-_new = tuple.__new__
-
 DEFAULT_REQUEST = RequestFacts()
 _NO_FACTS = ResponseFacts()
 
@@ -48,12 +47,12 @@ def request_facts(raw: bytes) -> RequestFacts:
             fn = tool.get("function") if isinstance(tool, dict) else None
             name = fn.get("name") if isinstance(fn, dict) else None
             names.append(name if isinstance(name, str) else "?")
-    return _new(RequestFacts, (
-        _text(model),
-        stream if isinstance(stream, bool) else True,
-        _text(effort),
-        thoughts if isinstance(thoughts, bool) else None,
-        _text(",".join(names)) or None if names else None,
+    return request_facts_of((
+        _text(model),  # model_requested
+        stream if isinstance(stream, bool) else True,  # stream
+        _text(effort),  # reasoning_effort
+        thoughts if isinstance(thoughts, bool) else None,  # include_thoughts
+        _text(",".join(names)) or None if names else None,  # tools
     ))
 
 
@@ -121,7 +120,7 @@ def _usage(obj: Any, anomalies: list[str]) -> Usage | None:
         return None
     details = obj.get("completion_tokens_details")
     details = details if type(details) is dict else {}
-    return _new(Usage, (
+    return usage_of((  # Usage's fields in order, each named in its count
         _token_count(obj.get("prompt_tokens"), "prompt_tokens", anomalies),
         _token_count(obj.get("completion_tokens"), "completion_tokens", anomalies),
         _token_count(details.get("reasoning_tokens"), "reasoning_tokens", anomalies),
@@ -175,15 +174,15 @@ def _object_facts(obj: Any, anomalies: list[str]) -> ResponseFacts:
         for choice in choices:
             if type(choice) is dict and isinstance(choice.get("finish_reason"), str):
                 finish = _text(choice["finish_reason"])
-    return _new(ResponseFacts, (
-        _text(get("id")),
-        _text(get("model")),
-        finish,
-        _usage(get("usage"), anomalies),
-        _credits(get("credits_consumed"), anomalies),
-        code,
-        kind,
-        (),
+    return response_facts_of((
+        _text(get("id")),  # completion_id
+        _text(get("model")),  # model_reported
+        finish,  # finish_reason
+        _usage(get("usage"), anomalies),  # usage
+        _credits(get("credits_consumed"), anomalies),  # credits_charged
+        code,  # error_code
+        kind,  # error_type
+        (),  # anomalies
     ))
 
 
@@ -228,7 +227,9 @@ def facts_from_events(payloads: Iterable[bytes], saw_done: bool) -> ResponseFact
             charged = chunk.credits_charged
     if not saw_done:
         anomalies.append("stream_incomplete")
-    return _new(ResponseFacts, (completion_id, model, finish, usage, charged, code, kind, tuple(dict.fromkeys(anomalies))))
+    return response_facts_of((  # completion_id, model_reported, finish_reason, usage, credits_charged, error_code,
+        completion_id, model, finish, usage, charged, code, kind, tuple(dict.fromkeys(anomalies)),  # error_type, anomalies
+    ))
 
 
 def sse_payloads(raw: bytes) -> list[bytes]:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import tomllib
 from dataclasses import dataclass
+from functools import partial
 from datetime import datetime, timezone
 from decimal import Decimal
 from importlib import resources
@@ -119,6 +120,9 @@ class PriceFinding(NamedTuple):
     @property
     def is_clean(self) -> bool:
         return self.pricing_class in CLEAN_CLASSES
+
+
+price_finding_of = partial(tuple.__new__, PriceFinding)  # the writer's constructor: the fields in order (no frame)
 
 
 # ---------------------------------------------------------------- loading
@@ -271,7 +275,7 @@ def price(record: CallRecord, book: RateBook, policy: PricingPolicy = PricingPol
         prompt, completion, reasoning = usage.prompt_tokens, usage.completion_tokens, usage.reasoning_tokens
     klass, expected, model = classify(card, policy, record.status, record.refunded, record.model_requested,
                                       facts.model_reported, prompt, completion, reasoning, charged)
-    return tuple.__new__(PriceFinding, (klass, expected, charged, card.name, model))
+    return price_finding_of((klass, expected, charged, card.name, model))
 
 
 def classify(

@@ -26,6 +26,7 @@ from ..accounting.records import COMPLETED, FAILED, REFUSED
 from ..redact import redact_bytes
 from .capture import (
     LEDGER_HEADERS, MAX_KEPT_BODY, Capture, RawCapture, accounted_without_secrets, held_without_secrets,
+    raw_capture_of,
 )
 from .sse import Accountant
 
@@ -213,7 +214,6 @@ class RecorderCore:
 
 
 _NO_KEY: tuple[None, None] = (None, None)
-_tuple_new = tuple.__new__
 
 
 def _header_list(headers: Any) -> Any:
@@ -421,12 +421,12 @@ class CallState:
                 request_body = redact_bytes(request_body)
             if attributed is not None:
                 attributed = {name: redact_bytes(value) for name, value in attributed.items()}
-            self.core.sink.emit(_tuple_new(RawCapture, (  # RawCapture's own __new__ is Python: a frame on every call
-                new_call_id(), started, ended, self.first_byte_at or self.headers_at, outcome,
-                status, request_body, content_type, coding, kept,
-                retry, fingerprint, last4,
-                (context.project, context.user, context.tags) if context is not None else None,
-                attributed, tuple(self._notes) if self._notes else (),
+            self.core.sink.emit(raw_capture_of((  # RawCapture's fields in order (a frame less than its __new__)
+                new_call_id(), started, ended, self.first_byte_at or self.headers_at,  # call_id .. first_byte_at
+                outcome, status, request_body, content_type, coding,  # outcome .. content_encoding
+                kept, retry, fingerprint, last4,  # response, attempt, key_fingerprint, key_last4
+                (context.project, context.user, context.tags) if context is not None else None,  # context
+                attributed, tuple(self._notes) if self._notes else (),  # attributed, notes
             )))
         except Exception as failure:
             self.core.failed("emit", failure)

@@ -13,10 +13,13 @@ from __future__ import annotations
 
 import json
 from datetime import datetime, timezone
+from functools import partial
 from typing import Mapping, NamedTuple
 
 from ..accounting.parsing import facts_from_body, facts_from_events, plain_text, request_facts
-from ..accounting.records import ABORTED, COMPLETED, ERROR, FAILED, NO_TAGS, REFUSED, CallRecord, ResponseFacts
+from ..accounting.records import (
+    ABORTED, COMPLETED, ERROR, FAILED, NO_TAGS, REFUSED, CallRecord, ResponseFacts, call_record_of,
+)
 from ..redact import may_hold_secret, redact_bytes
 from ..money import ZERO
 from .sse import Accountant
@@ -56,6 +59,11 @@ class RawCapture(NamedTuple):
     notes: tuple[str, ...]  # what the recorder itself gave up on (a request body it could not read)
 
 
+# The recorder's constructor: a RawCapture of its 16 fields in the order above, on every call's path.
+# tuple.__new__ has no Python frame; RawCapture's own __new__ (and its keywords) costs about 1.4 us a call.
+raw_capture_of = partial(tuple.__new__, RawCapture)
+
+
 class Capture(NamedTuple):
     """One attempt as accounting keeps it: primitives and the payloads a record is parsed from."""
 
@@ -77,6 +85,9 @@ class Capture(NamedTuple):
     end_user: str | None = None
     tags: Mapping[str, str] = NO_TAGS
     notes: tuple[str, ...] = ()  # anomalies seen by the recorder itself (e.g. body_too_large)
+
+
+capture_of = partial(tuple.__new__, Capture)  # the writer's constructor: the fields in the order above (no frame)
 
 
 def parse_tags(text: str) -> dict[str, str]:
@@ -162,32 +173,29 @@ def accounted_without_secrets(kept: tuple) -> tuple:
     return stream, body, payloads, saw_done, notes
 
 
-_tuple_new = tuple.__new__
-
-
 def settle(raw: RawCapture) -> Capture:
     """The Capture of a raw capture: what the recorder left to the writer (accounting for held bytes, attribution)."""
-    (call_id, started_at, ended_at, first_byte_at, outcome, http_status, request_body, content_type, coding,
-     response, attempt, key_fingerprint, key_last4, context, attributed, notes) = raw  # RawCapture's fields, by name
+    outcome, response, context = raw.outcome, raw.response, raw.context
     if response is None:
         stream, body, payloads, saw_done, kept_notes = None, None, (), False, ()
     else:
         if type(response) is list:
-            response = accounted(content_type, coding, response, outcome)
+            response = accounted(raw.content_type, raw.content_encoding, response, outcome)
         stream, body, payloads, saw_done, kept_notes = response  # Accountant.finish()'s tuple
         if outcome == ABORTED and saw_done:
             outcome = COMPLETED  # closed after [DONE]: nothing more was to come (the SDK does this)
-    attempt_no, bad_attempt = _attempt(attempt)
+    attempt, bad_attempt = _attempt(raw.attempt)
     if context is not None and not _plain_context(context):
         context = _plain_attribution(context)
-    project, user, tags, bad_attribution = attribution_of(context, attributed)
+    project, user, tags, bad_attribution = attribution_of(context, raw.attributed)
     if bad_attempt or bad_attribution:
         kept_notes = (*kept_notes, *bad_attempt, *bad_attribution)
-    all_notes = tuple(dict.fromkeys((*kept_notes, *notes))) if kept_notes or notes else ()
-    return _tuple_new(Capture, (
-        call_id, started_at, ended_at, first_byte_at, outcome, http_status, stream, request_body, body,
-        payloads if type(payloads) is tuple else tuple(payloads), saw_done, attempt_no, key_fingerprint, key_last4,
-        project, user, tags, all_notes,
+    notes = raw.notes
+    return capture_of((  # Capture's fields in order
+        raw.call_id, raw.started_at, raw.ended_at, raw.first_byte_at, outcome, raw.http_status,
+        stream, raw.request_body, body, payloads if type(payloads) is tuple else tuple(payloads), saw_done,
+        attempt, raw.key_fingerprint, raw.key_last4, project, user, tags,  # attempt .. tags
+        tuple(dict.fromkeys((*kept_notes, *notes))) if kept_notes or notes else (),  # notes
     ))
 
 
@@ -272,28 +280,29 @@ def _bare_record(capture: Capture | RawCapture) -> CallRecord:
 
 
 def _record_of(capture: Capture | RawCapture) -> CallRecord:
-    (call_id, started_at, ended_at, first_byte_at, outcome, http_status, stream, request_body, body, payloads,
-     saw_done, attempt, key_fingerprint, key_last4, project, end_user, tags, notes) = as_capture(capture)  # by name
-    request = request_facts(request_body)
+    capture = as_capture(capture)
+    body, stream, saw_done, notes = capture.body, capture.stream, capture.saw_done, capture.notes
+    request = request_facts(capture.request_body)
     if body is not None:
         facts = facts_from_body(body)
-    elif payloads or stream:
-        facts = facts_from_events(payloads, saw_done)
+    elif capture.payloads or stream:
+        facts = facts_from_events(capture.payloads, saw_done)
     else:
         facts = _NO_RESPONSE
     if notes:
         facts = facts._replace(anomalies=facts.anomalies + tuple(notes))
-    status = outcome
+    status, http_status = capture.outcome, capture.http_status
     if status == REFUSED:  # the recorder's own answer (a hard budget limit): the call never left
         facts = facts._replace(credits_charged=ZERO)
     elif http_status is not None and http_status >= 400:
         status = ERROR
     elif status == COMPLETED and stream and not saw_done:
         status = FAILED  # the stream ended without [DONE]: the upstream cut it
-    model_requested, requested_stream, effort, thoughts, tools = request
-    return _tuple_new(CallRecord, (
-        call_id, _when(started_at), status, model_requested, bool(requested_stream if stream is None else stream),
-        effort, thoughts, tools, attempt, _when(first_byte_at), _when(ended_at), http_status,
+    return call_record_of((  # CallRecord's fields in order
+        capture.call_id, _when(capture.started_at), status,
+        request.model_requested, bool(request.stream if stream is None else stream), request.reasoning_effort,
+        request.include_thoughts, request.tools, capture.attempt, _when(capture.first_byte_at),
+        _when(capture.ended_at), http_status,
         http_status == 503 and facts.error_code in (None, "upstream_error"),  # refunded
-        facts, key_fingerprint, key_last4, project, end_user, tags,
+        facts, capture.key_fingerprint, capture.key_last4, capture.project, capture.end_user, capture.tags,
     ))

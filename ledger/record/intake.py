@@ -15,6 +15,7 @@ from __future__ import annotations
 import threading
 import time
 from collections import deque
+from functools import partial
 from pathlib import Path
 from typing import Callable, NamedTuple
 
@@ -26,7 +27,6 @@ from .wire import payload
 log = redact.logger("ledger.record.sink")
 
 JOURNAL_RETRY_SECONDS = 5.0
-_tuple_new = tuple.__new__
 
 
 class Queued(NamedTuple):
@@ -35,6 +35,9 @@ class Queued(NamedTuple):
     capture: Capture | RawCapture | None  # the capture itself, only where it has no journal payload
     record: bytes | None  # its journal payload
     segment: Segment | None  # the journal segment that holds it
+
+
+queued_of = partial(tuple.__new__, Queued)  # (capture, record, segment): a frame less than Queued's own __new__
 
 
 class Intake:
@@ -114,9 +117,8 @@ class Intake:
                     if segment is None:
                         self.unjournalled += 1
                     # The payload is what the writer reads; the capture (the response's bytes and all) is
-                    # kept only when there is none, so that the call's memory is freed with the call. (Queued's
-                    # own __new__ is Python: a frame on every call.)
-                    queue.append(_tuple_new(Queued, (capture if record is None else None, record, segment)))
+                    # kept only when there is none, so that the call's memory is freed with the call.
+                    queue.append(queued_of((capture if record is None else None, record, segment)))
                     if len(queue) >= self.batch_size and not self._wake.is_set():
                         self._wake.set()  # (set() takes a lock and notifies: not again while it is set)
                 elif segment is not None:
