@@ -15,9 +15,10 @@ import json
 from dataclasses import KW_ONLY, dataclass
 from datetime import datetime, timedelta
 from decimal import ROUND_CEILING, Decimal
-from typing import Iterable, Mapping, NamedTuple, Sequence
+from typing import Callable, Iterable, Mapping, NamedTuple, Sequence
 
 from ..money import NANO, ZERO, quantize
+from .parsing import UNREADABLE_MODEL
 from .periods import CALENDAR_KINDS, Period, calendar_period, parse_duration, rolling_period
 from .pricing import RateCard
 from .snapshots import SnapshotPoint
@@ -62,18 +63,52 @@ class Scope:
     def matches(self, project: str | None, user: str | None, model: str | None,
                 tags: Mapping[str, str] | None, fingerprint: str | None = None,
                 fingerprints: frozenset[str] | None = None) -> bool:
-        """Whether a call with these facts is in the scope; `fingerprints` are the keys its account/label stand for."""
-        if self.project is not None and project != self.project:
-            return False
-        if self.user is not None and user != self.user:
-            return False
-        if self.model is not None and model != self.model:
-            return False
-        if self.tags and (tags is None or any(tags.get(k) != v for k, v in self.tags)):
-            return False
-        if self.by_key and (fingerprint is None or fingerprints is None or fingerprint not in fingerprints):
-            return False
-        return True
+        """Whether a call with these facts is in the scope; `fingerprints` are the keys its account/label stand for.
+
+        `model` is as requested: a body whose model cannot be read (UNREADABLE_MODEL) may be of any model, and is
+        in every model's scope."""
+        return all(test(project, user, model, tags, fingerprint, fingerprints) for test in self.tests())
+
+    def tests(self, *, project: bool = True) -> tuple[ScopeTest, ...]:
+        """The scope's rule as one test a field it names (all must pass); without the project's when `project` is
+        false (for a caller that found the call's budgets by its project)."""
+        found = [_project_is(self.project)] if project and self.project is not None else []
+        if self.user is not None:
+            found.append(_user_is(self.user))
+        if self.model is not None:
+            found.append(_model_is(self.model))
+        if self.tags:
+            found.append(_tags_hold(self.tags))
+        if self.by_key:
+            found.append(_key_among)
+        return tuple(found)
+
+
+# A test of one field of a scope: (project, user, model, tags, fingerprint, fingerprints) -> in the scope.
+ScopeTest = Callable[[str | None, str | None, str | None, Mapping[str, str] | None, str | None, frozenset[str] | None],
+                     bool]
+
+
+def _project_is(wanted: str) -> ScopeTest:
+    return lambda project, user, model, tags, fingerprint, fingerprints: project == wanted
+
+
+def _user_is(wanted: str) -> ScopeTest:
+    return lambda project, user, model, tags, fingerprint, fingerprints: user == wanted
+
+
+def _model_is(wanted: str) -> ScopeTest:
+    return lambda project, user, model, tags, fingerprint, fingerprints: model == wanted or model is UNREADABLE_MODEL
+
+
+def _tags_hold(wanted: tuple[tuple[str, str], ...]) -> ScopeTest:
+    return lambda project, user, model, tags, fingerprint, fingerprints: (
+        tags is not None and all(tags.get(k) == v for k, v in wanted))
+
+
+def _key_among(project: str | None, user: str | None, model: str | None, tags: Mapping[str, str] | None,
+               fingerprint: str | None, fingerprints: frozenset[str] | None) -> bool:
+    return fingerprint is not None and fingerprints is not None and fingerprint in fingerprints
 
 
 def tag_fragments(name: str, value: str) -> tuple[str, str]:
