@@ -14,13 +14,12 @@ from __future__ import annotations
 import json
 from dataclasses import KW_ONLY, dataclass
 from datetime import datetime, timedelta
-from decimal import ROUND_CEILING, Decimal
+from decimal import Decimal
 from typing import Callable, Iterable, Mapping, NamedTuple, Sequence
 
 from ..money import NANO, ZERO, quantize
 from .parsing import UNREADABLE_MODEL
 from .periods import CALENDAR_KINDS, Period, calendar_period, parse_duration, rolling_period
-from .pricing import RateCard
 from .snapshots import SnapshotPoint
 
 SCOPE_KEYS = ("account", "project", "user", "key", "model", "tag")
@@ -217,75 +216,6 @@ def budget_status(budget: Budget, period: Period, now: datetime, spent: Decimal,
     else:
         state = OK
     return BudgetStatus(budget, period, now, spent, calls, limit, percent, projected, crossed, forecast, state)
-
-
-# ---------------------------------------------------------------- hard limits: the admission rule
-
-# A call in flight is counted at twice the largest charge the scope (or, for a scope with none, the ledger)
-# has seen: calls of one workload vary, and a call that costs more than this may pass the limit by more.
-CHARGE_MARGIN = 2
-# With no charged call to go by, a call in flight is counted at the rate card's price of this many prompt and
-# completion tokens (2.24 credits for gemini-3.1-pro): more than most chat calls cost.
-FIRST_CALL_TOKENS = (2000, 2000)
-# A process far from a limit holds a share of the room left for calls it has not made yet, so that its
-# calls need not go through the ledger; near the limit (fewer calls left than this) it holds what it uses.
-LEASE_SHARE = 8
-CHAT_ENDPOINT = "/chat/completions"
-
-
-def pessimistic_charge(largest: Decimal | None, first_call: Decimal) -> Decimal:
-    """What a call in flight is counted at: CHARGE_MARGIN x the largest charge seen, else the first call's estimate."""
-    return largest * CHARGE_MARGIN if largest else first_call
-
-
-def first_call_charge(card: RateCard, model: str | None) -> Decimal:
-    """A call in flight with no charge to go by: the rate card's price of FIRST_CALL_TOKENS at the model's rate (for
-    a scope of any model, or a model the card does not know, at the dearest chat rate: the calls a limit sees)."""
-    found = card.rate_for(model)
-    rates = [found[1]] if found is not None else [r for r in card.rates.values() if r.endpoint.endswith(CHAT_ENDPOINT)]
-    return max((rate.cost(*FIRST_CALL_TOKENS) for rate in rates or card.rates.values()), default=Decimal(1))
-
-
-def calls_admitted(limit: Decimal, spent: Decimal, held_by_others: Decimal, charge: Decimal) -> int:
-    """How many calls one process may have in flight: the n-th starts while spent + others + (n - 1) x charge < limit.
-
-    So the last call admitted starts under the limit, and the calls in flight
-    pass it by less than one call as long as none costs more than `charge`.
-    """
-    room = limit - spent - held_by_others
-    if room <= 0:
-        return 0
-    return int((room / charge).to_integral_value(rounding=ROUND_CEILING))  # (n - 1) x charge < room
-
-
-def calls_to_hold(admitted: int, in_flight: int, used: int) -> int:
-    """How many calls a process holds room for: those in flight, and a lease for the next ones.
-
-    The lease is what it used since it last held (its rate), or a LEASE_SHARE-th
-    of the room left when that is more, never more than the room.
-    """
-    free = admitted - in_flight
-    if free <= 0:
-        return in_flight  # what is in flight is held whatever it comes to: it cannot be called back
-    return in_flight + min(free, max(used, free // LEASE_SHARE))
-
-
-class Admission(NamedTuple):
-    """What one settle of a hard limit decides for a process: its calls in flight that were admitted, the waiting
-    calls it admits now, and the calls it holds room for (those, and a lease for the calls to come)."""
-
-    in_flight: int
-    tickets: int
-    held: int
-
-
-def admission(limit: Decimal, spent: Decimal, held_by_others: Decimal, charge: Decimal, pending: int, asking: int,
-              used: int) -> Admission:
-    """A process's admission: `pending` calls of it not in the ledger, of which `asking` wait for room."""
-    admitted = calls_admitted(limit, spent, held_by_others, charge)
-    in_flight = max(0, pending - asking)
-    tickets = max(0, min(asking, admitted - in_flight))
-    return Admission(in_flight, tickets, calls_to_hold(admitted, in_flight + tickets, used))
 
 
 # ---------------------------------------------------------------- balance runway

@@ -2,7 +2,7 @@
 
 Each process holds room in the ledger for its calls in flight (`limit_holds`,
 one row per budget and process), each counted at a pessimistic charge
-(`accounting.budgets.pessimistic_charge`): CHARGE_MARGIN x the largest charge
+(`accounting.hard_limits.pessimistic_charge`): CHARGE_MARGIN x the largest charge
 the scope has seen (the ledger's, for a scope with none), or the rate card's
 price of FIRST_CALL_TOKENS on a ledger with no charged call. A process admits
 the n-th call it has in flight while
@@ -38,8 +38,8 @@ from decimal import Decimal
 from typing import Any, Callable
 
 from .. import redact
-from ..accounting.budgets import Admission, Budget, admission, first_call_charge, pessimistic_charge
-from ..accounting.hard_limits import ByProject, Quota, counted_in, scope_rule, within
+from ..accounting.budgets import Budget
+from ..accounting.hard_limits import Admission, ByProject, Quota, admission, first_call_charge, pessimistic_charge, scope_rule
 from ..accounting.parsing import UNREADABLE_MODEL, requested_model
 from ..accounting.pricing import RateBook
 from ..accounting.records import REFUSED
@@ -139,7 +139,7 @@ class HardLimits:
             project, user, tags = context.project, context.user, context.tags
         else:
             project = user = tags = None
-        candidates, ruled = self.by_project.candidates(project)
+        candidates = self.by_project.candidates(project)
         if not candidates:
             return None
         key = model = None
@@ -149,14 +149,16 @@ class HardLimits:
         if self.needs_model:
             model = _model_of(request)
         found = None
-        for limit in counted_in(candidates, project, user, model, tags, key) if ruled else candidates:
-            quota = limit.quota
-            if not quota.start <= started < quota.end:
+        for limit in candidates:
+            if limit.rule is not None and not limit.rule(project, user, model, tags, key, limit.fingerprints):
+                continue  # not in its scope (the budgets' rule, compiled: a call each candidate at most)
+            mark, room, start, end = limit.quota
+            if not start <= started < end:
                 self._roll(limit, started)
-                quota = limit.quota
+                mark, room, start, end = limit.quota
             limit.times.append(started)  # before the slot: see _Limit
             slot = next(limit.counter)
-            if not within(slot, quota) and not self._admitted_by_ledger(limit, slot):
+            if slot - mark >= room and not self._admitted_by_ledger(limit, slot):
                 limit.refused.append(started)
                 if found is None:
                     found = refusal(limit.budget, limit.spent, limit.limit, limit.period_label,
@@ -179,8 +181,8 @@ class HardLimits:
             limit.asking += 1
         try:
             with self._settling:
-                quota = limit.quota
-                if quota.mark <= slot and within(slot, quota):
+                mark, room, _, _ = limit.quota
+                if mark <= slot < mark + room:
                     return True  # a settle while this waited holds room for it
                 if not limit.tickets and not limit.closed:
                     try:

@@ -8,7 +8,7 @@ from types import SimpleNamespace
 import pytest
 
 from ledger.accounting.budgets import Scope
-from ledger.accounting.hard_limits import ByProject, Quota, counted_in, scope_rule, within
+from ledger.accounting.hard_limits import ByProject, scope_rule
 from ledger.accounting.parsing import UNREADABLE_MODEL
 from ledger.record.capture import attribution_of
 
@@ -58,9 +58,9 @@ def limit_of(scope: Scope) -> SimpleNamespace:
 
 
 def counted(limits: list[SimpleNamespace], facts: tuple) -> list[SimpleNamespace]:
-    """What the caller's path counts a call in: its project's candidates, then their compiled rules."""
-    candidates, ruled = ByProject(limits, lambda limit: limit.scope.project).candidates(facts[0])
-    return counted_in(candidates, *facts) if ruled else list(candidates)
+    """What the caller's path counts a call in: its project's candidates whose compiled rule is None or passes."""
+    candidates = ByProject(limits, lambda limit: limit.scope.project).candidates(facts[0])
+    return [limit for limit in candidates if limit.rule is None or limit.rule(*facts, limit.fingerprints)]
 
 
 @pytest.mark.parametrize(("scope", "facts", "inside"), CASES)
@@ -81,8 +81,7 @@ def test_of_several_budgets_a_call_counts_in_those_whose_scope_it_is_in():
 def test_a_scope_of_a_project_alone_runs_no_rule_and_a_call_of_another_project_has_no_candidates():
     by_project = ByProject([limit_of(Scope(project="search"))], lambda limit: limit.scope.project)
     assert scope_rule(Scope(project="search")) is None and scope_rule(Scope()) is None
-    assert by_project.candidates("search")[1] is False
-    assert by_project.candidates("support") == ((), False) and by_project.candidates(None) == ((), False)
+    assert by_project.candidates("support") == () and by_project.candidates(None) == ()
 
 
 @pytest.mark.parametrize(("header", "in_tag_scope", "flagged"), [
@@ -98,14 +97,3 @@ def test_attribution_is_read_as_the_record_reads_it_and_unreadable_tags_are_flag
               limit_of(Scope(tags=(("env", "prod"),))), limit_of(Scope(user="u1"))]
     found = counted(limits, (project, user, None, tags, None))
     assert found == ([limits[0]] if in_tag_scope else []) + limits[1:3]
-
-
-@pytest.mark.parametrize(("slot", "quota", "admitted"), [
-    (5, Quota(5, 1, 0, 1), True),
-    (5, Quota(5, 0, 0, 1), False),
-    (9, Quota(5, 4, 0, 1), False),
-    (8, Quota(5, 4, 0, 1), True),
-    (10**9, Quota(0, float("inf"), 0, 1), True),  # before the first settle: nothing is refused
-])
-def test_a_slot_is_admitted_within_the_room_after_the_mark(slot, quota, admitted):
-    assert within(slot, quota) is admitted
