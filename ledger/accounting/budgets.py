@@ -14,12 +14,12 @@ from __future__ import annotations
 import json
 from dataclasses import KW_ONLY, dataclass
 from datetime import datetime, timedelta
-from decimal import ROUND_CEILING, Decimal
-from typing import Iterable, Mapping, NamedTuple, Sequence
+from decimal import Decimal
+from typing import Callable, Iterable, Mapping, NamedTuple, Sequence
 
 from ..money import NANO, ZERO, quantize
+from .parsing import UNREADABLE_MODEL
 from .periods import CALENDAR_KINDS, Period, calendar_period, parse_duration, rolling_period
-from .pricing import RateCard
 from .snapshots import SnapshotPoint
 
 SCOPE_KEYS = ("account", "project", "user", "key", "model", "tag")
@@ -62,18 +62,52 @@ class Scope:
     def matches(self, project: str | None, user: str | None, model: str | None,
                 tags: Mapping[str, str] | None, fingerprint: str | None = None,
                 fingerprints: frozenset[str] | None = None) -> bool:
-        """Whether a call with these facts is in the scope; `fingerprints` are the keys its account/label stand for."""
-        if self.project is not None and project != self.project:
-            return False
-        if self.user is not None and user != self.user:
-            return False
-        if self.model is not None and model != self.model:
-            return False
-        if self.tags and (tags is None or any(tags.get(k) != v for k, v in self.tags)):
-            return False
-        if self.by_key and (fingerprint is None or fingerprints is None or fingerprint not in fingerprints):
-            return False
-        return True
+        """Whether a call with these facts is in the scope; `fingerprints` are the keys its account/label stand for.
+
+        `model` is as requested: a body whose model cannot be read (UNREADABLE_MODEL) may be of any model, and is
+        in every model's scope."""
+        return all(test(project, user, model, tags, fingerprint, fingerprints) for test in self.tests())
+
+    def tests(self, *, project: bool = True) -> tuple[ScopeTest, ...]:
+        """The scope's rule as one test a field it names (all must pass); without the project's when `project` is
+        false (for a caller that found the call's budgets by its project)."""
+        found = [_project_is(self.project)] if project and self.project is not None else []
+        if self.user is not None:
+            found.append(_user_is(self.user))
+        if self.model is not None:
+            found.append(_model_is(self.model))
+        if self.tags:
+            found.append(_tags_hold(self.tags))
+        if self.by_key:
+            found.append(_key_among)
+        return tuple(found)
+
+
+# A test of one field of a scope: (project, user, model, tags, fingerprint, fingerprints) -> in the scope.
+ScopeTest = Callable[[str | None, str | None, str | None, Mapping[str, str] | None, str | None, frozenset[str] | None],
+                     bool]
+
+
+def _project_is(wanted: str) -> ScopeTest:
+    return lambda project, user, model, tags, fingerprint, fingerprints: project == wanted
+
+
+def _user_is(wanted: str) -> ScopeTest:
+    return lambda project, user, model, tags, fingerprint, fingerprints: user == wanted
+
+
+def _model_is(wanted: str) -> ScopeTest:
+    return lambda project, user, model, tags, fingerprint, fingerprints: model == wanted or model is UNREADABLE_MODEL
+
+
+def _tags_hold(wanted: tuple[tuple[str, str], ...]) -> ScopeTest:
+    return lambda project, user, model, tags, fingerprint, fingerprints: (
+        tags is not None and all(tags.get(k) == v for k, v in wanted))
+
+
+def _key_among(project: str | None, user: str | None, model: str | None, tags: Mapping[str, str] | None,
+               fingerprint: str | None, fingerprints: frozenset[str] | None) -> bool:
+    return fingerprint is not None and fingerprints is not None and fingerprint in fingerprints
 
 
 def tag_fragments(name: str, value: str) -> tuple[str, str]:
@@ -182,75 +216,6 @@ def budget_status(budget: Budget, period: Period, now: datetime, spent: Decimal,
     else:
         state = OK
     return BudgetStatus(budget, period, now, spent, calls, limit, percent, projected, crossed, forecast, state)
-
-
-# ---------------------------------------------------------------- hard limits: the admission rule
-
-# A call in flight is counted at twice the largest charge the scope (or, for a scope with none, the ledger)
-# has seen: calls of one workload vary, and a call that costs more than this may pass the limit by more.
-CHARGE_MARGIN = 2
-# With no charged call to go by, a call in flight is counted at the rate card's price of this many prompt and
-# completion tokens (2.24 credits for gemini-3.1-pro): more than most chat calls cost.
-FIRST_CALL_TOKENS = (2000, 2000)
-# A process far from a limit holds a share of the room left for calls it has not made yet, so that its
-# calls need not go through the ledger; near the limit (fewer calls left than this) it holds what it uses.
-LEASE_SHARE = 8
-CHAT_ENDPOINT = "/chat/completions"
-
-
-def pessimistic_charge(largest: Decimal | None, first_call: Decimal) -> Decimal:
-    """What a call in flight is counted at: CHARGE_MARGIN x the largest charge seen, else the first call's estimate."""
-    return largest * CHARGE_MARGIN if largest else first_call
-
-
-def first_call_charge(card: RateCard, model: str | None) -> Decimal:
-    """A call in flight with no charge to go by: the rate card's price of FIRST_CALL_TOKENS at the model's rate (for
-    a scope of any model, or a model the card does not know, at the dearest chat rate: the calls a limit sees)."""
-    found = card.rate_for(model)
-    rates = [found[1]] if found is not None else [r for r in card.rates.values() if r.endpoint.endswith(CHAT_ENDPOINT)]
-    return max((rate.cost(*FIRST_CALL_TOKENS) for rate in rates or card.rates.values()), default=Decimal(1))
-
-
-def calls_admitted(limit: Decimal, spent: Decimal, held_by_others: Decimal, charge: Decimal) -> int:
-    """How many calls one process may have in flight: the n-th starts while spent + others + (n - 1) x charge < limit.
-
-    So the last call admitted starts under the limit, and the calls in flight
-    pass it by less than one call as long as none costs more than `charge`.
-    """
-    room = limit - spent - held_by_others
-    if room <= 0:
-        return 0
-    return int((room / charge).to_integral_value(rounding=ROUND_CEILING))  # (n - 1) x charge < room
-
-
-def calls_to_hold(admitted: int, in_flight: int, used: int) -> int:
-    """How many calls a process holds room for: those in flight, and a lease for the next ones.
-
-    The lease is what it used since it last held (its rate), or a LEASE_SHARE-th
-    of the room left when that is more, never more than the room.
-    """
-    free = admitted - in_flight
-    if free <= 0:
-        return in_flight  # what is in flight is held whatever it comes to: it cannot be called back
-    return in_flight + min(free, max(used, free // LEASE_SHARE))
-
-
-class Admission(NamedTuple):
-    """What one settle of a hard limit decides for a process: its calls in flight that were admitted, the waiting
-    calls it admits now, and the calls it holds room for (those, and a lease for the calls to come)."""
-
-    in_flight: int
-    tickets: int
-    held: int
-
-
-def admission(limit: Decimal, spent: Decimal, held_by_others: Decimal, charge: Decimal, pending: int, asking: int,
-              used: int) -> Admission:
-    """A process's admission: `pending` calls of it not in the ledger, of which `asking` wait for room."""
-    admitted = calls_admitted(limit, spent, held_by_others, charge)
-    in_flight = max(0, pending - asking)
-    tickets = max(0, min(asking, admitted - in_flight))
-    return Admission(in_flight, tickets, calls_to_hold(admitted, in_flight + tickets, used))
 
 
 # ---------------------------------------------------------------- balance runway

@@ -2,7 +2,7 @@
 
 Each process holds room in the ledger for its calls in flight (`limit_holds`,
 one row per budget and process), each counted at a pessimistic charge
-(`accounting.budgets.pessimistic_charge`): CHARGE_MARGIN x the largest charge
+(`accounting.hard_limits.pessimistic_charge`): CHARGE_MARGIN x the largest charge
 the scope has seen (the ledger's, for a scope with none), or the rate card's
 price of FIRST_CALL_TOKENS on a ledger with no charged call. A process admits
 the n-th call it has in flight while
@@ -38,7 +38,8 @@ from decimal import Decimal
 from typing import Any, Callable
 
 from .. import redact
-from ..accounting.budgets import Admission, Budget, admission, first_call_charge, pessimistic_charge
+from ..accounting.budgets import Budget
+from ..accounting.hard_limits import Admission, ByProject, Quota, admission, first_call_charge, pessimistic_charge, scope_rule
 from ..accounting.parsing import UNREADABLE_MODEL, requested_model
 from ..accounting.pricing import RateBook
 from ..accounting.records import REFUSED
@@ -78,13 +79,12 @@ class _Limit:
     before the mark is among those it counts in flight and holds room for.
     """
 
-    __slots__ = ("budget", "user", "model", "tags", "by_key", "fingerprints", "limit", "spent", "charge", "pending",
-                 "held", "others", "asking", "tickets", "closed", "counter", "quota", "times", "refused", "period_label")
+    __slots__ = ("budget", "rule", "fingerprints", "limit", "spent", "charge", "pending", "held", "others", "asking",
+                 "tickets", "closed", "counter", "quota", "times", "refused", "period_label")
 
     def __init__(self, budget: Budget) -> None:
-        scope = budget.scope
-        self.budget, self.user, self.model, self.tags, self.by_key = budget, scope.user, scope.model, scope.tags, scope.by_key
-        self.fingerprints: frozenset[str] = frozenset()
+        self.budget, self.rule = budget, scope_rule(budget.scope)  # the scope's rule, compiled once
+        self.fingerprints: frozenset[str] = frozenset()  # the keys a key scope stands for, as the last settle read them
         self.limit: Decimal | None = None  # None until a settle has read it: nothing is refused before
         self.spent = self.others = self.charge = ZERO
         self.pending = self.held = 0  # calls of this process in flight at the mark; calls its hold is for
@@ -92,14 +92,14 @@ class _Limit:
         self.tickets = 0  # of them, those the last settle found room for (each admits one)
         self.closed = False  # the period's spend has reached the limit: refused without asking the ledger
         self.counter = itertools.count()
-        self.quota: tuple[int, float, float, float] = (0, math.inf, -math.inf, math.inf)  # (mark, room, period start, end)
+        self.quota = Quota(0, math.inf, -math.inf, math.inf)
         self.times: deque[float] = deque()  # when each call of the window that was checked started
         self.refused: deque[float] = deque()  # when each of them that was refused started (appended after `times`)
         self.period_label = ""
 
     def in_flight(self, slot: int) -> Decimal:
         """What this process's calls in flight, up to `slot`, are counted at."""
-        return max(0, self.pending + slot - self.quota[0]) * self.charge
+        return max(0, self.pending + slot - self.quota.mark) * self.charge
 
 
 class HardLimits:
@@ -110,18 +110,9 @@ class HardLimits:
         self.limits = tuple(_Limit(b) for b in budgets)
         self.settings, self.secret, self.rate_book, self.clock = settings, secret, rate_book, clock
         self.refresh_seconds = settings.limits_refresh_seconds if refresh_seconds is None else refresh_seconds
-        self.needs_key = any(limit.by_key for limit in self.limits)
-        self.needs_model = any(limit.model is not None for limit in self.limits)
-        self.needs_user = any(limit.user is not None for limit in self.limits)
-        self.needs_tags = any(limit.tags for limit in self.limits)
-        by_project: dict[str, list[_Limit]] = {}
-        for limit in self.limits:
-            if limit.budget.scope.project is not None:
-                by_project.setdefault(limit.budget.scope.project, []).append(limit)
-        # What the caller's path looks at first: a call whose project has no enforced budget, where every
-        # enforced budget names a project, costs a dict lookup.
-        self._by_project = {project: tuple(found) for project, found in by_project.items()}
-        self._unprojected = tuple(limit for limit in self.limits if limit.budget.scope.project is None)
+        self.needs_key = any(b.scope.by_key for b in budgets)
+        self.needs_model = any(b.scope.model is not None for b in budgets)
+        self.by_project = ByProject(self.limits, lambda limit: limit.budget.scope.project)
         self.enforcing = False  # off until the first refresh, and while the ledger cannot be read
         self.refreshes = 0
         self.ready = threading.Event()
@@ -148,9 +139,7 @@ class HardLimits:
             project, user, tags = context.project, context.user, context.tags
         else:
             project = user = tags = None
-        candidates = self._by_project.get(project, ()) if project is not None else ()
-        if self._unprojected:
-            candidates += self._unprojected
+        candidates = self.by_project.candidates(project)
         if not candidates:
             return None
         key = model = None
@@ -161,14 +150,8 @@ class HardLimits:
             model = _model_of(request)
         found = None
         for limit in candidates:
-            if limit.user is not None and limit.user != user:
-                continue
-            if limit.model is not None and limit.model != model and model is not UNREADABLE_MODEL:
-                continue
-            if limit.tags and (tags is None or any(tags.get(k) != v for k, v in limit.tags)):
-                continue
-            if limit.by_key and key not in limit.fingerprints:
-                continue
+            if limit.rule is not None and not limit.rule(project, user, model, tags, key, limit.fingerprints):
+                continue  # not in its scope (the budgets' rule, compiled: a call each candidate at most)
             mark, room, start, end = limit.quota
             if not start <= started < end:
                 self._roll(limit, started)
@@ -221,7 +204,7 @@ class HardLimits:
         A rolling window never rolls: it slides, and each refresh reads it anew.
         """
         with self._lock:
-            if limit.quota[2] <= started < limit.quota[3]:
+            if limit.quota.start <= started < limit.quota.end:
                 return  # another thread rolled it
             self._start_period(limit, started)
 
@@ -232,7 +215,7 @@ class HardLimits:
         limit.times.clear()
         limit.refused.clear()
         start, end = (-math.inf, math.inf) if limit.budget.rolling else (period.start.timestamp(), period.end.timestamp())
-        limit.quota = (next(limit.counter) + 1, 0 if limit.limit is not None else math.inf, start, end)
+        limit.quota = Quota(next(limit.counter) + 1, 0 if limit.limit is not None else math.inf, start, end)
 
     # -- the refresh, off the caller's path
 
@@ -280,7 +263,7 @@ class HardLimits:
             if period.label != limit.period_label:
                 self._start_period(limit, now)
             mark = next(limit.counter) + 1  # every call with a slot before this is in `times` now
-            used = max(0, mark - 1 - limit.quota[0])  # slots since the last mark: this process's rate
+            used = max(0, mark - 1 - limit.quota.mark)  # slots since the last mark: this process's rate
             asking = limit.asking
             for kept in (limit.times, limit.refused):
                 while kept and kept[0] < cut:
@@ -316,8 +299,7 @@ class HardLimits:
             limit.limit, limit.spent, limit.others, limit.charge = cap, spent, others, charge
             limit.pending, limit.held, limit.tickets = room.in_flight + room.tickets, room.held, room.tickets
             limit.closed = spent >= cap  # the spend only grows within a period
-            _, _, start, end = limit.quota
-            limit.quota = (mark, room.held - room.in_flight - room.tickets, start, end)
+            limit.quota = limit.quota._replace(mark=mark, room=room.held - room.in_flight - room.tickets)
 
     def _configured_keys(self) -> dict:
         if self._configured is None:
@@ -363,7 +345,7 @@ class HardLimits:
             limit.times.clear()
             limit.refused.clear()
             limit.pending = limit.held = limit.tickets = limit.asking = 0
-            limit.quota = (next(limit.counter) + 1, 0, *limit.quota[2:])  # the child holds nothing: its first call settles
+            limit.quota = limit.quota._replace(mark=next(limit.counter) + 1, room=0)  # the child holds nothing: its first call settles
         if self._ledger is not None:
             self._ledger.engine.dispose(close=False)
             self._ledger = None

@@ -158,7 +158,7 @@ def test_a_balance_condition_is_an_episode_resolved_when_it_clears_and_raised_ag
 
 
 def test_a_process_may_have_in_flight_the_calls_that_each_start_under_the_limit():
-    from ledger.accounting.budgets import calls_admitted
+    from ledger.accounting.hard_limits import calls_admitted
 
     charge = Decimal("0.5")
     assert calls_admitted(Decimal(2), ZERO, ZERO, charge) == 4  # 0, 0.5, 1, 1.5 < 2
@@ -169,7 +169,7 @@ def test_a_process_may_have_in_flight_the_calls_that_each_start_under_the_limit(
 
 
 def test_a_hold_covers_the_calls_in_flight_and_a_lease_of_the_room_left():
-    from ledger.accounting.budgets import LEASE_SHARE, calls_to_hold
+    from ledger.accounting.hard_limits import LEASE_SHARE, calls_to_hold
 
     assert calls_to_hold(100, 2, 0) == 2 + 98 // LEASE_SHARE  # far from the limit: a share of what is left
     assert calls_to_hold(100, 2, 50) == 52  # a busy process: what it used since it last held
@@ -179,7 +179,7 @@ def test_a_hold_covers_the_calls_in_flight_and_a_lease_of_the_room_left():
 
 
 def test_a_call_in_flight_counts_at_twice_the_largest_charge_or_the_first_calls_price():
-    from ledger.accounting.budgets import first_call_charge, pessimistic_charge
+    from ledger.accounting.hard_limits import first_call_charge, pessimistic_charge
     from ledger.accounting.pricing import default_rate_book
 
     card = default_rate_book().cards[-1]
@@ -191,7 +191,7 @@ def test_a_call_in_flight_counts_at_twice_the_largest_charge_or_the_first_calls_
 
 
 def test_calls_waiting_for_room_are_admitted_while_they_fit():
-    from ledger.accounting.budgets import Admission, admission
+    from ledger.accounting.hard_limits import Admission, admission
 
     one = Decimal(1)
     # 3 calls' room (spent 0 of 3 at 1 each): 1 in flight, 4 waiting: 2 of them admitted, nothing more held.
