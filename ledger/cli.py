@@ -47,11 +47,33 @@ def parse_time(text: str) -> datetime:
     return when
 
 
-def _port(text: str) -> int:
+def _digits(text: str) -> int | None:
+    """A whole number written in ASCII digits, else None: int() also reads '٣', '３' and blanks around."""
+    return int(text) if re.fullmatch(r"[0-9]{1,18}", text, re.ASCII) else None
+
+
+def _whole_number(text: str) -> int:
+    value = _digits(text)
+    if value is None:
+        raise argparse.ArgumentTypeError(f"not a whole number: {text!r}")
+    return value
+
+
+def _host(text: str) -> str:
+    """--host as the config's `host` is checked (an IP address or an ASCII host name; no NUL, space or control)."""
+    from .config_checks import host
+    from .errors import ConfigError
+
     try:
-        port = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a port number: {text!r}") from None
+        return host(text, "--host")
+    except ConfigError as error:
+        raise argparse.ArgumentTypeError(str(error).removeprefix("--host: ")) from None
+
+
+def _port(text: str) -> int:
+    port = _digits(text)
+    if port is None:
+        raise argparse.ArgumentTypeError(f"not a port number: {text!r}")
     if not 0 <= port <= 65535:
         raise argparse.ArgumentTypeError(f"port out of range: {port}")
     return port
@@ -87,10 +109,7 @@ def _group_keys(text: str):
 
 
 def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a whole number: {text!r}") from None
+    value = _whole_number(text)
     if value <= 0:
         raise argparse.ArgumentTypeError(f"must be above 0: {value}")
     return value
@@ -127,12 +146,12 @@ def build_parser() -> argparse.ArgumentParser:
 
     simulate = sub.add_parser("simulate", help="serve the API simulator on loopback")
     simulate.add_argument("--port", type=_port, default=8765)
-    simulate.add_argument("--host", default="127.0.0.1")
-    simulate.add_argument("--seed", type=int, default=0)
+    simulate.add_argument("--host", type=_host, default="127.0.0.1")
+    simulate.add_argument("--seed", type=_whole_number, default=0)
 
     demo = sub.add_parser("demo", help="run a mixed workload against the simulator, through the recorder")
     demo.add_argument("--calls", type=_positive_int, default=120, help="number of chat calls (default 120)")
-    demo.add_argument("--seed", type=int, default=7)
+    demo.add_argument("--seed", type=_whole_number, default=7)
 
     sub.add_parser("replay", help="write what the journal still holds into the ledger")
 
@@ -179,7 +198,7 @@ def build_parser() -> argparse.ArgumentParser:
     alerts_test.add_argument("--channel", required=True, help="the channel's name in [[channels]]")
 
     proxy = sub.add_parser("proxy", help="a recording HTTP proxy: point any client's base URL at it")
-    proxy.add_argument("--host", help="address to listen on (default: [proxy] host, else 127.0.0.1)")
+    proxy.add_argument("--host", type=_host, help="address to listen on (default: [proxy] host, else 127.0.0.1)")
     proxy.add_argument("--port", type=_port, help="port to listen on (default: [proxy] port, else 8787)")
     proxy.add_argument("--upstream", help="the API's base URL (default: [proxy] upstream, $AIVIDEO_BASE_URL, else the real one)")
     proxy.add_argument("--workers", type=_positive_int, help="worker processes (default: [proxy] workers, else 1)")

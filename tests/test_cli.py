@@ -115,6 +115,13 @@ def test_a_bad_config_stops_every_command_with_one_line(tmp_path, monkeypatch, c
         (["calls", "--format", "xml"], 2, "invalid choice"),
         (["calls", "--limit", "0"], 2, "must be above 0"),
         (["simulate", "--port", "99999"], 2, "port out of range"),
+        (["simulate", "--port", "٨٠٨٠"], 2, "not a port number"),  # Arabic-Indic digits: int() reads them
+        (["proxy", "--workers", "٢"], 2, "not a whole number"),
+        (["calls", "--limit", "１０"], 2, "not a whole number"),
+        (["demo", "--seed", "٧"], 2, "not a whole number"),
+        (["simulate", "--port", " 8080"], 2, "not a port number"),
+        (["proxy", "--host", "localhost\x00"], 2, "must be a host"),
+        (["simulate", "--host", "local host"], 2, "must be an IP address or a host name"),
         (["demo", "--calls", "0"], 2, "must be above 0"),
         (["check"], 1, "no ledger at ledger.db"),
         (["reconcile"], 1, "no ledger at ledger.db"),
