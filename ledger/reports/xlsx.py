@@ -310,7 +310,7 @@ FINDING_SHEET = (
 )
 ADJUSTMENT_SHEET = (
     ("call_id", Column("call id", "id", 34)), ("started_serial", Column("started (its period)", "date", 20)),
-    ("recorded_at", Column("recorded (UTC)", "id", 27)), ("credits_charged", Column("credits charged", "credits", 16)),
+    ("recorded_serial", Column("recorded", "date", 20)), ("credits_charged", Column("credits charged", "credits", 16)),
     ("credits_expected", Column("credits expected", "credits", 17)), ("pricing_class", Column("pricing class", "text", 18)),
     ("model_requested", Column("model", "label", 16)), ("project", Column("project", "label", 18)),
     ("end_user", Column("user", "label", 14)), ("key_name", Column("key", "text", 14)),

@@ -44,6 +44,7 @@ def _columns(dialect: str) -> dict:
         "started_at": _utc_text(Call.started_at, dialect),
         "started_serial": _excel_serial(Call.started_at, dialect),
         "recorded_at": _utc_text(Call.recorded_at, dialect),
+        "recorded_serial": _excel_serial(Call.recorded_at, dialect),
         "status": Call.status,
         "http_status": Call.http_status,
         "error_code": Call.error_code,

@@ -7,6 +7,7 @@ import json
 from datetime import datetime, timedelta, timezone
 from decimal import Decimal
 
+import openpyxl
 import pytest
 from factories import make_capture
 from ledger_rows import call_values, insert, register, snapshot
@@ -100,6 +101,16 @@ def test_an_adjustment_stays_with_the_period_that_was_open_when_it_was_recorded(
     assert report_json(ledger.url, "2026-05")["adjustments"][0]["calls"] == 1
     assert report_json(ledger.url, "2026-05")["close"]["digest_matches"] is True
     assert report_json(ledger.url, "2026-06")["adjustments"][0]["calls"] == 1
+    # In the workbook, when it was recorded is a date in the report's zone, as when it started.
+    path = tmp_path / "june.xlsx"
+    code, text = run("--database-url", ledger.url, "report", "--period", "2026-06", "--tz", "Europe/Berlin",
+                     "--format", "xlsx", "--output", str(path))
+    assert code == 0, text
+    sheet = openpyxl.load_workbook(path)["Adjustments"]
+    header = [cell.value for cell in sheet[1]]
+    row = dict(zip(header, (cell.value for cell in sheet[2])))
+    assert row["recorded (Europe/Berlin)"] == datetime(2026, 6, 15, 2, 0)  # 2026-06-15T00:00Z, in summer time
+    assert row["started (its period) (Europe/Berlin)"] == datetime(2026, 4, 4, 2, 0)
     # May is closed after April: April cannot be reopened first.
     code, text = run("--database-url", ledger.url, "reopen", "2026-04", "--reason", "x")
     assert code == 1
