@@ -13,7 +13,6 @@ answered with 402. What the proxy answers itself is in the API's error shape.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 from typing import Any, NamedTuple
 
@@ -33,7 +32,6 @@ _URLS_KEPT = 256  # upstream URLs by path and query: most calls are to one path
 # `receive()` costs a short call a third of what the proxy adds to it (BENCHMARKS.md), and a client that
 # leaves a short call misses nothing a ledger row should say. A stream's abort is seen within this delay.
 WATCH_AFTER = 0.05
-DRAIN_SECONDS = 1.0  # a body past the limit that the client is still sending is read and dropped this long
 
 
 def error_body(code: str, kind: str, message: str) -> bytes:
@@ -42,11 +40,7 @@ def error_body(code: str, kind: str, message: str) -> bytes:
 
 
 class BodyTooLarge(Exception):
-    """A request body past max_body_bytes; `more`: the client is still sending the rest of it."""
-
-    def __init__(self, size: int, more: bool = True) -> None:
-        super().__init__(size)
-        self.more = more
+    pass
 
 
 class _Call:
@@ -89,7 +83,7 @@ class _RequestBody(httpx2.AsyncByteStream):
             piece = message.get("body", b"")
             size += len(piece)
             if size > self._limit:
-                raise BodyTooLarge(size, message.get("more_body", False))
+                raise BodyTooLarge(size)
             if piece:
                 kept.append(piece)
                 yield piece
@@ -197,7 +191,7 @@ class ProxyApp:
             if size < 0:
                 return await _error(send, 400, "invalid_request", "invalid_request_error", "Invalid Content-Length.")
             if size > self.max_body_bytes:
-                return await _too_large(send, self.max_body_bytes, receive if size else None)
+                return await _too_large(send, self.max_body_bytes)
 
         call = _Call(asyncio.current_task(), receive)
         message = await receive()
@@ -208,13 +202,13 @@ class ProxyApp:
         if message.get("more_body", False) and self.whole_bodies and raw_path.endswith(b"/chat/completions"):
             try:
                 body = await _whole_body(body, self.max_body_bytes, call)
-            except BodyTooLarge as error:
-                return await _too_large(send, self.max_body_bytes, receive if error.more else None)
+            except BodyTooLarge:
+                return await _too_large(send, self.max_body_bytes)
             except ConnectionResetError:
                 return
         elif message.get("more_body", False):
             if len(body) > self.max_body_bytes:
-                return await _too_large(send, self.max_body_bytes, receive)
+                return await _too_large(send, self.max_body_bytes)
             streamed = _RequestBody(body, self.max_body_bytes, call, _watch_soon)
             if length is None:
                 headers.append((b"transfer-encoding", b"chunked"))
@@ -238,8 +232,8 @@ class ProxyApp:
     async def _exchange(self, request: httpx2.Request, streamed: _RequestBody | None, call: _Call, send: Any) -> None:
         try:
             response = await self.transport.handle_async_request(request)
-        except BodyTooLarge as error:
-            return await _too_large(send, self.max_body_bytes, call.receive if error.more else None)
+        except BodyTooLarge:
+            return await _too_large(send, self.max_body_bytes)
         except httpx2.TimeoutException as error:  # the recording transport has recorded the failed call
             return await _error(send, 504, "upstream_timeout", "proxy_error",
                                 f"The upstream did not answer in time ({type(error).__name__}).")
@@ -318,13 +312,6 @@ class ProxyApp:
             target = raw_path[3:].decode("latin-1") + ("?" + query.decode("latin-1") if query else "")
             url = self._urls[key] = httpx2.URL(self.upstream + target)
         return url
-
-
-async def _drop_body(receive: Any) -> None:
-    while True:
-        message = await receive()
-        if message["type"] == "http.disconnect" or not message.get("more_body", False):
-            return
 
 
 async def _whole_body(first: bytes, limit: int, call: _Call) -> bytes:
@@ -406,12 +393,6 @@ async def _error(send: Any, status: int, code: str, kind: str, message: str) -> 
     await _answer(send, status, error_body(code, kind, message))
 
 
-async def _too_large(send: Any, limit: int, unread: Any = None) -> None:
-    """413. With `unread` (the ASGI receive of a body the client is still sending), the rest is read and dropped
-    first, for up to DRAIN_SECONDS: a socket closed with unread data answers with a reset, which can take the
-    answer with it, so the client would see a broken connection instead of the 413."""
-    if unread is not None:
-        with contextlib.suppress(asyncio.TimeoutError):
-            await asyncio.wait_for(_drop_body(unread), DRAIN_SECONDS)
+async def _too_large(send: Any, limit: int) -> None:
     await _error(send, 413, "request_too_large", "invalid_request_error",
                  f"The request body is larger than this proxy takes ({limit} bytes; [proxy] max_body_bytes).")

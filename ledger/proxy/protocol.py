@@ -200,6 +200,8 @@ class GuardedProtocol(HttpToolsProtocol):
             raise _Refused
         target = self.url
         super().on_headers_complete()
+        if self.cycle is not None:  # its close after an answer lingers while the request's body is still coming
+            self.cycle.transport = _LingeringClose(self)
         # uvicorn hands the app only the path of an absolute-form target (`POST http://elsewhere/v1/...`), so
         # the app could not refuse it: the target as it came goes into raw_path, as uvicorn's h11 protocol does.
         if target[:1] != b"/":
@@ -263,6 +265,23 @@ class GuardedProtocol(HttpToolsProtocol):
             self.transport.write_eof()
         self.loop.call_later(LINGER_SECONDS, self.transport.close)
 
+    def close_after_answer(self) -> None:
+        """Close once an answer is out: at once when the request was read whole, else after the linger.
+
+        A socket closed with unread data answers with a reset, which can take the
+        answer with it: what the client still sends of an answered request (a 413's
+        body, a 401's) is read and dropped until it is done or the linger ends.
+        """
+        if self._between_messages or self.transport.is_closing():
+            self.transport.close()
+            return
+        self._refused = True
+        self._unset_keepalive_if_required()
+        self.flow.resume_reading()
+        if self.transport.can_write_eof():
+            self.transport.write_eof()
+        self.loop.call_later(LINGER_SECONDS, self.transport.close)
+
     def _read_on_as_http11(self, rest: bytes) -> None:
         """A request that asks to switch protocols (`Upgrade: h2c`, what `curl --http2` sends) is served as HTTP/1.1.
 
@@ -281,6 +300,23 @@ class GuardedProtocol(HttpToolsProtocol):
             finally:
                 self._replaying = False
         self.data_received(rest)
+
+
+class _LingeringClose:
+    """A request cycle's transport: the connection's own, but its close is the protocol's `close_after_answer`."""
+
+    __slots__ = ("_protocol", "write", "is_closing", "get_extra_info")
+
+    def __init__(self, protocol: GuardedProtocol) -> None:
+        transport = protocol.transport
+        self._protocol, self.write, self.is_closing = protocol, transport.write, transport.is_closing
+        self.get_extra_info = transport.get_extra_info
+
+    def close(self) -> None:
+        self._protocol.close_after_answer()
+
+    def __getattr__(self, name: str):
+        return getattr(self._protocol.transport, name)
 
 
 def protocol_class(limits: ConnectionLimits) -> type[GuardedProtocol]:
