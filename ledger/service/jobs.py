@@ -159,12 +159,21 @@ def build_scheduler(service: Service, jobs: dict[str, tuple[JobFunction, float |
             id=name,
             name=name,
             seconds=seconds,
+            jitter=interval_jitter(seconds),
             next_run_time=now,
             max_instances=1,
             coalesce=True,
             misfire_grace_time=max(1, int(seconds)),
         )
     return scheduler
+
+
+def interval_jitter(seconds: float) -> float:
+    """How late, at most, a run of an interval job may fire after its time: a random part of it per run, so the
+    replicas of the service, started together, do not try the job's lock in lockstep (one would win every round
+    and the other never run it) nor hit the shared database at the same instant. A quarter of the interval,
+    at most 15 s: the run stays within its own interval."""
+    return min(seconds / 4, 15.0)
 
 
 def _when(trigger) -> str:

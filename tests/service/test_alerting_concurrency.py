@@ -93,15 +93,19 @@ def test_two_replicas_of_the_service_on_postgresql_deliver_each_alert_once(postg
         command = [sys.executable, "-m", "ledger.cli", "--config", config, "--database-url", postgres_url, "run"]
         replicas = [subprocess.Popen(command, env=environment(receiver), cwd=tmp_path, stdout=subprocess.PIPE,
                                      stderr=subprocess.PIPE, text=True) for _ in range(2)]
+        waited = None
         try:
             for step in range(1, 5):  # 25, 50, 75, 100: each step crosses more thresholds while both replicas run
                 spend(ledger, 25)
                 wait_for(lambda: len(receiver.accepted) >= 25 * step // 10, timeout=60, what=f"the alerts of step {step}")
             wait_for(lambda: _job_runs_by(ledger) >= 2, timeout=60, what="both replicas running the budgets job")
+        except AssertionError as failed:
+            waited = failed
         finally:
             for replica in replicas:
                 replica.send_signal(signal.SIGTERM)
             outputs = [replica.communicate(timeout=60) for replica in replicas]
+        assert waited is None, (str(waited), [err[-3000:] for _, err in outputs])  # what each replica logged
         assert [r.returncode for r in replicas] == [0, 0], outputs
         delivered_once(receiver, len(THRESHOLDS))
 

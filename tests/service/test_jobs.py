@@ -10,7 +10,7 @@ import sys
 import textwrap
 import threading
 import time
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 import pytest
@@ -111,6 +111,29 @@ def test_jobs_do_not_overlap_and_survive_failures(ledger):
     slow_runs, flaky_runs = runs(ledger, "slow"), runs(ledger, "flaky")
     assert len(slow_runs) <= elapsed / 0.3 + 1  # coalesced: one run at a time, not one per 0.05 s
     assert {o for _, o, *_ in flaky_runs} == {"ok", "failed"}
+
+
+def test_two_replicas_started_out_of_phase_each_get_turns_at_an_interval_job(ledger):
+    """Replica B tries the lock 0.05 s after A each round, while A holds it for 0.1 s: on fixed times B would skip
+    every round for ever (a PostgreSQL CI run waited 60 s for the second replica); each run's jitter gives it turns."""
+    first, second = Service(settings_for(ledger.url), ledger), Service(settings_for(ledger.url), ledger)
+    ran: list[str] = []
+
+    def job(service):
+        ran.append("first" if service is first else "second")
+        time.sleep(0.1)
+        return "ok", ""
+
+    schedulers = []
+    for service in (first, second):  # an interval's times count from when its job was added: 0.05 s apart
+        schedulers.append(build_scheduler(service, {"shared": (job, 0.4)}, now=datetime.now(timezone.utc) + timedelta(seconds=0.4)))
+        schedulers[-1].start()
+        time.sleep(0.05)
+    try:
+        wait_for(lambda: "first" in ran and ran.count("second") >= 2, timeout=30, what="both replicas running the job")
+    finally:
+        for scheduler in schedulers:
+            scheduler.shutdown(wait=True)
 
 
 def test_a_failing_or_garbled_credits_api_loses_no_snapshot_and_the_service_goes_on(ledger, credits_api):
