@@ -178,7 +178,9 @@ def _require_ledger_file(url: str) -> None:
 
 
 def _require_ledger_schema(engine: Engine) -> None:
-    """A read command never makes a ledger of a database that is none (an empty file, someone else's database)."""
+    """A command on an existing ledger never makes a ledger of a database that is none (an empty file, someone
+    else's database), nor upgrades an older one: on a ledger of millions of calls an upgrade is a long write
+    (building the rollups), which a report, run against a read-only copy or a replica, must not start."""
     try:
         revision = current_revision(engine)
     except SQLAlchemyError as exc:
@@ -188,6 +190,12 @@ def _require_ledger_schema(engine: Engine) -> None:
         engine.dispose()
         raise DatabaseError(
             f"{engine.url!r} holds no ledger (no credit-ledger schema): `credit-ledger db upgrade` makes it one"
+        )
+    if revision != head_revision():
+        engine.dispose()
+        raise DatabaseError(
+            f"the ledger at {engine.url!r} has schema {revision} and this credit-ledger reads {head_revision()}: "
+            "`credit-ledger db upgrade` brings it there (a command on an existing ledger does not change its schema)"
         )
 
 
@@ -203,7 +211,7 @@ class Ledger:
         self.engine = create_engine_for(self.url, **engine_kwargs)
         if must_exist:
             _require_ledger_schema(self.engine)
-        if upgrade_schema:
+        if upgrade_schema and not must_exist:  # a command on an existing ledger found it at head, or refused
             ensure_schema(self.engine)
         self._sessions = sessionmaker(self.engine, expire_on_commit=False)
 

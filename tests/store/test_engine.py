@@ -91,3 +91,27 @@ def test_threads_and_processes_making_one_new_sqlite_ledger_at_once_all_succeed(
         process.join(60)
     assert [p.exitcode for p in processes] == [0, 0, 0]
     assert errors.empty(), errors.get()
+
+
+def test_a_command_on_an_older_ledger_says_to_upgrade_it_and_changes_nothing(tmp_path, capsys):
+    """A report on a ledger of an earlier schema upgraded it (a write: on millions of calls, a long one, and
+    impossible on a read-only copy); now every command that opens an existing ledger asks for `db upgrade`."""
+    from ledger.cli import main
+    from ledger.store.engine import create_engine_for, upgrade
+
+    path = tmp_path / "old.db"
+    engine = create_engine_for(f"sqlite:///{path}")
+    upgrade(engine, "0006")
+    engine.dispose()
+    before = path.read_bytes()
+    for command in (["report", "--period", "2026-11"], ["calls"], ["closes"], ["alerts"], ["check"]):
+        assert main(["--database-url", f"sqlite:///{path}", *command]) == 1, command
+        err = capsys.readouterr().err
+        assert "has schema 0006" in err and "credit-ledger db upgrade" in err and "Traceback" not in err, err
+        assert len(err.strip().splitlines()) == 1, err
+    assert path.read_bytes() == before
+    engine = create_engine_for(f"sqlite:///{path}")
+    assert current_revision(engine) == "0006"
+    engine.dispose()
+    assert main(["--database-url", f"sqlite:///{path}", "db", "upgrade"]) == 0
+    assert main(["--database-url", f"sqlite:///{path}", "calls"]) == 0
