@@ -45,7 +45,7 @@ from sqlalchemy import text  # noqa: E402
 from bench_recorder import NullSink, memory_transport, per_call_us  # noqa: E402
 from bench_writer import postgres_database  # noqa: E402
 from ledger.accounting.budgets import Budget, Scope  # noqa: E402
-from ledger.alert_config import AlertSettings, ChannelConfig  # noqa: E402
+from ledger.config.alerts import AlertSettings, ChannelConfig  # noqa: E402
 from ledger.config import Settings  # noqa: E402
 from ledger.record.recorder import Recorder  # noqa: E402
 from ledger.service.alerting import evaluate  # noqa: E402

@@ -47,7 +47,7 @@ from sqlalchemy.engine import make_url  # noqa: E402
 import report_ledger  # noqa: E402
 from ledger.accounting.periods import parse_period  # noqa: E402
 from ledger.config import Settings  # noqa: E402
-from ledger.config_reports import parse_group_keys  # noqa: E402
+from ledger.accounting.group_keys import parse_group_keys  # noqa: E402
 from ledger.reports.calls import STORE_NAMES  # noqa: E402
 from ledger.reports.run import ReportRequest, write_report  # noqa: E402
 from ledger.store.engine import Ledger  # noqa: E402

@@ -61,7 +61,7 @@ def _whole_number(text: str) -> int:
 
 def _host(text: str) -> str:
     """--host as the config's `host` is checked (an IP address or an ASCII host name; no NUL, space or control)."""
-    from .config_checks import host
+    from .config.checks import host
     from .errors import ConfigError
 
     try:
@@ -100,7 +100,7 @@ def _zone(text: str) -> str:
 
 
 def _group_keys(text: str):
-    from .config_reports import parse_group_keys
+    from .accounting.group_keys import parse_group_keys
 
     try:
         return parse_group_keys(text)

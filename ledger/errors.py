@@ -14,6 +14,8 @@ exception: it is a value that is returned and stored.
 
 from __future__ import annotations
 
+from typing import Any
+
 
 class LedgerError(Exception):
     """An error with a message a user can act on."""
@@ -48,3 +50,9 @@ def describe(error: BaseException) -> str:
     cause = getattr(error, "orig", None) or error
     text = str(cause).strip()
     return text.splitlines()[0] if text else type(cause).__name__
+
+
+def shown(value: Any) -> str:
+    """A value as a message shows it: escaped (a NUL or newline is seen, not obeyed) and at most 60 characters."""
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."

@@ -17,7 +17,7 @@ from factories import insert_records, make_call
 
 import ledger.sim.server as sim_server
 from ledger.accounting.budgets import Budget, Scope
-from ledger.alert_config import AlertSettings
+from ledger.config.alerts import AlertSettings
 from ledger.config import Settings
 from ledger.record.recorder import Recorder
 from ledger.sim.server import SimulatorServer

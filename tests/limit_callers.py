@@ -15,7 +15,7 @@ import openai
 from sqlalchemy import func, select
 
 from ledger.accounting.budgets import Budget, Scope
-from ledger.alert_config import AlertSettings
+from ledger.config.alerts import AlertSettings
 from ledger.config import Settings
 from ledger.store.engine import Ledger
 from ledger.store.models import Call

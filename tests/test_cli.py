@@ -41,7 +41,7 @@ BAD_CONFIGS = {
     "rate cards a number": ("[pricing]\nrate_cards = 5\n", "pricing.rate_cards"),
     "key env a number": ('[[accounts]]\nname = "a"\nkeys = [{env = 5}]\n', "env"),
     "label a list": ('[[accounts]]\nname = "a"\nkeys = [{env = "K", label = [1]}]\n', "label"),
-    "keys not a list": ('[[accounts]]\nname = "a"\nkeys = "K"\n', "keys must be a list"),
+    "keys not a list": ('[[accounts]]\nname = "a"\nkeys = "K"\n', "keys: must be a list of tables"),
     "base url": ('[[accounts]]\nname = "a"\nbase_url = "ftp://x"\nkeys = [{env = "K"}]\n', "http:// or https://"),
     "zone": ('timezone = "Mars/Olympus"\n', "must be a known time zone"),
     "rounding": ('[reconcile]\nrounding = "up"\n', "reconcile.rounding"),

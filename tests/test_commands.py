@@ -14,7 +14,7 @@ from ledger.accounting.pricing import default_rate_book
 from ledger.cli import main
 from ledger.commands import EXIT_NOTHING, EXIT_OK, alerts, balances, budgets, calls, closes, db, reports
 from ledger.config import load_settings
-from ledger.config_reports import parse_group_keys
+from ledger.accounting.group_keys import parse_group_keys
 from ledger.errors import ConfigError
 from ledger.store.engine import Ledger
 from ledger.store.rate_cards import sync_rate_cards

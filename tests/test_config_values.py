@@ -3,7 +3,7 @@
 The table names each setting once, with the kind of value it holds; each kind
 has its hostile values (NaN, infinity, negative, huge, digits that are not
 ASCII; NUL, CR/LF, bidi marks, text wider than its column; bad hosts, URLs,
-zones, names, duplicates). A kind's check exists once (ledger.config_checks).
+zones, names, duplicates). A kind's check exists once (ledger.config.checks).
 """
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ from __future__ import annotations
 import pytest
 
 from ledger.config import load_settings
-from ledger.config_checks import NAME_WIDTH, TEXT_WIDTH, ZONE_WIDTH
+from ledger.config.checks import NAME_WIDTH, TEXT_WIDTH, ZONE_WIDTH
 from ledger.errors import ConfigError
 
 BUDGET = '[[budgets]]\nname = "b"\nlimit = "5"\n'

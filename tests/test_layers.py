@@ -12,7 +12,7 @@ PACKAGE = Path(__file__).resolve().parents[1] / "ledger"
 LAYERS = (
     ("ledger.errors", "ledger.money", "ledger.exactjson", "ledger.redact", "ledger.keys", "ledger.terminal"),
     ("ledger.accounting",),
-    ("ledger.config", "ledger.config_checks", "ledger.config_reports", "ledger.alert_config", "ledger.proxy_config"),
+    ("ledger.config",),
     ("ledger.store",),
     ("ledger.record",),
     ("ledger.reports",),
@@ -29,7 +29,7 @@ EXACT = {"ledger"}
 IO_LIBRARIES = ("httpx", "httpx2", "sqlalchemy", "psycopg", "alembic", "pandas", "xlsxwriter", "apscheduler",
                 "starlette", "uvicorn", "openai")
 PURE = ("ledger.errors", "ledger.money", "ledger.exactjson", "ledger.redact", "ledger.keys", "ledger.accounting",
-        "ledger.config", "ledger.config_checks", "ledger.config_reports", "ledger.alert_config", "ledger.proxy_config")
+        "ledger.config")
 
 
 def modules() -> dict[str, Path]:

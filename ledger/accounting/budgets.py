@@ -126,7 +126,7 @@ def tag_fragments(name: str, value: str) -> tuple[str, str]:
 
 @dataclass(frozen=True, slots=True)
 class Budget:
-    """One [[budgets]] entry, checked (ledger.alert_config)."""
+    """One [[budgets]] entry, checked (ledger.config.alerts)."""
 
     name: str
     scope: Scope
@@ -223,7 +223,7 @@ def budget_status(budget: Budget, period: Period, now: datetime, spent: Decimal,
 
 @dataclass(frozen=True, slots=True)
 class BalanceAlert:
-    """One [[balance_alerts]] entry, checked (ledger.alert_config)."""
+    """One [[balance_alerts]] entry, checked (ledger.config.alerts)."""
 
     account: str
     below: Decimal | None = None

@@ -7,7 +7,7 @@ from typing import Literal, Sequence, TextIO
 
 from ..accounting.periods import Period
 from ..config import Settings
-from ..config_reports import GroupKey
+from ..accounting.group_keys import GroupKey
 from ..reports.run import ReportRequest, write_report
 from ..store.engine import Ledger
 

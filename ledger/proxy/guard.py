@@ -15,7 +15,8 @@ from typing import Iterable
 from .. import keys as key_facts
 from ..redact import key_shaped
 from ..errors import ConfigError
-from ..proxy_config import ProxyKey
+from ..config.checks import environment_value
+from ..config.proxy import ProxyKey
 
 # Hop-by-hop headers (RFC 9110 7.6.1) and what the proxy sets itself (Host: the upstream's; Expect: the
 # proxy's own server answers it); the headers that Connection names are dropped as well.
@@ -62,17 +63,13 @@ class ProxyKeys:
         self._secret = secret
         self._by_fingerprint: dict[str, tuple[bytes, bytes | None]] = {}
         for key in configured:
-            upstream = environ.get(key.upstream_key_env, "").strip()
-            if not upstream:
-                raise ConfigError(f"proxy key {key.name!r}: environment variable {key.upstream_key_env} "
-                                  "(its upstream API key) is not set")
+            where = f"proxy key {key.name!r}"
+            upstream = environment_value(environ, key.upstream_key_env, where, "its upstream API key")
             if not upstream.startswith("sk-"):
                 raise ConfigError(f"proxy key {key.name!r}: {key.upstream_key_env} does not hold an API key (sk-…)")
             fingerprint = key.fingerprint
             if key.key_env is not None:
-                own = environ.get(key.key_env, "").strip()
-                if not own:
-                    raise ConfigError(f"proxy key {key.name!r}: environment variable {key.key_env} is not set")
+                own = environment_value(environ, key.key_env, where, "the proxy key")
                 if not key_shaped(own):
                     raise ConfigError(f"proxy key {key.name!r}: environment variable {key.key_env}: {WEAK_KEY}")
                 fingerprint = key_facts.fingerprint(own, secret)

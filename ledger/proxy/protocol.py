@@ -19,7 +19,7 @@ from http import HTTPStatus
 import httptools
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
-from ..proxy_config import ProxySettings
+from ..config.proxy import ProxySettings
 from .app import error_body
 
 # Besides its client connections (each of which may hold a second one: its call's upstream connection), a

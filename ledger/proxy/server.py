@@ -28,7 +28,7 @@ import uvicorn
 from .. import redact
 from ..config import DEFAULT_BASE_URL, Settings
 from ..errors import LedgerError
-from ..proxy_config import ProxySettings, check_upstream
+from ..config.proxy import ProxySettings, check_upstream
 from .app import ProxyApp
 from .guard import ProxyKeys, allowed_hosts
 from .protocol import connection_limits, protocol_class

@@ -29,7 +29,7 @@ from sqlalchemy.orm import Session
 from ..accounting.periods import Period, calendar_period
 from ..accounting.pricing import ModelRate, RateCard
 from ..accounting.snapshots import TopUpValue
-from ..config_reports import GroupKey
+from ..accounting.group_keys import GroupKey
 from ..errors import ReportError
 from ..money import ZERO, fmt, from_nano, to_nano
 from ..store.balances import top_ups_in

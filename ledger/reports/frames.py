@@ -14,7 +14,7 @@ from typing import Sequence
 import pandas as pd
 
 from ..accounting.periods import Period, parse_period, zone_named
-from ..config_reports import parse_group_keys
+from ..accounting.group_keys import parse_group_keys
 from ..money import from_nano
 from ..store.call_rows import call_rows
 from ..store.engine import Ledger

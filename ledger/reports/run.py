@@ -19,7 +19,7 @@ from typing import TextIO
 from ..accounting.periods import Period
 from ..accounting.pricing import load_rate_book
 from ..config import Settings
-from ..config_reports import GroupKey
+from ..accounting.group_keys import GroupKey
 from ..errors import ReportError
 from ..store.engine import Ledger
 from ..store.keys import account_fingerprints

@@ -20,7 +20,7 @@ from sqlalchemy.orm import Session
 
 from ..accounting.closes import AdjustmentWindow, CloseEvent, adjustment_windows, is_closed, late_calls
 from ..accounting.periods import Period, calendar_period, following
-from ..config_reports import GroupKey
+from ..accounting.group_keys import GroupKey
 from ..errors import ReportError
 from ..money import ZERO
 from ..store.closes import close_events, close_rows

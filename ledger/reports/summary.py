@@ -17,7 +17,7 @@ from sqlalchemy.orm import Session
 from ..accounting.reconcile import WindowReconciliation
 from ..accounting.verdict import Reconciliation
 from ..accounting.snapshots import SnapshotPoint
-from ..config_reports import GroupKey
+from ..accounting.group_keys import GroupKey
 from ..money import ZERO
 from ..store import balances
 from ..store.models import RateCardRow

@@ -23,7 +23,7 @@ from zoneinfo import ZoneInfo
 import xlsxwriter
 
 from ..accounting.periods import Period
-from ..config_reports import GroupKey
+from ..accounting.group_keys import GroupKey
 from .cells import one_line
 from .files import atomic_path
 from .spend import Figures, SpendReport

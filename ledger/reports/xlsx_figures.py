@@ -8,7 +8,7 @@ from decimal import Decimal
 from typing import Callable, Iterable, Sequence
 
 from ..accounting.periods import Period
-from ..config_reports import GroupKey
+from ..accounting.group_keys import GroupKey
 from ..store.call_rows import call_rows, count_rows
 from ..store.spend import Selection, usd_per_credit
 from .spend import Figures, SpendReport, buckets, grouped

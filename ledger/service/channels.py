@@ -27,7 +27,8 @@ from typing import Any, Mapping, NamedTuple, Protocol
 import httpx2
 
 from .. import redact
-from ..alert_config import EMAIL, LOG, SLACK, WEBHOOK, ChannelConfig
+from ..config.alerts import EMAIL, LOG, SLACK, WEBHOOK, ChannelConfig
+from ..config.checks import environment_value
 from ..errors import ConfigError
 from ..exactjson import default, dumps
 from .credits import retry_after_seconds
@@ -65,16 +66,6 @@ class Sender(Protocol):
 
     def send(self, notice: Notice) -> str: ...
     def close(self) -> None: ...
-
-
-# ---------------------------------------------------------------- secrets from the environment
-
-
-def _variable(environ: Mapping[str, str], channel: ChannelConfig, name: str | None, what: str) -> str:
-    value = environ.get(name or "", "")
-    if not value.strip():
-        raise ConfigError(f"channel {channel.name!r}: environment variable {name} ({what}) is not set")
-    return value.strip()
 
 
 def webhook_secret(text: str) -> bytes:
@@ -269,14 +260,15 @@ def sender_for(channel: ChannelConfig, environ: Mapping[str, str] | None = None)
     environ = os.environ if environ is None else environ
     if channel.kind == LOG:
         return LogSender(channel.name)
+    where = f"channel {channel.name!r}"
     if channel.kind == EMAIL:
-        password = _variable(environ, channel, channel.password_env, "the SMTP password") if channel.password_env else None
+        password = environment_value(environ, channel.password_env, where, "the SMTP password") if channel.password_env else None
         return EmailSender(channel, password)
-    url = _variable(environ, channel, channel.url_env, "the URL")
+    url = environment_value(environ, channel.url_env, where, "the URL")
     if channel.kind == SLACK:
         return SlackSender(channel.name, url, channel.timeout)
     assert channel.kind == WEBHOOK
-    secret = _variable(environ, channel, channel.secret_env, "the signing secret")
+    secret = environment_value(environ, channel.secret_env, where, "the signing secret")
     try:
         key = webhook_secret(secret)
     except ValueError as error:

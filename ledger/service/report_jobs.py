@@ -23,7 +23,7 @@ from sqlalchemy import select
 from ..accounting.alerts import report_condition
 from ..accounting.closes import is_closed
 from ..accounting.periods import Period, calendar_period, preceding
-from ..config_reports import ReportEntry
+from ..config.reports import ReportEntry
 from ..errors import GapError, ReportError
 from ..reports.run import ReportRequest, write_report
 from ..reports.spend import build_report

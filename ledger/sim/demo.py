@@ -277,7 +277,7 @@ def _workbook(settings: Settings, ledger: Any, account: str, started_at: datetim
     from datetime import timedelta
 
     from ..accounting.periods import range_period
-    from ..config_reports import parse_group_keys
+    from ..accounting.group_keys import parse_group_keys
     from ..reports.run import ReportRequest, write_report
 
     period = range_period(started_at - timedelta(seconds=1), datetime.now(timezone.utc) + timedelta(seconds=1),
@@ -290,7 +290,7 @@ def _workbook(settings: Settings, ledger: Any, account: str, started_at: datetim
 def _alerts(ledger: Any, settings: Settings, account: str, out: TextIO) -> list[str]:
     """One budget and one balance alert for the run's account, evaluated and delivered to the log; what fired."""
     from ..accounting.budgets import BalanceAlert, Budget, Scope
-    from ..alert_config import AlertSettings, ChannelConfig
+    from ..config.alerts import AlertSettings, ChannelConfig
     from ..reports.budgets import format_budgets, format_fired
     from ..service.alerting import notify
     from ..service.channels import LogSender

@@ -17,7 +17,7 @@ from sqlalchemy import BigInteger, Float, Integer, String, cast, func, literal_c
 from sqlalchemy.orm import Session
 
 from ..accounting.pricing import CLEAN_CLASSES
-from ..config_reports import GroupKey
+from ..accounting.group_keys import GroupKey
 from .models import ApiKey, Call
 from .reading import CHUNK, raw_rows
 from .spend import Selection, from_calls, key_expression, where

@@ -26,7 +26,7 @@ from sqlalchemy.orm import Session
 from ..accounting.closes import AdjustmentWindow, LateCalls
 from ..accounting.pricing import CLEAN_CLASSES
 from ..accounting.records import ERROR, FAILED
-from ..config_reports import GroupKey
+from ..accounting.group_keys import GroupKey
 from ..money import ZERO
 from .models import ApiKey, Call, RateCardRow
 from .reading import raw_rows

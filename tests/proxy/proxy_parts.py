@@ -14,7 +14,7 @@ from ledger.config import Settings
 from ledger.keys import load_secret
 from ledger.proxy.guard import ProxyKeys
 from ledger.proxy.server import build_app, listen, worker_config
-from ledger.proxy_config import ProxySettings
+from ledger.config.proxy import ProxySettings
 from ledger.record.recorder import Recorder
 from ledger.sim.platform import Platform
 from ledger.sim.server import SimulatorConfig, SimulatorServer

@@ -223,7 +223,7 @@ def test_a_hard_budget_limit_is_402_budget_exceeded_through_the_proxy(sim, datab
     from dataclasses import replace
 
     from ledger.accounting.budgets import Budget, Scope
-    from ledger.alert_config import AlertSettings
+    from ledger.config.alerts import AlertSettings
 
     budget = Budget("search-cap", Scope(project="search"), "month", "UTC", Decimal("0.000000001"), enforce=True)
     settings = replace(proxy_settings(database_url, tmp_path), alerting=AlertSettings((budget,)))

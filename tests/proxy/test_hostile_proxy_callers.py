@@ -13,9 +13,9 @@ from hostile_input import (  # noqa: F401 (counting_sim: a fixture)
 )
 from proxy_parts import ProxyUnderTest, proxy_settings
 
-from ledger.alert_config import AlertSettings
+from ledger.config.alerts import AlertSettings
 from ledger.keys import fingerprint, load_secret
-from ledger.proxy_config import ProxyKey
+from ledger.config.proxy import ProxyKey
 from ledger.store.engine import Ledger
 
 

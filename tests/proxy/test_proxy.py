@@ -21,7 +21,7 @@ from starlette.routing import Route
 from proxy_parts import ProxyUnderTest, ledger_rows, proxy_settings, raw_exchange
 from factories import LoopbackServer, wait_for
 from ledger.keys import fingerprint, load_secret
-from ledger.proxy_config import ProxyKey
+from ledger.config.proxy import ProxyKey
 from ledger.record.recorder import Recorder
 from ledger.sim.platform import fingerprint as sim_fingerprint
 

@@ -9,7 +9,7 @@ import pytest
 from ledger.config import settings_from_mapping
 from ledger.errors import ConfigError
 from ledger.proxy.guard import ProxyKeys, allowed_hosts, fingerprint_of, refused_target
-from ledger.proxy_config import ProxyKey, ProxySettings, check_upstream
+from ledger.config.proxy import ProxyKey, ProxySettings, check_upstream
 
 PRINT = "0123456789abcdef0123456789abcdef"
 
@@ -41,7 +41,7 @@ def test_a_full_proxy_table_is_read_with_its_types():
     ({"connect_timeout": "fast"}, "proxy.connect_timeout"),
     ({"upstream": "api.aivideoapi.ai/v1"}, "proxy.upstream: must start with http:// or https://"),
     ({"upstream": "https://api.aivideoapi.ai/v1?x=1"}, "no query, fragment or credentials"),
-    ({"allowed_hosts": "proxy.internal"}, "proxy.allowed_hosts must be a list"),
+    ({"allowed_hosts": "proxy.internal"}, "proxy.allowed_hosts: must be a list of host names"),
     ({"speed": "max"}, "unknown setting 'speed'"),
     ({"header_timeout": 0}, "proxy.header_timeout: must be a number of seconds above 0"),
     ({"idle_timeout": float("nan")}, "proxy.idle_timeout: must be a number of seconds above 0"),
@@ -49,10 +49,10 @@ def test_a_full_proxy_table_is_read_with_its_types():
     ({"max_header_bytes": 100}, "proxy.max_header_bytes: must be a whole number from 1024"),
     ({"max_header_line_bytes": 10**9}, "proxy.max_header_line_bytes: must be a whole number from 256 to 1048576"),
     ({"max_headers": 2}, "proxy.max_headers: must be a whole number from 8 to 10000"),
-    ({"keys": {"name": "x"}}, "proxy.keys must be [[proxy.keys]] tables"),
+    ({"keys": {"name": "x"}}, "proxy.keys: must be [[proxy.keys]] tables"),
     ({"keys": [{"name": "x", "upstream_key_env": "K"}]}, "give exactly one of fingerprint"),
     ({"keys": [{"name": "x", "fingerprint": "sk-team-000000000001", "upstream_key_env": "K"}]}, "a key is never written here"),
-    ({"keys": [{"name": "x", "fingerprint": PRINT}]}, "upstream_key_env (the variable holding the API key it stands for) is required"),
+    ({"keys": [{"name": "x", "fingerprint": PRINT}]}, "upstream_key_env is required (the variable holding the API key it stands for)"),
     ({"keys": [{"name": "x", "fingerprint": PRINT, "upstream_key_env": "sk-abc"}]}, "must be an environment variable's name"),
     ({"keys": [{"name": "x", "fingerprint": PRINT, "upstream_key_env": "K", "limit": 3}]}, "unknown setting 'limit'"),
     ({"keys": [{"name": "x", "fingerprint": PRINT, "upstream_key_env": "K"},

@@ -18,7 +18,7 @@ from proxy_parts import ProxyUnderTest, proxy_settings
 from factories import LoopbackServer
 from ledger.keys import fingerprint, load_secret
 from ledger.proxy.unkeyed import KeyMask
-from ledger.proxy_config import ProxyKey
+from ledger.config.proxy import ProxyKey
 
 UPSTREAM_KEY = "sk-upstream-Real-0000000009"
 TEAM_KEY = "sk-team-search-00000000042"

@@ -16,7 +16,7 @@ from hostile_input import (  # noqa: F401 (counting_sim: a fixture)
 )
 
 from ledger.accounting.budgets import Budget
-from ledger.alert_config import AlertSettings
+from ledger.config.alerts import AlertSettings
 from ledger.config import Settings
 from ledger.record.capture import RawCapture, build_record, parse_tags, settle
 from ledger.record.recorder import Recorder

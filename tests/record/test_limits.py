@@ -18,7 +18,7 @@ from sqlalchemy import func, select
 from factories import insert_records, make_call
 
 from ledger.accounting.budgets import Budget, Scope
-from ledger.alert_config import AlertSettings
+from ledger.config.alerts import AlertSettings
 from ledger.config import Settings
 from ledger.record.recorder import Recorder
 from ledger.store.engine import Ledger

@@ -14,7 +14,7 @@ import pytest
 from ledger_rows import call_values, insert, register
 
 from ledger.cli import main
-from ledger.config_reports import FORMATS
+from ledger.config.reports import FORMATS
 from ledger.reports import xlsx_rows
 from ledger.reports.files import EXTENSIONS
 from ledger.reports.spend_out import CSV_COLUMNS

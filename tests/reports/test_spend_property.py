@@ -19,7 +19,7 @@ from ledger_rows import call_values, insert, register
 from sqlalchemy import delete, func, select
 
 from ledger.accounting.periods import calendar_period, parse_period
-from ledger.config_reports import parse_group_keys
+from ledger.accounting.group_keys import parse_group_keys
 from ledger.reports.cells import group_label
 from ledger.reports.spend import build_report
 from ledger.store.models import Call

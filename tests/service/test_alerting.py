@@ -10,7 +10,7 @@ from factories import insert_records, make_call
 
 from ledger.accounting.budgets import BalanceAlert, Budget, Scope
 from ledger.accounting.snapshots import OK, BalanceSnapshotValue
-from ledger.alert_config import AlertSettings, ChannelConfig
+from ledger.config.alerts import AlertSettings, ChannelConfig
 from ledger.config import Settings
 from ledger.service.alerting import evaluate, notify
 from ledger.service.delivery import DeliveryPolicy

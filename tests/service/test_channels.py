@@ -20,7 +20,7 @@ from receivers import Receiver, free_port, self_signed_certificate
 from standardwebhooks import Webhook
 
 from ledger.accounting.budgets import Budget, Scope
-from ledger.alert_config import AlertSettings, ChannelConfig
+from ledger.config.alerts import AlertSettings, ChannelConfig
 from ledger.config import Settings
 from ledger.errors import ConfigError
 from ledger.service.alerting import notify

@@ -49,7 +49,7 @@ def test_an_entry_is_a_crontab_job_at_six_on_the_first_in_its_zone(tmp_path):
 @pytest.mark.parametrize("entry, message", [
     ({"period": "fortnight"}, "period: must be one of"),
     ({"schedule": "0 25 * * *"}, "schedule hour '25' is outside 0-23"),
-    ({"formats": ["pdf"]}, "formats must be a list of"),
+    ({"formats": ["pdf"]}, "formats: must be a list of one or more of csv"),
     ({"by": ["colour"]}, "unknown group key 'colour'"),
     ({"timezone": "Europe/Atlantis"}, "must be a known time zone"),
     ({"close": "yes"}, "close: must be true or false"),

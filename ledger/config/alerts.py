@@ -15,22 +15,23 @@ from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any, Iterable
 
-from .accounting.budgets import SCOPE_KEYS, BalanceAlert, Budget, Scope
-from .accounting.periods import CALENDAR_KINDS, parse_duration
-from .config_checks import (check_keys, choice, decimal_setting, email_address, env_name, file_path, flag, host, name,
-                            seconds, shown, text, unique, whole, zone)
-from .errors import ConfigError
+from ..accounting.budgets import SCOPE_KEYS, BalanceAlert, Budget, Scope
+from ..accounting.periods import CALENDAR_KINDS, parse_duration
+from ..errors import ConfigError
+from .checks import (check_keys, choice, decimal_setting, email_address, env_name, exactly_one, file_path, flag, host,
+                     listing, name, required, seconds, shown, table, tables, text, unique, whole, zone)
 
 SLACK, WEBHOOK, EMAIL, LOG = "slack", "webhook", "email", "log"
 CHANNEL_KINDS = (SLACK, WEBHOOK, EMAIL, LOG)
 SECURITY = {"starttls": 587, "tls": 465, "none": 25}  # how an SMTP connection is protected, and its usual port
-BUDGET_SETTINGS = {"name", "scope", "period", "timezone", "limit", "limit_usd", "thresholds", "forecast", "enforce", "channels"}
-BALANCE_SETTINGS = {"account", "below", "runway_days", "channels"}
+BUDGET_SETTINGS = frozenset({"name", "scope", "period", "timezone", "limit", "limit_usd", "thresholds", "forecast", "enforce",
+                             "channels"})
+BALANCE_SETTINGS = frozenset({"account", "below", "runway_days", "channels"})
 CHANNEL_SETTINGS = {
-    SLACK: {"name", "kind", "url_env", "timeout"},
-    WEBHOOK: {"name", "kind", "url_env", "secret_env", "timeout"},
-    EMAIL: {"name", "kind", "host", "port", "security", "username", "password_env", "from", "to", "ca_file", "timeout"},
-    LOG: {"name", "kind"},
+    SLACK: frozenset({"name", "kind", "url_env", "timeout"}),
+    WEBHOOK: frozenset({"name", "kind", "url_env", "secret_env", "timeout"}),
+    EMAIL: frozenset({"name", "kind", "host", "port", "security", "username", "password_env", "from", "to", "ca_file", "timeout"}),
+    LOG: frozenset({"name", "kind"}),
 }
 MAX_LIMIT = Decimal(9 * 10**9)  # what a ledger amount holds
 MAX_CHANNEL_TIMEOUT = 300  # seconds; an attempt must end well inside the delivery's lease (ledger.service.delivery)
@@ -65,25 +66,17 @@ class AlertSettings:
     channels: tuple[ChannelConfig, ...] = ()
 
 
-# ---------------------------------------------------------------- values (each kind checked once: ledger.config_checks)
+# ---------------------------------------------------------------- values (each kind checked once: ledger.config.checks)
 
 
 def _amount(value: Any, where: str) -> Decimal:
     return decimal_setting(value, where, low=Decimal(0), high=MAX_LIMIT, what="an amount", example="5000")
 
 
-def _tables(raw: Any, section: str, source: str) -> list[dict]:
-    if not isinstance(raw, list) or not all(isinstance(item, dict) for item in raw):
-        raise ConfigError(f"{source}: {section} must be [[{section}]] tables")
-    return raw
-
-
 def channel_names(raw: Any, where: str, defined: set[str]) -> tuple[str, ...]:
     """A `channels = [...]` list, each name defined in [[channels]] once (ConfigError naming the first that is not)."""
-    if not isinstance(raw, list) or not all(isinstance(item, str) for item in raw):
-        raise ConfigError(f"{where}: channels must be a list of channel names")
-    for item in raw:
-        if item not in defined:
+    for item in listing(raw, f"{where} channels", "channel names"):
+        if not isinstance(item, str) or item not in defined:
             known = ", ".join(sorted(defined)) or "none is defined"
             raise ConfigError(f"{where}: channel {shown(item)} is not defined in [[channels]] ({known})")
     unique(raw, f"{where} channels", "the channel")
@@ -94,17 +87,12 @@ def channel_names(raw: Any, where: str, defined: set[str]) -> tuple[str, ...]:
 
 
 def _scope(raw: Any, where: str) -> Scope:
-    if not isinstance(raw, dict):
-        raise ConfigError(f"{where}: scope must be a table such as {{project = \"search\"}}")
-    unknown = sorted(set(raw) - set(SCOPE_KEYS))
-    if unknown:
-        raise ConfigError(f"{where}: unknown scope key {shown(unknown[0])} (known: {', '.join(SCOPE_KEYS)})")
+    check_keys(table(raw, f"{where} scope"), SCOPE_KEYS, where, "scope key")
     # Each is compared with a column of the ledger (calls.project, end_user, model_requested; api_keys.label, account).
     values = {k: text(v, f"{where}: scope.{k}") for k, v in raw.items() if k != "tag"}
     tags = raw.get("tag", [])
     tags = [tags] if isinstance(tags, str) else tags
-    if not isinstance(tags, list):
-        raise ConfigError(f"{where}: scope.tag must be \"name=value\" or a list of them")
+    listing(tags, f"{where}: scope.tag", "\"name=value\" texts")
     pairs = []
     for tag in tags:
         tag_name, sep, value = tag.partition("=") if isinstance(tag, str) else ("", "", "")
@@ -134,15 +122,12 @@ def _budget(item: dict, source: str, config_zone: str, channels: set[str]) -> Bu
     budget_name = name(item.get("name"), f"{source}: a budget's name")
     period = _period(item.get("period", "month"), f"{where} period")
     timezone = zone(item["timezone"], f"{where} timezone") if "timezone" in item else config_zone
-    if ("limit" in item) == ("limit_usd" in item):
-        raise ConfigError(f"{where}: give exactly one of limit (credits) or limit_usd")
+    exactly_one(item, "limit", "limit_usd", where, "a limit in credits, or in USD at the rate card's usd_per_credit")
     limit = _amount(item["limit"], f"{where} limit") if "limit" in item else None
     limit_usd = _amount(item["limit_usd"], f"{where} limit_usd") if "limit_usd" in item else None
     if (limit if limit is not None else limit_usd) <= 0:
         raise ConfigError(f"{where}: the limit must be above 0")
-    raw_thresholds = item.get("thresholds", [50, 80, 100])
-    if not isinstance(raw_thresholds, list):
-        raise ConfigError(f"{where}: thresholds must be a list of percentages such as [50, 80, 100]")
+    raw_thresholds = listing(item.get("thresholds", [50, 80, 100]), f"{where} thresholds", "percentages such as [50, 80, 100]")
     thresholds = [whole(t, f"{where} threshold", 1, 100) for t in raw_thresholds]
     unique(thresholds, f"{where} thresholds", "the threshold")
     forecast = flag(item.get("forecast", False), f"{where} forecast")
@@ -175,18 +160,14 @@ def _channel(item: dict, source: str) -> ChannelConfig:
     check_keys(item, CHANNEL_SETTINGS[kind], f"{where} ({kind})")
     timeout = seconds(item.get("timeout", 10), f"{where} timeout", high=MAX_CHANNEL_TIMEOUT)
     if kind in (SLACK, WEBHOOK):
-        if "url_env" not in item:
-            raise ConfigError(f"{where}: url_env is required (the variable that holds the URL)")
-        if kind == WEBHOOK and "secret_env" not in item:
-            raise ConfigError(f"{where}: secret_env is required (the variable that holds the signing secret)")
-        return ChannelConfig(channel, kind, url_env=env_name(item["url_env"], f"{where} url_env"),
-                             secret_env=env_name(item["secret_env"], f"{where} secret_env") if "secret_env" in item else None,
-                             timeout=timeout)
+        url_env = env_name(required(item, "url_env", where, "the variable that holds the URL"), f"{where} url_env")
+        secret_env = None if kind == SLACK else env_name(
+            required(item, "secret_env", where, "the variable that holds the signing secret"), f"{where} secret_env")
+        return ChannelConfig(channel, kind, url_env=url_env, secret_env=secret_env, timeout=timeout)
     if kind == LOG:
         return ChannelConfig(channel, kind)
-    for required in ("host", "from", "to"):
-        if required not in item:
-            raise ConfigError(f"{where}: {required} is required for email")
+    for setting, why in (("host", "the SMTP server"), ("from", "the sender's address"), ("to", "who gets the mail")):
+        required(item, setting, where, f"{why}, for email")
     security = choice(item.get("security", "starttls"), f"{where} security", SECURITY)
     to = item["to"] if isinstance(item["to"], list) else [item["to"]]
     addresses = tuple(email_address(address, f"{where} to") for address in to)
@@ -209,13 +190,15 @@ def _channel(item: dict, source: str) -> ChannelConfig:
 
 def alert_settings_from_mapping(data: dict, source: str, zone: str, accounts: Iterable[str] | None) -> AlertSettings:
     """The three sections of a config mapping; `zone` is the config's timezone, `accounts` its account names (None: none configured)."""
-    channels = tuple(_channel(item, source) for item in _tables(data.get("channels", []), "channels", source))
+    channels = tuple(_channel(item, source) for item in tables(data.get("channels", []), f"{source}: channels", "[[channels]] tables"))
     unique((c.name for c in channels), f"{source}: [[channels]]", "the channel")
     defined = {c.name for c in channels}
-    budgets = tuple(_budget(item, source, zone, defined) for item in _tables(data.get("budgets", []), "budgets", source))
+    budgets = tuple(_budget(item, source, zone, defined)
+                    for item in tables(data.get("budgets", []), f"{source}: budgets", "[[budgets]] tables"))
     unique((b.name for b in budgets), f"{source}: [[budgets]]", "the budget")
     accounts = None if accounts is None else set(accounts)
     balance_alerts = tuple(_balance_alert(item, source, accounts, defined)
-                           for item in _tables(data.get("balance_alerts", []), "balance_alerts", source))
+                           for item in tables(data.get("balance_alerts", []), f"{source}: balance_alerts",
+                                              "[[balance_alerts]] tables"))
     unique((a.account for a in balance_alerts), f"{source}: [[balance_alerts]]", "the account")
     return AlertSettings(budgets, balance_alerts, channels)

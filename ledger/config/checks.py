@@ -11,11 +11,11 @@ import ipaddress
 import re
 import unicodedata
 from decimal import Decimal, InvalidOperation
-from typing import Any, Iterable, NoReturn
+from typing import Any, Iterable, Mapping, NoReturn
 from urllib.parse import urlsplit
 
-from .accounting.periods import zone_named
-from .errors import ConfigError
+from ..accounting.periods import zone_named
+from ..errors import ConfigError, shown
 
 # The ledger's text columns a setting is matched against or written to (project, user, key label,
 # account, model: String(200) in ledger.store.models; a test holds the two together). A longer
@@ -35,23 +35,17 @@ _ADDRESS = re.compile(r"[^@\s]+@[^@\s]+")
 _CONTROL = frozenset({"Cc", "Cf", "Cs", "Co", "Cn", "Zl", "Zp"})  # control, format (bidi, zero width), unassigned
 
 
-def shown(value: Any) -> str:
-    """A value as a message shows it: escaped (a NUL or newline is seen, not obeyed) and at most 60 characters."""
-    text = repr(value)
-    return text if len(text) <= 60 else text[:57] + "..."
-
-
 def refuse(where: str, expected: str, value: Any, *, secret: bool = False) -> NoReturn:
     """The one message style; a value that may be a secret (a key, a webhook URL put where its variable belongs) is not shown."""
     raise ConfigError(f"{where}: must be {expected}, got " + ("a value not shown here (it may be a secret)" if secret else shown(value)))
 
 
-def check_keys(table: dict, allowed: Iterable[str], where: str) -> None:
-    """ConfigError naming the first setting of `table` not in `allowed` (a typo must not be silently ignored)."""
+def check_keys(entry: dict, allowed: Iterable[str], where: str, what: str = "setting") -> None:
+    """ConfigError naming the first key of `entry` not in `allowed` (a typo must not be silently ignored)."""
     allowed = set(allowed)
-    unknown = sorted(set(table) - allowed, key=str)
+    unknown = sorted(set(entry) - allowed, key=str)
     if unknown:
-        raise ConfigError(f"{where}: unknown setting {shown(unknown[0])} (known: {', '.join(sorted(allowed))})")
+        raise ConfigError(f"{where}: unknown {what} {shown(unknown[0])} (known: {', '.join(sorted(allowed))})")
 
 
 def unique(values: Iterable[Any], where: str, what: str) -> None:
@@ -61,6 +55,51 @@ def unique(values: Iterable[Any], where: str, what: str) -> None:
         if value in seen:
             raise ConfigError(f"{where}: names {what} {shown(value)} twice")
         seen.add(value)
+
+
+# ---------------------------------------------------------------- shapes: tables, lists, which keys go together
+
+
+def table(value: Any, where: str) -> dict:
+    """A TOML table: `[section]`, or an inline `{...}`."""
+    if not isinstance(value, dict):
+        refuse(where, "a table", value)
+    return value
+
+
+def tables(value: Any, where: str, shape: str) -> list[dict]:
+    """An array of tables (`[[section]]`, or `[{...}, ...]`), `shape` saying which; every item a table."""
+    if not isinstance(value, list) or not all(isinstance(item, dict) for item in value):
+        refuse(where, shape, value)
+    return value
+
+
+def listing(value: Any, where: str, what: str) -> list:
+    """A TOML array of `what` (its items are checked by the caller)."""
+    if not isinstance(value, list):
+        refuse(where, f"a list of {what}", value)
+    return value
+
+
+def required(item: dict, key: str, where: str, why: str) -> Any:
+    """The value of a setting an entry cannot do without."""
+    if key not in item:
+        raise ConfigError(f"{where}: {key} is required ({why})")
+    return item[key]
+
+
+def exactly_one(item: dict, first: str, second: str, where: str, why: str) -> None:
+    """Two settings that say one thing two ways (a limit in credits or in USD): one of them, not both, not neither."""
+    if (first in item) == (second in item):
+        raise ConfigError(f"{where}: give exactly one of {first} or {second} ({why})")
+
+
+def environment_value(environ: Mapping[str, str], variable: str | None, where: str, what: str) -> str:
+    """The value of a variable a setting names (a key, a URL, a secret), trimmed; read when it is used, never shown."""
+    value = environ.get(variable or "", "").strip()
+    if not value:
+        raise ConfigError(f"{where}: environment variable {variable} ({what}) is not set")
+    return value
 
 
 # ---------------------------------------------------------------- numbers

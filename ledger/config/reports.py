@@ -1,6 +1,6 @@
-"""What a spend report is asked for, checked when it is read: group keys, formats, `[[reports]]` entries (no I/O).
+"""What a scheduled report is asked for, checked when the config is read: formats, cron schedules, `[[reports]]` (no I/O).
 
-`--by` and a `[[reports]]` entry's `by` take the same keys; a `[[reports]]`
+A `[[reports]]` entry's `by` takes the keys `--by` takes (ledger.accounting.group_keys); a `[[reports]]`
 entry becomes a scheduled job of `credit-ledger run`, at a cron schedule in
 its own zone (checked here, so that a typo is a ConfigError when the config
 is read, not a failed job at 06:00 on the 1st).
@@ -12,63 +12,14 @@ import re
 from dataclasses import dataclass
 from typing import Any, Iterable
 
-from .accounting.periods import CALENDAR_KINDS, DAY, MONTH, QUARTER, WEEK, YEAR
-from .alert_config import channel_names
-from .config_checks import check_keys, choice, file_path, flag, name, shown, text, unique, zone
-from .errors import ConfigError
+from ..accounting.group_keys import GroupKey, parse_group_keys
+from ..accounting.periods import CALENDAR_KINDS, DAY, MONTH, QUARTER, WEEK, YEAR
+from ..errors import ConfigError
+from .alerts import channel_names
+from .checks import check_keys, choice, file_path, flag, name, refuse, shown, tables, text, unique, zone
 
-PLAIN_KEYS = ("project", "user", "key", "model", "account", "day", "week", "month")
-TIME_KEYS = frozenset({"day", "week", "month"})
-MAX_GROUP_KEYS = 6
 FORMATS = ("table", "csv", "json", "xlsx", "focus")
 FILE_FORMATS = ("csv", "json", "xlsx", "focus")
-# A tag name as the recorder takes it (X-Ledger-Tags k=v): kept to what needs no quoting in a JSON path.
-_TAG_NAME = re.compile(r"[A-Za-z0-9_.:/-]{1,100}", re.ASCII)
-
-
-@dataclass(frozen=True, slots=True)
-class GroupKey:
-    """One `--by` key: a plain key, or `tag:NAME` (the value of one tag)."""
-
-    name: str
-    tag: str | None = None
-
-    @property
-    def label(self) -> str:
-        return f"tag:{self.tag}" if self.tag is not None else self.name
-
-    @property
-    def is_time(self) -> bool:
-        return self.name in TIME_KEYS
-
-
-def parse_group_keys(text: str | list | tuple | None) -> tuple[GroupKey, ...]:
-    """`project,user,tag:feature` (or a list of those) -> keys; ValueError naming the bad one."""
-    if text is None:
-        return ()
-    if not isinstance(text, (str, list, tuple)) or not all(isinstance(part, str) for part in text):
-        raise ValueError(f"must be group keys such as \"project,user\" or [\"project\", \"user\"], got {shown(text)}")
-    parts = [p.strip() for p in (text.split(",") if isinstance(text, str) else text)] if text else []
-    keys: list[GroupKey] = []
-    for part in parts:
-        if not isinstance(part, str) or not part:
-            raise ValueError(f"empty group key in {text!r}")
-        if part.startswith("tag:"):
-            name = part[4:]
-            if not _TAG_NAME.fullmatch(name):
-                raise ValueError(f"not a tag name: {name!r} (letters, digits and _ . : / -)")
-            key = GroupKey("tag", name)
-        elif part in PLAIN_KEYS:
-            key = GroupKey(part)
-        else:
-            raise ValueError(f"unknown group key {part!r} (one of {', '.join(PLAIN_KEYS)} or tag:NAME)")
-        if key in keys:
-            raise ValueError(f"group key {part!r} given twice")
-        keys.append(key)
-    if len(keys) > MAX_GROUP_KEYS:
-        raise ValueError(f"at most {MAX_GROUP_KEYS} group keys, got {len(keys)}")
-    return tuple(keys)
-
 
 # ---------------------------------------------------------------- cron schedules
 
@@ -152,21 +103,17 @@ class ReportEntry:
         return f"report:{self.name}"
 
 
-REPORT_SETTINGS = {"name", "period", "timezone", "schedule", "formats", "by", "close", "calls", "output_dir", "account",
-                   "channels"}
+REPORT_SETTINGS = frozenset({"name", "period", "timezone", "schedule", "formats", "by", "close", "calls", "output_dir",
+                             "account", "channels"})
 REPORT_NAME_WIDTH = 80  # it names files, and the job ("report:NAME", job_runs.job is 100 wide)
 
 
 def parse_report_entries(raw: Any, source: str, default_zone: str, channels: Iterable[str] = ()) -> tuple[ReportEntry, ...]:
     """The `[[reports]]` tables of a config, every value checked; `channels`: the names [[channels]] defines."""
     defined = set(channels)
-    if not isinstance(raw, list):
-        raise ConfigError(f"{source}: reports must be [[reports]] tables")
     entries = []
-    for i, item in enumerate(raw, 1):
+    for i, item in enumerate(tables(raw, f"{source}: reports", "[[reports]] tables"), 1):
         where = f"{source}: reports #{i}"
-        if not isinstance(item, dict):
-            raise ConfigError(f"{where} must be a table")
         check_keys(item, REPORT_SETTINGS, where)
         report = name(item.get("name"), f"{where} name", width=REPORT_NAME_WIDTH)
         where = f"{source}: report {report!r}"
@@ -175,7 +122,7 @@ def parse_report_entries(raw: Any, source: str, default_zone: str, channels: Ite
         schedule = check_cron(item.get("schedule", DEFAULT_SCHEDULES[period]), f"{where}")
         formats = item.get("formats", ["xlsx"])
         if not isinstance(formats, list) or not formats or any(f not in FILE_FORMATS for f in formats):
-            raise ConfigError(f"{where}: formats must be a list of {', '.join(FILE_FORMATS)}, got {shown(formats)}")
+            refuse(f"{where} formats", f"a list of one or more of {', '.join(FILE_FORMATS)}", formats)
         unique(formats, f"{where} formats", "the format")
         try:
             by = parse_group_keys(item.get("by", []))

@@ -1,0 +1,54 @@
+"""Where the settings come from: the config file, the environment, the command line, in rising precedence.
+
+The config file is `--config PATH`, else `$CREDIT_LEDGER_CONFIG`, else
+`credit-ledger.toml` in the working directory when it exists; the database
+URL is `--database-url`, else `$CREDIT_LEDGER_DATABASE_URL`, else the file's.
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from dataclasses import replace
+from decimal import Decimal
+from pathlib import Path
+
+from ..errors import ConfigError
+from .settings import DEFAULT_DATABASE_URL, Settings, normalise_url, settings_from_mapping
+
+ENV_CONFIG = "CREDIT_LEDGER_CONFIG"
+ENV_DATABASE_URL = "CREDIT_LEDGER_DATABASE_URL"
+DEFAULT_CONFIG_FILE = "credit-ledger.toml"
+
+
+def database_url_from_env() -> str:
+    return normalise_url(os.environ.get(ENV_DATABASE_URL) or DEFAULT_DATABASE_URL)
+
+
+def load_settings(config_path: str | None = None, database_url: str | None = None) -> Settings:
+    """Settings for a command: the config file, then the environment, then the flags."""
+    explicit = config_path or os.environ.get(ENV_CONFIG)
+    path = Path(explicit) if explicit else Path(DEFAULT_CONFIG_FILE)
+    data: dict = {}
+    if explicit or path.exists():
+        try:
+            data = tomllib.loads(path.read_text(encoding="utf-8"), parse_float=Decimal)
+        except FileNotFoundError:
+            raise ConfigError(f"config file not found: {path}") from None
+        except IsADirectoryError:
+            raise ConfigError(f"config file {path} is a directory") from None
+        except OSError as exc:
+            raise ConfigError(f"cannot read config file {path}: {exc.strerror}") from None
+        except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+            raise ConfigError(f"config file {path} is not valid TOML: {exc}") from None
+        except ValueError:  # tomllib's int() of a number past 4,300 digits
+            raise ConfigError(f"config file {path} holds a number too long to be a setting") from None
+        except RecursionError:
+            raise ConfigError(f"config file {path} nests arrays or tables too deep to be a config") from None
+    settings = settings_from_mapping(data, str(path))
+    if data:
+        settings = replace(settings, config_path=str(path))
+    env_url = os.environ.get(ENV_DATABASE_URL)
+    if env_url:
+        settings = settings.with_database_url(env_url)
+    return settings.with_database_url(database_url)
