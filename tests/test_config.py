@@ -49,7 +49,7 @@ def test_accounts_with_keys_by_environment(tmp_path):
         ('databse_url = "x"', "unknown setting 'databse_url'"),
         ('database_url = "mysql://x"', "unsupported database"),
         ('[pricing]\ncharge_precision = "abc"', "must be a number in the digits 0-9"),
-        ("[pricing]\ncharge_precision = 0", "must be above 0"),
+        ("[pricing]\ncharge_precision = 0", "charge_precision: must be a number above 0"),
         ('[recorder]\ninclude_usage = "yes"', "include_usage: must be true or false"),
         ("[recorder]\nwriter_processes = 9", "from 0 to 8"),
         ("[recorder]\nwriter_processes = -1", "from 0 to 8"),

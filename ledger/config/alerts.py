@@ -69,8 +69,9 @@ class AlertSettings:
 # ---------------------------------------------------------------- values (each kind checked once: ledger.config.checks)
 
 
-def _amount(value: Any, where: str) -> Decimal:
-    return decimal_setting(value, where, low=Decimal(0), high=MAX_LIMIT, what="an amount", example="5000")
+def _amount(value: Any, where: str, *, allow_zero: bool = True) -> Decimal:
+    return decimal_setting(value, where, low=Decimal(0), high=MAX_LIMIT, what="an amount", example="5000",
+                           allow_zero=allow_zero)
 
 
 def channel_names(raw: Any, where: str, defined: set[str]) -> tuple[str, ...]:
@@ -123,10 +124,8 @@ def _budget(item: dict, source: str, config_zone: str, channels: set[str]) -> Bu
     period = _period(item.get("period", "month"), f"{where} period")
     timezone = zone(item["timezone"], f"{where} timezone") if "timezone" in item else config_zone
     exactly_one(item, "limit", "limit_usd", where, "a limit in credits, or in USD at the rate card's usd_per_credit")
-    limit = _amount(item["limit"], f"{where} limit") if "limit" in item else None
-    limit_usd = _amount(item["limit_usd"], f"{where} limit_usd") if "limit_usd" in item else None
-    if (limit if limit is not None else limit_usd) <= 0:
-        raise ConfigError(f"{where}: the limit must be above 0")
+    limit = _amount(item["limit"], f"{where} limit", allow_zero=False) if "limit" in item else None
+    limit_usd = _amount(item["limit_usd"], f"{where} limit_usd", allow_zero=False) if "limit_usd" in item else None
     raw_thresholds = listing(item.get("thresholds", [50, 80, 100]), f"{where} thresholds", "percentages such as [50, 80, 100]")
     thresholds = [whole(t, f"{where} threshold", 1, 100) for t in raw_thresholds]
     unique(thresholds, f"{where} thresholds", "the threshold")

@@ -1,4 +1,4 @@
-"""Every kind of config value checked once, for every section (no I/O): numbers, texts, names, paths, hosts, URLs, zones.
+"""Every kind of config value checked once, for every section (no I/O): shapes, numbers, texts, names, zones, hosts, URLs.
 
 A bad value is one ConfigError line, `WHERE: must be WHAT, got VALUE`, the
 value escaped and cut short. Numbers are ASCII digits and finite; texts hold
@@ -106,8 +106,9 @@ def environment_value(environ: Mapping[str, str], variable: str | None, where: s
 
 
 def decimal_setting(value: Any, where: str, *, low: Decimal, high: Decimal, places: int = 9, what: str = "a number",
-                    example: str = "0.01") -> Decimal:
-    """An exact decimal in [low, high] with at most `places` decimal places (a nano-credit: 9); TOML floats refused."""
+                    example: str = "0.01", allow_zero: bool = True) -> Decimal:
+    """An exact decimal in [low, high] (0 only with `allow_zero`) with at most `places` decimal places (a nano-credit:
+    9); TOML floats refused."""
     if isinstance(value, bool) or not isinstance(value, (int, str, Decimal)):
         refuse(where, f"{what} such as \"{example}\"", value)
     if isinstance(value, str) and not _NUMBER.fullmatch(value.strip()):
@@ -118,6 +119,8 @@ def decimal_setting(value: Any, where: str, *, low: Decimal, high: Decimal, plac
         refuse(where, f"{what} such as \"{example}\"", value)
     if not amount.is_finite() or not low <= amount <= high:
         refuse(where, f"{what} from {low} to {high}", value)
+    if amount == 0 and not allow_zero:
+        refuse(where, f"{what} above 0", value)
     if amount != 0 and amount.as_tuple().exponent < -places:
         refuse(where, f"{what} with at most {places} decimal places", value)
     return amount

@@ -1,4 +1,4 @@
-"""The recording proxy's settings, the `[proxy]` table and its `[[proxy.keys]]`, checked when the config is read (no I/O).
+"""The recording proxy's settings: their values (`[proxy]`, read by ledger.config.settings' table) and `[[proxy.keys]]`.
 
 A proxy key is a team's own `sk-…` key for the proxy: the config holds only
 its keyed fingerprint (or the name of the variable that holds it), and the

@@ -22,8 +22,8 @@ from ..errors import ConfigError
 from .accounts import ACCOUNT_SETTINGS, KEY_SETTINGS, AccountConfig, parse_accounts
 from .alerts import (BALANCE_SETTINGS, BUDGET_SETTINGS, CHANNEL_SETTINGS, AlertSettings, ChannelConfig,
                      alert_settings_from_mapping)
-from .checks import (PATH_WIDTH, base_url, check_keys, choice, decimal_setting, file_path, flag, host, refuse, seconds,
-                     shown, table, text, whole, zone)
+from .checks import (PATH_WIDTH, base_url, check_keys, choice, decimal_setting, file_path, flag, host, seconds, shown,
+                     table, text, whole, zone)
 from .proxy import (MAX_TIMEOUT_SECONDS, MAX_WORKERS, PROXY_KEY_SETTINGS, ProxySettings, allowed_hosts,
                     parse_proxy_keys)
 from .reports import REPORT_SETTINGS, ReportEntry, parse_report_entries
@@ -122,14 +122,10 @@ class Setting:
         return f"{self.section}.{self.name}" if self.section else self.name
 
 
-def _precision(value: Any, where: str) -> Decimal:
-    precision = decimal_setting(value, where, low=Decimal(0), high=Decimal(1))
-    if precision <= 0:
-        refuse(where, "above 0", value)
-    return precision
+def _whole(low: int, high: int) -> Callable[[Any, str], int]:
+    return partial(whole, low=low, high=high)
 
 
-_whole = lambda low, high: partial(whole, low=low, high=high)  # noqa: E731
 _timeout = partial(seconds, high=MAX_TIMEOUT_SECONDS)
 _settle = partial(seconds, allow_zero=True)
 
@@ -139,7 +135,7 @@ SETTINGS = (
     Setting("", "secret", file_path, "secret_path"),
     Setting("", "reports_dir", file_path),
     Setting("", "timezone", zone),
-    Setting("pricing", "charge_precision", _precision),
+    Setting("pricing", "charge_precision", partial(decimal_setting, low=Decimal(0), high=Decimal(1), allow_zero=False)),
     Setting("pricing", "tolerance", partial(decimal_setting, low=Decimal(0), high=Decimal(1), places=10), default=None),
     Setting("pricing", "rate_cards", file_path, "rate_cards_path", default=None),
     Setting("recorder", "include_usage", flag),
