@@ -30,17 +30,18 @@ def documented_settings() -> dict[str, set[str]]:
     return found
 
 
+def named_only_in(first: dict, second: dict) -> list[str]:
+    return [f"{section or 'top level'}: {name}" for section, names in first.items()
+            for name in sorted(set(names) - set(second.get(section, ())))]
+
+
 def test_every_setting_the_loader_takes_is_in_the_readme_configuration_section():
-    documented = documented_settings()
-    missing = [f"{section or 'top level'}: {name}" for section, names in accepted_settings().items()
-               for name in sorted(names - documented.get(section, set()))]
+    missing = named_only_in(accepted_settings(), documented_settings())
     assert not missing, "settings the README's Configuration table does not name: " + ", ".join(missing)
 
 
 def test_the_readme_names_no_setting_the_loader_refuses():
-    accepted = accepted_settings()
-    extra = [f"{section or 'top level'}: {name}" for section, names in documented_settings().items()
-             for name in sorted(names - accepted.get(section, frozenset()))]
+    extra = named_only_in(documented_settings(), accepted_settings())
     assert not extra, "the README's Configuration table names settings the loader refuses: " + ", ".join(extra)
 
 

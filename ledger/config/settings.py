@@ -165,7 +165,7 @@ SETTINGS = (
     Setting("proxy", "max_header_line_bytes", _whole(256, 1024**2)),
     Setting("proxy", "max_headers", _whole(8, 10_000)),
 )
-# Where each section's fields and defaults are (pricing's rate_cards is the Settings' rate_cards_path).
+# Where each section's fields and defaults are (pricing's rate_cards fills Settings.rate_cards_path: its row gives its default).
 _OWNERS = {"": Settings(), "pricing": PricingPolicy(), "recorder": Settings(), "schedule": ScheduleConfig(),
            "reconcile": ReconcileConfig(), "proxy": ProxySettings()}
 # The sections of many entries, and the tables within an entry or a section, with the settings of each.
