@@ -188,6 +188,11 @@ def accepted_settings() -> dict[str, frozenset[str]]:
     return {section: frozenset(names) for section, names in (found | _LISTS | _INNER).items()}
 
 
+def setting(section: str, name: str) -> Setting:
+    """One row of the table: a command-line flag that stands for a setting is checked by the setting's own check."""
+    return next(row for row in SETTINGS if (row.section, row.name) == (section, name))
+
+
 def _read_section(data: dict, section: str, source: str) -> dict[str, Any]:
     """The checked value of every row of `section`, by field; a setting the file leaves out has its field's default."""
     values = data if not section else table(data.get(section, {}), f"{source}: [{section}]")

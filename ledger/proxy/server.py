@@ -26,7 +26,7 @@ import httpx2
 import uvicorn
 
 from .. import redact
-from ..config import DEFAULT_BASE_URL, Settings
+from ..config import DEFAULT_BASE_URL, Settings, setting
 from ..errors import LedgerError
 from ..config.proxy import ProxySettings, check_upstream
 from .app import ProxyApp
@@ -50,7 +50,7 @@ class ProxyPlan:
 
 
 def plan(settings: Settings, *, host: str | None, port: int | None, upstream: str | None, workers: int | None) -> ProxyPlan:
-    """The flags over `[proxy]` over the environment; the upstream checked (one ConfigError line)."""
+    """The flags over `[proxy]` over the environment; each flag checked as its setting is (one ConfigError line)."""
     options = settings.proxy
     if upstream is not None:
         chosen, where = upstream, "--upstream"
@@ -58,8 +58,9 @@ def plan(settings: Settings, *, host: str | None, port: int | None, upstream: st
         chosen, where = options.upstream, "[proxy] upstream"
     else:
         chosen, where = os.environ.get("AIVIDEO_BASE_URL") or DEFAULT_BASE_URL, "AIVIDEO_BASE_URL"
-    return ProxyPlan(check_upstream(chosen, where), host or options.host, options.port if port is None else port,
-                     workers or options.workers, settings)
+    port = options.port if port is None else setting("proxy", "port").check(port, "--port")
+    workers = options.workers if workers is None else setting("proxy", "workers").check(workers, "--workers")
+    return ProxyPlan(check_upstream(chosen, where), host or options.host, port, workers, settings)
 
 
 def listen(host: str, port: int) -> socket.socket:

@@ -6,7 +6,7 @@ from decimal import Decimal
 
 import pytest
 
-from ledger.config import settings_from_mapping
+from ledger.config import Settings, settings_from_mapping
 from ledger.errors import ConfigError
 from ledger.proxy.guard import ProxyKeys, allowed_hosts, fingerprint_of, refused_target
 from ledger.config.proxy import ProxyKey, ProxySettings, check_upstream
@@ -96,3 +96,15 @@ def test_what_is_refused_before_anything_is_sent():
     assert allowed_hosts([], "0.0.0.0") == frozenset({"127.0.0.1", "localhost", "::1", "0.0.0.0"})
     assert allowed_hosts(["*"], "127.0.0.1") is None
     assert check_upstream("http://127.0.0.1:8765", "x") == "http://127.0.0.1:8765/v1"
+
+
+def test_the_command_lines_workers_and_port_are_held_to_the_proxy_settings_rules():
+    """`--workers 65` started 65 processes where `[proxy] workers = 65` is refused: one rule for both."""
+    from ledger.proxy.server import plan
+
+    with pytest.raises(ConfigError, match=r"--workers: must be a whole number from 1 to 64, got 65"):
+        plan(Settings(), host=None, port=None, upstream=None, workers=65)
+    with pytest.raises(ConfigError, match=r"--port: must be a whole number from 0 to 65535, got 65536"):
+        plan(Settings(), host=None, port=65536, upstream=None, workers=None)
+    chosen = plan(Settings(), host=None, port=0, upstream=None, workers=64)
+    assert (chosen.workers, chosen.port) == (64, 0)
