@@ -22,6 +22,7 @@ from sqlalchemy import (
     String,
     Text,
     TypeDecorator,
+    UniqueConstraint,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
@@ -92,6 +93,7 @@ class Call(Base):
         Index("ix_calls_started_at_credits_charged", "started_at", "credits_charged"),
         Index("ix_calls_project_started_at", "project", "started_at", "credits_charged", "end_user"),
         Index("ix_calls_key_fingerprint_started_at", "key_fingerprint", "started_at", "credits_charged"),
+        Index("ix_calls_recorded_at", "recorded_at"),  # a close's cutoff: the raw rows of the one recorded bucket
     )
 
     id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True)
@@ -337,3 +339,40 @@ class LimitHold(Base):
     holder: Mapped[str] = mapped_column(String(64))  # the process's call-id prefix
     credits: Mapped[Decimal] = mapped_column(Credits)
     expires_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+
+class CallRollup(Base):
+    """Exact sums of the calls of one 15-minute UTC bucket, one recorded bucket and one set of dimensions.
+
+    `bucket_start` floors a call's `started_at`, `recorded_bucket` its
+    `recorded_at`, to 15 minutes UTC. `dims_key` names the dimension columns'
+    values (`ledger.store.rollups.dims_key`, NULL distinct from ""), the
+    unique key with the two buckets since SQL's UNIQUE treats NULLs as
+    distinct. The writer adds each call it wrote, in the same transaction.
+    """
+
+    __tablename__ = "call_rollups"
+    __table_args__ = (UniqueConstraint("bucket_start", "recorded_bucket", "dims_key"),)
+
+    id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True)
+    bucket_start: Mapped[datetime] = mapped_column(UTCDateTime)
+    recorded_bucket: Mapped[datetime] = mapped_column(UTCDateTime)
+    dims_key: Mapped[str] = mapped_column(String(64))
+    key_fingerprint: Mapped[str | None] = mapped_column(String(64))
+    key_last4: Mapped[str | None] = mapped_column(String(4))
+    project: Mapped[str | None] = mapped_column(String(200))
+    end_user: Mapped[str | None] = mapped_column(String(200))
+    model_requested: Mapped[str | None] = mapped_column(String(200))
+    model_reported: Mapped[str | None] = mapped_column(String(200))
+    tags: Mapped[str | None] = mapped_column(Text)  # JSON object, keys sorted (as calls.tags)
+    rate_card: Mapped[str | None] = mapped_column(String(200))
+    pricing_class: Mapped[str] = mapped_column(String(40))
+    failed: Mapped[bool] = mapped_column(Boolean)
+    calls: Mapped[int] = mapped_column(BigInteger)
+    failed_calls: Mapped[int] = mapped_column(BigInteger)
+    prompt_tokens: Mapped[int] = mapped_column(BigInteger)
+    completion_tokens: Mapped[int] = mapped_column(BigInteger)
+    reasoning_tokens: Mapped[int] = mapped_column(BigInteger)
+    findings: Mapped[int] = mapped_column(BigInteger)
+    credits_charged: Mapped[Decimal] = mapped_column(Credits)
+    credits_expected: Mapped[Decimal] = mapped_column(Credits)
