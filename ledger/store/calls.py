@@ -3,8 +3,9 @@
 `insert_rows` is the batch path: the fastest bulk insert of each database
 (COPY on PostgreSQL, one prepared executemany on SQLite) expecting new call
 ids, so a replayed record is a no-op and a record whose call id is known with
-other content is kept aside in `rejected_records`. Every function takes a
-Session.
+other content is kept aside in `rejected_records`; the rows it wrote, and
+only those, are added to the rollups in the same transaction. Every function
+takes a Session.
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ from ..money import to_nano
 from .engine import insert_for
 from .keys import remember_keys
 from .models import Call, RejectedRecord, as_utc
+from .rollups import add_calls
 
 
 @dataclass(frozen=True, slots=True)
@@ -131,7 +133,8 @@ def insert_rows(session: Session, rows: Sequence[tuple], records: Sequence[CallR
     (a no-op); with another, the record is kept aside in `rejected_records`.
     Rows of journal entries carry the entry's digest, rows of earlier versions
     the record's: a replay whose digests differ is one if its record's digest
-    (`records.record_digest`) is the one stored.
+    (`records.record_digest`) is the one stored. The rows written are added
+    to the rollups (`rollups.add_calls`) in the same transaction.
     """
     if not rows:
         return InsertResult(0, 0, 0)
@@ -144,7 +147,9 @@ def insert_rows(session: Session, rows: Sequence[tuple], records: Sequence[CallR
         elif rows[seen][_DIGEST] != row[_DIGEST]:
             conflicts.append((i, "call id replayed with other content"))
     unique = [rows[i] for i in first.values()]
-    inserted, stored = _insert_new_calls(session, unique)
+    written, stored = _insert_new_calls(session, unique)
+    inserted = len(written)
+    add_calls(session, written, CALL_COLUMNS, unique[0][_RECORDED_AT])  # the batch's recorded_at, as stored
     remember_keys(session, {row[_KEY_FINGERPRINT]: row[_KEY_LAST4] or "" for row in unique if row[_KEY_FINGERPRINT]})
     for call_id, stored_digest in stored.items():
         i = first[call_id]
@@ -171,8 +176,8 @@ _KEY_FINGERPRINT = CALL_COLUMNS.index("key_fingerprint")
 _KEY_LAST4 = CALL_COLUMNS.index("key_last4")
 
 
-def _insert_new_calls(session: Session, rows: list[tuple]) -> tuple[int, dict[str, str]]:
-    """Insert the rows (unique call ids) whose call id is new: (how many were, {call id: stored digest}).
+def _insert_new_calls(session: Session, rows: list[tuple]) -> tuple[list[tuple], dict[str, str]]:
+    """Insert the rows (unique call ids) whose call id is new: (the rows written, {call id: stored digest}).
 
     Rows go in by the fastest bulk path of the database, expecting new call
     ids. Where some were known already, the stored digests of the batch's
@@ -190,12 +195,12 @@ def _insert_new_calls(session: Session, rows: list[tuple]) -> tuple[int, dict[st
         cursor.close()
 
 
-def _insert_one_call(session: Session, row: tuple) -> tuple[int, dict[str, str]]:
+def _insert_one_call(session: Session, row: tuple) -> tuple[list[tuple], dict[str, str]]:
     statement = insert_for(session, Call.__table__).on_conflict_do_nothing(index_elements=["call_id"]).returning(Call.call_id)
     if session.scalars(statement, [dict(zip(CALL_COLUMNS, row))]).all():
-        return 1, {}
+        return [row], {}
     stored = session.scalar(select(Call.record_digest).where(Call.call_id == row[0]))
-    return 0, {} if stored is None else {row[0]: stored}
+    return [], {} if stored is None else {row[0]: stored}
 
 
 def _stored_digests(cursor, call_ids: list[str]) -> dict[str, str]:
@@ -236,19 +241,24 @@ _NAMES = ", ".join(CALL_COLUMNS)
 _SQLITE_INSERT = f"INSERT INTO calls ({_NAMES}) VALUES ({', '.join('?' * len(CALL_COLUMNS))}) ON CONFLICT (call_id) DO NOTHING"
 
 
-def _copy_new_calls(cursor, rows: list[tuple]) -> tuple[int, dict[str, str]]:
+def _copy_new_calls(cursor, rows: list[tuple]) -> tuple[list[tuple], dict[str, str]]:
     # COPY straight into calls, in a savepoint: the fastest way in. When a call id is known
     # already (a replay), the COPY fails on the unique call id and the rows go through a
     # private staging table and one INSERT ... SELECT ... ON CONFLICT DO NOTHING.
+    # The savepoint is ours, not psycopg's transaction(): on a connection with no transaction
+    # begun yet (the batch's first statement), that would BEGIN and COMMIT the calls alone,
+    # before the rollups and the rest of the batch's transaction.
     recorded_at = as_utc(rows[0][_RECORDED_AT])
+    cursor.execute("SAVEPOINT copy_calls")  # psycopg begins the session's transaction first
     try:
-        with cursor.connection.transaction():
-            with cursor.copy(f"COPY calls ({_NAMES}) FROM STDIN") as copy:
-                for values in rows:
-                    copy.write_row(stored_values(values, as_utc, recorded_at))
-        return len(rows), {}
+        with cursor.copy(f"COPY calls ({_NAMES}) FROM STDIN") as copy:
+            for values in rows:
+                copy.write_row(stored_values(values, as_utc, recorded_at))
     except psycopg_errors.UniqueViolation:
-        pass
+        cursor.execute("ROLLBACK TO SAVEPOINT copy_calls")
+    else:
+        cursor.execute("RELEASE SAVEPOINT copy_calls")
+        return rows, {}
     cursor.execute(f"CREATE TEMP TABLE IF NOT EXISTS calls_incoming ON COMMIT DELETE ROWS AS SELECT {_NAMES} FROM calls WITH NO DATA")
     with cursor.copy(f"COPY calls_incoming ({_NAMES}) FROM STDIN") as copy:
         for values in rows:
@@ -256,16 +266,32 @@ def _copy_new_calls(cursor, rows: list[tuple]) -> tuple[int, dict[str, str]]:
     cursor.execute(f"INSERT INTO calls ({_NAMES}) SELECT {_NAMES} FROM calls_incoming ON CONFLICT (call_id) DO NOTHING RETURNING call_id")
     inserted = {r[0] for r in cursor.fetchall()}
     cursor.execute("TRUNCATE calls_incoming")
-    return len(inserted), _stored_digests(cursor, [row[0] for row in rows if row[0] not in inserted])
+    return [row for row in rows if row[0] in inserted], _stored_digests(cursor, [row[0] for row in rows if row[0] not in inserted])
 
 
-def _executemany_new_calls(cursor, rows: list[tuple]) -> tuple[int, dict[str, str]]:
+def _executemany_new_calls(cursor, rows: list[tuple]) -> tuple[list[tuple], dict[str, str]]:
     # One prepared statement for the batch (executemany), values converted by position;
     # ON CONFLICT skips a known call id, and then the stored digests are read.
     recorded_at = sqlite_utc_text(rows[0][_RECORDED_AT])
     cursor.executemany(_SQLITE_INSERT, [stored_values(values, sqlite_utc_text, recorded_at) for values in rows])
     inserted = cursor.rowcount
-    return inserted, {} if inserted == len(rows) else _stored_digests(cursor, [row[0] for row in rows])
+    if inserted == len(rows):
+        return rows, {}
+    return _written_sqlite(cursor, rows, inserted), _stored_digests(cursor, [row[0] for row in rows])
+
+
+def _written_sqlite(cursor, rows: list[tuple], inserted: int) -> list[tuple]:
+    """The rows of a batch this executemany wrote, when some were known already.
+
+    They are the last `inserted` rowids: SQLite gives a new row the largest
+    rowid plus one, and no other connection writes while this transaction
+    holds the write lock (a digest cannot tell this insert from a replay).
+    """
+    if not inserted:
+        return []
+    cursor.execute("SELECT call_id FROM calls WHERE id > last_insert_rowid() - ?", (inserted,))
+    written = {call_id for (call_id,) in cursor.fetchall()}
+    return [row for row in rows if row[0] in written]
 
 
 def sqlite_utc_text(value: datetime | None) -> str | None:

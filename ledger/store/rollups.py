@@ -90,19 +90,17 @@ def bucket_after(moment: datetime) -> datetime:
 # ---------------------------------------------------------------- the writer's deltas
 
 
-def deltas(rows: Iterable[Sequence], columns: Sequence[str]) -> dict[tuple, list[int]]:
-    """{(bucket_start, recorded_bucket, Dims): sums as a list} of `calls` rows given in `columns` order."""
-    at = _positions(tuple(columns))
-    started, recorded, status, charged, expected, pricing = at[0], at[1], at[2], at[3], at[4], at[5]
-    dims_at, tokens_at = at[6], at[7]
+def deltas(rows: Iterable[Sequence], columns: Sequence[str], recorded_at: datetime) -> dict[tuple, list[int]]:
+    """{(bucket_start, recorded_bucket, Dims): sums as a list} of `calls` rows given in `columns` order.
+
+    `recorded_at` is the batch's, the one the insert stored for all its rows.
+    """
+    started, status, charged, expected, pricing, dims_at, tokens_at = _positions(tuple(columns))
+    recorded_bucket = bucket_of(recorded_at)
     groups: dict[tuple, list[int]] = {}
-    last_recorded = last_recorded_bucket = None
     for row in rows:
-        if row[recorded] is not last_recorded:  # a batch shares one recorded_at
-            last_recorded = row[recorded]
-            last_recorded_bucket = bucket_of(last_recorded)
         failed = row[status] in FAILED_STATUSES
-        key = (bucket_of(row[started]), last_recorded_bucket, Dims(*[row[i] for i in dims_at], failed))
+        key = (bucket_of(row[started]), recorded_bucket, Dims(*[row[i] for i in dims_at], failed))
         sums = groups.get(key)
         if sums is None:
             sums = groups[key] = [0] * len(MEASURES)
@@ -129,7 +127,7 @@ def _nano(value) -> int:
 def _positions(columns: tuple[str, ...]) -> tuple:
     at = columns.index
     return (
-        at("started_at"), at("recorded_at"), at("status"), at("credits_charged"), at("credits_expected"),
+        at("started_at"), at("status"), at("credits_charged"), at("credits_expected"),
         at("pricing_class"), tuple(at(name) for name in DIMENSIONS[:-1]), tuple(at(name) for name in _TOKENS),
     )
 
@@ -144,14 +142,15 @@ _SQLITE_UPSERT = _UPSERT.format(marks=", ".join("?" * len(_COLUMNS)))
 _POSTGRES_UPSERT = _UPSERT.format(marks=", ".join(["%s"] * len(_COLUMNS)))
 
 
-def add_calls(session: Session, rows: Iterable[Sequence], columns: Sequence[str]) -> int:
-    """Add `calls` rows the writer has just inserted to the rollups, in its transaction: how many rollup rows.
+def add_calls(session: Session, rows: Iterable[Sequence], columns: Sequence[str], recorded_at: datetime) -> int:
+    """Add `calls` rows the writer has just inserted (recorded at `recorded_at`) to the rollups, in its
+    transaction: how many rollup rows.
 
     The groups are upserted in one order, (bucket_start, recorded_bucket,
     dims_key), so that writers sharing rows lock them in the same order and
     cannot deadlock.
     """
-    groups = deltas(rows, columns)
+    groups = deltas(rows, columns, recorded_at)
     if groups:
         upsert(session, groups)
     return len(groups)

@@ -1,0 +1,267 @@
+"""The rollups: kept by the writer in its transaction, equal to a recompute from the raw calls after replays, kills
+and concurrent writers; built on upgrade; rebuilt and verified."""
+
+from __future__ import annotations
+
+import os
+import random
+import subprocess
+import sys
+import textwrap
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+
+import openai
+import pytest
+from sqlalchemy import func, insert, select
+
+from factories import make_capture, wait_for
+from ledger_rows import T0, call_values
+
+from ledger import Ledger, LedgerSink, Recorder, replay_journal
+from ledger.accounting.records import CallRecord
+from ledger.store import rollups
+from ledger.store.calls import CALL_COLUMNS, insert_rows
+from ledger.store.engine import downgrade, upgrade
+from ledger.store.models import Call, CallRollup
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def assert_exact(url: str, calls: int) -> None:
+    """The rollups equal the recompute from the raw calls, and hold `calls` calls."""
+    with Ledger(url) as ledger, ledger.session() as session:
+        comparison = rollups.compare(session)
+        assert comparison.differences == []
+        assert comparison.calls == calls
+        assert session.scalar(select(func.coalesce(func.sum(CallRollup.calls), 0))) == calls
+
+
+def test_dims_key_keeps_null_empty_and_false_apart():
+    base = ("f" * 64, "Zq9x", "p", "u", "m", "m", None, "card", "ok", False)
+    keys = {rollups.dims_key(base), rollups.dims_key(base[:2] + ("",) + base[3:]),
+            rollups.dims_key(base[:2] + (None,) + base[3:]), rollups.dims_key(base[:-1] + (True,)),
+            rollups.dims_key(base[:6] + ("",) + base[7:])}
+    assert len(keys) == 5 and all(len(key) == 64 for key in keys)
+
+
+def test_a_bucket_is_the_quarter_hour_in_utc_whatever_the_zone_given():
+    kathmandu = timezone(timedelta(hours=5, minutes=45))
+    moment = datetime(2026, 12, 1, 5, 59, 59, 999999, tzinfo=kathmandu)  # 00:14:59.999999 UTC
+    assert rollups.bucket_of(moment) == datetime(2026, 12, 1, 0, 0, tzinfo=timezone.utc)
+    assert rollups.bucket_after(moment) == datetime(2026, 12, 1, 0, 15, tzinfo=timezone.utc)
+    assert rollups.bucket_after(datetime(2026, 12, 1, 0, 15, tzinfo=timezone.utc)) == datetime(2026, 12, 1, 0, 15, tzinfo=timezone.utc)
+
+
+def test_the_writers_rollups_equal_the_recompute_replays_and_conflicts_counted_never(database_url, tmp_path):
+    captures = [make_capture(i) for i in range(300)]
+    with LedgerSink(database_url, tmp_path / "journal", batch_size=64) as sink:
+        for capture in captures:
+            sink.emit(capture)
+        assert sink.flush(20)
+        for capture in captures[:100]:  # replays of the same calls
+            sink.emit(capture)
+        sink.emit(make_capture(0, call_id=captures[0].call_id, prompt_tokens=999))  # a conflict: rejected
+        assert sink.flush(20)
+        assert (sink.stats.committed, sink.stats.duplicates, sink.stats.conflicts) == (300, 100, 1)
+    assert_exact(database_url, 300)
+
+
+def test_batches_that_are_partly_replays_add_only_the_rows_they_wrote(ledger):
+    rng = random.Random(26)
+    rows = [call_values(started_at=T0 + timedelta(minutes=rng.randint(0, 300), seconds=rng.random() * 60),
+                        project=rng.choice([None, "", "search"]), status=rng.choice(["completed", "error", "failed"]),
+                        charged=rng.choice([None, "0.25", "1.000000001"]), prompt_tokens=rng.choice([None, 7]),
+                        pricing_class=rng.choice(["ok", "rounding", "overcharged"]), tags=rng.choice([None, {"a": "b"}]))
+            for _ in range(120)]
+
+    def write(batch):
+        records = [CallRecord(row[0], row[CALL_COLUMNS.index("started_at")], row[CALL_COLUMNS.index("status")]) for row in batch]
+        with ledger.session() as session:
+            return insert_rows(session, batch, records).inserted
+
+    # new, partly replayed, one replayed alone, one new alone, all replayed
+    assert [write(rows[:40]), write(rows[20:80]), write(rows[50:51]), write(rows[80:81]), write(rows[:81])] == [40, 40, 0, 1, 0]
+    assert_exact(ledger.url, 81)
+    assert write(rows[81:]) == 39
+    assert_exact(ledger.url, 120)
+
+
+def test_calls_recorded_through_the_recorder_against_the_simulator_are_in_the_rollups(database_url, simulator, tmp_path):
+    with Recorder(database_url, journal_dir=tmp_path / "journal") as rec:
+        with openai.OpenAI(base_url=simulator.base_url, api_key="sk-test-rollups-0001", http_client=rec.client(),
+                           max_retries=0) as client:
+            for i in range(12):
+                response = client.chat.completions.create(
+                    model="gemini-3.1-pro", messages=[{"role": "user", "content": f"hi {i}"}], stream=bool(i % 2),
+                    extra_headers={"X-Ledger-Project": f"p{i % 3}"},
+                )
+                if i % 2:
+                    list(response)
+        assert rec.sink.flush(20)
+    assert_exact(database_url, 12)
+
+
+CHILD = textwrap.dedent(
+    """
+    import os, sys, time
+    sys.path.insert(0, {tests!r})
+    from factories import make_capture
+    from ledger import LedgerSink
+    sink = LedgerSink({url!r}, {journal!r}, batch_size=50)
+    print("ready", flush=True)
+    for i in range({limit}):
+        sink.emit(make_capture(i))
+        {pause}
+    print("done", flush=True)
+    {after}
+    """
+)
+
+
+def run_child(url, journal, *, limit, pause="", after="time.sleep(60)"):
+    script = CHILD.format(tests=str(ROOT / "tests"), url=url, journal=str(journal), limit=limit, pause=pause, after=after)
+    child = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True,
+                             env={**os.environ, "PYTHONPATH": str(ROOT)})
+    assert child.stdout is not None and child.stdout.readline().strip() == "ready"
+    return child
+
+
+def count_calls(url: str) -> int:
+    with Ledger(url) as ledger, ledger.session() as session:
+        return session.scalar(select(func.count()).select_from(Call))
+
+
+def test_a_journal_replayed_twice_changes_nothing(database_url, tmp_path):
+    journal = tmp_path / "journal"
+    child = run_child(database_url, journal, limit=200, after="os._exit(0)")  # dies before writing
+    child.communicate(timeout=20)
+    copy = tmp_path / "copy"
+    copy.mkdir()
+    for path in journal.iterdir():
+        (copy / path.name).write_bytes(path.read_bytes())
+    assert replay_journal(database_url, journal).inserted == 200
+    assert_exact(database_url, 200)
+    again = replay_journal(database_url, copy)  # the same entries once more
+    assert (again.inserted, again.duplicates) == (0, 200)
+    assert_exact(database_url, 200)
+
+
+def test_a_writer_killed_mid_load_then_replayed_leaves_the_rollups_exact(database_url, tmp_path):
+    journal = tmp_path / "journal"
+    Ledger(database_url).close()
+    child = run_child(database_url, journal, limit=10**9, pause="time.sleep(0.001) if i % 4 == 0 else None")
+    wait_for(lambda: count_calls(database_url) >= 300, what="300 calls written")
+    child.kill()  # SIGKILL in the middle of batches: a transaction cut short writes neither calls nor rollups
+    child.communicate(timeout=10)
+    replay_journal(database_url, journal)
+    in_ledger = count_calls(database_url)
+    assert in_ledger >= 300
+    assert_exact(database_url, in_ledger)
+    replay_journal(database_url, journal)  # nothing left to write
+    assert_exact(database_url, in_ledger)
+
+
+def test_a_writer_killed_before_its_commit_writes_neither_calls_nor_rollups(database_url, tmp_path):
+    Ledger(database_url).close()
+    script = textwrap.dedent(
+        f"""
+        import os, sys
+        sys.path.insert(0, {str(ROOT / 'tests')!r})
+        from ledger_rows import call_values
+        from ledger import Ledger
+        from ledger.accounting.records import CallRecord
+        from ledger.store.calls import insert_rows
+        rows = [call_values(call_id=f"cut-{{i}}") for i in range(50)]
+        ledger = Ledger({database_url!r})
+        session = ledger.session().__enter__()
+        insert_rows(session, rows, [CallRecord(row[0], row[9], row[12]) for row in rows])
+        session.flush()
+        os.kill(os.getpid(), 9)  # before the COMMIT
+        """
+    )
+    subprocess.run([sys.executable, "-c", script], env={**os.environ, "PYTHONPATH": str(ROOT)}, timeout=60)
+    assert_exact(database_url, 0)
+
+
+WRITER = textwrap.dedent(
+    """
+    import random, sys
+    sys.path.insert(0, {tests!r})
+    from datetime import timedelta
+    from ledger_rows import T0, call_values
+    from ledger import Ledger
+    from ledger.accounting.records import CallRecord
+    from ledger.store.calls import insert_rows
+    rng = random.Random({seed})
+    ledger = Ledger({url!r})
+    print("ready", flush=True)
+    sys.stdin.readline()
+    for batch in range({batches}):
+        # one scope (a project's calls of a few buckets), many rollup rows a batch, in random order
+        rows = [call_values(call_id=f"w{seed}-{{batch}}-{{i}}", project="shared", end_user=f"u{{rng.randint(0, 30)}}",
+                            started_at=T0 + timedelta(minutes=rng.randint(0, 90)))
+                for i in range(100)]
+        with ledger.session() as session:
+            insert_rows(session, rows, [CallRecord(row[0], row[9], row[12]) for row in rows])
+    print("done", flush=True)
+    """
+)
+
+
+@pytest.mark.postgres
+def test_two_processes_writing_one_scope_at_once_leave_the_rollups_exact_without_deadlock(database_url):
+    Ledger(database_url).close()
+    writers = [
+        subprocess.Popen([sys.executable, "-c", WRITER.format(tests=str(ROOT / "tests"), seed=seed, url=database_url,
+                                                              batches=30)],
+                         stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                         env={**os.environ, "PYTHONPATH": str(ROOT)})
+        for seed in (1, 2)
+    ]
+    for writer in writers:
+        assert writer.stdout.readline().strip() == "ready"
+    for writer in writers:  # both start their batches together
+        writer.stdin.write("go\n")
+        writer.stdin.flush()
+    for writer in writers:
+        out, err = writer.communicate(timeout=120)
+        assert writer.returncode == 0 and out.strip() == "done", err[-2000:]
+    assert_exact(database_url, 2 * 30 * 100)
+
+
+# ---------------------------------------------------------------- upgrade, rebuild, compare
+
+
+def test_upgrading_a_ledger_at_0007_builds_its_rollups_from_its_calls(database_url):
+    ledger = Ledger(database_url)
+    downgrade(ledger.engine, "0007")
+    rng = random.Random(7)
+    rows = [call_values(started_at=T0 + timedelta(minutes=rng.randint(0, 2000)), project=rng.choice([None, "a", "b"]),
+                        status=rng.choice(["completed", "error"]), charged=rng.choice([None, "0.000000001", "3"]))
+            for _ in range(400)]
+    with ledger.session() as session:  # as the writer of 0007 wrote them: no rollups
+        session.execute(insert(Call.__table__), [dict(zip(CALL_COLUMNS, row)) for row in rows])
+    upgrade(ledger.engine)
+    ledger.close()
+    assert_exact(database_url, 400)
+
+
+def test_rebuild_of_a_range_makes_its_buckets_anew_and_leaves_the_others(ledger):
+    from ledger_rows import insert as insert_calls
+
+    insert_calls(ledger, [call_values(started_at=T0 + timedelta(minutes=7 * i)) for i in range(60)])
+    with ledger.session() as session:  # damage: one bucket inside the range, one outside
+        rows = session.scalars(select(CallRollup).order_by(CallRollup.bucket_start)).all()
+        inside, outside = rows[5], rows[-1]
+        inside.calls += 5
+        outside.credits_charged += 1
+        damaged = (inside.bucket_start, outside.bucket_start)
+    with ledger.session() as session:
+        differences = rollups.compare(session).differences
+        assert sorted(d.key.bucket_start for d in differences) == sorted(damaged)
+        rollups.rebuild(session, T0 + timedelta(minutes=1), T0 + timedelta(minutes=100))  # widened to whole buckets
+    with ledger.session() as session:
+        assert [d.key.bucket_start for d in rollups.compare(session).differences] == [damaged[1]]
+        rollups.rebuild(session)
+    assert_exact(ledger.url, 60)
