@@ -2,9 +2,10 @@
 line out on error.
 
 Exit codes: 0 success, 1 a problem the user can act on (one line on stderr),
-2 a usage error (argparse), 3 `reconcile` found an unexplained gap, 4 `reconcile`
-had nothing to reconcile (an account with fewer than two usable snapshots in
-the window): a close script that gates on the exit code never passes on nothing.
+2 a usage error (argparse), 3 `reconcile` found an unexplained gap (`rollup verify`:
+rollups that differ from the calls), 4 `reconcile` had nothing to reconcile (an
+account with fewer than two usable snapshots in the window): a close script that
+gates on the exit code never passes on nothing.
 Set CREDIT_LEDGER_DEBUG=1 to see the traceback of an unexpected error.
 """
 
@@ -154,6 +155,14 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--seed", type=_whole_number, default=7)
 
     sub.add_parser("replay", help="write what the journal still holds into the ledger")
+
+    rollup = sub.add_parser("rollup", help="the rollups: compare them with the raw calls, or make them anew")
+    rollup_sub = rollup.add_subparsers(dest="rollup_command", required=True, parser_class=_Parser)
+    for name, text in (("verify", "recompute the rollups from the raw calls and compare (exit 3 on a difference)"),
+                       ("rebuild", "make the rollups anew from the raw calls, a day at a time")):
+        action = rollup_sub.add_parser(name, help=text)
+        action.add_argument("--from", dest="start", type=parse_time, help="from this time (whole 15-minute buckets)")
+        action.add_argument("--to", dest="end", type=parse_time, help="up to this time")
 
     sub.add_parser("balance", help="poll GET /v1/credits now and print the balances")
 
@@ -326,6 +335,14 @@ def cmd_closes(args, out) -> int:
     return show_closes(_settings(args), out, as_json=args.json)
 
 
+def cmd_rollup(args, out) -> int:
+    """0 the rollups match (or were rebuilt); EXIT_DIFFERS when verify found a difference."""
+    from .commands import rollups
+
+    command = rollups.verify if args.rollup_command == "verify" else rollups.rebuild
+    return command(_settings(args), out, start=args.start, end=args.end)
+
+
 def cmd_run(args, out) -> int:
     from .commands.service import run
 
@@ -359,7 +376,7 @@ COMMANDS = {
     "db": cmd_db, "check": cmd_check, "calls": cmd_calls, "simulate": cmd_simulate, "demo": cmd_demo,
     "replay": cmd_replay, "balance": cmd_balance, "reconcile": cmd_reconcile, "run": cmd_run,
     "report": cmd_report, "close": cmd_close, "reopen": cmd_reopen, "closes": cmd_closes,
-    "budgets": cmd_budgets, "alerts": cmd_alerts,
+    "budgets": cmd_budgets, "alerts": cmd_alerts, "rollup": cmd_rollup,
     "proxy": cmd_proxy,
 }
 

@@ -8,3 +8,4 @@ EXIT_OK = 0
 EXIT_PROBLEM = 1  # a problem the user can act on (an account that did not answer)
 EXIT_GAP = 3  # `reconcile` found an unexplained gap, or `close` refused for one
 EXIT_NOTHING = 4  # `reconcile` had nothing (or only part of the window) to reconcile
+EXIT_DIFFERS = 3  # `rollup verify` found rollups that differ from the raw calls

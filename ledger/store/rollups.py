@@ -286,15 +286,54 @@ class Comparison(NamedTuple):
 
 
 def compare(session: Session, start: datetime | None = None, end: datetime | None = None) -> Comparison:
-    """The rollups of [start, end) (whole buckets) beside the raw calls' recompute, read in one statement (one snapshot).
+    """The rollups of [start, end) (whole buckets) beside the raw calls' recompute, one UTC day at a time, all
+    read from one snapshot when the session has not begun (PostgreSQL: REPEATABLE READ; SQLite: BEGIN).
 
     A stored row whose dims_key is not its dimensions' key is a difference too
     (readers would never find it where it belongs).
     """
+    if not session.in_transaction():
+        _read_snapshot(session)
+    buckets = calls = 0
+    differences: list[Difference] = []
+    for day_start, day_end in days(session, start, end):
+        day = _compare_range(session, day_start, day_end)
+        buckets, calls = buckets + day.buckets, calls + day.calls
+        differences += day.differences
+    return Comparison(buckets, calls, differences)
+
+
+def _read_snapshot(session: Session) -> None:
+    if session.get_bind().dialect.name == "postgresql":
+        session.connection(execution_options={"isolation_level": "REPEATABLE READ"})
+    else:  # pysqlite begins no transaction for reads: each SELECT would read the newest data
+        connection = session.connection()
+        if not connection.connection.driver_connection.in_transaction:
+            connection.exec_driver_sql("BEGIN")
+
+
+def days(session: Session, start: datetime | None = None, end: datetime | None = None) -> list[tuple[datetime, datetime]]:
+    """[start, end) (whole buckets) cut at UTC midnights, from the first call or rollup in it to the last."""
     start, end = _grid(start, end)
+    first = min(filter(None, (session.scalar(select(func.min(Call.started_at))),
+                              session.scalar(select(func.min(CallRollup.bucket_start))))), default=None)
+    last = max(filter(None, (session.scalar(select(func.max(Call.started_at))),
+                             session.scalar(select(func.max(CallRollup.bucket_start))))), default=None)
+    if first is None or last is None:
+        return []
+    low = bucket_of(first) if start is None else max(start, bucket_of(first))
+    high = bucket_of(last) + BUCKET if end is None else min(end, bucket_of(last) + BUCKET)
+    ranges = []
+    while low < high:
+        midnight = low.replace(hour=0, minute=0) + timedelta(days=1)
+        ranges.append((low, min(midnight, high)))
+        low = midnight
+    return ranges
+
+
+def _compare_range(session: Session, start: datetime, end: datetime) -> Comparison:
     dialect = session.get_bind().dialect.name
-    stored_query = _stored_select(start, end)
-    union = stored_query.add_columns(literal(1).label("side")).union_all(
+    union = _stored_select(start, end).add_columns(literal(1).label("side")).union_all(
         _recompute_select(dialect, start, end).add_columns(literal(0).label("side"))
     )
     stored: dict[RollupKey, tuple[Dims, Sums]] = {}

@@ -3,17 +3,19 @@ and concurrent writers; built on upgrade; rebuilt and verified."""
 
 from __future__ import annotations
 
+import io
 import os
 import random
 import subprocess
 import sys
 import textwrap
 from datetime import datetime, timedelta, timezone
+from decimal import Decimal
 from pathlib import Path
 
 import openai
 import pytest
-from sqlalchemy import func, insert, select
+from sqlalchemy import delete, func, insert, select
 
 from factories import make_capture, wait_for
 from ledger_rows import T0, call_values
@@ -265,3 +267,96 @@ def test_rebuild_of_a_range_makes_its_buckets_anew_and_leaves_the_others(ledger)
         assert [d.key.bucket_start for d in rollups.compare(session).differences] == [damaged[1]]
         rollups.rebuild(session)
     assert_exact(ledger.url, 60)
+
+
+# ---------------------------------------------------------------- the commands
+
+
+def cli(*args: str) -> tuple[int, str]:
+    from ledger.cli import main
+
+    out = io.StringIO()
+    return main(list(args), out=out), out.getvalue()
+
+
+def test_rollup_verify_says_they_match_then_names_each_bucket_that_differs_and_rebuild_mends_it(ledger, capsys):
+    from ledger_rows import insert as insert_calls
+
+    insert_calls(ledger, [call_values(started_at=T0 + timedelta(minutes=15 * i), charged="0.5") for i in range(30)])
+    url = ledger.url
+    assert cli("--database-url", url, "rollup", "verify") == (0, "rollups match the calls: 30 buckets, 30 calls\n")
+    with ledger.session() as session:
+        for row in session.scalars(select(CallRollup).where(CallRollup.bucket_start.in_(
+                [T0 + timedelta(minutes=30), T0 + timedelta(minutes=120)]))):
+            row.credits_charged += Decimal("0.000000001")
+        session.execute(delete(CallRollup).where(CallRollup.bucket_start == T0 + timedelta(minutes=150)))
+    code, text = cli("--database-url", url, "rollup", "verify")
+    assert code == 3
+    assert text.splitlines()[:3] == [
+        "bucket 2026-11-10T12:30Z: 1 rollup row differ; rollups 1 calls 0.500000001 credits charged, "
+        "calls 1 calls 0.5 credits charged (projects: search)",
+        "bucket 2026-11-10T14:00Z: 1 rollup row differ; rollups 1 calls 0.500000001 credits charged, "
+        "calls 1 calls 0.5 credits charged (projects: search)",
+        "bucket 2026-11-10T14:30Z: 1 rollup row differ; rollups 0 calls 0 credits charged, "
+        "calls 1 calls 0.5 credits charged (projects: search)",
+    ]
+    assert "differ from the calls in 3 buckets" in text.splitlines()[3]
+    # a range that holds none of them matches; one that holds one names only it
+    assert cli("--database-url", url, "rollup", "verify", "--to", "2026-11-10T12:30Z")[0] == 0
+    code, text = cli("--database-url", url, "rollup", "verify", "--from", "2026-11-10T13:00Z", "--to", "2026-11-10T14:10Z")
+    assert code == 3 and text.startswith("bucket 2026-11-10T14:00Z") and "in 1 bucket:" in text
+    code, text = cli("--database-url", url, "rollup", "rebuild", "--from", "2026-11-10T14:00Z")
+    assert code == 0 and text.startswith("rollups rebuilt: 1 day from 2026-11-10T14:00Z")
+    code, text = cli("--database-url", url, "rollup", "verify")
+    assert code == 3 and text.startswith("bucket 2026-11-10T12:30Z") and "in 1 bucket:" in text
+    assert cli("--database-url", url, "rollup", "rebuild")[0] == 0
+    assert cli("--database-url", url, "rollup", "verify")[0] == 0
+    assert capsys.readouterr().err == ""  # no progress line off a terminal
+
+
+def test_rollup_rebuild_goes_a_utc_day_a_transaction_and_writers_may_write_meanwhile(ledger):
+    from ledger_rows import insert as insert_calls
+
+    insert_calls(ledger, [call_values(started_at=T0 + timedelta(hours=7 * i)) for i in range(12)])  # 4 days
+    with ledger.session() as session:
+        session.execute(delete(CallRollup))
+        assert rollups.days(session) == [
+            (T0.replace(hour=12), T0.replace(hour=0) + timedelta(days=1)),
+            *[(T0.replace(hour=0) + timedelta(days=d), T0.replace(hour=0) + timedelta(days=d + 1)) for d in (1, 2)],
+            (T0.replace(hour=0) + timedelta(days=3), T0 + timedelta(hours=77, minutes=15)),
+        ]
+    code, text = cli("--database-url", ledger.url, "rollup", "rebuild")
+    assert code == 0 and "4 days" in text and "12 rollup rows" in text
+    insert_calls(ledger, [call_values(started_at=T0 + timedelta(hours=3))])  # the writer adds to rebuilt buckets
+    assert cli("--database-url", ledger.url, "rollup", "verify") == (0, "rollups match the calls: 13 buckets, 13 calls\n")
+
+
+def test_a_rebuild_while_a_writer_writes_leaves_the_rollups_exact(database_url):
+    Ledger(database_url).close()
+    writer = subprocess.Popen(
+        [sys.executable, "-c", WRITER.format(tests=str(ROOT / "tests"), seed=3, url=database_url, batches=40)],
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+    )
+    assert writer.stdout.readline().strip() == "ready"
+    writer.stdin.write("go\n")
+    writer.stdin.flush()
+    wait_for(lambda: count_calls(database_url) >= 500, what="the writer's first batches")
+    rebuilds = 0
+    while writer.poll() is None or rebuilds < 2:
+        assert cli("--database-url", database_url, "rollup", "rebuild")[0] == 0
+        rebuilds += 1
+    out, err = writer.communicate(timeout=120)
+    assert writer.returncode == 0 and out.strip() == "done", err[-2000:]
+    assert_exact(database_url, 40 * 100)
+
+
+def test_rollup_commands_refuse_a_range_backwards_and_a_missing_ledger(tmp_path, capsys):
+    from ledger.cli import main
+
+    with pytest.raises(SystemExit) as exit_info:
+        main(["rollup", "verify", "--from", "2026-11-02", "--to", "2026-11-01"])
+    assert exit_info.value.code == 2
+    assert main(["--database-url", f"sqlite:///{tmp_path / 'none.db'}", "rollup", "verify"]) == 1
+    err = capsys.readouterr().err
+    assert "--from must come before --to" in err and "no ledger at" in err and "Traceback" not in err
