@@ -6,10 +6,9 @@ from datetime import datetime
 from typing import TextIO
 
 from ..config import Settings
-from ..money import fmt, from_nano
 from ..store import rollups
 from ..store.engine import Ledger
-from ..terminal import Progress, printable
+from ..terminal import Progress
 from . import EXIT_DIFFERS, EXIT_OK
 
 
@@ -18,7 +17,7 @@ def verify(settings: Settings, out: TextIO, *, start: datetime | None = None, en
     naming each bucket that differs, else EXIT_OK."""
     with Ledger(settings.database_url, must_exist=True) as ledger, ledger.session() as session:
         comparison = rollups.compare(session, start, end)
-    for line in difference_lines(comparison.differences):
+    for line in rollups.describe_differences(comparison.differences):
         print(line, file=out)
     if comparison.differences:
         buckets = len({d.key.bucket_start for d in comparison.differences})
@@ -27,34 +26,6 @@ def verify(settings: Settings, out: TextIO, *, start: datetime | None = None, en
         return EXIT_DIFFERS
     print(f"rollups match the calls: {comparison.buckets} buckets, {comparison.calls} calls", file=out)
     return EXIT_OK
-
-
-def difference_lines(differences: list[rollups.Difference]) -> list[str]:
-    """One line per 15-minute bucket that differs: the calls and credits the rollups hold and the calls give."""
-    by_bucket: dict[datetime, list[rollups.Difference]] = {}
-    for difference in differences:
-        by_bucket.setdefault(difference.key.bucket_start, []).append(difference)
-    lines = []
-    for bucket, found in sorted(by_bucket.items()):
-        stored = _total([d.stored for d in found])
-        recomputed = _total([d.recomputed for d in found])
-        lines.append(
-            f"bucket {bucket:%Y-%m-%dT%H:%MZ}: {len(found)} rollup row{'s' * (len(found) != 1)} differ; "
-            f"rollups {stored[0]} calls {fmt(from_nano(stored[1]))} credits charged, "
-            f"calls {recomputed[0]} calls {fmt(from_nano(recomputed[1]))} credits charged"
-            + _dims_hint(found)
-        )
-    return lines
-
-
-def _total(sums: list[rollups.Sums | None]) -> tuple[int, int]:
-    present = [s for s in sums if s is not None]
-    return sum(s.calls for s in present), sum(s.credits_charged for s in present)
-
-
-def _dims_hint(found: list[rollups.Difference]) -> str:
-    projects = sorted({printable(str(d.dims.project)) for d in found})
-    return f" (projects: {', '.join(projects[:5])}{', ...' if len(projects) > 5 else ''})"
 
 
 def rebuild(settings: Settings, out: TextIO, *, start: datetime | None = None, end: datetime | None = None,

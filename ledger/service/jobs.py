@@ -1,4 +1,5 @@
-"""Scheduled jobs (poll credits, reconcile, replay the journal, scheduled reports) and the `run` service.
+"""Scheduled jobs (poll credits, reconcile, replay the journal, verify the rollups, scheduled reports) and the
+`run` service.
 
 Each run takes a lock named after its job (PostgreSQL: an advisory lock on a
 connection held for the run; SQLite: a file lock beside the database), so that
@@ -26,6 +27,7 @@ from ..store.engine import Ledger
 from ..store.job_runs import finish_job_run, start_job_run
 from ..accounting.verdict import GAP_VERDICT, NOTHING_VERDICT
 from ..store.reconciliation import reconcile_as_configured
+from ..store.rollups import compare, describe_differences
 from .alerting import budgets_job, check_ready
 from .locks import job_lock, lock_key  # noqa: F401 (the service's locks: imported from here by callers)
 from .polling import poll_balances
@@ -35,6 +37,8 @@ from .runtime import Service
 log = redact.logger(__name__)
 
 RECONCILE_WINDOW_DAYS = 2  # the hourly job lists the windows of this many days
+ROLLUP_VERIFY_DAYS = 2  # the daily job compares the rollups of this many days with the raw calls
+ROLLUP_VERIFY_SCHEDULE = "17 3 * * *"  # daily, 03:17 UTC: a quiet hour, off the hour other jobs like
 
 
 # ---------------------------------------------------------------- jobs
@@ -70,6 +74,19 @@ def replay_journal_job(service: Service) -> tuple[str, str]:
     book = load_rate_book(settings.rate_cards_path)
     result = replay_journal(settings.database_url, settings.journal_path, rate_book=book, policy=settings.pricing)
     return "ok", result.summary()
+
+
+def verify_rollups_job(service: Service) -> tuple[str, str]:
+    """`rollup verify` of the last days: "differs" naming the buckets (a rebuild of them mends it)."""
+    start = datetime.now(timezone.utc) - timedelta(days=ROLLUP_VERIFY_DAYS)
+    with service.ledger.session() as session:
+        comparison = compare(session, start)
+    if comparison.differences:
+        lines = describe_differences(comparison.differences)
+        return "differs", (f"rollups differ from the calls in {len(lines)} buckets: " + "; ".join(lines[:10])
+                           + ("; ..." if len(lines) > 10 else "")
+                           + f"; `credit-ledger rollup rebuild --from {start:%Y-%m-%dT%H:%MZ}` makes them anew")
+    return "ok", f"rollups match the calls: {comparison.buckets} buckets, {comparison.calls} calls"
 
 
 JobFunction = Callable[[Service], "tuple[str, str]"]
@@ -123,6 +140,7 @@ def default_jobs(settings: Settings) -> dict[str, tuple[JobFunction, float | Cro
         "poll_credits": (poll_credits_job, schedule.poll_credits_seconds),
         "reconcile": (reconcile_job, schedule.reconcile_seconds),
         "replay_journal": (replay_journal_job, schedule.replay_journal_seconds),
+        "verify_rollups": (verify_rollups_job, CronSchedule(ROLLUP_VERIFY_SCHEDULE, "UTC")),
     }
     for entry in settings.reports:
         jobs[entry.job_name] = (report_job(entry), CronSchedule(entry.schedule, entry.timezone))

@@ -22,7 +22,8 @@ from sqlalchemy.orm import Session
 
 from ..accounting.pricing import CLEAN_CLASSES
 from ..accounting.records import ERROR, FAILED
-from ..money import to_nano
+from ..money import fmt, from_nano, to_nano
+from ..terminal import printable
 from .models import Call, CallRollup, UTCDateTime, as_utc
 
 BUCKET = timedelta(minutes=15)
@@ -386,3 +387,31 @@ def _compare_range(session: Session, start: datetime, end: datetime) -> Comparis
             differences.append(Difference(key, (mine or theirs)[0], mine and mine[1], theirs and theirs[1]))
     buckets = {key.bucket_start for key in recomputed}
     return Comparison(len(buckets), sum(sums.calls for _, sums in recomputed.values()), differences)
+
+
+def describe_differences(differences: list[Difference]) -> list[str]:
+    """One line per 15-minute bucket that differs: the calls and credits the rollups hold and the calls give."""
+    by_bucket: dict[datetime, list[Difference]] = {}
+    for difference in differences:
+        by_bucket.setdefault(difference.key.bucket_start, []).append(difference)
+    lines = []
+    for bucket, found in sorted(by_bucket.items()):
+        stored = _total([d.stored for d in found])
+        recomputed = _total([d.recomputed for d in found])
+        lines.append(
+            f"bucket {bucket:%Y-%m-%dT%H:%MZ}: {len(found)} rollup row{'s' * (len(found) != 1)} differ; "
+            f"rollups {stored[0]} calls {fmt(from_nano(stored[1]))} credits charged, "
+            f"calls {recomputed[0]} calls {fmt(from_nano(recomputed[1]))} credits charged"
+            + _dims_hint(found)
+        )
+    return lines
+
+
+def _total(sums: list[Sums | None]) -> tuple[int, int]:
+    present = [s for s in sums if s is not None]
+    return sum(s.calls for s in present), sum(s.credits_charged for s in present)
+
+
+def _dims_hint(found: list[Difference]) -> str:
+    projects = sorted({printable(str(d.dims.project)) for d in found})
+    return f" (projects: {', '.join(projects[:5])}{', ...' if len(projects) > 5 else ''})"

@@ -360,3 +360,20 @@ def test_rollup_commands_refuse_a_range_backwards_and_a_missing_ledger(tmp_path,
     assert main(["--database-url", f"sqlite:///{tmp_path / 'none.db'}", "rollup", "verify"]) == 1
     err = capsys.readouterr().err
     assert "--from must come before --to" in err and "no ledger at" in err and "Traceback" not in err
+
+
+def test_the_services_daily_job_verifies_the_last_two_days_and_says_which_buckets_differ(ledger):
+    from ledger.config import Settings
+    from ledger.service.jobs import CronSchedule, Service, default_jobs, verify_rollups_job
+    from ledger_rows import insert as insert_calls
+
+    now = datetime.now(timezone.utc)
+    insert_calls(ledger, [call_values(started_at=now - timedelta(hours=h)) for h in (1, 30, 60)])  # the last is older
+    service = Service(Settings(database_url=ledger.url), ledger, host="test-host")
+    assert verify_rollups_job(service) == ("ok", "rollups match the calls: 2 buckets, 2 calls")
+    with ledger.session() as session:
+        session.execute(delete(CallRollup))
+    outcome, detail = verify_rollups_job(service)
+    assert outcome == "differs"
+    assert detail.startswith("rollups differ from the calls in 2 buckets: bucket ") and "rollup rebuild --from" in detail
+    assert default_jobs(service.settings)["verify_rollups"][1] == CronSchedule("17 3 * * *", "UTC")
