@@ -4,6 +4,8 @@ instructions a record, which do not move with the host:
 
     for n in 500 2500; do PYTHONPATH=$T valgrind --tool=callgrind --callgrind-out-file=/tmp/cg.$n $T/.venv/bin/python \
         benchmarks/bench_writer_count.py $T $n 2>&1 | grep Collected; done      # (I(2500) - I(500)) / 2000
+
+A third argument `spread` attributes the captures as a large team's (bench_writer.py --spread).
 """
 
 from __future__ import annotations
@@ -26,6 +28,16 @@ except ImportError:
     from ledger.writer import LedgerSink
 N = int(sys.argv[2]) if len(sys.argv) > 2 else 20000
 caps = [make_raw_capture(i) for i in range(N)]
+if sys.argv[3:] == ["spread"]:  # as bench_writer.py --spread: 100 projects, 2,000 users, 50 keys, 10 tags
+    import random
+
+    rng = random.Random(26)
+    spread_out = []
+    for c in caps:
+        key = rng.randrange(50)
+        context = (f"project-{rng.randrange(100)}", f"user-{rng.randrange(2000)}", {"team": f"team-{rng.randrange(10)}"})
+        spread_out.append(c._replace(key_fingerprint=f"{key:064x}", key_last4=f"{key:04d}", context=context))
+    caps = spread_out
 tmp = Path(tempfile.mkdtemp())
 unit = min(timeit.repeat("sum(range(1000))", number=2000, repeat=5)) / 2000
 sink = LedgerSink(f"sqlite:///{tmp/'l.db'}", tmp / "journal", writer_processes=0)
