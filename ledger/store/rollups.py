@@ -10,8 +10,7 @@ place that knows how a row's dimensions are encoded.
 from __future__ import annotations
 
 import hashlib
-import json
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timedelta
 from decimal import Decimal
 from functools import lru_cache
 from operator import itemgetter
@@ -194,15 +193,20 @@ def upsert(session: Session, groups: dict[tuple, list[int]] | dict[tuple, Sums])
         ((bucket, recorded, dims_key(dims), dims, sums) for (bucket, recorded, dims), sums in groups.items()),
         key=lambda group: group[:3],
     )
+    postgres = session.get_bind().dialect.name == "postgresql"
     cursor = session.connection().connection.driver_connection.cursor()
     try:
-        if session.get_bind().dialect.name == "postgresql":
-            columns = [list(column) for column in zip(*[(b, r, k, *d, *s) for b, r, k, d, s in ordered])]
-            cursor.execute(_POSTGRES_UPSERT, columns)
-        else:
-            cursor.executemany(_SQLITE_UPSERT, [(_text(b), _text(r), k, *d, *s) for b, r, k, d, s in ordered])
+        for at in range(0, len(ordered), _GROUPS_A_STATEMENT):  # a rebuild's day may hold many
+            part = ordered[at : at + _GROUPS_A_STATEMENT]
+            if postgres:
+                cursor.execute(_POSTGRES_UPSERT, [list(column) for column in zip(*[(b, r, k, *d, *s) for b, r, k, d, s in part])])
+            else:
+                cursor.executemany(_SQLITE_UPSERT, [(_text(b), _text(r), k, *d, *s) for b, r, k, d, s in part])
     finally:
         cursor.close()
+
+
+_GROUPS_A_STATEMENT = 20_000
 
 
 def _text(bucket: datetime) -> str:
