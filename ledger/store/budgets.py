@@ -6,7 +6,9 @@ account is summed from an index alone (`calls (project, started_at,
 credits_charged)` and the same by key); the budgets of one period whose
 scope has none of those are summed together in one pass over the period.
 A key (by label) and an account stand for the fingerprints `api_keys` holds
-for them.
+for them. The whole 15-minute buckets of a period are summed from the
+rollup (`call_rollups`), a rolling period's edges off the grid from the
+raw calls; a charge's maximum and a process's own calls stay raw.
 """
 
 from __future__ import annotations
@@ -18,9 +20,10 @@ from typing import NamedTuple, Sequence
 from sqlalchemy import and_, case, func, or_, select
 from sqlalchemy.orm import Session
 
+from ..accounting.buckets import split_range
 from ..accounting.budgets import Scope, tag_fragments
 from ..money import ZERO, from_nano
-from .models import ApiKey, Call
+from .models import ApiKey, Call, CallRollup
 
 
 class SpendQuery(NamedTuple):
@@ -44,26 +47,50 @@ def _contains(session: Session, column, text: str):
     return getattr(func, name)(column, text) > 0
 
 
-def scope_conditions(session: Session, scope: Scope, fingerprints: frozenset[str] | None = None) -> list:
-    """The WHERE conditions that pick a scope's calls; `fingerprints`, when given, are the keys its account or label stand for."""
+def scope_conditions(session: Session, scope: Scope, fingerprints: frozenset[str] | None = None, table=Call) -> list:
+    """The WHERE conditions that pick a scope's calls (or rollup rows: `table`); `fingerprints`, when given, are the
+    keys its account or label stand for."""
     conditions = []
     if scope.project is not None:
-        conditions.append(Call.project == scope.project)
+        conditions.append(table.project == scope.project)
     if scope.user is not None:
-        conditions.append(Call.end_user == scope.user)
+        conditions.append(table.end_user == scope.user)
     if scope.model is not None:
-        conditions.append(Call.model_requested == scope.model)
+        conditions.append(table.model_requested == scope.model)
     if scope.by_key and fingerprints is not None:
-        conditions.append(Call.key_fingerprint.in_(sorted(fingerprints)))
+        conditions.append(table.key_fingerprint.in_(sorted(fingerprints)))
     elif scope.by_key:
         if scope.key is not None:
-            conditions.append(Call.key_fingerprint.in_(select(ApiKey.fingerprint).where(ApiKey.label == scope.key)))
+            conditions.append(table.key_fingerprint.in_(select(ApiKey.fingerprint).where(ApiKey.label == scope.key)))
         if scope.account is not None:
-            conditions.append(Call.key_fingerprint.in_(select(ApiKey.fingerprint).where(ApiKey.account == scope.account)))
+            conditions.append(table.key_fingerprint.in_(select(ApiKey.fingerprint).where(ApiKey.account == scope.account)))
     for name, value in scope.tags:
         first, other = tag_fragments(name, value)
-        conditions.append(or_(_contains(session, Call.tags, first), _contains(session, Call.tags, other)))
+        conditions.append(or_(_contains(session, table.tags, first), _contains(session, table.tags, other)))
     return conditions
+
+
+def parts(start: datetime, end: datetime) -> list[tuple[type, list]]:
+    """[start, end) as (table, WHERE): the rollup's whole buckets, and the raw calls of the edges off the grid."""
+    split = split_range(start, end)
+    found: list[tuple[type, list]] = []
+    if split.has_whole:
+        found.append((CallRollup, [CallRollup.bucket_start >= split.whole_start, CallRollup.bucket_start < split.whole_end]))
+    if split.edges:
+        found.append((Call, [or_(*[and_(Call.started_at >= low, Call.started_at < high) for low, high in split.edges])]))
+    return found
+
+
+def _count(table, picked=None):
+    """How many calls: rows of `calls`, or the rollup's counts (of the rows `picked`, when given)."""
+    if table is Call:
+        return func.count() if picked is None else func.count(case((picked, Call.id)))
+    return func.coalesce(func.sum(CallRollup.calls if picked is None else case((picked, CallRollup.calls))), 0)
+
+
+def _charged(table, picked=None):
+    column = table.credits_charged
+    return func.coalesce(func.sum(column if picked is None else case((picked, column))), 0)
 
 
 def _indexed(scope: Scope) -> bool:
@@ -80,16 +107,22 @@ _CHARGED = case((Call.credits_charged > 0, Call.id))
 def spend(session: Session, scope: Scope, start: datetime, end: datetime, fingerprints: frozenset[str] | None = None,
           *, charged: bool = False) -> Spend:
     """What the scope's calls that started in [start, end) were charged, how many there were (and, with `charged`,
-    how many of them were charged anything)."""
-    columns = [func.coalesce(func.sum(Call.credits_charged), 0), func.count()] + ([func.count(_CHARGED)] if charged else [])
-    query = select(*columns).where(Call.started_at >= start, Call.started_at < end,
-                                   *scope_conditions(session, scope, fingerprints))
-    row = session.execute(query).one()
-    return Spend(_credits(row[0]), row[1], row[2] if charged else 0)
+    how many of them were charged anything: from the raw calls, which alone know it)."""
+    if charged:
+        query = select(func.coalesce(func.sum(Call.credits_charged), 0), func.count(), func.count(_CHARGED)).where(
+            Call.started_at >= start, Call.started_at < end, *scope_conditions(session, scope, fingerprints))
+        row = session.execute(query).one()
+        return Spend(_credits(row[0]), row[1], row[2])
+    credits, calls = ZERO, 0
+    for table, window in parts(start, end):
+        query = select(_charged(table), _count(table)).where(*window, *scope_conditions(session, scope, fingerprints, table))
+        row = session.execute(query).one()
+        credits, calls = credits + _credits(row[0]), calls + int(row[1])
+    return Spend(credits, calls)
 
 
 # Scopes of one key alone, summed for all budgets of a period in one GROUP BY.
-_GROUPED = {"user": Call.end_user, "model": Call.model_requested}
+_GROUPED = {"user": "end_user", "model": "model_requested"}
 
 
 def _single(scope: Scope) -> str | None:
@@ -107,11 +140,12 @@ def spends(session: Session, queries: Sequence[SpendQuery]) -> list[Spend]:
     """The spend of each query, in order, in as few passes over each period as its scopes allow.
 
     A scope with a project, a key or an account, and the whole ledger, is
-    one sum each (from an index); the scopes of one period that name only a
-    user (or only a model) are one GROUP BY; the rest of one period, one pass
-    with a conditional sum each.
+    one sum each; the scopes of one period that name only a user (or only a
+    model) are one GROUP BY; the rest of one period, one pass with a
+    conditional sum each. Each pass is over the rollup's whole buckets and
+    the raw calls of the edges.
     """
-    found: list[Spend | None] = [None] * len(queries)
+    found: list[Spend] = [Spend(ZERO, 0)] * len(queries)
     grouped: dict[tuple[str, datetime, datetime], list[int]] = {}
     for index, query in enumerate(queries):
         if _indexed(query.scope) or query.scope == Scope():
@@ -119,24 +153,25 @@ def spends(session: Session, queries: Sequence[SpendQuery]) -> list[Spend]:
         else:
             grouped.setdefault((_single(query.scope) or "pass", query.start, query.end), []).append(index)
     for (kind, start, end), indexes in grouped.items():
-        window = (Call.started_at >= start, Call.started_at < end)
-        if kind in _GROUPED:
-            column = _GROUPED[kind]
-            values = {getattr(queries[i].scope, kind) for i in indexes}
-            rows = session.execute(select(column, func.coalesce(func.sum(Call.credits_charged), 0), func.count())
-                                   .where(*window, column.in_(sorted(values))).group_by(column))
-            by_value = {value: Spend(_credits(credits), calls) for value, credits, calls in rows}
+        for table, window in parts(start, end):
+            if kind in _GROUPED:
+                column = getattr(table, _GROUPED[kind])
+                values = {getattr(queries[i].scope, kind) for i in indexes}
+                rows = session.execute(select(column, _charged(table), _count(table))
+                                       .where(*window, column.in_(sorted(values))).group_by(column))
+                by_value = {value: (_credits(credits), int(calls)) for value, credits, calls in rows}
+                for i in indexes:
+                    credits, calls = by_value.get(getattr(queries[i].scope, kind), (ZERO, 0))
+                    found[i] = Spend(found[i].credits + credits, found[i].calls + calls)
+                continue
+            columns = []
             for i in indexes:
-                found[i] = by_value.get(getattr(queries[i].scope, kind), Spend(ZERO, 0))
-            continue
-        columns = []
-        for i in indexes:
-            picked = and_(*scope_conditions(session, queries[i].scope))
-            columns += [func.coalesce(func.sum(case((picked, Call.credits_charged))), 0), func.count(case((picked, Call.id)))]
-        row = session.execute(select(*columns).where(*window)).one()
-        for at, i in enumerate(indexes):
-            found[i] = Spend(_credits(row[2 * at]), row[2 * at + 1])
-    return found  # type: ignore[return-value]
+                picked = and_(*scope_conditions(session, queries[i].scope, None, table))
+                columns += [_charged(table, picked), _count(table, picked)]
+            row = session.execute(select(*columns).where(*window)).one()
+            for at, i in enumerate(indexes):
+                found[i] = Spend(found[i].credits + _credits(row[2 * at]), found[i].calls + int(row[2 * at + 1]))
+    return found
 
 
 def own_calls(session: Session, id_prefix: str, scope: Scope, since: datetime, not_status: str,

@@ -10,6 +10,13 @@ those bounds (a CASE tree, about log2(n) comparisons a call), the same on
 both databases, whatever their time zone support. Amounts are summed as
 integer nano-credits; each group is also split by rate card, so that its US
 dollars are the exact sum over cards of credits times that card's rate.
+
+The sums come from the rollup (`call_rollups`) for every 15-minute bucket the
+selection decides whole, and from raw calls for the rest: the buckets that
+hold a bound off the grid, and the recorded bucket that holds a close's
+cutoff or an adjustment window's bound (`accounting.buckets`). Both parts go
+through one GROUP BY, so the answer is the raw one's (`raw_spend_rows`,
+kept as the oracle) to the nano-credit.
 """
 
 from __future__ import annotations
@@ -17,18 +24,19 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
-from typing import Iterator, Sequence
+from typing import Any, Iterator, Sequence
 
-from sqlalchemy import and_, case, func, literal, literal_column, not_, or_, select
+from sqlalchemy import BigInteger, and_, case, func, literal, literal_column, not_, or_, select, union_all
 from sqlalchemy.dialects.postgresql import JSON
 from sqlalchemy.orm import Session
 
+from ..accounting.buckets import BUCKET, mixed_buckets
 from ..accounting.closes import AdjustmentWindow, LateCalls
 from ..accounting.pricing import CLEAN_CLASSES
 from ..accounting.records import ERROR, FAILED
 from ..accounting.group_keys import GroupKey
 from ..money import ZERO
-from .models import ApiKey, Call, RateCardRow
+from .models import ApiKey, Call, CallRollup, RateCardRow
 from .reading import raw_rows
 
 NONE = "(none)"
@@ -65,6 +73,10 @@ class SpendRow:
     findings: int
 
 
+# The start and the recording time of a row: a call's own, or a rollup row's buckets.
+_TIMES = {Call: (Call.started_at, Call.recorded_at), CallRollup: (CallRollup.bucket_start, CallRollup.recorded_bucket)}
+
+
 def _needs_keys(keys: Sequence[GroupKey], account: str | None) -> bool:
     return account is not None or any(k.name in ("key", "account") for k in keys)
 
@@ -85,102 +97,159 @@ def bucket_index(column, bounds: Sequence[datetime]):
     return tree(0, len(bounds))
 
 
-def key_expression(key: GroupKey, dialect: str, bounds: Sequence[datetime] = ()):
-    """The SQL value of one group key for a call."""
+def key_expression(key: GroupKey, dialect: str, bounds: Sequence[datetime] = (), table=Call):
+    """The SQL value of one group key for a call (or a rollup row: `table`)."""
     if key.name == "project":
-        return Call.project
+        return table.project
     if key.name == "user":
-        return Call.end_user
+        return table.end_user
     if key.name == "account":
         return func.coalesce(ApiKey.account, NONE)
     if key.name == "key":
         return case(
             (ApiKey.label.is_not(None), ApiKey.label),
-            (Call.key_last4.is_not(None), literal("…").concat(Call.key_last4)),
+            (table.key_last4.is_not(None), literal("…").concat(table.key_last4)),
             else_=literal(NONE),
         )
     if key.name == "model":
         return case(
-            (Call.model_reported.is_(None), Call.model_requested),
-            (or_(Call.model_requested.is_(None), Call.model_reported == Call.model_requested), Call.model_reported),
-            else_=Call.model_reported.concat(literal(" (requested ")).concat(Call.model_requested).concat(literal(")")),
+            (table.model_reported.is_(None), table.model_requested),
+            (or_(table.model_requested.is_(None), table.model_reported == table.model_requested), table.model_reported),
+            else_=table.model_reported.concat(literal(" (requested ")).concat(table.model_requested).concat(literal(")")),
         )
     if key.name == "tag":
-        return tag_value(key.tag, dialect)
+        return tag_value(key.tag, dialect, table)
     if key.is_time:
-        return bucket_index(Call.started_at, bounds)
+        return bucket_index(_TIMES[table][0], bounds)
     internal = _INTERNAL_KEYS.get(key.name)
     if internal is not None:
-        return internal()
+        return internal(table)
     raise ValueError(f"unknown group key {key.label!r}")
 
 
 # Keys the reports group by themselves (not offered to --by): the FOCUS rows, findings by class, cards in force.
 _INTERNAL_KEYS = {
-    "pricing_class": lambda: Call.pricing_class,
-    "key_id": lambda: func.coalesce(Call.key_fingerprint, ""),
-    "tags_json": lambda: func.coalesce(Call.tags, ""),
-    "project_as_is": lambda: Call.project,  # FOCUS: no project tag for NULL, an empty one for ""
-    "user_or_empty": lambda: func.coalesce(Call.end_user, ""),
-    "model_priced": lambda: func.coalesce(Call.model_requested, Call.model_reported, NONE),
+    "pricing_class": lambda t: t.pricing_class,
+    "key_id": lambda t: func.coalesce(t.key_fingerprint, ""),
+    "tags_json": lambda t: func.coalesce(t.tags, ""),
+    "project_as_is": lambda t: t.project,  # FOCUS: no project tag for NULL, an empty one for ""
+    "user_or_empty": lambda t: func.coalesce(t.end_user, ""),
+    "model_priced": lambda t: func.coalesce(t.model_requested, t.model_reported, NONE),
 }
 
 
-def tag_value(name: str, dialect: str):
+def tag_value(name: str, dialect: str, table=Call):
     """The value of tag `name` of a call (tags are a JSON object as text): json_extract on SQLite, ->> on PostgreSQL."""
     if dialect == "postgresql":
-        return Call.tags.cast(JSON)[name].astext
-    return func.json_extract(Call.tags, f'$."{name}"')
+        return table.tags.cast(JSON)[name].astext
+    return func.json_extract(table.tags, f'$."{name}"')
 
 
-def where(selection: Selection):
-    """The WHERE of a selection (calls started in the period, late ones out or, for adjustments, only those)."""
-    conditions = [Call.started_at >= selection.start, Call.started_at < selection.end]
+def where(selection: Selection, table=Call):
+    """The WHERE of a selection (calls started in the period, late ones out or, for adjustments, only those).
+
+    On the rollup (`table`), the same conditions on its buckets: exact for every bucket `rollup_parts` decides.
+    """
+    started, recorded = _TIMES[table]
+    conditions = [started >= selection.start, started < selection.end]
     if selection.adjustments is not None:
         # Late calls of closed periods before this one: their own start, not this period's.
         conditions = [or_(*[
             and_(
-                Call.started_at >= w.closed.period.start,
-                Call.started_at < w.closed.period.end,
-                Call.recorded_at > w.recorded_after,
-                *([Call.recorded_at <= w.recorded_until] if w.recorded_until is not None else []),
+                started >= w.closed.period.start,
+                started < w.closed.period.end,
+                recorded > w.recorded_after,
+                *([recorded <= w.recorded_until] if w.recorded_until is not None else []),
             )
             for w in selection.adjustments
         ] or [literal(False)])]
     if selection.account is not None:
         conditions.append(ApiKey.account == selection.account)
     for late in selection.leave_out:
-        conditions.append(not_(and_(Call.started_at >= late.start, Call.started_at < late.end, Call.recorded_at > late.cutoff)))
+        conditions.append(not_(and_(started >= late.start, started < late.end, recorded > late.cutoff)))
     return and_(*conditions)
 
 
-def from_calls(query, keys: Sequence[GroupKey], account: str | None):
+def from_calls(query, keys: Sequence[GroupKey], account: str | None, table=Call):
     if _needs_keys(keys, account):
-        return query.select_from(Call).outerjoin(ApiKey, ApiKey.fingerprint == Call.key_fingerprint)
-    return query.select_from(Call)
+        return query.select_from(table).outerjoin(ApiKey, ApiKey.fingerprint == table.key_fingerprint)
+    return query.select_from(table)
+
+
+def undecided(selection: Selection, bounds: dict[str, Sequence[datetime]] | None = None) -> tuple[frozenset, frozenset]:
+    """The buckets of the start and of the recording the rollup cannot decide for this selection (and time keys)."""
+    started: list[datetime] = [selection.start, selection.end, *(t for found in (bounds or {}).values() for t in found)]
+    recorded: list[datetime] = []
+    for late in selection.leave_out:
+        started += [late.start, late.end]
+        recorded.append(late.cutoff)
+    for window in selection.adjustments or ():
+        started += [window.closed.period.start, window.closed.period.end]
+        recorded += [window.recorded_after] + ([window.recorded_until] if window.recorded_until is not None else [])
+    return mixed_buckets(started, recorded)
+
+
+def rollup_parts(selection: Selection, bounds: dict[str, Sequence[datetime]] | None = None) -> tuple[Any | None, Any | None]:
+    """The extra WHERE of the rollup's part (None: every bucket) and of the raw part (None: no raw row is needed)."""
+    started, recorded = undecided(selection, bounds)
+    rolled = [CallRollup.bucket_start.not_in(sorted(started))] if started else []
+    rolled += [CallRollup.recorded_bucket.not_in(sorted(recorded))] if recorded else []
+    raw = [and_(Call.started_at >= b, Call.started_at < b + BUCKET) for b in sorted(started)]
+    raw += [and_(Call.recorded_at >= b, Call.recorded_at < b + BUCKET) for b in sorted(recorded)]
+    return (and_(*rolled) if rolled else None), (or_(*raw) if raw else None)
+
+
+def _sums(table) -> list:
+    """The figures of a group, summed over calls or over rollup rows."""
+    if table is Call:
+        clean = sorted(CLEAN_CLASSES)
+        return [
+            func.count(),
+            func.sum(case((Call.status.in_(FAILED_STATUSES), 1), else_=0)),
+            func.coalesce(func.sum(Call.prompt_tokens), 0),
+            func.coalesce(func.sum(Call.completion_tokens), 0),
+            func.coalesce(func.sum(Call.reasoning_tokens), 0),
+            func.coalesce(func.sum(Call.credits_charged), literal(ZERO, Call.credits_charged.type)),
+            func.coalesce(func.sum(Call.credits_expected), literal(ZERO, Call.credits_expected.type)),
+            func.sum(case((Call.pricing_class.not_in(clean), 1), else_=0)),
+        ]
+    return [func.sum(CallRollup.calls), func.sum(CallRollup.failed_calls), func.sum(CallRollup.prompt_tokens),
+            func.sum(CallRollup.completion_tokens), func.sum(CallRollup.reasoning_tokens),
+            func.sum(CallRollup.credits_charged), func.sum(CallRollup.credits_expected), func.sum(CallRollup.findings)]
+
+
+_SUMS = ("calls", "failed_calls", "prompt_tokens", "completion_tokens", "reasoning_tokens", "credits_charged",
+         "credits_expected", "findings")
+
+
+def _grouped(dialect: str, selection: Selection, keys: Sequence[GroupKey], bounds, table, extra=None):
+    groups = [key_expression(k, dialect, bounds.get(k.name, ()), table).label(f"g{i}") for i, k in enumerate(keys)]
+    query = select(*groups, table.rate_card.label("card"), *(s.label(n) for s, n in zip(_sums(table), _SUMS)))
+    # Grouped by the output names: PostgreSQL would not match two copies of a parameterised CASE.
+    query = from_calls(query, keys, selection.account, table).where(where(selection, table))
+    if extra is not None:
+        query = query.where(extra)
+    return query.group_by(*[literal_column(f"g{i}") for i in range(len(keys))], literal_column("card"))
 
 
 def _spend_query(session: Session, selection: Selection, keys: Sequence[GroupKey], bounds):
-    dialect = session.get_bind().dialect.name
-    bounds = bounds or {}
-    groups = [key_expression(k, dialect, bounds.get(k.name, ())).label(f"g{i}") for i, k in enumerate(keys)]
-    clean = sorted(CLEAN_CLASSES)
-    query = select(
-        *groups,
-        Call.rate_card.label("card"),
-        func.count().label("calls"),
-        func.sum(case((Call.status.in_(FAILED_STATUSES), 1), else_=0)),
-        func.coalesce(func.sum(Call.prompt_tokens), 0),
-        func.coalesce(func.sum(Call.completion_tokens), 0),
-        func.coalesce(func.sum(Call.reasoning_tokens), 0),
-        func.coalesce(func.sum(Call.credits_charged), literal(ZERO, Call.credits_charged.type)),
-        func.coalesce(func.sum(Call.credits_expected), literal(ZERO, Call.credits_expected.type)),
-        func.sum(case((Call.pricing_class.not_in(clean), 1), else_=0)),
-    )
-    # Grouped by the output names: PostgreSQL would not match two copies of a parameterised CASE.
-    query = from_calls(query, keys, selection.account).where(where(selection))
-    names = [literal_column(f"g{i}") for i in range(len(keys))]
-    return query.group_by(*names, literal_column("card")), names
+    """The raw GROUP BY over `calls` alone: the answer the rollup path must give."""
+    query = _grouped(session.get_bind().dialect.name, selection, keys, bounds or {}, Call)
+    return query, [literal_column(f"g{i}") for i in range(len(keys))]
+
+
+def _rollup_query(session: Session, selection: Selection, keys: Sequence[GroupKey], bounds):
+    """Whole buckets from the rollup, the undecided ones from raw calls, summed again per group and card."""
+    dialect, bounds = session.get_bind().dialect.name, bounds or {}
+    rolled, raw = rollup_parts(selection, bounds)
+    parts = [_grouped(dialect, selection, keys, bounds, CallRollup, rolled)]
+    if raw is not None:
+        parts.append(_grouped(dialect, selection, keys, bounds, Call, raw))
+    both = union_all(*parts).subquery("parts") if len(parts) > 1 else parts[0].subquery("parts")
+    names = [both.c[f"g{i}"] for i in range(len(keys))]
+    sums = [func.sum(both.c[n], type_=Call.credits_charged.type if n.startswith("credits") else BigInteger()) for n in _SUMS]
+    query = select(*names, both.c.card, *sums).group_by(*names, both.c.card)
+    return query, names
 
 
 def _spend_row(row, width: int) -> SpendRow:
@@ -189,14 +258,21 @@ def _spend_row(row, width: int) -> SpendRow:
                     rest[6], rest[7], int(rest[8] or 0))
 
 
+def raw_spend_rows(session: Session, selection: Selection, keys: Sequence[GroupKey],
+                   bounds: dict[str, Sequence[datetime]] | None = None) -> list[SpendRow]:
+    """The sums per group and rate card from the raw calls alone (one SELECT ... GROUP BY): the rollup path's oracle."""
+    query, _ = _spend_query(session, selection, keys, bounds)
+    return [_spend_row(row, len(keys)) for row in session.execute(query)]
+
+
 def spend_rows(
     session: Session,
     selection: Selection,
     keys: Sequence[GroupKey],
     bounds: dict[str, Sequence[datetime]] | None = None,
 ) -> list[SpendRow]:
-    """The sums per group and rate card (one SELECT ... GROUP BY)."""
-    query, _ = _spend_query(session, selection, keys, bounds)
+    """The sums per group and rate card: the rollup's whole buckets and the raw calls of the rest, in one GROUP BY."""
+    query, _ = _rollup_query(session, selection, keys, bounds)
     return [_spend_row(row, len(keys)) for row in session.execute(query)]
 
 
@@ -207,7 +283,7 @@ def spend_rows_in_order(
     bounds: dict[str, Sequence[datetime]] | None = None,
 ) -> Iterator[SpendRow]:
     """The same sums, streamed in the order of the keys (a group's rows, one per rate card, come together)."""
-    query, names = _spend_query(session, selection, keys, bounds)
+    query, names = _rollup_query(session, selection, keys, bounds)
     result = session.connection().execute(query.order_by(*names).execution_options(stream_results=True, yield_per=5000))
     for row in result:
         yield _spend_row(row, len(keys))

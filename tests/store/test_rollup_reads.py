@@ -1,0 +1,170 @@
+"""The rollup path's sums are the raw GROUP BY's, to the nano-credit: reports (every key, late calls, adjustments) and budgets.
+
+Hypothesis makes small ledgers whose calls crowd 15-minute bounds, local
+midnights and the cutoffs of closes, in zones whose days are 23, 23.5, 24.5
+or 25 hours long or start at +05:45, and compares `spend_rows` (whole buckets
+from the rollup, the rest from raw calls) with `raw_spend_rows` (raw calls
+alone), and budgets' `spends` with raw sums. The rollups are made by the
+writer when it maintains them, and made anew by `rebuild` (the same sums).
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from datetime import datetime, timedelta, timezone
+from decimal import Decimal
+
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from ledger_rows import call_values, insert, register
+from sqlalchemy import delete
+
+from ledger.accounting.budgets import Scope
+from ledger.accounting.closes import CLOSE, CloseEvent
+from ledger.accounting.periods import calendar_period, parse_period, preceding, range_period, rolling_period
+from ledger.config_reports import GroupKey, parse_group_keys
+from ledger.reports.spend import bucket_bounds, selection_for
+from ledger.store.budgets import SpendQuery, spend, spends
+from ledger.store.models import Call, CallRollup
+from ledger.store.rollups import rebuild
+from ledger.store.spend import raw_spend_rows, spend_rows, spend_rows_in_order
+
+UTC = timezone.utc
+ZONES = {  # zone: a day in a month with a change (or an odd offset)
+    "Asia/Kathmandu": "2026-11-30",
+    "Australia/Lord_Howe": "2026-10-04",
+    "America/St_Johns": "2026-03-08",
+    "Europe/Berlin": "2026-10-25",
+}
+KEYS = ["project", "user", "key", "model", "account", "day", "week", "month", "tag:feature", "tag:team"]
+INTERNAL = ["pricing_class", "key_id", "tags_json", "project_as_is", "user_or_empty", "model_priced"]
+FINGERPRINTS = [None, "a" * 64, "b" * 64, "c" * 64]
+ACCOUNTS = {"a" * 64: ("backend", "prod"), "c" * 64: ("batch", "dev")}  # "b"*64: a key no account claims
+MODELS = [(None, None), ("gemini-3.1-pro", "gemini-3.1-pro-preview"), ("gemini-2.5-pro", "gemini-2.5-pro"), (None, "m")]
+NEAR = [timedelta(0), timedelta(microseconds=1), -timedelta(microseconds=1), timedelta(minutes=7), timedelta(minutes=15),
+        -timedelta(minutes=15), timedelta(minutes=30, seconds=1)]
+
+
+def nano(n: int) -> Decimal:
+    return Decimal(n).scaleb(-9)
+
+
+@st.composite
+def ledgers(draw):
+    zone = draw(st.sampled_from(sorted(ZONES)))
+    day = parse_period(ZONES[zone], zone)
+    kind = draw(st.sampled_from(["day", "week", "month", "range"]))
+    if kind == "range":  # a custom range off the 15-minute grid
+        start = day.start + timedelta(minutes=draw(st.integers(-600, 600)), microseconds=draw(st.integers(0, 10**6)))
+        period = range_period(start, start + timedelta(minutes=draw(st.integers(1, 3000)), seconds=draw(st.integers(0, 59))), zone)
+        closing = calendar_period("day", period.start, zone)
+    else:
+        period = calendar_period(kind, day.start, zone)
+        closing = period
+    # Closes: the period before (its late calls are this report's adjustments) and this one (late calls left out).
+    closes, cutoff = [], None
+    for number, closed in enumerate([preceding(closing), closing], 1):
+        if draw(st.booleans()):
+            cutoff = max(closed.end, cutoff or closed.end) + draw(st.sampled_from(NEAR[:2] + [timedelta(minutes=15), timedelta(hours=2, minutes=3, microseconds=7)]))
+            closes.append(CloseEvent(number, CLOSE, closed, cutoff))
+    edges = [period.start, period.end, day.start, day.end, closing.start, closing.end, preceding(closing).start]
+    edges += [c.at for c in closes]
+    t = closing.start
+    while t < min(period.end, closing.start + timedelta(days=3)):
+        t = calendar_period("day", t, zone).end
+        edges.append(t)
+    low, high = preceding(closing).start - timedelta(hours=2), max(period.end, closing.end) + timedelta(hours=2)
+    calls = []
+    for _ in range(draw(st.integers(1, 30))):
+        if draw(st.booleans()):
+            at = draw(st.sampled_from(edges)) + draw(st.sampled_from(NEAR))
+        else:
+            at = low + timedelta(seconds=draw(st.integers(0, int((high - low).total_seconds()))))
+        late = draw(st.sampled_from(["soon", "soon", "at_cutoff", "after"])) if closes else "soon"
+        if late == "soon":
+            recorded = at + timedelta(seconds=draw(st.sampled_from([0, 2, 899, 900])))
+        elif late == "at_cutoff":
+            recorded = draw(st.sampled_from(closes)).at + draw(st.sampled_from(NEAR))
+        else:
+            recorded = closes[-1].at + timedelta(minutes=draw(st.integers(1, 600)))
+        requested, reported = draw(st.sampled_from(MODELS))
+        fingerprint = draw(st.sampled_from(FINGERPRINTS))
+        tags = draw(st.dictionaries(st.sampled_from(["feature", "team"]), st.sampled_from(["a", "b", ""]), max_size=2))
+        calls.append(dict(
+            started_at=at, recorded_at=recorded, project=draw(st.sampled_from([None, "", "search", "(none)"])),
+            end_user=draw(st.sampled_from([None, "", "u-1", "u-2"])), tags=tags or None, key_fingerprint=fingerprint,
+            key_last4=None if fingerprint is None else fingerprint[:4],
+            charged=draw(st.one_of(st.none(), st.integers(0, 10**12).map(nano))),
+            expected=draw(st.one_of(st.none(), st.integers(0, 10**12).map(nano))),
+            prompt_tokens=draw(st.one_of(st.none(), st.integers(0, 5000))),
+            pricing_class=draw(st.sampled_from(["ok", "rounding", "overcharge", "missing_usage"])),
+            status=draw(st.sampled_from(["completed", "error", "aborted", "failed"])),
+            rate_card=draw(st.sampled_from(["aivideoapi-2026-04", None])),
+            model_requested=requested, model_reported=reported,
+        ))
+    keys = draw(st.lists(st.sampled_from(KEYS + INTERNAL), max_size=3, unique=True))
+    account = draw(st.sampled_from([None, None, "prod", "dev"]))
+    return period, closes, calls, keys, account
+
+
+def fill(ledger, calls) -> None:
+    with ledger.session() as session:
+        session.execute(delete(Call))
+        session.execute(delete(CallRollup))
+    for fingerprint, (label, account) in ACCOUNTS.items():
+        register(ledger, fingerprint, fingerprint[:4], label, account)
+    batches: dict = {}  # a batch shares one recorded_at, as the writer's do
+    for c in calls:
+        batches.setdefault(c["recorded_at"], []).append(call_values(**c))
+    for rows in batches.values():
+        insert(ledger, rows)
+    with ledger.session() as session:
+        rebuild(session)
+
+
+def same(found, wanted) -> bool:
+    return Counter(found) == Counter(wanted)
+
+
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
+@given(case=ledgers())
+def test_the_rollup_path_gives_the_raw_group_by_to_the_nano_credit(ledger, case):
+    period, closes, calls, names, account = case
+    fill(ledger, calls)
+    keys = [GroupKey(n) if n in INTERNAL else parse_group_keys(n)[0] for n in names]
+    with ledger.session() as session:
+        selection, adjustments, _ = selection_for(session, period, account, closes)
+        bounds, _ = bucket_bounds([k for k in keys if k.is_time], period)
+        for part in (selection, adjustments) if adjustments is not None else (selection,):
+            wanted = raw_spend_rows(session, part, keys, bounds)
+            assert same(spend_rows(session, part, keys, bounds), wanted)
+            ordered = list(spend_rows_in_order(session, part, keys, bounds))
+            assert same(ordered, wanted)
+            assert [r.values for r in ordered] == sorted((r.values for r in ordered), key=lambda v: [(x is not None, x) for x in v])
+        # The period's total is the calls counted, call by call: the oracle is not itself wrong.
+        total = sum((r.calls for r in spend_rows(session, selection, ())), 0)
+        late = [(c.period, c.at) for c in closes]
+        counted = [c for c in calls if period.start <= c["started_at"] < period.end
+                   and (account is None or ACCOUNTS.get(c["key_fingerprint"], (None, None))[1] == account)
+                   and not any(p.start <= c["started_at"] < p.end and c["recorded_at"] > at for p, at in late)]
+        assert total == len(counted)
+
+
+SCOPES = [Scope(), Scope(project="search"), Scope(project=""), Scope(user="u-1"), Scope(user=""), Scope(model="gemini-2.5-pro"),
+          Scope(account="prod"), Scope(key="batch"), Scope(user="u-2", model="gemini-3.1-pro"),
+          Scope(tags=(("feature", "a"),)), Scope(project="search", tags=(("team", ""),))]
+
+
+@settings(max_examples=15, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
+@given(case=ledgers(), rolling=st.integers(1, 3000))
+def test_budgets_sum_the_rollup_and_the_edges_as_the_raw_calls_do(ledger, case, rolling):
+    period, _, calls, _, _ = case
+    fill(ledger, calls)
+    windows = [period, rolling_period(timedelta(minutes=rolling), period.end - timedelta(seconds=rolling))]
+    queries = [SpendQuery(scope, w.start, w.end) for w in windows for scope in SCOPES]
+    with ledger.session() as session:
+        found = spends(session, queries)
+        for query, got in zip(queries, found):
+            raw = spend(session, *query, charged=True)  # the raw calls alone
+            assert (got.credits, got.calls) == (raw.credits, raw.calls), query
+            assert tuple(spend(session, *query))[:2] == (raw.credits, raw.calls)
