@@ -8,7 +8,9 @@ three tag sets, two models, about 1% errors (refunded) and 1% aborted streams
 (no charge), charges rounded to 0.01 credit (class `rounding` where that moved
 them) and every 200th call overcharged by 0.05 credit. The indexes are
 dropped for the insert and made again after it (an index built once is faster
-than one kept up row by row). PostgreSQL's table is then vacuumed and analysed
+than one kept up row by row). The rollups are then made from the calls by
+`rollups.rebuild`, a UTC day a transaction, as `rollup rebuild` makes them.
+PostgreSQL's tables are then vacuumed and analysed
 (as autovacuum would); SQLite's is not analysed (a ledger file never is). Nothing here goes through the recorder: it is
 the ledger's reading side that is measured.
 """
@@ -22,6 +24,7 @@ from sqlalchemy import text
 from sqlalchemy.orm import Session
 
 from ledger.accounting.pricing import default_rate_book
+from ledger.store import rollups
 from ledger.store.rate_cards import sync_rate_cards
 
 BASE = datetime(2026, 9, 1, tzinfo=timezone.utc)
@@ -129,10 +132,25 @@ def build(engine, calls: int, days: int = 90, log=print) -> float:
     # The card that priced the calls, as the writer stores it before its first call (a report reads it there).
     with Session(engine) as session, session.begin():
         sync_rate_cards(session, default_rate_book())
+    rebuild_rollups(engine, log)
     if postgres:  # the statistics autovacuum would gather; a SQLite ledger has none unless someone runs ANALYZE
         with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as connection:
             connection.execute(text("VACUUM ANALYZE calls"))
+            connection.execute(text("VACUUM ANALYZE call_rollups"))
     return time.perf_counter() - started
+
+
+def rebuild_rollups(engine, log=print) -> int:
+    """The rollups of every call, made anew a UTC day a transaction (`rollups.rebuild`): how many rollup rows."""
+    started = time.perf_counter()
+    with Session(engine) as session:
+        ranges = rollups.days(session)
+    made = 0
+    for start, end in ranges:
+        with Session(engine) as session, session.begin():
+            made += rollups.rebuild(session, start, end)
+    log(f"  rebuilt {made:,} rollup rows ({len(ranges)} days) in {time.perf_counter() - started:.1f} s")
+    return made
 
 
 def _index_definitions(connection, postgres: bool) -> dict[str, str]:
