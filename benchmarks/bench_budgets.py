@@ -44,6 +44,7 @@ from sqlalchemy import text  # noqa: E402
 
 from bench_recorder import NullSink, memory_transport, per_call_us  # noqa: E402
 from bench_writer import postgres_database  # noqa: E402
+from report_ledger import rebuild_rollups  # noqa: E402
 from ledger.accounting.budgets import Budget, Scope  # noqa: E402
 from ledger.config.alerts import AlertSettings, ChannelConfig  # noqa: E402
 from ledger.config import Settings  # noqa: E402
@@ -87,6 +88,7 @@ def fill(ledger: Ledger, calls: int) -> float:
                        CASE i % 4 WHEN 0 THEN NULL WHEN 1 THEN '{{"feature": "chat"}}' WHEN 2 THEN '{{"feature": "summary"}}'
                        ELSE '{{"env": "prod", "feature": "chat"}}' END
                 FROM generate_series(0, {calls - 1}) AS i"""))
+    rebuild_rollups(ledger.engine, log=lambda _: None)  # budgets sum whole buckets from the rollups
     with ledger.engine.connect() as connection:
         connection.execute(text("ANALYZE"))
         connection.commit()

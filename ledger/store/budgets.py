@@ -6,9 +6,13 @@ account is summed from an index alone (`calls (project, started_at,
 credits_charged)` and the same by key); the budgets of one period whose
 scope has none of those are summed together in one pass over the period.
 A key (by label) and an account stand for the fingerprints `api_keys` holds
-for them. The whole 15-minute buckets of a period are summed from the
-rollup (`call_rollups`), a rolling period's edges off the grid from the
-raw calls; a charge's maximum and a process's own calls stay raw.
+for them. The other scopes (users, models, tags), which read every call
+of the period, sum its whole 15-minute buckets from the rollup
+(`call_rollups`) and a rolling period's edges off the grid from the raw
+calls: never more rows than the calls, far fewer where a bucket's calls
+share their dimensions. An indexed scope stays on its index, which reads
+only its own calls (BENCHMARKS.md, "Rollups (issue 26)"); a charge's
+maximum and a process's own calls stay raw.
 """
 
 from __future__ import annotations
@@ -70,6 +74,11 @@ def scope_conditions(session: Session, scope: Scope, fingerprints: frozenset[str
     return conditions
 
 
+def raw_window(start: datetime, end: datetime) -> list[tuple[type, list]]:
+    """[start, end) as (table, WHERE): the raw calls alone."""
+    return [(Call, [Call.started_at >= start, Call.started_at < end])]
+
+
 def parts(start: datetime, end: datetime) -> list[tuple[type, list]]:
     """[start, end) as (table, WHERE): the rollup's whole buckets, and the raw calls of the edges off the grid."""
     split = split_range(start, end)
@@ -114,7 +123,7 @@ def spend(session: Session, scope: Scope, start: datetime, end: datetime, finger
         row = session.execute(query).one()
         return Spend(_credits(row[0]), row[1], row[2])
     credits, calls = ZERO, 0
-    for table, window in parts(start, end):
+    for table, window in (raw_window if _indexed(scope) or scope == Scope() else parts)(start, end):
         query = select(_charged(table), _count(table)).where(*window, *scope_conditions(session, scope, fingerprints, table))
         row = session.execute(query).one()
         credits, calls = credits + _credits(row[0]), calls + int(row[1])
