@@ -9,7 +9,7 @@ fast: rows made in Python, COPY on PostgreSQL and executemany on SQLite,
 with the plain indexes dropped for the load and made again after it; the
 rollups then made by `rollups.rebuild`, a UTC day a transaction.
 
-Printed side by side, in one run, the median of --runs in-process runs:
+Printed side by side, in one run, the median of --runs in-process runs after a warm-up:
 the month 2026-10 in Asia/Kolkata by project, by user and by day
 (`build_report`, figures only) from the rollups and from the raw GROUP BY;
 100 budgets (`spends`: users, models and tags from the rollups, indexed
@@ -147,7 +147,8 @@ def raw_reads():
 
 
 def median_ms(action, runs: int) -> tuple[float, object]:
-    times, result = [], None
+    """The median of `runs` timed runs after one untimed (the first side measured must not pay the cold cache)."""
+    times, result = [], action()
     for _ in range(runs):
         started = time.perf_counter()
         result = action()
