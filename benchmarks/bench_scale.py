@@ -43,7 +43,7 @@ from report_ledger import _index_definitions, rebuild_rollups  # noqa: E402
 from ledger.accounting.budgets import Scope  # noqa: E402
 from ledger.accounting.periods import calendar_period, parse_period, rolling_period  # noqa: E402
 from ledger.accounting.pricing import default_rate_book  # noqa: E402
-from ledger.config.reports import parse_group_keys  # noqa: E402
+from ledger.accounting.group_keys import parse_group_keys  # noqa: E402
 from ledger.reports import spend as report_spend  # noqa: E402
 from ledger.store import budgets as store_budgets  # noqa: E402
 from ledger.store.calls import CALL_COLUMNS  # noqa: E402

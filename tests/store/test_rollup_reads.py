@@ -22,7 +22,7 @@ from sqlalchemy import delete
 from ledger.accounting.budgets import Scope
 from ledger.accounting.closes import CLOSE, CloseEvent
 from ledger.accounting.periods import calendar_period, parse_period, preceding, range_period, rolling_period
-from ledger.config.reports import GroupKey, parse_group_keys
+from ledger.accounting.group_keys import GroupKey, parse_group_keys
 from ledger.reports.spend import bucket_bounds, selection_for
 from ledger.store.budgets import SpendQuery, spend, spends
 from ledger.store.models import Call, CallRollup
