@@ -52,7 +52,7 @@ import openai  # noqa: E402
 
 from ledger.config import Settings  # noqa: E402
 from ledger.record.recorder import Recorder  # noqa: E402
-from ledger.record.sink import LedgerSink  # noqa: E402
+from ledger.sink.sink import LedgerSink  # noqa: E402
 from memory_call import CHAT_ANSWER, NullSink, memory_transport, per_call_us  # noqa: E402,F401 (bench_sides and bench_budgets import them from here)
 
 KEY = "sk-bench-0000000000000001"

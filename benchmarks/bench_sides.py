@@ -44,11 +44,11 @@ import httpx2  # noqa: E402
 import openai  # noqa: E402
 
 from bench_recorder import KEY, NullSink, host_speed, raw_call, sdk_call, start_simulator  # noqa: E402
-from ledger.record import journal as journal_module  # noqa: E402
-from ledger.record.wire import encode  # noqa: E402
+from ledger.sink import journal as journal_module  # noqa: E402
+from ledger.sink.wire import encode  # noqa: E402
 from ledger.config import Settings  # noqa: E402
 from ledger.record.recorder import Recorder  # noqa: E402
-from ledger.record.sink import LedgerSink  # noqa: E402
+from ledger.sink.sink import LedgerSink  # noqa: E402
 
 SIDES = ("pass-through", "recorder", "journal-pickle", "journal", "sink", "sink-thread")
 

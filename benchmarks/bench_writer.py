@@ -43,13 +43,13 @@ from sqlalchemy.engine import make_url  # noqa: E402
 
 from datetime import datetime, timezone  # noqa: E402
 
-from ledger.record.capture import build_record  # noqa: E402
+from ledger.sink.capture import build_record  # noqa: E402
 from ledger.store.engine import Ledger  # noqa: E402
 from ledger.store.models import Call  # noqa: E402
 from ledger.accounting.pricing import default_rate_book, price  # noqa: E402
 from ledger.store.calls import CALL_COLUMNS, call_row  # noqa: E402
 from ledger.accounting.records import record_digest  # noqa: E402
-from ledger.record.sink import LedgerSink  # noqa: E402
+from ledger.sink.sink import LedgerSink  # noqa: E402
 from factories import make_raw_capture  # noqa: E402  (the tests' realistic captures, as the recorder emits them)
 
 

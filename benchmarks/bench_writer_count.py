@@ -23,7 +23,7 @@ try:
 except ImportError:
     from test_writer import make_raw_capture
 try:
-    from ledger.record.sink import LedgerSink
+    from ledger.sink.sink import LedgerSink
 except ImportError:
     from ledger.writer import LedgerSink
 N = int(sys.argv[2]) if len(sys.argv) > 2 else 20000

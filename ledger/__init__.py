@@ -20,8 +20,8 @@ __version__ = "0.1.0"
 _EXPORTS = {
     "Recorder": "ledger.record.recorder",
     "Ledger": "ledger.store.engine",
-    "LedgerSink": "ledger.record.sink",
-    "replay_journal": "ledger.record.writer",
+    "LedgerSink": "ledger.sink.sink",
+    "replay_journal": "ledger.sink.writer",
     "load_settings": "ledger.config",
     "Settings": "ledger.config",
     "price": "ledger.accounting.pricing",
@@ -53,6 +53,6 @@ if TYPE_CHECKING:  # for type checkers and editors
     from .config import Settings, load_settings
     from .errors import LedgerError
     from .record.recorder import Recorder
-    from .record.sink import LedgerSink
-    from .record.writer import replay_journal
+    from .sink.sink import LedgerSink
+    from .sink.writer import replay_journal
     from .store.engine import Ledger

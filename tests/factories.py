@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import uuid
 
-from ledger.record.capture import Capture, RawCapture
+from ledger.sink.capture import Capture, RawCapture
 from ledger.record.call import new_call_id
 
 

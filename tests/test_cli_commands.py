@@ -15,7 +15,7 @@ from factories import make_capture, make_raw_capture, wait_for
 from sqlalchemy import select
 
 from ledger.cli import main
-from ledger.record.wire import encode
+from ledger.sink.wire import encode
 from ledger.store.engine import Ledger
 from ledger.store.job_runs import job_runs
 from ledger.store.models import Call

@@ -80,8 +80,8 @@ def test_a_missing_config_file_is_named(tmp_path):
 
 def test_the_recorders_writer_processes_are_a_setting(tmp_path):
     from ledger.record.recorder import Recorder
-    from ledger.record.writer import LedgerWriter
-    from ledger.record.processes import ProcessWriter
+    from ledger.sink.writer import LedgerWriter
+    from ledger.sink.processes import ProcessWriter
 
     assert settings_from_mapping({}).writer_processes == 2
     settings = settings_from_mapping({"recorder": {"writer_processes": 0}, "secret": str(tmp_path / "secret"),

@@ -14,6 +14,7 @@ LAYERS = (
     ("ledger.accounting",),
     ("ledger.config",),
     ("ledger.store",),
+    ("ledger.sink",),
     ("ledger.record",),
     ("ledger.reports",),
     ("ledger.service",),

@@ -22,7 +22,7 @@ from ledger.accounting.snapshots import parse_credits
 from ledger.cli import main
 from ledger.config import Settings
 from ledger.record.recorder import Recorder
-from ledger.record.writer import replay_journal
+from ledger.sink.writer import replay_journal
 from ledger.redact import REDACTED, RedactingFilter, redact, redact_bytes
 from ledger.store.engine import Ledger
 

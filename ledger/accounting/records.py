@@ -1,7 +1,7 @@
 """What the ledger knows of one chat call: `CallRecord` and the values it is made of (no I/O).
 
 A call's facts have one name at each stage: the recorder's `RawCapture`, the
-writer's `Capture` (ledger.record.capture), then the `CallRecord` here, priced
+writer's `Capture` (ledger.sink.capture), then the `CallRecord` here, priced
 into a `calls` row (ledger.store.calls). Records are NamedTuples: the writer
 makes one for every call, and a NamedTuple costs what a tuple costs.
 """

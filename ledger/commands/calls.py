@@ -9,7 +9,7 @@ from typing import Literal, TextIO
 from ..accounting.pricing import load_rate_book
 from ..config import Settings
 from ..errors import LedgerError
-from ..record.writer import replay_journal
+from ..sink.writer import replay_journal
 from ..reports.calls import list_calls
 from ..reports.text import print_findings
 from ..store.engine import Ledger

@@ -20,7 +20,7 @@ import httpx2
 
 from .. import redact
 from ..accounting.records import ABORTED
-from ..record.sse import DecodeError
+from ..accounting.sse import DecodeError
 from .guard import HOP_BY_HOP, NOT_FORWARDED, ProxyKeys, refused_target
 from .unkeyed import KeyMask
 

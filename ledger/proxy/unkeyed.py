@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from typing import Any, Iterable
 
-from ..record.sse import decoder_for
+from ..accounting.sse import decoder_for
 
 _MASK = b"sk-redacted"
 

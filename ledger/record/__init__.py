@@ -1,5 +1,5 @@
-"""Recording: the transports that see each call's bytes, the capture, the journal, and the writer into the ledger.
+"""The caller's path: the transports that see each call's bytes, the call's state, the hard limits, the Recorder.
 
-transport (capture on the caller's path) -> intake (journal, queue) -> writer
-loop -> writer processes -> writer (build, price, insert) -> the SQL ledger.
+transport -> call (the bytes as the caller reads them, one `RawCapture` at
+the end) -> the sink (`ledger.sink`), which journals it and writes it.
 """

@@ -24,11 +24,11 @@ from .. import redact
 from .. import keys
 from ..accounting.records import COMPLETED, FAILED, REFUSED
 from ..redact import redact_bytes
-from .capture import (
+from ..sink.capture import (
     LEDGER_HEADERS, MAX_KEPT_BODY, Capture, RawCapture, accounted_without_secrets, held_without_secrets,
     raw_capture_of,
 )
-from .sse import Accountant
+from ..accounting.sse import Accountant
 
 log = redact.logger("ledger.record")
 _now = time.time
@@ -298,7 +298,7 @@ class CallState:
     The stream shells below are this class with an iterator, so a call costs one
     object. What most calls never change is a class default, not set on each call.
     The chunks are held as they came until the end, and the writer accounts for
-    them (`ledger.record.capture.settle`): on the caller's path a short response
+    them (`ledger.sink.capture.settle`): on the caller's path a short response
     costs an append a chunk. Past HELD_BYTES an Accountant takes them as they pass.
     """
 

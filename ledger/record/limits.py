@@ -52,7 +52,7 @@ from ..store.engine import Ledger
 from ..store.limit_holds import held_by_others, hold, lock_budget, release
 from . import call
 from .call import Refusal
-from .capture import attribution_of
+from ..sink.capture import attribution_of
 
 log = redact.logger("ledger.record")
 PENDING_WINDOW = 300.0  # seconds: a call of this process older than this is taken to be in the ledger

@@ -19,7 +19,7 @@ from ..accounting.pricing import load_rate_book
 from ..config import Settings, load_settings
 from .call import RecorderCore, Sink, attribution
 from .limits import HardLimits, enforced
-from .sink import LedgerSink, SinkStats
+from ..sink.sink import LedgerSink, SinkStats
 from .transport import wrap_transport
 
 __all__ = ["Recorder"]

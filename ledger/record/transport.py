@@ -4,7 +4,7 @@ A transport wrapper forwards the request, and wraps the response's raw byte
 stream (below the client's decoding) in a small class that sees each chunk as
 the caller pulls it and emits one RawCapture when the stream ends, is closed
 early or fails. It holds a short response's bytes as they came; what is kept
-of them (`ledger.record.sse.Accountant`), JSON, Decimals and pricing happen
+of them (`ledger.accounting.sse.Accountant`), JSON, Decimals and pricing happen
 later, in the sink's writer. Any failure of the recorder itself is logged
 once and swallowed here: it never reaches the caller.
 """

@@ -22,7 +22,7 @@ from .. import redact
 from ..accounting.pricing import load_rate_book
 from ..config import Settings
 from ..money import fmt
-from ..record.writer import replay_journal
+from ..sink.writer import replay_journal
 from ..store.engine import Ledger
 from ..store.job_runs import finish_job_run, start_job_run
 from ..accounting.verdict import GAP_VERDICT, NOTHING_VERDICT

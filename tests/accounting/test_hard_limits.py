@@ -10,7 +10,7 @@ import pytest
 from ledger.accounting.budgets import Scope
 from ledger.accounting.hard_limits import ByProject, scope_rule
 from ledger.accounting.parsing import UNREADABLE_MODEL
-from ledger.record.capture import attribution_of
+from ledger.sink.capture import attribution_of
 
 KEYS = frozenset({"fp-a", "fp-b"})  # what the scope's account or label stands for, as a settle read it
 CHAT = {"feature": "chat", "env": "prod"}

@@ -17,13 +17,13 @@ from collections import Counter
 
 import pytest
 
-from ledger.record.capture import Capture, build_record
+from ledger.sink.capture import Capture, build_record
 from ledger.cli import main
 from ledger.accounting.pricing import CLEAN_CLASSES, default_rate_book, price
 from ledger.store.calls import insert_calls
 from ledger.sim.platform import Platform
 from ledger.sim.values import BILLING_FAULTS, FAULTS, SimulatorConfig
-from ledger.record.sse import SSEScanner
+from ledger.accounting.sse import SSEScanner
 
 BOOK = default_rate_book()
 KEY = "sk-pricing-simulated-0001"

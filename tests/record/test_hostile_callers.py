@@ -18,7 +18,7 @@ from hostile_input import (  # noqa: F401 (counting_sim: a fixture)
 from ledger.accounting.budgets import Budget
 from ledger.config.alerts import AlertSettings
 from ledger.config import Settings
-from ledger.record.capture import RawCapture, build_record, parse_tags, settle
+from ledger.sink.capture import RawCapture, build_record, parse_tags, settle
 from ledger.record.recorder import Recorder
 from ledger.store.engine import Ledger
 from ledger.store.models import Call
@@ -66,7 +66,7 @@ def test_a_capture_with_hostile_attribution_settles_into_a_flagged_record():
     b'{"model": "gemini-3.1-pro", "tools": [{"function": {"name": "a\\u0000"}}]}',
 ])
 def test_texts_of_the_request_body_are_stored_whatever_they_hold(database_url, tmp_path, body):
-    from ledger.record.writer import LedgerWriter
+    from ledger.sink.writer import LedgerWriter
 
     writer = LedgerWriter(database_url)
     writer.connect()

@@ -12,9 +12,9 @@ from hypothesis import strategies as st
 from sqlalchemy import func, select, text
 
 from ledger.accounting.pricing import CLASSES
-from ledger.record.capture import held_without_secrets
-from ledger.record.wire import encode
-from ledger.record.writer import LedgerWriter
+from ledger.sink.capture import held_without_secrets
+from ledger.sink.wire import encode
+from ledger.sink.writer import LedgerWriter
 from ledger.store.engine import Ledger
 from ledger.store.models import Call, RejectedRecord
 

@@ -26,8 +26,8 @@ from factories import LoopbackServer
 
 from ledger.accounting.pricing import default_rate_book, price
 from ledger.config import Settings
-from ledger.record.capture import Capture, RawCapture, as_capture, build_record, parse_tags
-from ledger.record.wire import encode
+from ledger.sink.capture import Capture, RawCapture, as_capture, build_record, parse_tags
+from ledger.sink.wire import encode
 from ledger.record.recorder import Recorder
 from ledger.record.transport import AsyncRecordingTransport, RecordingTransport
 from ledger.sim.server import SimulatorConfig, SimulatorServer
@@ -248,7 +248,7 @@ def test_a_recorded_call_leaves_no_garbage_cycle(rec, sink, sim):
     # left a cycle of 51 - 69 objects to the collector, which slowed the calls after it (on loopback a
     # plain call after a recorded one took 2 - 3% longer than after a plain one).
     from ledger.record.call import CallState
-    from ledger.record.sse import Accountant
+    from ledger.accounting.sse import Accountant
 
     found = _garbage_of_calls(sim, rec.client(), rec.async_client())
     kinds = (httpx2.Response, httpx2.Request, CallState, Accountant)
@@ -626,7 +626,7 @@ def test_a_failing_scanner_is_flagged_and_the_caller_gets_the_bytes(rec, sink, t
     def boom(self, chunk):
         raise MemoryError("scanner")
 
-    monkeypatch.setattr("ledger.record.sse.SSEScanner.feed", boom)
+    monkeypatch.setattr("ledger.accounting.sse.SSEScanner.feed", boom)
     with httpx2.Client(transport=rec.transport(httpx2.HTTPTransport())) as client, caplog.at_level(logging.ERROR):
         assert client.post(test_app.base_url + "/chat/completions", json={"model": MODEL}).content == SSE_BODY
     assert "recorder_error" in sink.one()[1].anomalies

@@ -15,8 +15,8 @@ from sqlalchemy import func, select
 
 from ledger.cli import main
 from ledger.config import AccountConfig, KeyConfig, Settings
-from ledger.record.wire import encode
-from ledger.record.writer import replay_journal
+from ledger.sink.wire import encode
+from ledger.sink.writer import replay_journal
 from ledger.service import closing
 from ledger.errors import GapError
 from ledger.store.engine import Ledger

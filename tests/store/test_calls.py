@@ -10,8 +10,8 @@ from sqlalchemy.dialects import postgresql, sqlite
 
 from ledger.accounting.pricing import default_rate_book, price
 from ledger.accounting.records import record_digest
-from ledger.record.capture import build_record
-from ledger.record.writer import BatchResult
+from ledger.sink.capture import build_record
+from ledger.sink.writer import BatchResult
 from ledger.store.calls import CALL_COLUMNS, call_row, sqlite_utc_text, stored_values
 from ledger.store.models import Call, as_utc
 
@@ -74,8 +74,8 @@ def odd_captures() -> list:
 
 
 def test_the_writers_rows_of_journal_lines_are_the_records_of_their_captures_priced():
-    from ledger.record.wire import encode, entry_digest
-    from ledger.record.writer import LedgerWriter
+    from ledger.sink.wire import encode, entry_digest
+    from ledger.sink.writer import LedgerWriter
 
     writer = LedgerWriter("sqlite:///unused.db")  # prepare() needs no database
     captures = odd_captures()
@@ -90,11 +90,11 @@ def test_the_writers_rows_of_journal_lines_are_the_records_of_their_captures_pri
 def test_a_replay_whose_record_was_stored_by_an_earlier_version_is_a_duplicate_and_other_content_a_conflict(database_url):
     """Rows of earlier versions carry the record's digest, rows of journal entries the entry's."""
 
-    from ledger.record.wire import encode
+    from ledger.sink.wire import encode
     from ledger.store.engine import Ledger
     from ledger.store.models import RejectedRecord
     from ledger.store.calls import insert_calls
-    from ledger.record.writer import LedgerWriter
+    from ledger.sink.writer import LedgerWriter
     from sqlalchemy import func, select
 
     captures = [make_capture(i) for i in range(9)]
@@ -134,8 +134,8 @@ def test_the_keys_of_a_batch_are_remembered_with_their_own_last_four(database_ur
 
 def test_a_text_too_wide_for_its_column_is_cut_and_flagged_the_same_on_every_database(database_url):
     """A call the upstream charged is a call in the ledger: a 500-character project does not keep it out."""
-    from ledger.record.wire import encode
-    from ledger.record.writer import LedgerWriter
+    from ledger.sink.wire import encode
+    from ledger.sink.writer import LedgerWriter
     from ledger.store.engine import Ledger
     from sqlalchemy import select
 

@@ -24,7 +24,7 @@ from .processes import ProcessWriter, WriterProcessUnavailable
 from .writer import BatchResult, LedgerWriter, batches, is_outage, replay_orphans
 from .wire import frame
 
-log = redact.logger("ledger.record.sink")
+log = redact.logger("ledger.sink.sink")
 HELD_REPORT_SECONDS = 60.0  # records in no journal are reported at most this often while their count changes
 
 

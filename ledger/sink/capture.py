@@ -22,7 +22,7 @@ from ..accounting.records import (
 )
 from ..redact import may_hold_secret, redact_bytes
 from ..money import ZERO
-from .sse import Accountant
+from ..accounting.sse import Accountant
 
 # Bodies larger than this are not kept for accounting (the caller still gets them).
 MAX_KEPT_BODY = 4 * 1024 * 1024

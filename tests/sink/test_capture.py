@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from factories import make_capture, make_raw_capture
 
-from ledger.record.capture import RawCapture, as_capture, build_record, parse_tags, settle
+from ledger.sink.capture import RawCapture, as_capture, build_record, parse_tags, settle
 
 
 def raw(**changes) -> RawCapture:

@@ -24,7 +24,7 @@ from .capture import Capture, RawCapture
 from .journal import Journal, Segment
 from .wire import payload
 
-log = redact.logger("ledger.record.sink")
+log = redact.logger("ledger.sink.sink")
 
 JOURNAL_RETRY_SECONDS = 5.0
 

@@ -5,7 +5,7 @@ a layout: the field at each position of a record. A record is read by the
 reader of its version. Only this module knows positions: a record type's
 fields must be the current version's layout (checked on import), so a field
 added to Capture or RawCapture is a new version with its own tag, and the
-readers of the earlier versions stay (tests/record/golden/ holds a journal of
+readers of the earlier versions stay (tests/sink/golden/ holds a journal of
 each, byte for byte).
 
 Version 3 (the current one, tag `M`): a record is RECORD_MARK, the length of
@@ -61,7 +61,7 @@ def _written_layout(record_type: type, layout: tuple[str, ...]) -> None:
     """Refuse to write a record whose fields are not the current version's layout (a new field is a new version)."""
     if record_type._fields != layout:
         raise TypeError(f"{record_type.__name__}'s fields are not the layout of journal version {VERSION}: "
-                        "a changed record is a new version of the journal's format (ledger.record.wire)")
+                        "a changed record is a new version of the journal's format (ledger.sink.wire)")
 
 
 _written_layout(Capture, CAPTURE_V3)

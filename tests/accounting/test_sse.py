@@ -11,7 +11,7 @@ import pytest
 import zstandard
 from hypothesis import given, settings, strategies as st
 
-from ledger.record.sse import MAX_LINE, DecodeError, SSEScanner, decoder_for
+from ledger.accounting.sse import MAX_LINE, DecodeError, SSEScanner, decoder_for
 from ledger.accounting.parsing import facts_from_events, facts_from_sse
 
 

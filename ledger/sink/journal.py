@@ -1,7 +1,7 @@
 """The local append-only journal: where a capture waits until the ledger has committed it.
 
 A journal is a directory of segment files, `seg-<ns>-<pid>-<rand>.seg`, one
-record per capture (`ledger.record.wire`; `.jsonl` segments, written by
+record per capture (`ledger.sink.wire`; `.jsonl` segments, written by
 versions before cd462d6, are read and replayed the same way). Each process
 appends to a segment of its own and holds an advisory lock (`fcntl.flock`)
 on every segment it has not finished with, so a replayer can tell a live

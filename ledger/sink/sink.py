@@ -1,15 +1,15 @@
 """The ledger sink: what a Recorder emits its captures into, journal first, then a background batch writer.
 
-`emit` is the caller's path (`ledger.record.intake`); the writer thread
-(`ledger.record.writer_loop`) has the batches built, priced and inserted, one
+`emit` is the caller's path (`ledger.sink.intake`); the writer thread
+(`ledger.sink.writer_loop`) has the batches built, priced and inserted, one
 transaction each, by writer processes of the sink's own
-(`ledger.record.processes`; with `writer_processes=0`, or where no process can
+(`ledger.sink.processes`; with `writer_processes=0`, or where no process can
 be started, by a LedgerWriter in the thread), and only then lets the journal
 forget them. When the database is down, calls go on: the queue fills up to
 `max_pending`, then captures wait in the journal alone and are re-read from
 it when the database is back. Each sink replays at start-up, in the
 background, what dead processes left in its journal. Its life ends with its
-process's (`ledger.record.lifetime`).
+process's (`ledger.sink.lifetime`).
 """
 
 from __future__ import annotations

@@ -5,7 +5,7 @@ Building, pricing and inserting a record is most of the recorder's CPU
 that time is taken under the caller's GIL, from the application's own
 threads. `ProcessWriter` keeps the interface of `LedgerWriter` (connect,
 write, close) and does the work in child processes
-(`ledger.record.processes.main`, started with the parent's interpreter and
+(`ledger.sink.processes.main`, started with the parent's interpreter and
 sys.path), on the machine's other cores.
 The sink's writer thread only passes batches of journal lines down a pipe and
 waits for the answer; every rule of the sink (a record leaves the journal
@@ -54,7 +54,7 @@ _HEADER = struct.Struct("!Q")
 # The child imports what its parent imports: the parent's sys.path, as it is when the child starts.
 _BOOTSTRAP = (
     "import sys, json; sys.path[:] = json.loads(sys.argv[1]); "
-    "from ledger.record.processes import main; sys.exit(main(sys.argv[2:]))"
+    "from ledger.sink.processes import main; sys.exit(main(sys.argv[2:]))"
 )
 
 

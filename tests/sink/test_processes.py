@@ -8,9 +8,9 @@ import pytest
 from factories import make_capture
 
 from ledger.errors import DatabaseError
-from ledger.record.processes import ProcessWriter, _recv, _send, can_use_process
-from ledger.record.wire import encode
-from ledger.record.writer import BatchResult, LedgerWriter
+from ledger.sink.processes import ProcessWriter, _recv, _send, can_use_process
+from ledger.sink.wire import encode
+from ledger.sink.writer import BatchResult, LedgerWriter
 
 
 def test_a_frame_carries_any_payload_whole_through_a_pipe():

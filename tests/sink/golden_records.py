@@ -1,4 +1,4 @@
-"""The records of the golden journal files (tests/record/golden/), built by name.
+"""The records of the golden journal files (tests/sink/golden/), built by name.
 
 The files hold these records as the versions named in each file's name wrote
 them; they were written by those versions' code and are never regenerated: a
@@ -7,7 +7,7 @@ change that reads or writes them differently changes the journal's format.
 
 from __future__ import annotations
 
-from ledger.record.capture import Capture, RawCapture
+from ledger.sink.capture import Capture, RawCapture
 
 BODY = Capture(
     call_id="golden-body", started_at=1_776_356_269.25, ended_at=1_776_356_270.5, first_byte_at=1_776_356_269.75,

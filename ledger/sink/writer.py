@@ -1,7 +1,7 @@
 """The database writer: batches of captures built into records, priced and inserted, one transaction each.
 
 `LedgerWriter` is what every writer runs, in a writer process of the sink's
-own (`ledger.record.processes`) or in the sink's thread: a batch of journal
+own (`ledger.sink.processes`) or in the sink's thread: a batch of journal
 entries in, one transaction out; a batch that fails on its data is written
 record by record, and what cannot be written is kept aside in
 `rejected_records`, never dropped. `replay_journal` writes what dead

@@ -16,13 +16,13 @@ from types import MappingProxyType
 import pytest
 from sqlalchemy import select
 
-from ledger.record.capture import Capture, RawCapture
-from ledger.record.wire import decode, encode
+from ledger.sink.capture import Capture, RawCapture
+from ledger.sink.wire import decode, encode
 from ledger.store.engine import Ledger
-from ledger.record.journal import Journal
-from ledger.record.segments import TORN_LINE, UNREADABLE_LINE, claim_orphans, live_segments, segment_paths
+from ledger.sink.journal import Journal
+from ledger.sink.segments import TORN_LINE, UNREADABLE_LINE, claim_orphans, live_segments, segment_paths
 from ledger.store.models import Call, RejectedRecord
-from ledger.record.writer import replay_journal
+from ledger.sink.writer import replay_journal
 from factories import make_capture
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -46,7 +46,7 @@ def test_each_capture_is_one_whole_record_that_decodes_back(tmp_path):
 
 
 def test_a_payload_framed_as_it_is_copied_is_the_record_encode_makes(tmp_path):
-    from ledger.record.wire import payload
+    from ledger.sink.wire import payload
     from factories import make_raw_capture
 
     journal = Journal(tmp_path, segment_bytes=2 * 1024)  # small: the records fill segments too
@@ -62,7 +62,7 @@ def test_a_payload_framed_as_it_is_copied_is_the_record_encode_makes(tmp_path):
 
 def read_segment(tmp_path: Path, data: bytes) -> list:
     """The entries read from a segment file holding `data`."""
-    from ledger.record.segments import read_entries
+    from ledger.sink.segments import read_entries
 
     path = tmp_path / "seg-00000000000000000001-1-abcd.seg"
     path.write_bytes(data)
@@ -84,7 +84,7 @@ def odd_capture() -> Capture:
 def test_the_journal_record_keeps_the_captures_fields_in_their_order():
     import marshal
 
-    from ledger.record.wire import payload
+    from ledger.sink.wire import payload
 
     capture = odd_capture()
     fields = marshal.loads(payload(capture))
@@ -93,7 +93,7 @@ def test_the_journal_record_keeps_the_captures_fields_in_their_order():
 
 
 def test_any_capture_is_one_record_of_its_own_and_decodes_back_exactly(tmp_path):
-    from ledger.record.wire import framed_size
+    from ledger.sink.wire import framed_size
 
     captures = [make_capture(i) for i in range(3)] + [odd_capture()]
     records = [encode(capture) for capture in captures]
@@ -120,7 +120,7 @@ def raw_capture(n: int) -> RawCapture:
 
 
 def test_a_raw_capture_is_one_record_that_settles_into_the_capture_the_writer_reads(tmp_path):
-    from ledger.record.capture import as_capture
+    from ledger.sink.capture import as_capture
 
     raws = [raw_capture(i) for i in range(3)]
     records = [encode(raw) for raw in raws]
@@ -225,8 +225,8 @@ def test_a_live_segment_is_not_replayed_and_an_orphan_is(tmp_path):
         f"""
         import sys
         sys.path.insert(0, {str(ROOT / 'tests')!r})
-        from ledger.record.wire import encode
-        from ledger.record.journal import Journal
+        from ledger.sink.wire import encode
+        from ledger.sink.journal import Journal
         from factories import make_capture
         journal = Journal({str(journal_dir)!r})
         with journal.lock:
@@ -296,7 +296,7 @@ def test_replay_of_a_missing_or_empty_journal_touches_nothing(tmp_path):
 
 
 def test_a_killed_process_segment_ends_in_zeros_which_reading_skips_and_a_torn_record_is_kept(tmp_path):
-    from ledger.record.segments import read_entries
+    from ledger.sink.segments import read_entries
 
     captures = [make_capture(i) for i in range(3)]
     lines = [encode(c) for c in captures]

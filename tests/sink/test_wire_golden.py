@@ -1,5 +1,5 @@
 """The journal's formats, byte for byte: files written by each landed version read back to the same records,
-and today's records written to today's bytes (tests/record/golden/, never regenerated)."""
+and today's records written to today's bytes (tests/sink/golden/, never regenerated)."""
 
 from __future__ import annotations
 
@@ -9,9 +9,9 @@ from typing import NamedTuple
 import pytest
 
 from golden_records import BODY, CAPTURES, RAW_CAPTURES
-from ledger.record import wire
-from ledger.record.capture import Capture
-from ledger.record.wire import FORMATS, VERSION, decode, encode, framed_size
+from ledger.sink import wire
+from ledger.sink.capture import Capture
+from ledger.sink.wire import FORMATS, VERSION, decode, encode, framed_size
 
 GOLDEN = Path(__file__).parent / "golden"
 

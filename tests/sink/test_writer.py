@@ -21,12 +21,12 @@ from sqlalchemy.engine import make_url
 
 from factories import hold_sqlite_lock, make_capture, make_raw_capture, wait_for
 
-from ledger.record.capture import Capture
+from ledger.sink.capture import Capture
 from ledger.store.engine import Ledger
-from ledger.record.segments import segment_paths
+from ledger.sink.segments import segment_paths
 from ledger.store.models import Call, RejectedRecord
-from ledger.record.sink import LedgerSink
-from ledger.record.writer import replay_journal
+from ledger.sink.sink import LedgerSink
+from ledger.sink.writer import replay_journal
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -269,7 +269,7 @@ CHILD = textwrap.dedent(
     import os, sys, time
     sys.path.insert(0, {tests!r})
     from factories import make_capture
-    from ledger.record.sink import LedgerSink
+    from ledger.sink.sink import LedgerSink
     sink = LedgerSink({url!r}, {journal!r})
     returned = os.open({returned!r}, os.O_WRONLY | os.O_APPEND | os.O_CREAT)
     print("ready", flush=True)
@@ -427,7 +427,7 @@ def test_writer_processes_end_with_the_process_that_started_them(tmp_path):
         import sys, time
         sys.path.insert(0, {str(ROOT / 'tests')!r})
         from factories import make_capture
-        from ledger.record.sink import LedgerSink
+        from ledger.sink.sink import LedgerSink
         from ledger.store.engine import Ledger
         from factories import hold_sqlite_lock
         url = {f"sqlite:///{tmp_path / 'ledger.db'}"!r}
@@ -456,8 +456,8 @@ def test_writer_processes_end_with_the_process_that_started_them(tmp_path):
 
 
 def test_without_writer_processes_the_sink_writes_from_a_thread(tmp_path):
-    from ledger.record.writer import LedgerWriter
-    from ledger.record.processes import can_use_process
+    from ledger.sink.writer import LedgerWriter
+    from ledger.sink.processes import can_use_process
 
     assert not can_use_process("sqlite://") and not can_use_process("sqlite:///:memory:")
     assert can_use_process(f"sqlite:///{tmp_path / 'ledger.db'}")
@@ -472,7 +472,7 @@ def test_without_writer_processes_the_sink_writes_from_a_thread(tmp_path):
 
 @pytest.mark.parametrize("interpreter", ["missing", "exits"])
 def test_where_no_writer_process_can_start_the_sink_writes_from_a_thread(tmp_path, monkeypatch, interpreter):
-    from ledger.record.writer import LedgerWriter
+    from ledger.sink.writer import LedgerWriter
 
     broken = tmp_path / "python-broken"  # named like an interpreter, so the sink tries it
     if interpreter == "exits":
@@ -526,13 +526,13 @@ def test_a_record_the_database_refuses_is_kept_aside_and_the_writer_process_says
         [kept] = session.scalars(select(RejectedRecord)).all()
     assert kept.call_id == "x" * 64 and kept.reason.startswith("could not be written")
     # The child's warning reached this process's log, as the parent's own.
-    assert any("could not be written" in r.getMessage() and r.name == "ledger.record.writer" for r in caplog.records)
+    assert any("could not be written" in r.getMessage() and r.name == "ledger.sink.writer" for r in caplog.records)
 
 
 def test_a_flush_waits_for_the_writer_without_spinning_it(tmp_path, monkeypatch):
     # While the last batches commit in the lanes, the writer thread has nothing to take: it must
     # wait for news, not loop at each notice the flush gives it (it did: a thousand loops a flush).
-    from ledger.record.writer_loop import WriterLoop
+    from ledger.sink.writer_loop import WriterLoop
 
     loops = []
     background_work = WriterLoop._background_work
@@ -570,7 +570,7 @@ def test_as_many_writer_processes_as_set_write_at_once(tmp_path):
 
 
 def test_writer_processes_run_at_a_lower_priority_than_the_application(tmp_path):
-    from ledger.record.processes import NICENESS
+    from ledger.sink.processes import NICENESS
 
     url = f"sqlite:///{tmp_path / 'ledger.db'}"
     with LedgerSink(url, tmp_path / "journal", batch_size=10, max_delay=10) as sink:
@@ -585,8 +585,8 @@ def test_writer_processes_run_at_a_lower_priority_than_the_application(tmp_path)
 
 def test_a_replay_through_writer_processes_decodes_nothing_in_the_applications_process(tmp_path, monkeypatch):
     # The writer processes decode the lines they are sent: the application's process only reads them.
-    from ledger.record.journal import Journal
-    from ledger.record.wire import encode
+    from ledger.sink.journal import Journal
+    from ledger.sink.wire import encode
 
     url = f"sqlite:///{tmp_path / 'ledger.db'}"
     journal = Journal(tmp_path / "journal")
@@ -599,8 +599,8 @@ def test_a_replay_through_writer_processes_decodes_nothing_in_the_applications_p
     def refuse(*args, **kwargs):
         raise AssertionError("a journal line was decoded in the application's process")
 
-    monkeypatch.setattr("ledger.record.segments.decode", refuse)
-    monkeypatch.setattr("ledger.record.writer.decode", refuse)
+    monkeypatch.setattr("ledger.sink.segments.decode", refuse)
+    monkeypatch.setattr("ledger.sink.writer.decode", refuse)
     sink = LedgerSink(url, tmp_path / "journal", writer_processes=1, handle_sigterm=False)
     try:
         assert sink.flush(60)
