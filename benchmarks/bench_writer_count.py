@@ -25,7 +25,10 @@ except ImportError:
 try:
     from ledger.sink.sink import LedgerSink
 except ImportError:
-    from ledger.writer import LedgerSink
+    try:
+        from ledger.record.sink import LedgerSink  # before the sink had its package (issue 25)
+    except ImportError:
+        from ledger.writer import LedgerSink
 N = int(sys.argv[2]) if len(sys.argv) > 2 else 20000
 caps = [make_raw_capture(i) for i in range(N)]
 if sys.argv[3:] == ["spread"]:  # as bench_writer.py --spread: 100 projects, 2,000 users, 50 keys, 10 tags

@@ -436,8 +436,12 @@ class CallState:
         """The call's record when its pieces could not all be kept: when it started and ended, flagged recorder_error."""
         try:
             started = self.begun[0]
-            self.core.sink.emit(RawCapture(new_call_id(), started, _now(), self.first_byte_at or self.headers_at, outcome,
-                                           None, b"", None, None, None, None, None, None, None, None, ("recorder_error",)))
+            self.core.sink.emit(RawCapture(
+                call_id=new_call_id(), started_at=started, ended_at=_now(),
+                first_byte_at=self.first_byte_at or self.headers_at, outcome=outcome, http_status=None,
+                request_body=b"", content_type=None, content_encoding=None, response=None, attempt=None,
+                key_fingerprint=None, key_last4=None, context=None, attributed=None, notes=("recorder_error",),
+            ))
         except Exception as failure:
             self.core.failed("emit", failure)
 

@@ -274,8 +274,9 @@ def _bare_record(capture: Capture | RawCapture) -> CallRecord:
     http_status = capture.http_status if type(capture.http_status) is int and 100 <= capture.http_status < 600 else None
     if http_status is not None and http_status >= 400 and status != REFUSED:
         status = ERROR
-    return CallRecord(str(capture.call_id), _when(capture.started_at), status, http_status=http_status,
-                      ended_at=_when(capture.ended_at), response=_NO_RESPONSE._replace(anomalies=("unreadable_capture",)),
+    return CallRecord(call_id=str(capture.call_id), started_at=_when(capture.started_at), status=status,
+                      http_status=http_status, ended_at=_when(capture.ended_at),
+                      response=_NO_RESPONSE._replace(anomalies=("unreadable_capture",)),
                       key_fingerprint=capture.key_fingerprint, key_last4=capture.key_last4)
 
 
