@@ -2,7 +2,7 @@
 
 Both are fed the raw chunks the caller receives, in order, and keep constant
 memory. The scanner does cheap byte searches only (no JSON): it keeps the few
-`data:` payloads that `ledger.capture.build_record` parses later, off the
+`data:` payloads that `ledger.sink.capture.build_record` parses later, off the
 caller's path. No I/O here; the sync and async recorder shells share it.
 """
 
