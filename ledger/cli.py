@@ -164,6 +164,10 @@ def build_parser() -> argparse.ArgumentParser:
         action.add_argument("--from", dest="start", type=parse_time, help="from this time (whole 15-minute buckets)")
         action.add_argument("--to", dest="end", type=parse_time, help="up to this time")
 
+    retention = sub.add_parser("retention", help="raw calls of closed periods older than [retention] calls_days")
+    retention_sub = retention.add_subparsers(dest="retention_command", required=True, parser_class=_Parser)
+    retention_sub.add_parser("run", help="delete them now, in batches (their sums stay in the rollups)")
+
     sub.add_parser("balance", help="poll GET /v1/credits now and print the balances")
 
     reconcile = sub.add_parser("reconcile", help="match balance movements against the ledger")
@@ -343,6 +347,12 @@ def cmd_rollup(args, out) -> int:
     return command(_settings(args), out, start=args.start, end=args.end)
 
 
+def cmd_retention(args, out) -> int:
+    from .commands import retention
+
+    return retention.run(_settings(args), out)
+
+
 def cmd_run(args, out) -> int:
     from .commands.service import run
 
@@ -377,6 +387,7 @@ COMMANDS = {
     "replay": cmd_replay, "balance": cmd_balance, "reconcile": cmd_reconcile, "run": cmd_run,
     "report": cmd_report, "close": cmd_close, "reopen": cmd_reopen, "closes": cmd_closes,
     "budgets": cmd_budgets, "alerts": cmd_alerts, "rollup": cmd_rollup,
+    "retention": cmd_retention,
     "proxy": cmd_proxy,
 }
 

@@ -6,7 +6,9 @@ from datetime import datetime
 from typing import TextIO
 
 from ..config import Settings
+from ..errors import LedgerError
 from ..store import rollups
+from ..store.retention import gone_ranges, horizon
 from ..store.engine import Ledger
 from ..terminal import Progress
 from . import EXIT_DIFFERS, EXIT_OK
@@ -16,9 +18,14 @@ def verify(settings: Settings, out: TextIO, *, start: datetime | None = None, en
     """Recompute the buckets of [start, end) from the raw calls and compare, from one snapshot: EXIT_DIFFERS
     naming each bucket that differs, else EXIT_OK."""
     with Ledger(settings.database_url, must_exist=True) as ledger, ledger.session() as session:
-        comparison = rollups.compare(session, start, end)
+        gone, found = gone_ranges(session), horizon(session)
+        comparison = rollups.compare(session, start, end, gone)
     for line in rollups.describe_differences(comparison.differences):
         print(line, file=out)
+    if comparison.skipped and found is not None:
+        print(f"skipped {comparison.skipped} bucket{'s' * (comparison.skipped != 1)} of closed periods before "
+              f"{found.before:%Y-%m-%dT%H:%M:%SZ}: retention deleted their raw calls (calls_days = {found.calls_days}), "
+              "the rollups hold their sums", file=out)
     if comparison.differences:
         buckets = len({d.key.bucket_start for d in comparison.differences})
         print(f"rollups differ from the calls in {buckets} bucket{'s' * (buckets != 1)}: "
@@ -34,6 +41,7 @@ def rebuild(settings: Settings, out: TextIO, *, start: datetime | None = None, e
     rebuild cut short is resumed by running it again), while writers go on writing."""
     with Ledger(settings.database_url, must_exist=True) as ledger:
         with ledger.session() as session:
+            _refuse_gone(session, start, end)
             days = rollups.days(session, start, end)
         progress = Progress(len(days), "rollup rebuild (days)", progress_stream)
         rows = 0
@@ -48,3 +56,16 @@ def rebuild(settings: Settings, out: TextIO, *, start: datetime | None = None, e
     else:
         print("rollups rebuilt: no calls in the range", file=out)
     return EXIT_OK
+
+
+def _refuse_gone(session, start: datetime | None, end: datetime | None) -> None:
+    """A rebuild of buckets whose raw calls retention deleted would erase their sums: refused, naming them."""
+    low = None if start is None else rollups.bucket_of(start)
+    high = None if end is None else rollups.bucket_after(end)
+    overlap = [(a, b) for a, b in gone_ranges(session) if (high is None or a < high) and (low is None or b > low)]
+    if overlap:
+        last = max(b for _, b in overlap)
+        raise LedgerError(
+            f"rollup rebuild refused: retention deleted the raw calls of closed periods from "
+            f"{min(a for a, _ in overlap):%Y-%m-%dT%H:%MZ} to {last:%Y-%m-%dT%H:%MZ}, and a rebuild would erase "
+            f"their sums; rebuild from {rollups.bucket_after(last):%Y-%m-%dT%H:%MZ} on (--from)")

@@ -84,6 +84,7 @@ class Settings:
     reports: tuple[ReportEntry, ...] = ()  # [[reports]]: scheduled reports (ledger.config.reports)
     alerting: AlertSettings = AlertSettings()  # [[budgets]], [[balance_alerts]], [[channels]] (ledger.config.alerts)
     proxy: ProxySettings = ProxySettings()  # [proxy] and [[proxy.keys]]: the recording proxy (ledger.config.proxy)
+    retention_calls_days: int | None = None  # [retention] calls_days: raw calls of closed periods kept N days; None: all
     config_path: str | None = None
 
     @property
@@ -164,10 +165,11 @@ SETTINGS = (
     Setting("proxy", "max_header_bytes", _whole(1024, 1024**2)),
     Setting("proxy", "max_header_line_bytes", _whole(256, 1024**2)),
     Setting("proxy", "max_headers", _whole(8, 10_000)),
+    Setting("retention", "calls_days", _whole(1, 100_000), "retention_calls_days", default=None),
 )
 # Where each section's fields and defaults are (pricing's rate_cards fills Settings.rate_cards_path: its row gives its default).
 _OWNERS = {"": Settings(), "pricing": PricingPolicy(), "recorder": Settings(), "schedule": ScheduleConfig(),
-           "reconcile": ReconcileConfig(), "proxy": ProxySettings()}
+           "reconcile": ReconcileConfig(), "proxy": ProxySettings(), "retention": Settings()}
 # The sections of many entries, and the tables within an entry or a section, with the settings of each.
 _LISTS = {"accounts": ACCOUNT_SETTINGS, "reports": REPORT_SETTINGS, "budgets": BUDGET_SETTINGS,
           "balance_alerts": BALANCE_SETTINGS, "channels": frozenset().union(*CHANNEL_SETTINGS.values())}
@@ -212,14 +214,15 @@ def _read_section(data: dict, section: str, source: str) -> dict[str, Any]:
 
 def settings_from_mapping(data: dict, source: str = "config") -> Settings:
     """Settings from a parsed config file, every value checked; ConfigError naming the first bad one."""
-    top, pricing, recorder, schedule, reconcile, proxy = (
-        _read_section(data, section, source) for section in ("", "pricing", "recorder", "schedule", "reconcile", "proxy"))
+    top, pricing, recorder, schedule, reconcile, proxy, retention = (
+        _read_section(data, section, source)
+        for section in ("", "pricing", "recorder", "schedule", "reconcile", "proxy", "retention"))
     precision = pricing["charge_precision"]
     tolerance = pricing["tolerance"] if pricing["tolerance"] is not None else precision / 2
     accounts = parse_accounts(data.get("accounts", []), source)
     alerting = alert_settings_from_mapping(data, source, top["timezone"], [a.name for a in accounts] if accounts else None)
     return Settings(
-        **top, **recorder, rate_cards_path=pricing["rate_cards_path"], pricing=PricingPolicy(precision, tolerance),
+        **top, **recorder, **retention, rate_cards_path=pricing["rate_cards_path"], pricing=PricingPolicy(precision, tolerance),
         accounts=accounts, schedule=ScheduleConfig(**schedule), reconcile=ReconcileConfig(**reconcile),
         reports=parse_report_entries(data.get("reports", []), source, top["timezone"], [c.name for c in alerting.channels]),
         alerting=alerting,

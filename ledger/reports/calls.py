@@ -146,12 +146,23 @@ def _isatty(stream) -> bool:
 
 
 def list_calls(session, since: datetime | None, until: datetime | None, project: str | None, limit: int | None,
-               output: str, out: TextIO) -> int:
-    """`credit-ledger calls`: the calls started in [since, until) (all by default), streamed in `output` format."""
+               output: str, out: TextIO, notes: TextIO | None = None) -> int:
+    """`credit-ledger calls`: the calls started in [since, until) (all by default), streamed in `output` format.
+
+    When retention deleted calls of closed periods in the range, one line says so: after the table, or on
+    `notes` (standard error) beside CSV and JSON, which stay what they are.
+    """
     from ..store.call_rows import call_rows, count_rows
+    from ..store.retention import gone_ranges, horizon
     from ..store.spend import Selection
 
     selection = Selection(since or datetime(1970, 1, 1, tzinfo=timezone.utc), until or datetime(9999, 1, 1, tzinfo=timezone.utc))
     total = None if limit or _isatty(out) or not _isatty(sys.stderr) else count_rows(session, selection, project=project)
+    gone = horizon(session)
+    if gone is not None and not any(low < selection.end and high > selection.start for low, high in gone_ranges(session)):
+        gone = None
     chunks = call_rows(session, selection, STORE_NAMES, project=project, newest=limit)
-    return write_calls(chunks, output, out, total)
+    count = write_calls(chunks, output, out, total)
+    if gone is not None:
+        print(gone.note(), file=out if output == "table" else notes or sys.stderr)
+    return count

@@ -18,6 +18,7 @@ from typing import Sequence
 
 from sqlalchemy.orm import Session
 
+from ..accounting.buckets import on_grid
 from ..accounting.closes import AdjustmentWindow, CloseEvent, adjustment_windows, is_closed, late_calls
 from ..accounting.periods import Period, calendar_period, following
 from ..accounting.group_keys import GroupKey
@@ -25,6 +26,7 @@ from ..errors import ReportError
 from ..money import ZERO
 from ..store.closes import close_events, close_rows
 from ..store.models import PeriodClose
+from ..store.retention import Horizon, horizon, retained_ranges
 from ..store.spend import Selection, SpendRow, digest_rows, spend_rows, usd_per_credit
 from .cells import group_label
 
@@ -97,6 +99,7 @@ class SpendReport:
     unknown_cards: tuple[str, ...] = ()  # rate cards of calls whose USD rate the ledger does not hold
     selection: Selection = field(default=None, repr=False)  # type: ignore[assignment]
     adjustment_selection: Selection | None = field(default=None, repr=False)
+    calls_gone: Horizon | None = None  # retention deleted raw calls of closed periods in this one (a close's digest stands)
 
     @property
     def empty(self) -> bool:
@@ -111,7 +114,7 @@ class SpendReport:
 
     @property
     def digest_matches_close(self) -> bool | None:
-        if self.close is None or self.digest is None:
+        if self.close is None or self.digest is None or self.calls_gone is not None:
             return None
         return self.digest == self.close.calls_digest
 
@@ -236,10 +239,33 @@ def build_report(
     report = SpendReport(period, tuple(keys), account, now or datetime.now(timezone.utc), groups, total,
                          tuple(adjustments), close, unknown_cards=tuple(sorted(unknown)),
                          selection=selection, adjustment_selection=adjustment_selection)
-    if digest or (digest is None and close is not None):
+    gone = calls_gone(session, events, period)
+    report = replace(report, calls_gone=gone)
+    if gone is not None and close is not None:  # the raw calls are not all there: the close's digest stands
+        report = replace(report, digest=close.calls_digest, digest_calls=close.calls)
+    elif gone is not None and digest:
+        raise ReportError(f"{period.label}: no digest of its calls can be made: {gone.note()}")
+    elif digest or (digest is None and close is not None):
         value, count = calls_digest(session, selection, adjustment_selection)
         report = replace(report, digest=value, digest_calls=count)
     return report
+
+
+def calls_gone(session: Session, events: Sequence[CloseEvent], period: Period) -> Horizon | None:
+    """The retention horizon when it reaches into `period` (some of its raw calls may be gone), else None.
+
+    ReportError when a bound of the period is off the 15-minute grid where calls are gone: the rollups cannot
+    split that bucket, and its raw calls are not all there.
+    """
+    found = horizon(session)
+    if found is None:
+        return None
+    ranges = retained_ranges(events, found.before)
+    for bound in (period.start, period.end):
+        if not on_grid(bound) and any(low <= bound < high for low, high in ranges):
+            raise ReportError(f"{bound:%Y-%m-%dT%H:%M:%SZ} is off the 15-minute grid where raw calls are gone "
+                              f"({found.note()}): give a bound on a quarter hour")
+    return found if any(low < period.end and high > period.start for low, high in ranges) else None
 
 
 def calls_digest(session: Session, selection: Selection, adjustments: Selection | None) -> tuple[str, int]:

@@ -91,6 +91,7 @@ def report_dict(report: SpendReport, adjustment_calls: list[dict] | None = None)
         "digest": report.digest,
         "digest_calls": report.digest_calls,
         "unknown_rate_cards": list(report.unknown_cards),
+        **({"calls_deleted": report.calls_gone.note()} if report.calls_gone is not None else {}),
     }
 
 
@@ -144,8 +145,12 @@ def write_table(report: SpendReport, out: TextIO) -> None:
     if report.close is not None:
         c = report.close
         match = {True: "digest matches", False: "DIGEST DIFFERS", None: ""}[report.digest_matches_close]
+        if report.calls_gone is not None:
+            match = "(the close's digest: not recomputed)"
         print(f"closed {utc_text(c.cutoff_at)} ({c.reconciliation}); {c.calls} calls, digest {c.calls_digest[:16]}… {match}",
               file=out)
+    if report.calls_gone is not None:
+        print(report.calls_gone.note(), file=out)
     if report.empty:
         print("no calls in this period", file=out)
         return

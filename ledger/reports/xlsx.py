@@ -185,9 +185,12 @@ def summary_sheet(book: Book, data: WorkbookInput) -> None:
         c = report.close
         rows += [("closed at (UTC)", local(c.cutoff_at, "UTC"), "datetime"), ("closed with", c.reconciliation, "text"),
                  ("close digest", c.calls_digest, "text"),
-                 ("digest now", "the same" if report.digest_matches_close else f"DIFFERS: {report.digest}", "text")]
+                 ("digest now", "the same" if report.digest_matches_close else f"DIFFERS: {report.digest}", "text")
+                  if report.calls_gone is None else ("digest now", "the close's, not recomputed (raw calls deleted by retention)", "text")]
     else:
         rows.append(("status", "open (not closed)", "text"))
+    if report.calls_gone is not None:  # the row sheets (Findings, Calls) hold what is left
+        rows.append(("raw calls", report.calls_gone.note(), "text"))
     if report.digest is not None:
         rows.append(("calls digest", f"{report.digest} ({report.digest_calls} calls)", "text"))
     rows.append(("reconciliation", summary.verdict, "text"))

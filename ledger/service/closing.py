@@ -34,6 +34,7 @@ from ..reports.run import sync_cards
 from ..reports.spend import SpendReport, build_report
 from ..reports.spend_out import figures_dict, period_dict
 from ..store.closes import close_events, insert_close, insert_reopen
+from ..store.retention import horizon, retained_ranges
 from ..store.engine import Ledger
 from ..store.models import PeriodClose
 from ..store.reading import calls_held
@@ -164,4 +165,9 @@ def reopen_period(ledger: Ledger, period: Period, reason: str,
             first = min(later, key=lambda e: e.period.start).period
             raise ReportError(f"{_label(first)} is closed and may carry {period.label}'s prior-period adjustments: "
                               f"reopen it first")
+        gone = horizon(session)
+        if gone is not None and any(low < period.end and high > period.start
+                                    for low, high in retained_ranges(events, gone.before)):
+            raise ReportError(f"{_label(period)} stays closed: {gone.note()}, and its close holds the only digest "
+                              "of them (a period closed again could not make it)")
         return insert_reopen(session, period, now(), reason.strip(), host_name())

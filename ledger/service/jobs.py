@@ -27,6 +27,7 @@ from ..store.engine import Ledger
 from ..store.job_runs import finish_job_run, start_job_run
 from ..accounting.verdict import GAP_VERDICT, NOTHING_VERDICT
 from ..store.reconciliation import reconcile_as_configured
+from ..store.retention import delete_old_calls, gone_ranges
 from ..store.rollups import compare, describe_differences
 from .alerting import budgets_job, check_ready
 from .locks import job_lock, lock_key  # noqa: F401 (the service's locks: imported from here by callers)
@@ -39,6 +40,7 @@ log = redact.logger(__name__)
 RECONCILE_WINDOW_DAYS = 2  # the hourly job lists the windows of this many days
 ROLLUP_VERIFY_DAYS = 2  # the daily job compares the rollups of this many days with the raw calls
 ROLLUP_VERIFY_SCHEDULE = "17 3 * * *"  # daily, 03:17 UTC: a quiet hour, off the hour other jobs like
+RETENTION_SCHEDULE = "43 2 * * *"  # daily, 02:43 UTC: before the rollups' verify, which then skips what went
 
 
 # ---------------------------------------------------------------- jobs
@@ -80,13 +82,22 @@ def verify_rollups_job(service: Service) -> tuple[str, str]:
     """`rollup verify` of the last days: "differs" naming the buckets (a rebuild of them mends it)."""
     start = datetime.now(timezone.utc) - timedelta(days=ROLLUP_VERIFY_DAYS)
     with service.ledger.session() as session:
-        comparison = compare(session, start)
+        comparison = compare(session, start, skip=gone_ranges(session))
     if comparison.differences:
         lines = describe_differences(comparison.differences)
         return "differs", (f"rollups differ from the calls in {len(lines)} buckets: " + "; ".join(lines[:10])
                            + ("; ..." if len(lines) > 10 else "")
                            + f"; `credit-ledger rollup rebuild --from {start:%Y-%m-%dT%H:%MZ}` makes them anew")
     return "ok", f"rollups match the calls: {comparison.buckets} buckets, {comparison.calls} calls"
+
+
+def retention_job(service: Service) -> tuple[str, str]:
+    """`retention run`: raw calls of closed periods older than [retention] calls_days deleted."""
+    days = service.settings.retention_calls_days
+    assert days is not None  # the job is scheduled only with retention on
+    result = delete_old_calls(service.ledger, days, datetime.now(timezone.utc))
+    return "ok", (f"{result.calls_deleted} calls of closed periods started before "
+                  f"{result.deleted_before:%Y-%m-%dT%H:%M:%SZ} deleted (calls_days = {days})")
 
 
 JobFunction = Callable[[Service], "tuple[str, str]"]
@@ -142,6 +153,8 @@ def default_jobs(settings: Settings) -> dict[str, tuple[JobFunction, float | Cro
         "replay_journal": (replay_journal_job, schedule.replay_journal_seconds),
         "verify_rollups": (verify_rollups_job, CronSchedule(ROLLUP_VERIFY_SCHEDULE, "UTC")),
     }
+    if settings.retention_calls_days is not None:
+        jobs["retention"] = (retention_job, CronSchedule(RETENTION_SCHEDULE, "UTC"))
     for entry in settings.reports:
         jobs[entry.job_name] = (report_job(entry), CronSchedule(entry.schedule, entry.timezone))
     if settings.budgets or settings.balance_alerts or any(entry.channels for entry in settings.reports):

@@ -11,8 +11,10 @@ of the period, sum its whole 15-minute buckets from the rollup
 (`call_rollups`) and a rolling period's edges off the grid from the raw
 calls: never more rows than the calls, far fewer where a bucket's calls
 share their dimensions. An indexed scope stays on its index, which reads
-only its own calls (BENCHMARKS.md, "Rollups (issue 26)"); a charge's
-maximum and a process's own calls stay raw.
+only its own calls (BENCHMARKS.md, "Rollups (issue 26)"), unless its period
+starts before the retention horizon (raw calls of closed periods deleted):
+then it sums the rollups too. A charge's maximum and a process's own calls
+stay raw.
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ from ..accounting.buckets import split_range
 from ..accounting.budgets import Scope, tag_fragments
 from ..money import ZERO, from_nano
 from .models import ApiKey, Call, CallRollup
+from .retention import horizon
 
 
 class SpendQuery(NamedTuple):
@@ -123,11 +126,18 @@ def spend(session: Session, scope: Scope, start: datetime, end: datetime, finger
         row = session.execute(query).one()
         return Spend(_credits(row[0]), row[1], row[2])
     credits, calls = ZERO, 0
-    for table, window in (raw_window if _indexed(scope) or scope == Scope() else parts)(start, end):
+    # An indexed scope reads its own calls, unless the window reaches where retention deleted some: the rollups then.
+    raw = (_indexed(scope) or scope == Scope()) and not _before_horizon(session, start)
+    for table, window in (raw_window if raw else parts)(start, end):
         query = select(_charged(table), _count(table)).where(*window, *scope_conditions(session, scope, fingerprints, table))
         row = session.execute(query).one()
         credits, calls = credits + _credits(row[0]), calls + int(row[1])
     return Spend(credits, calls)
+
+
+def _before_horizon(session: Session, start: datetime) -> bool:
+    found = horizon(session)
+    return found is not None and start < found.before
 
 
 # Scopes of one key alone, summed for all budgets of a period in one GROUP BY.

@@ -376,3 +376,17 @@ class CallRollup(Base):
     findings: Mapped[int] = mapped_column(BigInteger)
     credits_charged: Mapped[Decimal] = mapped_column(Credits)
     credits_expected: Mapped[Decimal] = mapped_column(Credits)
+
+
+class RetentionRun(Base):
+    """One run of retention (`credit-ledger retention run`, the service's daily job): raw calls of closed periods
+    started before `deleted_before` may be gone from then on; their sums stay in the rollups, their digests in the
+    closes. `calls_deleted` grows with each batch, in the batch's transaction."""
+
+    __tablename__ = "retention_runs"
+
+    id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True)
+    ran_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    deleted_before: Mapped[datetime] = mapped_column(UTCDateTime)
+    calls_days: Mapped[int] = mapped_column(Integer)
+    calls_deleted: Mapped[int] = mapped_column(BigInteger)

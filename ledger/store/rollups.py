@@ -320,24 +320,34 @@ class Comparison(NamedTuple):
     buckets: int  # the 15-minute buckets with calls
     calls: int
     differences: list[Difference]
+    skipped: int = 0  # buckets left out: their raw calls were deleted by retention (`skip`)
 
 
-def compare(session: Session, start: datetime | None = None, end: datetime | None = None) -> Comparison:
+Ranges = Sequence[tuple[datetime, datetime]]
+
+
+def _skipped(bucket: datetime, skip: Ranges) -> bool:
+    return any(low <= bucket < high for low, high in skip)
+
+
+def compare(session: Session, start: datetime | None = None, end: datetime | None = None,
+            skip: Ranges = ()) -> Comparison:
     """The rollups of [start, end) (whole buckets) beside the raw calls' recompute, one UTC day at a time, all
     read from one snapshot when the session has not begun (PostgreSQL: REPEATABLE READ; SQLite: BEGIN).
 
     A stored row whose dims_key is not its dimensions' key is a difference too
-    (readers would never find it where it belongs).
+    (readers would never find it where it belongs). A bucket starting in a
+    range of `skip` (whose raw calls retention deleted) is left out, counted.
     """
     if not session.in_transaction():
         _read_snapshot(session)
-    buckets = calls = 0
+    buckets = calls = skipped = 0
     differences: list[Difference] = []
     for day_start, day_end in days(session, start, end):
-        day = _compare_range(session, day_start, day_end)
-        buckets, calls = buckets + day.buckets, calls + day.calls
+        day = _compare_range(session, day_start, day_end, skip)
+        buckets, calls, skipped = buckets + day.buckets, calls + day.calls, skipped + day.skipped
         differences += day.differences
-    return Comparison(buckets, calls, differences)
+    return Comparison(buckets, calls, differences, skipped)
 
 
 def _read_snapshot(session: Session) -> None:
@@ -368,7 +378,7 @@ def days(session: Session, start: datetime | None = None, end: datetime | None =
     return ranges
 
 
-def _compare_range(session: Session, start: datetime, end: datetime) -> Comparison:
+def _compare_range(session: Session, start: datetime, end: datetime, skip: Ranges = ()) -> Comparison:
     dialect = session.get_bind().dialect.name
     union = _stored_select(start, end).add_columns(literal(1).label("side")).union_all(
         _recompute_select(dialect, start, end).add_columns(literal(0).label("side"))
@@ -376,8 +386,12 @@ def _compare_range(session: Session, start: datetime, end: datetime) -> Comparis
     stored: dict[RollupKey, tuple[Dims, Sums]] = {}
     recomputed: dict[RollupKey, tuple[Dims, Sums]] = {}
     differences: list[Difference] = []
+    left_out: set[datetime] = set()
     for row in session.execute(union):
         key, dims, sums = _group(row[:-1])
+        if skip and _skipped(key.bucket_start, skip):
+            left_out.add(key.bucket_start)
+            continue
         if row[-1]:
             if key.dims_key != dims_key(tuple(dims)):
                 differences.append(Difference(key, dims, sums, None))
@@ -390,7 +404,7 @@ def _compare_range(session: Session, start: datetime, end: datetime) -> Comparis
         if mine is None or theirs is None or mine[1] != theirs[1]:
             differences.append(Difference(key, (mine or theirs)[0], mine and mine[1], theirs and theirs[1]))
     buckets = {key.bucket_start for key in recomputed}
-    return Comparison(len(buckets), sum(sums.calls for _, sums in recomputed.values()), differences)
+    return Comparison(len(buckets), sum(sums.calls for _, sums in recomputed.values()), differences, len(left_out))
 
 
 def describe_differences(differences: list[Difference]) -> list[str]:

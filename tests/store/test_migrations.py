@@ -10,7 +10,7 @@ from ledger.store.engine import Ledger, current_revision, downgrade, head_revisi
 
 ROOT = Path(__file__).resolve().parents[2]
 TABLES = {"calls", "rejected_records", "rate_cards", "api_keys", "balance_snapshots", "top_ups", "job_runs",
-          "period_closes", "alerts", "alert_deliveries", "delivery_attempts", "limit_holds", "call_rollups"}
+          "period_closes", "alerts", "alert_deliveries", "delivery_attempts", "limit_holds", "call_rollups", "retention_runs"}
 
 
 def test_upgrade_then_downgrade_to_base_then_upgrade_again(database_url):

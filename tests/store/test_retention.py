@@ -1,0 +1,217 @@
+"""Retention: raw calls of closed periods deleted after [retention] calls_days, the closed periods' reports, totals
+and digests unchanged, and the row-level outputs saying that rows are gone."""
+
+from __future__ import annotations
+
+import io
+import json
+from dataclasses import replace
+from datetime import datetime, timedelta, timezone
+
+import openpyxl
+import pytest
+from ledger_rows import call_values, insert
+from sqlalchemy import func, select
+
+from ledger.accounting.periods import parse_period
+from ledger.cli import main
+from ledger.commands import retention as retention_command
+from ledger.config import Settings, settings_from_mapping
+from ledger.errors import ConfigError
+from ledger.service import closing
+from ledger.service.jobs import default_jobs
+from ledger.accounting.budgets import Scope
+from ledger.store import budgets, retention
+from ledger.store.models import Call, RetentionRun
+
+APRIL = datetime(2026, 4, 1, tzinfo=timezone.utc)
+CUTOFF = datetime(2026, 5, 11, 9, 7, 30, tzinfo=timezone.utc)  # April's close: its recorded bucket starts at 09:00
+LATER = datetime(2026, 12, 1, tzinfo=timezone.utc)  # retention runs then, calls_days = 30: 2026-11-01 is the horizon
+
+
+@pytest.fixture(autouse=True)
+def _no_settling(monkeypatch):
+    monkeypatch.setattr(closing, "SETTLE_SECONDS", 0.0)
+
+
+def run(url: str, *argv: str) -> tuple[int, str]:
+    out = io.StringIO()
+    return main(["--database-url", url, *argv], out=out), out.getvalue()
+
+
+def _april_ledger(ledger) -> dict[str, str]:
+    """April's calls (closed at CUTOFF), a late one, one in the cutoff's recorded bucket, and May's (never closed)."""
+    projects, users = ["search", "chat", "", None], ["u-1", "u-2", None]
+    batches: dict[datetime, list[tuple]] = {}
+    for i in range(60):
+        started = APRIL + timedelta(days=i % 30, hours=i % 24, minutes=(7 * i) % 60, seconds=i)
+        recorded = started + timedelta(hours=1 + i % 3)
+        batches.setdefault(recorded, []).append(call_values(
+            started_at=started, recorded_at=recorded, project=projects[i % 4], end_user=users[i % 3],
+            charged=f"{i % 7}.{i:03d}", status="error" if i % 11 == 0 else "completed",
+            tags={"team": f"t{i % 2}"} if i % 5 else None))
+    kept = {
+        # Recorded before the cutoff, in its recorded bucket: readers take that bucket from raw rows.
+        "in_cutoff_bucket": call_values(started_at=APRIL + timedelta(days=29, hours=23), charged="1.5",
+                                        recorded_at=datetime(2026, 5, 11, 9, 1, tzinfo=timezone.utc)),
+        "may": call_values(started_at=APRIL + timedelta(days=31), charged="2.25"),
+    }
+    for recorded, rows in batches.items():
+        insert(ledger, rows)
+    for row in kept.values():
+        insert(ledger, [row])
+    clock = iter([CUTOFF] * 2 + [CUTOFF + timedelta(seconds=1)])
+    closing.close_period(Settings(database_url=ledger.url), ledger, parse_period("2026-04", "UTC"), now=lambda: next(clock))
+    # Recorded after April's close: an adjustment of May, which stays.
+    late = call_values(started_at=APRIL + timedelta(days=3), charged="0.75", recorded_at=CUTOFF + timedelta(days=2))
+    insert(ledger, [late])
+    return {name: row[0] for name, row in {**kept, "late": late}.items()}
+
+
+def _outputs(url: str, tmp_path, tag: str) -> dict[str, object]:
+    """April's and May's reports in every format and grouping, and the year's."""
+    found: dict[str, object] = {}
+    for period in ("2026-04", "2026-05", "2026"):
+        for by in ("", "project,user", "day,model", "tag:team,key"):
+            extra = ["--by", by] if by else []
+            for fmt in ("json", "csv", "focus", "table"):
+                if fmt == "focus" and by:
+                    continue
+                code, text = run(url, "report", "--period", period, "--format", fmt, "--output", "-", *extra)
+                assert code == 0, text
+                if fmt == "json":
+                    text = json.loads(text)
+                    text.pop("generated_at")  # the one figure that moves between two runs
+                found[f"{period} {by} {fmt}"] = text
+            path = tmp_path / f"{tag}-{period}-{by.replace(',', '-').replace(':', '')}.xlsx"
+            code, text = run(url, "report", "--period", period, "--format", "xlsx", "--output", str(path), *extra)
+            assert code == 0, text
+            book = openpyxl.load_workbook(path)
+            found[f"{period} {by} xlsx"] = {
+                name: [[c.value for c in row] for row in book[name].iter_rows() if row[0].value != "generated (UTC)"]
+                for name in book.sheetnames}
+    return found
+
+
+def test_retention_deletes_closed_calls_only_and_every_report_of_the_closed_month_stays_the_same(ledger, tmp_path):
+    ids = _april_ledger(ledger)
+    before = _outputs(ledger.url, tmp_path, "before")
+    assert before["2026-04  json"]["close"]["digest_matches"] is True
+
+    settings = Settings(database_url=ledger.url, retention_calls_days=30)
+    out = io.StringIO()
+    assert retention_command.run(settings, out, now=LATER) == 0
+    assert "60 calls of closed periods started before 2026-11-01T00:00:00Z deleted (calls_days = 30)" in out.getvalue()
+    with ledger.session() as session:
+        left = set(session.scalars(select(Call.call_id)))
+        (run_row,) = session.scalars(select(RetentionRun))
+    assert left == set(ids.values())  # the late call, the one in the cutoff's bucket, and May's stay
+    assert (run_row.calls_deleted, run_row.calls_days) == (60, 30)
+
+    after = _outputs(ledger.url, tmp_path, "after")
+    note = ("calls started before 2026-11-01T00:00:00Z in closed periods were deleted by retention (calls_days = 30); "
+            "totals come from the rollups")
+    for name, value in before.items():
+        if name.startswith("2026-04") or name.startswith("2026 "):
+            if name.endswith("json"):
+                document = after[name]
+                assert document.pop("calls_deleted") == note, name
+                if name.startswith("2026-04"):
+                    assert document["close"]["digest_matches"] is None and document["digest"] == value["digest"]
+                    document["close"]["digest_matches"] = True
+                assert document == value, name
+            elif name.endswith("table"):
+                lines = after[name].splitlines()
+                assert note in lines and "DIGEST DIFFERS" not in after[name], name
+                lines.remove(note)
+                old = value.splitlines()
+                if name.startswith("2026-04"):
+                    assert lines[1].endswith("(the close's digest: not recomputed)") and old[1].endswith("digest matches")
+                    lines[1], old[1] = lines[1].rsplit("…", 1)[0], old[1].rsplit("…", 1)[0]
+                assert lines == old, name
+            elif name.endswith("xlsx"):
+                sheets = dict(after[name])
+                summary = [row for row in sheets.pop("Summary") if row[:1] not in (["raw calls"], ["digest now"])]
+                assert [row for row in value["Summary"] if row[:1] != ["digest now"]] == summary, name
+                assert ["raw calls", note] in [row[:2] for row in after[name]["Summary"]], name
+                expected = {k: v for k, v in value.items() if k not in ("Summary", "Findings")}
+                assert {k: v for k, v in sheets.items() if k != "Findings"} == expected, name
+            else:
+                assert after[name] == value, name
+        else:  # May: never closed, its rows and its adjustment unchanged
+            assert after[name] == value, name
+
+    # Row-level outputs say the rows are gone, where they are.
+    code, text = run(ledger.url, "calls", "--since", "2026-04-01", "--until", "2026-05-01")
+    assert code == 0 and text.splitlines()[-2:] == ["2 calls", note]
+    code, text = run(ledger.url, "calls", "--since", "2026-05-01")
+    assert code == 0 and note not in text
+
+    # A second run finds nothing more; the first run's horizon still holds.
+    assert retention_command.run(settings, io.StringIO(), now=LATER + timedelta(days=1)) == 0
+    with ledger.session() as session:
+        assert retention.horizon(session).before == datetime(2026, 11, 1, tzinfo=timezone.utc)
+
+
+def test_rollup_verify_skips_and_rebuild_refuses_the_buckets_retention_emptied_and_april_stays_closed(ledger, capsys):
+    _april_ledger(ledger)
+    settings = Settings(database_url=ledger.url, retention_calls_days=30)
+    retention_command.run(settings, io.StringIO(), now=LATER)
+    code, text = run(ledger.url, "rollup", "verify")
+    assert code == 0, text
+    assert "skipped 62 buckets of closed periods before 2026-11-01T00:00:00Z" in text
+    assert "rollups match the calls: 1 buckets, 1 calls" in text
+    code, text = run(ledger.url, "rollup", "rebuild", "--from", "2026-04-20")
+    assert code == 1 and "rollup rebuild refused: retention deleted the raw calls of closed periods from 2026-04-01T00:00Z" in capsys.readouterr().err
+    code, text = run(ledger.url, "rollup", "rebuild", "--from", "2026-05-01")
+    assert code == 0, text
+    assert run(ledger.url, "report", "--period", "2026-04", "--format", "json", "--output", "-")[0] == 0
+    code, text = run(ledger.url, "reopen", "2026-04", "--reason", "x")
+    assert code == 1 and "2026-04 (UTC) stays closed" in capsys.readouterr().err
+    # A range whose bound is off the grid inside the emptied month cannot be split from the rollups.
+    code, text = run(ledger.url, "report", "--from", "2026-04-10T10:05:00Z", "--to", "2026-05-01T00:00:00Z")
+    assert code == 1 and "2026-04-10T10:05:00Z is off the 15-minute grid where raw calls are gone" in capsys.readouterr().err
+
+
+def test_nothing_is_deleted_from_a_period_never_closed_and_batches_resume(ledger):
+    old = [call_values(started_at=APRIL + timedelta(hours=h)) for h in range(25)]
+    insert(ledger, old)
+    assert retention.delete_old_calls(ledger, 30, LATER).calls_deleted == 0
+    clock = iter([CUTOFF] * 2 + [CUTOFF + timedelta(seconds=1)])
+    closing.close_period(Settings(database_url=ledger.url), ledger, parse_period("2026-04", "UTC"), now=lambda: next(clock))
+    # Not yet N days old: kept.
+    assert retention.delete_old_calls(ledger, 30, APRIL + timedelta(days=20)).calls_deleted == 0
+    result = retention.delete_old_calls(ledger, 30, LATER, batch=10)
+    assert result.calls_deleted == 25
+    with ledger.session() as session:
+        assert session.scalar(select(func.count()).select_from(Call)) == 0
+        runs = [r.calls_deleted for r in session.scalars(select(RetentionRun).order_by(RetentionRun.id))]
+    assert runs == [0, 0, 25]
+
+
+def test_calls_days_is_off_by_default_a_whole_number_of_days_and_a_daily_job_when_set():
+    assert settings_from_mapping({}).retention_calls_days is None
+    assert settings_from_mapping({"retention": {"calls_days": 90}}).retention_calls_days == 90
+    for bad in (0, -1, "90", 1.5, True):
+        with pytest.raises(ConfigError, match="retention.calls_days"):
+            settings_from_mapping({"retention": {"calls_days": bad}})
+    with pytest.raises(ConfigError):
+        settings_from_mapping({"retention": {"days": 3}})
+    assert "retention" not in default_jobs(Settings())
+    assert "retention" in default_jobs(replace(Settings(), retention_calls_days=30))
+    with pytest.raises(ConfigError, match="retention is off"):
+        retention_command.run(Settings(), io.StringIO())
+
+
+def test_a_project_budget_over_a_year_sums_the_same_after_retention(ledger):
+    _april_ledger(ledger)
+    year = (datetime(2026, 1, 1, tzinfo=timezone.utc), datetime(2027, 1, 1, tzinfo=timezone.utc))
+    scopes = [Scope(project="search"), Scope(), Scope(user="u-2"), Scope(project="chat", user="u-1")]
+    with ledger.session() as session:
+        before = [budgets.spend(session, scope, *year) for scope in scopes]
+    assert before[0].calls > 0 and before[1].calls == 63
+    retention.delete_old_calls(ledger, 30, LATER)
+    with ledger.session() as session:
+        assert [budgets.spend(session, scope, *year) for scope in scopes] == before
+        # A window after the horizon stays on the raw calls' index, and finds what is there.
+        assert budgets.spend(session, Scope(), LATER - timedelta(days=1), LATER).calls == 0
