@@ -12,8 +12,10 @@ from ..errors import LedgerError
 from ..sink.writer import replay_journal
 from ..reports.calls import list_calls
 from ..reports.text import print_findings
+from ..store import rollups
 from ..store.engine import Ledger
-from . import EXIT_OK
+from ..store.retention import gone_ranges
+from . import EXIT_DIFFERS, EXIT_OK
 
 CallsFormat = Literal["table", "json", "csv"]
 
@@ -28,10 +30,29 @@ def show_calls(settings: Settings, out: TextIO, *, since: datetime | None = None
 
 def check(settings: Settings, out: TextIO, *, since: datetime | None = None, until: datetime | None = None,
           as_json: bool = False) -> int:
-    """The calls whose charge does not match the rate card, and the totals per pricing class."""
-    with Ledger(settings.database_url, must_exist=True) as ledger, ledger.session() as session:
-        print_findings(session, since, until, out, as_json)
-    return EXIT_OK
+    """The calls whose charge does not match the rate card, the totals per pricing class, and whether the
+    rollups of the range equal its raw calls: EXIT_DIFFERS when they do not (reports would be wrong)."""
+    with Ledger(settings.database_url, must_exist=True) as ledger:
+        with ledger.session() as session:  # a session of its own: the comparison reads from one snapshot
+            finding = rollups_finding(session, since, until)
+        with ledger.session() as session:
+            print_findings(session, since, until, out, as_json, rollups=finding)
+    return EXIT_DIFFERS if finding["differ"] else EXIT_OK
+
+
+def rollups_finding(session, since: datetime | None, until: datetime | None) -> dict:
+    """`rollup verify` over the range, as a finding: whether they differ, in which buckets, and what to run."""
+    comparison = rollups.compare(session, since, until, gone_ranges(session))
+    buckets = sorted({d.key.bucket_start for d in comparison.differences})
+    if not buckets:
+        lines = [f"rollups: match the calls ({comparison.buckets} buckets, {comparison.calls} calls"
+                 + (f"; {comparison.skipped} emptied by retention, not compared" if comparison.skipped else "") + ")"]
+    else:
+        lines = [*rollups.describe_differences(comparison.differences),
+                 f"rollups differ from the calls in {len(buckets)} bucket{'s' * (len(buckets) != 1)}: reports over "
+                 "them are wrong until `credit-ledger rollup rebuild --from ... --to ...` makes them anew"]
+    return {"differ": bool(buckets), "buckets": comparison.buckets, "skipped": comparison.skipped,
+            "differing_buckets": [b.strftime("%Y-%m-%dT%H:%M:%SZ") for b in buckets], "lines": lines}
 
 
 def replay(settings: Settings, out: TextIO) -> int:

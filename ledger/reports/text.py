@@ -145,13 +145,19 @@ def class_totals(session, since: datetime | None, until: datetime | None) -> lis
     return totals
 
 
-def print_findings(session, since: datetime | None, until: datetime | None, out: TextIO, as_json: bool = False) -> int:
-    """Print the pricing findings; returns how many calls were flagged."""
+def print_findings(session, since: datetime | None, until: datetime | None, out: TextIO, as_json: bool = False,
+                   rollups: dict | None = None) -> int:
+    """Print the pricing findings (and, given, the rollups' check: `rollups_finding`); returns how many calls
+    were flagged."""
     rows = finding_rows(session, since, until)
     totals = class_totals(session, since, until)
     if as_json:
-        out.write(dumps({"findings": rows, "totals": totals}, indent=2) + "\n")
+        out.write(dumps({"findings": rows, "totals": totals, **({"rollups": {k: v for k, v in rollups.items() if k != "lines"}} if rollups else {})},
+                        indent=2) + "\n")
         return len(rows)
+    if rollups is not None:
+        for line in rollups["lines"]:
+            print(line, file=out)
     if not rows:
         print("pricing check: every call was charged as the rate card says (ok or within rounding)", file=out)
         return 0

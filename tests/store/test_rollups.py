@@ -378,3 +378,26 @@ def test_the_services_daily_job_verifies_the_last_two_days_and_says_which_bucket
     assert outcome == "differs"
     assert detail.startswith("rollups differ from the calls in 2 buckets: bucket ") and "rollup rebuild --from" in detail
     assert default_jobs(service.settings)["verify_rollups"][1] == CronSchedule("17 3 * * *", "UTC")
+
+
+def test_check_finds_rollups_that_differ_from_the_calls_as_it_finds_mispriced_calls(ledger):
+    """`credit-ledger check` is where a user looks for what is wrong in the ledger: rollups that differ from the
+    calls (reports over them would be wrong) are one of its findings, with the bucket and the rebuild to run."""
+    import json
+
+    from ledger_rows import insert as insert_calls
+
+    insert_calls(ledger, [call_values(started_at=T0 + timedelta(minutes=15 * i), charged="0.5") for i in range(8)])
+    url = ledger.url
+    code, text = cli("--database-url", url, "check")
+    assert code == 0 and text.startswith("rollups: match the calls (8 buckets, 8 calls)\n"), text
+    with ledger.session() as session:
+        session.execute(delete(CallRollup).where(CallRollup.bucket_start == T0 + timedelta(minutes=30)))
+    code, text = cli("--database-url", url, "check")
+    assert code == 3, text
+    assert text.startswith("bucket 2026-11-10T12:30Z: 1 rollup row differ") and "rollup rebuild" in text
+    code, text = cli("--database-url", url, "check", "--json")
+    assert code == 3
+    found = json.loads(text)["rollups"]
+    assert (found["differ"], found["differing_buckets"]) == (True, ["2026-11-10T12:30:00Z"]) and "lines" not in found
+    assert cli("--database-url", url, "check", "--since", "2026-11-10T13:00Z")[0] == 0  # a range without it
