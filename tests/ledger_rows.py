@@ -81,13 +81,10 @@ def register(ledger, fingerprint: str, last4: str, label: str, account: str) -> 
 
 
 def snapshot(ledger, account: str, taken_at: datetime, purchased: int, consumed: int) -> None:
-    """A usable balance snapshot (and the top-up it shows against the one before, if any)."""
+    """A usable balance snapshot."""
     from ledger.accounting.snapshots import OK, BalanceSnapshotValue
     from ledger.store import balances
 
     value = BalanceSnapshotValue(account, taken_at, OK, Decimal(purchased - consumed), Decimal(purchased), Decimal(consumed))
     with ledger.session() as session:
-        snapshot_id = balances.insert_snapshot(session, value)
-        before = balances.previous_ok_snapshot(session, account, snapshot_id)
-        if before is not None:
-            balances.record_top_ups(session, account, [before, value.point(snapshot_id)])
+        balances.insert_snapshot(session, value)

@@ -1,4 +1,4 @@
-"""Polling the prepaid balance: one snapshot per account and poll, with the top-ups it shows."""
+"""Polling the prepaid balance: one snapshot per account and poll (readers find the top-ups in the snapshots)."""
 
 from __future__ import annotations
 
@@ -16,7 +16,7 @@ from .credits import CreditsClient
 def poll_balances(
     settings: Settings, ledger: Ledger, *, client: CreditsClient | None = None
 ) -> list[BalanceSnapshotValue]:
-    """Poll every account once, store a snapshot each (usable or not), record top-ups."""
+    """Poll every account once, store a snapshot each (usable or not)."""
     secret = load_secret(settings.secret_path)
     accounts = configured_accounts(settings)
     owned = client is None
@@ -28,10 +28,7 @@ def poll_balances(
         for account in accounts:
             value = client.poll(account)
             with ledger.session() as session:
-                snapshot_id = balances.insert_snapshot(session, value)
-                before = balances.previous_ok_snapshot(session, account.name, snapshot_id) if value.ok else None
-                if before is not None:
-                    balances.record_top_ups(session, account.name, [before, value.point(snapshot_id)])
+                balances.insert_snapshot(session, value)
             values.append(value)
         return values
     finally:

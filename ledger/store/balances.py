@@ -20,8 +20,7 @@ from ..accounting.records import ABORTED, COMPLETED, ERROR, FAILED
 from ..accounting.reconcile import NO_OVERLAP, ClassSum, LedgerSums, Overlap
 from ..accounting.snapshots import OK, BalanceSnapshotValue, SnapshotPoint, TopUpValue, top_ups_between
 from ..money import ZERO
-from .engine import insert_for
-from .models import BalanceSnapshot, Call, Credits, TopUp, UTCDateTime, as_utc
+from .models import BalanceSnapshot, Call, Credits, UTCDateTime, as_utc
 
 # ---------------------------------------------------------------- snapshots and top-ups
 
@@ -125,26 +124,6 @@ def previous_ok_snapshot(session: Session, account: str, before_id: int) -> Snap
         .limit(1)
     ).first()
     return None if row is None else snapshot_point(row)
-
-
-def record_top_ups(session: Session, account: str, points: Sequence[SnapshotPoint]) -> int:
-    """A top_ups row for each rise of total_purchased (the poller's log of what it saw); idempotent per snapshot.
-
-    Readers do not depend on these rows: `top_ups_in` finds the same from the snapshots. Returns rows added.
-    """
-    rows = [{"account": t.account, "snapshot_id": t.snapshot_id, "detected_at": t.detected_at, "credits": t.credits}
-            for t in top_ups_between(account, points)]
-    if not rows:
-        return 0
-    statement = insert_for(session, TopUp.__table__).on_conflict_do_nothing(index_elements=["snapshot_id"])
-    return len(session.scalars(statement.returning(TopUp.id), rows).all())
-
-
-def top_ups(session: Session, account: str | None = None) -> list[TopUp]:
-    query = select(TopUp).order_by(TopUp.detected_at, TopUp.id)
-    if account is not None:
-        query = query.where(TopUp.account == account)
-    return list(session.scalars(query))
 
 
 def last_ok_before(session: Session, account: str, instant: datetime) -> SnapshotPoint | None:

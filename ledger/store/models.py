@@ -194,18 +194,6 @@ class BalanceSnapshot(Base):
     raw_response: Mapped[str | None] = mapped_column(Text)
 
 
-class TopUp(Base):
-    """A rise of total_purchased between two snapshots."""
-
-    __tablename__ = "top_ups"
-
-    id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True)
-    account: Mapped[str] = mapped_column(String(200), index=True)
-    snapshot_id: Mapped[int] = mapped_column(ForeignKey("balance_snapshots.id"), unique=True)
-    detected_at: Mapped[datetime] = mapped_column(UTCDateTime)
-    credits: Mapped[Decimal] = mapped_column(Credits)
-
-
 class JobRun(Base):
     """One run of a scheduled job."""
 

@@ -74,8 +74,6 @@ def test_snapshots_in_order_failed_polls_apart_and_top_ups_once(ledger):
         assert balances.first_ok_snapshot(session, "acme").id == first
         assert balances.previous_ok_snapshot(session, "acme", points[-1].id) == points[1]
         assert balances.ok_snapshots(session, "acme", T0 + timedelta(minutes=1), T0 + timedelta(minutes=10)) == points[1:2]
-        assert balances.record_top_ups(session, "acme", points) == 1
-        assert balances.record_top_ups(session, "acme", points) == 0  # idempotent per snapshot
-        (top_up,) = balances.top_ups(session, "acme")
+        (top_up,) = balances.top_ups_in(session, T0, T0 + timedelta(minutes=30), "acme")
         assert top_up.credits == 5000 and top_up.snapshot_id == points[1].id
         assert balances.snapshot_accounts(session) == ["acme"]

@@ -9,7 +9,7 @@ from sqlalchemy import inspect
 from ledger.store.engine import Ledger, current_revision, downgrade, head_revision, upgrade
 
 ROOT = Path(__file__).resolve().parents[2]
-TABLES = {"calls", "rejected_records", "rate_cards", "api_keys", "balance_snapshots", "top_ups", "job_runs",
+TABLES = {"calls", "rejected_records", "rate_cards", "api_keys", "balance_snapshots", "job_runs",
           "period_closes", "alerts", "alert_deliveries", "delivery_attempts", "limit_holds", "call_rollups", "retention_runs"}
 
 

@@ -115,7 +115,7 @@ def day(ledger, platform):
     day.client.close()
 
 
-def test_a_clean_run_reconciles_and_a_top_up_is_recorded_once(day, ledger, platform):
+def test_a_clean_run_reconciles_and_a_top_up_is_found_once(day, ledger, platform):
     day.poll()
     for i in range(12):
         day.calls(25)
@@ -127,13 +127,10 @@ def test_a_clean_run_reconciles_and_a_top_up_is_recorded_once(day, ledger, platf
     assert len(acme.windows) == 12 and not rec.has_unexplained_gap, format_reconciliation(rec)
     assert acme.cumulative.ledger_calls == 300 and abs(acme.cumulative.difference) < 1
     assert acme.cumulative.explanation("top_up").credits == 5000
-    reconcile(ledger, billing_settle_seconds=0)  # again: still one top-up row
+    reconcile(ledger, billing_settle_seconds=0)  # again: still one top-up, read from the snapshots
     with ledger.session() as session:
-        (top_up,) = balances.top_ups(session)
+        (top_up,) = balances.top_ups_in(session, datetime(2000, 1, 1, tzinfo=timezone.utc), datetime(2100, 1, 1, tzinfo=timezone.utc))
         assert top_up.credits == 5000 and top_up.account == "acme"
-        # Readers find the same from the snapshots alone, whatever was recorded.
-        found = balances.top_ups_in(session, top_up.detected_at - timedelta(days=1), top_up.detected_at + timedelta(days=1))
-        assert [(t.account, t.credits, t.detected_at) for t in found] == [("acme", 5000, top_up.detected_at)]
         assert account_fingerprints(session) == {"acme": frozenset({day.fp})}
 
 
