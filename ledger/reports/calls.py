@@ -6,7 +6,9 @@ soon as the database has the first row, and memory stays flat whatever the
 row count. A chunk is formatted by one f-string a row; the values that
 recur (projects, users, models, amounts, tags) are formatted once each
 (`cells.Cached`). CSV text cells are neutralised against formula injection and quoted
-as every CSV of the ledger is (`cells.csv_field`, `cells.csv_row`).
+as every CSV of the ledger is (`cells.csv_field`, `cells.csv_row`). A project or user is
+labelled as reports label a group (`cells.group_label`): `(none)` for a call
+without one, `(empty)` for "", in the table and the CSV; JSON gives null and "".
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ from datetime import datetime, timezone
 from typing import TextIO
 
 from ..terminal import Progress, cell
-from .cells import CSV_LINE_END, Cached, csv_field, csv_row, nano_text
+from .cells import CSV_LINE_END, Cached, csv_field, csv_row, group_label, nano_text
 
 CALL_FIELDS = (
     "call_id", "started_at", "status", "http_status", "error_code", "completion_id", "model", "model_reported",
@@ -32,6 +34,7 @@ STORE_NAMES = (
 )
 TABLE_FIELDS = ("started_at", "status", "model", "prompt_tokens", "completion_tokens", "reasoning_tokens",
                 "credits_charged", "credits_expected", "pricing_class", "project", "user")
+LABELLED = ("project", "user")  # caller text that may be missing or "": labelled as every report labels it
 _TABLE_AT = tuple(CALL_FIELDS.index(f) for f in TABLE_FIELDS)
 WIDTH_SAMPLE = 500  # rows a streamed table's column widths are taken from
 
@@ -42,11 +45,11 @@ def _int_text(value: int | None) -> str:
 
 def csv_lines(rows) -> str:
     """A chunk of rows (STORE_NAMES order, as `call_rows` gives them) as CSV lines."""
-    T, C, I, END = _CSV_TEXT, _CSV_NANO, _CSV_INT, CSV_LINE_END
+    T, C, I, G, END = _CSV_TEXT, _CSV_NANO, _CSV_INT, _CSV_LABEL, CSV_LINE_END
     yes = ("no", "yes")
     return "".join([
         f"{a},{b[:10]}T{b[11:19]}Z,{c},{I[d]},{T[e]},{csv_field(f)},{T[g]},{T[h]},{yes[i]},{j},{I[k]},{I[l]},{I[m]},"
-        f"{I[n]},{C[o]},{C[p]},{q},{T[r]},{T[s]},{T[t]},{T[u]},{T[v]}{END}"
+        f"{I[n]},{C[o]},{C[p]},{q},{G[r]},{G[s]},{T[t]},{T[u]},{T[v]}{END}"
         for a, b, c, d, e, f, g, h, i, j, k, l, m, n, o, p, q, r, s, t, u, v in rows  # noqa: E741
     ])
 
@@ -54,6 +57,7 @@ def csv_lines(rows) -> str:
 _CSV_TEXT = Cached(csv_field)
 _CSV_NANO = Cached(nano_text)
 _CSV_INT = Cached(_int_text)
+_CSV_LABEL = Cached(lambda v: csv_field(group_label(v)))  # project, user: (none), (empty), "(none)" apart, as reports
 
 
 def _json_text(value: str | None) -> str:
@@ -91,6 +95,8 @@ def json_lines(rows, first: bool) -> str:
 
 
 def _table_value(name: str, value):
+    if name in LABELLED:
+        return cell(group_label(value))
     if value is None:
         return ""
     if name == "started_at":

@@ -324,13 +324,26 @@ def _bar(value: Decimal, largest: Decimal, width: int = 24) -> str:
     return "█" * int(Decimal(width) * value / largest) or ("▏" if value > 0 else "")
 
 
+def spend_per_project(session: Any, since: datetime) -> str:
+    """The summary's table of each project's calls, tokens and credits since `since`; a call without a project
+    is `(none)`, one with "" is `(empty)`, as every report labels them."""
+    from ..reports.cells import group_label
+    from ..store.calls import totals_by_project
+    from ..terminal import table
+
+    totals = totals_by_project(session, since)
+    largest = max((t.credits_charged for t in totals), default=Decimal(0))
+    cols = ["project", "calls", "prompt_tokens", "completion_tokens", "reasoning_tokens", "credits_charged", "credits_expected", ""]
+    body = [[group_label(t.project), *t[1:], _bar(t.credits_charged, largest)] for t in totals]
+    return table(cols, body, right=cols[1:7])
+
+
 def _report(ledger: Any, specs: list[Spec], keys: tuple[str, ...], settings: Settings, since: datetime, out: TextIO) -> list[str]:
     """Print totals, findings and the fault check; return what went wrong."""
     from sqlalchemy import select
 
     from ..keys import fingerprint, load_secret
     from ..reports.text import print_findings
-    from ..store.calls import totals_by_project
     from ..store.models import Call
     from ..terminal import table
 
@@ -343,11 +356,7 @@ def _report(ledger: Any, specs: list[Spec], keys: tuple[str, ...], settings: Set
             failures.append(f"{len(specs)} calls sent, {len(rows)} in the ledger")
 
         print("\nspend per project", file=out)
-        totals = totals_by_project(session, since)
-        largest = max((t.credits_charged for t in totals), default=Decimal(0))
-        cols = ["project", "calls", "prompt_tokens", "completion_tokens", "reasoning_tokens", "credits_charged", "credits_expected", ""]
-        body = [[t.project or "(none)", *t[1:], _bar(t.credits_charged, largest)] for t in totals]
-        print(table(cols, body, right=cols[1:7]), file=out)
+        print(spend_per_project(session, since), file=out)
 
         print("\npricing check (credit-ledger check)", file=out)
         print_findings(session, since, None, out)

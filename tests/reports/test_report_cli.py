@@ -124,3 +124,31 @@ def test_more_time_groups_than_a_report_holds_is_one_line(tmp_path):
     assert result.returncode == 1, result.stderr
     assert result.stderr == ("credit-ledger: more than 10000 day groups in one report: "
                              "choose a coarser key (week, month) or a shorter period\n")
+
+
+def test_calls_and_the_demo_summary_tell_no_project_from_an_empty_one(database_url):
+    """A call without a project (NULL) and one with "" are apart in every listing, as in the reports."""
+    import csv
+    import json
+
+    from ledger.sim.demo import spend_per_project
+
+    start = datetime(2026, 11, 3, tzinfo=timezone.utc)
+    with Ledger(database_url) as ledger:
+        insert(ledger, [call_values(started_at=start + timedelta(minutes=i), project=p, end_user=u)
+                        for i, (p, u) in enumerate([(None, None), ("", ""), ("(none)", "(empty)")])])
+        with ledger.session() as session:
+            summary = spend_per_project(session, start)
+    listed = {}
+    for fmt in ("json", "csv", "table"):
+        out = io.StringIO()
+        assert main(["--database-url", database_url, "calls", "--format", fmt], out=out) == 0
+        listed[fmt] = out.getvalue()
+    assert [(c["project"], c["user"]) for c in json.loads(listed["json"])] == [(None, None), ("", ""), ("(none)", "(empty)")]
+    rows = list(csv.DictReader(io.StringIO(listed["csv"])))
+    assert [(r["project"], r["user"]) for r in rows] == [("(none)", "(none)"), ("(empty)", "(empty)"),
+                                                         ('"(none)"', '"(empty)"')]
+    table_rows = listed["table"].splitlines()[2:5]
+    assert [line.split()[-2:] for line in table_rows] == [["(none)", "(none)"], ["(empty)", "(empty)"],
+                                                           ['"(none)"', '"(empty)"']]
+    assert sorted(line.split()[0] for line in summary.splitlines()[2:]) == ['"(none)"', "(empty)", "(none)"]
