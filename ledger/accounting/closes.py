@@ -13,7 +13,10 @@ its late calls as its own again.
 
 The closes in force form one calendar: one kind of period in one zone, so
 they never overlap and each late call has one period to go to. A close of
-another kind or zone waits until the calendar in force is reopened.
+another kind or zone waits until the calendar in force is reopened. A ledger
+closed before that rule may hold closes in force that overlap (a week inside
+a month, a month in two zones): `overlapping_closes` names each pair, and
+nothing is closed until one of each pair is reopened.
 """
 
 from __future__ import annotations
@@ -86,6 +89,37 @@ def outside_calendar(events: Sequence[CloseEvent], period: Period) -> CloseEvent
     """The first close in force that `period` cannot be closed beside (another kind or zone), or None."""
     others = [c for c in active_closes(events) if (c.period.kind, c.period.zone) != (period.kind, period.zone)]
     return min(others, key=lambda c: (c.period.start, c.id), default=None)
+
+
+@dataclass(frozen=True, slots=True)
+class Overlap:
+    """Two closes in force whose periods overlap (made before the one-calendar rule): their late calls count twice."""
+
+    first: CloseEvent
+    second: CloseEvent
+
+    def describe(self) -> str:
+        a, b = self.first.period, self.second.period
+        return (f"{a.label} ({a.zone}) and {b.label} ({b.zone}) are both closed and overlap (closed before closes "
+                f"formed one calendar): a late call of both is an adjustment twice; reopen one of them "
+                f"(`credit-ledger reopen {b.label} --tz {b.zone} --reason ...` or "
+                f"`credit-ledger reopen {a.label} --tz {a.zone} --reason ...`)")
+
+    def as_dict(self) -> dict:
+        return {"closes": [{"id": e.id, "period": e.period.label, "zone": e.period.zone} for e in (self.first, self.second)],
+                "resolve": self.describe()}
+
+
+def overlapping_closes(events: Iterable[CloseEvent]) -> list[Overlap]:
+    """Each pair of closes in force whose periods overlap."""
+    active = sorted(active_closes(events), key=lambda c: (c.period.start, c.period.end, c.id))
+    found = []
+    for i, first in enumerate(active):
+        for second in active[i + 1:]:
+            if second.period.start >= first.period.end:
+                break
+            found.append(Overlap(first, second))
+    return found
 
 
 _PLURAL = {DAY: "days", WEEK: "weeks", MONTH: "months", QUARTER: "quarters", YEAR: "years"}

@@ -1,4 +1,5 @@
-"""`calls`, `check` and `replay`: the recorded calls, their pricing findings, and the journal written through."""
+"""`calls`, `check` and `replay`: the recorded calls, their pricing findings (and the rollups' and the closes'
+checks), and the journal written through."""
 
 from __future__ import annotations
 
@@ -6,6 +7,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Literal, TextIO
 
+from ..accounting.closes import overlapping_closes
 from ..accounting.pricing import load_rate_book
 from ..config import Settings
 from ..errors import LedgerError
@@ -14,6 +16,7 @@ from ..reports.calls import list_calls
 from ..reports.text import print_findings
 from ..store import rollups
 from ..store.engine import Ledger
+from ..store.closes import close_events
 from ..store.retention import gone_ranges
 from . import EXIT_DIFFERS, EXIT_OK
 
@@ -30,14 +33,16 @@ def show_calls(settings: Settings, out: TextIO, *, since: datetime | None = None
 
 def check(settings: Settings, out: TextIO, *, since: datetime | None = None, until: datetime | None = None,
           as_json: bool = False) -> int:
-    """The calls whose charge does not match the rate card, the totals per pricing class, and whether the
-    rollups of the range equal its raw calls: EXIT_DIFFERS when they do not (reports would be wrong)."""
+    """The calls whose charge does not match the rate card, the totals per pricing class, whether the rollups
+    of the range equal its raw calls, and closes in force that overlap: EXIT_DIFFERS when rollups differ or
+    closes overlap (reports would be wrong)."""
     with Ledger(settings.database_url, must_exist=True) as ledger:
         with ledger.session() as session:  # a session of its own: the comparison reads from one snapshot
             finding = rollups_finding(session, since, until)
         with ledger.session() as session:
-            print_findings(session, since, until, out, as_json, rollups=finding)
-    return EXIT_DIFFERS if finding["differ"] else EXIT_OK
+            overlaps = [o.as_dict() for o in overlapping_closes(close_events(session))]
+            print_findings(session, since, until, out, as_json, rollups=finding, overlapping_closes=overlaps)
+    return EXIT_DIFFERS if finding["differ"] or overlaps else EXIT_OK
 
 
 def rollups_finding(session, since: datetime | None, until: datetime | None) -> dict:

@@ -1,10 +1,11 @@
-"""`credit-ledger closes`: every close and reopen, oldest first, and which closes are in force."""
+"""`credit-ledger closes`: every close and reopen, oldest first, which closes are in force, and each pair of them
+that overlaps (a ledger closed before the one-calendar rule) with how to resolve it."""
 
 from __future__ import annotations
 
 from typing import TextIO
 
-from ..accounting.closes import CLOSE, active_closes
+from ..accounting.closes import CLOSE, active_closes, overlapping_closes
 from ..exactjson import dumps, loads
 from ..store.closes import close_events, close_rows
 from ..terminal import table
@@ -20,7 +21,13 @@ def _brackets(detail: str | None) -> dict:
 
 def print_closes(session, out: TextIO, as_json: bool = False) -> int:
     rows = close_rows(session)
-    in_force = {e.id for e in active_closes(close_events(session))}
+    events = close_events(session)
+    in_force = {e.id for e in active_closes(events)}
+    overlaps = overlapping_closes(events)
+    overlapping: dict[int, list[dict]] = {}
+    for overlap in overlaps:
+        for event in (overlap.first, overlap.second):
+            overlapping.setdefault(event.id, []).append(overlap.as_dict())
     entries = [
         {
             "id": r.id, "action": r.action, "period": r.period_label, "kind": r.period_kind, "zone": r.zone,
@@ -28,6 +35,7 @@ def print_closes(session, out: TextIO, as_json: bool = False) -> int:
             "in_force": r.id in in_force, "calls": r.calls, "credits_charged": r.credits_charged,
             "credits_expected": r.credits_expected, "digest": r.calls_digest, "reconciliation": r.reconciliation,
             "reason": r.reason, "host": r.host, "brackets": _brackets(r.reconciliation_detail),
+            **({"overlaps": overlapping[r.id]} if r.id in overlapping else {}),
         }
         for r in rows
     ]
@@ -44,4 +52,6 @@ def print_closes(session, out: TextIO, as_json: bool = False) -> int:
         body.append([e["period"], e["zone"], state, e["at"], e["calls"], e["credits_charged"], e["reconciliation"],
                      (e["digest"] or "")[:16], e["reason"]])
     print(table(columns, body, right=["calls", "credits_charged"]), file=out)
+    for overlap in overlaps:
+        print(f"OVERLAP: {overlap.describe()}", file=out)
     return len(entries)

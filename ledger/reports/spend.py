@@ -4,7 +4,9 @@ The database sums each group per rate card (`store.spend`); here each group's
 US dollars are those sums times their card's rate, exactly, and its share of
 the total is its credits over the total's. A closed period's report leaves
 out what was recorded after its close and shows the close beside a fresh
-digest of its calls: the same digest, whatever was recorded since.
+digest of its calls: the same digest, whatever was recorded since. Closes
+in force that overlap (a ledger closed before the one-calendar rule) are
+named on the report: a late call of both may be an adjustment twice.
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ from typing import Sequence
 from sqlalchemy.orm import Session
 
 from ..accounting.buckets import on_grid
-from ..accounting.closes import AdjustmentWindow, CloseEvent, adjustment_windows, is_closed, late_calls
+from ..accounting.closes import AdjustmentWindow, CloseEvent, Overlap, adjustment_windows, is_closed, late_calls, overlapping_closes
 from ..accounting.periods import Period, calendar_period, following
 from ..accounting.group_keys import GroupKey
 from ..errors import ReportError
@@ -100,6 +102,7 @@ class SpendReport:
     selection: Selection = field(default=None, repr=False)  # type: ignore[assignment]
     adjustment_selection: Selection | None = field(default=None, repr=False)
     calls_gone: Horizon | None = None  # retention deleted raw calls of closed periods in this one (a close's digest stands)
+    overlaps: tuple[Overlap, ...] = ()  # closes in force reaching into the period that overlap (adjustments may count twice)
 
     @property
     def empty(self) -> bool:
@@ -238,7 +241,8 @@ def build_report(
         close = next(row for row in close_rows(session) if row.id == closing.id)
     report = SpendReport(period, tuple(keys), account, now or datetime.now(timezone.utc), groups, total,
                          tuple(adjustments), close, unknown_cards=tuple(sorted(unknown)),
-                         selection=selection, adjustment_selection=adjustment_selection)
+                         selection=selection, adjustment_selection=adjustment_selection,
+                         overlaps=_overlaps(events, period, adjustment_selection))
     gone = calls_gone(session, events, period)
     report = replace(report, calls_gone=gone)
     if gone is not None and close is not None:  # the raw calls are not all there: the close's digest stands
@@ -249,6 +253,13 @@ def build_report(
         value, count = calls_digest(session, selection, adjustment_selection)
         report = replace(report, digest=value, digest_calls=count)
     return report
+
+
+def _overlaps(events: Sequence[CloseEvent], period: Period, adjustments: Selection | None) -> tuple[Overlap, ...]:
+    """The overlapping closes in force that reach into `period` or whose late calls it lists as adjustments."""
+    listed = {w.closed.id for w in adjustments.adjustments} if adjustments is not None else set()
+    return tuple(o for o in overlapping_closes(events) if any(
+        e.id in listed or (e.period.start < period.end and e.period.end > period.start) for e in (o.first, o.second)))
 
 
 def calls_gone(session: Session, events: Sequence[CloseEvent], period: Period) -> Horizon | None:

@@ -92,6 +92,7 @@ def report_dict(report: SpendReport, adjustment_calls: list[dict] | None = None)
         "digest_calls": report.digest_calls,
         "unknown_rate_cards": list(report.unknown_cards),
         **({"calls_deleted": report.calls_gone.note()} if report.calls_gone is not None else {}),
+        **({"overlapping_closes": [o.as_dict() for o in report.overlaps]} if report.overlaps else {}),
     }
 
 
@@ -151,6 +152,8 @@ def write_table(report: SpendReport, out: TextIO) -> None:
               file=out)
     if report.calls_gone is not None:
         print(report.calls_gone.note(), file=out)
+    for overlap in report.overlaps:
+        print(f"CLOSES OVERLAP: {overlap.describe()}", file=out)
     if report.empty:
         print("no calls in this period", file=out)
         return

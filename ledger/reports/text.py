@@ -146,18 +146,21 @@ def class_totals(session, since: datetime | None, until: datetime | None) -> lis
 
 
 def print_findings(session, since: datetime | None, until: datetime | None, out: TextIO, as_json: bool = False,
-                   rollups: dict | None = None) -> int:
-    """Print the pricing findings (and, given, the rollups' check: `rollups_finding`); returns how many calls
-    were flagged."""
+                   rollups: dict | None = None, overlapping_closes: list[dict] | None = None) -> int:
+    """Print the pricing findings (and, given, the rollups' check: `rollups_finding`, and the closes in force
+    that overlap: `Overlap.as_dict` each); returns how many calls were flagged."""
     rows = finding_rows(session, since, until)
     totals = class_totals(session, since, until)
     if as_json:
-        out.write(dumps({"findings": rows, "totals": totals, **({"rollups": {k: v for k, v in rollups.items() if k != "lines"}} if rollups else {})},
-                        indent=2) + "\n")
+        extra = {**({"rollups": {k: v for k, v in rollups.items() if k != "lines"}} if rollups else {}),
+                 **({"overlapping_closes": overlapping_closes} if overlapping_closes is not None else {})}
+        out.write(dumps({"findings": rows, "totals": totals, **extra}, indent=2) + "\n")
         return len(rows)
     if rollups is not None:
         for line in rollups["lines"]:
             print(line, file=out)
+    for overlap in overlapping_closes or ():
+        print(f"closes overlap: {overlap['resolve']}", file=out)
     if not rows:
         print("pricing check: every call was charged as the rate card says (ok or within rounding)", file=out)
         return 0

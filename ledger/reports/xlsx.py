@@ -191,6 +191,8 @@ def summary_sheet(book: Book, data: WorkbookInput) -> None:
         rows.append(("status", "open (not closed)", "text"))
     if report.calls_gone is not None:  # the row sheets (Findings, Calls) hold what is left
         rows.append(("raw calls", report.calls_gone.note(), "text"))
+    for overlap in report.overlaps:
+        rows.append(("CLOSES OVERLAP", overlap.describe(), "text"))
     if report.digest is not None:
         rows.append(("calls digest", f"{report.digest} ({report.digest_calls} calls)", "text"))
     rows.append(("reconciliation", summary.verdict, "text"))

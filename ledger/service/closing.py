@@ -7,7 +7,8 @@ then holds the calls table still (`store.reading.calls_held`) while it
 computes the totals and the digest as every later report of the period will:
 with this close in force. A period that has not ended (its end plus the
 billing's settle time) is not closed, nor one outside the calendar of the
-closes in force. A close is refused when the reconciliation has an
+closes in force, nor any while two closes in force overlap (a ledger closed
+before that rule). A close is refused when the reconciliation has an
 unexplained gap, when accounts are configured and one of them has not been
 reconciled, or when the snapshots do not bracket the period (the last one
 before its start and the first at or after its end reconcile it, so that no
@@ -24,7 +25,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from typing import Callable
 
-from ..accounting.closes import CLOSE, CloseEvent, calendar_refusal, is_closed, outside_calendar
+from ..accounting.closes import CLOSE, CloseEvent, calendar_refusal, is_closed, outside_calendar, overlapping_closes
 from ..accounting.periods import CALENDAR_KINDS, Period
 from ..accounting.verdict import GAP_VERDICT, NOTHING_VERDICT, PARTIAL_VERDICT, RECONCILED_VERDICT, Reconciliation
 from ..config import Settings
@@ -141,6 +142,9 @@ def _refuse_if_closed(ledger: Ledger, period: Period, session=None) -> None:
             events = close_events(own)
     else:
         events = close_events(session)
+    overlap = next(iter(overlapping_closes(events)), None)
+    if overlap is not None:  # a ledger closed before the one-calendar rule: no close adds to it
+        raise ReportError(f"{_label(period)} not closed: {overlap.describe()}")
     close = is_closed(events, period)
     if close is not None:
         raise ReportError(f"{_label(period)} is closed already (cutoff {close.at:%Y-%m-%dT%H:%M:%SZ}); "

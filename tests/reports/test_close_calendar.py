@@ -145,3 +145,88 @@ def test_every_credit_is_in_exactly_one_report_of_every_view_of_a_year(ledger, c
                     found += report.total.credits_charged + report.adjustment_total.credits_charged
                     calls += report.total.calls + report.adjustment_total.calls
                 assert (zone, name, found, calls) == (zone, name, ledger_sum, ledger_calls)
+
+
+def _pre_rule_close(ledger, label: str, zone: str, at: datetime) -> None:
+    """A close as a ledger from before the one-calendar rule holds it: written straight into `period_closes`."""
+    from ledger.store.closes import insert_close
+
+    with ledger.session() as session:
+        insert_close(session, parse_period(label, zone), at, at, calls=1, credits_charged=Decimal("0.25"),
+                     credits_expected=Decimal("0.25088"), totals_json="{}", calls_digest="0" * 64,
+                     reconciliation="no_snapshots", reconciliation_json=None, reason=None, host=None)
+
+
+PRE_RULE = pytest.mark.parametrize("closes", [
+    [("2026-10", "UTC", datetime(2026, 11, 2, tzinfo=timezone.utc)),  # a closed week inside a closed month
+     ("2026-W42", "UTC", datetime(2026, 10, 20, tzinfo=timezone.utc))],
+    [("2026-10", "UTC", datetime(2026, 11, 2, tzinfo=timezone.utc)),  # a month closed in two zones
+     ("2026-10", "Europe/Berlin", datetime(2026, 11, 3, tzinfo=timezone.utc))],
+])
+
+
+def _pre_rule_ledger(ledger, closes) -> set[str]:
+    """Two calls (one late for both closes) and the closes, as a pre-rule ledger holds them; the pair's names."""
+    insert(ledger, [call_values(started_at=datetime(2026, 10, 14, 12, tzinfo=timezone.utc)),
+                    call_values(started_at=datetime(2026, 10, 14, 13, tzinfo=timezone.utc),
+                                recorded_at=datetime(2026, 11, 20, tzinfo=timezone.utc))])
+    for label, zone, at in closes:
+        _pre_rule_close(ledger, label, zone, at)
+    return {f"{label} ({zone})" for label, zone, _ in closes}
+
+
+def _run(ledger, *args) -> tuple[int, str]:
+    import io
+
+    from ledger.cli import main
+
+    out = io.StringIO()
+    return main(["--database-url", ledger.url, *args], out=out), out.getvalue()
+
+
+@PRE_RULE
+def test_closes_names_each_overlapping_pair_and_how_to_resolve_it(ledger, closes):
+    import json
+
+    pair = _pre_rule_ledger(ledger, closes)
+    code, text = _run(ledger, "closes")
+    (line,) = [line for line in text.splitlines() if line.startswith("OVERLAP: ")] or [text]
+    assert code == 0 and all(p in line for p in pair) and "reopen one of them" in line, text
+    code, text = _run(ledger, "closes", "--json")
+    named = [sorted(f"{c['period']} ({c['zone']})" for c in o["closes"]) for e in json.loads(text) for o in e.get("overlaps", ())]
+    assert named == [sorted(pair)] * 2, text  # on each close of the pair
+    assert all("reopen one of them" in o["resolve"] for e in json.loads(text) for o in e.get("overlaps", ()))
+
+
+@PRE_RULE
+def test_check_finds_overlapping_closes_and_exits_3(ledger, closes):
+    import json
+
+    pair = _pre_rule_ledger(ledger, closes)
+    code, text = _run(ledger, "check")
+    assert code == 3 and any(line.startswith("closes overlap: ") and all(p in line for p in pair)
+                             for line in text.splitlines()), text
+    code, text = _run(ledger, "check", "--json")
+    assert code == 3 and len(json.loads(text).get("overlapping_closes", ())) == 1, text
+
+
+@PRE_RULE
+def test_no_period_is_closed_while_closes_overlap(ledger, closes):
+    _pre_rule_ledger(ledger, closes)
+    for label in ("2026-12", "2026-W49"):  # of the calendar of either close or of another
+        with pytest.raises(ReportError, match=rf"{label} \(UTC\) not closed: .* are both closed and overlap"):
+            _close(ledger, label)
+
+
+@PRE_RULE
+def test_reports_over_overlapping_closes_say_so(ledger, closes):
+    import json
+
+    pair = _pre_rule_ledger(ledger, closes)
+    code, text = _run(ledger, "report", "--period", "2026-10", "--tz", "UTC", "--format", "table", "--output", "-")
+    assert code == 0 and "CLOSES OVERLAP: " in text and all(p in text for p in pair), text
+    # November lists October's late call as an adjustment, as a report over the other close may.
+    code, text = _run(ledger, "report", "--period", "2026-11", "--tz", "UTC", "--format", "json", "--output", "-")
+    assert code == 0 and len(json.loads(text).get("overlapping_closes", ())) == 1, text
+    code, text = _run(ledger, "report", "--period", "2026-12", "--tz", "UTC", "--format", "json", "--output", "-")
+    assert "overlapping_closes" not in json.loads(text)  # a period neither close reaches nor adjusts
