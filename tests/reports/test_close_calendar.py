@@ -230,3 +230,17 @@ def test_reports_over_overlapping_closes_say_so(ledger, closes):
     assert code == 0 and len(json.loads(text).get("overlapping_closes", ())) == 1, text
     code, text = _run(ledger, "report", "--period", "2026-12", "--tz", "UTC", "--format", "json", "--output", "-")
     assert "overlapping_closes" not in json.loads(text)  # a period neither close reaches nor adjusts
+
+
+
+@PRE_RULE
+def test_the_workbook_over_overlapping_closes_says_so(ledger, closes, tmp_path):
+    import openpyxl
+
+    pair = _pre_rule_ledger(ledger, closes)
+    path = tmp_path / "october.xlsx"
+    code, text = _run(ledger, "report", "--period", "2026-10", "--tz", "UTC", "--format", "xlsx", "--output", str(path))
+    assert code == 0, text
+    summary = openpyxl.load_workbook(path, read_only=True)["Summary"]
+    (said,) = [row[1] for row in summary.iter_rows(values_only=True) if row and row[0] == "CLOSES OVERLAP"] or [None]
+    assert said is not None and all(p in said for p in pair), said
