@@ -241,6 +241,10 @@ def test_the_workbook_over_overlapping_closes_says_so(ledger, closes, tmp_path):
     path = tmp_path / "october.xlsx"
     code, text = _run(ledger, "report", "--period", "2026-10", "--tz", "UTC", "--format", "xlsx", "--output", str(path))
     assert code == 0, text
-    summary = openpyxl.load_workbook(path, read_only=True)["Summary"]
-    (said,) = [row[1] for row in summary.iter_rows(values_only=True) if row and row[0] == "CLOSES OVERLAP"] or [None]
+    book = openpyxl.load_workbook(path, read_only=True)  # read-only keeps the file open until closed
+    try:
+        rows = list(book["Summary"].iter_rows(values_only=True))
+    finally:
+        book.close()
+    (said,) = [row[1] for row in rows if row and row[0] == "CLOSES OVERLAP"] or [None]
     assert said is not None and all(p in said for p in pair), said
