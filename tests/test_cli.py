@@ -94,6 +94,28 @@ def test_a_bad_config_stops_every_command_with_one_line(tmp_path, monkeypatch, c
     assert [p.name for p in tmp_path.iterdir()] == ["credit-ledger.toml"]  # nothing written
 
 
+BAD_BASE_URLS = {
+    "ftp": ("ftp://api.example.com/v1", "AIVIDEO_BASE_URL: must start with http:// or https://"),
+    "credentials": ("https://sk-secret-123@api.example.com/v1", "AIVIDEO_BASE_URL: a base URL has no query, fragment or credentials"),
+    "query": ("https://api.example.com/v1?key=1", "AIVIDEO_BASE_URL: a base URL has no query"),
+    "space": ("https://api.example.com/v 1", "AIVIDEO_BASE_URL: must be a base URL without spaces"),
+}
+
+
+@pytest.mark.parametrize("command", EVERY_COMMAND, ids=" ".join)
+@pytest.mark.parametrize("value, message", BAD_BASE_URLS.values(), ids=BAD_BASE_URLS)
+def test_a_bad_aivideo_base_url_of_the_default_account_stops_every_command_with_one_line(tmp_path, monkeypatch, capsys,
+                                                                                        command, value, message):
+    """The default account's $AIVIDEO_BASE_URL is checked as a configured account's base_url, before anything is written."""
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("AIVIDEO_BASE_URL", value)
+    code, out, err = call(command, capsys)
+    assert (code, out) == (1, ""), err
+    assert message in err and len(err.strip().splitlines()) == 1 and "Traceback" not in err
+    assert "sk-secret-123" not in err  # what stands before an @ may be a secret: never printed
+    assert list(tmp_path.iterdir()) == []  # nothing written
+
+
 @pytest.mark.parametrize(
     "args, code, message",
     [

@@ -73,8 +73,11 @@ def parse_accounts(raw: Any, source: str) -> tuple[AccountConfig, ...]:
 
 
 def default_accounts() -> tuple[AccountConfig, ...]:
-    """With no accounts configured: one account whose key is $AIVIDEO_API_KEY."""
-    url = os.environ.get("AIVIDEO_BASE_URL", DEFAULT_BASE_URL).rstrip("/")
+    """With no accounts configured: one account whose key is $AIVIDEO_API_KEY, at $AIVIDEO_BASE_URL if set.
+
+    The variable is checked as an account's base_url is (ConfigError naming it); `load_settings` does so at start.
+    """
+    url = base_url(os.environ.get("AIVIDEO_BASE_URL") or DEFAULT_BASE_URL, "AIVIDEO_BASE_URL")
     return (AccountConfig("default", url, (KeyConfig("AIVIDEO_API_KEY", env="AIVIDEO_API_KEY"),)),)
 
 

@@ -14,6 +14,7 @@ from decimal import Decimal
 from pathlib import Path
 
 from ..errors import ConfigError
+from .accounts import default_accounts
 from .settings import DEFAULT_DATABASE_URL, Settings, normalise_url, settings_from_mapping
 
 ENV_CONFIG = "CREDIT_LEDGER_CONFIG"
@@ -46,6 +47,8 @@ def load_settings(config_path: str | None = None, database_url: str | None = Non
         except RecursionError:
             raise ConfigError(f"config file {path} nests arrays or tables too deep to be a config") from None
     settings = settings_from_mapping(data, str(path))
+    if not settings.accounts:
+        default_accounts()  # $AIVIDEO_BASE_URL checked now, before a command writes anything
     if data:
         settings = replace(settings, config_path=str(path))
     env_url = os.environ.get(ENV_DATABASE_URL)
