@@ -85,3 +85,48 @@ def self_signed_certificate(folder: Path) -> tuple[Path, Path]:
         check=True, capture_output=True, timeout=60,
     )
     return cert, key
+
+
+class Dripper:
+    """A TCP server on loopback that never finishes an answer: it reads until `until` has arrived, sends `first`, then
+    `drip` every `every` seconds until closed, each wait far under any timeout (a status line's headers that never
+    end, a TLS record a byte at a time, an SMTP greeting a line at a time)."""
+
+    def __init__(self, first: bytes, drip: bytes, until: bytes = b"", every: float = 0.1) -> None:
+        self.first, self.drip, self.until, self.every = first, drip, until, every
+        self.received: list[bytes] = []
+        self._stop = threading.Event()
+
+    def _serve(self, connection: socket.socket) -> None:
+        with connection:
+            try:
+                data = b""
+                while self.until not in data:
+                    chunk = connection.recv(65536)
+                    if not chunk:
+                        return
+                    data += chunk
+                self.received.append(data)
+                connection.sendall(self.first)
+                while not self._stop.wait(self.every):
+                    connection.sendall(self.drip)
+            except OSError:
+                return  # the client shut the connection
+
+    def _accept(self) -> None:
+        while True:
+            try:
+                connection, _ = self._listener.accept()
+            except OSError:
+                return
+            threading.Thread(target=self._serve, args=(connection,), daemon=True).start()
+
+    def __enter__(self) -> "Dripper":
+        self._listener = socket.create_server(("127.0.0.1", 0))
+        self.port = self._listener.getsockname()[1]
+        threading.Thread(target=self._accept, daemon=True).start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._stop.set()
+        self._listener.close()

@@ -6,6 +6,11 @@ ConfigError, before anything is sent); they are never stored, journalled or
 logged, and a failed attempt's detail never holds them. A send either
 returns a short detail ("HTTP 200") or raises `DeliveryFailed` (to be tried
 again), or `SentUnconfirmed` (sent whole, unanswered, and not to be repeated).
+
+Each attempt has one deadline, the channel's timeout, for the whole of it
+(connecting, sending, reading the answer): at the deadline its connection is
+shut down (`Deadline`), so a receiver that drips its answer a byte or a line at
+a time, each under the timeout, cannot hold an attempt, its job or its lease.
 """
 
 from __future__ import annotations
@@ -17,7 +22,9 @@ import hmac
 import logging
 import os
 import smtplib
+import socket
 import ssl
+import threading
 from datetime import datetime
 from decimal import Decimal
 from email.message import EmailMessage
@@ -94,6 +101,56 @@ def _redact(text: str, *secrets: str | None) -> str:
     return redact.redact(text)
 
 
+class Deadline:
+    """One attempt's deadline: `seconds` after entering, every connection it watches is shut down.
+
+    A shut-down connection ends whatever waits on it (a read, a write, a TLS
+    handshake) at once; `passed` then tells the sender why it ended. The watch
+    holds a duplicate of the socket, so it stays valid while TLS wraps the original.
+    """
+
+    def __init__(self, seconds: float) -> None:
+        self.seconds, self.passed, self._over = seconds, False, False
+        self._sockets: list[socket.socket] = []
+        self._lock = threading.Lock()
+        self._timer = threading.Timer(seconds, self._expire)
+        self._timer.daemon = True
+
+    def __enter__(self) -> "Deadline":
+        self._timer.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._timer.cancel()
+        with self._lock:
+            self._over = True
+            for sock in self._sockets:
+                sock.close()
+
+    def watch(self, sock: socket.socket) -> None:
+        with self._lock:
+            if self._over:
+                return
+            self._sockets.append(sock.dup())
+            if self.passed:
+                _shut(self._sockets[-1])
+
+    def _expire(self) -> None:
+        with self._lock:
+            if self._over:
+                return
+            self.passed = True
+            for sock in self._sockets:
+                _shut(sock)
+
+
+def _shut(sock: socket.socket) -> None:
+    try:
+        sock.shutdown(socket.SHUT_RDWR)
+    except OSError:
+        pass  # already closed by the other side
+
+
 # ---------------------------------------------------------------- the senders
 
 
@@ -111,22 +168,36 @@ class _HttpSender:
                                      limits=httpx2.Limits(max_keepalive_connections=0))
 
     def _post(self, body: bytes, headers: dict[str, str]) -> str:
+        sent = False
+
+        def trace(event: str, info: dict[str, Any]) -> None:
+            nonlocal sent
+            if event == "connection.connect_tcp.complete":
+                deadline.watch(info["return_value"].get_extra_info("socket"))
+            elif event == "http11.send_request_body.complete":
+                sent = True
+
+        deadline = Deadline(self._timeout)
         try:
             # The status and the headers are the answer; the body is never read, so a receiver that
             # drips or floods one cannot hold an attempt past its lease, nor fill the memory.
-            with self._client.stream("POST", self._url, content=body,
-                                     headers={"content-type": "application/json", **headers}) as response:
+            with deadline, self._client.stream(
+                    "POST", self._url, content=body, headers={"content-type": "application/json", **headers},
+                    extensions={"trace": trace}) as response:
                 status, retry_after = response.status_code, response.headers.get("retry-after")
-        except httpx2.ReadTimeout:
-            # Raised only once the whole request was written (httpcore sends it before it reads) and the receiver
-            # kept it: most likely it is acting on it. A connection dropped before any answer (ReadError,
+        except httpx2.HTTPError as error:
+            # A ReadTimeout is raised only once the whole request was written (httpcore sends it before it reads),
+            # and the deadline counts as one when it cut the wait for the answer: the receiver kept the request,
+            # most likely it is acting on it. A connection dropped before any answer (ReadError,
             # RemoteProtocolError) is most often a restart or a load balancer that never passed it on: tried again.
+            if not (isinstance(error, httpx2.ReadTimeout) or (deadline.passed and sent)):
+                if deadline.passed:
+                    raise DeliveryFailed(f"Timeout: not sent within {self._timeout:g} s") from None
+                raise DeliveryFailed(f"{type(error).__name__}: {_redact(str(error), self._url)[:200]}") from None
             what = f"ReadTimeout: no answer within {self._timeout:g} s"
             if self.resend_unanswered:
                 raise DeliveryFailed(what) from None
             raise SentUnconfirmed(f"sent, unconfirmed ({what}); not sent again: the receiver cannot tell a repeat") from None
-        except httpx2.HTTPError as error:
-            raise DeliveryFailed(f"{type(error).__name__}: {_redact(str(error), self._url)[:200]}") from None
         if not 200 <= status < 300:
             raise DeliveryFailed(f"HTTP {status}", retry_after_seconds(retry_after))
         return f"HTTP {status}"
@@ -164,6 +235,20 @@ class WebhookSender(_HttpSender):
                                  "webhook-signature": sign(self._key, notice.message_id, timestamp, body)})
 
 
+class _SMTP(smtplib.SMTP):
+    """smtplib.SMTP whose connection the attempt's deadline watches; over TLS from the start when `tls` is given."""
+
+    def __init__(self, host: str, port: int, timeout: float, deadline: Deadline, tls: ssl.SSLContext | None) -> None:
+        self._deadline, self._tls = deadline, tls
+        super().__init__(host, port, timeout=timeout)
+
+    def _get_socket(self, host: str, port: int, timeout: float) -> socket.socket:
+        sock = super()._get_socket(host, port, timeout)
+        self._deadline.watch(sock)
+        # As smtplib.SMTP_SSL wraps it (the TLS handshake is under the deadline too).
+        return self._tls.wrap_socket(sock, server_hostname=self._host) if self._tls else sock
+
+
 class EmailSender:
     """SMTP with STARTTLS or TLS and a login where configured (stdlib smtplib)."""
 
@@ -181,18 +266,18 @@ class EmailSender:
         message["Message-ID"] = f"<{notice.message_id}@credit-ledger>"
         message.set_content(f"{notice.text}\n\n{_details(notice.data)}\n")
         _attach(message, notice.attachments)
+        deadline = Deadline(config.timeout)
         try:
-            if config.security == "tls":
-                smtp: smtplib.SMTP = smtplib.SMTP_SSL(config.host, config.port, timeout=config.timeout, context=self._context())
-            else:
-                smtp = smtplib.SMTP(config.host, config.port, timeout=config.timeout)
-            with smtp:
+            with deadline, _SMTP(config.host, config.port, config.timeout, deadline,
+                                 self._context() if config.security == "tls" else None) as smtp:
                 if config.security == "starttls":
                     smtp.starttls(context=self._context())
                 if config.username:
                     smtp.login(config.username, self._password or "")
                 refused = smtp.send_message(message)
         except (smtplib.SMTPException, OSError, ssl.SSLError) as error:
+            if deadline.passed:  # the connection was shut at the deadline: what failed next says nothing more
+                raise DeliveryFailed(f"Timeout: the SMTP exchange took past {config.timeout:g} s") from None
             raise DeliveryFailed(f"{type(error).__name__}: {_redact(str(error), self._password)[:200]}") from None
         if refused:
             raise DeliveryFailed(f"refused recipients: {', '.join(sorted(refused))}")

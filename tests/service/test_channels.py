@@ -8,6 +8,7 @@ import email.policy
 import json
 import logging
 import ssl
+import threading
 from datetime import datetime, timedelta, timezone
 from decimal import Decimal
 
@@ -16,7 +17,7 @@ from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import AuthResult
 from factories import insert_records, make_call
 from factories import wait_for
-from receivers import Receiver, free_port, self_signed_certificate
+from receivers import Dripper, Receiver, free_port, self_signed_certificate
 from standardwebhooks import Webhook
 
 from ledger.accounting.budgets import Budget, Scope
@@ -24,7 +25,7 @@ from ledger.config.alerts import AlertSettings, ChannelConfig
 from ledger.config import Settings
 from ledger.errors import ConfigError
 from ledger.service.alerting import notify
-from ledger.service.channels import Notice, sender_for, senders_for, sign, webhook_secret
+from ledger.service.channels import DeliveryFailed, Notice, sender_for, senders_for, sign, webhook_secret
 from ledger.service.delivery import DeliveryPolicy
 from ledger.store.alerts import alert_history
 
@@ -313,3 +314,66 @@ def test_a_receiver_that_answers_200_and_drips_its_body_has_the_alert_delivered_
         assert _deliver_at(ledger, settings, 1).sent == () and len(receiver.arrived) == 1
     delivery, attempts = _attempts(ledger)
     assert delivery.status == "delivered" and attempts == [("delivered", "HTTP 200")]
+
+
+# ---------------------------------------------------------------- one deadline per attempt: receivers that drip
+
+BOUND = 5.0  # seconds: an attempt whose deadline (the channel's timeout) is 1 s returns well within it; today's hung
+
+
+def _within_bound(attempt):
+    """attempt() run in a thread: ('returned' or 'raised', what), as long as it ended within BOUND seconds."""
+    outcome: list = []
+
+    def run() -> None:
+        try:
+            outcome.append(("returned", attempt()))
+        except Exception as error:  # noqa: BLE001 - the outcome is what the test looks at
+            outcome.append(("raised", error))
+
+    thread = threading.Thread(target=run, daemon=True)
+    thread.start()
+    thread.join(BOUND)
+    assert outcome, f"the attempt did not end within {BOUND} s, five times its deadline of 1 s"
+    return outcome[0]
+
+
+def _webhook(url: str):
+    return sender_for(ChannelConfig("oncall", "webhook", url_env="U", secret_env="S", timeout=1.0),
+                      {"U": url, "S": SECRET})
+
+
+NOTICE = Notice("msg_1", "test", "Test", "hello", {}, datetime.now(timezone.utc))
+HEADERS_WITHOUT_END = (b"HTTP/1.1 200 OK\r\n", b"X-Drip: 1\r\n")  # a header line every 0.1 s, never the blank line
+
+
+def test_a_webhook_receiver_that_drips_its_headers_is_cut_at_the_deadline_and_gets_it_again():
+    """Sent whole, then no answer by the deadline: as a ReadTimeout, tried again (the webhook-id tells a repeat)."""
+    with Dripper(*HEADERS_WITHOUT_END, until=b"}") as dripper:
+        kind, error = _within_bound(lambda: _webhook(f"http://127.0.0.1:{dripper.port}/hook").send(NOTICE))
+    assert kind == "raised" and type(error) is DeliveryFailed and len(dripper.received) == 1
+    assert error.detail == "ReadTimeout: no answer within 1 s"
+
+
+def test_a_slack_receiver_that_drips_its_headers_leaves_the_alert_sent_unconfirmed_and_the_job_goes_on(
+        ledger, tmp_path, monkeypatch):
+    with Dripper(*HEADERS_WITHOUT_END, until=b"}") as dripper:
+        monkeypatch.setenv("SLACK_URL", f"http://127.0.0.1:{dripper.port}/hook")
+        settings = settings_for(ledger.url, tmp_path, ChannelConfig("finance-slack", "slack", url_env="SLACK_URL", timeout=1.0))
+        insert_records(ledger, [make_call(NOW - timedelta(hours=1), 9, project="search")])
+        kind, run = _within_bound(lambda: _deliver_at(ledger, settings, 0))
+        assert kind == "returned" and (run.delivered, run.unconfirmed) == (1, 1) and len(dripper.received) == 1
+        assert _deliver_at(ledger, settings, 31).sent == ()  # not posted a second time
+    delivery, attempts = _attempts(ledger)
+    assert delivery.status == "delivered" and attempts == [
+        ("unconfirmed", "sent, unconfirmed (ReadTimeout: no answer within 1 s); not sent again: the receiver cannot tell a repeat")]
+
+
+def test_an_smtp_server_that_drips_its_greeting_a_line_at_a_time_is_cut_at_the_deadline():
+    with Dripper(b"", b"220-still greeting\r\n") as dripper:  # a continued line every 0.1 s, never the last
+        sender = sender_for(ChannelConfig("mail", "email", host="127.0.0.1", port=dripper.port, security="none",
+                                          sender="a@b.c", to=("d@e.f",), timeout=1.0))
+        kind, error = _within_bound(lambda: sender.send(NOTICE))
+    assert kind == "raised" and type(error) is DeliveryFailed
+    assert error.detail == "Timeout: the SMTP exchange took past 1 s"
+
