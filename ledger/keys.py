@@ -13,6 +13,7 @@ import secrets
 import time
 from pathlib import Path
 
+from . import redact
 from .errors import ConfigError
 
 ENV_SECRET = "CREDIT_LEDGER_FINGERPRINT_SECRET"
@@ -43,6 +44,7 @@ def load_secret(path: str | Path | None = None) -> bytes:
     if from_env:
         if len(from_env) < 16:
             raise ConfigError(f"{ENV_SECRET} must be at least 16 characters")
+        redact.remember(from_env)
         return from_env.encode()
     path = Path(path or DEFAULT_SECRET_FILE)
     for _ in range(50):
@@ -54,7 +56,9 @@ def load_secret(path: str | Path | None = None) -> bytes:
             raise ConfigError(f"cannot read the fingerprint secret {path}: {exc.strerror}") from None
         if text:
             try:
-                return bytes.fromhex(text)
+                found = bytes.fromhex(text)
+                redact.remember(text)
+                return found
             except ValueError:
                 raise ConfigError(f"the fingerprint secret {path} is not hex text") from None
         time.sleep(0.01)  # another process is writing it right now
@@ -69,6 +73,7 @@ def load_secret(path: str | Path | None = None) -> bytes:
         raise ConfigError(f"cannot create the fingerprint secret {path}: {exc.strerror}") from None
     with os.fdopen(fd, "w") as handle:
         handle.write(secret.hex() + "\n")
+    redact.remember(secret.hex())
     try:
         os.link(tmp, path)
     except FileExistsError:  # another process made it first: use theirs

@@ -20,10 +20,11 @@ from starlette.routing import Route
 
 from ledger.accounting.snapshots import parse_credits
 from ledger.cli import main
-from ledger.config import Settings
+from ledger.config import Settings, load_settings
+from ledger.keys import load_secret
 from ledger.record.recorder import Recorder
 from ledger.sink.writer import replay_journal
-from ledger.redact import REDACTED, RedactingFilter, redact, redact_bytes
+from ledger.redact import REDACTED, RedactingFilter, redact, redact_bytes, remember
 from ledger.store.engine import Ledger
 
 KEY = "sk-live-9f8e7d6c5b4a39281706f5e4d3c2b1a0"
@@ -164,3 +165,72 @@ def test_any_credits_answer_is_a_snapshot_status_never_an_exception(body):
         assert isinstance(found.status, str) and (found.detail is None or KEY not in found.detail)
         if found.status == "ok":
             assert found.balance is not None and abs(found.total_consumed) < 10**10
+
+
+# ---------------------------------------------------------------- secrets known by value, whatever their shape
+
+# What the shape rule misses: a key without a digit, a key of another shape. Each test has its own, so
+# that no earlier test has made the process know it.
+DIGITLESS = "sk-liveKeyWithoutAnyDigitsAtAll"
+OTHER_SHAPE = "ak_live_QWErtyUIOPasdfGHJKlzxcVB"
+
+
+@pytest.mark.parametrize("key", [DIGITLESS, OTHER_SHAPE])
+def test_a_key_of_any_shape_the_upstream_echoes_is_neither_journalled_nor_stored_nor_logged(
+        key, echoing, database_url, tmp_path, caplog):
+    journal = tmp_path / "journal"
+    caplog.set_level(logging.INFO)
+    with Recorder("postgresql://nobody@127.0.0.1:9/none", settings=Settings(secret_path=str(tmp_path / "secret")),
+                  journal_dir=journal) as rec:
+        with openai.OpenAI(base_url=echoing.base_url, api_key=key, http_client=rec.client(), max_retries=0) as client:
+            for mode in ("error", "gzip", "stream"):
+                echoing.mode = mode
+                try:
+                    for _ in client.chat.completions.create(model="gemini-3.1-pro", stream=True,
+                                                            messages=[{"role": "user", "content": f"my key is {key}"}]):
+                        pass
+                except openai.AuthenticationError as error:
+                    assert key in str(error)  # the caller holds its key: its own answer is untouched
+        # A log line that quotes what the upstream said (the key the recorder saw is a secret from now on).
+        logging.getLogger("ledger.record").error("the upstream said: Incorrect API key provided: %s", key)
+        rec.flush(0.5)
+        held = b"".join(path.read_bytes() for path in journal.iterdir())
+        assert held.count(b"gemini-3.1-pro") >= 3 and b"Incorrect API key provided" in held
+        assert key.encode() not in held
+    assert replay_journal(database_url, journal).inserted == 3
+    assert key not in _texts_of(database_url)
+    assert any("the upstream said" in r.getMessage() for r in caplog.records)
+    assert all(key not in r.getMessage() for r in caplog.records)
+
+
+def test_every_configured_secret_is_redacted_by_value_once_the_settings_are_loaded(tmp_path, monkeypatch):
+    secrets = {"ACCOUNT_KEY": "sk-accountKeyWithoutDigits", "WEBHOOK_URL": "https://hooks.example/services/ABCdefGHIjkl",
+               "WEBHOOK_SECRET": "whsec_QUJDREVGR0hJSktMTU5PUA==", "SMTP_PASSWORD": "correct horse battery staple",
+               "UPSTREAM_KEY": "sk-upstreamKeyNoDigitsHere", "TEAM_KEY": "sk-team-key-with-digit-1abcdef"}
+    for name, value in secrets.items():
+        monkeypatch.setenv(name, value)
+    monkeypatch.setenv("CREDIT_LEDGER_FINGERPRINT_SECRET", "fingerprintSecretOfThisInstall")
+    (tmp_path / "c.toml").write_text(
+        '[[accounts]]\nname = "prod"\nkeys = [{env = "ACCOUNT_KEY"}]\n'
+        '[[channels]]\nname = "hook"\nkind = "webhook"\nurl_env = "WEBHOOK_URL"\nsecret_env = "WEBHOOK_SECRET"\n'
+        '[[channels]]\nname = "mail"\nkind = "email"\nhost = "smtp.example"\nusername = "u"\npassword_env = "SMTP_PASSWORD"\n'
+        'from = "a@example.com"\nto = ["b@example.com"]\n'
+        '[[proxy.keys]]\nname = "team"\nkey_env = "TEAM_KEY"\nupstream_key_env = "UPSTREAM_KEY"\n')
+    load_settings(str(tmp_path / "c.toml"))
+    load_secret(tmp_path / "unused")
+    said = "; ".join(f"{name} is {value}" for name, value in secrets.items()) + " fingerprintSecretOfThisInstall"
+    for cleaned in (redact(said), redact_bytes(said.encode()).decode()):
+        assert [value for value in (*secrets.values(), "fingerprintSecretOfThisInstall") if value in cleaned] == []
+        assert "ACCOUNT_KEY is sk-[redacted]" in cleaned
+
+
+def test_a_key_in_a_url_is_found_percent_encoded_and_a_known_one_whatever_its_escapes():
+    key = "sk-abc123def456ghi789"
+    for form in (key, key.replace("-", "%2D"), key.replace("-", "%2d"), "sk%2Dabc%31%32%33def456ghi789"):
+        assert redact(f"GET /v1/models?key={form}&x=1") == f"GET /v1/models?key={REDACTED}&x=1", form
+        assert redact_bytes(f"/v1/{form}/chat".encode()) == f"/v1/{REDACTED}/chat".encode(), form
+    assert redact("risk%2Dassessment and sk%2Dshort1") == "risk%2Dassessment and sk%2Dshort1"
+    known = "ak_live_NoDigitsInThisKeyAtAll"
+    remember(known)
+    for form in (known, known.replace("_", "%5F"), known.replace("_", "%5f"), "ak_%6Cive_NoDigitsInThisKeyAtAll"):
+        assert redact(f"?key={form}") == f"?key={REDACTED}" and redact_bytes(f"?key={form}".encode()) == f"?key={REDACTED}".encode()

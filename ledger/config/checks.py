@@ -14,6 +14,7 @@ from decimal import Decimal, InvalidOperation
 from typing import Any, Iterable, Mapping, NoReturn
 from urllib.parse import urlsplit
 
+from .. import redact
 from ..accounting.periods import zone_named
 from ..errors import ConfigError, shown
 
@@ -99,6 +100,7 @@ def environment_value(environ: Mapping[str, str], variable: str | None, where: s
     value = environ.get(variable or "", "").strip()
     if not value:
         raise ConfigError(f"{where}: environment variable {variable} ({what}) is not set")
+    redact.remember(value)  # a secret: never in a text of this process from here on
     return value
 
 

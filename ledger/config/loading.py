@@ -13,6 +13,7 @@ from dataclasses import replace
 from decimal import Decimal
 from pathlib import Path
 
+from .. import redact
 from ..errors import ConfigError
 from .accounts import default_accounts
 from .settings import DEFAULT_DATABASE_URL, Settings, normalise_url, settings_from_mapping
@@ -54,4 +55,23 @@ def load_settings(config_path: str | None = None, database_url: str | None = Non
     env_url = os.environ.get(ENV_DATABASE_URL)
     if env_url:
         settings = settings.with_database_url(env_url)
-    return settings.with_database_url(database_url)
+    settings = settings.with_database_url(database_url)
+    remember_secrets(settings)
+    return settings
+
+
+def remember_secrets(settings: Settings) -> None:
+    """Every secret the settings name (account keys, proxy keys and the upstream keys they stand for, channel
+    URLs, secrets and passwords), as the environment holds it now: redacted by value from every text from here on."""
+    names: set[str | None] = set()
+    for account in settings.accounts or default_accounts():
+        for key in account.keys:
+            names.add(key.env)
+            redact.remember(key.key)
+    for channel in settings.channels:
+        names.update(channel.env_names())
+    for proxy_key in settings.proxy.keys:
+        names.update((proxy_key.upstream_key_env, proxy_key.key_env))
+    for name in names:
+        if name:
+            redact.remember(os.environ.get(name, "").strip())

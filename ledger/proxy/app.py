@@ -21,7 +21,7 @@ import httpx2
 from .. import redact
 from ..accounting.records import ABORTED
 from ..accounting.sse import DecodeError
-from .guard import HOP_BY_HOP, NOT_FORWARDED, ProxyKeys, refused_target
+from .guard import HOP_BY_HOP, NOT_FORWARDED, ProxyKeys, key_in_target, refused_target
 from .unkeyed import KeyMask
 
 log = redact.logger("ledger.proxy")
@@ -168,7 +168,7 @@ class ProxyApp:
                 return await _error(send, 401, "invalid_api_key", "authentication_error",
                                     "Invalid API key for this proxy: use the proxy key your team was given (sk-…).")
             team_key = head.authorization.partition(b" ")[2].strip()
-            if team_key in scope["query_string"]:
+            if key_in_target(team_key, raw_path, scope["query_string"]):
                 return await _error(send, 400, "invalid_request", "invalid_request_error",
                                     "A proxy key in the URL is refused: it would go upstream. Send it as Authorization only.")
             upstream_authorization, project = mapped

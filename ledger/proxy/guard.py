@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 from typing import Iterable
+from urllib.parse import unquote_to_bytes
 
 from .. import keys as key_facts
 from ..redact import key_shaped
@@ -45,6 +46,15 @@ def refused_target(raw_path: bytes) -> str | None:
     if any(part in raw_path for part in _CLIMBING) or raw_path.endswith((b"/.", b"/..")):
         return "The request path climbs out of /v1/ (dot segments, '//' or encoded slashes): refused."
     return None
+
+
+def key_in_target(key: bytes, raw_path: bytes, query: bytes) -> bool:
+    """Whether a request's path or query holds `key`, as it is or percent-encoded (`sk%2D…`, `%2d`, `+` for a space)."""
+    if key in query or key in raw_path:
+        return True
+    if b"%" not in query and b"%" not in raw_path:
+        return False
+    return key in unquote_to_bytes(raw_path) or key in unquote_to_bytes(query.replace(b"+", b" "))
 
 
 def allowed_hosts(configured: Iterable[str], bound_host: str) -> frozenset[str] | None:

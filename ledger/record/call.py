@@ -23,7 +23,7 @@ from typing import Any, Iterator, Mapping, NamedTuple, Protocol
 from .. import redact
 from .. import keys
 from ..accounting.records import COMPLETED, FAILED, REFUSED
-from ..redact import redact_bytes
+from ..redact import may_hold_key, redact_bytes
 from ..sink.capture import (
     LEDGER_HEADERS, MAX_KEPT_BODY, Capture, RawCapture, accounted_without_secrets, held_without_secrets,
     raw_capture_of,
@@ -142,14 +142,22 @@ class RecorderCore:
         message = redact.redact(str(error))[:200]
         log.error("credit-ledger recorder failed in %s (%s: %s); the call goes on", where, type(error).__name__, message)
 
-    def key_facts(self, authorization: bytes) -> tuple[str | None, str | None]:
-        """(fingerprint, last four) of the key in an Authorization header; cached by the header's bytes."""
+    def key_facts(self, authorization: bytes) -> tuple[str | None, str | None, bytes | None]:
+        """(fingerprint, last four, the key itself) of the key in an Authorization header; cached by the header's bytes.
+
+        A key seen here is a secret of the process from now on: redacted by value
+        from every text (ledger.redact), whatever its shape."""
         found = self._keys.get(authorization)
         if found is None:
             key = keys.bearer_key(authorization.decode("latin-1"))
             if len(self._keys) >= 256:
                 self._keys.clear()
-            found = self._keys[authorization] = (keys.fingerprint(key, self.secret), keys.last4(key)) if key else _NO_KEY
+            if key:
+                redact.remember(key, learned=True)
+                found = (keys.fingerprint(key, self.secret), keys.last4(key), key.encode("latin-1"))
+            else:
+                found = _NO_KEY
+            self._keys[authorization] = found
         return found
 
     def begin(self, request: Any) -> tuple[tuple | None, Any]:
@@ -213,7 +221,7 @@ class RecorderCore:
         CallState(self, begun, None).end(REFUSED, refused)
 
 
-_NO_KEY: tuple[None, None] = (None, None)
+_NO_KEY: tuple[None, None, None] = (None, None, None)
 
 
 def _header_list(headers: Any) -> Any:
@@ -393,6 +401,10 @@ class CallState:
                 self._pending = None
                 self.take(pending)
             response, self.response = self.response, None  # the response holds this shell: no cycle is left
+            started, attributed, context, request, request_body = self.begun
+            authorization, retry, encoded = request_headers(request)
+            # The call's key first: what follows is redacted of it by value, whatever its shape.
+            fingerprint, last4, key = self.core.key_facts(authorization) if authorization is not None else _NO_KEY
             if refused is not None:
                 content_type, coding, kept, status = b"application/json", None, [refused.body], refused.status
             elif response is None:
@@ -400,27 +412,24 @@ class CallState:
             else:
                 content_type, coding = self._headers or _accounting_headers(response)
                 status = response.status_code
-                # What the journal keeps holds nothing key-shaped (ledger.redact): the API's keys start with
-                # "sk-", so one substring search tells (in C) whether anything needs a closer look.
+                # What the journal keeps holds nothing key-shaped nor any secret known by value (ledger.redact):
+                # a few substring searches (in C) tell whether anything needs a closer look.
                 kept = self._held
                 if kept is None:
-                    kept = accounted_without_secrets(self._accountant.finish(outcome == COMPLETED))
+                    kept = accounted_without_secrets(self._accountant.finish(outcome == COMPLETED), key)
                 elif coding is not None and status >= 400:
-                    kept = held_without_secrets(kept, content_type, coding, status, outcome)
+                    kept = held_without_secrets(kept, content_type, coding, status, outcome, key)
                 else:
                     body = kept[0] if len(kept) == 1 else b"".join(kept)
-                    if b"sk-" in body:
-                        kept = [redact_bytes(body)]
+                    if may_hold_key(body, key):
+                        kept = [redact_bytes(body, (key,) if key else ())]
                     elif len(kept) != 1:
                         kept = [body]
-            started, attributed, context, request, request_body = self.begun
-            authorization, retry, encoded = request_headers(request)
-            fingerprint, last4 = self.core.key_facts(authorization) if authorization is not None else _NO_KEY
             request_body = self._kept_request_body(request, request_body, encoded)
-            if b"sk-" in request_body:
-                request_body = redact_bytes(request_body)
+            if may_hold_key(request_body, key):
+                request_body = redact_bytes(request_body, (key,) if key else ())
             if attributed is not None:
-                attributed = {name: redact_bytes(value) for name, value in attributed.items()}
+                attributed = {name: redact_bytes(value, (key,) if key else ()) for name, value in attributed.items()}
             self.core.sink.emit(raw_capture_of((  # RawCapture's fields in order (a frame less than its __new__)
                 new_call_id(), started, ended, self.first_byte_at or self.headers_at,  # call_id .. first_byte_at
                 outcome, status, request_body, content_type, coding,  # outcome .. content_encoding

@@ -150,7 +150,8 @@ def accounted(content_type: bytes | None, coding: bytes | None, chunks: list, ou
     return accountant.finish(outcome == COMPLETED)
 
 
-def held_without_secrets(chunks: list, content_type: bytes | None, coding: bytes | None, status: int, outcome: str):
+def held_without_secrets(chunks: list, content_type: bytes | None, coding: bytes | None, status: int, outcome: str,
+                         key: bytes | None = None):
     """A short response's bytes as the journal may keep them: one chunk, anything key-shaped in it redacted.
 
     An error body the upstream compressed is decoded first (into what
@@ -158,18 +159,21 @@ def held_without_secrets(chunks: list, content_type: bytes | None, coding: bytes
     where upstreams echo keys, and they are few and short.
     """
     if coding is not None and status >= 400:
-        return accounted_without_secrets(accounted(content_type, coding, chunks, outcome))
+        return accounted_without_secrets(accounted(content_type, coding, chunks, outcome), key)
     body = chunks[0] if len(chunks) == 1 else b"".join(chunks)
-    return [redact_bytes(body) if may_hold_secret(body) else body]
+    known = (key,) if key else ()
+    return [redact_bytes(body, known) if may_hold_secret(body, known) else body]
 
 
-def accounted_without_secrets(kept: tuple) -> tuple:
-    """Accountant.finish()'s tuple with anything key-shaped in its body and payloads redacted."""
+def accounted_without_secrets(kept: tuple, key: bytes | None = None) -> tuple:
+    """Accountant.finish()'s tuple with anything key-shaped (or the call's `key`, or a secret known by value) in its
+    body and payloads redacted."""
     stream, body, payloads, saw_done, notes = kept
-    if body is not None and may_hold_secret(body):
-        body = redact_bytes(body)
-    if any(may_hold_secret(p) for p in payloads):
-        payloads = tuple(redact_bytes(p) for p in payloads)
+    known = (key,) if key else ()
+    if body is not None and may_hold_secret(body, known):
+        body = redact_bytes(body, known)
+    if any(may_hold_secret(p, known) for p in payloads):
+        payloads = tuple(redact_bytes(p, known) for p in payloads)
     return stream, body, payloads, saw_done, notes
 
 

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import io
 import base64
 import json
+import logging
 import shutil
 import subprocess
 from decimal import Decimal
@@ -13,17 +15,21 @@ from pathlib import Path
 import httpx2
 import openai
 import pytest
+from sqlalchemy import inspect, text
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
+import proxy_parts
 from proxy_parts import ProxyUnderTest, ledger_rows, proxy_settings, raw_exchange
 from factories import LoopbackServer, wait_for
 from ledger.keys import fingerprint, load_secret
 from ledger.config.proxy import ProxyKey
 from ledger.record.recorder import Recorder
 from ledger.sim.platform import fingerprint as sim_fingerprint
+from ledger.sink.writer import replay_journal
+from ledger.store.engine import Ledger
 
 KEY = "sk-test-proxy-0000000001"
 MODEL = "gemini-3.1-pro"
@@ -285,3 +291,72 @@ def test_a_request_without_a_host_or_with_two_is_400_and_nothing_leaves(sim, pro
     assert sim.platform.call_log == [] and proxy.rows() == []
     served = raw_exchange(proxy.port, f"POST /v1/chat/completions HTTP/1.0\r\n{head}\r\n".encode() + body)
     assert served.startswith(b"HTTP/1.1 200 OK") and len(proxy.rows()) == 1  # HTTP/1.0 needs no Host
+
+
+class KeyEchoApp:
+    """An upstream that answers any path with 401 and the key it was sent in the message (as real ones do)."""
+
+    def __init__(self) -> None:
+        self.seen: list[str] = []
+
+    def app(self):
+        async def any_path(request: Request) -> Response:
+            self.seen.append(str(request.url))
+            key = request.headers.get("authorization", "").removeprefix("Bearer ")
+            return Response(json.dumps({"error": {"code": "invalid_api_key", "type": "authentication_error",
+                                                  "message": f"Incorrect API key provided: {key}"}}), 401,
+                            media_type="application/json")
+
+        return Starlette(routes=[Route("/{path:path}", any_path, methods=["GET", "POST"])])
+
+
+@pytest.fixture
+def key_echo():
+    state = KeyEchoApp()
+    with LoopbackServer(state.app()) as server:
+        state.server = server
+        yield state
+
+
+def test_a_team_key_percent_encoded_in_the_query_or_the_path_is_refused_as_the_plain_one(key_echo, database_url, tmp_path):
+    team_key, upstream_key = "sk-team-search-00000000042", "sk-upstream-real-0000000009"
+    settings = proxy_settings(database_url, tmp_path, keys=(
+        ProxyKey("search-team", "TEST_UPSTREAM_KEY", fingerprint=fingerprint(team_key, load_secret(tmp_path / "secret"))),))
+    encoded = [team_key.replace("-", "%2D"), team_key.replace("-", "%2d"), "sk%2dteam-search%2D00000000042",
+               "".join(f"%{ord(c):02x}" for c in team_key)]
+    targets = [f"/chat/completions?api_key={form}" for form in encoded] + [f"/chat/completions?x=1&k={team_key}"]
+    targets += [f"/{form}/chat/completions" for form in (team_key, *encoded)]
+    with ProxyUnderTest(key_echo.server.base_url, settings, environ={"TEST_UPSTREAM_KEY": upstream_key}) as proxy:
+        with httpx2.Client() as client:
+            answers = {target: client.post(proxy.base_url + target, json={"model": MODEL, "messages": MESSAGES},
+                                           headers={"Authorization": f"Bearer {team_key}"}) for target in targets}
+    assert {target: answer.status_code for target, answer in answers.items()} == {target: 400 for target in targets}
+    assert key_echo.seen == []
+
+
+def test_a_digitless_upstream_key_the_upstream_echoes_is_in_no_answer_journal_row_or_log(
+        key_echo, database_url, tmp_path, caplog, monkeypatch):
+    team_key, upstream_key = "sk-team-search-00000000042", "sk-upstreamKeyWithoutAnyDigit"
+    # The ledger's database is down while the call is made: the call waits in the journal, to be read there.
+    settings = proxy_settings("postgresql://nobody@127.0.0.1:9/none", tmp_path, keys=(
+        ProxyKey("search-team", "TEST_UPSTREAM_KEY", fingerprint=fingerprint(team_key, load_secret(tmp_path / "secret"))),))
+    monkeypatch.setattr(proxy_parts, "Ledger", lambda url: io.StringIO())  # (no schema to make first: a thing to close)
+    caplog.set_level(logging.INFO)
+    with ProxyUnderTest(key_echo.server.base_url, settings, environ={"TEST_UPSTREAM_KEY": upstream_key}) as proxy:
+        with openai.OpenAI(base_url=proxy.base_url, api_key=team_key, max_retries=0) as client:
+            with pytest.raises(openai.AuthenticationError) as refused:
+                client.chat.completions.create(model=MODEL, messages=MESSAGES)
+        logging.getLogger("ledger.proxy").error("the upstream was sent %s", upstream_key)
+        proxy.recorder.flush(0.5)
+        held = b"".join(path.read_bytes() for path in (tmp_path / "journal").rglob("*") if path.is_file())
+    assert len(key_echo.seen) == 1 and "Incorrect API key provided" in refused.value.response.text
+    assert upstream_key not in refused.value.response.text  # the team's client does not hold the upstream key
+    assert b"Incorrect API key provided" in held and upstream_key.encode() not in held
+    assert replay_journal(database_url, tmp_path / "journal" / "proxy-1").inserted == 1
+    with Ledger(database_url) as ledger, ledger.engine.connect() as connection:
+        texts = "\n".join(str(value) for table in inspect(connection).get_table_names()
+                          for row in connection.execute(text(f"SELECT * FROM {table}")) for value in row)
+    assert upstream_key[-4:] in texts and upstream_key not in texts
+    assert [r.getMessage() for r in caplog.records if "the upstream was sent" in r.getMessage()] == [
+        "the upstream was sent sk-[redacted]"]
+    assert all(upstream_key not in r.getMessage() for r in caplog.records)
