@@ -18,8 +18,10 @@ from __future__ import annotations
 import logging
 import re
 from typing import Any, Iterable
+from urllib.parse import unquote, unquote_to_bytes
 
 REDACTED = "sk-[redacted]"
+_REDACTED_BYTES = REDACTED.encode()
 # A key: "sk-" and at least 12 characters of a key's alphabet with a digit among them, wherever it
 # stands (a key glued to a word before it is still a key), so that words such as "risk-assessment"
 # stay as they are. A bearer token: the scheme, then at least 8 characters of a token with a digit.
@@ -45,24 +47,14 @@ _configured: dict[str, None] = {}
 _learned: dict[str, None] = {}
 _known: tuple[str, ...] = ()  # longest first: a secret that holds another is replaced whole
 _known_bytes: tuple[bytes, ...] = ()
-_encoded: re.Pattern[str] | None = None  # the known secrets, any character of them percent-encoded (in a URL)
-_encoded_bytes: re.Pattern[bytes] | None = None
-
-
-def _char_or_escape(char: str) -> str:
-    if ord(char) > 0xFF:
-        return re.escape(char)
-    escape = "".join(f"[{c}{c.lower()}]" if c.isalpha() else c for c in f"{ord(char):02X}")
-    return f"(?:{re.escape(char)}|%{escape})"
-
-
-def _encoded_pattern(known: Iterable[str]) -> str:
-    return "|".join("".join(_char_or_escape(char) for char in secret) for secret in known)
+# A run of URL characters with percent-escapes in it: decoded, it may hold a secret known by value.
+_ESCAPED_RUN = re.compile(r"(?:[A-Za-z0-9_.~\-]|%[0-9A-Fa-f]{2})+")
+_ESCAPED_RUN_BYTES = re.compile(rb"(?:[A-Za-z0-9_.~\-]|%[0-9A-Fa-f]{2})+")
 
 
 def remember(secret: str | bytes | None, *, learned: bool = False) -> None:
-    """Redact `secret` literally from now on, in every text of the process (a key from a request: `learned`)."""
-    global _known, _known_bytes, _encoded, _encoded_bytes
+    """Redact `secret` by value from now on, in every text of the process (a key from a request: `learned`)."""
+    global _known, _known_bytes
     if isinstance(secret, bytes):
         secret = secret.decode("latin-1")
     if not secret or len(secret) < MIN_KNOWN or secret in _configured or secret in _learned:
@@ -74,16 +66,14 @@ def remember(secret: str | bytes | None, *, learned: bool = False) -> None:
             del _learned[next(iter(_learned))]
         _learned[secret] = None
     known = sorted({*_configured, *_learned}, key=len, reverse=True)
-    _known, _known_bytes = tuple(known), tuple(k.encode("latin-1", "replace") for k in known)
-    _encoded = re.compile(_encoded_pattern(known))
-    _encoded_bytes = re.compile(_encoded_pattern(k for k in known if max(map(ord, k)) <= 0xFF).encode("latin-1"))
+    _known, _known_bytes = tuple(known), tuple(k.encode("utf-8") for k in known)
 
 
 def may_hold_secret(raw: bytes, known: Iterable[bytes] = ()) -> bool:
     """A cheap first look (substring searches in C): False means there is certainly nothing to redact."""
-    return (b"sk-" in raw or b"sk%" in raw or b"earer" in raw or b"EARER" in raw
-            or any(key in raw for key in _known_bytes) or any(key and key in raw for key in known)
-            or (b"%" in raw and (_encoded_bytes is not None or any(known))))
+    if b"sk-" in raw or b"sk%" in raw or b"earer" in raw or b"EARER" in raw:
+        return True
+    return may_hold_key(raw, next((key for key in known if key), None))
 
 
 def may_hold_key(raw: bytes, key: bytes | None = None) -> bool:
@@ -93,16 +83,20 @@ def may_hold_key(raw: bytes, key: bytes | None = None) -> bool:
     for known in _known_bytes:
         if known in raw:
             return True
-    return b"%" in raw and _encoded_bytes is not None and _encoded_bytes.search(raw) is not None
+    if b"%" not in raw or (key is None and not _known_bytes):
+        return False
+    decoded = unquote_to_bytes(raw)
+    return (key is not None and key in decoded) or any(known in decoded for known in _known_bytes)
 
 
 def redact(text: str, known: Iterable[str] = ()) -> str:
     """`text` with every key-shaped part (and every secret known by value) replaced."""
-    for key in (*known, *_known):
-        if key and key in text:
+    known = (*(key for key in known if key), *_known)
+    for key in known:
+        if key in text:
             text = text.replace(key, REDACTED)
-    if "%" in text:
-        text = _encoded_sub(text, known, _encoded, str)
+    if "%" in text and known:
+        text = _ESCAPED_RUN.sub(lambda run: _unless_secret(run.group(), unquote(run.group()), known, REDACTED), text)
     if "sk-" in text or "sk%" in text:
         text = _KEY.sub(REDACTED, text)
     if "earer" in text or "EARER" in text:
@@ -112,26 +106,23 @@ def redact(text: str, known: Iterable[str] = ()) -> str:
 
 def redact_bytes(raw: bytes, known: Iterable[bytes] = ()) -> bytes:
     """`raw` with every key-shaped part (and every secret known by value) replaced (ASCII in, ASCII out)."""
-    for key in (*known, *_known_bytes):
-        if key and key in raw:
-            raw = raw.replace(key, REDACTED.encode())
-    if b"%" in raw:
-        raw = _encoded_sub(raw, known, _encoded_bytes, bytes)
+    known = (*(key for key in known if key), *_known_bytes)
+    for key in known:
+        if key in raw:
+            raw = raw.replace(key, _REDACTED_BYTES)
+    if b"%" in raw and known:
+        raw = _ESCAPED_RUN_BYTES.sub(
+            lambda run: _unless_secret(run.group(), unquote_to_bytes(run.group()), known, _REDACTED_BYTES), raw)
     if not (b"sk-" in raw or b"sk%" in raw or b"earer" in raw or b"EARER" in raw):
         return raw
-    return _BEARER_BYTES.sub(rb"\1\2[redacted]", _KEY_BYTES.sub(REDACTED.encode(), raw))
+    return _BEARER_BYTES.sub(rb"\1\2[redacted]", _KEY_BYTES.sub(_REDACTED_BYTES, raw))
 
 
-def _encoded_sub(text: Any, known: Iterable[Any], pattern: re.Pattern | None, kind: type) -> Any:
-    """`text` with the percent-encoded forms of the remembered secrets (and of `known`) replaced."""
-    if pattern is not None:
-        text = pattern.sub(REDACTED if kind is str else REDACTED.encode(), text)
-    for key in known:
-        if key:
-            key = key if kind is str else key.decode("latin-1")
-            source = _encoded_pattern((key,))
-            text = re.sub(source if kind is str else source.encode("latin-1"), REDACTED if kind is str else REDACTED.encode(), text)
-    return text
+def _unless_secret(run: Any, decoded: Any, known: tuple, replacement: Any) -> Any:
+    """A run of URL characters as it is, or the replacement when, percent-decoded, it holds a known secret."""
+    if decoded == run or not any(key in decoded for key in known):
+        return run
+    return replacement
 
 
 class RedactingFilter(logging.Filter):
