@@ -47,6 +47,7 @@ _configured: dict[str, None] = {}
 _learned: dict[str, None] = {}
 _known: tuple[str, ...] = ()  # longest first: a secret that holds another is replaced whole
 _known_bytes: tuple[bytes, ...] = ()
+_known_unlike_keys: tuple[bytes, ...] = ()  # those that do not start with "sk-"
 # A run of URL characters with percent-escapes in it: decoded, it may hold a secret known by value.
 _ESCAPED_RUN = re.compile(r"(?:[A-Za-z0-9_.~\-]|%[0-9A-Fa-f]{2})+")
 _ESCAPED_RUN_BYTES = re.compile(rb"(?:[A-Za-z0-9_.~\-]|%[0-9A-Fa-f]{2})+")
@@ -54,7 +55,7 @@ _ESCAPED_RUN_BYTES = re.compile(rb"(?:[A-Za-z0-9_.~\-]|%[0-9A-Fa-f]{2})+")
 
 def remember(secret: str | bytes | None, *, learned: bool = False) -> None:
     """Redact `secret` by value from now on, in every text of the process (a key from a request: `learned`)."""
-    global _known, _known_bytes
+    global _known, _known_bytes, _known_unlike_keys
     if isinstance(secret, bytes):
         secret = secret.decode("latin-1")
     if not secret or len(secret) < MIN_KNOWN or secret in _configured or secret in _learned:
@@ -67,6 +68,7 @@ def remember(secret: str | bytes | None, *, learned: bool = False) -> None:
         _learned[secret] = None
     known = sorted({*_configured, *_learned}, key=len, reverse=True)
     _known, _known_bytes = tuple(known), tuple(k.encode("utf-8") for k in known)
+    _known_unlike_keys = tuple(k for k in _known_bytes if k[:3] != b"sk-")
 
 
 def may_hold_secret(raw: bytes, known: Iterable[bytes] = ()) -> bool:
@@ -77,16 +79,25 @@ def may_hold_secret(raw: bytes, known: Iterable[bytes] = ()) -> bool:
 
 
 def may_hold_key(raw: bytes, key: bytes | None = None) -> bool:
-    """The caller's path's first look at a body: "sk-" (maybe percent-encoded), the call's `key`, a remembered secret."""
-    if b"sk-" in raw or b"sk%" in raw or (key is not None and key in raw):
+    """The caller's path's first look at a body: "sk-" (maybe percent-encoded), the call's `key`, a remembered secret.
+
+    A secret that starts with "sk-" cannot be in a text without "sk-": only
+    the others are searched for one by one (substring searches in C)."""
+    if b"sk-" in raw:
         return True
-    for known in _known_bytes:
+    if key is not None and key[:3] != b"sk-" and key in raw:
+        return True
+    for known in _known_unlike_keys:
         if known in raw:
             return True
-    if b"%" not in raw or (key is None and not _known_bytes):
+    if b"%" not in raw:
+        return False
+    if b"sk%" in raw:
+        return True
+    if key is None and not _known_bytes:
         return False
     decoded = unquote_to_bytes(raw)
-    return (key is not None and key in decoded) or any(known in decoded for known in _known_bytes)
+    return b"sk-" in decoded or (key is not None and key in decoded) or any(known in decoded for known in _known_bytes)
 
 
 def redact(text: str, known: Iterable[str] = ()) -> str:
