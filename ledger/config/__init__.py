@@ -13,10 +13,11 @@ a failure later in a job. API keys are named (by environment variable), never
 written to the database.
 """
 
-from .accounts import DEFAULT_BASE_URL, AccountConfig, KeyConfig, configured_accounts, configured_keys, default_accounts
+from .accounts import DEFAULT_BASE_URL, AccountConfig, KeyConfig, default_accounts
 from .loading import DEFAULT_CONFIG_FILE, ENV_CONFIG, ENV_DATABASE_URL, database_url_from_env, load_settings
 from .settings import (DEFAULT_DATABASE_URL, SETTINGS, ReconcileConfig, ScheduleConfig, Setting, Settings,
-                       accepted_settings, normalise_url, setting, settings_from_mapping)
+                       accepted_settings, configured_accounts, configured_keys, normalise_url, setting,
+                       settings_from_mapping)
 
 __all__ = [
     "DEFAULT_BASE_URL", "DEFAULT_CONFIG_FILE", "DEFAULT_DATABASE_URL", "ENV_CONFIG", "ENV_DATABASE_URL", "SETTINGS",

@@ -8,14 +8,10 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from ..errors import ConfigError
-from ..keys import fingerprint, last4
 from .checks import base_url, check_keys, env_name, environment_value, exactly_one, tables, text, unique
-
-if TYPE_CHECKING:
-    from .settings import Settings
 
 DEFAULT_BASE_URL = "https://api.aivideoapi.ai/v1"
 ACCOUNT_SETTINGS = frozenset({"name", "base_url", "keys"})
@@ -79,22 +75,3 @@ def default_accounts() -> tuple[AccountConfig, ...]:
     """
     url = base_url(os.environ.get("AIVIDEO_BASE_URL") or DEFAULT_BASE_URL, "AIVIDEO_BASE_URL")
     return (AccountConfig("default", url, (KeyConfig("AIVIDEO_API_KEY", env="AIVIDEO_API_KEY"),)),)
-
-
-
-def configured_accounts(settings: Settings) -> tuple[AccountConfig, ...]:
-    """The [[accounts]], or the one default account when none is configured."""
-    return settings.accounts or default_accounts()
-
-
-def configured_keys(settings: Settings, secret: bytes) -> list[tuple[str, str, str, str]]:
-    """(fingerprint, last4, label, account) of each configured key whose value is at hand (set, or in the environment)."""
-    found = []
-    for account in configured_accounts(settings):
-        for key in account.keys:
-            try:
-                value = key.value()
-            except ConfigError:
-                continue
-            found.append((fingerprint(value, secret), last4(value), key.label, account.name))
-    return found

@@ -16,7 +16,7 @@ from pathlib import Path
 from .. import redact
 from ..errors import ConfigError
 from .accounts import default_accounts
-from .settings import DEFAULT_DATABASE_URL, Settings, normalise_url, settings_from_mapping
+from .settings import DEFAULT_DATABASE_URL, Settings, configured_accounts, normalise_url, settings_from_mapping
 
 ENV_CONFIG = "CREDIT_LEDGER_CONFIG"
 ENV_DATABASE_URL = "CREDIT_LEDGER_DATABASE_URL"
@@ -64,7 +64,7 @@ def remember_secrets(settings: Settings) -> None:
     """Every secret the settings name (account keys, proxy keys and the upstream keys they stand for, channel
     URLs, secrets and passwords), as the environment holds it now: redacted by value from every text from here on."""
     names: set[str | None] = set()
-    for account in settings.accounts or default_accounts():
+    for account in configured_accounts(settings):
         for key in account.keys:
             names.add(key.env)
             redact.remember(key.key)

@@ -19,7 +19,8 @@ from ..accounting.budgets import SCOPE_KEYS, BalanceAlert, Budget
 from ..accounting.pricing import PricingPolicy
 from ..accounting.reconcile import DEFAULT_BILLING_SETTLE_SECONDS, DEFAULT_ROUNDING, ROUNDING_RULES
 from ..errors import ConfigError
-from .accounts import ACCOUNT_SETTINGS, KEY_SETTINGS, AccountConfig, parse_accounts
+from ..keys import fingerprint, last4
+from .accounts import ACCOUNT_SETTINGS, KEY_SETTINGS, AccountConfig, default_accounts, parse_accounts
 from .alerts import (BALANCE_SETTINGS, BUDGET_SETTINGS, CHANNEL_SETTINGS, AlertSettings, ChannelConfig,
                      alert_settings_from_mapping)
 from .checks import (PATH_WIDTH, base_url, check_keys, choice, decimal_setting, file_path, flag, host, seconds, shown,
@@ -228,3 +229,21 @@ def settings_from_mapping(data: dict, source: str = "config") -> Settings:
         alerting=alerting,
         proxy=ProxySettings(**proxy, keys=parse_proxy_keys(data.get("proxy", {}).get("keys", []), source)),
     )
+
+
+def configured_accounts(settings: Settings) -> tuple[AccountConfig, ...]:
+    """The [[accounts]], or the one default account when none is configured."""
+    return settings.accounts or default_accounts()
+
+
+def configured_keys(settings: Settings, secret: bytes) -> list[tuple[str, str, str, str]]:
+    """(fingerprint, last4, label, account) of each configured key whose value is at hand (set, or in the environment)."""
+    found = []
+    for account in configured_accounts(settings):
+        for key in account.keys:
+            try:
+                value = key.value()
+            except ConfigError:
+                continue
+            found.append((fingerprint(value, secret), last4(value), key.label, account.name))
+    return found

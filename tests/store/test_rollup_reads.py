@@ -163,6 +163,6 @@ def test_budgets_sum_the_rollup_and_the_edges_as_the_raw_calls_do(ledger, case, 
     with ledger.session() as session:
         found = spends(session, queries)
         for query, got in zip(queries, found):
-            raw = spend(session, *query, charged=True)  # the raw calls alone
+            raw = spend(session, *query, raw_only=True)  # the raw calls alone
             assert (got.credits, got.calls) == (raw.credits, raw.calls), query
             assert tuple(spend(session, *query))[:2] == (raw.credits, raw.calls)
