@@ -21,6 +21,7 @@ LAYERS = (
     ("ledger.proxy",),
     ("ledger.sim",),
     ("ledger.commands",),
+    ("ledger.web",),
     ("ledger.cli", "ledger"),
 )
 # Members that stand for one module only, not for what lies under them: `ledger`, the package's __init__,

@@ -1,0 +1,10 @@
+"""The dashboard: server-rendered pages, the read API under /api/v1/, sign-in and sessions.
+
+    app.py        create_app(settings, viewers): the Starlette app, its gate and its error pages
+    viewer.py     who is asking: a Viewer (role, the projects it may see) and the ViewerSource that finds one
+    params.py     query parameters read and checked, each failure a BadQuery naming the parameter
+    rendering.py  the Jinja2 templates (autoescaped), the page's frame: zone, "as of", navigation
+
+Every query a page makes takes the viewer's projects: what a viewer may not see is
+never read, not read and then hidden.
+"""

@@ -1,0 +1,48 @@
+"""The dashboard under test: the real app on a real ledger, asked through Starlette's TestClient (httpx).
+
+`FixedViewers` stands for the sign-in: every request is the viewer a test
+chooses. It lives here, not in the package: the dashboard itself finds its
+viewers only by session or bearer token.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import pytest
+from starlette.testclient import TestClient
+
+from ledger.config import Settings
+from ledger.web.app import create_app
+from ledger.web.viewer import Viewer
+
+
+@dataclass
+class FixedViewers:
+    viewer: Viewer | None
+
+    def viewer_of(self, request) -> Viewer | None:
+        return self.viewer
+
+
+@pytest.fixture
+def web_settings(database_url, tmp_path) -> Settings:
+    return Settings(database_url=database_url, secret_path=str(tmp_path / "secret"),
+                    journal_path=str(tmp_path / "journal"), timezone="UTC")
+
+
+@pytest.fixture
+def client_as(ledger, web_settings):
+    """client_as(Viewer(...) or None) -> a TestClient of the dashboard on `ledger`, every request made as that viewer."""
+    clients = []
+
+    def make(viewer: Viewer | None, settings: Settings | None = None) -> TestClient:
+        app = create_app(settings or web_settings, FixedViewers(viewer), ledger=ledger)
+        client = TestClient(app, raise_server_exceptions=False, follow_redirects=False)
+        client.__enter__()
+        clients.append(client)
+        return client
+
+    yield make
+    for client in clients:
+        client.__exit__(None, None, None)
