@@ -46,3 +46,40 @@ def client_as(ledger, web_settings):
     yield make
     for client in clients:
         client.__exit__(None, None, None)
+
+
+class QueryCount:
+    """How many statements the ledger's engine ran while it was open (a page's queries: fixed, whatever the data)."""
+
+    def __init__(self, engine) -> None:
+        from sqlalchemy import event
+
+        self.engine = engine
+        self.statements: list[str] = []
+        self._event = event
+        event.listen(engine, "before_cursor_execute", self._seen)
+
+    def _seen(self, conn, cursor, statement, parameters, context, executemany) -> None:
+        self.statements.append(statement)
+
+    @property
+    def count(self) -> int:
+        return len(self.statements)
+
+    def close(self) -> None:
+        self._event.remove(self.engine, "before_cursor_execute", self._seen)
+
+
+@pytest.fixture
+def count_queries(ledger):
+    """count_queries() -> a QueryCount of the ledger's engine from now on; read `.count` after the request."""
+    counters = []
+
+    def start() -> QueryCount:
+        counter = QueryCount(ledger.engine)
+        counters.append(counter)
+        return counter
+
+    yield start
+    for counter in counters:
+        counter.close()
