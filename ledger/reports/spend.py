@@ -194,15 +194,19 @@ def grouped(session: Session, selection: Selection, keys: Sequence[GroupKey], pe
 
 
 def selection_for(session: Session, period: Period, account: str | None = None,
-                  pending: Sequence[CloseEvent] = ()) -> tuple[Selection, Selection | None, list]:
+                  pending: Sequence[CloseEvent] = (), projects: frozenset[str] | None = None,
+                  ) -> tuple[Selection, Selection | None, list]:
     """The report's calls (late ones out) and its adjustments' (None when there are none).
 
     `pending`: closes about to be stored, counted as if they were (a close computes its figures so).
+    `projects`: only those projects' calls (a viewer limited to them).
     """
     events = [*close_events(session), *pending]
-    selection = Selection(period.start, period.end, account, tuple(late_calls(events, period.start, period.end)))
+    selection = Selection(period.start, period.end, account, tuple(late_calls(events, period.start, period.end)),
+                          projects=projects)
     windows = adjustment_windows(events, period.start, period.end)
-    adjustments = Selection(period.start, period.end, account, (), tuple(windows)) if windows else None
+    adjustments = (Selection(period.start, period.end, account, (), tuple(windows), projects=projects)
+                   if windows else None)
     return selection, adjustments, events
 
 
@@ -215,9 +219,14 @@ def build_report(
     digest: bool | None = None,
     now: datetime | None = None,
     pending: Sequence[CloseEvent] = (),
+    projects: frozenset[str] | None = None,
 ) -> SpendReport:
-    """The report of `period` grouped by `keys`. `digest`: None computes it for a closed period only."""
-    selection, adjustment_selection, events = selection_for(session, period, account, pending)
+    """The report of `period` grouped by `keys`. `digest`: None computes it for a closed period only.
+
+    `projects`: the report of only those projects' calls (a dashboard viewer limited to them): it is not the
+    closed report of its period, so it carries no close and no digest.
+    """
+    selection, adjustment_selection, events = selection_for(session, period, account, pending, projects)
     rates = usd_per_credit(session)
     items, unknown = grouped(session, selection, keys, period, rates)
     total = Figures()
@@ -237,7 +246,7 @@ def build_report(
                 adjustments.append(Adjustment(windows[0].closed.period, found[0][1], tuple(windows)))
     close = None
     closing = is_closed(events, period)
-    if closing is not None and account is None and closing not in pending:
+    if closing is not None and account is None and projects is None and closing not in pending:
         close = next(row for row in close_rows(session) if row.id == closing.id)
     report = SpendReport(period, tuple(keys), account, now or datetime.now(timezone.utc), groups, total,
                          tuple(adjustments), close, unknown_cards=tuple(sorted(unknown)),
@@ -249,6 +258,8 @@ def build_report(
         report = replace(report, digest=close.calls_digest, digest_calls=close.calls)
     elif gone is not None and digest:
         raise ReportError(f"{period.label}: no digest of its calls can be made: {gone.note()}")
+    elif projects is not None:
+        pass  # some projects' calls: no digest stands for them
     elif digest or (digest is None and close is not None):
         value, count = calls_digest(session, selection, adjustment_selection)
         report = replace(report, digest=value, digest_calls=count)

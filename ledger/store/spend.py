@@ -55,6 +55,8 @@ class Selection:
     account: str | None = None
     leave_out: tuple[LateCalls, ...] = ()
     adjustments: tuple[AdjustmentWindow, ...] | None = None
+    # Only these projects' calls (a dashboard viewer limited to them); None: every call, of a project or of none.
+    projects: frozenset[str] | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -165,6 +167,8 @@ def where(selection: Selection, table=Call):
         ] or [literal(False)])]
     if selection.account is not None:
         conditions.append(ApiKey.account == selection.account)
+    if selection.projects is not None:
+        conditions.append(table.project.in_(sorted(selection.projects)) if selection.projects else literal(False))
     for late in selection.leave_out:
         conditions.append(not_(and_(started >= late.start, started < late.end, recorded > late.cutoff)))
     return and_(*conditions)
