@@ -211,6 +211,7 @@ def test_every_configured_secret_is_redacted_by_value_once_the_settings_are_load
         monkeypatch.setenv(name, value)
     monkeypatch.setenv("CREDIT_LEDGER_FINGERPRINT_SECRET", "fingerprintSecretOfThisInstall")
     (tmp_path / "c.toml").write_text(
+        'database_url = "postgresql://ledger:dbPass%2Fword@db.example/ledger"\n'
         '[[accounts]]\nname = "prod"\nkeys = [{env = "ACCOUNT_KEY"}]\n'
         '[[channels]]\nname = "hook"\nkind = "webhook"\nurl_env = "WEBHOOK_URL"\nsecret_env = "WEBHOOK_SECRET"\n'
         '[[channels]]\nname = "mail"\nkind = "email"\nhost = "smtp.example"\nusername = "u"\npassword_env = "SMTP_PASSWORD"\n'
@@ -218,9 +219,11 @@ def test_every_configured_secret_is_redacted_by_value_once_the_settings_are_load
         '[[proxy.keys]]\nname = "team"\nkey_env = "TEAM_KEY"\nupstream_key_env = "UPSTREAM_KEY"\n')
     load_settings(str(tmp_path / "c.toml"))
     load_secret(tmp_path / "unused")
-    said = "; ".join(f"{name} is {value}" for name, value in secrets.items()) + " fingerprintSecretOfThisInstall"
+    said = ("; ".join(f"{name} is {value}" for name, value in secrets.items()) + " fingerprintSecretOfThisInstall"
+            + " dbPass/word")
     for cleaned in (redact(said), redact_bytes(said.encode()).decode()):
-        assert [value for value in (*secrets.values(), "fingerprintSecretOfThisInstall") if value in cleaned] == []
+        assert [value for value in (*secrets.values(), "fingerprintSecretOfThisInstall", "dbPass/word")
+                if value in cleaned] == []
         assert "ACCOUNT_KEY is sk-[redacted]" in cleaned
 
 

@@ -12,6 +12,7 @@ import tomllib
 from dataclasses import replace
 from decimal import Decimal
 from pathlib import Path
+from urllib.parse import unquote, urlsplit
 
 from .. import redact
 from ..errors import ConfigError
@@ -75,3 +76,13 @@ def remember_secrets(settings: Settings) -> None:
     for name in names:
         if name:
             redact.remember(os.environ.get(name, "").strip())
+    redact.remember(database_password(settings.database_url))
+
+
+def database_password(url: str) -> str | None:
+    """The password a database URL holds (postgresql://user:PASSWORD@host/db), as the server reads it."""
+    try:
+        password = urlsplit(url).password
+    except ValueError:
+        return None
+    return unquote(password) if password else None
