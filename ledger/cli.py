@@ -141,7 +141,14 @@ def build_parser() -> argparse.ArgumentParser:
     calls = sub.add_parser("calls", help="list recorded calls")
     calls.add_argument("--since", type=parse_time)
     calls.add_argument("--until", type=parse_time)
-    calls.add_argument("--project")
+    calls.add_argument("--project", help="only this project's calls ((none): calls without one, as reports label it)")
+    calls.add_argument("--user", help="only this end user's calls (labelled as --project)")
+    calls.add_argument("--key", help="only this key's calls: its label, or … and its last four characters (…Zq9x)")
+    calls.add_argument("--model", help="only calls that requested or reported this model")
+    calls.add_argument("--status", help="only calls of this status (completed, error, aborted, failed, refused)")
+    calls.add_argument("--class", dest="pricing_class", help="only calls of this pricing class (overcharge, ...)")
+    calls.add_argument("--tag", help="only calls with this tag: NAME=VALUE")
+    calls.add_argument("--account", help="only the calls of this account's keys")
     calls.add_argument("--limit", type=_positive_int, help="at most this many (the newest)")
     calls.add_argument("--format", choices=("table", "json", "csv"), default="table")
 
@@ -246,8 +253,15 @@ def cmd_check(args, out) -> int:
 def cmd_calls(args, out) -> int:
     from .commands.calls import show_calls
 
-    return show_calls(_settings(args), out, since=args.since, until=args.until, project=args.project,
-                      limit=args.limit, fmt=args.format)
+    from .store.call_filters import CallFilter
+
+    try:
+        filters = CallFilter(project=args.project, user=args.user, key=args.key, model=args.model, status=args.status,
+                             pricing_class=args.pricing_class, tag=args.tag)
+    except ValueError as error:
+        raise UsageError(str(error)) from None
+    return show_calls(_settings(args), out, since=args.since, until=args.until, limit=args.limit, fmt=args.format,
+                      filters=filters, account=args.account)
 
 
 def cmd_simulate(args, out) -> int:

@@ -15,6 +15,7 @@ from ..sink.writer import replay_journal
 from ..reports.calls import list_calls
 from ..reports.text import print_findings
 from ..store import rollups
+from ..store.call_filters import CallFilter
 from ..store.engine import Ledger
 from ..store.closes import close_events
 from ..store.retention import gone_ranges
@@ -24,10 +25,12 @@ CallsFormat = Literal["table", "json", "csv"]
 
 
 def show_calls(settings: Settings, out: TextIO, *, since: datetime | None = None, until: datetime | None = None,
-               project: str | None = None, limit: int | None = None, fmt: CallsFormat = "table") -> int:
-    """The calls started in [since, until) (all by default; the newest `limit`), streamed in `fmt`."""
+               project: str | None = None, limit: int | None = None, fmt: CallsFormat = "table",
+               filters: CallFilter | None = None, account: str | None = None) -> int:
+    """The calls started in [since, until) (all by default; the newest `limit`), of `account`'s keys and
+    as `filters` say, streamed in `fmt`."""
     with Ledger(settings.database_url, must_exist=True) as ledger, ledger.session() as session:
-        list_calls(session, since, until, project, limit, fmt, out)
+        list_calls(session, since, until, project, limit, fmt, out, filters=filters, account=account)
     return EXIT_OK
 
 

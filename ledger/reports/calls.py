@@ -151,23 +151,41 @@ def _isatty(stream) -> bool:
     return hasattr(stream, "isatty") and stream.isatty()
 
 
-def list_calls(session, since: datetime | None, until: datetime | None, project: str | None, limit: int | None,
-               output: str, out: TextIO, notes: TextIO | None = None) -> int:
-    """`credit-ledger calls`: the calls started in [since, until) (all by default), streamed in `output` format.
-
-    When retention deleted calls of closed periods in the range, one line says so: after the table, or on
-    `notes` (standard error) beside CSV and JSON, which stay what they are.
-    """
-    from ..store.call_rows import call_rows, count_rows
-    from ..store.retention import gone_ranges, horizon
+def calls_selection(since: datetime | None, until: datetime | None, account: str | None = None,
+                    projects: frozenset[str] | None = None):
+    """The calls started in [since, until) (all by default), of `account`'s keys, of `projects` (None: all)."""
     from ..store.spend import Selection
 
-    selection = Selection(since or datetime(1970, 1, 1, tzinfo=timezone.utc), until or datetime(9999, 1, 1, tzinfo=timezone.utc))
-    total = None if limit or _isatty(out) or not _isatty(sys.stderr) else count_rows(session, selection, project=project)
+    return Selection(since or datetime(1970, 1, 1, tzinfo=timezone.utc), until or datetime(9999, 1, 1, tzinfo=timezone.utc),
+                     account=account, projects=projects)
+
+
+def gone_before(session, selection):
+    """The retention horizon (`store.retention.Horizon`) when raw calls of the selection's range are gone, else None."""
+    from ..store.retention import gone_ranges, horizon
+
     gone = horizon(session)
     if gone is not None and not any(low < selection.end and high > selection.start for low, high in gone_ranges(session)):
-        gone = None
-    chunks = call_rows(session, selection, STORE_NAMES, project=project, newest=limit)
+        return None
+    return gone
+
+
+def list_calls(session, since: datetime | None, until: datetime | None, project: str | None, limit: int | None,
+               output: str, out: TextIO, notes: TextIO | None = None, *, filters=None, account: str | None = None,
+               projects: frozenset[str] | None = None) -> int:
+    """`credit-ledger calls`: the calls started in [since, until) (all by default), streamed in `output` format.
+
+    `filters` (`store.call_filters.CallFilter`), `account` and `projects` narrow them as the dashboard's
+    Calls page does. When retention deleted calls of closed periods in the range, one line says so: after
+    the table, or on `notes` (standard error) beside CSV and JSON, which stay what they are.
+    """
+    from ..store.call_rows import call_rows, count_rows
+
+    selection = calls_selection(since, until, account, projects)
+    total = None if limit or _isatty(out) or not _isatty(sys.stderr) else count_rows(
+        session, selection, project=project, filters=filters)
+    gone = gone_before(session, selection)
+    chunks = call_rows(session, selection, STORE_NAMES, project=project, filters=filters, newest=limit)
     count = write_calls(chunks, output, out, total)
     if gone is not None:
         print(gone.note(), file=out if output == "table" else notes or sys.stderr)

@@ -11,16 +11,18 @@ as soon as the database has it.
 
 from __future__ import annotations
 
-from typing import Iterator, Sequence
+from datetime import datetime, timezone
+from typing import Iterator, NamedTuple, Sequence
 
-from sqlalchemy import BigInteger, Float, Integer, String, cast, func, literal_column, select, type_coerce
+from sqlalchemy import BigInteger, Float, Integer, String, and_, cast, func, literal_column, or_, select, type_coerce
 from sqlalchemy.orm import Session
 
 from ..accounting.pricing import CLEAN_CLASSES
 from ..accounting.group_keys import GroupKey
+from .call_filters import CallFilter, conditions
 from .models import ApiKey, Call
 from .reading import CHUNK, raw_rows
-from .spend import Selection, from_calls, key_expression, where
+from .spend import Selection, key_expression, where
 
 
 
@@ -76,6 +78,21 @@ def _columns(dialect: str) -> dict:
 NEEDS_KEYS = frozenset({"key_label", "account", "key_name"})
 
 
+def _selected(session: Session, selection: Selection, names: Sequence[str], findings_only: bool,
+              project: str | None, filters: CallFilter | None, extra: Sequence = ()):
+    dialect = session.get_bind().dialect.name
+    columns = _columns(dialect)
+    join = selection.account is not None or bool(NEEDS_KEYS & set(names)) or (filters is not None and filters.needs_keys)
+    query = select(*[columns[n].label(n) for n in names], *extra)
+    query = (query.select_from(Call).outerjoin(ApiKey, ApiKey.fingerprint == Call.key_fingerprint) if join
+             else query.select_from(Call)).where(where(selection), *conditions(filters, dialect))
+    if findings_only:
+        query = query.where(Call.pricing_class.not_in(sorted(CLEAN_CLASSES)))
+    if project is not None:
+        query = query.where(Call.project == project)
+    return query
+
+
 def call_rows(
     session: Session,
     selection: Selection,
@@ -83,23 +100,15 @@ def call_rows(
     *,
     findings_only: bool = False,
     project: str | None = None,
+    filters: CallFilter | None = None,
     newest: int | None = None,
 ) -> Iterator[list[tuple]]:
     """Chunks of rows (tuple-like, `names`' values in order) of the selected calls, oldest first.
 
     `newest`: only the last that many calls (still oldest first).
     """
-    dialect = session.get_bind().dialect.name
-    columns = _columns(dialect)
-    join = selection.account is not None or bool(NEEDS_KEYS & set(names))
     extra = (Call.started_at.label("_at"), Call.id.label("_id")) if newest is not None else ()
-    query = select(*[columns[n].label(n) for n in names], *extra)
-    query = (query.select_from(Call).outerjoin(ApiKey, ApiKey.fingerprint == Call.key_fingerprint) if join
-             else query.select_from(Call)).where(where(selection))
-    if findings_only:
-        query = query.where(Call.pricing_class.not_in(sorted(CLEAN_CLASSES)))
-    if project is not None:
-        query = query.where(Call.project == project)
+    query = _selected(session, selection, names, findings_only, project, filters, extra)
     if newest is not None:
         last = query.order_by(Call.started_at.desc(), Call.id.desc()).limit(newest).subquery()
         query = select(*[last.c[n] for n in names]).order_by(last.c["_at"], last.c["_id"])
@@ -108,8 +117,43 @@ def call_rows(
     yield from raw_rows(session, query)
 
 
-def count_rows(session: Session, selection: Selection, *, findings_only: bool = False, project: str | None = None) -> int:
-    query = from_calls(select(func.count()), (), selection.account).where(where(selection))
+class Position(NamedTuple):
+    """Where a page of calls ends: its oldest call's start and id (the next page holds the calls before it)."""
+
+    started_at: datetime
+    id: int
+
+
+def call_page(session: Session, selection: Selection, names: Sequence[str], size: int, *,
+              filters: CallFilter | None = None, before: Position | None = None) -> tuple[list[tuple], Position | None]:
+    """The newest `size` selected calls before `before` (keyset: no OFFSET, no count), newest first, and the
+    position of the page's last call when more follow (else None). One query."""
+    query = _selected(session, selection, names, False, None, filters, (Call.started_at.label("_at"), Call.id.label("_id")))
+    if before is not None:
+        # The range on started_at is what an index seeks; the id only orders the calls of one instant.
+        query = query.where(Call.started_at <= before.started_at,
+                            or_(Call.started_at < before.started_at, and_(Call.started_at == before.started_at, Call.id < before.id)))
+    rows = session.execute(query.order_by(Call.started_at.desc(), Call.id.desc()).limit(size + 1)).all()
+    if len(rows) <= size:
+        return [tuple(row[:len(names)]) for row in rows], None
+    last = rows[size - 1]
+    return [tuple(row[:len(names)]) for row in rows[:size]], Position(last._at, last._id)
+
+
+def one_call_row(session: Session, names: Sequence[str], call_id: str, projects: frozenset[str] | None) -> tuple | None:
+    """The call's row (`names`' values) when it is of `projects` (None: any call), else None: one query."""
+    selection = Selection(datetime(1970, 1, 1, tzinfo=timezone.utc), datetime(9999, 1, 1, tzinfo=timezone.utc),
+                          projects=projects)
+    row = session.execute(_selected(session, selection, names, False, None, None).where(Call.call_id == call_id)).first()
+    return None if row is None else tuple(row)
+
+
+def count_rows(session: Session, selection: Selection, *, findings_only: bool = False, project: str | None = None,
+               filters: CallFilter | None = None) -> int:
+    dialect = session.get_bind().dialect.name
+    join = selection.account is not None or (filters is not None and filters.needs_keys)
+    query = (select(func.count()).select_from(Call).outerjoin(ApiKey, ApiKey.fingerprint == Call.key_fingerprint) if join
+             else select(func.count()).select_from(Call)).where(where(selection), *conditions(filters, dialect))
     if findings_only:
         query = query.where(Call.pricing_class.not_in(sorted(CLEAN_CLASSES)))
     if project is not None:

@@ -30,10 +30,10 @@ log = logging.getLogger("ledger.web")
 
 def _routes() -> list:
     """Every page's and API route's module contributes its `routes`."""
-    from . import home
+    from . import calls, calls_api, home
 
     routes: list = [Route("/healthz", _health)]
-    for module in (home,):
+    for module in (home, calls_api, calls):
         routes.extend(module.routes)
     routes.append(Mount("/static", StaticFiles(packages=[("ledger.web", "static")]), name="static"))
     return routes
