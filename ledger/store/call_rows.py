@@ -11,10 +11,11 @@ as soon as the database has it.
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from dataclasses import replace
+from datetime import datetime, timedelta, timezone
 from typing import Iterator, NamedTuple, Sequence
 
-from sqlalchemy import BigInteger, Float, Integer, String, and_, cast, func, literal_column, or_, select, type_coerce
+from sqlalchemy import BigInteger, Float, Integer, String, and_, cast, func, literal_column, or_, select, type_coerce, union_all
 from sqlalchemy.orm import Session
 
 from ..accounting.pricing import CLEAN_CLASSES
@@ -124,16 +125,43 @@ class Position(NamedTuple):
     id: int
 
 
+def page_query(session: Session, selection: Selection, names: Sequence[str], size: int,
+               filters: CallFilter | None = None, before: Position | None = None):
+    """The SELECT of `call_page`: `names`, then the start and id, newest first, `size` + 1 rows.
+
+    Served by an index at any depth: the cursor becomes the range's end (one upper bound on started_at
+    for the index to seek; the id orders the calls of one instant). A viewer of some projects reads each
+    project's newest calls from the (project, started_at) index and merges them (a UNION ALL of one
+    short range a project): reading their calls in the range's index would filter every other project's
+    calls out, and reading them by project, then sorting, would sort all of them.
+    """
+    extra = (Call.started_at.label("_at"), Call.id.label("_id"))
+    if before is not None:
+        selection = replace(selection, end=min(selection.end, before.started_at + _MICROSECOND))
+    branches = [None]
+    if selection.projects and (filters is None or filters.project is None) and len(selection.projects) > 1:
+        branches = sorted(selection.projects)
+    parts = []
+    for project in branches:
+        query = _selected(session, selection, names, False, project, filters, extra)
+        if before is not None:
+            query = query.where(or_(Call.started_at < before.started_at,
+                                    and_(Call.started_at == before.started_at, Call.id < before.id)))
+        parts.append(query.order_by(Call.started_at.desc(), Call.id.desc()).limit(size + 1))
+    if len(parts) == 1:
+        return parts[0]
+    merged = union_all(*[select(part.subquery().c) for part in parts]).subquery("merged")
+    return select(merged).order_by(merged.c["_at"].desc(), merged.c["_id"].desc()).limit(size + 1)
+
+
+_MICROSECOND = timedelta(microseconds=1)
+
+
 def call_page(session: Session, selection: Selection, names: Sequence[str], size: int, *,
               filters: CallFilter | None = None, before: Position | None = None) -> tuple[list[tuple], Position | None]:
     """The newest `size` selected calls before `before` (keyset: no OFFSET, no count), newest first, and the
     position of the page's last call when more follow (else None). One query."""
-    query = _selected(session, selection, names, False, None, filters, (Call.started_at.label("_at"), Call.id.label("_id")))
-    if before is not None:
-        # The range on started_at is what an index seeks; the id only orders the calls of one instant.
-        query = query.where(Call.started_at <= before.started_at,
-                            or_(Call.started_at < before.started_at, and_(Call.started_at == before.started_at, Call.id < before.id)))
-    rows = session.execute(query.order_by(Call.started_at.desc(), Call.id.desc()).limit(size + 1)).all()
+    rows = session.execute(page_query(session, selection, names, size, filters, before)).all()
     if len(rows) <= size:
         return [tuple(row[:len(names)]) for row in rows], None
     last = rows[size - 1]

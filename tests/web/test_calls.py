@@ -16,6 +16,7 @@ from ledger.accounting.periods import parse_period
 from ledger.cli import main
 from ledger.config import Settings
 from ledger.service import closing
+from ledger.store.calls import CALL_COLUMNS
 from ledger.store import retention
 from ledger.web.viewer import Viewer
 
@@ -136,6 +137,25 @@ def test_keyset_pages_lose_and_repeat_no_call_when_many_start_at_the_same_instan
     assert api_seen == seen
 
 
+def test_a_viewer_of_some_projects_pages_through_their_calls_only_and_each_once(client_as, ledger):
+    projects = ("search", "chat", "ops", None)
+    rows = [call_values(started_at=NOV + timedelta(seconds=i % 3), call_id=f"c{i:04d}", project=projects[i % 4])
+            for i in range(400)]
+    insert(ledger, rows)
+    client = client_as(Viewer("two", "viewer", projects=frozenset({"search", "chat"})))
+    seen, url = [], "/api/v1/calls?period=2026-11&tz=UTC"
+    while url:
+        response = client.get(url)
+        seen += ids_of(response)[::-1]
+        link = response.headers.get("link")
+        url = link and re.fullmatch(r'<([^>]+)>; rel="next"', link)[1]
+    expected = sorted((r for r in rows if r[CALL_COLUMNS.index("project")] in ("search", "chat")),
+                      key=lambda r: (r[CALL_COLUMNS.index("started_at")], r[0]), reverse=True)
+    assert len(seen) == 200 and set(seen) == {r[0] for r in expected}
+    started = {r[0]: r[CALL_COLUMNS.index("started_at")] for r in rows}
+    assert [started[c] for c in seen] == sorted((started[c] for c in seen), reverse=True)  # newest first throughout
+
+
 def test_the_api_and_the_export_are_the_clis_own_bytes_for_the_same_filters(client_as, ledger, mixed):
     client = client_as(FINANCE)
     window = ["--since", "2026-11-01T00:00:00Z", "--until", "2026-12-01T00:00:00Z"]
@@ -252,3 +272,14 @@ def test_the_list_says_when_retention_deleted_the_rows_before_a_date(client_as, 
     assert "deleted by retention" not in may_page.text and page_ids(may_page) == ["may"]
     api = client.get("/api/v1/calls", params={"period": "2026-04", "tz": "UTC"})
     assert api.text == "[]\n" and "deleted by retention" in api.headers["x-ledger-note"]
+
+
+def test_the_clis_filters_take_a_group_label_as_reports_print_it(ledger):
+    insert(ledger, [call_values(started_at=NOV, call_id="none", project=None),
+                    call_values(started_at=NOV, call_id="empty", project=""),
+                    call_values(started_at=NOV, call_id="named-none", project="(none)"),
+                    call_values(started_at=NOV, call_id="quoted", project='"q"')])
+    for label, expected in (("(none)", ["none"]), ("(empty)", ["empty"]), ('"(none)"', ["named-none"]),
+                            ('"\\"q\\""', ["quoted"])):
+        code, out = cli(ledger.url, "--project", label, "--format", "json")
+        assert code == 0 and [c["call_id"] for c in json.loads(out)] == expected, label
