@@ -15,13 +15,13 @@ from dataclasses import replace
 from datetime import datetime, timedelta, timezone
 from typing import Iterator, NamedTuple, Sequence
 
-from sqlalchemy import BigInteger, Float, Integer, String, and_, cast, func, literal_column, or_, select, type_coerce, union_all
+from sqlalchemy import BigInteger, Float, Integer, String, and_, cast, false, func, literal_column, or_, select, type_coerce, union_all
 from sqlalchemy.orm import Session
 
 from ..accounting.pricing import CLEAN_CLASSES
 from ..accounting.group_keys import GroupKey
 from .call_filters import CallFilter, conditions
-from .models import ApiKey, Call
+from .models import ApiKey, Call, RateCardRow
 from .reading import CHUNK, raw_rows
 from .spend import Selection, key_expression, where
 
@@ -174,6 +174,22 @@ def one_call_row(session: Session, names: Sequence[str], call_id: str, projects:
                           projects=projects)
     row = session.execute(_selected(session, selection, names, False, None, None).where(Call.call_id == call_id)).first()
     return None if row is None else tuple(row)
+
+
+def one_call(session: Session, call_id: str, projects: frozenset[str] | None):
+    """(the call, its key's label and account, its rate card's input and output credits per 1M tokens, US
+    dollars a credit and model) when it is of `projects` (None: any call), else None. One query, the projects in its WHERE:
+    another project's call is not found, as a missing one is not."""
+    card = RateCardRow.__table__.alias("card")
+    query = (select(Call, ApiKey.label, ApiKey.account, card.c.input_per_million, card.c.output_per_million,
+                    card.c.usd_per_credit, card.c.model)
+             .outerjoin(ApiKey, ApiKey.fingerprint == Call.key_fingerprint)
+             .outerjoin(card, and_(card.c.name == Call.rate_card,
+                                   card.c.model == func.coalesce(Call.model_requested, Call.model_reported)))
+             .where(Call.call_id == call_id))
+    if projects is not None:
+        query = query.where(Call.project.in_(sorted(projects)) if projects else false())
+    return session.execute(query).first()
 
 
 def count_rows(session: Session, selection: Selection, *, findings_only: bool = False, project: str | None = None,

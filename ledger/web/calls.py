@@ -17,7 +17,6 @@ from decimal import Decimal
 from typing import NamedTuple
 from urllib.parse import urlencode
 
-from sqlalchemy import func, select
 from starlette.routing import Route
 
 from ..accounting import pricing
@@ -27,8 +26,7 @@ from ..money import fmt, from_nano
 from ..reports.cells import group_label
 from ..reports.calls import calls_selection, gone_before
 from ..store.call_filters import CallFilter, key_of, tag_of, value_of
-from ..store.call_rows import Position, call_page
-from ..store.models import ApiKey, Call, RateCardRow
+from ..store.call_rows import Position, call_page, one_call
 from ..store.spend import Selection
 from . import params
 from .gate import Refused, guarded
@@ -190,7 +188,7 @@ def calls_list(request):
     return render(
         request, "calls.html", zone=query.zone, period=query.period, calls=[_listed(r) for r in rows],
         values={name: request.query_params.get(name, "") for name in PARAMETERS},
-        statuses=STATUSES, classes=pricing.CLASSES, gone=gone.note() if gone is not None else None,
+        statuses=STATUSES, classes=pricing.CLASSES, gone=gone,
         next_link=view_link(request, "/calls", after=cursor_of(next_position)) if next_position else None,
         newest_link=view_link(request, "/calls", after=None) if before is not None else None,
         export_csv=view_link(request, "/calls/export", after=None, format="csv"),
@@ -198,20 +196,6 @@ def calls_list(request):
         page_size=PAGE_SIZE, link=lambda **changes: view_link(request, "/calls", after=None, **changes),
         label=group_label, amount=fmt,
     )
-
-
-def visible_call(session, call_id: str, projects: frozenset[str] | None):
-    """(the call, its key's label and account, its rate card's row for the model priced) when the viewer may see
-    it, else None: one query, the viewer's projects in its WHERE (another project's call is not found)."""
-    card = RateCardRow.__table__.alias("card")
-    query = (select(Call, ApiKey.label, ApiKey.account, card.c.input_per_million, card.c.output_per_million,
-                    card.c.usd_per_credit, card.c.model)
-             .outerjoin(ApiKey, ApiKey.fingerprint == Call.key_fingerprint)
-             .outerjoin(card, (card.c.name == Call.rate_card) & (card.c.model == func.coalesce(Call.model_requested, Call.model_reported)))
-             .where(Call.call_id == call_id))
-    if projects is not None:
-        query = query.where(Call.project.in_(sorted(projects)) if projects else Call.id.is_(None))
-    return session.execute(query).first()
 
 
 def _seconds(start: datetime | None, end: datetime | None) -> str | None:
@@ -230,14 +214,14 @@ def call_detail(request):
     if len(call_id) > 64:
         raise Refused("there is no such call", 404)
     with request.app.state.ledger.session() as session:
-        found = visible_call(session, call_id, request.state.viewer.projects)
+        found = one_call(session, call_id, request.state.viewer.projects)
     if found is None:
         raise Refused("there is no such call", 404)  # another project's call is as missing as an unknown id
     call, label, account, per_input, per_output, usd_per_credit, card_model = found
     return render(
         request, "call.html", zone=zone, call=call, key=key_name(label, call.key_last4), account=account,
-        card=None if per_input is None else {"input": from_nano(int(per_input)), "output": from_nano(int(per_output)),
-                                             "usd_per_credit": from_nano(int(usd_per_credit)), "model": card_model},
+        card=None if per_input is None else {"input": per_input, "output": per_output,
+                                             "usd_per_credit": usd_per_credit, "model": card_model},
         meaning=CLASS_MEANINGS.get(call.pricing_class, ""), clean=call.pricing_class in pricing.CLEAN_CLASSES,
         difference=None if call.credits_charged is None or call.credits_expected is None
         else call.credits_charged - call.credits_expected,
