@@ -237,6 +237,8 @@ def test_hostile_text_from_callers_is_inert_on_every_page(client_as, ledger):
     assert "<bdi" in detail and "\u202eevil" in detail  # shown, isolated from the text around it
     assert "x" * 121 not in detail.replace('title="' + "x" * 10_000, "")  # cut for display, whole in the title
     assert page_ids(client.get("/calls", params={"project": HOSTILE[0], "period": "2026-11"})) == ["hostile"]
+    too_long = client.get("/calls", params={"user": HOSTILE[2]})
+    assert too_long.status_code == 400 and "<code>user</code>" in too_long.text and HOSTILE[2] not in too_long.text
 
 
 def test_the_list_and_a_call_make_as_many_queries_with_three_calls_as_with_three_hundred(client_as, ledger, count_queries):
