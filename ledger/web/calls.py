@@ -92,6 +92,7 @@ _CURSOR = re.compile(r"(-?\d{1,17}):(\d{1,19})")
 _EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
 _LATEST = datetime(9999, 1, 1, tzinfo=timezone.utc)
 _MICROSECOND = timedelta(microseconds=1)
+_LARGEST_ID = 2**63 - 1  # calls.id is a BIGINT: a larger one would reach the database as an error, not a 400
 
 
 def cursor_of(position: Position) -> str:
@@ -111,7 +112,7 @@ def position_of(request) -> Position | None:
         if match is None or len(value) > 64:
             raise ValueError
         started_at = _EPOCH + int(match[1]) * _MICROSECOND
-        if not _EPOCH <= started_at < _LATEST:
+        if not _EPOCH <= started_at < _LATEST or int(match[2]) > _LARGEST_ID:
             raise ValueError
         return Position(started_at, int(match[2]))
     except (ValueError, binascii.Error, OverflowError, UnicodeDecodeError):

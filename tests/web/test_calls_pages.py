@@ -102,6 +102,7 @@ def test_no_filter_lists_the_period_newest_first(client_as, mixed):
 @pytest.mark.parametrize("name, value", [
     ("status", "lost"), ("class", "cheap"), ("tag", "team"), ("project", '"unclosed'), ("tz", "Mars/Base"),
     ("period", "2026-13"), ("after", "bm90IGEgY3Vyc29y"), ("after", "%%%"), ("after", "LTk5OTk5OTk5OTk5OTk5OToz"),
+    ("after", "MTcwMDAwMDAwMDAwMDAwMDo5OTk5OTk5OTk5OTk5OTk5OTk5"),
     ("colour", "red"),
 ])
 def test_a_bad_filter_or_cursor_is_a_400_naming_it(client_as, mixed, name, value):
@@ -183,6 +184,7 @@ def test_a_limited_viewer_gets_nothing_of_another_project_by_filter_id_export_or
     for other in ("chat", "no_project"):
         assert client.get(f"/calls/{other}").status_code == 404
         assert client.get(f"/api/v1/calls/{other}").status_code == 404
+    assert set(page_ids(client.get("/calls", params={**ALL_NOVEMBER, "project": "search"}))) == mine
     assert client.get("/calls/missing").status_code == 404  # the same answer as another project's call
     assert client.get("/calls/plain").status_code == 200
     assert ids_of(client.get("/api/v1/calls", params={**ALL_NOVEMBER, "project": "chat"})) == []
