@@ -12,6 +12,7 @@ as soon as the database has it.
 from __future__ import annotations
 
 from dataclasses import replace
+from functools import lru_cache
 from datetime import datetime, timedelta, timezone
 from typing import Iterator, NamedTuple, Sequence
 
@@ -40,7 +41,9 @@ def _excel_serial(column, dialect: str):
     return func.julianday(column) - 2415018.5
 
 
+@lru_cache(maxsize=None)
 def _columns(dialect: str) -> dict:
+    """The expression of each name (made once a dialect: a page's query is built at every request)."""
     nano = lambda column: type_coerce(column, BigInteger)  # noqa: E731 - integer nano-credits, no Decimal made
     return {
         "call_id": Call.call_id,
@@ -156,7 +159,7 @@ def page_query(session: Session, selection: Selection, names: Sequence[str], siz
         parts.append(query.order_by(Call.started_at.desc(), Call.id.desc()).limit(size + 1))
     if len(parts) == 1:
         return parts[0]
-    merged = union_all(*[select(part.subquery().c) for part in parts]).subquery("merged")
+    merged = union_all(*[select(part.subquery()) for part in parts]).subquery("merged")
     return select(merged).order_by(merged.c["_at"].desc(), merged.c["_id"].desc()).limit(size + 1)
 
 
