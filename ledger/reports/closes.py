@@ -19,7 +19,8 @@ def _brackets(detail: str | None) -> dict:
     return {a["account"]: a["bracket"] for a in loads(detail).get("accounts", ()) if a.get("bracket") is not None}
 
 
-def print_closes(session, out: TextIO, as_json: bool = False) -> int:
+def close_entries(session) -> tuple[list[dict], list]:
+    """Every close and reopen as `closes --json` gives it, oldest first, and the pairs of closes that overlap."""
     rows = close_rows(session)
     events = close_events(session)
     in_force = {e.id for e in active_closes(events)}
@@ -39,6 +40,11 @@ def print_closes(session, out: TextIO, as_json: bool = False) -> int:
         }
         for r in rows
     ]
+    return entries, overlaps
+
+
+def print_closes(session, out: TextIO, as_json: bool = False) -> int:
+    entries, overlaps = close_entries(session)
     if as_json:
         out.write(dumps(entries, indent=2, ensure_ascii=False) + "\n")
         return len(entries)

@@ -17,7 +17,7 @@ from ..terminal import printable, table
 _COLUMNS = ("account", "from", "to", "top-up", "consumed", "ledger", "difference", "tolerance", "status", "explained by")
 
 
-def _short(parts: Sequence[Explanation], limit: int = 4) -> str:
+def explanations_text(parts: Sequence[Explanation], limit: int = 4) -> str:
     named = [p for p in parts if p.name != "top_up"]
     text = ", ".join(
         f"{p.name} {'?' if p.credits is None else fmt(p.credits, 2)}" + (f" ({p.calls} calls)" if p.calls else "")
@@ -45,7 +45,7 @@ def format_reconciliation(rec: Reconciliation) -> str:
                 fmt(w.difference, 2),
                 f"-{fmt(w.tolerance_below, 2)}/+{fmt(w.tolerance_above, 2)}",
                 w.status,
-                _short(w.explanations),
+                explanations_text(w.explanations),
             )
         )
     widths = [max(len(row[i]) for row in table) for i in range(len(_COLUMNS))]
@@ -102,11 +102,15 @@ def format_balances(values: list[BalanceSnapshotValue]) -> str:
 # ---------------------------------------------------------------- pricing findings
 
 
-def finding_rows(session, since: datetime | None, until: datetime | None) -> list[dict]:
+def finding_rows(session, since: datetime | None, until: datetime | None, projects: frozenset[str] | None = None,
+                 limit: int | None = None) -> list[dict]:
+    """The calls whose charge differs from the rate card's price, oldest first (of `projects` only, the first
+    `limit`, given)."""
     from ..store.calls import findings_query
 
+    query = findings_query(since, until, projects)
     rows = []
-    for call in session.scalars(findings_query(since, until)):
+    for call in session.scalars(query if limit is None else query.limit(limit)):
         difference = None
         if call.credits_charged is not None and call.credits_expected is not None:
             difference = call.credits_charged - call.credits_expected
@@ -131,11 +135,12 @@ def finding_rows(session, since: datetime | None, until: datetime | None) -> lis
     return rows
 
 
-def class_totals(session, since: datetime | None, until: datetime | None) -> list[dict]:
+def class_totals(session, since: datetime | None, until: datetime | None,
+                 projects: frozenset[str] | None = None) -> list[dict]:
     from ..store.calls import totals_by_class
 
     totals = []
-    for t in totals_by_class(session, since, until):
+    for t in totals_by_class(session, since, until, projects):
         charged, expected = t.credits_charged, t.credits_expected
         difference = None if charged is None or expected is None else charged - expected
         totals.append(

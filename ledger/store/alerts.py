@@ -20,7 +20,7 @@ from typing import Any, Iterable, NamedTuple, Sequence
 from sqlalchemy import func, or_, select, update
 from sqlalchemy.orm import Session
 
-from ..accounting.alerts import ALERT, RESOLVED, Condition, OpenAlert, Resolve
+from ..accounting.alerts import ALERT, BUDGET, RESOLVED, Condition, OpenAlert, Resolve
 from ..exactjson import dumps
 from .engine import insert_for
 from .models import Alert, AlertDelivery, DeliveryAttempt
@@ -169,9 +169,18 @@ class AlertHistory(NamedTuple):
     deliveries: tuple[tuple[AlertDelivery, tuple[DeliveryAttempt, ...]], ...]
 
 
-def alert_history(session: Session, since: datetime | None = None) -> list[AlertHistory]:
-    """Every alert raised since `since`, oldest first, with its deliveries and their attempts."""
+def alert_history(session: Session, since: datetime | None = None, *, budgets: Sequence[str] | None = None,
+                  open_only: bool = False) -> list[AlertHistory]:
+    """Every alert raised since `since`, oldest first, with its deliveries and their attempts.
+
+    `budgets`: only the alerts of the budgets so named (a dashboard viewer limited to some projects sees
+    those of its budgets alone); `open_only`: only those not resolved.
+    """
     query = select(Alert).order_by(Alert.raised_at, Alert.id)
+    if budgets is not None:
+        query = query.where(Alert.subject == BUDGET, Alert.name.in_(sorted(set(budgets))))
+    if open_only:
+        query = query.where(Alert.resolved_at.is_(None))
     if since is not None:
         query = query.where(or_(Alert.raised_at >= since, Alert.resolved_at >= since))
     alerts = list(session.scalars(query))

@@ -310,8 +310,14 @@ _SQLITE_DATETIME = "%04d-%02d-%02d %02d:%02d:%02d.%06d"
 # ---------------------------------------------------------------- queries
 
 
-def calls_query(since: datetime | None = None, until: datetime | None = None, project: str | None = None) -> Select:
-    query = select(Call).order_by(Call.started_at, Call.id)
+def _of_projects(query, projects: frozenset[str] | None):
+    """Only the calls of `projects` (None: every call; a call of no project is of none of them)."""
+    return query if projects is None else query.where(Call.project.in_(sorted(projects)))
+
+
+def calls_query(since: datetime | None = None, until: datetime | None = None, project: str | None = None,
+                projects: frozenset[str] | None = None) -> Select:
+    query = _of_projects(select(Call).order_by(Call.started_at, Call.id), projects)
     if since is not None:
         query = query.where(Call.started_at >= since)
     if until is not None:
@@ -321,8 +327,9 @@ def calls_query(since: datetime | None = None, until: datetime | None = None, pr
     return query
 
 
-def findings_query(since: datetime | None = None, until: datetime | None = None) -> Select:
-    return calls_query(since, until).where(Call.pricing_class.not_in(sorted(CLEAN_CLASSES)))
+def findings_query(since: datetime | None = None, until: datetime | None = None,
+                   projects: frozenset[str] | None = None) -> Select:
+    return calls_query(since, until, projects=projects).where(Call.pricing_class.not_in(sorted(CLEAN_CLASSES)))
 
 
 class ClassTotal(NamedTuple):
@@ -342,8 +349,9 @@ class ProjectTotal(NamedTuple):
     credits_expected: Decimal
 
 
-def totals_by_class(session: Session, since: datetime | None = None, until: datetime | None = None) -> list[ClassTotal]:
-    """The calls and credits of each non-clean pricing class."""
+def totals_by_class(session: Session, since: datetime | None = None, until: datetime | None = None,
+                    projects: frozenset[str] | None = None) -> list[ClassTotal]:
+    """The calls and credits of each non-clean pricing class (of `projects`' calls only, given)."""
     query = (
         select(
             Call.pricing_class,
@@ -359,7 +367,7 @@ def totals_by_class(session: Session, since: datetime | None = None, until: date
         query = query.where(Call.started_at >= since)
     if until is not None:
         query = query.where(Call.started_at < until)
-    return [ClassTotal(*row) for row in session.execute(query)]
+    return [ClassTotal(*row) for row in session.execute(_of_projects(query, projects))]
 
 
 def totals_by_project(session: Session, since: datetime | None = None) -> list[ProjectTotal]:

@@ -30,10 +30,10 @@ log = logging.getLogger("ledger.web")
 
 def _routes() -> list:
     """Every page's and API route's module contributes its `routes`."""
-    from . import calls, calls_api, home
+    from . import budgets, calls, calls_api, closes, home, pricing, rate_cards, reconciliation
 
     routes: list = [Route("/healthz", _health)]
-    for module in (home, calls_api, calls):
+    for module in (home, calls_api, calls, pricing, reconciliation, budgets, closes, rate_cards):
         routes.extend(module.routes)
     routes.append(Mount("/static", StaticFiles(packages=[("ledger.web", "static")]), name="static"))
     return routes
