@@ -166,6 +166,11 @@ def test_the_rate_cards_page_shows_the_default_card_in_force_and_its_rates(money
         assert [model, rate.endpoint, fmt(rate.input_per_million), fmt(rate.output_per_million)] in rows
 
 
+def statements(counter) -> list[str]:
+    """What a request ran, less the temporary table a connection creates at its first reconciliation."""
+    return [s[:120] for s in counter.statements if not s.lstrip().startswith("CREATE TEMPORARY TABLE")]
+
+
 @pytest.mark.parametrize("path", ["/", "/budgets", "/pricing", "/reconciliation", "/closes", "/rate-cards",
                                   "/api/v1/budgets", "/api/v1/balances", "/api/v1/reconciliation"])
 def test_a_page_makes_as_many_queries_whatever_the_data(path, money, ledger, client_as, count_queries):
@@ -173,14 +178,14 @@ def test_a_page_makes_as_many_queries_whatever_the_data(path, money, ledger, cli
     assert client.get(path).status_code == 200  # the first request: the app's first connections
     counter = count_queries()
     client.get(path)
-    before = counter.count
+    first = statements(counter)
     insert(ledger, calls(copies=4))
     for hours in range(1, 40):
         snapshot(ledger, "prod", NOW - timedelta(hours=hours, minutes=30), 10_000, 1000 + hours)
     counter = count_queries()
     assert client.get(path).status_code == 200
-    assert counter.count == before, (before, counter.statements)
-    assert before <= 40  # each configured budget and account adds its own few (3 and 1 here), rows none
+    assert len(statements(counter)) == len(first), (first, statements(counter))
+    assert len(first) <= 40  # each configured budget and account adds its own few (3 and 1 here), rows none
 
 
 @pytest.mark.parametrize("path, parameter", [

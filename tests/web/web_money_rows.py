@@ -22,7 +22,7 @@ from ledger.config.accounts import AccountConfig
 from ledger.config.alerts import AlertSettings, ChannelConfig
 from ledger.service.alerting import evaluate
 
-HOSTILE = "<script>alert(1)</script>\u202e" + "x" * 300
+HOSTILE = "<script>alert(1)</script>\u202e" + "x" * 150  # the project column holds 200
 FINGERPRINT = "f" * 64
 NOW = datetime.now(timezone.utc).replace(microsecond=0)
 MONTH_START = calendar_period(MONTH, NOW, "UTC").start
