@@ -20,6 +20,7 @@ from ..errors import LedgerError
 from ..money import fmt
 from ..reports.closes import close_entries
 from ..service.closing import close_period, reopen_period
+from ..terminal import printable
 from . import figures, params
 from .figures import ACCOUNT_MONEY
 from .gate import guarded, require_csrf
@@ -32,9 +33,11 @@ MAX_REASON = 1000
 
 
 def audit_event(request, action: str, target: str) -> None:
-    """Record who did `action` to `target` (the audit log; until it is wired, a line of the `ledger.web.audit` log)."""
+    """Record who did `action` to `target` (the audit log; until it is wired, a line of the `ledger.web.audit` log,
+    its text from the form made printable: a reason cannot forge a line)."""
     viewer = request.state.viewer
-    audit_log.info("%s by %s (%s, via %s): %s", action, viewer.name, viewer.role, viewer.via, target)
+    audit_log.info("%s by %s (%s, via %s): %s", action, printable(viewer.name), viewer.role, viewer.via,
+                   printable(target))
 
 
 def closes_view(request, zone: str, *, message: str | None = None, refusal: str | None = None, status: int = 200,

@@ -55,13 +55,13 @@ def test_finance_closes_and_reopens_a_period_through_the_forms_and_the_page_list
     again = client.post("/closes/close", data={"csrf": FINANCE.csrf, "period": LAST_MONTH.label, "tz": "UTC"})
     assert again.status_code == 409 and "is closed already" in again.text
     reopened = client.post("/closes/reopen", data={"csrf": FINANCE.csrf, "period": LAST_MONTH.label, "tz": "UTC",
-                                                   "reason": "a late <b>refund</b>"})
+                                                   "reason": "a late <b>refund</b>\nforged line"})
     assert reopened.status_code == 200 and f"reopened {LAST_MONTH.label} (UTC)" in reopened.text
-    assert "a late &lt;b&gt;refund&lt;/b&gt;" in reopened.text and "<b>refund" not in reopened.text
+    assert "a late &lt;b&gt;refund&lt;/b&gt;\nforged line" in reopened.text and "<b>refund" not in reopened.text
     assert closed_rows(ledger) == [("close", LAST_MONTH.label), ("reopen", LAST_MONTH.label)]
     audit = [r.getMessage() for r in caplog.records if r.name == "ledger.web.audit"]
     assert audit == [f"close by fin (finance, via session): {LAST_MONTH.label} (UTC)",
-                     f"reopen by fin (finance, via session): {LAST_MONTH.label} (UTC): a late <b>refund</b>"]
+                     f"reopen by fin (finance, via session): {LAST_MONTH.label} (UTC): a late <b>refund</b>\\x0aforged line"]
 
 
 def test_the_ledgers_refusals_are_the_pages_message_and_change_nothing(last_month, ledger, client_as):
