@@ -4,6 +4,8 @@ inert and bad parameters a 400."""
 
 from __future__ import annotations
 
+import html
+import re
 from datetime import timedelta
 from decimal import Decimal
 
@@ -131,7 +133,12 @@ def test_the_pricing_page_gives_the_totals_check_gives_and_a_limited_viewer_its_
     assert totals == [[t["pricing_class"], str(t["calls"]), fmt(d(t["credits_expected"])), fmt(d(t["credits_charged"])),
                        fmt(d(t["difference"]))] for t in check["totals"]]
     assert len(table_rows(page.text, "findings")) - 1 == len(check["findings"]) == 3
-    assert "/calls?from=" in page.text and "class=overcharge" in page.text
+    link = re.search(r'href="(/calls\?[^"]*class=overcharge[^"]*)"', page.text).group(1)
+    drilled = client_as(FINANCE, money).get(html.unescape(link))
+    assert drilled.status_code == 200
+    overcharged = {f["call_id"] for f in check["findings"] if f["pricing_class"] == "overcharge"}
+    assert len(overcharged) == 2 and all(f"/calls/{call_id}" in drilled.text for call_id in overcharged)
+    assert all(f"/calls/{f['call_id']}" not in drilled.text for f in check["findings"] if f["call_id"] not in overcharged)
     assert "&lt;script&gt;alert(1)" in page.text and "<script>alert(1)" not in page.text
     limited = client_as(SEARCH_ONLY, money).get("/pricing")
     assert [row[:2] for row in table_rows(limited.text, "totals")[1:]] == [["overcharge", "1"]]
