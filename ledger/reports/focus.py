@@ -247,8 +247,11 @@ def write_focus(session: Session, report: SpendReport, out: TextIO) -> int:
     writer = _Writer(out, report.period, cards)
     _usage_rows(writer, session, report.selection, report.period, correction=False)
     for adjustment in report.adjustments:
-        part = Selection(report.period.start, report.period.end, report.account, (), adjustment.windows)
+        part = Selection(report.period.start, report.period.end, report.account, (), adjustment.windows,
+                         projects=report.selection.projects)
         _usage_rows(writer, session, part, adjustment.closed, correction=True)
+    if report.selection.projects is not None:
+        return writer.rows  # a top-up pays for every project: not in a dataset of some projects only
     for top_up in top_ups_in(session, report.period.start, report.period.end, report.account):
         day = calendar_period("day", top_up.detected_at, "UTC")
         writer.purchase(top_up, card_at(cards, top_up.detected_at), _clip(day, report.period))

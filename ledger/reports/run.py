@@ -43,6 +43,7 @@ class ReportRequest:
     with_calls: bool = False
     name: str = "spend"
     output_dir: str | None = None  # instead of the settings' reports_dir
+    projects: frozenset[str] | None = None  # only these projects' calls (a dashboard viewer limited to them)
 
 
 def sync_cards(settings: Settings, ledger: Ledger) -> None:
@@ -84,8 +85,11 @@ def write_report(settings: Settings, ledger: Ledger, request: ReportRequest, out
         path = output_path(request.output, request.output_dir or settings.reports_dir, name)
     if request.format == "xlsx" and path is None:
         raise ReportError("a workbook goes to a file: give --output FILE (or none, for the reports folder)")
+    if request.format == "xlsx" and request.projects is not None:
+        raise ReportError("a workbook's Summary holds every project's balances and reconciliation: "
+                          "no workbook of some projects only (CSV, JSON or FOCUS instead)")
     if request.account is not None:
-        _check_account(settings, ledger, request.account)
+        check_account(settings, ledger, request.account)
     summary_result = None
     if request.format == "xlsx":
         from ..store.reconciliation import reconcile_as_configured
@@ -96,7 +100,7 @@ def write_report(settings: Settings, ledger: Ledger, request: ReportRequest, out
     for line in sweep_stale_parts(path) if path is not None else ():
         print(line, file=out)
     with one_snapshot(ledger) as session:
-        report = build_report(session, request.period, request.keys, request.account)
+        report = build_report(session, request.period, request.keys, request.account, projects=request.projects)
         if request.format == "xlsx":
             _workbook(ledger, session, report, request, path, summary_result, progress_stream)
         elif path is None:
@@ -111,7 +115,7 @@ def write_report(settings: Settings, ledger: Ledger, request: ReportRequest, out
     return []
 
 
-def _check_account(settings: Settings, ledger: Ledger, account: str) -> None:
+def check_account(settings: Settings, ledger: Ledger, account: str) -> None:
     """An account the ledger's keys or the config know; a misspelt one is an error, not an empty report."""
     with ledger.session() as session:
         known = set(account_fingerprints(session)) | {a.name for a in settings.accounts}
