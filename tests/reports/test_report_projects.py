@@ -32,3 +32,46 @@ def test_a_report_of_some_projects_sums_only_their_calls_whole_buckets_and_edges
         Decimal(f"0.{i + 1:02d}") for i in range(0, 40, 4))
     assert nothing.total.calls == 0 and nothing.groups == ()
     assert search.digest is None and search.close is None
+
+
+def test_the_focus_and_files_of_some_projects_keep_to_them_adjustments_too_and_leave_out_top_ups(ledger, tmp_path,
+                                                                                               monkeypatch):
+    import io
+    from datetime import datetime, timezone
+
+    import pytest
+
+    from ledger.config import Settings
+    from ledger.errors import ReportError
+    from ledger.reports.run import STDOUT, ReportRequest, write_report
+    from ledger.service import closing
+    from tests.ledger_rows import register, snapshot
+
+    monkeypatch.setattr(closing, "SETTLE_SECONDS", 0.0)
+    april = datetime(2026, 4, 1, tzinfo=timezone.utc)
+    settings = Settings(database_url=ledger.url, reports_dir=str(tmp_path))
+    insert(ledger, [call_values(started_at=april + timedelta(days=1), project=p) for p in ("search", "billing")])
+    register(ledger, "f" * 64, "Zq9x", "prod-key", "prod")
+    snapshot(ledger, "prod", april + timedelta(days=31), 1000, 10)
+    snapshot(ledger, "prod", april + timedelta(days=33), 2000, 20)
+    clock = iter([april + timedelta(days=40)] * 2 + [april + timedelta(days=40, seconds=1)])
+    closing.close_period(settings, ledger, parse_period("2026-04", "UTC"), now=lambda: next(clock))
+    # Late calls of April, recorded in May: May's adjustments.
+    insert(ledger, [call_values(started_at=april + timedelta(days=2), recorded_at=april + timedelta(days=45),
+                                project=p, model_requested=f"gemini-{p}") for p in ("search", "billing")])
+
+    def focus(projects):
+        out = io.StringIO()
+        write_report(settings, ledger, ReportRequest(parse_period("2026-05", "UTC"), (), None, "focus", STDOUT,
+                                                     projects=projects), out)
+        return out.getvalue()
+
+    everyone, search = focus(None), focus(frozenset({"search"}))
+    assert "gemini-billing" in everyone and "Purchase" in everyone
+    assert "gemini-search" in search and "Correction" in search
+    assert "gemini-billing" not in search and "billing" not in search and "Purchase" not in search
+    with pytest.raises(ReportError, match="no workbook of some projects"):
+        write_report(settings, ledger, ReportRequest(parse_period("2026-05", "UTC"), (), None, "xlsx",
+                                                     str(tmp_path / "x.xlsx"), projects=frozenset({"search"})),
+                     io.StringIO())
+    assert not (tmp_path / "x.xlsx").exists()

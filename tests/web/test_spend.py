@@ -26,9 +26,13 @@ NOV = datetime(2026, 11, 1, tzinfo=timezone.utc)
 
 
 def chart_block(html: str, chart_id: str = "spend-daily") -> dict:
+    """The chart's JSON, its amounts (exact decimal strings) as Decimals."""
     found = re.search(rf'<script type="application/json" id="{chart_id}">(.*?)</script>', html, re.S)
     assert found, html
-    return json.loads(found.group(1), parse_float=Decimal)
+    block = json.loads(found.group(1))
+    for series in block["option"]["series"]:
+        series["data"] = [Decimal(v) for v in series["data"]]
+    return block
 
 
 def table_rows(html: str, css: str = "group") -> list[list[str]]:
@@ -59,3 +63,86 @@ def test_the_table_is_the_reports_groups_and_adds_up_to_its_total(ledger, client
     assert total[0] == "(total)" and Decimal(total[5]) == report.total.credits_charged == sum(
         Decimal(f"0.{i + 1:02d}") for i in range(30))
     assert int(total[1]) == 30
+
+
+def test_the_zone_moves_a_call_across_a_day_boundary_as_the_cli_report_does(ledger, client_as):
+    # 20:00 UTC on the 10th is 01:30 on the 11th in India.
+    insert(ledger, [call_values(started_at=datetime(2026, 11, 10, 20, tzinfo=timezone.utc), charged="1.5")])
+    client = client_as(FINANCE)
+    for zone, day in (("UTC", "2026-11-10"), ("Asia/Kolkata", "2026-11-11")):
+        page = client.get("/spend", params={"period": "2026-11", "tz": zone, "by": "day"})
+        assert page.status_code == 200, page.text
+        assert [r[:1] + r[5:6] for r in table_rows(page.text)] == [[day, "1.5"]]
+        block = chart_block(page.text)
+        (series,) = block["option"]["series"]
+        days = block["option"]["xAxis"]["data"]
+        assert dict(zip(days, series["data"]))[day] == Decimal("1.5")
+        assert sum(series["data"]) == Decimal("1.5")
+        assert f"times in <strong class=\"zone\">{zone}</strong>" in page.text
+        # The bar opens that local day's calls.
+        assert block["links"][0][days.index(day)] == f"/calls?period={day}&tz={zone.replace('/', '%2F')}"
+
+
+def test_bars_segments_and_rows_open_the_calls_behind_them(ledger, client_as):
+    ledger_of_three_projects(ledger)
+    page = client_as(FINANCE).get("/spend", params={"period": "2026-11", "tz": "Europe/Berlin", "by": "project,user",
+                                                    "account": "", "project": ""})
+    assert page.status_code == 200, page.text
+    block = chart_block(page.text)
+    names = [s["name"] for s in block["option"]["series"]]
+    assert sorted(names) == ["ads", "billing", "search"]
+    first_day = block["option"]["xAxis"]["data"][0]
+    link = block["links"][names.index("billing")][0]
+    assert link == f"/calls?period={first_day}&tz=Europe%2FBerlin&project=billing"
+    links = re.findall(r'<tr class="group">.*?<a href="([^"]+)">calls</a>', page.text, re.S)
+    assert unescape(links[0]).startswith("/calls?period=2026-11&tz=Europe%2FBerlin&project=")
+    assert "&user=u-" in unescape(links[0])
+    total_link = re.search(r'<tr class="total">.*?<a href="([^"]+)">', page.text, re.S).group(1)
+    assert unescape(total_link) == "/calls?period=2026-11&tz=Europe%2FBerlin"
+
+
+def test_a_custom_range_links_to_its_own_bounds(ledger, client_as):
+    insert(ledger, [call_values(started_at=datetime(2026, 11, 10, 12, tzinfo=timezone.utc), tags={"team": "core"})])
+    page = client_as(FINANCE).get("/spend", params={"from": "2026-11-10T06:00Z", "to": "2026-11-12", "tz": "UTC",
+                                                    "by": "tag:team"})
+    assert page.status_code == 200, page.text
+    block = chart_block(page.text)
+    assert block["option"]["xAxis"]["data"] == ["2026-11-10", "2026-11-11"]
+    # The first day is cut by the range's start: its bar opens the calls from that start, not the whole day.
+    assert block["links"][0][0] == "/calls?from=2026-11-10T06%3A00%3A00Z&to=2026-11-11T00%3A00%3A00Z&tz=UTC&tag=team%3Dcore"
+    assert block["links"][0][1] == "/calls?period=2026-11-11&tz=UTC&tag=team%3Dcore"
+
+
+def test_many_values_are_the_top_ten_and_other_whose_segments_add_up_to_the_day(ledger, client_as):
+    insert(ledger, [call_values(started_at=NOV + timedelta(hours=i), project=f"p{i:02d}", charged=f"{i + 1}")
+                    for i in range(14)])
+    page = client_as(FINANCE).get("/spend", params={"period": "2026-11", "tz": "UTC", "by": "project"})
+    block = chart_block(page.text)
+    names = [s["name"] for s in block["option"]["series"]]
+    assert len(names) == 11 and names[-1] == "(other)" and names[0] == "p13"
+    assert sum(s["data"][0] for s in block["option"]["series"]) == sum(range(1, 15))
+    assert block["links"][-1][0] is None  # "(other)" is many projects: no one view of their calls
+    assert len(table_rows(page.text)) == 14
+
+
+def test_late_calls_of_a_closed_period_are_shown_as_the_cli_report_shows_them(ledger, client_as):
+    april = datetime(2026, 4, 1, tzinfo=timezone.utc)
+    settings = Settings(database_url=ledger.url)
+    insert(ledger, [call_values(started_at=april + timedelta(days=1))])
+    clock = iter([april + timedelta(days=40)] * 2 + [april + timedelta(days=40, seconds=1)])
+    closing.close_period(settings, ledger, parse_period("2026-04", "UTC"), now=lambda: next(clock))
+    insert(ledger, [call_values(started_at=april + timedelta(days=2), recorded_at=april + timedelta(days=45),
+                                charged="0.75")])
+    client = client_as(FINANCE)
+    may = client.get("/spend", params={"period": "2026-05", "tz": "UTC", "by": "project"})
+    assert may.status_code == 200, may.text
+    assert ("Prior-period adjustment 2026-04: 1 calls recorded after its close, 0.75 credits charged "
+            "(not in the total above).") in may.text
+    april_page = client.get("/spend", params={"period": "2026-04", "tz": "UTC", "by": "project"})
+    assert "Closed " in april_page.text and "digest matches" in april_page.text
+    assert [r[5] for r in table_rows(april_page.text)] == ["0.25"]
+
+
+@pytest.fixture(autouse=True)
+def _no_settling(monkeypatch):
+    monkeypatch.setattr(closing, "SETTLE_SECONDS", 0.0)
