@@ -57,10 +57,15 @@ def row_stream(session, selection: Selection, *, findings_only: bool = False) ->
 
 def daily(session, report: SpendReport, rates: dict[str, Decimal]) -> Daily:
     """Each local day's credits charged, by the first non-time key's biggest values (the rest as "(other)")."""
-    period = report.period
     stack = next((k for k in report.keys if not k.is_time), None)
     keys = (GroupKey("day"),) + ((stack,) if stack else ())
-    items, _ = grouped(session, report.selection, keys, period, rates)
+    items, _ = grouped(session, report.selection, keys, report.period, rates)
+    return daily_of(items, stack, report.period)
+
+
+def daily_of(items: Iterable[tuple[tuple, Figures]], stack: GroupKey | None, period: Period) -> Daily:
+    """The Daily table of groups by (day, `stack`) (by day alone when `stack` is None)."""
+    items = list(items)
     days = buckets("day", period)
     per_value: dict[str, Decimal] = {}
     for values, figures in items:

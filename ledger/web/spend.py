@@ -22,7 +22,7 @@ from ..errors import ReportError
 from ..money import fmt
 from ..reports.run import check_account
 from ..reports.spend import Figures, SpendReport, bucket_bounds, build_report
-from ..reports.xlsx_figures import MAX_SERIES, daily
+from ..reports.xlsx_figures import MAX_SERIES, Daily, daily, daily_of
 from ..store.reading import one_snapshot
 from ..store.spend import usd_per_credit
 from . import params
@@ -170,9 +170,19 @@ def cells(figures: Figures, share: Decimal | None) -> tuple[str, ...]:
 COLUMNS = ("calls", "failed", "prompt", "completion", "charged", "expected", "difference", "findings", "usd", "share")
 
 
+def daily_figures(report: SpendReport, session) -> Daily:
+    """The chart's figures: from the report's own groups when they are by day and the stacked key, else one query."""
+    stack = next((k for k in report.keys if not k.is_time), None)
+    wanted = (GroupKey("day"),) + ((stack,) if stack is not None else ())
+    if set(report.keys) == set(wanted):
+        order = [report.keys.index(k) for k in wanted]
+        return daily_of([(tuple(g.values[i] for i in order), g.figures) for g in report.groups], stack, report.period)
+    return daily(session, report, usd_per_credit(session))
+
+
 def chart_of(query: SpendQuery, report: SpendReport, session):
     """Credits charged a local day, a segment per value of the first non-time key (its top values, then "(other)")."""
-    figures = daily(session, report, usd_per_credit(session))
+    figures = daily_figures(report, session)
     days = [day.label for day in figures.days]
     series = [(name, [figures.table[day][i] for day in days]) for i, name in enumerate(figures.series)]
     link = CallsLinks(query, (GroupKey("day"),) + ((figures.stack,) if figures.stack is not None else ()))

@@ -146,3 +146,12 @@ def test_late_calls_of_a_closed_period_are_shown_as_the_cli_report_shows_them(le
 @pytest.fixture(autouse=True)
 def _no_settling(monkeypatch):
     monkeypatch.setattr(closing, "SETTLE_SECONDS", 0.0)
+
+
+def test_the_chart_is_the_same_from_the_reports_own_groups_as_from_its_own_query(ledger, client_as):
+    ledger_of_three_projects(ledger)
+    client = client_as(FINANCE)
+    charts = [chart_block(client.get("/spend", params={"period": "2026-11", "tz": "Asia/Tokyo", "by": by}).text)
+              for by in ("project", "day,project", "project,day", "project,user")]
+    assert all(chart["option"] == charts[0]["option"] for chart in charts[1:])
+    assert sum(sum(s["data"]) for s in charts[0]["option"]["series"]) == sum(Decimal(f"0.{i + 1:02d}") for i in range(30))
