@@ -4,6 +4,8 @@
     viewer.py     who is asking: a Viewer (role, the projects it may see) and the ViewerSource that finds one
     params.py     query parameters read and checked, each failure a BadQuery naming the parameter
     rendering.py  the Jinja2 templates (autoescaped), the page's frame: zone, "as of", navigation
+    spend.py      the Spend page: a period's report by up to two keys, its daily chart, links to the calls behind
+    spend_export.py  the Spend view's exports and /api/v1/spend: the CLI's own report output
 
 Every query a page makes takes the viewer's projects: what a viewer may not see is
 never read, not read and then hidden.
