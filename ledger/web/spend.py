@@ -9,6 +9,7 @@ values as the report labels them (`(none)` for no value).
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from decimal import Decimal
@@ -23,6 +24,7 @@ from ..money import fmt
 from ..reports.run import check_account
 from ..reports.spend import Figures, SpendReport, bucket_bounds, build_report
 from ..reports.xlsx_figures import MAX_SERIES, Daily, daily, daily_of
+from ..store.call_filters import value_of
 from ..store.reading import one_snapshot
 from ..store.spend import usd_per_credit
 from . import params
@@ -120,12 +122,16 @@ class CallsLinks:
         _, spans = bucket_bounds(keys, query.period)
         self.buckets = {name: {b.label: b for b in found} for name, found in spans.items()}
 
-    def __call__(self, values: tuple[str, ...]) -> str:
+    def __call__(self, values: tuple[str, ...]) -> str | None:
         return calls_link(self.query, self.keys, values, self.buckets)
 
 
+# A model group "reported (requested asked)" opens the calls of the model reported (/calls matches either name).
+_REQUESTED = re.compile(r" \(requested .+\)\Z", re.S)
+
+
 def calls_link(query: SpendQuery, keys: tuple[GroupKey, ...], values: tuple[str, ...],
-               buckets_of: dict[str, dict[str, Period]]) -> str:
+               buckets_of: dict[str, dict[str, Period]]) -> str | None:
     start, end = query.period.start, query.period.end
     buckets, found = [], {}
     for key, value in zip(keys, values):
@@ -134,7 +140,12 @@ def calls_link(query: SpendQuery, keys: tuple[GroupKey, ...], values: tuple[str,
             buckets.append(bucket)
             start, end = max(start, bucket.start), min(end, bucket.end)
         elif key.name == "tag":
-            found["tag"] = f"{key.tag}={value}"
+            text = value_of(value)
+            if text is None:
+                return None  # calls without the tag: /calls has no filter for them
+            found["tag"] = f"{key.tag}={text}"
+        elif key.name == "model":
+            found["model"] = _REQUESTED.sub("", value) if value[:1] != '"' else value
         else:
             found[CALLS_PARAMETER[key.name]] = value
     if query.account is not None:
@@ -156,7 +167,7 @@ class Row:
 
     values: tuple[str, ...]
     cells: tuple[str, ...]
-    link: str | None
+    link: str | None  # None: no view of /calls holds just this group's calls
 
 
 def cells(figures: Figures, share: Decimal | None) -> tuple[str, ...]:

@@ -155,3 +155,26 @@ def test_the_chart_is_the_same_from_the_reports_own_groups_as_from_its_own_query
               for by in ("project", "day,project", "project,day", "project,user")]
     assert all(chart["option"] == charts[0]["option"] for chart in charts[1:])
     assert sum(sum(s["data"]) for s in charts[0]["option"]["series"]) == sum(Decimal(f"0.{i + 1:02d}") for i in range(30))
+
+
+def test_the_links_name_groups_as_the_calls_page_reads_them(ledger, client_as):
+    insert(ledger, [call_values(started_at=NOV, project=None, tags={"team": "(core)"}),
+                    call_values(started_at=NOV + timedelta(hours=1), project="(none)"),
+                    call_values(started_at=NOV + timedelta(hours=2), model_requested="gemini-3.1-pro",
+                                model_reported="gemini-3.1-pro-preview")])
+    client = client_as(FINANCE)
+    for by, expected in (
+        ("project", {"(none)": "project=%28none%29", '"(none)"': "project=%22%28none%29%22"}),
+        ("tag:team", {'"(core)"': "tag=team%3D%28core%29", "(none)": None}),
+        ("model", {"gemini-3.1-pro-preview (requested gemini-3.1-pro)": "model=gemini-3.1-pro-preview"}),
+    ):
+        page = client.get("/spend", params={"period": "2026-11", "tz": "UTC", "by": by})
+        links = dict(re.findall(r'<tr class="group"><td title="([^"]*)">.*?<td>(?:<a href="([^"]+)">)?', page.text,
+                                re.S))
+        for label, parameter in expected.items():
+            link = links[label.replace('"', "&#34;")]  # the title attribute, escaped
+            if parameter is None:
+                assert link == "", page.text
+            else:
+                assert unescape(link).endswith(f"tz=UTC&{parameter}"), link
+                assert client.get(unescape(link)).status_code == 200
