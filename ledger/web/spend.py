@@ -21,6 +21,7 @@ from ..accounting.group_keys import GroupKey
 from ..accounting.periods import RANGE, Period
 from ..errors import ReportError
 from ..money import fmt
+from ..reports.cells import group_label
 from ..reports.run import check_account
 from ..reports.spend import Figures, SpendReport, bucket_bounds, build_report
 from ..reports.xlsx_figures import MAX_SERIES, Daily, daily, daily_of
@@ -151,7 +152,7 @@ def calls_link(query: SpendQuery, keys: tuple[GroupKey, ...], values: tuple[str,
     if query.account is not None:
         found.setdefault("account", query.account)
     if query.project is not None:
-        found.setdefault("project", query.project)
+        found.setdefault("project", group_label(query.project))  # /calls reads a project as its group label
     # A bucket's name when the calls are exactly its own (a day inside the period), else the UTC bounds.
     label = next((b.label for b in buckets if (b.start, b.end) == (start, end)), None)
     window = query.period_parameters(start, end, label)

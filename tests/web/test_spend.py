@@ -178,3 +178,12 @@ def test_the_links_name_groups_as_the_calls_page_reads_them(ledger, client_as):
             else:
                 assert unescape(link).endswith(f"tz=UTC&{parameter}"), link
                 assert client.get(unescape(link)).status_code == 200
+
+
+def test_the_views_project_filter_is_a_name_and_its_calls_link_the_label_calls_reads(ledger, client_as):
+    insert(ledger, [call_values(started_at=NOV, project="(none)", charged="3"), call_values(started_at=NOV, project=None)])
+    page = client_as(FINANCE).get("/spend", params={"period": "2026-11", "tz": "UTC", "project": "(none)"})
+    (total,) = table_rows(page.text, "total")
+    assert total[4] == "3"  # the project named "(none)", not the call of no project
+    total_link = re.search(r'<tr class="total">.*?<a href="([^"]+)">', page.text, re.S).group(1)
+    assert unescape(total_link) == "/calls?period=2026-11&tz=UTC&project=%22%28none%29%22"
