@@ -366,6 +366,60 @@ class CallRollup(Base):
     credits_expected: Mapped[Decimal] = mapped_column(Credits)
 
 
+class _WiderRollup:
+    """The columns every wider rollup shares: its buckets (the start and the recording floored to its width, UTC),
+    `dims_key` over its own dimensions, and the sums `call_rollups` holds."""
+
+    id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True)
+    bucket_start: Mapped[datetime] = mapped_column(UTCDateTime)
+    recorded_bucket: Mapped[datetime] = mapped_column(UTCDateTime)
+    dims_key: Mapped[str] = mapped_column(String(64))
+    calls: Mapped[int] = mapped_column(BigInteger)
+    failed_calls: Mapped[int] = mapped_column(BigInteger)
+    prompt_tokens: Mapped[int] = mapped_column(BigInteger)
+    completion_tokens: Mapped[int] = mapped_column(BigInteger)
+    reasoning_tokens: Mapped[int] = mapped_column(BigInteger)
+    findings: Mapped[int] = mapped_column(BigInteger)
+    credits_charged: Mapped[Decimal] = mapped_column(Credits)
+    credits_expected: Mapped[Decimal] = mapped_column(Credits)
+
+
+class CallRollupHourly(_WiderRollup, Base):
+    """The calls' sums per UTC hour, recorded hour, rate card and pricing class: reports by time (and totals)."""
+
+    __tablename__ = "call_rollups_hourly"
+    __table_args__ = (UniqueConstraint("bucket_start", "recorded_bucket", "dims_key"),)
+
+    rate_card: Mapped[str | None] = mapped_column(String(200))
+    pricing_class: Mapped[str] = mapped_column(String(40))
+
+
+class CallRollupDaily(_WiderRollup, Base):
+    """The calls' sums per UTC day, recorded day, key, project and rate card: reports and budgets by project, key,
+    account, time."""
+
+    __tablename__ = "call_rollups_daily"
+    __table_args__ = (UniqueConstraint("bucket_start", "recorded_bucket", "dims_key"),)
+
+    key_fingerprint: Mapped[str | None] = mapped_column(String(64))
+    key_last4: Mapped[str | None] = mapped_column(String(4))
+    project: Mapped[str | None] = mapped_column(String(200))
+    rate_card: Mapped[str | None] = mapped_column(String(200))
+
+
+class CallRollupDailyUser(_WiderRollup, Base):
+    """The calls' sums per UTC day, recorded day, key, project, user and rate card: reports and budgets by user."""
+
+    __tablename__ = "call_rollups_daily_users"
+    __table_args__ = (UniqueConstraint("bucket_start", "recorded_bucket", "dims_key"),)
+
+    key_fingerprint: Mapped[str | None] = mapped_column(String(64))
+    key_last4: Mapped[str | None] = mapped_column(String(4))
+    project: Mapped[str | None] = mapped_column(String(200))
+    end_user: Mapped[str | None] = mapped_column(String(200))
+    rate_card: Mapped[str | None] = mapped_column(String(200))
+
+
 class RetentionRun(Base):
     """One run of retention (`credit-ledger retention run`, the service's daily job): raw calls of closed periods
     started before `deleted_before` may be gone from then on; their sums stay in the rollups, their digests in the

@@ -1,15 +1,16 @@
-"""The `call_rollups` table: exact sums of calls per 15-minute UTC bucket, recorded bucket and dimensions.
+"""The rollups: exact sums of calls per UTC bucket, recorded bucket and dimensions (`rollup_tables`: the 15-minute
+table of every dimension and the wider, narrower ones).
 
-The writer adds the calls it wrote in its own transaction (`add_calls`,
-sorted keys, INSERT ... ON CONFLICT DO UPDATE adding the deltas); `rebuild`
-makes a range's rows anew from the raw `calls` (GROUP BY in SQL), and
-`compare` sets the two side by side from one snapshot. `dims_key` is the one
-place that knows how a row's dimensions are encoded.
+The writer adds the calls it wrote in its own transaction (`add_calls`:
+groups by 15-minute bucket, summed again into each wider table, sorted
+INSERT ... ON CONFLICT DO UPDATE adding the deltas); `rebuild` makes a range's
+rows anew from the raw `calls` (GROUP BY in SQL, the wider tables summed from
+its 15-minute groups the writer's way), and `compare` sets each table beside
+that recompute from one snapshot.
 """
 
 from __future__ import annotations
 
-import hashlib
 from datetime import datetime, timedelta
 from decimal import Decimal
 from functools import lru_cache
@@ -24,19 +25,10 @@ from ..accounting.records import ERROR, FAILED
 from ..money import fmt, from_nano, to_nano
 from ..terminal import printable
 from .models import Call, CallRollup, UTCDateTime, as_utc
+from .rollup_tables import DAY, DIMENSIONS, MEASURES, QUARTERLY, TABLES, WIDER, RollupTable, coarsen, dims_key, upsert as upsert_table
 
 BUCKET = timedelta(minutes=15)
 FAILED_STATUSES = (ERROR, FAILED)
-# The dimension columns, in the order dims_key encodes them (`failed` is derived from calls.status).
-DIMENSIONS = (
-    "key_fingerprint", "key_last4", "project", "end_user", "model_requested", "model_reported", "tags", "rate_card",
-    "pricing_class", "failed",
-)
-# The sums, integers (credits in nano-credits).
-MEASURES = (
-    "calls", "failed_calls", "prompt_tokens", "completion_tokens", "reasoning_tokens", "findings",
-    "credits_charged", "credits_expected",
-)
 _TOKENS = ("prompt_tokens", "completion_tokens", "reasoning_tokens")
 
 
@@ -68,18 +60,6 @@ class RollupKey(NamedTuple):
     bucket_start: datetime
     recorded_bucket: datetime
     dims_key: str
-
-
-@lru_cache(maxsize=65536)
-def dims_key(values: tuple) -> str:
-    """sha256 hex of the dimension values (DIMENSIONS order), each written as `-` (NULL), `T` or `F` (a flag), or
-    its length, `:` and itself, joined by `|`: one text a set of values, NULL, "" and false kept apart."""
-    text = "|".join(["-" if value is None else _FLAGS[value] if value is True or value is False
-                     else f"{len(value)}:{value}" for value in values])
-    return hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()
-
-
-_FLAGS = {True: "T", False: "F"}
 
 
 def bucket_of(moment: datetime) -> datetime:
@@ -158,28 +138,13 @@ def _positions(columns: tuple[str, ...]) -> tuple:
     )
 
 
-_COLUMNS = ("bucket_start", "recorded_bucket", "dims_key", *DIMENSIONS, *MEASURES)
-_ON_CONFLICT = (
-    " ON CONFLICT (bucket_start, recorded_bucket, dims_key) DO UPDATE SET "
-    + ", ".join(f"{name} = call_rollups.{name} + excluded.{name}" for name in MEASURES)
-)
-_SQLITE_UPSERT = f"INSERT INTO call_rollups ({', '.join(_COLUMNS)}) VALUES ({', '.join('?' * len(_COLUMNS))})" + _ON_CONFLICT
-# PostgreSQL: one statement a batch, its rows as arrays (a statement a row costs a round trip's work each).
-_ARRAY_TYPES = ("timestamptz", "timestamptz", "text", *["text"] * (len(DIMENSIONS) - 1), "boolean", *["bigint"] * len(MEASURES))
-_POSTGRES_UPSERT = (
-    f"INSERT INTO call_rollups ({', '.join(_COLUMNS)}) SELECT * FROM unnest("
-    + ", ".join(f"%b::{kind}[]" for kind in _ARRAY_TYPES)
-    + ") ORDER BY 1, 2, 3" + _ON_CONFLICT
-)
-
-
 def add_calls(session: Session, rows: Iterable[Sequence], columns: Sequence[str], recorded_at: datetime) -> int:
-    """Add `calls` rows the writer has just inserted (recorded at `recorded_at`) to the rollups, in its
-    transaction: how many rollup rows.
+    """Add `calls` rows the writer has just inserted (recorded at `recorded_at`) to every rollup table, in its
+    transaction: how many 15-minute rollup rows.
 
-    The groups are upserted in one order, (bucket_start, recorded_bucket,
-    dims_key), so that writers sharing rows lock them in the same order and
-    cannot deadlock.
+    The tables are upserted in one order (`TABLES`), each table's groups in
+    one order, (bucket_start, recorded_bucket, dims_key), so that writers
+    sharing rows lock them in the same order and cannot deadlock.
     """
     groups = deltas(rows, columns, recorded_at)
     if groups:
@@ -188,30 +153,9 @@ def add_calls(session: Session, rows: Iterable[Sequence], columns: Sequence[str]
 
 
 def upsert(session: Session, groups: dict[tuple, list[int]] | dict[tuple, Sums]) -> None:
-    """Add each group's sums to its rollup row (made when missing), in key order."""
-    ordered = sorted(
-        ((bucket, recorded, dims_key(dims), dims, sums) for (bucket, recorded, dims), sums in groups.items()),
-        key=lambda group: group[:3],
-    )
-    postgres = session.get_bind().dialect.name == "postgresql"
-    cursor = session.connection().connection.driver_connection.cursor()
-    try:
-        for at in range(0, len(ordered), _GROUPS_A_STATEMENT):  # a rebuild's day may hold many
-            part = ordered[at : at + _GROUPS_A_STATEMENT]
-            if postgres:
-                cursor.execute(_POSTGRES_UPSERT, [list(column) for column in zip(*[(b, r, k, *d, *s) for b, r, k, d, s in part])])
-            else:
-                cursor.executemany(_SQLITE_UPSERT, [(_text(b), _text(r), k, *d, *s) for b, r, k, d, s in part])
-    finally:
-        cursor.close()
-
-
-_GROUPS_A_STATEMENT = 20_000
-
-
-def _text(bucket: datetime) -> str:
-    """A bucket as SQLAlchemy's SQLite DATETIME stores it (UTC, microseconds always)."""
-    return f"{bucket:%Y-%m-%d %H:%M}:00.000000"
+    """Add 15-minute groups {(bucket, recorded bucket, every dimension): sums} to every rollup table."""
+    for table, found in coarsen(groups).items():
+        upsert_table(session, table, found)
 
 
 # ---------------------------------------------------------------- recompute, rebuild, compare
@@ -251,22 +195,30 @@ def _recompute_select(dialect: str, start: datetime | None, end: datetime | None
     return query
 
 
-def _stored_select(start: datetime | None, end: datetime | None):
+def _stored_select(table: RollupTable, start: datetime | None, end: datetime | None):
+    model = table.model
     query = select(
-        CallRollup.bucket_start, CallRollup.recorded_bucket, CallRollup.dims_key,
-        *[getattr(CallRollup, name) for name in DIMENSIONS],
-        *[type_coerce(getattr(CallRollup, name), BigInteger) for name in MEASURES],
+        model.bucket_start, model.recorded_bucket, model.dims_key,
+        *[getattr(model, name) for name in table.dims],
+        *[type_coerce(getattr(model, name), BigInteger) for name in MEASURES],
     )
     if start is not None:
-        query = query.where(CallRollup.bucket_start >= start)
+        query = query.where(model.bucket_start >= start)
     if end is not None:
-        query = query.where(CallRollup.bucket_start < end)
+        query = query.where(model.bucket_start < end)
     return query
 
 
 def _grid(start: datetime | None, end: datetime | None) -> tuple[datetime | None, datetime | None]:
     """A range widened to whole buckets."""
     return (None if start is None else bucket_of(start)), (None if end is None else bucket_after(end))
+
+
+def _days(start: datetime | None, end: datetime | None) -> tuple[datetime | None, datetime | None]:
+    """A range widened to whole UTC days (the widest table's buckets)."""
+    day = TABLES[-1]
+    assert day.grain == DAY and all(table.grain <= DAY for table in TABLES)
+    return (None if start is None else day.floor(as_utc(start))), (None if end is None else day.ceil(as_utc(end)))
 
 
 def _group(row) -> tuple[RollupKey, Dims, Sums]:
@@ -277,43 +229,61 @@ def _group(row) -> tuple[RollupKey, Dims, Sums]:
 
 
 def recompute(session: Session, start: datetime | None = None, end: datetime | None = None) -> dict[RollupKey, tuple[Dims, Sums]]:
-    """The rollup rows of the buckets in [start, end) (widened to whole buckets) as the raw calls give them."""
+    """The 15-minute rollup rows of the buckets in [start, end) (widened to whole buckets) as the raw calls give them."""
     start, end = _grid(start, end)
     dialect = session.get_bind().dialect.name
     groups = (_group(row) for row in session.execute(_recompute_select(dialect, start, end)))
     return {key: (dims, sums) for key, dims, sums in groups}
 
 
-def rebuild(session: Session, start: datetime | None = None, end: datetime | None = None) -> int:
-    """Make the rollup rows of the buckets in [start, end) (whole buckets) anew from the raw calls: how many.
+def _inside(bucket: datetime, start: datetime | None, end: datetime | None) -> bool:
+    return (start is None or bucket >= start) and (end is None or bucket < end)
 
-    In the caller's transaction, writers kept out of the rollups until it
-    commits (PostgreSQL: EXCLUSIVE lets reads go on; SQLite: the DELETE takes
-    the one write lock first, so the recompute reads the newest calls): a
-    writer's call is then either in the recompute or added after it, once.
+
+def rebuild(session: Session, start: datetime | None = None, end: datetime | None = None,
+            tables: Sequence[RollupTable] = TABLES) -> int:
+    """Make the rollup rows of [start, end) anew from the raw calls: the 15-minute table's whole buckets, the wider
+    tables' whole UTC days around them; how many 15-minute rows.
+
+    The wider tables are the 15-minute recompute of the whole days summed
+    again (as the writer sums its batch). In the caller's transaction, writers
+    kept out of the rollups until it commits (PostgreSQL: EXCLUSIVE lets reads
+    go on; SQLite: the DELETE takes the one write lock first, so the recompute
+    reads the newest calls): a writer's call is then either in the recompute
+    or added after it, once. `tables`: which (a migration builds those it makes).
     """
+    tables = [table for table in TABLES if table in tables]
     start, end = _grid(start, end)
+    wide_start, wide_end = _days(start, end)
     if session.get_bind().dialect.name == "postgresql":
-        session.execute(text("LOCK TABLE call_rollups IN EXCLUSIVE MODE"))
-    delete = CallRollup.__table__.delete()
-    if start is not None:
-        delete = delete.where(CallRollup.bucket_start >= start)
-    if end is not None:
-        delete = delete.where(CallRollup.bucket_start < end)
-    session.execute(delete)
-    groups = recompute(session, start, end)
-    if groups:
-        upsert(session, {(key.bucket_start, key.recorded_bucket, dims): sums for key, (dims, sums) in groups.items()})
-    return len(groups)
+        for table in tables:  # the writers' order
+            session.execute(text(f"LOCK TABLE {table.name} IN EXCLUSIVE MODE"))
+    for table in tables:
+        low, high = (start, end) if table is QUARTERLY else (wide_start, wide_end)
+        delete = table.model.__table__.delete()
+        if low is not None:
+            delete = delete.where(table.model.bucket_start >= low)
+        if high is not None:
+            delete = delete.where(table.model.bucket_start < high)
+        session.execute(delete)
+    every = {(key.bucket_start, key.recorded_bucket, tuple(dims)): sums
+             for key, (dims, sums) in recompute(session, wide_start, wide_end).items()}
+    wider = coarsen(every)
+    quarter = {key: sums for key, sums in every.items() if _inside(key[0], start, end)}
+    wider[QUARTERLY] = quarter
+    for table in tables:
+        upsert_table(session, table, wider[table])
+    return len(quarter)
 
 
 class Difference(NamedTuple):
     """A rollup row that is not what the raw calls give (None: no such row on that side)."""
 
     key: RollupKey
-    dims: Dims
+    dims: tuple  # the table's dimension values (Dims for call_rollups)
     stored: Sums | None
     recomputed: Sums | None
+    table: str = QUARTERLY.name
 
 
 class Comparison(NamedTuple):
@@ -326,18 +296,20 @@ class Comparison(NamedTuple):
 Ranges = Sequence[tuple[datetime, datetime]]
 
 
-def _skipped(bucket: datetime, skip: Ranges) -> bool:
-    return any(low <= bucket < high for low, high in skip)
+def _skipped(bucket: datetime, skip: Ranges, width: timedelta = BUCKET) -> bool:
+    return any(low < bucket + width and bucket < high for low, high in skip)
 
 
 def compare(session: Session, start: datetime | None = None, end: datetime | None = None,
             skip: Ranges = ()) -> Comparison:
-    """The rollups of [start, end) (whole buckets) beside the raw calls' recompute, one UTC day at a time, all
-    read from one snapshot when the session has not begun (PostgreSQL: REPEATABLE READ; SQLite: BEGIN).
+    """Every rollup table beside the raw calls' recompute, one UTC day at a time, all read from one snapshot when the
+    session has not begun (PostgreSQL: REPEATABLE READ; SQLite: BEGIN): the 15-minute table over [start, end) (whole
+    buckets), the wider tables over the whole UTC days it touches.
 
     A stored row whose dims_key is not its dimensions' key is a difference too
-    (readers would never find it where it belongs). A bucket starting in a
-    range of `skip` (whose raw calls retention deleted) is left out, counted.
+    (readers would never find it where it belongs). A bucket that overlaps a
+    range of `skip` (whose raw calls retention deleted) is left out, counted
+    (15-minute buckets).
     """
     if not session.in_transaction():
         _read_snapshot(session)
@@ -379,45 +351,62 @@ def days(session: Session, start: datetime | None = None, end: datetime | None =
 
 
 def _compare_range(session: Session, start: datetime, end: datetime, skip: Ranges = ()) -> Comparison:
-    dialect = session.get_bind().dialect.name
-    union = _stored_select(start, end).add_columns(literal(1).label("side")).union_all(
-        _recompute_select(dialect, start, end).add_columns(literal(0).label("side"))
-    )
-    stored: dict[RollupKey, tuple[Dims, Sums]] = {}
-    recomputed: dict[RollupKey, tuple[Dims, Sums]] = {}
+    """[start, end), within one UTC day: the 15-minute table over it, the wider ones over its whole day."""
+    day_start, day_end = _days(start, end)
+    every = {(key.bucket_start, key.recorded_bucket, tuple(dims)): sums
+             for key, (dims, sums) in recompute(session, day_start, day_end).items()}
+    recomputed = coarsen(every)
+    recomputed[QUARTERLY] = {key: sums for key, sums in every.items() if _inside(key[0], start, end)}
     differences: list[Difference] = []
     left_out: set[datetime] = set()
-    for row in session.execute(union):
-        key, dims, sums = _group(row[:-1])
-        if skip and _skipped(key.bucket_start, skip):
-            left_out.add(key.bucket_start)
-            continue
-        if row[-1]:
-            if key.dims_key != dims_key(tuple(dims)):
-                differences.append(Difference(key, dims, sums, None))
+    for table in TABLES:
+        low, high = (start, end) if table is QUARTERLY else (day_start, day_end)
+        stored: dict[tuple, Sums] = {}
+        for row in session.execute(_stored_select(table, low, high)):
+            width = len(table.dims)
+            dims = tuple(row[3 : 3 + width])
+            if table is QUARTERLY:
+                dims = Dims(*dims)._replace(failed=bool(dims[-1]))
+            if skip and _skipped(row[0], skip, table.grain):
+                if table is QUARTERLY:
+                    left_out.add(row[0])
+                continue
+            sums = Sums(*(int(value) for value in row[3 + width :]))
+            if row[2] != dims_key(tuple(dims)):
+                differences.append(Difference(RollupKey(row[0], row[1], row[2]), dims, sums, None, table.name))
             else:
-                stored[key] = (dims, sums)
-        else:
-            recomputed[key] = (dims, sums)
-    for key in sorted(stored.keys() | recomputed.keys()):
-        mine, theirs = stored.get(key), recomputed.get(key)
-        if mine is None or theirs is None or mine[1] != theirs[1]:
-            differences.append(Difference(key, (mine or theirs)[0], mine and mine[1], theirs and theirs[1]))
-    buckets = {key.bucket_start for key in recomputed}
-    return Comparison(len(buckets), sum(sums.calls for _, sums in recomputed.values()), differences, len(left_out))
+                stored[(row[0], row[1], tuple(dims))] = sums
+        theirs = {}
+        for key, sums in recomputed[table].items():
+            if skip and _skipped(key[0], skip, table.grain):
+                if table is QUARTERLY:
+                    left_out.add(key[0])
+                continue
+            theirs[key] = Sums(*sums)
+        for key in sorted(stored.keys() | theirs.keys(), key=lambda k: (k[0], k[1], dims_key(k[2]))):
+            mine, recomputed_sums = stored.get(key), theirs.get(key)
+            if mine != recomputed_sums:
+                dims = Dims(*key[2]) if table is QUARTERLY else key[2]
+                differences.append(Difference(RollupKey(key[0], key[1], dims_key(key[2])), dims, mine,
+                                              recomputed_sums, table.name))
+    quarters = recomputed[QUARTERLY]
+    buckets = {key[0] for key in quarters if not (skip and _skipped(key[0], skip))}
+    calls = sum(sums.calls for key, sums in quarters.items() if not (skip and _skipped(key[0], skip)))
+    return Comparison(len(buckets), calls, differences, len(left_out))
 
 
 def describe_differences(differences: list[Difference]) -> list[str]:
-    """One line per 15-minute bucket that differs: the calls and credits the rollups hold and the calls give."""
-    by_bucket: dict[datetime, list[Difference]] = {}
+    """One line per bucket of a table that differs: the calls and credits the rollups hold and the calls give."""
+    by_bucket: dict[tuple[str, datetime], list[Difference]] = {}
     for difference in differences:
-        by_bucket.setdefault(difference.key.bucket_start, []).append(difference)
+        by_bucket.setdefault((difference.table, difference.key.bucket_start), []).append(difference)
     lines = []
-    for bucket, found in sorted(by_bucket.items()):
+    for (table, bucket), found in sorted(by_bucket.items(), key=lambda item: (item[0][0] != QUARTERLY.name, item[0])):
         stored = _total([d.stored for d in found])
         recomputed = _total([d.recomputed for d in found])
         lines.append(
-            f"bucket {bucket:%Y-%m-%dT%H:%MZ}: {len(found)} rollup row{'s' * (len(found) != 1)} differ; "
+            ("" if table == QUARTERLY.name else f"{table} ")
+            + f"bucket {bucket:%Y-%m-%dT%H:%MZ}: {len(found)} rollup row{'s' * (len(found) != 1)} differ; "
             f"rollups {stored[0]} calls {fmt(from_nano(stored[1]))} credits charged, "
             f"calls {recomputed[0]} calls {fmt(from_nano(recomputed[1]))} credits charged"
             + _dims_hint(found)
@@ -430,6 +419,13 @@ def _total(sums: list[Sums | None]) -> tuple[int, int]:
     return sum(s.calls for s in present), sum(s.credits_charged for s in present)
 
 
+_BY_NAME = {table.name: table for table in TABLES}
+
+
 def _dims_hint(found: list[Difference]) -> str:
-    projects = sorted({printable(str(d.dims.project)) for d in found})
+    table = _BY_NAME[found[0].table]
+    if "project" not in table.dims:
+        return ""
+    at = table.dims.index("project")
+    projects = sorted({printable(str(d.dims[at])) for d in found})
     return f" (projects: {', '.join(projects[:5])}{', ...' if len(projects) > 5 else ''})"

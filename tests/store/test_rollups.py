@@ -22,7 +22,7 @@ from ledger_rows import T0, call_values
 
 from ledger import Ledger, LedgerSink, Recorder, replay_journal
 from ledger.accounting.records import CallRecord
-from ledger.store import rollups
+from ledger.store import rollup_tables, rollups
 from ledger.store.calls import CALL_COLUMNS, insert_rows
 from ledger.store.engine import downgrade, upgrade
 from ledger.store.models import Call, CallRollup
@@ -70,7 +70,7 @@ def test_the_writers_rollups_equal_the_recompute_replays_and_conflicts_counted_n
 
 
 def test_batches_that_are_partly_replays_add_only_the_rows_they_wrote(ledger, monkeypatch):
-    monkeypatch.setattr(rollups, "_GROUPS_A_STATEMENT", 7)  # the upserts in several statements, as a big rebuild's
+    monkeypatch.setattr(rollup_tables, "_GROUPS_A_STATEMENT", 7)  # the upserts in several statements, as a big rebuild's
     rng = random.Random(26)
     rows = [call_values(started_at=T0 + timedelta(minutes=rng.randint(0, 300), seconds=rng.random() * 60),
                         project=rng.choice([None, "", "search"]), status=rng.choice(["completed", "error", "failed"]),

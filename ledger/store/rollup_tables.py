@@ -1,0 +1,161 @@
+"""The rollup tables, their widths and dimensions, and the writer's sorted upserts into them.
+
+`call_rollups` sums every dimension per 15 minutes (the range edges, verify,
+and every report a narrower table cannot answer). The wider tables sum fewer
+dimensions per UTC hour or day, with the recording floored to the same width:
+far fewer rows than calls where the dimensions they drop (user, tags, models)
+spread the calls. Every zone's offset is a multiple of 15 minutes, so a local
+period is whole days, whole hours and quarter hours; `rollup_levels` picks,
+for a read, which table answers which part.
+
+`dims_key` is the one place that knows how a row's dimensions are encoded.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from functools import lru_cache
+
+from sqlalchemy.orm import Session
+
+from .models import CallRollup, CallRollupDaily, CallRollupDailyUser, CallRollupHourly
+
+# The dimension columns, in the order dims_key encodes them (`failed` is derived from calls.status).
+DIMENSIONS = (
+    "key_fingerprint", "key_last4", "project", "end_user", "model_requested", "model_reported", "tags", "rate_card",
+    "pricing_class", "failed",
+)
+# The sums, integers (credits in nano-credits).
+MEASURES = (
+    "calls", "failed_calls", "prompt_tokens", "completion_tokens", "reasoning_tokens", "findings",
+    "credits_charged", "credits_expected",
+)
+QUARTER, HOUR, DAY = timedelta(minutes=15), timedelta(hours=1), timedelta(days=1)
+
+
+@dataclass(frozen=True, eq=False)
+class RollupTable:
+    """One rollup table: its ORM class, its width (a bucket: 15 minutes, an hour, a UTC day) and its dimensions
+    (DIMENSIONS order)."""
+
+    model: type
+    grain: timedelta
+    dims: tuple[str, ...]
+    positions: tuple[int, ...] = field(init=False)  # of its dims in DIMENSIONS
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "positions", tuple(DIMENSIONS.index(name) for name in self.dims))
+
+    @property
+    def name(self) -> str:
+        return self.model.__tablename__
+
+    def floor(self, moment: datetime) -> datetime:
+        """The start of this table's UTC bucket holding `moment` (aware, UTC)."""
+        if self.grain == DAY:
+            return moment.replace(hour=0, minute=0, second=0, microsecond=0)
+        if self.grain == HOUR:
+            return moment.replace(minute=0, second=0, microsecond=0)
+        return moment.replace(minute=moment.minute - moment.minute % 15, second=0, microsecond=0)
+
+    def ceil(self, moment: datetime) -> datetime:
+        start = self.floor(moment)
+        return start if start == moment else start + self.grain
+
+    def project(self, dims: tuple) -> tuple:
+        """Its dimension values out of every dimension's (DIMENSIONS order)."""
+        return tuple(dims[i] for i in self.positions)
+
+
+QUARTERLY = RollupTable(CallRollup, QUARTER, DIMENSIONS)
+HOURLY = RollupTable(CallRollupHourly, HOUR, ("rate_card", "pricing_class"))
+DAILY = RollupTable(CallRollupDaily, DAY, ("key_fingerprint", "key_last4", "project", "rate_card"))
+DAILY_USERS = RollupTable(CallRollupDailyUser, DAY, ("key_fingerprint", "key_last4", "project", "end_user", "rate_card"))
+# Every table, in the order a writer upserts them (one order: two writers cannot deadlock across tables).
+TABLES = (QUARTERLY, HOURLY, DAILY, DAILY_USERS)
+WIDER = TABLES[1:]
+
+
+@lru_cache(maxsize=65536)
+def dims_key(values: tuple) -> str:
+    """sha256 hex of the dimension values (a table's dims order), each written as `-` (NULL), `T` or `F` (a flag),
+    or its length, `:` and itself, joined by `|`: one text a set of values, NULL, "" and false kept apart."""
+    text = "|".join(["-" if value is None else _FLAGS[value] if value is True or value is False
+                     else f"{len(value)}:{value}" for value in values])
+    return hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()
+
+
+_FLAGS = {True: "T", False: "F"}
+
+
+def coarsen(groups: dict[tuple, list[int]]) -> dict[RollupTable, dict[tuple, list[int]]]:
+    """The 15-minute groups {(bucket, recorded bucket, every dimension): sums} summed again into each wider table's."""
+    found: dict[RollupTable, dict[tuple, list[int]]] = {QUARTERLY: groups}
+    hours: dict[datetime, datetime] = {}
+    days: dict[datetime, datetime] = {}
+    wider = [(table, table.positions, hours if table.grain == HOUR else days, table.grain == HOUR, {}) for table in WIDER]
+    for (bucket, recorded, dims), sums in groups.items():
+        for table, positions, floors, hourly, into in wider:
+            start = floors.get(bucket)
+            if start is None:
+                start = floors[bucket] = bucket.replace(minute=0) if hourly else bucket.replace(hour=0, minute=0)
+            seen = floors.get(recorded)
+            if seen is None:
+                seen = floors[recorded] = recorded.replace(minute=0) if hourly else recorded.replace(hour=0, minute=0)
+            key = (start, seen, tuple([dims[i] for i in positions]))
+            total = into.get(key)
+            if total is None:
+                into[key] = list(sums)
+            else:
+                for i, value in enumerate(sums):
+                    total[i] += value
+    for table, _, _, _, into in wider:
+        found[table] = into
+    return found
+
+
+def _statements(table: RollupTable) -> tuple[str, str]:
+    columns = ("bucket_start", "recorded_bucket", "dims_key", *table.dims, *MEASURES)
+    conflict = (" ON CONFLICT (bucket_start, recorded_bucket, dims_key) DO UPDATE SET "
+                + ", ".join(f"{name} = {table.name}.{name} + excluded.{name}" for name in MEASURES))
+    sqlite = f"INSERT INTO {table.name} ({', '.join(columns)}) VALUES ({', '.join('?' * len(columns))})" + conflict
+    # PostgreSQL: one statement a batch, its rows as binary arrays (a statement a row costs a round trip's work each).
+    kinds = ("timestamptz", "timestamptz", "text", *["boolean" if d == "failed" else "text" for d in table.dims],
+             *["bigint"] * len(MEASURES))
+    postgres = (f"INSERT INTO {table.name} ({', '.join(columns)}) SELECT * FROM unnest("
+                + ", ".join(f"%b::{kind}[]" for kind in kinds) + ") ORDER BY 1, 2, 3" + conflict)
+    return sqlite, postgres
+
+
+_STATEMENTS = {table: _statements(table) for table in TABLES}
+_GROUPS_A_STATEMENT = 20_000
+
+
+def upsert(session: Session, table: RollupTable, groups: dict) -> None:
+    """Add each group's sums {(bucket, recorded bucket, the table's dimension values): sums} to its row of `table`
+    (made when missing), in key order."""
+    if not groups:
+        return
+    ordered = sorted(
+        ((bucket, recorded, dims_key(dims), dims, sums) for (bucket, recorded, dims), sums in groups.items()),
+        key=lambda group: group[:3],
+    )
+    sqlite, postgres_sql = _STATEMENTS[table]
+    postgres = session.get_bind().dialect.name == "postgresql"
+    cursor = session.connection().connection.driver_connection.cursor()
+    try:
+        for at in range(0, len(ordered), _GROUPS_A_STATEMENT):  # a rebuild's day may hold many
+            part = ordered[at : at + _GROUPS_A_STATEMENT]
+            if postgres:
+                cursor.execute(postgres_sql, [list(column) for column in zip(*[(b, r, k, *d, *s) for b, r, k, d, s in part])])
+            else:
+                cursor.executemany(sqlite, [(_text(b), _text(r), k, *d, *s) for b, r, k, d, s in part])
+    finally:
+        cursor.close()
+
+
+def _text(bucket: datetime) -> str:
+    """A bucket as SQLAlchemy's SQLite DATETIME stores it (UTC, microseconds always)."""
+    return f"{bucket:%Y-%m-%d %H:%M}:00.000000"
