@@ -51,6 +51,7 @@ from ledger.store.engine import Ledger  # noqa: E402
 from ledger.store.keys import register_keys  # noqa: E402
 from ledger.store.models import Call  # noqa: E402
 from ledger.store.rate_cards import sync_rate_cards  # noqa: E402
+from ledger.store.rollup_tables import TABLES  # noqa: E402
 from ledger.store.spend import raw_spend_rows  # noqa: E402
 
 BASE = datetime(2026, 9, 1, tzinfo=timezone.utc)
@@ -131,7 +132,8 @@ def load(ledger: Ledger, calls: int, users: int, tag_values: int) -> None:
     if postgres:
         with ledger.engine.connect().execution_options(isolation_level="AUTOCOMMIT") as connection:
             connection.execute(text("VACUUM ANALYZE calls"))
-            connection.execute(text("VACUUM ANALYZE call_rollups"))
+            for table in TABLES:
+                connection.execute(text(f"VACUUM ANALYZE {table.name}"))
 
 
 @contextlib.contextmanager
@@ -139,7 +141,7 @@ def raw_reads():
     """The readers on the raw calls alone, as before the rollups: reports' sums and budgets' periods."""
     spend_rows, parts = report_spend.spend_rows, store_budgets.parts
     report_spend.spend_rows = raw_spend_rows
-    store_budgets.parts = lambda start, end: [(Call, [Call.started_at >= start, Call.started_at < end])]
+    store_budgets.parts = lambda start, end, needed=None: [(Call, [Call.started_at >= start, Call.started_at < end])]
     try:
         yield
     finally:
@@ -176,24 +178,23 @@ def budget_queries() -> list[store_budgets.SpendQuery]:
 
 
 def sizes(ledger: Ledger, calls: int) -> str:
+    lines = []
     with ledger.session() as session:
-        rollup_rows = session.scalar(text("SELECT count(*) FROM call_rollups"))
-        if ledger.dialect == "postgresql":
-            rollup_bytes = session.scalar(text("SELECT pg_total_relation_size('call_rollups')"))
-            call_bytes = session.scalar(text("SELECT pg_total_relation_size('calls')"))
-        else:
-            try:
-                found = dict(session.execute(text(
-                    "SELECT tbl_name = 'call_rollups', sum(pgsize) FROM dbstat JOIN sqlite_master USING (name) "
-                    "WHERE tbl_name IN ('calls', 'call_rollups') GROUP BY 1")).all())
-                rollup_bytes, call_bytes = found.get(1, 0), found.get(0, 0)
-            except Exception:  # a SQLite built without dbstat
-                rollup_bytes = call_bytes = None
-    line = f"   rollup rows: {rollup_rows:,} ({rollup_rows / calls:.3f} a call)"
-    if rollup_bytes is not None:
-        line += (f"; bytes with indexes: rollups {rollup_bytes / calls:.0f} a call, calls {call_bytes / calls:.0f} a call "
-                 f"({rollup_bytes / 2**20:,.0f} MiB beside {call_bytes / 2**20:,.0f} MiB)")
-    return line
+        for name in ["calls"] + [table.name for table in TABLES]:
+            rows = session.scalar(text(f"SELECT count(*) FROM {name}"))
+            if ledger.dialect == "postgresql":
+                size = session.scalar(text(f"SELECT pg_total_relation_size('{name}')"))
+            else:
+                try:
+                    size = session.scalar(text(
+                        "SELECT sum(pgsize) FROM dbstat JOIN sqlite_master USING (name) WHERE tbl_name = :name"), {"name": name})
+                except Exception:  # a SQLite built without dbstat
+                    size = None
+            line = f"   {name}: {rows:,} rows ({rows / calls:.4f} a call)"
+            if size is not None:
+                line += f", {size / calls:.0f} bytes a call with indexes ({size / 2**20:,.0f} MiB)"
+            lines.append(line)
+    return "\n".join(lines)
 
 
 def measure(ledger: Ledger, calls: int, runs: int) -> None:

@@ -29,8 +29,10 @@ from sqlalchemy.orm import Session
 from ..accounting.buckets import split_range
 from ..accounting.budgets import Scope, tag_fragments
 from ..money import ZERO, from_nano
-from .models import ApiKey, Call, CallRollup
+from .models import ApiKey, Call
 from .retention import horizon
+from .rollup_levels import levels
+from .rollup_tables import DIMENSIONS
 
 
 class SpendQuery(NamedTuple):
@@ -77,12 +79,15 @@ def raw_window(start: datetime, end: datetime) -> list[tuple[type, list]]:
     return [(Call, [Call.started_at >= start, Call.started_at < end])]
 
 
-def parts(start: datetime, end: datetime) -> list[tuple[type, list]]:
-    """[start, end) as (table, WHERE): the rollup's whole buckets, and the raw calls of the edges off the grid."""
+def parts(start: datetime, end: datetime, needed: frozenset[str] = frozenset(DIMENSIONS)) -> list[tuple[type, list]]:
+    """[start, end) as (table, WHERE): the whole days, hours and quarters from the widest rollup tables holding the
+    `needed` dimensions (`rollup_levels`), and the raw calls of the edges off the grid."""
     split = split_range(start, end)
     found: list[tuple[type, list]] = []
     if split.has_whole:
-        found.append((CallRollup, [CallRollup.bucket_start >= split.whole_start, CallRollup.bucket_start < split.whole_end]))
+        for table, conditions in levels([split.whole_start, split.whole_end], [], needed):
+            model = table.model
+            found.append((model, [model.bucket_start >= split.whole_start, model.bucket_start < split.whole_end, *conditions]))
     if split.edges:
         found.append((Call, [or_(*[and_(Call.started_at >= low, Call.started_at < high) for low, high in split.edges])]))
     return found
@@ -92,7 +97,18 @@ def _count(table, picked=None):
     """How many calls: rows of `calls`, or the rollup's counts (of the rows `picked`, when given)."""
     if table is Call:
         return func.count() if picked is None else func.count(case((picked, Call.id)))
-    return func.coalesce(func.sum(CallRollup.calls if picked is None else case((picked, CallRollup.calls))), 0)
+    return func.coalesce(func.sum(table.calls if picked is None else case((picked, table.calls))), 0)
+
+
+def scope_dims(scopes: Sequence[Scope]) -> frozenset[str]:
+    """The rollup dimensions the scopes' conditions read."""
+    found: set[str] = set()
+    for scope in scopes:
+        found.update(name for name, given in (("project", scope.project), ("end_user", scope.user),
+                                              ("model_requested", scope.model)) if given is not None)
+        found.update(["key_fingerprint"] if scope.by_key else [])
+        found.update(["tags"] if scope.tags else [])
+    return frozenset(found)
 
 
 def _charged(table, picked=None):
@@ -114,8 +130,8 @@ def spend(session: Session, scope: Scope, start: datetime, end: datetime, finger
     `raw_only`, from the raw calls alone whatever the scope: the rollups' oracle in tests)."""
     credits, calls = ZERO, 0
     # An indexed scope reads its own calls, unless the window reaches where retention deleted some: the rollups then.
-    raw = raw_only or ((_indexed(scope) or scope == Scope()) and not _before_horizon(session, start))
-    for table, window in (raw_window if raw else parts)(start, end):
+    raw = raw_only or (_indexed(scope) and not _before_horizon(session, start))
+    for table, window in (raw_window(start, end) if raw else parts(start, end, scope_dims([scope]))):
         query = select(_charged(table), _count(table)).where(*window, *scope_conditions(session, scope, fingerprints, table))
         row = session.execute(query).one()
         credits, calls = credits + _credits(row[0]), calls + int(row[1])
@@ -159,7 +175,7 @@ def spends(session: Session, queries: Sequence[SpendQuery]) -> list[Spend]:
         else:
             grouped.setdefault((_single(query.scope) or "pass", query.start, query.end), []).append(index)
     for (kind, start, end), indexes in grouped.items():
-        for table, window in parts(start, end):
+        for table, window in parts(start, end, scope_dims([queries[i].scope for i in indexes])):
             if kind in _GROUPED:
                 column = getattr(table, _GROUPED[kind])
                 values = {getattr(queries[i].scope, kind) for i in indexes}

@@ -36,8 +36,10 @@ from ..accounting.pricing import CLEAN_CLASSES
 from ..accounting.records import ERROR, FAILED
 from ..accounting.group_keys import GroupKey
 from ..money import ZERO
-from .models import ApiKey, Call, CallRollup, RateCardRow
+from .models import ApiKey, Call, RateCardRow
 from .reading import raw_rows
+from .rollup_levels import levels
+from .rollup_tables import DIMENSIONS
 
 NONE = "(none)"
 FAILED_STATUSES = (ERROR, FAILED)
@@ -75,8 +77,29 @@ class SpendRow:
     findings: int
 
 
-# The start and the recording time of a row: a call's own, or a rollup row's buckets.
-_TIMES = {Call: (Call.started_at, Call.recorded_at), CallRollup: (CallRollup.bucket_start, CallRollup.recorded_bucket)}
+def _times(table) -> tuple:
+    """The start and the recording time of a row: a call's own, or a rollup row's buckets (of any rollup table)."""
+    if table is Call:
+        return Call.started_at, Call.recorded_at
+    return table.bucket_start, table.recorded_bucket
+
+
+# The dimensions a key's value needs (a rollup table without them cannot answer it); time keys need none.
+_KEY_DIMS = {
+    "project": ("project",), "user": ("end_user",), "account": ("key_fingerprint",), "key": ("key_fingerprint", "key_last4"),
+    "model": ("model_requested", "model_reported"), "tag": ("tags",), "pricing_class": ("pricing_class",),
+    "key_id": ("key_fingerprint",), "tags_json": ("tags",), "project_as_is": ("project",), "user_or_empty": ("end_user",),
+    "model_priced": ("model_requested", "model_reported"),
+}
+
+
+def needed_dims(keys: Sequence[GroupKey], account: str | None) -> frozenset[str]:
+    """The rollup dimensions a read by `keys` (and of one account) needs: its keys', the account's key, the card."""
+    found = {"rate_card"} | ({"key_fingerprint"} if account is not None else set())
+    for key in keys:
+        if not key.is_time:
+            found.update(_KEY_DIMS[key.name])
+    return frozenset(found)
 
 
 def _needs_keys(keys: Sequence[GroupKey], account: str | None) -> bool:
@@ -122,7 +145,7 @@ def key_expression(key: GroupKey, dialect: str, bounds: Sequence[datetime] = (),
     if key.name == "tag":
         return tag_value(key.tag, dialect, table)
     if key.is_time:
-        return bucket_index(_TIMES[table][0], bounds)
+        return bucket_index(_times(table)[0], bounds)
     internal = _INTERNAL_KEYS.get(key.name)
     if internal is not None:
         return internal(table)
@@ -152,7 +175,7 @@ def where(selection: Selection, table=Call):
 
     On the rollup (`table`), the same conditions on its buckets: exact for every bucket `rollup_parts` decides.
     """
-    started, recorded = _TIMES[table]
+    started, recorded = _times(table)
     conditions = [started >= selection.start, started < selection.end]
     if selection.adjustments is not None:
         # Late calls of closed periods before this one: their own start, not this period's.
@@ -180,8 +203,8 @@ def from_calls(query, keys: Sequence[GroupKey], account: str | None, table=Call)
     return query.select_from(table)
 
 
-def undecided(selection: Selection, bounds: dict[str, Sequence[datetime]] | None = None) -> tuple[frozenset, frozenset]:
-    """The buckets of the start and of the recording the rollup cannot decide for this selection (and time keys)."""
+def instants(selection: Selection, bounds: dict[str, Sequence[datetime]] | None = None) -> tuple[list, list]:
+    """The instants this selection's (and time keys') conditions cut the start and the recording at."""
     started: list[datetime] = [selection.start, selection.end, *(t for found in (bounds or {}).values() for t in found)]
     recorded: list[datetime] = []
     for late in selection.leave_out:
@@ -190,20 +213,26 @@ def undecided(selection: Selection, bounds: dict[str, Sequence[datetime]] | None
     for window in selection.adjustments or ():
         started += [window.closed.period.start, window.closed.period.end]
         recorded += [window.recorded_after] + ([window.recorded_until] if window.recorded_until is not None else [])
-    return mixed_buckets(started, recorded)
+    return started, recorded
 
 
-def rollup_parts(selection: Selection, bounds: dict[str, Sequence[datetime]] | None = None) -> tuple[Any | None, Any | None]:
-    """The extra WHERE of the rollup's part (None: every bucket) and of the raw part (None: no raw row is needed)."""
+def undecided(selection: Selection, bounds: dict[str, Sequence[datetime]] | None = None) -> tuple[frozenset, frozenset]:
+    """The 15-minute buckets of the start and of the recording the rollups cannot decide for this selection."""
+    return mixed_buckets(*instants(selection, bounds))
+
+
+def rollup_parts(selection: Selection, bounds: dict[str, Sequence[datetime]] | None = None,
+                 needed: frozenset[str] = frozenset(DIMENSIONS)) -> tuple[list[tuple[Any, Any | None]], Any | None]:
+    """[(rollup table, its extra WHERE or None)] from the widest table holding `needed` to the 15-minute one
+    (`rollup_levels`), and the WHERE of the raw part (None: no raw row is needed)."""
+    rolled = [(table.model, and_(*found) if found else None) for table, found in levels(*instants(selection, bounds), needed)]
     started, recorded = undecided(selection, bounds)
-    rolled = [CallRollup.bucket_start.not_in(sorted(started))] if started else []
-    rolled += [CallRollup.recorded_bucket.not_in(sorted(recorded))] if recorded else []
     edge = Call.__table__.alias("edge")
     raw = [and_(edge.c.started_at >= b, edge.c.started_at < b + BUCKET) for b in sorted(started)]
     raw += [and_(edge.c.recorded_at >= b, edge.c.recorded_at < b + BUCKET) for b in sorted(recorded)]
     # The ids first, from the narrow ranges of the two time indexes: the period's own range on started_at
     # would otherwise drive the scan (SQLite takes it), reading every call of the period.
-    return (and_(*rolled) if rolled else None), (Call.id.in_(select(edge.c.id).where(or_(*raw))) if raw else None)
+    return rolled, (Call.id.in_(select(edge.c.id).where(or_(*raw))) if raw else None)
 
 
 def _sums(table) -> list:
@@ -220,9 +249,9 @@ def _sums(table) -> list:
             func.coalesce(func.sum(Call.credits_expected), literal(ZERO, Call.credits_expected.type)),
             func.sum(case((Call.pricing_class.not_in(clean), 1), else_=0)),
         ]
-    return [func.sum(CallRollup.calls), func.sum(CallRollup.failed_calls), func.sum(CallRollup.prompt_tokens),
-            func.sum(CallRollup.completion_tokens), func.sum(CallRollup.reasoning_tokens),
-            func.sum(CallRollup.credits_charged), func.sum(CallRollup.credits_expected), func.sum(CallRollup.findings)]
+    return [func.sum(table.calls), func.sum(table.failed_calls), func.sum(table.prompt_tokens),
+            func.sum(table.completion_tokens), func.sum(table.reasoning_tokens),
+            func.sum(table.credits_charged), func.sum(table.credits_expected), func.sum(table.findings)]
 
 
 _SUMS = ("calls", "failed_calls", "prompt_tokens", "completion_tokens", "reasoning_tokens", "credits_charged",
@@ -248,8 +277,8 @@ def _spend_query(session: Session, selection: Selection, keys: Sequence[GroupKey
 def _rollup_query(session: Session, selection: Selection, keys: Sequence[GroupKey], bounds):
     """Whole buckets from the rollup, the undecided ones from raw calls, summed again per group and card."""
     dialect, bounds = session.get_bind().dialect.name, bounds or {}
-    rolled, raw = rollup_parts(selection, bounds)
-    parts = [_grouped(dialect, selection, keys, bounds, CallRollup, rolled)]
+    rolled, raw = rollup_parts(selection, bounds, needed_dims(keys, selection.account))
+    parts = [_grouped(dialect, selection, keys, bounds, table, extra) for table, extra in rolled]
     if raw is not None:
         parts.append(_grouped(dialect, selection, keys, bounds, Call, raw))
     both = union_all(*parts).subquery("parts") if len(parts) > 1 else parts[0].subquery("parts")

@@ -22,7 +22,8 @@ from ledger.accounting.periods import calendar_period, parse_period
 from ledger.accounting.group_keys import parse_group_keys
 from ledger.reports.cells import group_label
 from ledger.reports.spend import build_report
-from ledger.store.models import Call, CallRollup
+from ledger.store.models import Call
+from ledger.store.rollup_tables import TABLES
 from ledger.store.rate_cards import sync_rate_cards
 from ledger.accounting.pricing import default_rate_book
 
@@ -110,7 +111,8 @@ def test_groups_add_up_to_the_total_and_the_total_to_the_ledgers_sum(ledger, cas
     zone, period, calls, by = case
     with ledger.session() as session:
         session.execute(delete(Call))
-        session.execute(delete(CallRollup))  # the calls' sums go with them
+        for table in TABLES:  # the calls' sums go with them
+            session.execute(delete(table.model))
         sync_rate_cards(session, default_rate_book())
     register(ledger, "a" * 64, "Zq9x", "backend", "prod")
     insert(ledger, [call_values(**c) for c in calls])

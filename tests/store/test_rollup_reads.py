@@ -25,7 +25,8 @@ from ledger.accounting.periods import calendar_period, parse_period, preceding, 
 from ledger.accounting.group_keys import GroupKey, parse_group_keys
 from ledger.reports.spend import bucket_bounds, selection_for
 from ledger.store.budgets import SpendQuery, spend, spends
-from ledger.store.models import Call, CallRollup
+from ledger.store.models import Call
+from ledger.store.rollup_tables import TABLES
 from ledger.store.spend import raw_spend_rows, spend_rows, spend_rows_in_order
 
 UTC = timezone.utc
@@ -109,7 +110,8 @@ def ledgers(draw):
 def fill(ledger, calls) -> None:
     with ledger.session() as session:
         session.execute(delete(Call))
-        session.execute(delete(CallRollup))
+        for table in TABLES:  # the calls' sums go with them
+            session.execute(delete(table.model))
     for fingerprint, (label, account) in ACCOUNTS.items():
         register(ledger, fingerprint, fingerprint[:4], label, account)
     batches: dict = {}  # a batch shares one recorded_at, as the writer's do
