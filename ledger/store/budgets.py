@@ -6,11 +6,12 @@ account is summed from an index alone (`calls (project, started_at,
 credits_charged)` and the same by key); the budgets of one period whose
 scope has none of those are summed together in one pass over the period.
 A key (by label) and an account stand for the fingerprints `api_keys` holds
-for them. The other scopes (users, models, tags), which read every call
-of the period, sum its whole 15-minute buckets from the rollup
-(`call_rollups`) and a rolling period's edges off the grid from the raw
-calls: never more rows than the calls, far fewer where a bucket's calls
-share their dimensions. An indexed scope stays on its index, which reads
+for them. The other scopes (users, models, tags, the whole ledger), which
+read every call of the period, sum its whole buckets from the widest rollup
+tables holding the dimensions they name (`rollup_levels`: days, hours,
+quarters) and a rolling period's edges off the grid from the raw calls:
+never more rows than the calls, far fewer where a bucket's calls share
+their dimensions. An indexed scope stays on its index, which reads
 only its own calls (BENCHMARKS.md, "Rollups (issue 26)"), unless its period
 starts before the retention horizon (raw calls of closed periods deleted):
 then it sums the rollups too. A charge's maximum and a process's own calls

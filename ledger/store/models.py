@@ -385,11 +385,14 @@ class _WiderRollup:
 
 
 class CallRollupHourly(_WiderRollup, Base):
-    """The calls' sums per UTC hour, recorded hour, rate card and pricing class: reports by time (and totals)."""
+    """The calls' sums per UTC hour, recorded hour, models, rate card and pricing class: reports by time and model,
+    budgets of a model and of the whole ledger."""
 
     __tablename__ = "call_rollups_hourly"
     __table_args__ = (UniqueConstraint("bucket_start", "recorded_bucket", "dims_key"),)
 
+    model_requested: Mapped[str | None] = mapped_column(String(200))
+    model_reported: Mapped[str | None] = mapped_column(String(200))
     rate_card: Mapped[str | None] = mapped_column(String(200))
     pricing_class: Mapped[str] = mapped_column(String(40))
 

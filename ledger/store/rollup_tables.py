@@ -70,7 +70,7 @@ class RollupTable:
 
 
 QUARTERLY = RollupTable(CallRollup, QUARTER, DIMENSIONS)
-HOURLY = RollupTable(CallRollupHourly, HOUR, ("rate_card", "pricing_class"))
+HOURLY = RollupTable(CallRollupHourly, HOUR, ("model_requested", "model_reported", "rate_card", "pricing_class"))
 DAILY = RollupTable(CallRollupDaily, DAY, ("key_fingerprint", "key_last4", "project", "rate_card"))
 DAILY_USERS = RollupTable(CallRollupDailyUser, DAY, ("key_fingerprint", "key_last4", "project", "end_user", "rate_card"))
 # Every table, in the order a writer upserts them (one order: two writers cannot deadlock across tables).

@@ -11,10 +11,12 @@ both databases, whatever their time zone support. Amounts are summed as
 integer nano-credits; each group is also split by rate card, so that its US
 dollars are the exact sum over cards of credits times that card's rate.
 
-The sums come from the rollup (`call_rollups`) for every 15-minute bucket the
-selection decides whole, and from raw calls for the rest: the buckets that
+The sums come from the rollups for every bucket the selection decides whole:
+whole UTC days from the narrowest daily table holding the keys' dimensions,
+whole hours from the hourly one, the other quarter hours from `call_rollups`
+(`rollup_levels`); and from raw calls for the rest: the 15-minute buckets that
 hold a bound off the grid, and the recorded bucket that holds a close's
-cutoff or an adjustment window's bound (`accounting.buckets`). Both parts go
+cutoff or an adjustment window's bound (`accounting.buckets`). All parts go
 through one GROUP BY, so the answer is the raw one's (`raw_spend_rows`,
 kept as the oracle) to the nano-credit.
 """

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import openai
 import pytest
-from sqlalchemy import delete, func, insert, select
+from sqlalchemy import delete, func, insert, select, update
 
 from factories import make_capture, wait_for
 from ledger_rows import T0, call_values
@@ -36,7 +36,8 @@ def assert_exact(url: str, calls: int) -> None:
         comparison = rollups.compare(session)
         assert comparison.differences == []
         assert comparison.calls == calls
-        assert session.scalar(select(func.coalesce(func.sum(CallRollup.calls), 0))) == calls
+        for table in rollup_tables.TABLES:  # every width holds every call once
+            assert session.scalar(select(func.coalesce(func.sum(table.model.calls), 0))) == calls, table.name
 
 
 def test_dims_key_keeps_null_empty_and_false_apart():
@@ -66,6 +67,21 @@ def test_the_writers_rollups_equal_the_recompute_replays_and_conflicts_counted_n
         sink.emit(make_capture(0, call_id=captures[0].call_id, prompt_tokens=999))  # a conflict: rejected
         assert sink.flush(20)
         assert (sink.stats.committed, sink.stats.duplicates, sink.stats.conflicts) == (300, 100, 1)
+    assert_exact(database_url, 300)
+
+
+def test_upgrading_a_ledger_at_0010_builds_its_wider_rollups_from_its_calls(database_url):
+    from ledger_rows import insert as insert_calls
+
+    ledger = Ledger(database_url)
+    rng = random.Random(10)
+    rows = [call_values(started_at=T0 + timedelta(minutes=rng.randint(0, 4000)), end_user=rng.choice([None, "u", "v"]),
+                        project=rng.choice([None, "a"]), charged=rng.choice([None, "0.000000001", "3"]))
+            for _ in range(300)]
+    insert_calls(ledger, rows)
+    downgrade(ledger.engine, "0010")  # the wider tables gone, the calls and call_rollups kept
+    upgrade(ledger.engine)
+    ledger.close()
     assert_exact(database_url, 300)
 
 
@@ -313,6 +329,30 @@ def test_rollup_verify_says_they_match_then_names_each_bucket_that_differs_and_r
     assert cli("--database-url", url, "rollup", "rebuild")[0] == 0
     assert cli("--database-url", url, "rollup", "verify")[0] == 0
     assert capsys.readouterr().err == ""  # no progress line off a terminal
+
+
+def test_verify_names_the_wider_tables_buckets_that_differ_and_rebuild_mends_them(ledger):
+    from ledger_rows import insert as insert_calls
+
+    insert_calls(ledger, [call_values(started_at=T0 + timedelta(minutes=37 * i), charged="0.5", end_user="u")
+                          for i in range(80)])  # 2026-11-10 12:00 on, three UTC days
+    url = ledger.url
+    assert cli("--database-url", url, "rollup", "verify")[0] == 0
+    with ledger.session() as session:
+        daily, hourly = rollup_tables.DAILY.model, rollup_tables.HOURLY.model
+        session.execute(update(daily).where(daily.bucket_start == T0.replace(hour=0) + timedelta(days=1))
+                        .values(calls=daily.calls + 1))
+        session.execute(delete(hourly).where(hourly.bucket_start == T0.replace(hour=13)))
+    code, text = cli("--database-url", url, "rollup", "verify")
+    assert code == 3
+    lines = text.splitlines()
+    assert lines[0].startswith("call_rollups_daily bucket 2026-11-11T00:00Z: 1 rollup row differ; rollups 40 calls")
+    assert lines[1].startswith("call_rollups_hourly bucket 2026-11-10T13:00Z: 1 rollup row differ; rollups 0 calls")
+    # the 15-minute range of a verify takes its whole UTC day in the wider tables
+    assert cli("--database-url", url, "rollup", "verify", "--from", "2026-11-11T05:00Z", "--to", "2026-11-11T05:15Z")[0] == 3
+    assert cli("--database-url", url, "rollup", "verify", "--from", "2026-11-12T00:00Z")[0] == 0
+    assert cli("--database-url", url, "rollup", "rebuild", "--from", "2026-11-10T18:00Z", "--to", "2026-11-11T01:00Z")[0] == 0
+    assert cli("--database-url", url, "rollup", "verify")[0] == 0
 
 
 def test_rollup_rebuild_goes_a_utc_day_a_transaction_and_writers_may_write_meanwhile(ledger):
