@@ -384,6 +384,19 @@ class _WiderRollup:
     credits_expected: Mapped[Decimal] = mapped_column(Credits)
 
 
+class CallRollupQuarterModels(_WiderRollup, Base):
+    """The calls' sums per 15-minute UTC bucket, recorded bucket, models, rate card and pricing class: the quarter
+    hours of reports by time and model where a local bound cuts an hour (+05:30, +05:45)."""
+
+    __tablename__ = "call_rollups_quarter_models"
+    __table_args__ = (UniqueConstraint("bucket_start", "recorded_bucket", "dims_key"),)
+
+    model_requested: Mapped[str | None] = mapped_column(String(200))
+    model_reported: Mapped[str | None] = mapped_column(String(200))
+    rate_card: Mapped[str | None] = mapped_column(String(200))
+    pricing_class: Mapped[str] = mapped_column(String(40))
+
+
 class CallRollupHourly(_WiderRollup, Base):
     """The calls' sums per UTC hour, recorded hour, models, rate card and pricing class: reports by time and model,
     budgets of a model and of the whole ledger."""

@@ -10,7 +10,8 @@ after it, the rest of its bucket is). Widths nest (a day's bounds are an
 hour's, an hour's a quarter's), so a bucket undecided at a width is
 undecided at every wider one: a call goes to the widest width whose table
 has the dimensions and decides its buckets, then finer, then raw (the
-15-minute table's undecided buckets: `spend.rollup_parts`).
+15-minute buckets undecided: `spend.rollup_parts`). Of one width, the table
+with the fewest dimensions that holds the read's is taken.
 """
 
 from __future__ import annotations
@@ -58,7 +59,7 @@ def levels(started: Iterable[datetime], recorded: Iterable[datetime], needed: fr
     recorded = [t for t in recorded]
     widths = sorted({t.grain for t in TABLES}, reverse=True)
     chosen = [t for t in (table_for(w, needed) for w in widths) if t is not None]
-    assert chosen[-1] is QUARTERLY
+    assert chosen[-1].grain == QUARTERLY.grain  # call_rollups holds every dimension
     found: list[tuple[RollupTable, list]] = []
     wider: tuple[RollupTable, list, list] | None = None  # the last table chosen, and its undecided buckets
     for table in chosen:

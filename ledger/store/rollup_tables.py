@@ -1,8 +1,9 @@
 """The rollup tables, their widths and dimensions, and the writer's sorted upserts into them.
 
 `call_rollups` sums every dimension per 15 minutes (the range edges, verify,
-and every report a narrower table cannot answer). The wider tables sum fewer
-dimensions per UTC hour or day, with the recording floored to the same width:
+and every report a narrower table cannot answer). The others sum fewer
+dimensions per 15 minutes, UTC hour or day, with the recording floored to the
+same width:
 far fewer rows than calls where the dimensions they drop (user, tags, models)
 spread the calls. Every zone's offset is a multiple of 15 minutes, so a local
 period is whole days, whole hours and quarter hours; `rollup_levels` picks,
@@ -20,7 +21,7 @@ from functools import lru_cache
 
 from sqlalchemy.orm import Session
 
-from .models import CallRollup, CallRollupDaily, CallRollupDailyUser, CallRollupHourly
+from .models import CallRollup, CallRollupDaily, CallRollupDailyUser, CallRollupHourly, CallRollupQuarterModels
 
 # The dimension columns, in the order dims_key encodes them (`failed` is derived from calls.status).
 DIMENSIONS = (
@@ -70,11 +71,13 @@ class RollupTable:
 
 
 QUARTERLY = RollupTable(CallRollup, QUARTER, DIMENSIONS)
-HOURLY = RollupTable(CallRollupHourly, HOUR, ("model_requested", "model_reported", "rate_card", "pricing_class"))
+_MODELS = ("model_requested", "model_reported", "rate_card", "pricing_class")
+QUARTER_MODELS = RollupTable(CallRollupQuarterModels, QUARTER, _MODELS)
+HOURLY = RollupTable(CallRollupHourly, HOUR, _MODELS)
 DAILY = RollupTable(CallRollupDaily, DAY, ("key_fingerprint", "key_last4", "project", "rate_card"))
 DAILY_USERS = RollupTable(CallRollupDailyUser, DAY, ("key_fingerprint", "key_last4", "project", "end_user", "rate_card"))
 # Every table, in the order a writer upserts them (one order: two writers cannot deadlock across tables).
-TABLES = (QUARTERLY, HOURLY, DAILY, DAILY_USERS)
+TABLES = (QUARTERLY, QUARTER_MODELS, HOURLY, DAILY, DAILY_USERS)
 WIDER = TABLES[1:]
 
 
@@ -91,19 +94,18 @@ _FLAGS = {True: "T", False: "F"}
 
 
 def coarsen(groups: dict[tuple, list[int]]) -> dict[RollupTable, dict[tuple, list[int]]]:
-    """The 15-minute groups {(bucket, recorded bucket, every dimension): sums} summed again into each wider table's."""
+    """The 15-minute groups {(bucket, recorded bucket, every dimension): sums} summed again into each other table's."""
     found: dict[RollupTable, dict[tuple, list[int]]] = {QUARTERLY: groups}
-    hours: dict[datetime, datetime] = {}
-    days: dict[datetime, datetime] = {}
-    wider = [(table, table.positions, hours if table.grain == HOUR else days, table.grain == HOUR, {}) for table in WIDER]
+    floors_of = {QUARTER: {}, HOUR: {}, DAY: {}}
+    wider = [(table, table.positions, floors_of[table.grain], table.floor, {}) for table in WIDER]
     for (bucket, recorded, dims), sums in groups.items():
-        for table, positions, floors, hourly, into in wider:
+        for table, positions, floors, floor, into in wider:
             start = floors.get(bucket)
             if start is None:
-                start = floors[bucket] = bucket.replace(minute=0) if hourly else bucket.replace(hour=0, minute=0)
+                start = floors[bucket] = floor(bucket)
             seen = floors.get(recorded)
             if seen is None:
-                seen = floors[recorded] = recorded.replace(minute=0) if hourly else recorded.replace(hour=0, minute=0)
+                seen = floors[recorded] = floor(recorded)
             key = (start, seen, tuple([dims[i] for i in positions]))
             total = into.get(key)
             if total is None:

@@ -1,7 +1,8 @@
-"""Wider rollups: calls' sums per UTC hour and UTC day with fewer dimensions, built from the calls there
+"""Narrower rollups: calls' sums per 15 minutes, UTC hour and UTC day with fewer dimensions, built from the calls there
 
 `call_rollups` holds nearly a row a call where users, tags and models spread
-the calls; these hold far fewer: per UTC hour by models, rate card and pricing class,
+the calls; these hold far fewer: per 15 minutes and per UTC hour by models,
+rate card and pricing class,
 per UTC day by key, project and rate card, per UTC day by key, project, user
 and rate card (each with the recording floored to its width). Readers take a
 range's whole days and hours from them and the rest from `call_rollups`. The
@@ -27,6 +28,9 @@ branch_labels: Union[str, Sequence[str], None] = None
 depends_on: Union[str, Sequence[str], None] = None
 
 _TABLES = {
+    'call_rollups_quarter_models': [
+        ('model_requested', sa.String(length=200), True), ('model_reported', sa.String(length=200), True),
+        ('rate_card', sa.String(length=200), True), ('pricing_class', sa.String(length=40), False)],
     'call_rollups_hourly': [
         ('model_requested', sa.String(length=200), True), ('model_reported', sa.String(length=200), True),
         ('rate_card', sa.String(length=200), True), ('pricing_class', sa.String(length=40), False)],
