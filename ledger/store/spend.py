@@ -95,9 +95,11 @@ _KEY_DIMS = {
 }
 
 
-def needed_dims(keys: Sequence[GroupKey], account: str | None) -> frozenset[str]:
-    """The rollup dimensions a read by `keys` (and of one account) needs: its keys', the account's key, the card."""
+def needed_dims(keys: Sequence[GroupKey], account: str | None, projects: frozenset[str] | None = None) -> frozenset[str]:
+    """The rollup dimensions a read by `keys` (of one account, of some projects) needs: its keys', the account's key,
+    the project, the card."""
     found = {"rate_card"} | ({"key_fingerprint"} if account is not None else set())
+    found |= {"project"} if projects is not None else set()
     for key in keys:
         if not key.is_time:
             found.update(_KEY_DIMS[key.name])
@@ -279,7 +281,7 @@ def _spend_query(session: Session, selection: Selection, keys: Sequence[GroupKey
 def _rollup_query(session: Session, selection: Selection, keys: Sequence[GroupKey], bounds):
     """Whole buckets from the rollup, the undecided ones from raw calls, summed again per group and card."""
     dialect, bounds = session.get_bind().dialect.name, bounds or {}
-    rolled, raw = rollup_parts(selection, bounds, needed_dims(keys, selection.account))
+    rolled, raw = rollup_parts(selection, bounds, needed_dims(keys, selection.account, selection.projects))
     parts = [_grouped(dialect, selection, keys, bounds, table, extra) for table, extra in rolled]
     if raw is not None:
         parts.append(_grouped(dialect, selection, keys, bounds, Call, raw))

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from collections import Counter
 from datetime import datetime, timedelta, timezone
+from dataclasses import replace
 from decimal import Decimal
 
 from hypothesis import HealthCheck, given, settings
@@ -104,7 +105,8 @@ def ledgers(draw):
         ))
     keys = draw(st.lists(st.sampled_from(KEYS + INTERNAL), max_size=3, unique=True))
     account = draw(st.sampled_from([None, None, "prod", "dev"]))
-    return period, closes, calls, keys, account
+    projects = draw(st.sampled_from([None, None, frozenset({"search"}), frozenset({"", "(none)"}), frozenset()]))
+    return period, closes, calls, keys, (account, projects)
 
 
 def fill(ledger, calls) -> None:
@@ -128,13 +130,14 @@ def same(found, wanted) -> bool:
 @settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
 @given(case=ledgers())
 def test_the_rollup_path_gives_the_raw_group_by_to_the_nano_credit(ledger, case):
-    period, closes, calls, names, account = case
+    period, closes, calls, names, (account, projects) = case
     fill(ledger, calls)
     keys = [GroupKey(n) if n in INTERNAL else parse_group_keys(n)[0] for n in names]
     with ledger.session() as session:
         selection, adjustments, _ = selection_for(session, period, account, closes)
         bounds, _ = bucket_bounds([k for k in keys if k.is_time], period)
-        for part in (selection, adjustments) if adjustments is not None else (selection,):
+        parts = (selection, adjustments) if adjustments is not None else (selection,)
+        for part in parts + tuple(replace(p, projects=projects) for p in parts if projects is not None):
             wanted = raw_spend_rows(session, part, keys, bounds)
             assert same(spend_rows(session, part, keys, bounds), wanted)
             ordered = list(spend_rows_in_order(session, part, keys, bounds))
