@@ -59,13 +59,13 @@ def rebuild(settings: Settings, out: TextIO, *, start: datetime | None = None, e
 
 
 def _refuse_gone(session, start: datetime | None, end: datetime | None) -> None:
-    """A rebuild of buckets whose raw calls retention deleted would erase their sums: refused, naming them."""
-    low = None if start is None else rollups.bucket_of(start)
-    high = None if end is None else rollups.bucket_after(end)
+    """A rebuild of buckets whose raw calls retention deleted would erase their sums: refused, naming them. The
+    wider tables are rebuilt over whole UTC days, so the range is widened to them."""
+    low, high = rollups.whole_days(start, end)
     overlap = [(a, b) for a, b in gone_ranges(session) if (high is None or a < high) and (low is None or b > low)]
     if overlap:
         last = max(b for _, b in overlap)
         raise LedgerError(
             f"rollup rebuild refused: retention deleted the raw calls of closed periods from "
             f"{min(a for a, _ in overlap):%Y-%m-%dT%H:%MZ} to {last:%Y-%m-%dT%H:%MZ}, and a rebuild would erase "
-            f"their sums; rebuild from {rollups.bucket_after(last):%Y-%m-%dT%H:%MZ} on (--from)")
+            f"their sums; rebuild from {rollups.whole_days(last, last)[1]:%Y-%m-%dT%H:%MZ} on (--from)")

@@ -214,7 +214,7 @@ def _grid(start: datetime | None, end: datetime | None) -> tuple[datetime | None
     return (None if start is None else bucket_of(start)), (None if end is None else bucket_after(end))
 
 
-def _days(start: datetime | None, end: datetime | None) -> tuple[datetime | None, datetime | None]:
+def whole_days(start: datetime | None, end: datetime | None) -> tuple[datetime | None, datetime | None]:
     """A range widened to whole UTC days (the widest table's buckets)."""
     day = TABLES[-1]
     assert day.grain == DAY and all(table.grain <= DAY for table in TABLES)
@@ -254,7 +254,7 @@ def rebuild(session: Session, start: datetime | None = None, end: datetime | Non
     """
     tables = [table for table in TABLES if table in tables]
     start, end = _grid(start, end)
-    wide_start, wide_end = _days(start, end)
+    wide_start, wide_end = whole_days(start, end)
     if session.get_bind().dialect.name == "postgresql":
         for table in tables:  # the writers' order
             session.execute(text(f"LOCK TABLE {table.name} IN EXCLUSIVE MODE"))
@@ -352,7 +352,7 @@ def days(session: Session, start: datetime | None = None, end: datetime | None =
 
 def _compare_range(session: Session, start: datetime, end: datetime, skip: Ranges = ()) -> Comparison:
     """[start, end), within one UTC day: the 15-minute table over it, the wider ones over its whole day."""
-    day_start, day_end = _days(start, end)
+    day_start, day_end = whole_days(start, end)
     every = {(key.bucket_start, key.recorded_bucket, tuple(dims)): sums
              for key, (dims, sums) in recompute(session, day_start, day_end).items()}
     recomputed = coarsen(every)

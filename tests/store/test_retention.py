@@ -215,3 +215,20 @@ def test_a_project_budget_over_a_year_sums_the_same_after_retention(ledger):
         assert [budgets.spend(session, scope, *year) for scope in scopes] == before
         # A window after the horizon stays on the raw calls' index, and finds what is there.
         assert budgets.spend(session, Scope(), LATER - timedelta(days=1), LATER).calls == 0
+
+
+def test_rebuild_after_a_gone_period_that_ends_inside_a_utc_day_is_refused_until_the_next_utc_midnight(ledger, capsys):
+    # April in Asia/Kolkata ends at 2026-04-30T18:30Z: the wider rollups' day 2026-04-30 holds deleted calls' sums, and a
+    # rebuild from 18:30 would make that whole UTC day anew from what is left.
+    april = parse_period("2026-04", "Asia/Kolkata")
+    insert(ledger, [call_values(started_at=april.start + timedelta(hours=7 * i), charged="1.25",
+                                recorded_at=april.start + timedelta(hours=7 * i, seconds=5)) for i in range(110)])
+    clock = iter([CUTOFF] * 2 + [CUTOFF + timedelta(seconds=1)])
+    closing.close_period(Settings(database_url=ledger.url), ledger, april, now=lambda: next(clock))
+    settings = Settings(database_url=ledger.url, retention_calls_days=30)
+    assert retention_command.run(settings, io.StringIO(), now=LATER) == 0
+    code, _ = run(ledger.url, "rollup", "rebuild", "--from", "2026-04-30T18:30Z")
+    assert code == 1 and "rebuild from 2026-05-01T00:00Z on" in capsys.readouterr().err
+    before = run(ledger.url, "report", "--period", "2026-04", "--tz", "Asia/Kolkata", "--format", "json", "--output", "-")
+    assert run(ledger.url, "rollup", "rebuild", "--from", "2026-05-01T00:00Z")[0] == 0
+    assert run(ledger.url, "report", "--period", "2026-04", "--tz", "Asia/Kolkata", "--format", "json", "--output", "-") == before
