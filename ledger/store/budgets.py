@@ -86,7 +86,7 @@ def parts(start: datetime, end: datetime, needed: frozenset[str] = frozenset(DIM
     split = split_range(start, end)
     found: list[tuple[type, list]] = []
     if split.has_whole:
-        for table, conditions in levels([split.whole_start, split.whole_end], [], needed):
+        for table, conditions in levels([split.whole_start, split.whole_end], [], needed, (split.whole_start, split.whole_end)):
             model = table.model
             found.append((model, [model.bucket_start >= split.whole_start, model.bucket_start < split.whole_end, *conditions]))
     if split.edges:

@@ -52,9 +52,26 @@ def _starts_within(table: RollupTable, buckets: list[datetime], width) -> list[d
     return found
 
 
-def levels(started: Iterable[datetime], recorded: Iterable[datetime], needed: frozenset[str]) -> list[tuple[RollupTable, list]]:
+def _none_decided(table: RollupTable, starts: list[datetime], span: tuple[datetime, datetime] | None) -> bool:
+    """Whether every bucket of `table` in the read's span holds a bound (a month's local days at +05:30 leave no UTC
+    day whole): the table would be read for nothing."""
+    if span is None:
+        return False
+    low, high = table.ceil(span[0]), table.floor(span[1])
+    undecided = set(starts)
+    at = low
+    while at < high:
+        if at not in undecided:
+            return False
+        at += table.grain
+    return True
+
+
+def levels(started: Iterable[datetime], recorded: Iterable[datetime], needed: frozenset[str],
+           span: tuple[datetime, datetime] | None = None) -> list[tuple[RollupTable, list]]:
     """[(table, its extra WHERE)] from the widest to the 15-minute table: each call of the read in exactly one of
-    them or in the raw edges (the 15-minute table's undecided buckets). An empty WHERE list: every row."""
+    them or in the raw edges (the 15-minute table's undecided buckets). An empty WHERE list: every row. `span`, when
+    given, holds every call the read can take: a wider table none of whose buckets in it is whole is left out."""
     started = [t for t in started]
     recorded = [t for t in recorded]
     widths = sorted({t.grain for t in TABLES}, reverse=True)
@@ -64,6 +81,8 @@ def levels(started: Iterable[datetime], recorded: Iterable[datetime], needed: fr
     wider: tuple[RollupTable, list, list] | None = None  # the last table chosen, and its undecided buckets
     for table in chosen:
         starts, records = _undecided(table, started, recorded)
+        if table is not chosen[-1] and _none_decided(table, starts, span):
+            continue  # its calls are all in its undecided buckets: the finer tables take them whole
         model = table.model
         conditions = []
         if wider is not None:

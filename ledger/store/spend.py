@@ -229,7 +229,9 @@ def rollup_parts(selection: Selection, bounds: dict[str, Sequence[datetime]] | N
                  needed: frozenset[str] = frozenset(DIMENSIONS)) -> tuple[list[tuple[Any, Any | None]], Any | None]:
     """[(rollup table, its extra WHERE or None)] from the widest table holding `needed` to the 15-minute one
     (`rollup_levels`), and the WHERE of the raw part (None: no raw row is needed)."""
-    rolled = [(table.model, and_(*found) if found else None) for table, found in levels(*instants(selection, bounds), needed)]
+    span = (selection.start, selection.end) if selection.adjustments is None else None
+    rolled = [(table.model, and_(*found) if found else None)
+              for table, found in levels(*instants(selection, bounds), needed, span)]
     started, recorded = undecided(selection, bounds)
     edge = Call.__table__.alias("edge")
     raw = [and_(edge.c.started_at >= b, edge.c.started_at < b + BUCKET) for b in sorted(started)]
