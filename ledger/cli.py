@@ -224,6 +224,23 @@ def build_parser() -> argparse.ArgumentParser:
     proxy.add_argument("--workers", type=_positive_int, help="worker processes (default: [proxy] workers, else 1)")
     proxy.add_argument("--fingerprint", action="store_true",
                        help="read a proxy key (sk-…) on standard input and print its fingerprint for [[proxy.keys]]")
+
+    dashboard = sub.add_parser("dashboard", help="serve the dashboard (pages and the read API under /api/v1/)")
+    dashboard.add_argument("--host", type=_host, help="address to listen on (default: [dashboard] host, else 127.0.0.1)")
+    dashboard.add_argument("--port", type=_port, help="port to listen on (default: [dashboard] port, else 8788)")
+    for noun, what in (("users", "the dashboard's users"), ("tokens", "the read API's bearer tokens")):
+        verbs = sub.add_parser(noun, help=what).add_subparsers(dest=f"{noun}_command", required=True, parser_class=_Parser)
+        add = verbs.add_parser("add", help="add one (users: the password on standard input, one line)")
+        add.add_argument("name")
+        add.add_argument("--role", required=True, choices=("admin", "finance", "viewer"))
+        add.add_argument("--project", action="append", help="only this project's calls and spend (repeatable)")
+        if noun == "users":
+            add.add_argument("--link", action="store_true", help="print a one-time sign-in link instead of reading a password")
+        else:
+            add.add_argument("--expires", default="90d", help="lifetime: 90d (default), 12h or never")
+        verbs.add_parser("list", help="list them (never a password or a token)")
+        verbs.add_parser("disable" if noun == "users" else "revoke", help="disable (ending its sessions)" if noun == "users"
+                         else "revoke it").add_argument("name")
     return parser
 
 
@@ -368,9 +385,13 @@ def cmd_retention(args, out) -> int:
 
 
 def cmd_run(args, out) -> int:
+    """The service; with `[dashboard] enabled`, the dashboard beside it in this process (cli is the layer above both)."""
     from .commands.service import run
+    from .web.serve import dashboard_beside
 
-    return run(_settings(args))
+    settings = _settings(args)
+    with dashboard_beside(settings, out):
+        return run(settings)
 
 
 def cmd_budgets(args, out) -> int:
@@ -396,13 +417,38 @@ def cmd_proxy(args, out) -> int:
     return serve_proxy(settings, out, host=args.host, port=args.port, upstream=args.upstream, workers=args.workers)
 
 
+def cmd_users(args, out) -> int:
+    from .commands import access
+
+    settings, name = _settings(args), getattr(args, "name", None)
+    if args.users_command == "add":
+        return access.users_add(settings, out, name=name, role=args.role, projects=args.project,
+                                password_input=sys.stdin, link=args.link)
+    return access.users_disable(settings, out, name=name) if name else access.users_list(settings, out)
+
+
+def cmd_tokens(args, out) -> int:
+    from .commands import access
+
+    settings, name = _settings(args), getattr(args, "name", None)
+    if args.tokens_command == "add":
+        return access.tokens_add(settings, out, name=name, role=args.role, projects=args.project, expires=args.expires)
+    return access.tokens_revoke(settings, out, name=name) if name else access.tokens_list(settings, out)
+
+
+def cmd_dashboard(args, out) -> int:
+    from .web.serve import serve_dashboard
+
+    return serve_dashboard(_settings(args), out, host=args.host, port=args.port)
+
+
 COMMANDS = {
     "db": cmd_db, "check": cmd_check, "calls": cmd_calls, "simulate": cmd_simulate, "demo": cmd_demo,
     "replay": cmd_replay, "balance": cmd_balance, "reconcile": cmd_reconcile, "run": cmd_run,
     "report": cmd_report, "close": cmd_close, "reopen": cmd_reopen, "closes": cmd_closes,
     "budgets": cmd_budgets, "alerts": cmd_alerts, "rollup": cmd_rollup,
     "retention": cmd_retention,
-    "proxy": cmd_proxy,
+    "proxy": cmd_proxy, "dashboard": cmd_dashboard, "users": cmd_users, "tokens": cmd_tokens,
 }
 
 

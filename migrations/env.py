@@ -8,6 +8,7 @@ from sqlalchemy import text
 from ledger.config import database_url_from_env
 from ledger.store.engine import create_engine_for
 from ledger.store.models import Base
+import ledger.store.access  # noqa: F401  (the dashboard's tables, on the same Base.metadata)
 
 config = context.config
 target_metadata = Base.metadata

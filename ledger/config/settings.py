@@ -25,6 +25,7 @@ from .alerts import (BALANCE_SETTINGS, BUDGET_SETTINGS, CHANNEL_SETTINGS, AlertS
                      alert_settings_from_mapping)
 from .checks import (PATH_WIDTH, base_url, check_keys, choice, decimal_setting, file_path, flag, host, seconds, shown,
                      table, text, whole, zone)
+from .dashboard import DashboardSettings, public_url, trusted_proxies
 from .proxy import (MAX_TIMEOUT_SECONDS, MAX_WORKERS, PROXY_KEY_SETTINGS, ProxySettings, allowed_hosts,
                     parse_proxy_keys)
 from .reports import REPORT_SETTINGS, ReportEntry, parse_report_entries
@@ -86,6 +87,7 @@ class Settings:
     alerting: AlertSettings = AlertSettings()  # [[budgets]], [[balance_alerts]], [[channels]] (ledger.config.alerts)
     proxy: ProxySettings = ProxySettings()  # [proxy] and [[proxy.keys]]: the recording proxy (ledger.config.proxy)
     retention_calls_days: int | None = None  # [retention] calls_days: raw calls of closed periods kept N days; None: all
+    dashboard: DashboardSettings = DashboardSettings()  # [dashboard]: the dashboard (ledger.config.dashboard)
     config_path: str | None = None
 
     @property
@@ -167,10 +169,21 @@ SETTINGS = (
     Setting("proxy", "max_header_line_bytes", _whole(256, 1024**2)),
     Setting("proxy", "max_headers", _whole(8, 10_000)),
     Setting("retention", "calls_days", _whole(1, 100_000), "retention_calls_days", default=None),
+    Setting("dashboard", "enabled", flag),
+    Setting("dashboard", "host", host),
+    Setting("dashboard", "port", _whole(0, 65535)),
+    Setting("dashboard", "public_url", public_url, default=None),
+    Setting("dashboard", "session_idle_seconds", seconds),
+    Setting("dashboard", "session_absolute_seconds", seconds),
+    Setting("dashboard", "signin_max_failures", _whole(1, 1000)),
+    Setting("dashboard", "signin_max_failures_per_address", _whole(1, 100_000)),
+    Setting("dashboard", "signin_window_seconds", seconds),
+    Setting("dashboard", "trusted_proxies", trusted_proxies),
 )
 # Where each section's fields and defaults are (pricing's rate_cards fills Settings.rate_cards_path: its row gives its default).
 _OWNERS = {"": Settings(), "pricing": PricingPolicy(), "recorder": Settings(), "schedule": ScheduleConfig(),
-           "reconcile": ReconcileConfig(), "proxy": ProxySettings(), "retention": Settings()}
+           "reconcile": ReconcileConfig(), "proxy": ProxySettings(), "retention": Settings(),
+           "dashboard": DashboardSettings()}
 # The sections of many entries, and the tables within an entry or a section, with the settings of each.
 _LISTS = {"accounts": ACCOUNT_SETTINGS, "reports": REPORT_SETTINGS, "budgets": BUDGET_SETTINGS,
           "balance_alerts": BALANCE_SETTINGS, "channels": frozenset().union(*CHANNEL_SETTINGS.values())}
@@ -215,9 +228,9 @@ def _read_section(data: dict, section: str, source: str) -> dict[str, Any]:
 
 def settings_from_mapping(data: dict, source: str = "config") -> Settings:
     """Settings from a parsed config file, every value checked; ConfigError naming the first bad one."""
-    top, pricing, recorder, schedule, reconcile, proxy, retention = (
+    top, pricing, recorder, schedule, reconcile, proxy, retention, dashboard = (
         _read_section(data, section, source)
-        for section in ("", "pricing", "recorder", "schedule", "reconcile", "proxy", "retention"))
+        for section in ("", "pricing", "recorder", "schedule", "reconcile", "proxy", "retention", "dashboard"))
     precision = pricing["charge_precision"]
     tolerance = pricing["tolerance"] if pricing["tolerance"] is not None else precision / 2
     accounts = parse_accounts(data.get("accounts", []), source)
@@ -228,6 +241,7 @@ def settings_from_mapping(data: dict, source: str = "config") -> Settings:
         reports=parse_report_entries(data.get("reports", []), source, top["timezone"], [c.name for c in alerting.channels]),
         alerting=alerting,
         proxy=ProxySettings(**proxy, keys=parse_proxy_keys(data.get("proxy", {}).get("keys", []), source)),
+        dashboard=DashboardSettings(**dashboard),
     )
 
 
