@@ -80,7 +80,7 @@ BAD_CONFIGS = {
 EVERY_COMMAND = (["check"], ["calls"], ["replay"], ["balance"], ["reconcile"], ["run"], ["db", "upgrade"],
                  ["db", "current"], ["demo", "--calls", "1"], ["report"], ["close", "2026-11"],
                  ["reopen", "2026-11", "--reason", "x"], ["closes"], ["budgets"], ["budgets", "--notify"], ["alerts"],
-                 ["alerts", "test", "--channel", "x"], ["proxy"])  # simulate reads no config: the simulator needs none
+                 ["alerts", "test", "--channel", "x"], ["proxy"], ["dashboard"], ["users", "list"], ["tokens", "list"])  # simulate reads no config: the simulator needs none
 
 
 @pytest.mark.parametrize("command", EVERY_COMMAND, ids=" ".join)

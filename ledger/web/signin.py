@@ -18,7 +18,7 @@ from datetime import timedelta
 from urllib.parse import urlsplit
 
 from starlette.concurrency import run_in_threadpool
-from starlette.responses import RedirectResponse
+from starlette.responses import JSONResponse, RedirectResponse
 from starlette.routing import Route
 
 from ..errors import ConfigError
@@ -197,7 +197,17 @@ async def link(request):
     return response
 
 
+@guarded()
+def me(request):
+    """Who the API takes the caller for (`/api/v1/me`): a script checks its token's name, role and projects here."""
+    viewer = request.state.viewer
+    return JSONResponse({"name": viewer.name, "role": viewer.role, "via": viewer.via,
+                         "projects": None if viewer.projects is None else sorted(viewer.projects)},
+                        headers={"Cache-Control": "no-store"})
+
+
 routes = [
+    Route("/api/v1/me", me, name="api_me"),
     Route("/login", login, methods=["GET", "POST"], name="login"),
     Route("/login/link/{token}", link, methods=["GET", "POST"], name="login_link"),
     Route("/logout", logout, methods=["POST"], name="logout"),

@@ -2,12 +2,14 @@
 
 `FixedViewers` stands for the sign-in: every request is the viewer a test
 chooses. It lives here, not in the package: the dashboard itself finds its
-viewers only by session or bearer token.
+viewers only by session or bearer token. `signed_in` is that real sign-in:
+users in the ledger, sessions timed by a `clock` the test moves.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import datetime, timedelta, timezone
 
 import pytest
 from starlette.testclient import TestClient
@@ -83,3 +85,70 @@ def count_queries(ledger):
     yield start
     for counter in counters:
         counter.close()
+
+
+# ---------------------------------------------------------------- signed in for real: users, sessions, a clock
+
+PASSWORD = "correct horse battery staple"
+
+
+class Clock:
+    """Now, as the dashboard's sessions see it: a test moves it forward."""
+
+    def __init__(self) -> None:
+        self.now = datetime(2026, 12, 7, 12, 0, tzinfo=timezone.utc)
+
+    def __call__(self) -> datetime:
+        return self.now
+
+    def advance(self, **span) -> None:
+        self.now += timedelta(**span)
+
+
+@pytest.fixture
+def clock() -> Clock:
+    return Clock()
+
+
+def add_user(ledger, name: str, role: str = "viewer", projects=None, password: str | None = PASSWORD) -> None:
+    """A dashboard user in `ledger`, with `password` (Argon2id-hashed as `users add` does)."""
+    from ledger.store.credentials import hash_password
+    from ledger.store.users import add_user as store_user
+
+    with ledger.session() as session:
+        store_user(session, name, role, projects, hash_password(password) if password else None,
+                   datetime.now(timezone.utc))
+
+
+@pytest.fixture
+def signed_in(ledger, web_settings, clock):
+    """signed_in(name=None, password=PASSWORD) -> a TestClient of the dashboard as it runs (sessions in `ledger`, timed
+    by `clock`), signed in through the real /login form as `name` (a user added with add_user), or not at all."""
+    from ledger.web.serve import dashboard_app
+
+    clients = []
+
+    def make(name: str | None = None, password: str = PASSWORD, settings: Settings | None = None) -> TestClient:
+        app = dashboard_app(settings or web_settings, ledger, clock)
+        client = TestClient(app, raise_server_exceptions=False, follow_redirects=False)
+        client.__enter__()
+        clients.append(client)
+        if name is not None:
+            answer = client.post("/login", data={"username": name, "password": password})
+            assert answer.status_code == 303, answer.text
+        return client
+
+    yield make
+    for client in clients:
+        client.__exit__(None, None, None)
+
+
+@pytest.fixture(autouse=True)
+def _quick_password_hashes(monkeypatch):
+    """Argon2id at its least cost in these tests (the configured cost takes 0.2 s a hash); test_cheap_hashes_only_here
+    holds the package's own parameters."""
+    from argon2 import PasswordHasher
+
+    from ledger.store import credentials
+
+    monkeypatch.setattr(credentials, "_HASHER", PasswordHasher(time_cost=1, memory_cost=8, parallelism=1))
