@@ -10,6 +10,7 @@ network with nobody to sign in as is a mistake, not a wish.
 from __future__ import annotations
 
 import ipaddress
+import signal
 import threading
 import time
 from contextlib import contextmanager
@@ -73,8 +74,24 @@ def serve_dashboard(settings: Settings, out: TextIO, *, host: str | None = None,
             shown = f"[{bound}]" if ":" in bound else bound
             print(f"credit-ledger dashboard on http://{shown}:{bound_port}/ (Ctrl-C stops it)", file=out, flush=True)
             server = uvicorn.Server(server_config(dashboard_app(settings, ledger), settings))
-            server.run(sockets=[listener])
+            with _stopped_by_signals(server):
+                server.run(sockets=[listener])
     return 0
+
+
+@contextmanager
+def _stopped_by_signals(server: uvicorn.Server) -> Iterator[None]:
+    """SIGTERM and SIGINT stop the server cleanly: uvicorn hands a signal it caught back to the handler it found,
+    which, left the default, would kill the process once the server had stopped."""
+    def stop(_signum, _frame) -> None:
+        server.should_exit = True
+
+    previous = {signum: signal.signal(signum, stop) for signum in (signal.SIGTERM, signal.SIGINT)}
+    try:
+        yield
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
 
 
 class DashboardThread:

@@ -9,7 +9,6 @@ users in the ledger, sessions timed by a `clock` the test moves.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime, timedelta, timezone
 
 import pytest
 from starlette.testclient import TestClient
@@ -17,6 +16,7 @@ from starlette.testclient import TestClient
 from ledger.config import Settings
 from ledger.web.app import create_app
 from ledger.web.viewer import Viewer
+from signing import PASSWORD, Clock
 
 
 @dataclass
@@ -89,35 +89,10 @@ def count_queries(ledger):
 
 # ---------------------------------------------------------------- signed in for real: users, sessions, a clock
 
-PASSWORD = "correct horse battery staple"
-
-
-class Clock:
-    """Now, as the dashboard's sessions see it: a test moves it forward."""
-
-    def __init__(self) -> None:
-        self.now = datetime(2026, 12, 7, 12, 0, tzinfo=timezone.utc)
-
-    def __call__(self) -> datetime:
-        return self.now
-
-    def advance(self, **span) -> None:
-        self.now += timedelta(**span)
-
 
 @pytest.fixture
 def clock() -> Clock:
     return Clock()
-
-
-def add_user(ledger, name: str, role: str = "viewer", projects=None, password: str | None = PASSWORD) -> None:
-    """A dashboard user in `ledger`, with `password` (Argon2id-hashed as `users add` does)."""
-    from ledger.store.credentials import hash_password
-    from ledger.store.users import add_user as store_user
-
-    with ledger.session() as session:
-        store_user(session, name, role, projects, hash_password(password) if password else None,
-                   datetime.now(timezone.utc))
 
 
 @pytest.fixture

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import replace
 
 import pytest
-from conftest import PASSWORD, add_user
+from signing import PASSWORD, add_user
 from sqlalchemy import select
 
 from ledger.config.dashboard import DashboardSettings
