@@ -8,7 +8,8 @@ wrong name and a wrong password get the same answer; after
 `signin_window_seconds`, the answer is 429 without a password being
 checked. `next` is followed only to a path of this site. Every sign-in, failed
 or not, is in the audit log (a failed one under the name only if it is a user's:
-a password typed in the name field is not kept).
+a password typed in the name field is not kept); a refusal by the limits is not,
+or a flood of them would fill the log that is never deleted from.
 """
 
 from __future__ import annotations
@@ -70,17 +71,14 @@ def _sign_in(request, name: str, password: str, previous: str | None) -> _Outcom
         by_name, by_address = recent_failures(session, name, address,
                                               now - timedelta(seconds=options.signin_window_seconds))
         user = user_named(session, name) if NAME.fullmatch(name) else None
-        known = user.name if user is not None else None
         if by_name >= options.signin_max_failures or by_address >= options.signin_max_failures_per_address:
-            audit.record(session, actor=known or "(unknown name)", action="signin.limited", target=known,
-                         address=address, at=now, detail={"by": "name" if by_name >= options.signin_max_failures
-                                                          else "address"})
-            return _Outcome(429)
+            return _Outcome(429)  # not audited: a flood of refusals would fill the append-only log
         matches = password_matches(user.password_hash if user is not None else None, password)
         ok = matches and user is not None and user.disabled_at is None
         note_attempt(session, name, address, ok, now)
         if not ok:
             reason = "unknown name" if user is None else ("disabled" if matches else "wrong password")
+            known = user.name if user is not None else None
             audit.record(session, actor=known or "(unknown name)", action="signin.failed", target=known,
                          address=address, at=now, detail={"reason": reason})
             return _Outcome(401)
