@@ -2,15 +2,15 @@
 
 A session cookie, a sign-in link and an API token are 256 random bits
 (`secrets.token_urlsafe(32)`): a plain SHA-256 of one cannot be reversed or
-guessed, so it is what the database keeps and what a lookup matches. A
+guessed, so it is what the database keeps and what a lookup matches (a
+lookup by the hash leaks nothing of the token through its timing). A
 password is people's choice, so it gets Argon2id (argon2-cffi's RFC 9106
-low-memory profile). Comparisons of secrets are constant-time.
+low-memory profile), compared by argon2's own constant-time check.
 """
 
 from __future__ import annotations
 
 import hashlib
-import hmac
 import secrets
 
 from argon2 import PasswordHasher
@@ -59,7 +59,3 @@ def new_token(prefix: str = "") -> str:
 def token_hash(token: str) -> str:
     """What the database keeps of a random token: its SHA-256, hex."""
     return hashlib.sha256(token.encode("utf-8", "surrogatepass")).hexdigest()
-
-
-def same(first: str, second: str) -> bool:
-    return hmac.compare_digest(first.encode("utf-8", "surrogatepass"), second.encode("utf-8", "surrogatepass"))

@@ -185,3 +185,29 @@ def test_an_admin_disables_a_user_and_revokes_a_token_by_form_with_its_csrf_toke
     with ledger.session() as session:
         done = [(e.actor, e.action, e.target) for e in session.scalars(select(AuditEntry).order_by(AuditEntry.id))]
     assert ("root", "user.disable", "fin") in done and ("root", "token.revoke", "ci") in done
+
+
+def test_a_page_records_what_its_viewer_did_with_audit_record(ledger, signed_in, clock):
+    from starlette.responses import JSONResponse
+    from starlette.routing import Route
+
+    from ledger.web.audit import record
+    from ledger.web.gate import guarded
+
+    @guarded()
+    def export(request):
+        record(request, "export", "spend 2026-11", {"format": "csv", "rows": 3})
+        return JSONResponse({})
+
+    add_user(ledger, "fin", "finance")
+    token = new_token(ledger, clock)
+    person, script = signed_in("fin"), signed_in()
+    for client in (person, script):
+        client.app.router.routes.insert(0, Route("/api/v1/test-export", export))
+    assert person.get("/api/v1/test-export").status_code == 200
+    assert script.get("/api/v1/test-export", headers={"Authorization": f"Bearer {token}"}).status_code == 200
+    with ledger.session() as session:
+        rows = session.scalars(select(AuditEntry).where(AuditEntry.action == "export").order_by(AuditEntry.id)).all()
+    assert [(r.actor, r.target, r.address, r.at) for r in rows] == [("fin", "spend 2026-11", "testclient", clock()),
+                                                                   ("token:ci", "spend 2026-11", "testclient", clock())]
+    assert audit.detail_of(rows[0]) == {"format": "csv", "rows": 3}
