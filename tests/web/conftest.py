@@ -120,8 +120,8 @@ def signed_in(ledger, web_settings, clock):
 
 @pytest.fixture(autouse=True)
 def _quick_password_hashes(monkeypatch):
-    """Argon2id at its least cost in these tests (the configured cost takes 0.2 s a hash); test_cheap_hashes_only_here
-    holds the package's own parameters."""
+    """Argon2id at its least cost in these tests (the package's cost takes 0.2 s a hash, which
+    test_the_package_hashes_passwords_with_argon2id_at_its_own_cost holds)."""
     from argon2 import PasswordHasher
 
     from ledger.store import credentials
