@@ -14,10 +14,38 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from ..errors import ConfigError
-from .checks import listing, refuse, shown, text, unique
+from .checks import check_keys, env_name, listing, refuse, required, shown, table, text, unique
 
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 8788
+
+
+OIDC_SETTINGS = frozenset({"issuer", "client_id", "client_secret_env", "scope", "name_claim", "groups_claim",
+                           "admin_groups", "finance_groups", "viewer_groups"})
+
+
+@dataclass(frozen=True, slots=True)
+class OidcSettings:
+    """`[dashboard.oidc]`: sign-in through an OpenID Connect provider, its groups claim mapped to roles."""
+
+    issuer: str
+    client_id: str
+    client_secret_env: str  # the variable holding the client secret (never the secret in the file)
+    scope: str = "openid profile email"
+    name_claim: str = "preferred_username"
+    groups_claim: str = "groups"
+    admin_groups: tuple[str, ...] = ()
+    finance_groups: tuple[str, ...] = ()
+    viewer_groups: tuple[str, ...] = ()
+
+    def role_of(self, groups) -> str | None:
+        """The highest role one of `groups` gives (admin, then finance, then viewer), else None."""
+        found = set(groups)
+        for role, named in (("admin", self.admin_groups), ("finance", self.finance_groups),
+                            ("viewer", self.viewer_groups)):
+            if found & set(named):
+                return role
+        return None
 
 
 @dataclass(frozen=True, slots=True)
@@ -32,6 +60,7 @@ class DashboardSettings:
     signin_max_failures_per_address: int = 20  # failed sign-ins from one address within the window, then 429
     signin_window_seconds: float = 15 * 60.0
     trusted_proxies: tuple[str, ...] = ()  # addresses (or networks) whose X-Forwarded-* headers are believed
+    oidc: OidcSettings | None = None  # [dashboard.oidc]: single sign-on besides the dashboard's own users
 
     def url(self) -> str:
         if self.public_url:
@@ -64,3 +93,24 @@ def trusted_proxies(value: Any, where: str) -> tuple[str, ...]:
             refuse(where, "IP addresses or networks (10.0.0.0/8)", item)
     unique(found, where, "the address")
     return tuple(found)
+
+
+def parse_oidc(raw: Any, source: str) -> OidcSettings | None:
+    """`[dashboard.oidc]`, or None when absent."""
+    if raw is None:
+        return None
+    where = f"{source}: [dashboard.oidc]"
+    item = table(raw, where)
+    check_keys(item, OIDC_SETTINGS, where)
+    issuer = public_url(required(item, "issuer", where, "the provider's issuer URL"), f"{where} issuer")
+    client_id = text(required(item, "client_id", where, "the dashboard's client id at the provider"), f"{where} client_id")
+    secret_env = env_name(required(item, "client_secret_env", where, "the variable holding the client secret"),
+                          f"{where} client_secret_env")
+    options = {key: text(item[key], f"{where} {key}") for key in ("scope", "name_claim", "groups_claim") if key in item}
+    groups = {}
+    for key in ("admin_groups", "finance_groups", "viewer_groups"):
+        if key in item:
+            groups[key] = tuple(text(g, f"{where} {key}") for g in listing(item[key], f"{where} {key}", "group names"))
+    if not any(groups.values()):
+        raise ConfigError(f"{where}: name the groups of at least one role (admin_groups, finance_groups, viewer_groups)")
+    return OidcSettings(issuer, client_id, secret_env, **options, **groups)

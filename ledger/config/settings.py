@@ -25,7 +25,7 @@ from .alerts import (BALANCE_SETTINGS, BUDGET_SETTINGS, CHANNEL_SETTINGS, AlertS
                      alert_settings_from_mapping)
 from .checks import (PATH_WIDTH, base_url, check_keys, choice, decimal_setting, file_path, flag, host, seconds, shown,
                      table, text, whole, zone)
-from .dashboard import DashboardSettings, public_url, trusted_proxies
+from .dashboard import OIDC_SETTINGS, DashboardSettings, parse_oidc, public_url, trusted_proxies
 from .proxy import (MAX_TIMEOUT_SECONDS, MAX_WORKERS, PROXY_KEY_SETTINGS, ProxySettings, allowed_hosts,
                     parse_proxy_keys)
 from .reports import REPORT_SETTINGS, ReportEntry, parse_report_entries
@@ -187,7 +187,8 @@ _OWNERS = {"": Settings(), "pricing": PricingPolicy(), "recorder": Settings(), "
 # The sections of many entries, and the tables within an entry or a section, with the settings of each.
 _LISTS = {"accounts": ACCOUNT_SETTINGS, "reports": REPORT_SETTINGS, "budgets": BUDGET_SETTINGS,
           "balance_alerts": BALANCE_SETTINGS, "channels": frozenset().union(*CHANNEL_SETTINGS.values())}
-_INNER = {"accounts.keys": KEY_SETTINGS, "budgets.scope": frozenset(SCOPE_KEYS), "proxy.keys": PROXY_KEY_SETTINGS}
+_INNER = {"accounts.keys": KEY_SETTINGS, "budgets.scope": frozenset(SCOPE_KEYS), "proxy.keys": PROXY_KEY_SETTINGS,
+          "dashboard.oidc": OIDC_SETTINGS}
 
 
 def accepted_settings() -> dict[str, frozenset[str]]:
@@ -201,6 +202,7 @@ def accepted_settings() -> dict[str, frozenset[str]]:
     for row in SETTINGS:
         found[row.section].add(row.name)
     found["proxy"].add("keys")
+    found["dashboard"].add("oidc")
     return {section: frozenset(names) for section, names in (found | _LISTS | _INNER).items()}
 
 
@@ -241,7 +243,7 @@ def settings_from_mapping(data: dict, source: str = "config") -> Settings:
         reports=parse_report_entries(data.get("reports", []), source, top["timezone"], [c.name for c in alerting.channels]),
         alerting=alerting,
         proxy=ProxySettings(**proxy, keys=parse_proxy_keys(data.get("proxy", {}).get("keys", []), source)),
-        dashboard=DashboardSettings(**dashboard),
+        dashboard=DashboardSettings(**dashboard, oidc=parse_oidc(data.get("dashboard", {}).get("oidc"), source)),
     )
 
 

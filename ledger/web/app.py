@@ -30,12 +30,12 @@ log = logging.getLogger("ledger.web")
 
 def _routes() -> list:
     """Every page's and API route's module contributes its `routes`."""
-    from . import (admin, budgets, calls, calls_api, closes, home, pricing, rate_cards, reconciliation, signin, spend,
-                   spend_export)
+    from . import (admin, budgets, calls, calls_api, closes, home, oidc, pricing, rate_cards, reconciliation, signin,
+                   spend, spend_export)
 
     routes: list = [Route("/healthz", _health)]
     for module in (home, calls_api, calls, pricing, reconciliation, budgets, closes, rate_cards, spend, spend_export,
-                   signin, admin):
+                   signin, oidc, admin):
         routes.extend(module.routes)
     routes.append(Mount("/static", StaticFiles(packages=[("ledger.web", "static")]), name="static"))
     return routes

@@ -92,7 +92,8 @@ def _sign_in(request, name: str, password: str, previous: str | None) -> _Outcom
 
 def _login_page(request, status: int = 200, message: str | None = None, name: str = "", next_path: str = "/"):
     headers = {"Retry-After": str(int(request.app.state.settings.dashboard.signin_window_seconds))} if status == 429 else {}
-    response = render(request, "login.html", status=status, message=message, name=name, next=next_path)
+    response = render(request, "login.html", status=status, message=message, name=name, next=next_path,
+                      oidc=request.app.state.settings.dashboard.oidc is not None)
     response.headers.update(headers)
     return response
 
