@@ -89,6 +89,7 @@ def users_list(settings: Settings, out: TextIO) -> int:
     for user in rows:
         projects = projects_of(user.projects)
         state = f"disabled {user.disabled_at:%Y-%m-%d %H:%M}Z" if user.disabled_at else (
+            "single sign-on" if user.signs_in_with == "oidc" else
             "active" if user.password_hash else "waiting for its sign-in link")
         print(f"{user.name}\t{user.role}\t{_projects(projects)}\t{state}", file=out)
     return EXIT_OK

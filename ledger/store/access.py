@@ -32,6 +32,7 @@ class DashboardUser(Base):
     role: Mapped[str] = mapped_column(String(20))
     projects: Mapped[str | None] = mapped_column(Text)
     password_hash: Mapped[str | None] = mapped_column(String(200))  # Argon2id; NULL until a sign-in link sets one
+    signs_in_with: Mapped[str] = mapped_column(String(20))  # "password" (its own user) or "oidc" (single sign-on's)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime)
     disabled_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
 

@@ -61,14 +61,14 @@ def projects_of(text: str | None) -> frozenset[str] | None:
 
 
 def add_user(session: Session, name: str, role: str, projects: Sequence[str] | None, password_hash: str | None,
-             now: datetime) -> DashboardUser:
+             now: datetime, signs_in_with: str = "password") -> DashboardUser:
     check_name(name)
     check_role(role)
     scope = check_projects(projects)
     if user_named(session, name) is not None:
         raise ConfigError(f"there is a user {name!r} already")
     user = DashboardUser(name=name, role=role, projects=projects_text(scope), password_hash=password_hash,
-                         created_at=now)
+                         signs_in_with=signs_in_with, created_at=now)
     session.add(user)
     session.flush()
     return user

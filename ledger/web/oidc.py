@@ -6,7 +6,8 @@ PKCE verifier, kept in a short-lived HttpOnly cookie; `/login/oidc/callback`
 checks the state, trades the code for tokens, checks the ID token and maps
 its groups claim to a role (admin, then finance, then viewer). The user is
 made (without a password) or updated to that role at each sign-in, with no
-cap on their number; a name a local user with a password holds is refused.
+cap on their number; the name of a user of the dashboard's own (`users add`, even one whose sign-in link
+is unused) is never taken over.
 """
 
 from __future__ import annotations
@@ -114,7 +115,7 @@ def _refusal(options: OidcSettings, name, role: str | None, user) -> tuple[str, 
         return "name", f"the provider's {options.name_claim} claim is not a name the dashboard takes"
     if role is None:
         return "groups", "none of your groups is given a role in this dashboard: ask its admin"
-    if user is not None and user.password_hash is not None:
+    if user is not None and user.signs_in_with != "oidc":
         return "local user", f"{name} is a user of the dashboard's own: sign in with the password"
     if user is not None and user.disabled_at is not None:
         return "disabled", "this user is disabled"
@@ -137,7 +138,7 @@ def _sign_in(request, options: OidcSettings, claims: dict) -> str:
             cookie = None
         else:
             if user is None:
-                user = add_user(session, name, role, None, None, now)
+                user = add_user(session, name, role, None, None, now, signs_in_with="oidc")
             else:
                 user.role, user.projects = role, None
             cookie = start_session(session, user, now, address)

@@ -54,6 +54,7 @@ def upgrade() -> None:
     sa.Column('role', sa.String(length=20), nullable=False),
     sa.Column('projects', sa.Text(), nullable=True),
     sa.Column('password_hash', sa.String(length=200), nullable=True),
+    sa.Column('signs_in_with', sa.String(length=20), nullable=False),
     sa.Column('created_at', ledger.store.models.UTCDateTime(timezone=True), nullable=False),
     sa.Column('disabled_at', ledger.store.models.UTCDateTime(timezone=True), nullable=True),
     sa.PrimaryKeyConstraint('id', name=op.f('pk_dashboard_users')),

@@ -9,7 +9,7 @@ from urllib.parse import urlsplit
 import httpx2
 import pytest
 from oidc_provider import CLIENT_ID, CLIENT_SECRET, Provider
-from signing import add_user
+from signing import PASSWORD, add_user
 from sqlalchemy import select
 
 from ledger.config import settings_from_mapping
@@ -59,7 +59,7 @@ def test_a_person_signs_in_through_the_provider_with_the_role_their_groups_give(
     assert sso.get("/api/v1/me").json()["role"] == "admin"  # the groups decide at each sign-in
     with ledger.session() as session:
         user = session.scalars(select(DashboardUser)).one()
-    assert (user.name, user.role, user.password_hash) == ("olga", "admin", None)
+    assert (user.name, user.role, user.password_hash, user.signs_in_with) == ("olga", "admin", None, "oidc")
     assert [(actor, action) for actor, action, _ in audit_rows(ledger)] == [("olga", "signin"), ("olga", "signin")]
 
 
@@ -89,12 +89,13 @@ def test_an_answer_for_a_sign_in_not_started_here_is_refused(sso, provider):
     assert sso.get("/login/oidc/callback?code=x&state=y").status_code == 400
 
 
-def test_a_local_users_name_is_not_taken_over_by_the_provider(ledger, sso, provider):
-    add_user(ledger, "olga", "viewer")
+@pytest.mark.parametrize("password", [PASSWORD, None], ids=["with a password", "waiting for its sign-in link"])
+def test_a_local_users_name_is_not_taken_over_by_the_provider(ledger, sso, provider, password):
+    add_user(ledger, "olga", "viewer", ["alpha"], password=password)
     refused = through_the_provider(sso)
     assert refused.status_code == 403 and "sign in with the password" in refused.text
     with ledger.session() as session:
-        assert session.scalars(select(DashboardUser.role)).one() == "viewer"
+        assert session.execute(select(DashboardUser.role, DashboardUser.projects)).one() == ("viewer", '["alpha"]')
 
 
 def test_single_sign_on_is_a_404_where_it_is_not_configured(signed_in):
