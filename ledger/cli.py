@@ -13,107 +13,15 @@ from __future__ import annotations
 
 import argparse
 import os
-import re
 import sys
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timezone
 from typing import Sequence
 
 from . import __version__
 from .commands import EXIT_GAP, EXIT_NOTHING  # noqa: F401 (scripts and tests take the exit codes from here too)
+from .cli_types import (EARLIEST, LATEST, _digits, _group_keys, _host, _period_name, _port,  # noqa: F401 (ledger.cli.parse_time, … as before)
+                        _positive_int, _whole_number, _zone, parse_time)
 from .errors import LedgerError, describe
-
-EARLIEST = datetime(1970, 1, 1, tzinfo=timezone.utc)  # times before the ledger's first year, or near the
-LATEST = datetime(9999, 1, 1, tzinfo=timezone.utc)  # last one a date can hold, are typos: refused
-
-
-# ---------------------------------------------------------------- arguments
-
-
-def parse_time(text: str) -> datetime:
-    """An ISO date or date-time (UTC unless it says otherwise), or an age like 24h, 7d, 30m."""
-    match = re.fullmatch(r"\s*(\d{1,12})\s*([smhd])\s*", text, re.ASCII)  # ２４h is no age
-    try:
-        if match:
-            unit = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days"}[match.group(2)]
-            when = datetime.now(timezone.utc) - timedelta(**{unit: int(match.group(1))})
-        else:
-            when = datetime.fromisoformat(text.strip().replace("Z", "+00:00"))
-            when = when.replace(tzinfo=timezone.utc) if when.tzinfo is None else when.astimezone(timezone.utc)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a time: {text!r} (use 2026-11-24, 2026-11-24T10:00Z or 24h)") from None
-    except OverflowError:
-        when = None
-    if when is None or not EARLIEST <= when < LATEST:
-        raise argparse.ArgumentTypeError(f"time out of range: {text!r} (from 1970 to the year 9998)")
-    return when
-
-
-def _digits(text: str) -> int | None:
-    """A whole number written in ASCII digits, else None: int() also reads '٣', '３' and blanks around."""
-    return int(text) if re.fullmatch(r"[0-9]{1,18}", text, re.ASCII) else None
-
-
-def _whole_number(text: str) -> int:
-    value = _digits(text)
-    if value is None:
-        raise argparse.ArgumentTypeError(f"not a whole number: {text!r}")
-    return value
-
-
-def _host(text: str) -> str:
-    """--host as the config's `host` is checked (an IP address or an ASCII host name; no NUL, space or control)."""
-    from .config.checks import host
-    from .errors import ConfigError
-
-    try:
-        return host(text, "--host")
-    except ConfigError as error:
-        raise argparse.ArgumentTypeError(str(error).removeprefix("--host: ")) from None
-
-
-def _port(text: str) -> int:
-    port = _digits(text)
-    if port is None:
-        raise argparse.ArgumentTypeError(f"not a port number: {text!r}")
-    if not 0 <= port <= 65535:
-        raise argparse.ArgumentTypeError(f"port out of range: {port}")
-    return port
-
-
-def _period_name(text: str) -> str:
-    """A period's name, checked for its form here (its bounds need the zone, read later)."""
-    from .accounting.periods import parse_period
-
-    try:
-        parse_period(text)
-    except ValueError as error:
-        raise argparse.ArgumentTypeError(str(error)) from None
-    return text.strip()
-
-
-def _zone(text: str) -> str:
-    from .accounting.periods import zone_named
-
-    try:
-        return zone_named(text).key
-    except ValueError as error:
-        raise argparse.ArgumentTypeError(str(error)) from None
-
-
-def _group_keys(text: str):
-    from .accounting.group_keys import parse_group_keys
-
-    try:
-        return parse_group_keys(text)
-    except ValueError as error:
-        raise argparse.ArgumentTypeError(str(error)) from None
-
-
-def _positive_int(text: str) -> int:
-    value = _whole_number(text)
-    if value <= 0:
-        raise argparse.ArgumentTypeError(f"must be above 0: {value}")
-    return value
 
 
 class _Parser(argparse.ArgumentParser):
@@ -417,23 +325,17 @@ def cmd_proxy(args, out) -> int:
     return serve_proxy(settings, out, host=args.host, port=args.port, upstream=args.upstream, workers=args.workers)
 
 
-def cmd_users(args, out) -> int:
+def cmd_access(args, out) -> int:
+    """`users` and `tokens`: add (a user's password on standard input), list, disable or revoke."""
     from .commands import access
 
-    settings, name = _settings(args), getattr(args, "name", None)
-    if args.users_command == "add":
-        return access.users_add(settings, out, name=name, role=args.role, projects=args.project,
+    settings, noun, verb = _settings(args), args.command, getattr(args, f"{args.command}_command")
+    if verb == "add" and noun == "users":
+        return access.users_add(settings, out, name=args.name, role=args.role, projects=args.project,
                                 password_input=sys.stdin, link=args.link)
-    return access.users_disable(settings, out, name=name) if name else access.users_list(settings, out)
-
-
-def cmd_tokens(args, out) -> int:
-    from .commands import access
-
-    settings, name = _settings(args), getattr(args, "name", None)
-    if args.tokens_command == "add":
-        return access.tokens_add(settings, out, name=name, role=args.role, projects=args.project, expires=args.expires)
-    return access.tokens_revoke(settings, out, name=name) if name else access.tokens_list(settings, out)
+    if verb == "add":
+        return access.tokens_add(settings, out, name=args.name, role=args.role, projects=args.project, expires=args.expires)
+    return getattr(access, f"{noun}_{verb}")(settings, out, **({} if verb == "list" else {"name": args.name}))
 
 
 def cmd_dashboard(args, out) -> int:
@@ -448,7 +350,7 @@ COMMANDS = {
     "report": cmd_report, "close": cmd_close, "reopen": cmd_reopen, "closes": cmd_closes,
     "budgets": cmd_budgets, "alerts": cmd_alerts, "rollup": cmd_rollup,
     "retention": cmd_retention,
-    "proxy": cmd_proxy, "dashboard": cmd_dashboard, "users": cmd_users, "tokens": cmd_tokens,
+    "proxy": cmd_proxy, "dashboard": cmd_dashboard, "users": cmd_access, "tokens": cmd_access,
 }
 
 

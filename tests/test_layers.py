@@ -22,7 +22,7 @@ LAYERS = (
     ("ledger.sim",),
     ("ledger.commands",),
     ("ledger.web",),
-    ("ledger.cli", "ledger"),
+    ("ledger.cli", "ledger.cli_types", "ledger"),
 )
 # Members that stand for one module only, not for what lies under them: `ledger`, the package's __init__,
 # would otherwise hold every module, and a new one listed nowhere would never be reported.
