@@ -127,3 +127,27 @@ def _quick_password_hashes(monkeypatch):
     from ledger.store import credentials
 
     monkeypatch.setattr(credentials, "_HASHER", PasswordHasher(time_cost=1, memory_cost=8, parallelism=1))
+
+
+# ---------------------------------------------------------------- one browser for the whole run
+
+CHROMIUM = "/usr/bin/chromium"  # Debian's, which .ci/run installs; Playwright never downloads one here
+CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
+                 "--no-first-run", "--disable-sync"]
+
+
+@pytest.fixture(scope="session")
+def browser():
+    """Chromium through Playwright's sync API, started once for the run (each test takes a new context of it).
+
+    Playwright's loop counts as running in the main thread while it is open: a test that runs an event loop itself
+    (asyncio.run) does so in a thread of its own, as Starlette's TestClient does. A second sync_playwright() in the
+    run would refuse to start: take this fixture."""
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        chromium = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)
+        try:
+            yield chromium
+        finally:
+            chromium.close()

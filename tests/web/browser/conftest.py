@@ -1,6 +1,6 @@
 """The dashboard in a real browser: Debian's Chromium driven by Playwright for Python, one browser for the whole run.
 
-    browser          the Chromium (session-scoped; never downloaded: /usr/bin/chromium, which .ci/run installs)
+    browser          the Chromium of the run (tests/web/conftest.py: every test of tests/web shares it)
     live_dashboard   the dashboard served by uvicorn on a free loopback port over the test's real ledger
     page             a new browser context's page (its own cookies), closed after the test
     sign_in(page, live_dashboard, name, role=..., projects=...)
@@ -22,22 +22,7 @@ from ledger.proxy.server import listen
 from ledger.store.engine import Ledger
 from ledger.web.serve import DashboardThread
 
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
-                 "--no-first-run", "--disable-sync"]
 TIMEOUT_MS = 15_000
-
-
-@pytest.fixture(scope="session")
-def browser():
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as playwright:
-        chromium = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)
-        try:
-            yield chromium
-        finally:
-            chromium.close()
 
 
 @dataclass
