@@ -21,17 +21,15 @@ class Finance:
         return Viewer("fin", "finance", csrf="t" * 32)
 
 
-def test_the_overview_draws_its_charts_and_runs_no_script_from_data(ledger, web_settings, monkeypatch):
-    from playwright.sync_api import sync_playwright
-
+def test_the_overview_draws_its_charts_and_runs_no_script_from_data(ledger, web_settings, monkeypatch, browser):
     settings = money_settings(web_settings)
     fill(ledger, settings)
     hold_clock(monkeypatch)
     problems: list[str] = []
-    with LoopbackServer(create_app(settings, Finance(), ledger=ledger)) as server, sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=CHROMIUM)
+    with LoopbackServer(create_app(settings, Finance(), ledger=ledger)) as server:
+        context = browser.new_context()  # the run's one Chromium (tests/web/conftest.py)
         try:
-            page = browser.new_page()
+            page = context.new_page()
             page.on("console", lambda message: problems.append(message.text) if message.type == "error"
                     and not message.text.startswith("Failed to load resource") else None)
             page.on("response", lambda response: problems.append(f"{response.status} {response.url}")
@@ -46,5 +44,5 @@ def test_the_overview_draws_its_charts_and_runs_no_script_from_data(ledger, web_
             cell = page.locator("table.findings td", has_text="<script>alert(1)</script>")
             assert cell.count() == 1 and cell.get_attribute("title") == HOSTILE  # cut for display, whole in its title
         finally:
-            browser.close()
+            context.close()
     assert problems == []
