@@ -3,7 +3,7 @@
 Secrets are kept as hashes only: a password as its Argon2id hash, a session,
 a sign-in link or an API token as the SHA-256 of its 256-bit random value
 (ledger.store.credentials). The audit log is only ever added to (triggers
-refuse an UPDATE or a DELETE of it, migration 0011).
+refuse an UPDATE or a DELETE of it, migration 0012).
 Its tables are on the ledger's one `Base.metadata` once this module is
 imported (migrations/env.py and ledger.store.users import it).
 """

@@ -1,5 +1,5 @@
 """The Spend page in a real browser (Debian's Chromium driven by Playwright): the chart draws its bars, and a click on
-a bar opens the calls behind it."""
+a bar opens the calls behind it. The browser is the run's one Chromium (tests/web/conftest.py)."""
 
 from __future__ import annotations
 
@@ -47,18 +47,6 @@ def dashboard(ledger, web_settings):
         server.should_exit = True
         thread.join(10)
         listener.close()
-
-
-@pytest.fixture(scope="module")
-def browser():
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as playwright:
-        opened = playwright.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
-        try:
-            yield opened
-        finally:
-            opened.close()
 
 
 def test_the_chart_draws_its_bars_and_a_click_on_one_opens_its_calls(ledger, dashboard, browser):
