@@ -14,7 +14,6 @@ deleted raw calls the range reaches, the CLI's note (on its standard error) is t
 from __future__ import annotations
 
 import io
-import logging
 import tempfile
 
 from starlette.responses import Response, StreamingResponse
@@ -23,19 +22,13 @@ from starlette.routing import Route
 from ..reports.calls import STORE_NAMES, gone_before, json_lines, list_calls, write_calls
 from ..store.call_rows import call_page, one_call_row
 from . import params
+from .audit import record
 from .calls import PAGE_SIZE, PARAMETERS, calls_query, cursor_of, position_of, view_link
 from .gate import Refused, guarded
 from .viewer import EXPORT
 
-audit = logging.getLogger("ledger.web.audit")
 SPOOL_BYTES = 8 * 1024 * 1024  # an export is held in memory up to this, then in a temporary file
 _JSON = "application/json"
-
-
-def audit_export(request, what: str) -> None:
-    """Note an export in the audit log: who, what (the lead wires this to the audit table after the merge)."""
-    viewer = request.state.viewer
-    audit.info("export by %s (%s, via %s): %s", viewer.name, viewer.role, viewer.via, what)
 
 
 def _note_headers(gone) -> dict[str, str]:
@@ -88,7 +81,7 @@ def export_calls(request):
     except BaseException:
         spool.close()
         raise
-    audit_export(request, f"calls as {output}, {count} calls, {request.url.query or 'no filters'}")
+    record(request, "export", f"calls as {output}", {"format": output, "calls": count, "query": request.url.query})
     headers = {"Content-Disposition": f'attachment; filename="calls-{_file_part(query.period.label)}.{output}"',
                "Cache-Control": "no-store"}
     if notes.getvalue().strip():

@@ -9,8 +9,6 @@ periods, when and by whom, but no totals: they count every project's calls.
 
 from __future__ import annotations
 
-import logging
-
 from starlette.concurrency import run_in_threadpool
 from starlette.routing import Route
 
@@ -20,24 +18,15 @@ from ..errors import LedgerError
 from ..money import fmt
 from ..reports.closes import close_entries
 from ..service.closing import close_period, reopen_period
-from ..terminal import printable
 from . import figures, params
+from .audit import record
 from .figures import ACCOUNT_MONEY
 from .gate import guarded, require_csrf
 from .params import BadQuery
 from .rendering import render
 from .viewer import CLOSE
 
-audit_log = logging.getLogger("ledger.web.audit")
 MAX_REASON = 1000
-
-
-def audit_event(request, action: str, target: str) -> None:
-    """Record who did `action` to `target` (the audit log; until it is wired, a line of the `ledger.web.audit` log,
-    its text from the form made printable: a reason cannot forge a line)."""
-    viewer = request.state.viewer
-    audit_log.info("%s by %s (%s, via %s): %s", action, printable(viewer.name), viewer.role, viewer.via,
-                   printable(target))
 
 
 def closes_view(request, zone: str, *, message: str | None = None, refusal: str | None = None, status: int = 200,
@@ -102,13 +91,13 @@ async def close_form(request):
     settings = request.app.state.settings
     period, zone = _period(form, settings)
     accept_gap = _field(form, "accept_gap", required=False)
-    target = f"{period.label} ({period.zone})" + (f", gap accepted: {accept_gap}" if accept_gap else "")
     try:
         result = await run_in_threadpool(close_period, settings, request.app.state.ledger, period,
                                          accept_gap=accept_gap)
     except LedgerError as refused:
         return await run_in_threadpool(closes_view, request, zone, refusal=str(refused), status=409, form=dict(form))
-    audit_event(request, "close", target)
+    await run_in_threadpool(record, request, "close", f"{period.label} ({period.zone})",
+                            {"period": period.label, "zone": period.zone, "accept_gap": accept_gap})
     return await run_in_threadpool(closes_view, request, zone, message=_closed_text(period, result))
 
 
@@ -123,7 +112,8 @@ async def reopen_form(request):
         await run_in_threadpool(reopen_period, request.app.state.ledger, period, reason)
     except LedgerError as refused:
         return await run_in_threadpool(closes_view, request, zone, refusal=str(refused), status=409, form=dict(form))
-    audit_event(request, "reopen", f"{period.label} ({period.zone}): {reason}")
+    await run_in_threadpool(record, request, "reopen", f"{period.label} ({period.zone})",
+                            {"period": period.label, "zone": period.zone, "reason": reason})
     return await run_in_threadpool(closes_view, request, zone,
                                    message=f"reopened {period.label} ({period.zone}): {reason}")
 

@@ -9,7 +9,6 @@ the EXPORT permission and are audited; the API answers the JSON report.
 from __future__ import annotations
 
 import io
-import logging
 import tempfile
 from dataclasses import replace
 from pathlib import Path
@@ -23,11 +22,10 @@ from ..reports.files import report_file_name
 from ..reports.run import STDOUT, ReportRequest, write_report
 from ..store.engine import Ledger
 from . import params
+from .audit import record
 from .gate import Refused, guarded
 from .spend import PARAMETERS, SpendQuery, report_error, spend_query
 from .viewer import EXPORT, Viewer
-
-log = logging.getLogger("ledger.web.exports")
 
 FORMATS = ("csv", "xlsx", "json", "focus")
 MEDIA_TYPES = {
@@ -61,13 +59,6 @@ def labels(query: SpendQuery) -> tuple[str, ...]:
     return tuple(k.label for k in query.keys)
 
 
-def audit_export(request, what: str) -> None:
-    """An export leaves a line saying who took what (the audit log records it once it is there)."""
-    viewer: Viewer = request.state.viewer
-    log.info("export by %s (%s, %s%s): %s", viewer.name, viewer.role, viewer.via,
-             "" if viewer.projects is None else f", projects {sorted(viewer.projects)}", what)
-
-
 @guarded(EXPORT)
 def spend_export(request):
     viewer: Viewer = request.state.viewer
@@ -78,7 +69,8 @@ def spend_export(request):
                       "export CSV, JSON or FOCUS for the projects you may see")
     body = report_output(request.app.state.settings, request.app.state.ledger, query, fmt)
     name = report_file_name("spend", query.period, fmt, labels(query))
-    audit_export(request, f"{name} ({query.query_string(format=fmt)})")
+    record(request, "export", name, {"format": fmt, "query": query.query_string(format=fmt),
+                                     "projects": None if viewer.projects is None else sorted(viewer.projects)})
     return Response(body, media_type=MEDIA_TYPES[fmt],
                     headers={**_HEADERS, "Content-Disposition": f'attachment; filename="{name}"'})
 

@@ -151,3 +151,4 @@ def browser():
             yield chromium
         finally:
             chromium.close()
+

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import io
 import json
-import logging
 import re
 from datetime import datetime, timedelta, timezone
 from html import unescape
@@ -194,13 +193,14 @@ def test_a_limited_viewer_gets_nothing_of_another_project_by_filter_id_export_or
     assert ids_of(client.get("/calls/export", params={**ALL_NOVEMBER, "format": "json", "project": "chat"})) == []
 
 
-def test_an_export_needs_the_export_right_and_is_logged(client_as, mixed, caplog, monkeypatch):
+def test_an_export_needs_the_export_right_and_is_in_the_audit_log(client_as, mixed, ledger, monkeypatch):
+    from web_audit import audit_rows
     from ledger.web import viewer as viewer_module
 
     client = client_as(FINANCE)
-    with caplog.at_level(logging.INFO, logger="ledger.web.audit"):
-        assert client.get("/calls/export", params={**ALL_NOVEMBER, "format": "csv"}).status_code == 200
-    assert any("export by fin" in r.getMessage() and "calls as csv, 10 calls" in r.getMessage() for r in caplog.records)
+    assert client.get("/calls/export", params={**ALL_NOVEMBER, "format": "csv"}).status_code == 200
+    query = "&".join(f"{k}={v}" for k, v in {**ALL_NOVEMBER, "format": "csv"}.items()).replace(":", "%3A")
+    assert audit_rows(ledger) == [("fin", "export", "calls as csv", {"format": "csv", "calls": 10, "query": query})]
     monkeypatch.setitem(viewer_module._ALLOWED, "viewer", frozenset({viewer_module.READ}))
     refused = client_as(SEARCH_ONLY).get("/calls/export", params={"format": "csv"})
     assert refused.status_code == 403

@@ -146,13 +146,17 @@ def test_a_viewer_of_one_project_gets_none_of_another_projects_spend_by_any_rout
     del april
 
 
-def test_exports_need_the_export_permission_and_are_logged(ledger, client_as, caplog):
+def test_an_export_is_in_the_audit_log_with_its_actor_and_what_it_gave(ledger, client_as):
+    from web_audit import audit_rows
+
     ledger_of_projects(ledger, calls=3)
-    caplog.set_level("INFO", logger="ledger.web.exports")
-    answer = client_as(FINANCE).get("/spend/export", params={"period": "2026-11", "tz": "UTC", "format": "csv"})
+    answer = client_as(FINANCE).get("/spend/export", params={"period": "2026-11", "tz": "UTC", "format": "json"})
     assert answer.status_code == 200
-    (line,) = [r.getMessage() for r in caplog.records if r.name == "ledger.web.exports"]
-    assert line.startswith("export by fin (finance, session): spend-2026-11-UTC.csv (period=2026-11&tz=UTC&format=csv)")
+    assert audit_rows(ledger) == [("fin", "export", "spend-2026-11-UTC.json",
+                                   {"format": "json", "query": "period=2026-11&tz=UTC&format=json", "projects": None})]
+    search = Viewer("sam", "finance", projects=frozenset({"search"}), csrf="s" * 32)
+    assert client_as(search).get("/spend/export", params={"period": "2026-11", "format": "csv"}).status_code == 200
+    assert audit_rows(ledger)[-1][0] == "sam" and audit_rows(ledger)[-1][3]["projects"] == ["search"]
 
 
 @pytest.mark.parametrize(
