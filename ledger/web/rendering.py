@@ -72,8 +72,14 @@ def render(request, template: str, *, status: int = 200, zone: str | None = None
 
 # No script but the dashboard's own files, no frames, no guessing of types: a script from data would not run
 # even if a template forgot to escape it.
+# style-src-attr 'unsafe-inline': ECharts' tooltip sets its content with innerHTML whose elements carry style="..."
+# attributes (its SVG drawing and its boxes use the CSSOM, el.style.cssText, which style-src allows anyway), and
+# Chromium refuses those under style-src 'self' ("Applying inline style violates ... style-src"). Only style
+# attributes are relaxed: <style> elements and style sheets stay 'self' (style-src-elem falls back to style-src),
+# scripts are untouched, and templates write no style attribute (Jinja escapes text from callers into one).
 SECURITY_HEADERS = {
-    "Content-Security-Policy": ("default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
+    "Content-Security-Policy": ("default-src 'self'; script-src 'self'; style-src 'self'; "
+                                "style-src-attr 'unsafe-inline'; img-src 'self' data:; "
                                 "object-src 'none'; frame-ancestors 'none'; base-uri 'none'; form-action 'self'"),
     "X-Content-Type-Options": "nosniff",
     "Referrer-Policy": "same-origin",
