@@ -56,7 +56,7 @@ def test_every_page_is_accessible_as_finance_and_as_an_admin(ledger, web_setting
     assert_accessible(page)
     assert page.goto(f"{live_dashboard.url}/spend?period=2026-13").status == 400  # the error page
     assert_accessible(page)
-    admin = page.context.browser.new_context().new_page()
+    admin = browser.new_context().new_page()
     try:
         sign_in(admin, live_dashboard, "root", "admin", then="/admin")
         assert_accessible(admin)
