@@ -22,15 +22,16 @@ from __future__ import annotations
 
 from datetime import datetime
 from decimal import Decimal
-from typing import NamedTuple, Sequence
+from typing import Any, NamedTuple, Sequence
 
-from sqlalchemy import and_, case, func, or_, select
+from sqlalchemy import (BigInteger, Integer, String, and_, case, cast, func, literal_column, or_, select,
+                        type_coerce, union_all)
 from sqlalchemy.orm import Session
 
 from ..accounting.buckets import split_range
 from ..accounting.budgets import Scope, tag_fragments
 from ..money import ZERO, from_nano
-from .models import ApiKey, Call
+from .models import ApiKey, Call, Credits
 from .retention import horizon
 from .rollup_levels import levels
 from .rollup_tables import DIMENSIONS
@@ -159,42 +160,91 @@ def _single(scope: Scope) -> str | None:
     return None
 
 
-def spends(session: Session, queries: Sequence[SpendQuery]) -> list[Spend]:
-    """The spend of each query, in order, in as few passes over each period as its scopes allow.
+class _Branch(NamedTuple):
+    """One SELECT of the spends' statement: sums over `table` WHERE `where` (grouped by `key`, when given), each sum
+    a (credits, calls) pair; `targets` says whose: the queries of each sum, or (grouped) of each key's value."""
 
-    A scope with a project, a key or an account, and the whole ledger, is
-    one sum each; the scopes of one period that name only a user (or only a
-    model) are one GROUP BY; the rest of one period, one pass with a
-    conditional sum each. Each pass is over the rollup's whole buckets and
-    the raw calls of the edges.
+    table: type
+    where: list
+    sums: list
+    targets: list  # one list of query indexes a sum; grouped: [{value: [query indexes]}]
+    key: Any = None
+
+
+def spends(session: Session, queries: Sequence[SpendQuery]) -> list[Spend]:
+    """The spend of each query, in order, in one statement (a UNION ALL of one SELECT a sum or pass, each planned
+    as it would be alone) and one read of the retention horizon, however many queries there are.
+
+    A scope with a project, a key or an account is one sum on its index
+    (as `spend` reads it), the whole ledger one sum; the scopes of one period
+    that name only a user (or only a model) are one GROUP BY; the rest of one
+    period, one pass with a conditional sum each. Each pass (and the whole
+    ledger's sum) is over the widest rollup tables' whole buckets and the raw
+    calls of the edges.
     """
     found: list[Spend] = [Spend(ZERO, 0)] * len(queries)
+    branches: list[_Branch] = []
     grouped: dict[tuple[str, datetime, datetime], list[int]] = {}
+    before = None
+    if any(_indexed(q.scope) for q in queries):
+        found_horizon = horizon(session)
+        before = None if found_horizon is None else found_horizon.before
     for index, query in enumerate(queries):
         if _indexed(query.scope) or query.scope == Scope():
-            found[index] = spend(session, *query)
+            # as `spend`: an indexed scope on its index unless its window reaches where retention deleted calls
+            raw = _indexed(query.scope) and (before is None or query.start >= before)
+            pieces = raw_window(query.start, query.end) if raw else parts(query.start, query.end, scope_dims([query.scope]))
+            for table, window in pieces:
+                where = [*window, *scope_conditions(session, query.scope, None, table)]
+                branches.append(_Branch(table, where, [(_charged(table), _count(table))], [[index]]))
         else:
             grouped.setdefault((_single(query.scope) or "pass", query.start, query.end), []).append(index)
     for (kind, start, end), indexes in grouped.items():
         for table, window in parts(start, end, scope_dims([queries[i].scope for i in indexes])):
             if kind in _GROUPED:
                 column = getattr(table, _GROUPED[kind])
-                values = {getattr(queries[i].scope, kind) for i in indexes}
-                rows = session.execute(select(column, _charged(table), _count(table))
-                                       .where(*window, column.in_(sorted(values))).group_by(column))
-                by_value = {value: (_credits(credits), int(calls)) for value, credits, calls in rows}
+                by_value: dict[str, list[int]] = {}
                 for i in indexes:
-                    credits, calls = by_value.get(getattr(queries[i].scope, kind), (ZERO, 0))
-                    found[i] = Spend(found[i].credits + credits, found[i].calls + calls)
+                    by_value.setdefault(getattr(queries[i].scope, kind), []).append(i)
+                branches.append(_Branch(table, [*window, column.in_(sorted(by_value))],
+                                        [(_charged(table), _count(table))], [by_value], column))
                 continue
-            columns = []
+            sums = []
             for i in indexes:
                 picked = and_(*scope_conditions(session, queries[i].scope, None, table))
-                columns += [_charged(table, picked), _count(table, picked)]
-            row = session.execute(select(*columns).where(*window)).one()
-            for at, i in enumerate(indexes):
-                found[i] = Spend(found[i].credits + _credits(row[2 * at]), found[i].calls + int(row[2 * at + 1]))
+                sums.append((_charged(table, picked), _count(table, picked)))
+            branches.append(_Branch(table, list(window), sums, [[i] for i in indexes]))
+    for chunk in range(0, len(branches), _BRANCHES):
+        part = branches[chunk:chunk + _BRANCHES]
+        for number, key, *sums in session.execute(_statement(part)):
+            branch = part[number]
+            for at, targets in enumerate(branch.targets):
+                credits, calls = sums[2 * at], sums[2 * at + 1]
+                for i in (targets if branch.key is None else targets.get(key, [])):
+                    found[i] = Spend(found[i].credits + _credits(credits), found[i].calls + int(calls or 0))
     return found
+
+
+# SQLite takes at most 500 SELECTs in a compound one (SQLITE_MAX_COMPOUND_SELECT): one statement for up to
+# this many branches (a budget has one or two), another for more.
+_BRANCHES = 400
+
+
+def _statement(branches: Sequence[_Branch]):
+    """The branches as one statement of rows (branch number, grouped value, credits, calls, credits, calls, ...),
+    each padded with NULLs to the widest."""
+    width = max(len(b.sums) for b in branches)
+    no_credits, no_calls = type_coerce(cast(None, BigInteger), Credits), cast(None, BigInteger)
+    selects = []
+    for number, branch in enumerate(branches):
+        columns = [literal_column(str(number), Integer).label("branch"),
+                   (branch.key if branch.key is not None else cast(None, String)).label("value")]
+        for at in range(width):
+            credits, calls = branch.sums[at] if at < len(branch.sums) else (no_credits, no_calls)
+            columns += [credits.label(f"credits_{at}"), calls.label(f"calls_{at}")]
+        query = select(*columns).select_from(branch.table).where(*branch.where)
+        selects.append(query.group_by(branch.key) if branch.key is not None else query)
+    return selects[0] if len(selects) == 1 else union_all(*selects)
 
 
 def own_calls(session: Session, id_prefix: str, scope: Scope, since: datetime, not_status: str,
