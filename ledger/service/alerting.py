@@ -20,7 +20,7 @@ from ..accounting.pricing import RateBook, load_rate_book
 from ..config import Settings, configured_keys
 from ..keys import load_secret
 from ..store import alerts as outbox
-from ..store.balances import ok_snapshots
+from ..store.balances import ok_snapshots_of
 from ..store.budgets import SpendQuery, spends
 from ..store.engine import Ledger
 from ..store.keys import register_keys
@@ -55,12 +55,9 @@ def budget_statuses(session, settings: Settings, book: RateBook, now: datetime) 
 
 
 def balance_runways(session, settings: Settings, now: datetime) -> list[tuple[BalanceAlert, Runway]]:
-    """Each balance alert's account: its newest balance and its runway from the last days' snapshots."""
-    found = []
-    for alert in settings.balance_alerts:
-        points = ok_snapshots(session, alert.account, now - timedelta(days=8), now)
-        found.append((alert, runway(alert.account, points, now)))
-    return found
+    """Each balance alert's account: its newest balance and its runway from the last days' snapshots (one query)."""
+    points = ok_snapshots_of(session, [alert.account for alert in settings.balance_alerts], now - timedelta(days=8), now)
+    return [(alert, runway(alert.account, points[alert.account], now)) for alert in settings.balance_alerts]
 
 
 def conditions_of(statuses, runways) -> list[Condition]:

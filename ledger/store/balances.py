@@ -68,6 +68,26 @@ def ok_snapshots(
     return [point for point in map(snapshot_point, session.scalars(query)) if point is not None]
 
 
+def ok_snapshots_of(
+    session: Session, accounts: Sequence[str], start: datetime | None = None, end: datetime | None = None
+) -> dict[str, list[SnapshotPoint]]:
+    """`ok_snapshots` of each of `accounts` (each oldest first), in one query whatever their number."""
+    found: dict[str, list[SnapshotPoint]] = {name: [] for name in accounts}
+    if not found:
+        return found
+    query = (select(BalanceSnapshot).where(BalanceSnapshot.account.in_(sorted(found)), BalanceSnapshot.status == OK)
+             .order_by(BalanceSnapshot.account, BalanceSnapshot.taken_at, BalanceSnapshot.id))
+    if start is not None:
+        query = query.where(BalanceSnapshot.taken_at >= start)
+    if end is not None:
+        query = query.where(BalanceSnapshot.taken_at <= end)
+    for row in session.scalars(query):
+        point = snapshot_point(row)
+        if point is not None:
+            found[row.account].append(point)
+    return found
+
+
 def bracketing_snapshots(
     session: Session, account: str, start: datetime, end: datetime
 ) -> tuple[SnapshotPoint | None, list[SnapshotPoint], SnapshotPoint | None]:

@@ -21,7 +21,7 @@ from ..accounting.snapshots import SnapshotPoint
 from ..config import Settings
 from ..service.alerting import Evaluation, evaluate
 from ..service.runtime import host_name
-from ..store.balances import ok_snapshots, snapshot_accounts
+from ..store.balances import ok_snapshots_of, snapshot_accounts
 from .gate import Refused
 from .viewer import Viewer
 
@@ -85,10 +85,10 @@ def account_names(settings: Settings, session) -> list[str]:
 
 def account_balances(session, settings: Settings, now: datetime, zone) -> list[AccountBalance]:
     """Each account's runway (from the last RUNWAY_DAYS days of snapshots, as `budgets` does) and its balance at the
-    end of each of the last CHART_DAYS days in `zone`: one query an account."""
+    end of each of the last CHART_DAYS days in `zone`: one query for every account's snapshots."""
     found = []
-    for name in account_names(settings, session):
-        points = ok_snapshots(session, name, now - timedelta(days=CHART_DAYS + 1), now)
+    snapshots = ok_snapshots_of(session, account_names(settings, session), now - timedelta(days=CHART_DAYS + 1), now)
+    for name, points in snapshots.items():
         recent = [p for p in points if p.taken_at >= now - timedelta(days=RUNWAY_DAYS)]
         days, balances = daily_balances(points, now, zone)
         found.append(AccountBalance(name, runway(name, recent, now), days, balances))
