@@ -13,11 +13,12 @@ import time
 from contextlib import contextmanager
 from importlib import resources
 from typing import Any, Iterator
+from urllib.parse import quote
 
 from sqlalchemy import Engine, Table, create_engine, event, inspect
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import make_url
-from sqlalchemy.exc import ArgumentError, OperationalError, SQLAlchemyError
+from sqlalchemy.exc import ArgumentError, DisconnectionError, OperationalError, SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
 from ..config import DEFAULT_DATABASE_URL, database_url_from_env, normalise_url
@@ -37,7 +38,48 @@ def _sqlite_pragmas(dbapi_connection, _record) -> None:
     cursor.close()
 
 
-def create_engine_for(url: str, **kwargs) -> Engine:
+def _sqlite_file(url: str) -> str | None:
+    """The file of an SQLite URL (None: in memory, or given as a `file:` URI)."""
+    parsed = make_url(url)
+    path = parsed.database
+    if path in (None, "", ":memory:") or parsed.query.get("uri") == "true":
+        return None
+    return os.path.abspath(path)
+
+
+def _file_identity(path: str) -> tuple[int, int] | None:
+    try:
+        found = os.stat(path)
+    except OSError:
+        return None
+    return found.st_dev, found.st_ino
+
+
+def _keep_to_existing_file(engine: Engine, path: str) -> None:
+    """An SQLite engine of an existing ledger: a connection opens the file and never makes one (the file away is
+    an error until it is back), and a pooled connection is used only while the file at `path` is still the one it
+    opened (a file moved away, or replaced by a restored copy, is opened anew): what pool_pre_ping does for a
+    server's connections."""
+
+    @event.listens_for(engine, "do_connect")
+    def _open_existing(dialect, record, cargs, cparams) -> None:
+        cargs[:] = [f"file:{quote(path, safe='/')}?mode=rw"]
+        cparams["uri"] = True
+
+    @event.listens_for(engine, "connect")
+    def _opened(dbapi_connection, record) -> None:
+        record.info["ledger_file"] = _file_identity(path)
+
+    @event.listens_for(engine, "checkout")
+    def _still_there(dbapi_connection, record, proxy) -> None:
+        found = _file_identity(path)
+        if found is None or found != record.info.get("ledger_file"):
+            raise DisconnectionError(f"the ledger file {path} is no longer the one this connection opened")
+
+
+def create_engine_for(url: str, *, existing: bool = False, **kwargs) -> Engine:
+    """An engine of the ledger at `url`; `existing`: a ledger that must be there already (an SQLite file is
+    never made, and is opened anew when it was moved or replaced)."""
     url = normalise_url(url)
     try:
         make_url(url)
@@ -46,6 +88,9 @@ def create_engine_for(url: str, **kwargs) -> Engine:
     if url.startswith("sqlite"):
         engine = create_engine(url, **kwargs)
         event.listen(engine, "connect", _sqlite_pragmas)
+        path = _sqlite_file(url)
+        if existing and path is not None:
+            _keep_to_existing_file(engine, path)
         return engine
     kwargs.setdefault("pool_pre_ping", True)
     kwargs.setdefault("connect_args", {"connect_timeout": 5})
@@ -208,7 +253,7 @@ class Ledger:
         self.url = normalise_url(url) if url else database_url_from_env()
         if must_exist:
             _require_ledger_file(self.url)
-        self.engine = create_engine_for(self.url, **engine_kwargs)
+        self.engine = create_engine_for(self.url, existing=must_exist, **engine_kwargs)
         if must_exist:
             _require_ledger_schema(self.engine)
         if upgrade_schema and not must_exist:  # a command on an existing ledger found it at head, or refused
