@@ -13,11 +13,9 @@ plan of the deep page's query on this database (EXPLAIN), which must seek an ind
 
 from __future__ import annotations
 
-import argparse
 import io
 import statistics
 import sys
-import tempfile
 import time
 from datetime import timedelta
 from pathlib import Path
@@ -30,8 +28,7 @@ from sqlalchemy import select, text  # noqa: E402
 from starlette.testclient import TestClient  # noqa: E402
 
 import bench_scale  # noqa: E402
-from bench_scale import BASE, DAYS, load  # noqa: E402
-from bench_writer import postgres_database  # noqa: E402
+from bench_scale import BASE, DAYS, bench_ledger, ledger_arguments, load  # noqa: E402
 from ledger.cli import main as cli_main  # noqa: E402
 from ledger.config import Settings  # noqa: E402
 from ledger.reports.calls import STORE_NAMES, calls_selection  # noqa: E402
@@ -128,29 +125,13 @@ def check(response):
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--calls", type=int, default=1_000_000)
-    parser.add_argument("--postgres", metavar="URL", help="a PostgreSQL server (a database is made and dropped)")
-    parser.add_argument("--sqlite", metavar="PATH", help="a SQLite file (made when missing, reused when there)")
-    parser.add_argument("--runs", type=int, default=30)
-    arguments = parser.parse_args()
-    drop = lambda: None  # noqa: E731
-    if arguments.postgres:
-        url, drop = postgres_database(arguments.postgres)
-        fresh = True
-    else:
-        path = Path(arguments.sqlite or Path(tempfile.mkdtemp()) / "calls.db")
-        fresh = not path.exists()
-        url = f"sqlite:///{path}"
-    try:
-        with Ledger(url) as ledger:
-            print(f"== {ledger.dialect}: {arguments.calls:,} calls over {DAYS} days")
-            if fresh:
-                bench_scale.rebuild_rollups = lambda engine, say: None  # the Calls pages read no rollup
-                load(ledger, arguments.calls, 2000, 10)
-            measure(ledger, arguments.calls, arguments.runs)
-    finally:
-        drop()
+    arguments = ledger_arguments(__doc__.splitlines()[0], calls=1_000_000, runs=30).parse_args()
+    with bench_ledger(arguments, "calls.db") as (ledger, fresh):
+        print(f"== {ledger.dialect}: {arguments.calls:,} calls over {DAYS} days")
+        if fresh:
+            bench_scale.rebuild_rollups = lambda engine, say: None  # the Calls pages read no rollup
+            load(ledger, arguments.calls, 2000, 10)
+        measure(ledger, arguments.calls, arguments.runs)
     return 0
 
 

@@ -10,11 +10,9 @@ report` computes: its figures) and `write_report` as JSON (the whole `report --f
 
 from __future__ import annotations
 
-import argparse
 import io
 import statistics
 import sys
-import tempfile
 import time
 from pathlib import Path
 
@@ -24,8 +22,7 @@ sys.path.insert(0, str(ROOT / "benchmarks"))
 
 from starlette.testclient import TestClient  # noqa: E402
 
-from bench_scale import USERS, TAGS, load  # noqa: E402
-from bench_writer import postgres_database  # noqa: E402
+from bench_scale import TAGS, USERS, bench_ledger, ledger_arguments, load  # noqa: E402
 from ledger.accounting.group_keys import parse_group_keys  # noqa: E402
 from ledger.accounting.periods import parse_period  # noqa: E402
 from ledger.config import Settings  # noqa: E402
@@ -94,28 +91,12 @@ def measure(ledger: Ledger, runs: int) -> None:
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--calls", type=int, default=100_000)
-    parser.add_argument("--postgres", metavar="URL", help="a PostgreSQL server (a database is made and dropped)")
-    parser.add_argument("--sqlite", metavar="PATH", help="a SQLite file (made when missing, reused when there)")
-    parser.add_argument("--runs", type=int, default=20)
-    arguments = parser.parse_args()
-    drop = lambda: None  # noqa: E731
-    if arguments.postgres:
-        url, drop = postgres_database(arguments.postgres)
-        fresh = True
-    else:
-        path = Path(arguments.sqlite or Path(tempfile.mkdtemp()) / "dashboard.db")
-        fresh = not path.exists()
-        url = f"sqlite:///{path}"
-    try:
-        with Ledger(url) as ledger:
-            print(f"== {ledger.dialect}: {arguments.calls:,} calls over 90 days, {USERS:,} users, {TAGS} tag values")
-            if fresh:
-                load(ledger, arguments.calls, USERS, TAGS)
-            measure(ledger, arguments.runs)
-    finally:
-        drop()
+    arguments = ledger_arguments(__doc__.splitlines()[0], calls=100_000, runs=20).parse_args()
+    with bench_ledger(arguments, "dashboard.db") as (ledger, fresh):
+        print(f"== {ledger.dialect}: {arguments.calls:,} calls over 90 days, {USERS:,} users, {TAGS} tag values")
+        if fresh:
+            load(ledger, arguments.calls, USERS, TAGS)
+        measure(ledger, arguments.runs)
     return 0
 
 

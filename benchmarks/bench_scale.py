@@ -31,6 +31,7 @@ import tempfile
 import time
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
+from typing import Iterator
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
@@ -236,32 +237,46 @@ def measure(ledger: Ledger, calls: int, runs: int) -> None:
     print(sizes(ledger, calls))
 
 
-def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--calls", type=int, default=100_000)
+def ledger_arguments(description: str, *, calls: int, runs: int) -> argparse.ArgumentParser:
+    """The arguments every benchmark on this ledger takes: its size, where it lives, how many runs."""
+    parser = argparse.ArgumentParser(description=description)
+    parser.add_argument("--calls", type=int, default=calls)
     parser.add_argument("--postgres", metavar="URL", help="a PostgreSQL server (a database is made and dropped)")
     parser.add_argument("--sqlite", metavar="PATH", help="a SQLite file (made when missing, reused when there)")
-    parser.add_argument("--runs", type=int, default=3)
-    parser.add_argument("--users", type=int, default=USERS, help="users (each of one project; fewer: fuller buckets)")
-    parser.add_argument("--tags", type=int, default=TAGS, help="tag values")
-    arguments = parser.parse_args()
+    parser.add_argument("--runs", type=int, default=runs)
+    return parser
+
+
+@contextlib.contextmanager
+def bench_ledger(arguments, file_name: str) -> Iterator[tuple[Ledger, bool]]:
+    """The benchmark's ledger and whether it is new (to be loaded): a PostgreSQL database made and dropped, or
+    the SQLite file --sqlite names (reused when it is there) or a temporary one."""
     drop = lambda: None  # noqa: E731
     if arguments.postgres:
         url, drop = postgres_database(arguments.postgres)
         fresh = True
     else:
-        path = Path(arguments.sqlite or Path(tempfile.mkdtemp()) / "scale.db")
+        path = Path(arguments.sqlite or Path(tempfile.mkdtemp()) / file_name)
         fresh = not path.exists()
         url = f"sqlite:///{path}"
     try:
         with Ledger(url) as ledger:
-            print(f"== {ledger.dialect}: {arguments.calls:,} calls over {DAYS} days, {arguments.users:,} users, "
-                  f"{arguments.tags} tag values")
-            if fresh:
-                load(ledger, arguments.calls, arguments.users, arguments.tags)
-            measure(ledger, arguments.calls, arguments.runs)
+            yield ledger, fresh
     finally:
         drop()
+
+
+def main() -> int:
+    parser = ledger_arguments(__doc__.splitlines()[0], calls=100_000, runs=3)
+    parser.add_argument("--users", type=int, default=USERS, help="users (each of one project; fewer: fuller buckets)")
+    parser.add_argument("--tags", type=int, default=TAGS, help="tag values")
+    arguments = parser.parse_args()
+    with bench_ledger(arguments, "scale.db") as (ledger, fresh):
+        print(f"== {ledger.dialect}: {arguments.calls:,} calls over {DAYS} days, {arguments.users:,} users, "
+              f"{arguments.tags} tag values")
+        if fresh:
+            load(ledger, arguments.calls, arguments.users, arguments.tags)
+        measure(ledger, arguments.calls, arguments.runs)
     return 0
 
 

@@ -7,14 +7,11 @@ data would not run even if escaping failed.
 
 from __future__ import annotations
 
-import socket
-import threading
-import time
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 import pytest
-import uvicorn
+from factories import LoopbackServer
 from ledger_rows import call_values, insert
 
 from ledger.web.app import create_app
@@ -38,23 +35,8 @@ class OneViewer:
 def served(ledger, web_settings):
     """The dashboard on a free loopback port, as a viewer of the project `search` only: its root URL."""
     app = create_app(web_settings, OneViewer(Viewer("sam", "viewer", projects=frozenset({"search"}))), ledger=ledger)
-    listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)
-    listener.bind(("127.0.0.1", 0))
-    port = listener.getsockname()[1]
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="off",
-                                           access_log=False))
-    thread = threading.Thread(target=server.run, kwargs={"sockets": [listener]}, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 10
-    while not server.started:
-        assert thread.is_alive() and time.monotonic() < deadline, "the dashboard did not start"
-        time.sleep(0.01)
-    try:
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        server.should_exit = True
-        thread.join(10)
-        listener.close()
+    with LoopbackServer(app) as server:
+        yield server.root_url
 
 
 def test_a_person_filters_pages_through_calls_and_opens_one(ledger, served, browser):

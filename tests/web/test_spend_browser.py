@@ -4,14 +4,11 @@ a bar opens the calls behind it. The browser is the run's one Chromium (tests/we
 from __future__ import annotations
 
 import os
-import socket
-import threading
-import time
 from datetime import datetime, timezone
 from urllib.parse import parse_qs, urlsplit
 
 import pytest
-import uvicorn
+from factories import LoopbackServer
 from ledger_rows import call_values, insert
 
 from ledger.web.app import create_app
@@ -29,24 +26,8 @@ class Everyone:
 @pytest.fixture
 def dashboard(ledger, web_settings):
     """The dashboard under uvicorn on a free loopback port, in a thread; its root URL."""
-    listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)
-    listener.bind(("127.0.0.1", 0))
-    port = listener.getsockname()[1]
-    config = uvicorn.Config(create_app(web_settings, Everyone(), ledger=ledger), host="127.0.0.1", port=port,
-                            log_level="warning", lifespan="off", access_log=False, timeout_graceful_shutdown=2)
-    server = uvicorn.Server(config)
-    thread = threading.Thread(target=server.run, kwargs={"sockets": [listener]}, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 10
-    while not server.started:
-        assert thread.is_alive() and time.monotonic() < deadline, "the dashboard did not start"
-        time.sleep(0.01)
-    try:
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        server.should_exit = True
-        thread.join(10)
-        listener.close()
+    with LoopbackServer(create_app(web_settings, Everyone(), ledger=ledger)) as server:
+        yield server.root_url
 
 
 def test_the_chart_draws_its_bars_and_a_click_on_one_opens_its_calls(ledger, dashboard, browser):
