@@ -14,9 +14,7 @@ plan of the deep page's query on this database (EXPLAIN), which must seek an ind
 from __future__ import annotations
 
 import io
-import statistics
 import sys
-import time
 from datetime import timedelta
 from pathlib import Path
 
@@ -28,6 +26,7 @@ from sqlalchemy import select, text  # noqa: E402
 from starlette.testclient import TestClient  # noqa: E402
 
 import bench_scale  # noqa: E402
+from bench_web import OneViewer, percentiles  # noqa: E402
 from bench_scale import BASE, DAYS, bench_ledger, ledger_arguments, load  # noqa: E402
 from ledger.cli import main as cli_main  # noqa: E402
 from ledger.config import Settings  # noqa: E402
@@ -43,25 +42,6 @@ from ledger.web.viewer import Viewer  # noqa: E402
 END = BASE + timedelta(days=DAYS)
 WINDOW = {"from": BASE.strftime("%Y-%m-%dT%H:%MZ"), "to": END.strftime("%Y-%m-%dT%H:%MZ"), "tz": "UTC"}
 CLI_WINDOW = ["--since", BASE.isoformat(), "--until", END.isoformat()]
-
-
-class OneViewer:
-    def __init__(self, viewer: Viewer) -> None:
-        self.viewer = viewer
-
-    def viewer_of(self, request) -> Viewer:
-        return self.viewer
-
-
-def timed(action, runs: int) -> tuple[float, float]:
-    action()
-    times = []
-    for _ in range(runs):
-        started = time.perf_counter()
-        action()
-        times.append((time.perf_counter() - started) * 1000)
-    times.sort()
-    return statistics.median(times), times[min(len(times) - 1, int(round(0.95 * len(times))) - 1)]
 
 
 def deep_position(ledger: Ledger, calls: int, project: str | None = None) -> Position:
@@ -103,10 +83,10 @@ def measure(ledger: Ledger, calls: int, runs: int) -> None:
     for name, client, extra, cli_filters, cli_window in cases:
         page = lambda: check(client.get("/calls", params={**WINDOW, **extra}))  # noqa: E731
         api = lambda: check(client.get("/api/v1/calls", params={**WINDOW, **extra}))  # noqa: E731
-        figures = [timed(page, runs), timed(api, runs)]
+        figures = [percentiles(page, runs), percentiles(api, runs)]
         if cli_filters is not None:
             argv = ["--database-url", ledger.url, "calls", *cli_window, *cli_filters, "--limit", "100", "--format", "json"]
-            figures.append(timed(lambda: cli_main(argv, out=io.StringIO()), runs))
+            figures.append(percentiles(lambda: cli_main(argv, out=io.StringIO()), runs))
         print(f"   {name:30} " + " ".join(f"{p50:>9.1f}/{p95:<9.1f}  " for p50, p95 in figures))
     for title, position, filters, projects in (
         ("deep page", deep, None, None),

@@ -11,9 +11,7 @@ report` computes: its figures) and `write_report` as JSON (the whole `report --f
 from __future__ import annotations
 
 import io
-import statistics
 import sys
-import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -22,6 +20,7 @@ sys.path.insert(0, str(ROOT / "benchmarks"))
 
 from starlette.testclient import TestClient  # noqa: E402
 
+from bench_web import OneViewer, percentiles  # noqa: E402
 from bench_scale import TAGS, USERS, bench_ledger, ledger_arguments, load  # noqa: E402
 from ledger.accounting.group_keys import parse_group_keys  # noqa: E402
 from ledger.accounting.periods import parse_period  # noqa: E402
@@ -35,28 +34,6 @@ from ledger.web.viewer import Viewer  # noqa: E402
 
 PERIOD, ZONE = "2026-10", "Asia/Kolkata"
 GROUPINGS = ("project", "user", "project,day")
-
-
-class OneViewer:
-    """Every request is this viewer (the sign-in is not what is measured)."""
-
-    def __init__(self, viewer: Viewer) -> None:
-        self.viewer = viewer
-
-    def viewer_of(self, request) -> Viewer:
-        return self.viewer
-
-
-def percentiles(action, runs: int) -> tuple[float, float]:
-    """p50 and p95 in milliseconds of `runs` calls of `action`, after one warm-up call."""
-    action()
-    times = []
-    for _ in range(runs):
-        started = time.perf_counter()
-        action()
-        times.append((time.perf_counter() - started) * 1000)
-    times.sort()
-    return statistics.median(times), times[min(len(times) - 1, round(0.95 * (len(times) - 1)))]
 
 
 def measure(ledger: Ledger, runs: int) -> None:
