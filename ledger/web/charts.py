@@ -40,12 +40,16 @@ def _axis_labels(values: Sequence[str]) -> dict:
     return {"type": "category", "data": list(values), "axisLabel": {"hideOverlap": True}}
 
 
+def _chart(id: str, title: str, option: dict, links: Sequence[Sequence[str | None]] | None) -> Chart:
+    """A chart of `option` with what every chart here shares: the palette, no animation, links per point."""
+    option = {"color": list(PALETTE), "animation": False, **option}
+    return Chart(id, title, option, tuple(tuple(s) for s in links) if links is not None else None)
+
+
 def stacked_bars(id: str, title: str, categories: Sequence[str], series: Sequence[tuple[str, Sequence[Decimal]]],
                  links: Sequence[Sequence[str | None]] | None = None, unit: str = "credits") -> Chart:
     """Bars per category, one stacked segment per series (e.g. spend a day, a segment a project)."""
     option = {
-        "color": list(PALETTE),
-        "animation": False,
         "tooltip": {"trigger": "item"},
         "legend": {"type": "scroll", "top": 0},
         "grid": {"left": 60, "right": 20, "top": 40, "bottom": 40, "containLabel": True},
@@ -53,15 +57,13 @@ def stacked_bars(id: str, title: str, categories: Sequence[str], series: Sequenc
         "yAxis": {"type": "value", "name": unit},
         "series": [{"name": name, "type": "bar", "stack": "total", "data": list(values)} for name, values in series],
     }
-    return Chart(id, title, option, tuple(tuple(s) for s in links) if links is not None else None)
+    return _chart(id, title, option, links)
 
 
 def lines(id: str, title: str, categories: Sequence[str], series: Sequence[tuple[str, Sequence[Decimal | None]]],
           unit: str = "credits", links: Sequence[Sequence[str | None]] | None = None) -> Chart:
     """A line a series over categories (e.g. an account's balance a day)."""
     option = {
-        "color": list(PALETTE),
-        "animation": False,
         "tooltip": {"trigger": "axis"},
         "legend": {"type": "scroll", "top": 0},
         "grid": {"left": 60, "right": 20, "top": 40, "bottom": 40, "containLabel": True},
@@ -69,15 +71,13 @@ def lines(id: str, title: str, categories: Sequence[str], series: Sequence[tuple
         "yAxis": {"type": "value", "name": unit, "scale": True},
         "series": [{"name": name, "type": "line", "showSymbol": False, "data": list(values)} for name, values in series],
     }
-    return Chart(id, title, option, tuple(tuple(s) for s in links) if links is not None else None)
+    return _chart(id, title, option, links)
 
 
 def horizontal_bars(id: str, title: str, labels: Sequence[str], series: Sequence[tuple[str, Sequence[Decimal]]],
                     unit: str = "credits", links: Sequence[Sequence[str | None]] | None = None) -> Chart:
     """Bars side by side a label (e.g. a budget's spend beside its limit)."""
     option = {
-        "color": list(PALETTE),
-        "animation": False,
         "tooltip": {"trigger": "item"},
         "legend": {"top": 0},
         "grid": {"left": 20, "right": 30, "top": 40, "bottom": 20, "containLabel": True},
@@ -85,4 +85,4 @@ def horizontal_bars(id: str, title: str, labels: Sequence[str], series: Sequence
         "xAxis": {"type": "value", "name": unit},
         "series": [{"name": name, "type": "bar", "data": list(values)} for name, values in series],
     }
-    return Chart(id, title, option, tuple(tuple(s) for s in links) if links is not None else None)
+    return _chart(id, title, option, links)
