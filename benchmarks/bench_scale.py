@@ -16,7 +16,8 @@ the month 2026-10 in Asia/Kolkata by project, by user and by day
 scopes from their index either way); one hard limit's refresh reads (`spend` and the
 largest charge of a project's month); rollup rows and bytes per call.
 
-    .venv/bin/python benchmarks/bench_scale.py [--calls 100000] [--postgres URL | --sqlite PATH] [--runs 3]
+    .venv/bin/python benchmarks/bench_scale.py [--calls 100000] [--postgres URL [--keep NAME] | --sqlite PATH] [--runs 3]
+        [--load-only] [--rebuild]
         [--users 2000] [--tags 10]
 """
 
@@ -37,7 +38,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
-from sqlalchemy import text  # noqa: E402
+from sqlalchemy import create_engine, make_url, text  # noqa: E402
 
 from bench_writer import postgres_database  # noqa: E402
 from report_ledger import _index_definitions, rebuild_rollups  # noqa: E402
@@ -99,7 +100,7 @@ def rows(calls: int, postgres: bool, users: int = USERS, tag_values: int = TAGS,
         )
 
 
-def load(ledger: Ledger, calls: int, users: int, tag_values: int) -> None:
+def load(ledger: Ledger, calls: int, users: int, tag_values: int, rollups: bool = True) -> None:
     """Fill the migrated, empty ledger: the calls, its keys and rate cards, then the rollups by rebuild."""
     postgres = ledger.dialect == "postgresql"
     started = time.perf_counter()
@@ -129,12 +130,9 @@ def load(ledger: Ledger, calls: int, users: int, tag_values: int) -> None:
     with ledger.session() as session:
         sync_rate_cards(session, default_rate_book())
         register_keys(session, [(fingerprint(k), f"{k:04d}", f"key-{k}", f"account-{k % ACCOUNTS}") for k in range(KEYS)], BASE)
-    rebuild_rollups(ledger.engine, lambda line: print("  " + line))
-    if postgres:
-        with ledger.engine.connect().execution_options(isolation_level="AUTOCOMMIT") as connection:
-            connection.execute(text("VACUUM ANALYZE calls"))
-            for table in TABLES:
-                connection.execute(text(f"VACUUM ANALYZE {table.name}"))
+    if rollups:
+        rebuild_rollups(ledger.engine, lambda line: print("  " + line))
+    analyse(ledger)
 
 
 @contextlib.contextmanager
@@ -242,6 +240,12 @@ def ledger_arguments(description: str, *, calls: int, runs: int) -> argparse.Arg
     parser = argparse.ArgumentParser(description=description)
     parser.add_argument("--calls", type=int, default=calls)
     parser.add_argument("--postgres", metavar="URL", help="a PostgreSQL server (a database is made and dropped)")
+    parser.add_argument("--keep", metavar="NAME", help="with --postgres: the database NAME, made and loaded when "
+                        "missing, reused when there, never dropped (a 10,000,000-call ledger takes half an hour)")
+    parser.add_argument("--rebuild", action="store_true", help="make the rollups anew on a reused ledger "
+                        "(after a migration added a table)")
+    parser.add_argument("--load-only", action="store_true", help="load the calls and stop, the rollups not made "
+                        "(a later run with --keep and --rebuild makes them)")
     parser.add_argument("--sqlite", metavar="PATH", help="a SQLite file (made when missing, reused when there)")
     parser.add_argument("--runs", type=int, default=runs)
     return parser
@@ -252,7 +256,9 @@ def bench_ledger(arguments, file_name: str) -> Iterator[tuple[Ledger, bool]]:
     """The benchmark's ledger and whether it is new (to be loaded): a PostgreSQL database made and dropped, or
     the SQLite file --sqlite names (reused when it is there) or a temporary one."""
     drop = lambda: None  # noqa: E731
-    if arguments.postgres:
+    if arguments.postgres and arguments.keep:
+        url, fresh = kept_database(arguments.postgres, arguments.keep)
+    elif arguments.postgres:
         url, drop = postgres_database(arguments.postgres)
         fresh = True
     else:
@@ -266,6 +272,46 @@ def bench_ledger(arguments, file_name: str) -> Iterator[tuple[Ledger, bool]]:
         drop()
 
 
+def kept_database(server: str, name: str) -> tuple[str, bool]:
+    """The URL of database `name` on `server` and whether it was made now (empty: to be loaded). A database made
+    now whose load fails is dropped by `main`, so a kept one is always whole."""
+    admin_url = make_url(server).set(drivername="postgresql+psycopg")
+    admin = create_engine(admin_url, isolation_level="AUTOCOMMIT")
+    try:
+        with admin.connect() as connection:
+            there = connection.execute(text("SELECT 1 FROM pg_database WHERE datname = :name"), {"name": name}).first()
+            if not there:
+                connection.execute(text(f'CREATE DATABASE "{name}"'))
+    finally:
+        admin.dispose()
+    return admin_url.set(database=name).render_as_string(hide_password=False), not there
+
+
+def drop_database(server: str, name: str) -> None:
+    admin = create_engine(make_url(server).set(drivername="postgresql+psycopg"), isolation_level="AUTOCOMMIT")
+    try:
+        with admin.connect() as connection:
+            connection.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+    finally:
+        admin.dispose()
+
+
+def rebuild(ledger: Ledger) -> None:
+    """The rollups of a reused ledger made anew (every table, a UTC day a transaction), then analysed."""
+    rebuild_rollups(ledger.engine, lambda line: print("  " + line))
+    analyse(ledger, full=True)
+
+
+def analyse(ledger: Ledger, full: bool = False) -> None:
+    """VACUUM ANALYZE the calls and the rollups (PostgreSQL); `full` after a rebuild, whose deleted rows would
+    otherwise stay in the tables' pages for the reads to scan."""
+    if ledger.dialect == "postgresql":
+        with ledger.engine.connect().execution_options(isolation_level="AUTOCOMMIT") as connection:
+            connection.execute(text("VACUUM ANALYZE calls"))
+            for table in TABLES:
+                connection.execute(text(f"VACUUM {'FULL ' if full else ''}ANALYZE {table.name}"))
+
+
 def main() -> int:
     parser = ledger_arguments(__doc__.splitlines()[0], calls=100_000, runs=3)
     parser.add_argument("--users", type=int, default=USERS, help="users (each of one project; fewer: fuller buckets)")
@@ -275,7 +321,17 @@ def main() -> int:
         print(f"== {ledger.dialect}: {arguments.calls:,} calls over {DAYS} days, {arguments.users:,} users, "
               f"{arguments.tags} tag values")
         if fresh:
-            load(ledger, arguments.calls, arguments.users, arguments.tags)
+            try:
+                load(ledger, arguments.calls, arguments.users, arguments.tags, not arguments.load_only)
+            except BaseException:
+                if arguments.postgres and arguments.keep:
+                    ledger.engine.dispose()
+                    drop_database(arguments.postgres, arguments.keep)  # half a ledger is not kept
+                raise
+        elif arguments.rebuild:
+            rebuild(ledger)
+        if arguments.load_only:
+            return 0
         measure(ledger, arguments.calls, arguments.runs)
     return 0
 
