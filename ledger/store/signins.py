@@ -2,7 +2,10 @@
 
 A session is found by its cookie's SHA-256; it ends at sign-out, after
 `idle` without a request, `absolute` after its sign-in, or when its user is
-disabled. Attempts are counted per name and per address over a window.
+disabled. Failed attempts are counted per name and per address over a window:
+an attempt is noted as failed (and committed) before its password is checked,
+one at a time, so attempts in flight together count one another and a burst
+cannot outrun the limits; one found right is then marked succeeded.
 """
 
 from __future__ import annotations
@@ -10,7 +13,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import delete, func, select, update
+from sqlalchemy import delete, func, select, text, update
 from sqlalchemy.orm import Session
 
 from .access import DashboardUser, SignInAttempt, WebSession
@@ -66,19 +69,29 @@ def open_sessions(session: Session, user_id: int) -> int:
                           .where(WebSession.user_id == user_id, WebSession.ended_at.is_(None)))
 
 
-def note_attempt(session: Session, name: str, address: str, succeeded: bool, now: datetime) -> None:
+def reserve_attempt(session: Session, name: str, address: str, now: datetime, since: datetime,
+                    limits: tuple[int, int]) -> int | None:
+    """Note an attempt as failed before its password is checked, unless the failures since `since` already reach
+    `limits` (for this name, from this address): its id, or None (refused, and noted nowhere: a refusal is not a
+    failure). Commit at once. Attempts in flight together are noted one after another (SQLite: the write lock
+    the first DELETE takes; PostgreSQL: a lock on the table), so each counts every one before it."""
+    if session.get_bind().dialect.name == "postgresql":
+        session.execute(text(f"LOCK TABLE {SignInAttempt.__tablename__} IN SHARE ROW EXCLUSIVE MODE"))
     session.execute(delete(SignInAttempt).where(SignInAttempt.at < now - ATTEMPTS_KEPT))
-    session.add(SignInAttempt(at=now, name_hash=token_hash(name), address=address[:100], succeeded=succeeded))
-    session.flush()
-
-
-def recent_failures(session: Session, name: str, address: str, since: datetime) -> tuple[int, int]:
-    """Failed attempts since `since`: (for this name, from this address)."""
     failed = select(func.count()).select_from(SignInAttempt).where(SignInAttempt.at >= since,
                                                                    SignInAttempt.succeeded.is_(False))
     by_name = session.scalar(failed.where(SignInAttempt.name_hash == token_hash(name)))
     by_address = session.scalar(failed.where(SignInAttempt.address == address[:100]))
-    return by_name, by_address
+    if by_name >= limits[0] or by_address >= limits[1]:
+        return None
+    attempt = SignInAttempt(at=now, name_hash=token_hash(name), address=address[:100], succeeded=False)
+    session.add(attempt)
+    session.flush()
+    return attempt.id
+
+
+def attempt_succeeded(session: Session, attempt_id: int) -> None:
+    session.execute(update(SignInAttempt).where(SignInAttempt.id == attempt_id).values(succeeded=True))
 
 
 def end_all(session: Session, user_id: int, now: datetime) -> int:

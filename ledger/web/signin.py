@@ -6,9 +6,11 @@ wrong name and a wrong password get the same answer; after
 `[dashboard] signin_max_failures` failures of one name, or
 `signin_max_failures_per_address` from one address, within
 `signin_window_seconds`, the answer is 429 without a password being
-checked. `next` is followed only to a path of this site. Every sign-in, failed
-or not, is in the audit log (a failed one under the name only if it is a user's:
-a password typed in the name field is not kept); a refusal by the limits is not,
+checked; an attempt counts as failed before its password is checked, so a
+burst of attempts at once checks no more passwords than the limits allow.
+`next` is followed only to a path of this site. Every sign-in, failed or not,
+is in the audit log (a failed one under the name only if it is a user's: a
+password typed in the name field is not kept); a refusal by the limits is not,
 or a flood of them would fill the log that is never deleted from.
 """
 
@@ -25,7 +27,7 @@ from starlette.routing import Route
 from ..errors import ConfigError
 from ..store import audit
 from ..store.credentials import check_password, hash_password, password_matches
-from ..store.signins import end_all, end_session, note_attempt, recent_failures, start_session
+from ..store.signins import attempt_succeeded, end_all, end_session, reserve_attempt, start_session
 from ..store.users import NAME, link_user, set_password, use_link, user_named
 from .gate import Refused, guarded, require_csrf
 from .rendering import render
@@ -67,21 +69,23 @@ class _Outcome:
 def _sign_in(request, name: str, password: str, previous: str | None) -> _Outcome:
     ledger, options = request.app.state.ledger, request.app.state.settings.dashboard
     address, now = client_address(request), now_of(request)
+    since = now - timedelta(seconds=options.signin_window_seconds)
+    with ledger.session() as session:  # committed before the password is checked: a burst cannot outrun the limits
+        attempt = reserve_attempt(session, name, address, now, since,
+                                  (options.signin_max_failures, options.signin_max_failures_per_address))
+    if attempt is None:
+        return _Outcome(429)  # not audited: a flood of refusals would fill the append-only log
     with ledger.session() as session:
-        by_name, by_address = recent_failures(session, name, address,
-                                              now - timedelta(seconds=options.signin_window_seconds))
         user = user_named(session, name) if NAME.fullmatch(name) else None
-        if by_name >= options.signin_max_failures or by_address >= options.signin_max_failures_per_address:
-            return _Outcome(429)  # not audited: a flood of refusals would fill the append-only log
         matches = password_matches(user.password_hash if user is not None else None, password)
         ok = matches and user is not None and user.disabled_at is None
-        note_attempt(session, name, address, ok, now)
         if not ok:
             reason = "unknown name" if user is None else ("disabled" if matches else "wrong password")
             known = user.name if user is not None else None
             audit.record(session, actor=known or "(unknown name)", action="signin.failed", target=known,
                          address=address, at=now, detail={"reason": reason})
             return _Outcome(401)
+        attempt_succeeded(session, attempt)
         if previous is not None:
             end_session(session, previous, now)
         token = start_session(session, user, now, address)
