@@ -1,4 +1,4 @@
-"""The pricing check against the simulated platform: no false alarm on 10,000 clean
+"""The pricing check against the simulated platform: no false alarm on 2,000 clean
 calls, and each billing fault knob found by `credit-ledger check` as its own class.
 
 The platform runs in-process (its answers are the bytes the HTTP shell would
@@ -63,18 +63,20 @@ def random_request(rng: random.Random, n: int) -> dict:
     }
 
 
-def test_ten_thousand_clean_calls_raise_no_false_alarm():
+def test_two_thousand_clean_calls_raise_no_false_alarm():
+    # 2,000 calls, not 10,000 (a fifth of the time): both clean classes are seen (1,986 rounded, 14 exact with this
+    # seed), and test_pricing's properties hold the rounding rule over every charge.
     rng = random.Random(2026)
     platform = Platform(SimulatorConfig(seed=11, starting_balance=10**9, completion_range=(0, 3000)))
     classes: Counter = Counter()
-    for n in range(10_000):
+    for n in range(2_000):
         record = build_record(capture_of(platform, random_request(rng, n)))
         finding = price(record, BOOK)
         classes[finding.pricing_class] += 1
         assert finding.pricing_class in CLEAN_CLASSES, (finding, record)
         booked = platform.call_log[-1]  # what the platform took, to the hundredth
         assert (record.response.completion_id, finding.credits_charged) == (booked.id, booked.credits_charged)
-    assert classes["ok"] + classes["rounding"] == 10_000
+    assert classes["ok"] + classes["rounding"] == 2_000
     assert classes["rounding"] > 1000 and classes["ok"] > 10  # exact charges and rounded ones both seen
 
 
