@@ -86,6 +86,29 @@ def calls_query(request) -> CallsQuery:
                       calls_selection(period.start, period.end, found["account"], viewer.projects))
 
 
+class CallsPage(NamedTuple):
+    """A page of /calls or /api/v1/calls: its filters, the cursor it was asked after, its rows (store.call_rows'
+    `names`, newest first), the next page's position (None on the last) and what retention deleted of its range."""
+
+    query: CallsQuery
+    before: Position | None
+    rows: list
+    next_position: Position | None
+    gone: object
+
+
+def calls_page(request, names: tuple[str, ...]) -> CallsPage:
+    """The page of calls the request's filters and `after=` cursor name (any other parameter is a 400)."""
+    params.only(request, (*PARAMETERS, "after"))
+    query = calls_query(request)
+    before = position_of(request)
+    with request.app.state.ledger.session() as session:
+        rows, next_position = call_page(session, query.selection, names, PAGE_SIZE, filters=query.filters,
+                                        before=before)
+        gone = gone_before(session, query.selection)
+    return CallsPage(query, before, rows, next_position, gone)
+
+
 # ---------------------------------------------------------------- the cursor
 
 _CURSOR = re.compile(r"(-?\d{1,17}):(\d{1,19})")
@@ -179,19 +202,13 @@ def _listed(row: tuple) -> ListedCall:
 
 @guarded()
 def calls_list(request):
-    params.only(request, (*PARAMETERS, "after"))
-    query = calls_query(request)
-    before = position_of(request)
-    with request.app.state.ledger.session() as session:
-        rows, next_position = call_page(session, query.selection, PAGE_NAMES, PAGE_SIZE, filters=query.filters,
-                                        before=before)
-        gone = gone_before(session, query.selection)
+    page = calls_page(request, PAGE_NAMES)
     return render(
-        request, "calls.html", zone=query.zone, period=query.period, calls=[_listed(r) for r in rows],
+        request, "calls.html", zone=page.query.zone, period=page.query.period, calls=[_listed(r) for r in page.rows],
         values={name: request.query_params.get(name, "") for name in PARAMETERS},
-        statuses=STATUSES, classes=pricing.CLASSES, gone=gone,
-        next_link=view_link(request, "/calls", after=cursor_of(next_position)) if next_position else None,
-        newest_link=view_link(request, "/calls", after=None) if before is not None else None,
+        statuses=STATUSES, classes=pricing.CLASSES, gone=page.gone,
+        next_link=view_link(request, "/calls", after=cursor_of(page.next_position)) if page.next_position else None,
+        newest_link=view_link(request, "/calls", after=None) if page.before is not None else None,
         export_csv=view_link(request, "/calls/export", after=None, format="csv"),
         export_json=view_link(request, "/calls/export", after=None, format="json"),
         page_size=PAGE_SIZE, link=lambda **changes: view_link(request, "/calls", after=None, **changes),

@@ -19,11 +19,11 @@ import tempfile
 from starlette.responses import Response, StreamingResponse
 from starlette.routing import Route
 
-from ..reports.calls import STORE_NAMES, gone_before, json_lines, list_calls, write_calls
-from ..store.call_rows import call_page, one_call_row
+from ..reports.calls import STORE_NAMES, json_lines, list_calls, write_calls
+from ..store.call_rows import one_call_row
 from . import params
 from .audit import record
-from .calls import PAGE_SIZE, PARAMETERS, calls_query, cursor_of, position_of, view_link
+from .calls import PARAMETERS, calls_page, calls_query, cursor_of, view_link
 from .gate import Refused, guarded
 from .viewer import EXPORT
 
@@ -37,18 +37,12 @@ def _note_headers(gone) -> dict[str, str]:
 
 @guarded()
 def api_calls(request):
-    params.only(request, (*PARAMETERS, "after"))
-    query = calls_query(request)
-    before = position_of(request)
-    with request.app.state.ledger.session() as session:
-        rows, next_position = call_page(session, query.selection, STORE_NAMES, PAGE_SIZE, filters=query.filters,
-                                        before=before)
-        gone = gone_before(session, query.selection)
+    page = calls_page(request, STORE_NAMES)
     body = io.StringIO()
-    write_calls([rows[::-1]] if rows else [], "json", body)  # the CLI's order: oldest first
-    headers = {"Cache-Control": "no-store", **_note_headers(gone)}
-    if next_position is not None:
-        headers["Link"] = f'<{view_link(request, "/api/v1/calls", after=cursor_of(next_position))}>; rel="next"'
+    write_calls([page.rows[::-1]] if page.rows else [], "json", body)  # the CLI's order: oldest first
+    headers = {"Cache-Control": "no-store", **_note_headers(page.gone)}
+    if page.next_position is not None:
+        headers["Link"] = f'<{view_link(request, "/api/v1/calls", after=cursor_of(page.next_position))}>; rel="next"'
     return Response(body.getvalue(), media_type=_JSON, headers=headers)
 
 
