@@ -13,7 +13,9 @@ from __future__ import annotations
 
 import os
 import shutil
+import queue
 import sqlite3
+import threading
 import uuid
 from pathlib import Path
 from typing import Iterator
@@ -34,20 +36,54 @@ def _admin_url(server_url: str) -> str:
     return url.set(drivername="postgresql+psycopg").render_as_string(hide_password=False)
 
 
+class Dropper:
+    """Drops the tests' PostgreSQL databases in a thread of its own: a DROP DATABASE waits for a checkpoint (on
+    this server about as long as a small test), which need not hold up the next test. `drain` waits for the last."""
+
+    def __init__(self) -> None:
+        self._names: queue.Queue = queue.Queue()
+        self._failures: list[str] = []
+        self._thread: threading.Thread | None = None
+
+    def drop(self, admin_url: str, name: str) -> None:
+        if self._thread is None:
+            self._thread = threading.Thread(target=self._run, name="drop-test-databases", daemon=True)
+            self._thread.start()
+        self._names.put((admin_url, name))
+
+    def _run(self) -> None:
+        engines: dict[str, object] = {}
+        while True:
+            admin_url, name = self._names.get()
+            try:
+                if admin_url not in engines:
+                    engines[admin_url] = create_engine(admin_url, isolation_level="AUTOCOMMIT")
+                with engines[admin_url].connect() as connection:
+                    connection.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+            except Exception as error:  # said at the end of the run: a database left on the server
+                self._failures.append(f"{name}: {error}")
+            finally:
+                self._names.task_done()
+
+    def drain(self) -> None:
+        self._names.join()
+        if self._failures:
+            raise RuntimeError("test databases not dropped: " + "; ".join(self._failures))
+
+
+DROPPER = Dropper()
+
+
 def make_postgres_database(template: str | None = None) -> tuple[str, callable]:
-    """A new database on the test server, empty or a copy of `template` (a database nobody is connected to): (url, drop)."""
+    """A new database on the test server, empty or a copy of `template` (a database nobody is connected to): (url,
+    drop); `drop` hands it to DROPPER (the run's last fixture to end drains it)."""
     admin_url = _admin_url(postgres_server_url())
     name = f"ledger_test_{uuid.uuid4().hex[:12]}"
     admin = create_engine(admin_url, isolation_level="AUTOCOMMIT")
     with admin.connect() as connection:
         connection.execute(text(f'CREATE DATABASE "{name}"' + (f' TEMPLATE "{template}"' if template else "")))
-
-    def drop() -> None:
-        with admin.connect() as connection:
-            connection.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        admin.dispose()
-
-    return make_url(admin_url).set(database=name).render_as_string(hide_password=False), drop
+    admin.dispose()
+    return make_url(admin_url).set(database=name).render_as_string(hide_password=False), lambda: DROPPER.drop(admin_url, name)
 
 
 class LedgerTemplate:
@@ -100,7 +136,14 @@ def pytest_collection_modifyitems(config, items) -> None:
 
 
 @pytest.fixture(scope="session")
-def ledger_template(tmp_path_factory) -> Iterator[LedgerTemplate]:
+def dropped_databases() -> Iterator[Dropper]:
+    """The run's PostgreSQL databases all dropped at its end (every fixture that makes one takes this one first)."""
+    yield DROPPER
+    DROPPER.drain()
+
+
+@pytest.fixture(scope="session")
+def ledger_template(tmp_path_factory, dropped_databases) -> Iterator[LedgerTemplate]:
     template = LedgerTemplate(tmp_path_factory.mktemp("template"))
     try:
         yield template
@@ -134,7 +177,7 @@ def database_url(request, tmp_path, ledger_template) -> Iterator[str]:
 
 
 @pytest.fixture
-def postgres_url() -> Iterator[str]:
+def postgres_url(dropped_databases) -> Iterator[str]:
     """An empty PostgreSQL database (for tests marked `postgres`)."""
     url, drop = make_postgres_database()
     try:
