@@ -140,7 +140,7 @@ def raw_reads():
     """The readers on the raw calls alone, as before the rollups: reports' sums and budgets' periods."""
     spend_rows, parts = report_spend.spend_rows, store_budgets.parts
     report_spend.spend_rows = raw_spend_rows
-    store_budgets.parts = lambda start, end, needed=None: [(Call, [Call.started_at >= start, Call.started_at < end])]
+    store_budgets.parts = lambda start, end, needed=None: [(Call, [Call.started_at >= start, Call.started_at < end], 1)]
     try:
         yield
     finally:

@@ -33,7 +33,7 @@ from ..accounting.budgets import Scope, tag_fragments
 from ..money import ZERO, from_nano
 from .models import ApiKey, Call, Credits
 from .retention import horizon
-from .rollup_levels import levels
+from .rollup_levels import Months, levels
 from .rollup_tables import DIMENSIONS
 
 
@@ -76,22 +76,25 @@ def scope_conditions(session: Session, scope: Scope, fingerprints: frozenset[str
     return conditions
 
 
-def raw_window(start: datetime, end: datetime) -> list[tuple[type, list]]:
-    """[start, end) as (table, WHERE): the raw calls alone."""
-    return [(Call, [Call.started_at >= start, Call.started_at < end])]
+def raw_window(start: datetime, end: datetime) -> list[tuple[type, list, int]]:
+    """[start, end) as (table, WHERE, sign): the raw calls alone."""
+    return [(Call, [Call.started_at >= start, Call.started_at < end], 1)]
 
 
-def parts(start: datetime, end: datetime, needed: frozenset[str] = frozenset(DIMENSIONS)) -> list[tuple[type, list]]:
-    """[start, end) as (table, WHERE): the whole days, hours and quarters from the widest rollup tables holding the
-    `needed` dimensions (`rollup_levels`), and the raw calls of the edges off the grid."""
+def parts(start: datetime, end: datetime, needed: frozenset[str] = frozenset(DIMENSIONS)) -> list[tuple[type, list, int]]:
+    """[start, end) as (table, WHERE, sign): the whole months, days, hours and quarters from the widest rollup tables
+    holding the `needed` dimensions (`rollup_levels`; sign -1: days a month took whole taken away), and the raw calls
+    of the edges off the grid."""
     split = split_range(start, end)
-    found: list[tuple[type, list]] = []
+    found: list[tuple[type, list, int]] = []
     if split.has_whole:
-        for table, conditions in levels([split.whole_start, split.whole_end], [], needed, (split.whole_start, split.whole_end)):
-            model = table.model
-            found.append((model, [model.bucket_start >= split.whole_start, model.bucket_start < split.whole_end, *conditions]))
+        whole = (split.whole_start, split.whole_end)
+        for part in levels(list(whole), [], needed, whole, Months(*whole)):
+            model = part.table.model
+            window = [] if part.whole else [model.bucket_start >= split.whole_start, model.bucket_start < split.whole_end]
+            found.append((model, [*window, *part.conditions], part.sign))
     if split.edges:
-        found.append((Call, [or_(*[and_(Call.started_at >= low, Call.started_at < high) for low, high in split.edges])]))
+        found.append((Call, [or_(*[and_(Call.started_at >= low, Call.started_at < high) for low, high in split.edges])], 1))
     return found
 
 
@@ -118,6 +121,11 @@ def _charged(table, picked=None):
     return func.coalesce(func.sum(column if picked is None else case((picked, column))), 0)
 
 
+def _signed(sign: int, credits, calls) -> tuple:
+    """A part's (credits, calls) sums, negated when its rows are taken away."""
+    return (credits, calls) if sign > 0 else (-credits, -calls)
+
+
 def _indexed(scope: Scope) -> bool:
     return scope.project is not None or scope.by_key
 
@@ -133,10 +141,10 @@ def spend(session: Session, scope: Scope, start: datetime, end: datetime, finger
     credits, calls = ZERO, 0
     # An indexed scope reads its own calls, unless the window reaches where retention deleted some: the rollups then.
     raw = raw_only or (_indexed(scope) and not _before_horizon(session, start))
-    for table, window in (raw_window(start, end) if raw else parts(start, end, scope_dims([scope]))):
+    for table, window, sign in (raw_window(start, end) if raw else parts(start, end, scope_dims([scope]))):
         query = select(_charged(table), _count(table)).where(*window, *scope_conditions(session, scope, fingerprints, table))
         row = session.execute(query).one()
-        credits, calls = credits + _credits(row[0]), calls + int(row[1])
+        credits, calls = credits + sign * _credits(row[0]), calls + sign * int(row[1])
     return Spend(credits, calls)
 
 
@@ -194,25 +202,25 @@ def spends(session: Session, queries: Sequence[SpendQuery]) -> list[Spend]:
             # as `spend`: an indexed scope on its index unless its window reaches where retention deleted calls
             raw = _indexed(query.scope) and (before is None or query.start >= before)
             pieces = raw_window(query.start, query.end) if raw else parts(query.start, query.end, scope_dims([query.scope]))
-            for table, window in pieces:
+            for table, window, sign in pieces:
                 where = [*window, *scope_conditions(session, query.scope, None, table)]
-                branches.append(_Branch(table, where, [(_charged(table), _count(table))], [[index]]))
+                branches.append(_Branch(table, where, [_signed(sign, _charged(table), _count(table))], [[index]]))
         else:
             grouped.setdefault((_single(query.scope) or "pass", query.start, query.end), []).append(index)
     for (kind, start, end), indexes in grouped.items():
-        for table, window in parts(start, end, scope_dims([queries[i].scope for i in indexes])):
+        for table, window, sign in parts(start, end, scope_dims([queries[i].scope for i in indexes])):
             if kind in _GROUPED:
                 column = getattr(table, _GROUPED[kind])
                 by_value: dict[str, list[int]] = {}
                 for i in indexes:
                     by_value.setdefault(getattr(queries[i].scope, kind), []).append(i)
                 branches.append(_Branch(table, [*window, column.in_(sorted(by_value))],
-                                        [(_charged(table), _count(table))], [by_value], column))
+                                        [_signed(sign, _charged(table), _count(table))], [by_value], column))
                 continue
             sums = []
             for i in indexes:
                 picked = and_(*scope_conditions(session, queries[i].scope, None, table))
-                sums.append((_charged(table, picked), _count(table, picked)))
+                sums.append(_signed(sign, _charged(table, picked), _count(table, picked)))
             branches.append(_Branch(table, list(window), sums, [[i] for i in indexes]))
     for chunk in range(0, len(branches), _BRANCHES):
         part = branches[chunk:chunk + _BRANCHES]

@@ -436,6 +436,20 @@ class CallRollupDailyUser(_WiderRollup, Base):
     rate_card: Mapped[str | None] = mapped_column(String(200))
 
 
+class CallRollupMonthlyUser(_WiderRollup, Base):
+    """The calls' sums per UTC month, recorded month, key, project, user and rate card: a month's reports and budgets
+    by user (the days of a local month's ends added or taken away from `call_rollups_daily_users`)."""
+
+    __tablename__ = "call_rollups_monthly_users"
+    __table_args__ = (UniqueConstraint("bucket_start", "recorded_bucket", "dims_key"),)
+
+    key_fingerprint: Mapped[str | None] = mapped_column(String(64))
+    key_last4: Mapped[str | None] = mapped_column(String(4))
+    project: Mapped[str | None] = mapped_column(String(200))
+    end_user: Mapped[str | None] = mapped_column(String(200))
+    rate_card: Mapped[str | None] = mapped_column(String(200))
+
+
 class RetentionRun(Base):
     """One run of retention (`credit-ledger retention run`, the service's daily job): raw calls of closed periods
     started before `deleted_before` may be gone from then on; their sums stay in the rollups, their digests in the

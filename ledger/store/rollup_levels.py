@@ -12,16 +12,45 @@ undecided at every wider one: a call goes to the widest width whose table
 has the dimensions and decides its buckets, then finer, then raw (the
 15-minute buckets undecided: `spend.rollup_parts`). Of one width, the table
 with the fewest dimensions that holds the read's is taken.
+
+A UTC month is no fixed width: `months` (`rollup_months_parts`) takes a month
+of the monthly table whole when the read leaves most of its days whole, and
+takes away, from the daily table, the days the read does not take whole
+(outside its range, holding a bound, or a left-out period's, when its cutoff
+is before the month's end) and the days recorded in a recorded day holding a
+cutoff: the finer tables then add those days' share as for any read. Integer
+sums subtract exactly.
 """
 
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Iterable
+from typing import Iterable, NamedTuple
 
 from sqlalchemy import and_, or_
 
-from .rollup_tables import QUARTERLY, TABLES, RollupTable
+from .rollup_tables import DAILY, DAY, DAY_TABLES, MONTH, QUARTERLY, TABLES, RollupTable
+
+DAY_FLOOR = DAILY.floor
+
+
+class Part(NamedTuple):
+    """Rows of one rollup table a read sums: `conditions` on its buckets besides the read's own; `sign` -1: their sums
+    are taken away; `whole`: taken whole, `conditions` all their time conditions (the read's own not applied)."""
+
+    table: RollupTable
+    conditions: list
+    sign: int = 1
+    whole: bool = False
+
+
+class Months(NamedTuple):
+    """What a read over [start, end) cuts at, for the monthly table: its range and its left-out late calls
+    ((start, end, cutoff): the calls started in [start, end) recorded after cutoff are not the read's)."""
+
+    start: datetime
+    end: datetime
+    late: tuple[tuple[datetime, datetime, datetime], ...] = ()
 
 
 def table_for(grain, needed: frozenset[str]) -> RollupTable | None:
@@ -68,20 +97,21 @@ def _none_decided(table: RollupTable, starts: list[datetime], span: tuple[dateti
 
 
 def levels(started: Iterable[datetime], recorded: Iterable[datetime], needed: frozenset[str],
-           span: tuple[datetime, datetime] | None = None) -> list[tuple[RollupTable, list]]:
-    """[(table, its extra WHERE)] from the widest to the 15-minute table: each call of the read in exactly one of
-    them or in the raw edges (the 15-minute table's undecided buckets). An empty WHERE list: every row. `span`, when
-    given, holds every call the read can take: a wider table none of whose buckets in it is whole is left out."""
+           span: tuple[datetime, datetime] | None = None, months: Months | None = None) -> list[Part]:
+    """The parts from the widest to the 15-minute table: each call of the read in exactly one of them, or in the raw
+    edges (the 15-minute table's undecided buckets), or added whole and taken away again. An empty WHERE list: every
+    row. `span`, when given, holds every call the read can take: a wider table none of whose buckets in it is whole
+    is left out. `months`, when given (a read of no time key), lets the monthly table take months whole."""
     started = [t for t in started]
     recorded = [t for t in recorded]
-    widths = sorted({t.grain for t in TABLES}, reverse=True)
+    widths = sorted({t.grain for t in DAY_TABLES}, reverse=True)
     chosen = [t for t in (table_for(w, needed) for w in widths) if t is not None]
     assert chosen[-1].grain == QUARTERLY.grain  # call_rollups holds every dimension
-    found: list[tuple[RollupTable, list]] = []
+    found, regions = _months(needed, chosen[0], started, recorded, months) if months is not None else ([], None)
     wider: tuple[RollupTable, list, list] | None = None  # the last table chosen, and its undecided buckets
     for table in chosen:
         starts, records = _undecided(table, started, recorded)
-        if table is not chosen[-1] and _none_decided(table, starts, span):
+        if table is not chosen[-1] and regions is None and _none_decided(table, starts, span):
             continue  # its calls are all in its undecided buckets: the finer tables take them whole
         model = table.model
         conditions = []
@@ -96,6 +126,105 @@ def levels(started: Iterable[datetime], recorded: Iterable[datetime], needed: fr
             conditions.append(model.bucket_start.not_in(starts))
         if records:
             conditions.append(model.recorded_bucket.not_in(records))
-        found.append((table, conditions))
+        if regions is not None and wider is None:  # the days the months did not take whole, and no others
+            found += [Part(table, [*region, *conditions]) for region in regions(model)]
+        else:
+            found.append(Part(table, conditions))
         wider = (table, starts, records)
+    return found
+
+
+class _Taken(NamedTuple):
+    """A UTC month taken whole: its days taken away (and read again by the finer tables) and those kept, and the
+    recorded day from which its calls are taken away too (a left-out period's cutoff in or before it)."""
+
+    start: datetime
+    end: datetime
+    away: list[datetime]
+    kept: list[datetime]
+    recorded_from: datetime
+
+
+def _month_taken(start: datetime, end: datetime, bounded: set[datetime], months: Months) -> _Taken | None:
+    """How the UTC month [start, end) is taken whole, None when that would take away a third of its days or more.
+
+    A day is taken away when the read does not take it whole (outside its range, holding a bound). A left-out
+    period whose cutoff is before the month's end leaves out some of its calls recorded in it: either the days of
+    that period are taken away, or the calls recorded from the cutoff's day on, whichever is fewer days.
+    """
+    days = _days(start, end)
+    away = {d for d in days if d < months.start or d + DAY > months.end or d in bounded}
+    recorded_from = end
+    for low, high, cutoff in months.late:
+        if cutoff >= end or high <= start or low >= end:
+            continue  # none of its calls recorded in this month is left out, or none started in it
+        inside = {d for d in days if low < d + DAY and d < high}
+        after = max(start, DAY_FLOOR(cutoff))
+        if len(inside) <= len(_days(after, end)):
+            away |= inside
+        else:
+            recorded_from = min(recorded_from, after)
+    kept = [d for d in days if d not in away]
+    if len(kept) < 2 * (len(away) + len(_days(recorded_from, end))) + 2:
+        return None
+    return _Taken(start, end, sorted(away), kept, recorded_from)
+
+
+def _months(needed: frozenset[str], day: RollupTable, started: list[datetime], recorded: list[datetime],
+            months: Months) -> tuple[list[Part], object]:
+    """The monthly table's parts (its months taken whole, what they must not hold taken away from the daily table)
+    and, for the daily table, a function of its model giving the WHEREs of the rows it must still read (None: no
+    month is taken whole, the daily table reads the range as usual).
+
+    Of a month taken whole only the rows recorded in it are taken (the others: late calls, few, read by day).
+    Taken away: the days away; the kept days' rows recorded from `recorded_from` on, and those recorded on a day
+    holding a cutoff (the finer tables read those rows by their recording).
+    """
+    month = table_for(MONTH, needed)
+    if month is None or day.grain != DAY or len(month.dims) > len(day.dims):
+        return [], None
+    bounded = {day.floor(t) for t in started if day.floor(t) != t}
+    recorded_days = {day.floor(t) for t in recorded}
+    low, high = day.floor(months.start), day.ceil(months.end)
+    taken: list[_Taken] = []
+    read_days: list[datetime] = []  # the days of the range the daily table reads whole
+    at = month.floor(months.start)
+    while at < months.end:
+        end = month.after(at)
+        found = _month_taken(at, end, bounded, months)
+        if found is not None:
+            taken.append(found)
+        read_days += [d for d in (_days(at, end) if found is None else found.away) if low <= d < high]
+        at = end
+    if not taken:
+        return [], None
+    model, daily = month.model, day.model
+    parts = [Part(month, [model.bucket_start.in_([m.start for m in taken]), model.recorded_bucket == model.bucket_start],
+                  whole=True)]
+    for m in taken:
+        if m.away:
+            parts.append(Part(day, [daily.bucket_start.in_(m.away), daily.recorded_bucket >= m.start,
+                                    daily.recorded_bucket < m.end], -1, True))
+        if m.recorded_from < m.end:
+            parts.append(Part(day, [daily.bucket_start.in_(m.kept), daily.recorded_bucket >= m.recorded_from,
+                                    daily.recorded_bucket < m.end], -1, True))
+        recorded_in = sorted(r for r in recorded_days if m.start <= r < m.recorded_from)
+        if recorded_in:
+            parts.append(Part(day, [daily.bucket_start.in_(m.kept), daily.recorded_bucket.in_(recorded_in)], -1, True))
+
+    def regions(table) -> list[list]:
+        found = [[table.bucket_start.in_(read_days)]] if read_days else []
+        for m in taken:  # the kept days' rows the month does not hold
+            found += [[table.bucket_start.in_(m.kept), table.recorded_bucket < m.start],
+                      [table.bucket_start.in_(m.kept), table.recorded_bucket >= m.recorded_from]]
+        return found
+
+    return parts, regions
+
+
+def _days(start: datetime, end: datetime) -> list[datetime]:
+    found = []
+    while start < end:
+        found.append(start)
+        start += DAY
     return found

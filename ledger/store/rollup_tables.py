@@ -2,10 +2,10 @@
 
 `call_rollups` sums every dimension per 15 minutes (the range edges, verify,
 and every report a narrower table cannot answer). The others sum fewer
-dimensions per 15 minutes, UTC hour or day, with the recording floored to the
-same width:
-far fewer rows than calls where the dimensions they drop (user, tags, models)
-spread the calls. Every zone's offset is a multiple of 15 minutes, so a local
+dimensions per 15 minutes, UTC hour, day or month, with the recording floored
+to the same width: far fewer rows than calls where the dimensions they drop
+(user, tags, models) spread the calls, or where a user's calls of a month
+share a row. Every zone's offset is a multiple of 15 minutes, so a local
 period is whole days, whole hours and quarter hours; `rollup_levels` picks,
 for a read, which table answers which part.
 
@@ -21,7 +21,8 @@ from functools import lru_cache
 
 from sqlalchemy.orm import Session
 
-from .models import CallRollup, CallRollupDaily, CallRollupDailyUser, CallRollupHourly, CallRollupQuarterModels
+from .models import (CallRollup, CallRollupDaily, CallRollupDailyUser, CallRollupHourly, CallRollupMonthlyUser,
+                     CallRollupQuarterModels)
 
 # The dimension columns, in the order dims_key encodes them (`failed` is derived from calls.status).
 DIMENSIONS = (
@@ -34,12 +35,14 @@ MEASURES = (
     "credits_charged", "credits_expected",
 )
 QUARTER, HOUR, DAY = timedelta(minutes=15), timedelta(hours=1), timedelta(days=1)
+# A UTC calendar month: not a fixed width (28 to 31 days); this value only orders it after the day.
+MONTH = timedelta(days=31)
 
 
 @dataclass(frozen=True, eq=False)
 class RollupTable:
-    """One rollup table: its ORM class, its width (a bucket: 15 minutes, an hour, a UTC day) and its dimensions
-    (DIMENSIONS order)."""
+    """One rollup table: its ORM class, its width (a bucket: 15 minutes, an hour, a UTC day or month) and its
+    dimensions (DIMENSIONS order)."""
 
     model: type
     grain: timedelta
@@ -55,6 +58,8 @@ class RollupTable:
 
     def floor(self, moment: datetime) -> datetime:
         """The start of this table's UTC bucket holding `moment` (aware, UTC)."""
+        if self.grain == MONTH:
+            return moment.replace(day=1, hour=0, minute=0, second=0, microsecond=0)
         if self.grain == DAY:
             return moment.replace(hour=0, minute=0, second=0, microsecond=0)
         if self.grain == HOUR:
@@ -63,7 +68,13 @@ class RollupTable:
 
     def ceil(self, moment: datetime) -> datetime:
         start = self.floor(moment)
-        return start if start == moment else start + self.grain
+        return start if start == moment else self.after(start)
+
+    def after(self, start: datetime) -> datetime:
+        """The bucket after the one starting at `start` (a month: the first of the next)."""
+        if self.grain == MONTH:
+            return (start + timedelta(days=32)).replace(day=1)
+        return start + self.grain
 
     def project(self, dims: tuple) -> tuple:
         """Its dimension values out of every dimension's (DIMENSIONS order)."""
@@ -76,9 +87,13 @@ QUARTER_MODELS = RollupTable(CallRollupQuarterModels, QUARTER, _MODELS)
 HOURLY = RollupTable(CallRollupHourly, HOUR, _MODELS)
 DAILY = RollupTable(CallRollupDaily, DAY, ("key_fingerprint", "key_last4", "project", "rate_card"))
 DAILY_USERS = RollupTable(CallRollupDailyUser, DAY, ("key_fingerprint", "key_last4", "project", "end_user", "rate_card"))
+# The daily users' table summed again per UTC month (the same dimensions: the same dims_key a row).
+MONTHLY_USERS = RollupTable(CallRollupMonthlyUser, MONTH, DAILY_USERS.dims)
 # Every table, in the order a writer upserts them (one order: two writers cannot deadlock across tables).
-TABLES = (QUARTERLY, QUARTER_MODELS, HOURLY, DAILY, DAILY_USERS)
+TABLES = (QUARTERLY, QUARTER_MODELS, HOURLY, DAILY, DAILY_USERS, MONTHLY_USERS)
 WIDER = TABLES[1:]
+# The tables of a fixed width, a UTC day at most: made from a day's calls alone (the monthly one from the days').
+DAY_TABLES = tuple(table for table in TABLES if table.grain <= DAY)
 
 
 @lru_cache(maxsize=65536)
@@ -94,10 +109,11 @@ _FLAGS = {True: "T", False: "F"}
 
 
 def coarsen(groups: dict[tuple, list[int]]) -> dict[RollupTable, dict[tuple, list[int]]]:
-    """The 15-minute groups {(bucket, recorded bucket, every dimension): sums} summed again into each other table's."""
+    """The 15-minute groups {(bucket, recorded bucket, every dimension): sums} summed again into each other table's
+    (the monthly users' from the daily users' groups, fewer)."""
     found: dict[RollupTable, dict[tuple, list[int]]] = {QUARTERLY: groups}
     floors_of = {QUARTER: {}, HOUR: {}, DAY: {}}
-    wider = [(table, table.positions, floors_of[table.grain], table.floor, {}) for table in WIDER]
+    wider = [(table, table.positions, floors_of[table.grain], table.floor, {}) for table in WIDER if table.grain <= DAY]
     for (bucket, recorded, dims), sums in groups.items():
         for table, positions, floors, floor, into in wider:
             start = floors.get(bucket)
@@ -115,7 +131,23 @@ def coarsen(groups: dict[tuple, list[int]]) -> dict[RollupTable, dict[tuple, lis
                     total[i] += value
     for table, _, _, _, into in wider:
         found[table] = into
+    found[MONTHLY_USERS] = _months(found[DAILY_USERS])
     return found
+
+
+def _months(days: dict[tuple, list[int]]) -> dict[tuple, list[int]]:
+    """The daily users' groups summed again per UTC month (same dimensions)."""
+    into: dict[tuple, list[int]] = {}
+    floor = MONTHLY_USERS.floor
+    for (bucket, recorded, dims), sums in days.items():
+        key = (floor(bucket), floor(recorded), dims)
+        total = into.get(key)
+        if total is None:
+            into[key] = list(sums)
+        else:
+            for i, value in enumerate(sums):
+                total[i] += value
+    return into
 
 
 def _statements(table: RollupTable) -> tuple[str, str]:

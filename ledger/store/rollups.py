@@ -25,7 +25,9 @@ from ..accounting.records import ERROR, FAILED
 from ..money import fmt, from_nano, to_nano
 from ..terminal import printable
 from .models import Call, CallRollup, UTCDateTime, as_utc
-from .rollup_tables import DAY, DIMENSIONS, MEASURES, QUARTERLY, TABLES, WIDER, RollupTable, coarsen, dims_key, upsert as upsert_table
+from .rollup_months import compare_months, rebuild_months
+from .rollup_tables import (DAY, DAY_TABLES, DIMENSIONS, MEASURES, MONTHLY_USERS, QUARTERLY, TABLES, RollupTable, coarsen,
+                            dims_key, upsert as upsert_table)
 
 BUCKET = timedelta(minutes=15)
 FAILED_STATUSES = (ERROR, FAILED)
@@ -215,9 +217,9 @@ def _grid(start: datetime | None, end: datetime | None) -> tuple[datetime | None
 
 
 def whole_days(start: datetime | None, end: datetime | None) -> tuple[datetime | None, datetime | None]:
-    """A range widened to whole UTC days (the widest table's buckets)."""
-    day = TABLES[-1]
-    assert day.grain == DAY and all(table.grain <= DAY for table in TABLES)
+    """A range widened to whole UTC days (the widest buckets made from a day's calls)."""
+    day = DAY_TABLES[-1]
+    assert day.grain == DAY and all(table.grain <= DAY for table in DAY_TABLES)
     return (None if start is None else day.floor(as_utc(start))), (None if end is None else day.ceil(as_utc(end)))
 
 
@@ -250,13 +252,15 @@ def rebuild(session: Session, start: datetime | None = None, end: datetime | Non
     kept out of the rollups until it commits (PostgreSQL: EXCLUSIVE lets reads
     go on; SQLite: the DELETE takes the one write lock first, so the recompute
     reads the newest calls): a writer's call is then either in the recompute
-    or added after it, once. `tables`: which (a migration builds those it makes).
+    or added after it, once. `tables`: which (a migration builds those it makes). The monthly users' table is
+    then made anew for the UTC months the days touch, from the daily users' rows (`rollup_months`).
     """
-    tables = [table for table in TABLES if table in tables]
+    months = MONTHLY_USERS in tables
+    tables = [table for table in DAY_TABLES if table in tables]
     start, end = _grid(start, end)
     wide_start, wide_end = whole_days(start, end)
     if session.get_bind().dialect.name == "postgresql":
-        for table in tables:  # the writers' order
+        for table in tables + ([MONTHLY_USERS] if months else []):  # the writers' order
             session.execute(text(f"LOCK TABLE {table.name} IN EXCLUSIVE MODE"))
     for table in tables:
         low, high = (start, end) if table is QUARTERLY else (wide_start, wide_end)
@@ -273,6 +277,8 @@ def rebuild(session: Session, start: datetime | None = None, end: datetime | Non
     wider[QUARTERLY] = quarter
     for table in tables:
         upsert_table(session, table, wider[table])
+    if months:
+        rebuild_months(session, wide_start, wide_end)
     return len(quarter)
 
 
@@ -315,10 +321,14 @@ def compare(session: Session, start: datetime | None = None, end: datetime | Non
         _read_snapshot(session)
     buckets = calls = skipped = 0
     differences: list[Difference] = []
-    for day_start, day_end in days(session, start, end):
+    found = days(session, start, end)
+    for day_start, day_end in found:
         day = _compare_range(session, day_start, day_end, skip)
         buckets, calls, skipped = buckets + day.buckets, calls + day.calls, skipped + day.skipped
         differences += day.differences
+    if found:  # the months those days touch, beside their daily users' rows summed again
+        differences += [Difference(RollupKey(*key), dims, mine and Sums(*mine), theirs and Sums(*theirs), MONTHLY_USERS.name)
+                        for key, dims, mine, theirs in compare_months(session, found[0][0], found[-1][1])]
     return Comparison(buckets, calls, differences, skipped)
 
 
@@ -359,7 +369,7 @@ def _compare_range(session: Session, start: datetime, end: datetime, skip: Range
     recomputed[QUARTERLY] = {key: sums for key, sums in every.items() if _inside(key[0], start, end)}
     differences: list[Difference] = []
     left_out: set[datetime] = set()
-    for table in TABLES:
+    for table in DAY_TABLES:
         low, high = (start, end) if table is QUARTERLY else (day_start, day_end)
         stored: dict[tuple, Sums] = {}
         for row in session.execute(_stored_select(table, low, high)):

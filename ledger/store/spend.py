@@ -28,7 +28,7 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Any, Iterator, Sequence
 
-from sqlalchemy import BigInteger, and_, case, func, literal, literal_column, not_, or_, select, union_all
+from sqlalchemy import BigInteger, and_, case, func, literal, literal_column, not_, or_, select, true, union_all
 from sqlalchemy.dialects.postgresql import JSON
 from sqlalchemy.orm import Session
 
@@ -40,7 +40,7 @@ from ..accounting.group_keys import GroupKey
 from ..money import ZERO
 from .models import ApiKey, Call, RateCardRow
 from .reading import raw_rows
-from .rollup_levels import levels
+from .rollup_levels import Months, levels
 from .rollup_tables import DIMENSIONS
 
 NONE = "(none)"
@@ -174,10 +174,11 @@ def tag_value(name: str, dialect: str, table=Call):
     return func.json_extract(table.tags, f'$."{name}"')
 
 
-def where(selection: Selection, table=Call):
+def where(selection: Selection, table=Call, whole: bool = False):
     """The WHERE of a selection (calls started in the period, late ones out or, for adjustments, only those).
 
     On the rollup (`table`), the same conditions on its buckets: exact for every bucket `rollup_parts` decides.
+    `whole`: the rows are taken whole (their time conditions are the part's own): the account and projects alone.
     """
     started, recorded = _times(table)
     conditions = [started >= selection.start, started < selection.end]
@@ -192,13 +193,15 @@ def where(selection: Selection, table=Call):
             )
             for w in selection.adjustments
         ] or [literal(False)])]
+    if whole:
+        conditions = []
     if selection.account is not None:
         conditions.append(ApiKey.account == selection.account)
     if selection.projects is not None:
         conditions.append(table.project.in_(sorted(selection.projects)) if selection.projects else literal(False))
-    for late in selection.leave_out:
+    for late in () if whole else selection.leave_out:
         conditions.append(not_(and_(started >= late.start, started < late.end, recorded > late.cutoff)))
-    return and_(*conditions)
+    return and_(*conditions) if conditions else true()
 
 
 def from_calls(query, keys: Sequence[GroupKey], account: str | None, table=Call):
@@ -226,12 +229,15 @@ def undecided(selection: Selection, bounds: dict[str, Sequence[datetime]] | None
 
 
 def rollup_parts(selection: Selection, bounds: dict[str, Sequence[datetime]] | None = None,
-                 needed: frozenset[str] = frozenset(DIMENSIONS)) -> tuple[list[tuple[Any, Any | None]], Any | None]:
-    """[(rollup table, its extra WHERE or None)] from the widest table holding `needed` to the 15-minute one
-    (`rollup_levels`), and the WHERE of the raw part (None: no raw row is needed)."""
+                 needed: frozenset[str] = frozenset(DIMENSIONS)) -> tuple[list[tuple[Any, Any | None, int, bool]], Any | None]:
+    """[(rollup table, its extra WHERE or None, its sign, whole)] from the widest table holding `needed` to the
+    15-minute one (`rollup_levels`), and the WHERE of the raw part (None: no raw row is needed)."""
     span = (selection.start, selection.end) if selection.adjustments is None else None
-    rolled = [(table.model, and_(*found) if found else None)
-              for table, found in levels(*instants(selection, bounds), needed, span)]
+    months = None
+    if span is not None and not any((bounds or {}).values()):  # no time key: a month's rows fall in one group
+        months = Months(selection.start, selection.end, tuple((l.start, l.end, l.cutoff) for l in selection.leave_out))
+    rolled = [(part.table.model, and_(*part.conditions) if part.conditions else None, part.sign, part.whole)
+              for part in levels(*instants(selection, bounds), needed, span, months)]
     started, recorded = undecided(selection, bounds)
     edge = Call.__table__.alias("edge")
     raw = [and_(edge.c.started_at >= b, edge.c.started_at < b + BUCKET) for b in sorted(started)]
@@ -264,11 +270,13 @@ _SUMS = ("calls", "failed_calls", "prompt_tokens", "completion_tokens", "reasoni
          "credits_expected", "findings")
 
 
-def _grouped(dialect: str, selection: Selection, keys: Sequence[GroupKey], bounds, table, extra=None):
+def _grouped(dialect: str, selection: Selection, keys: Sequence[GroupKey], bounds, table, extra=None, sign: int = 1,
+             whole: bool = False):
     groups = [key_expression(k, dialect, bounds.get(k.name, ()), table).label(f"g{i}") for i, k in enumerate(keys)]
-    query = select(*groups, table.rate_card.label("card"), *(s.label(n) for s, n in zip(_sums(table), _SUMS)))
+    sums = _sums(table) if sign > 0 else [-s for s in _sums(table)]
+    query = select(*groups, table.rate_card.label("card"), *(s.label(n) for s, n in zip(sums, _SUMS)))
     # Grouped by the output names: PostgreSQL would not match two copies of a parameterised CASE.
-    query = from_calls(query, keys, selection.account, table).where(where(selection, table))
+    query = from_calls(query, keys, selection.account, table).where(where(selection, table, whole))
     if extra is not None:
         query = query.where(extra)
     return query.group_by(*[literal_column(f"g{i}") for i in range(len(keys))], literal_column("card"))
@@ -284,13 +292,15 @@ def _rollup_query(session: Session, selection: Selection, keys: Sequence[GroupKe
     """Whole buckets from the rollup, the undecided ones from raw calls, summed again per group and card."""
     dialect, bounds = session.get_bind().dialect.name, bounds or {}
     rolled, raw = rollup_parts(selection, bounds, needed_dims(keys, selection.account, selection.projects))
-    parts = [_grouped(dialect, selection, keys, bounds, table, extra) for table, extra in rolled]
+    parts = [_grouped(dialect, selection, keys, bounds, *part) for part in rolled]
     if raw is not None:
         parts.append(_grouped(dialect, selection, keys, bounds, Call, raw))
     both = union_all(*parts).subquery("parts") if len(parts) > 1 else parts[0].subquery("parts")
     names = [both.c[f"g{i}"] for i in range(len(keys))]
     sums = [func.sum(both.c[n], type_=Call.credits_charged.type if n.startswith("credits") else BigInteger()) for n in _SUMS]
     query = select(*names, both.c.card, *sums).group_by(*names, both.c.card)
+    if any(sign < 0 for _, _, sign, _ in rolled):  # a group whose calls were all taken away again has none
+        query = query.having(func.sum(both.c.calls) != 0)
     return query, names
 
 

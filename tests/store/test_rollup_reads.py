@@ -27,8 +27,8 @@ from ledger.accounting.group_keys import GroupKey, parse_group_keys
 from ledger.reports.spend import bucket_bounds, selection_for
 from ledger.store.budgets import SpendQuery, spend, spends
 from ledger.store.models import Call
-from ledger.store.rollup_tables import TABLES
-from ledger.store.spend import raw_spend_rows, spend_rows, spend_rows_in_order
+from ledger.store.rollup_tables import MONTHLY_USERS, TABLES
+from ledger.store.spend import needed_dims, raw_spend_rows, rollup_parts, spend_rows, spend_rows_in_order
 
 UTC = timezone.utc
 ZONES = {  # zone: a day in a month with a change (or an odd offset)
@@ -51,10 +51,10 @@ def nano(n: int) -> Decimal:
 
 
 @st.composite
-def ledgers(draw):
-    zone = draw(st.sampled_from(sorted(ZONES)))
-    day = parse_period(ZONES[zone], zone)
-    kind = draw(st.sampled_from(["day", "week", "month", "range"]))
+def ledgers(draw, kinds=("day", "week", "month", "range"), key_names=KEYS + INTERNAL, zones=ZONES):
+    zone = draw(st.sampled_from(sorted(zones)))
+    day = parse_period(zones[zone], zone)
+    kind = draw(st.sampled_from(kinds))
     if kind == "range":  # a custom range off the 15-minute grid
         start = day.start + timedelta(minutes=draw(st.integers(-600, 600)), microseconds=draw(st.integers(0, 10**6)))
         period = range_period(start, start + timedelta(minutes=draw(st.integers(1, 3000)), seconds=draw(st.integers(0, 59))), zone)
@@ -103,7 +103,7 @@ def ledgers(draw):
             rate_card=draw(st.sampled_from(["aivideoapi-2026-04", None])),
             model_requested=requested, model_reported=reported,
         ))
-    keys = draw(st.lists(st.sampled_from(KEYS + INTERNAL), max_size=3, unique=True))
+    keys = draw(st.lists(st.sampled_from(key_names), max_size=3, unique=True))
     account = draw(st.sampled_from([None, None, "prod", "dev"]))
     projects = draw(st.sampled_from([None, None, frozenset({"search"}), frozenset({"", "(none)"}), frozenset()]))
     return period, closes, calls, keys, (account, projects)
@@ -151,6 +151,32 @@ def test_the_rollup_path_gives_the_raw_group_by_to_the_nano_credit(ledger, case)
                    and (account is None or ACCOUNTS.get(c["key_fingerprint"], (None, None))[1] == account)
                    and not any(p.start <= c["started_at"] < p.end and c["recorded_at"] > at for p, at in late)]
         assert total == len(counted)
+
+
+@settings(max_examples=15, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
+@given(case=ledgers(kinds=("month",), key_names=["project", "key", "account", "user_or_empty"],
+                    zones={**ZONES, "UTC": "2026-10-15"}),  # and a month of whole UTC days
+       spread=st.lists(st.integers(0, 32 * 86_400), min_size=5, max_size=25))
+def test_a_month_by_user_takes_utc_months_whole_and_the_days_it_does_not_take_away_exactly(ledger, case, spread):
+    """A local month read from the monthly users' table (its UTC months whole, the days at its ends, of the closed
+    period before it and recorded at a cutoff taken away from the daily one) gives the raw GROUP BY."""
+    period, closes, calls, names, (account, projects) = case
+    late = closes[-1].at if closes else period.end
+    calls = calls + [dict(calls[i % len(calls)], started_at=period.start + timedelta(seconds=s),
+                          recorded_at=period.start + timedelta(seconds=s + (i % 3) * 900) if i % 4 else late)
+                     for i, s in enumerate(spread)]  # calls all through the month, some recorded at the cutoff
+    fill(ledger, calls)
+    keys = [parse_group_keys("user")[0]] + [GroupKey(n) if n in INTERNAL else parse_group_keys(n)[0] for n in names]
+    taken = 0
+    with ledger.session() as session:
+        selection, adjustments, _ = selection_for(session, period, account, closes)
+        for part in (selection, *(() if projects is None else (replace(selection, projects=projects),))):
+            rolled, _ = rollup_parts(part, {}, needed_dims(keys, part.account, part.projects))
+            taken += any(table is MONTHLY_USERS.model for table, *_ in rolled)
+            assert same(spend_rows(session, part, keys), raw_spend_rows(session, part, keys))
+        if adjustments is not None:
+            assert same(spend_rows(session, adjustments, keys), raw_spend_rows(session, adjustments, keys))
+    assert taken  # the path under test was taken: a local month leaves most of its UTC month whole
 
 
 SCOPES = [Scope(), Scope(project="search"), Scope(project=""), Scope(user="u-1"), Scope(user=""), Scope(model="gemini-2.5-pro"),

@@ -85,6 +85,43 @@ def test_upgrading_a_ledger_at_0010_builds_its_wider_rollups_from_its_calls(data
     assert_exact(database_url, 300)
 
 
+def test_upgrading_a_ledger_at_0012_builds_its_monthly_users_rollup_from_its_daily_one(database_url):
+    from ledger_rows import insert as insert_calls
+
+    ledger = Ledger(database_url)
+    rng = random.Random(12)
+    rows = [call_values(started_at=T0 + timedelta(hours=rng.randint(-600, 900)), end_user=rng.choice([None, "", "u"]),
+                        recorded_at=T0 + timedelta(hours=rng.choice([900, 1000])),  # some recorded the month after
+                        project=rng.choice([None, "a"]), charged=rng.choice([None, "0.000000001", "3"]))
+            for _ in range(200)]
+    insert_calls(ledger, rows)
+    downgrade(ledger.engine, "0012")  # the monthly table gone
+    upgrade(ledger.engine)
+    ledger.close()
+    assert_exact(database_url, 200)
+    with Ledger(database_url) as ledger, ledger.session() as session:
+        months = session.scalars(select(rollup_tables.MONTHLY_USERS.model.bucket_start).distinct()).all()
+        assert len(months) == 3  # October, November, December 2026
+
+
+def test_verify_names_a_monthly_row_that_differs_and_rebuild_of_a_day_of_its_month_mends_it(ledger):
+    from ledger_rows import insert as insert_calls
+
+    insert_calls(ledger, [call_values(started_at=T0 + timedelta(hours=7 * i), charged="0.5", end_user="u")
+                          for i in range(40)])  # 2026-11-10 12:00 on, twelve UTC days
+    url = ledger.url
+    monthly = rollup_tables.MONTHLY_USERS.model
+    with ledger.session() as session:
+        session.execute(update(monthly).values(credits_charged=monthly.credits_charged + Decimal("0.000000001")))
+    code, text = cli("--database-url", url, "rollup", "verify", "--from", "2026-11-20T00:00Z")
+    assert code == 3
+    assert text.splitlines()[0].startswith("call_rollups_monthly_users bucket 2026-11-01T00:00Z: 1 rollup row differ; "
+                                           "rollups 40 calls 20.000000001 credits charged, calls 40 calls 20 credits")
+    assert cli("--database-url", url, "rollup", "rebuild", "--from", "2026-11-15T00:00Z", "--to", "2026-11-16T00:00Z")[0] == 0
+    assert cli("--database-url", url, "rollup", "verify")[0] == 0
+    assert_exact(url, 40)
+
+
 def test_batches_that_are_partly_replays_add_only_the_rows_they_wrote(ledger, monkeypatch):
     monkeypatch.setattr(rollup_tables, "_GROUPS_A_STATEMENT", 7)  # the upserts in several statements, as a big rebuild's
     rng = random.Random(26)
