@@ -3,8 +3,9 @@
 Nothing keeps a running total: each evaluation sums the ledger afresh, so
 nothing can drift or be reset wrongly. A scope with a project, a key or an
 account is summed from an index alone (`calls (project, started_at,
-credits_charged)` and the same by key); the budgets of one period whose
-scope has none of those are summed together in one pass over the period.
+credits_charged)` and the same by key) by `spend` (a hard limit's refresh);
+`spends` sums the budgets of one period that name one field together, from
+the rollups, and those whose scope names none of those in one pass.
 A key (by label) and an account stand for the fingerprints `api_keys` holds
 for them. The other scopes (users, models, tags, the whole ledger), which
 read every call of the period, sum its whole buckets from the widest rollup
@@ -20,7 +21,7 @@ stay raw.
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import datetime, timedelta, timezone
 from decimal import Decimal
 from typing import Any, NamedTuple, Sequence
 
@@ -153,19 +154,24 @@ def _before_horizon(session: Session, start: datetime) -> bool:
     return found is not None and start < found.before
 
 
-# Scopes of one key alone, summed for all budgets of a period in one GROUP BY.
-_GROUPED = {"user": "end_user", "model": "model_requested"}
+# Scopes of one key alone, summed for all budgets of a period in one GROUP BY (a key and an account: by the
+# fingerprints `api_keys` holds for them).
+_GROUPED = {"user": "end_user", "model": "model_requested", "project": "project", "key": "key_fingerprint",
+            "account": "key_fingerprint"}
+_INDEXED = ("project", "key", "account")
 
 
 def _single(scope: Scope) -> str | None:
-    """`user` or `model` when that is all the scope names."""
-    if scope.tags or _indexed(scope):
-        return None
-    if scope.user is not None and scope.model is None:
-        return "user"
-    if scope.model is not None and scope.user is None:
-        return "model"
-    return None
+    """The one field the scope names (`user`, `model`, `project`, `key` or `account`), None for several or tags."""
+    given = [name for name in ("user", "model", "project", "key", "account") if getattr(scope, name) is not None]
+    return given[0] if len(given) == 1 and not scope.tags else None
+
+
+def _holds_a_day(start: datetime, end: datetime) -> bool:
+    """Whether [start, end) holds a whole UTC day: the daily rollups then sum an indexed scope's budgets of that
+    period together in fewer rows than their calls (a local day alone stays on the index)."""
+    first = start.astimezone(timezone.utc).replace(hour=0, minute=0, second=0, microsecond=0) + timedelta(days=1)
+    return first + timedelta(days=1) <= end
 
 
 class _Branch(NamedTuple):
@@ -183,9 +189,10 @@ def spends(session: Session, queries: Sequence[SpendQuery]) -> list[Spend]:
     """The spend of each query, in order, in one statement (a UNION ALL of one SELECT a sum or pass, each planned
     as it would be alone) and one read of the retention horizon, however many queries there are.
 
-    A scope with a project, a key or an account is one sum on its index
-    (as `spend` reads it), the whole ledger one sum; the scopes of one period
-    that name only a user (or only a model) are one GROUP BY; the rest of one
+    The scopes of one period that name only a user, a model, a project, a
+    key or an account are one GROUP BY (a project, a key or an account only
+    when the period holds a whole UTC day: else, and with more fields, on its
+    index, as `spend` reads it); the whole ledger one sum; the rest of one
     period, one pass with a conditional sum each. Each pass (and the whole
     ledger's sum) is over the widest rollup tables' whole buckets and the raw
     calls of the edges.
@@ -198,7 +205,10 @@ def spends(session: Session, queries: Sequence[SpendQuery]) -> list[Spend]:
         found_horizon = horizon(session)
         before = None if found_horizon is None else found_horizon.before
     for index, query in enumerate(queries):
-        if _indexed(query.scope) or query.scope == Scope():
+        kind = _single(query.scope)
+        if kind in _INDEXED and _holds_a_day(query.start, query.end):
+            grouped.setdefault((kind, query.start, query.end), []).append(index)
+        elif _indexed(query.scope) or query.scope == Scope():
             # as `spend`: an indexed scope on its index unless its window reaches where retention deleted calls
             raw = _indexed(query.scope) and (before is None or query.start >= before)
             pieces = raw_window(query.start, query.end) if raw else parts(query.start, query.end, scope_dims([query.scope]))
@@ -206,14 +216,18 @@ def spends(session: Session, queries: Sequence[SpendQuery]) -> list[Spend]:
                 where = [*window, *scope_conditions(session, query.scope, None, table)]
                 branches.append(_Branch(table, where, [_signed(sign, _charged(table), _count(table))], [[index]]))
         else:
-            grouped.setdefault((_single(query.scope) or "pass", query.start, query.end), []).append(index)
+            grouped.setdefault((kind or "pass", query.start, query.end), []).append(index)
+    keys = _keys(session) if any(kind in ("key", "account") for kind, _, _ in grouped) else {}
     for (kind, start, end), indexes in grouped.items():
         for table, window, sign in parts(start, end, scope_dims([queries[i].scope for i in indexes])):
             if kind in _GROUPED:
                 column = getattr(table, _GROUPED[kind])
                 by_value: dict[str, list[int]] = {}
                 for i in indexes:
-                    by_value.setdefault(getattr(queries[i].scope, kind), []).append(i)
+                    for value in _values(kind, queries[i].scope, keys):
+                        by_value.setdefault(value, []).append(i)
+                if not by_value:  # keys no budget's label or account names
+                    continue
                 branches.append(_Branch(table, [*window, column.in_(sorted(by_value))],
                                         [_signed(sign, _charged(table), _count(table))], [by_value], column))
                 continue
@@ -231,6 +245,23 @@ def spends(session: Session, queries: Sequence[SpendQuery]) -> list[Spend]:
                 for i in (targets if branch.key is None else targets.get(key, [])):
                     found[i] = Spend(found[i].credits + _credits(credits), found[i].calls + int(calls or 0))
     return found
+
+
+def _keys(session: Session) -> dict[tuple[str, str], list[str]]:
+    """{("key", label) and ("account", account): their fingerprints} of every key `api_keys` holds."""
+    found: dict[tuple[str, str], list[str]] = {}
+    for fingerprint, label, account in session.execute(select(ApiKey.fingerprint, ApiKey.label, ApiKey.account)):
+        for kind, value in (("key", label), ("account", account)):
+            if value is not None:
+                found.setdefault((kind, value), []).append(fingerprint)
+    return found
+
+
+def _values(kind: str, scope: Scope, keys: dict[tuple[str, str], list[str]]) -> list[str]:
+    """The values of the grouped column a scope of one field stands for (a key or account: its fingerprints)."""
+    if kind in ("key", "account"):
+        return keys.get((kind, getattr(scope, kind)), [])
+    return [getattr(scope, kind)]
 
 
 # SQLite takes at most 500 SELECTs in a compound one (SQLITE_MAX_COMPOUND_SELECT): one statement for up to

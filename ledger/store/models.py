@@ -410,6 +410,17 @@ class CallRollupHourly(_WiderRollup, Base):
     pricing_class: Mapped[str] = mapped_column(String(40))
 
 
+class CallRollupHourlyTags(_WiderRollup, Base):
+    """The calls' sums per UTC hour, recorded hour, tags and rate card: budgets of a tag (rolling days and hours) and
+    reports by tag."""
+
+    __tablename__ = "call_rollups_hourly_tags"
+    __table_args__ = (UniqueConstraint("bucket_start", "recorded_bucket", "dims_key"),)
+
+    tags: Mapped[str | None] = mapped_column(Text)  # JSON object, keys sorted (as calls.tags)
+    rate_card: Mapped[str | None] = mapped_column(String(200))
+
+
 class CallRollupDaily(_WiderRollup, Base):
     """The calls' sums per UTC day, recorded day, key, project and rate card: reports and budgets by project, key,
     account, time."""

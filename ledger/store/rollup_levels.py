@@ -54,8 +54,10 @@ class Months(NamedTuple):
 
 
 def table_for(grain, needed: frozenset[str]) -> RollupTable | None:
-    """The narrowest table of that width holding every needed dimension (None: none does)."""
-    found = [t for t in TABLES if t.grain == grain and needed <= set(t.dims)]
+    """The narrowest table of that width holding every needed dimension (None: none does). A table of tags is taken
+    only by a read that needs them: tag sets are caller text, each a row (`call_rollups` holds every dimension)."""
+    found = [t for t in TABLES if t.grain == grain and needed <= set(t.dims)
+             and ("tags" in needed or "tags" not in t.dims or t is QUARTERLY)]
     return min(found, key=lambda t: len(t.dims), default=None)
 
 

@@ -21,8 +21,8 @@ from functools import lru_cache
 
 from sqlalchemy.orm import Session
 
-from .models import (CallRollup, CallRollupDaily, CallRollupDailyUser, CallRollupHourly, CallRollupMonthlyUser,
-                     CallRollupQuarterModels)
+from .models import (CallRollup, CallRollupDaily, CallRollupDailyUser, CallRollupHourly, CallRollupHourlyTags,
+                     CallRollupMonthlyUser, CallRollupQuarterModels)
 
 # The dimension columns, in the order dims_key encodes them (`failed` is derived from calls.status).
 DIMENSIONS = (
@@ -85,12 +85,13 @@ QUARTERLY = RollupTable(CallRollup, QUARTER, DIMENSIONS)
 _MODELS = ("model_requested", "model_reported", "rate_card", "pricing_class")
 QUARTER_MODELS = RollupTable(CallRollupQuarterModels, QUARTER, _MODELS)
 HOURLY = RollupTable(CallRollupHourly, HOUR, _MODELS)
+HOURLY_TAGS = RollupTable(CallRollupHourlyTags, HOUR, ("tags", "rate_card"))
 DAILY = RollupTable(CallRollupDaily, DAY, ("key_fingerprint", "key_last4", "project", "rate_card"))
 DAILY_USERS = RollupTable(CallRollupDailyUser, DAY, ("key_fingerprint", "key_last4", "project", "end_user", "rate_card"))
 # The daily users' table summed again per UTC month (the same dimensions: the same dims_key a row).
 MONTHLY_USERS = RollupTable(CallRollupMonthlyUser, MONTH, DAILY_USERS.dims)
 # Every table, in the order a writer upserts them (one order: two writers cannot deadlock across tables).
-TABLES = (QUARTERLY, QUARTER_MODELS, HOURLY, DAILY, DAILY_USERS, MONTHLY_USERS)
+TABLES = (QUARTERLY, QUARTER_MODELS, HOURLY, HOURLY_TAGS, DAILY, DAILY_USERS, MONTHLY_USERS)
 WIDER = TABLES[1:]
 # The tables of a fixed width, a UTC day at most: made from a day's calls alone (the monthly one from the days').
 DAY_TABLES = tuple(table for table in TABLES if table.grain <= DAY)

@@ -85,17 +85,18 @@ def test_upgrading_a_ledger_at_0010_builds_its_wider_rollups_from_its_calls(data
     assert_exact(database_url, 300)
 
 
-def test_upgrading_a_ledger_at_0012_builds_its_monthly_users_rollup_from_its_daily_one(database_url):
+def test_upgrading_a_ledger_at_0012_builds_its_monthly_users_and_hourly_tags_rollups(database_url):
     from ledger_rows import insert as insert_calls
 
     ledger = Ledger(database_url)
     rng = random.Random(12)
     rows = [call_values(started_at=T0 + timedelta(hours=rng.randint(-600, 900)), end_user=rng.choice([None, "", "u"]),
                         recorded_at=T0 + timedelta(hours=rng.choice([900, 1000])),  # some recorded the month after
-                        project=rng.choice([None, "a"]), charged=rng.choice([None, "0.000000001", "3"]))
+                        project=rng.choice([None, "a"]), charged=rng.choice([None, "0.000000001", "3"]),
+                        tags=rng.choice([None, {"a": "b"}, {"a": ""}]))
             for _ in range(200)]
     insert_calls(ledger, rows)
-    downgrade(ledger.engine, "0012")  # the monthly table gone
+    downgrade(ledger.engine, "0012")  # the monthly and hourly tags tables gone
     upgrade(ledger.engine)
     ledger.close()
     assert_exact(database_url, 200)

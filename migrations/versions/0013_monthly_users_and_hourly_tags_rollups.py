@@ -1,4 +1,4 @@
-"""Monthly users' rollup: the calls' sums per UTC month by key, project, user and rate card, built from the daily ones
+"""Monthly users' and hourly tags' rollups: sums per UTC month by key, project, user and card, per UTC hour by tags and card
 
 `call_rollups_daily_users` holds about a row for every three calls at
 1,000,000 calls (a user makes a few calls a day): a month's report by user
@@ -8,6 +8,10 @@ month's UTC month whole and add or take away the days of its ends from the
 daily table. The upgrade builds it from the ledger's `call_rollups_daily_users`
 rows (each month's the sum of its days'), as `credit-ledger rollup rebuild`
 does.
+
+`call_rollups_hourly_tags` sums the calls per UTC hour by tags and rate card:
+a tag's budget over rolling days read `call_rollups`, about a row a call. The
+upgrade builds it from the calls a UTC day at a time, as 0011 built its tables.
 
 Revision ID: 0013
 Revises: 0012
@@ -32,7 +36,24 @@ _DIMS = [('key_fingerprint', sa.String(length=64)), ('key_last4', sa.String(leng
 _MEASURES = ('calls', 'failed_calls', 'prompt_tokens', 'completion_tokens', 'reasoning_tokens', 'findings')
 
 
+_TAGS = 'call_rollups_hourly_tags'
+
+
 def upgrade() -> None:
+    op.create_table(_TAGS,
+        sa.Column('id', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), nullable=False),
+        sa.Column('bucket_start', ledger.store.models.UTCDateTime(timezone=True), nullable=False),
+        sa.Column('recorded_bucket', ledger.store.models.UTCDateTime(timezone=True), nullable=False),
+        sa.Column('dims_key', sa.String(length=64), nullable=False),
+        sa.Column('tags', sa.Text(), nullable=True),
+        sa.Column('rate_card', sa.String(length=200), nullable=True),
+        *[sa.Column(column, sa.BigInteger(), nullable=False) for column in _MEASURES],
+        sa.Column('credits_charged', ledger.store.models.Credits(), nullable=False),
+        sa.Column('credits_expected', ledger.store.models.Credits(), nullable=False),
+        sa.PrimaryKeyConstraint('id', name=op.f(f'pk_{_TAGS}')),
+        sa.UniqueConstraint('bucket_start', 'recorded_bucket', 'dims_key',
+                            name=op.f(f'uq_{_TAGS}_bucket_start_recorded_bucket_dims_key')),
+    )
     op.create_table(_NAME,
         sa.Column('id', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), nullable=False),
         sa.Column('bucket_start', ledger.store.models.UTCDateTime(timezone=True), nullable=False),
@@ -51,16 +72,22 @@ def upgrade() -> None:
 
 def downgrade() -> None:
     op.drop_table(_NAME)
+    op.drop_table(_TAGS)
 
 
 def _build() -> None:
-    # Today's code: every month summed from the daily users' rows as they are at this revision.
+    # Today's code: the hourly tags' rows from the calls a UTC day at a time, then every month summed from the daily
+    # users' rows, as they are at this revision.
     from ledger.store.rollup_months import rebuild_months
+    from ledger.store.rollup_tables import HOURLY_TAGS
+    from ledger.store.rollups import days, rebuild
 
     if op.get_context().as_sql:  # offline (--sql): no rows to read
         return
     session = Session(bind=op.get_bind())
     try:
+        for start, end in days(session):
+            rebuild(session, start, end, tables=[HOURLY_TAGS])
         rebuild_months(session, None, None)
         session.flush()
     finally:
