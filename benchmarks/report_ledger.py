@@ -148,7 +148,10 @@ def rebuild_rollups(engine, log=print) -> int:
     made = 0
     for start, end in ranges:
         with Session(engine) as session, session.begin():
-            made += rollups.rebuild(session, start, end)
+            made += rollups.rebuild(session, start, end, months=False)
+    for start, end in rollups.month_ranges(ranges):  # each month once, from its days' rows
+        with Session(engine) as session, session.begin():
+            rollups.remake_months(session, start, end)
     log(f"  rebuilt {made:,} rollup rows ({len(ranges)} days) in {time.perf_counter() - started:.1f} s")
     return made
 

@@ -38,7 +38,8 @@ def verify(settings: Settings, out: TextIO, *, start: datetime | None = None, en
 def rebuild(settings: Settings, out: TextIO, *, start: datetime | None = None, end: datetime | None = None,
             progress_stream: TextIO | None = None) -> int:
     """Make the rollups of [start, end) anew from the raw calls, a UTC day a transaction (each whole, so a
-    rebuild cut short is resumed by running it again), while writers go on writing."""
+    rebuild cut short is resumed by running it again), then the monthly users' rows of the months those days
+    touch from their days' rows, a month a transaction, while writers go on writing."""
     with Ledger(settings.database_url, must_exist=True) as ledger:
         with ledger.session() as session:
             _refuse_gone(session, start, end)
@@ -47,8 +48,11 @@ def rebuild(settings: Settings, out: TextIO, *, start: datetime | None = None, e
         rows = 0
         for day_start, day_end in days:
             with ledger.session() as session:
-                rows += rollups.rebuild(session, day_start, day_end)
+                rows += rollups.rebuild(session, day_start, day_end, months=False)
             progress.advance()
+        for month_start, month_end in rollups.month_ranges(days):
+            with ledger.session() as session:
+                rollups.remake_months(session, month_start, month_end)
         progress.finish()
     if days:
         print(f"rollups rebuilt: {len(days)} day{'s' * (len(days) != 1)} from {days[0][0]:%Y-%m-%dT%H:%MZ} "
