@@ -24,7 +24,7 @@ from sqlalchemy import text
 from sqlalchemy.orm import Session
 
 from ledger.accounting.pricing import default_rate_book
-from ledger.store import rollups
+from ledger.store import rollup_months, rollups
 from ledger.store.rate_cards import sync_rate_cards
 
 BASE = datetime(2026, 9, 1, tzinfo=timezone.utc)
@@ -149,9 +149,9 @@ def rebuild_rollups(engine, log=print) -> int:
     for start, end in ranges:
         with Session(engine) as session, session.begin():
             made += rollups.rebuild(session, start, end, months=False)
-    for start, end in rollups.month_ranges(ranges):  # each month once, from its days' rows
+    for start, end in rollup_months.month_ranges(ranges):  # each month once, from its days' rows
         with Session(engine) as session, session.begin():
-            rollups.remake_months(session, start, end)
+            rollup_months.remake_months(session, start, end)
     log(f"  rebuilt {made:,} rollup rows ({len(ranges)} days) in {time.perf_counter() - started:.1f} s")
     return made
 

@@ -7,7 +7,7 @@ from typing import TextIO
 
 from ..config import Settings
 from ..errors import LedgerError
-from ..store import rollups
+from ..store import rollup_months, rollups
 from ..store.retention import gone_ranges, horizon
 from ..store.engine import Ledger
 from ..terminal import Progress
@@ -50,9 +50,9 @@ def rebuild(settings: Settings, out: TextIO, *, start: datetime | None = None, e
             with ledger.session() as session:
                 rows += rollups.rebuild(session, day_start, day_end, months=False)
             progress.advance()
-        for month_start, month_end in rollups.month_ranges(days):
+        for month_start, month_end in rollup_months.month_ranges(days):
             with ledger.session() as session:
-                rollups.remake_months(session, month_start, month_end)
+                rollup_months.remake_months(session, month_start, month_end)
         progress.finish()
     if days:
         print(f"rollups rebuilt: {len(days)} day{'s' * (len(days) != 1)} from {days[0][0]:%Y-%m-%dT%H:%MZ} "

@@ -12,8 +12,9 @@ the calls themselves, and stay when retention deletes the calls).
 from __future__ import annotations
 
 from datetime import datetime
+from typing import Sequence
 
-from sqlalchemy import BigInteger, func, literal_column, select, type_coerce
+from sqlalchemy import BigInteger, func, literal_column, select, text, type_coerce
 from sqlalchemy.orm import Session
 
 from .models import UTCDateTime
@@ -79,3 +80,24 @@ def compare_months(session: Session, start: datetime, end: datetime) -> list[tup
     return [((key[0], key[1], key[2]), key[3], stored.get(key), summed.get(key))
             for key in sorted(stored.keys() | summed.keys(), key=lambda k: k[:3])
             if stored.get(key) != summed.get(key)]
+
+
+def remake_months(session: Session, start: datetime | None = None, end: datetime | None = None) -> None:
+    """Make the monthly users' rows of the UTC months [start, end) touches anew from the daily users' rows, in the
+    caller's transaction, writers kept out of both tables until it commits (the writers' order)."""
+    if session.get_bind().dialect.name == "postgresql":
+        for table in (DAILY_USERS, MONTHLY_USERS):
+            session.execute(text(f"LOCK TABLE {table.name} IN EXCLUSIVE MODE"))
+    rebuild_months(session, start, end)
+
+
+def month_ranges(days: Sequence[tuple[datetime, datetime]]) -> list[tuple[datetime, datetime]]:
+    """The UTC months the ranges touch, each as [start, end)."""
+    found: list[tuple[datetime, datetime]] = []
+    for start, end in days:
+        month = MONTHLY_USERS.floor(start)
+        while month < end:
+            if not found or found[-1][0] != month:
+                found.append((month, MONTHLY_USERS.after(month)))
+            month = MONTHLY_USERS.after(month)
+    return found

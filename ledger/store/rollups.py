@@ -26,7 +26,7 @@ from ..money import fmt, from_nano, to_nano
 from ..terminal import printable
 from .models import Call, CallRollup, UTCDateTime, as_utc
 from .rollup_months import compare_months, rebuild_months
-from .rollup_tables import (DAILY_USERS, DAY, DAY_TABLES, DIMENSIONS, MEASURES, MONTHLY_USERS, QUARTERLY, TABLES, RollupTable, coarsen,
+from .rollup_tables import (DAY, DAY_TABLES, DIMENSIONS, MEASURES, MONTHLY_USERS, QUARTERLY, TABLES, RollupTable, coarsen,
                             dims_key, upsert as upsert_table)
 
 BUCKET = timedelta(minutes=15)
@@ -254,7 +254,7 @@ def rebuild(session: Session, start: datetime | None = None, end: datetime | Non
     reads the newest calls): a writer's call is then either in the recompute
     or added after it, once. `tables`: which (a migration builds those it makes). The monthly users' table is
     then made anew for the UTC months the days touch, from the daily users' rows (`rollup_months`), unless
-    `months` is false: a rebuild of many days makes each month once after them (`remake_months`).
+    `months` is false: a rebuild of many days makes each month once after them (`rollup_months.remake_months`).
     """
     months = months and MONTHLY_USERS in tables
     tables = [table for table in DAY_TABLES if table in tables]
@@ -281,27 +281,6 @@ def rebuild(session: Session, start: datetime | None = None, end: datetime | Non
     if months:
         rebuild_months(session, wide_start, wide_end)
     return len(quarter)
-
-
-def remake_months(session: Session, start: datetime | None = None, end: datetime | None = None) -> None:
-    """Make the monthly users' rows of the UTC months [start, end) touches anew from the daily users' rows, in the
-    caller's transaction, writers kept out of both tables until it commits (the writers' order)."""
-    if session.get_bind().dialect.name == "postgresql":
-        for table in (DAILY_USERS, MONTHLY_USERS):
-            session.execute(text(f"LOCK TABLE {table.name} IN EXCLUSIVE MODE"))
-    rebuild_months(session, start, end)
-
-
-def month_ranges(days: Sequence[tuple[datetime, datetime]]) -> list[tuple[datetime, datetime]]:
-    """The UTC months the ranges touch, each as [start, end)."""
-    found: list[tuple[datetime, datetime]] = []
-    for start, end in days:
-        month = MONTHLY_USERS.floor(start)
-        while month < end:
-            if not found or found[-1][0] != month:
-                found.append((month, MONTHLY_USERS.after(month)))
-            month = MONTHLY_USERS.after(month)
-    return found
 
 
 class Difference(NamedTuple):
