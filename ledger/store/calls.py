@@ -28,6 +28,7 @@ from ..money import to_nano
 from .engine import insert_for
 from .keys import remember_keys
 from .models import Call, RejectedRecord, as_utc
+from .retention import retired
 from .rollups import add_calls
 
 
@@ -133,8 +134,10 @@ def insert_rows(session: Session, rows: Sequence[tuple], records: Sequence[CallR
     (a no-op); with another, the record is kept aside in `rejected_records`.
     Rows of journal entries carry the entry's digest, rows of earlier versions
     the record's: a replay whose digests differ is one if its record's digest
-    (`records.record_digest`) is the one stored. The rows written are added
-    to the rollups (`rollups.add_calls`) in the same transaction.
+    (`records.record_digest`) is the one stored. A call id whose row
+    retention deleted is known too (`retention.retired`): its row is taken
+    out again. The rows written are added to the rollups (`rollups.add_calls`)
+    in the same transaction.
     """
     if not rows:
         return InsertResult(0, 0, 0)
@@ -148,6 +151,11 @@ def insert_rows(session: Session, rows: Sequence[tuple], records: Sequence[CallR
             conflicts.append((i, "call id replayed with other content"))
     unique = [rows[i] for i in first.values()]
     written, stored = _insert_new_calls(session, unique)
+    gone = retired(session, written, _STARTED_AT)
+    if gone:  # deleted by retention once already: taken out again, a replay or a conflict as if still there
+        _delete_written(session, list(gone))
+        written = [row for row in written if row[0] not in gone]
+        stored.update(gone)
     inserted = len(written)
     add_calls(session, written, CALL_COLUMNS, unique[0][_RECORDED_AT])  # the batch's recorded_at, as stored
     remember_keys(session, {row[_KEY_FINGERPRINT]: row[_KEY_LAST4] or "" for row in unique if row[_KEY_FINGERPRINT]})
@@ -172,6 +180,13 @@ def insert_rows(session: Session, rows: Sequence[tuple], records: Sequence[CallR
     return InsertResult(inserted, len(rows) - inserted - len(conflicts), len(conflicts))
 
 
+def _delete_written(session: Session, call_ids: list[str]) -> None:
+    """Delete rows this transaction has just inserted (their call ids retention had deleted before)."""
+    for at in range(0, len(call_ids), _IDS_PER_QUERY):
+        session.execute(Call.__table__.delete().where(Call.call_id.in_(call_ids[at : at + _IDS_PER_QUERY])))
+
+
+_STARTED_AT = CALL_COLUMNS.index("started_at")
 _KEY_FINGERPRINT = CALL_COLUMNS.index("key_fingerprint")
 _KEY_LAST4 = CALL_COLUMNS.index("key_last4")
 

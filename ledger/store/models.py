@@ -473,3 +473,15 @@ class RetentionRun(Base):
     deleted_before: Mapped[datetime] = mapped_column(UTCDateTime)
     calls_days: Mapped[int] = mapped_column(Integer)
     calls_deleted: Mapped[int] = mapped_column(BigInteger)
+
+
+class RetiredCall(Base):
+    """A call whose raw row retention deleted: its id and record digest, kept so that a replay of the same record
+    (a journal segment, a proxy's spool, the same call id again) stays a no-op, and one with other content a
+    conflict, instead of counting the call again. Written in the batch's transaction that deletes the row."""
+
+    __tablename__ = "retired_calls"
+
+    call_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    record_digest: Mapped[str] = mapped_column(String(64))
+    retention_run_id: Mapped[int] = mapped_column(BigInteger)  # the run that deleted the row

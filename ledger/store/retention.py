@@ -11,6 +11,9 @@ so does every call of a period never closed. Rollup rows are never deleted:
 whole buckets and the closes' digests keep closed periods reproducible.
 
 `retention_runs` records each run; readers of raw rows read `horizon()`.
+`retired_calls` keeps each deleted row's call id and record digest, written
+in the transaction that deletes the row: the writer reads them (`retired`)
+so that a replay of a deleted call is a no-op, not a second count.
 """
 
 from __future__ import annotations
@@ -26,8 +29,8 @@ from ..accounting.buckets import BUCKET, floor, mixed_buckets
 from ..accounting.closes import CloseEvent, active_closes
 from .closes import close_events
 from ..terminal import Progress
-from .engine import Ledger
-from .models import Call, RetentionRun
+from .engine import Ledger, insert_for
+from .models import Call, RetentionRun, RetiredCall
 
 BATCH = 10_000
 
@@ -48,12 +51,13 @@ class Horizon:
         return start is None or start < self.before
 
 
+_HORIZON = (select(RetentionRun.deleted_before, RetentionRun.calls_days).where(RetentionRun.calls_deleted > 0)
+            .order_by(RetentionRun.deleted_before.desc(), RetentionRun.id.desc()).limit(1))
+
+
 def horizon(session: Session) -> Horizon | None:
     """The latest instant before which a run deleted calls, or None when retention never deleted any."""
-    row = session.execute(
-        select(RetentionRun.deleted_before, RetentionRun.calls_days).where(RetentionRun.calls_deleted > 0)
-        .order_by(RetentionRun.deleted_before.desc(), RetentionRun.id.desc()).limit(1)
-    ).first()
+    row = session.execute(_HORIZON).first()
     return None if row is None else Horizon(row[0], row[1])
 
 
@@ -97,14 +101,45 @@ def start_run(session: Session, ran_at: datetime, before: datetime, calls_days: 
 
 
 def delete_batch(session: Session, run_id: int, before: datetime, size: int = BATCH) -> int:
-    """Delete up to `size` deletable calls (lowest ids first) and count them on the run, in the caller's
-    transaction: how many. The closes are read again in it, so a period reopened since keeps its calls."""
-    ids = select(Call.id).where(deletable(close_events(session), before)).order_by(Call.id).limit(size)
-    deleted = session.execute(Call.__table__.delete().where(Call.id.in_(ids.scalar_subquery()))).rowcount or 0
+    """Delete up to `size` deletable calls (lowest ids first), keep their ids in `retired_calls` and count them on
+    the run, in the caller's transaction: how many. The closes are read again in it, so a period reopened since
+    keeps its calls."""
+    found = session.execute(select(Call.id, Call.call_id, Call.record_digest)
+                            .where(deletable(close_events(session), before)).order_by(Call.id).limit(size)).all()
+    if not found:
+        return 0
+    session.execute(insert_for(session, RetiredCall.__table__).on_conflict_do_nothing(index_elements=["call_id"]),
+                    [{"call_id": call_id, "record_digest": digest, "retention_run_id": run_id} for _, call_id, digest in found])
+    deleted = session.execute(Call.__table__.delete().where(Call.id.in_([row[0] for row in found]))).rowcount or 0
     if deleted:
         session.execute(update(RetentionRun).where(RetentionRun.id == run_id)
                         .values(calls_deleted=RetentionRun.calls_deleted + deleted))
     return deleted
+
+
+def retired(session: Session, rows: Sequence[tuple], started_at: int) -> dict[str, str]:
+    """{call id: record digest} of the `rows` (call id first, `started_at` at that position) whose raw row retention
+    deleted: a batch the writer has just inserted, in its transaction.
+
+    One query a batch (the horizon); the ids are looked up only for rows
+    started before it (retention deleted no other), so a batch of recent
+    calls costs that one query. Read after the insert: on PostgreSQL a
+    retention batch deleting one of these ids concurrently holds the insert
+    on the call id's unique index until it commits, and is then seen here.
+    """
+    row = session.execute(_HORIZON).first()
+    if row is None:
+        return {}
+    before = row[0]
+    old = [values[0] for values in rows if values[started_at] < before]
+    found: dict[str, str] = {}
+    for at in range(0, len(old), _IDS_A_QUERY):
+        found.update(session.execute(select(RetiredCall.call_id, RetiredCall.record_digest)
+                                     .where(RetiredCall.call_id.in_(old[at : at + _IDS_A_QUERY]))).all())
+    return found
+
+
+_IDS_A_QUERY = 5000  # under SQLite's limit of 32766 parameters
 
 
 def cutoff_for(now: datetime, calls_days: int) -> datetime:

@@ -5,24 +5,33 @@ from __future__ import annotations
 
 import io
 import json
+import threading
 from dataclasses import replace
 from datetime import datetime, timedelta, timezone
 
 import openpyxl
 import pytest
+from factories import make_capture
 from ledger_rows import call_values, insert
 from sqlalchemy import func, select
 
 from ledger.accounting.periods import parse_period
 from ledger.cli import main
 from ledger.commands import retention as retention_command
+from ledger.accounting.records import CallRecord
 from ledger.config import Settings, settings_from_mapping
 from ledger.errors import ConfigError
 from ledger.service import closing
 from ledger.service.jobs import default_jobs
 from ledger.accounting.budgets import Scope
 from ledger.store import budgets, retention
-from ledger.store.models import Call, RetentionRun
+from ledger.sink.journal import Journal
+from ledger.sink.segments import segment_paths
+from ledger.sink.wire import encode
+from ledger.sink.writer import replay_journal
+from ledger.store.calls import CALL_COLUMNS, insert_rows
+from ledger.store.models import Call, CallRollup, RetentionRun
+from ledger.store.rollup_tables import QUARTERLY, TABLES
 
 APRIL = datetime(2026, 4, 1, tzinfo=timezone.utc)
 CUTOFF = datetime(2026, 5, 11, 9, 7, 30, tzinfo=timezone.utc)  # April's close: its recorded bucket starts at 09:00
@@ -242,3 +251,119 @@ def test_rebuild_after_a_gone_period_that_ends_inside_a_utc_day_is_refused_until
     assert before["totals"]["calls"] == 103
     assert run(ledger.url, "rollup", "rebuild", "--from", "2026-05-01T00:00Z")[0] == 0
     assert april_report() == before
+
+
+# ---------------------------------------------------------------- replays after retention
+
+
+def _journal(folder, captures) -> None:
+    """A journal segment holding `captures`, left as an orphan (as a process killed before its writes)."""
+    journal = Journal(folder)
+    with journal.lock:
+        for capture in captures:
+            journal.append_locked(encode(capture))
+    journal.close()
+
+
+def _copy(folder, into) -> None:
+    into.mkdir()
+    for path in segment_paths(folder):
+        (into / path.name).write_bytes(path.read_bytes())
+
+
+def _ledger_state(ledger) -> dict[str, object]:
+    """Every rollup table's totals, and the open period's report (its adjustments of closed periods) as JSON."""
+    found: dict[str, object] = {}
+    with ledger.session() as session:
+        for table in TABLES:
+            model = table.model
+            found[table.name] = session.execute(select(func.sum(model.calls), func.sum(model.credits_charged),
+                                                       func.sum(model.prompt_tokens))).one()
+    code, text = run(ledger.url, "report", "--period", "2026-05", "--format", "json", "--output", "-")
+    assert code == 0, text
+    found["2026-05"] = {k: v for k, v in json.loads(text).items() if k != "generated_at"}
+    return found
+
+
+class _WritersClock(datetime):
+    """The writer's clock (its recorded_at), set by the test."""
+
+    at = APRIL
+
+    @classmethod
+    def now(cls, tz=None):
+        return cls.at
+
+
+def test_a_replay_after_retention_is_a_no_op_and_a_call_never_recorded_still_counts_late(ledger, tmp_path, monkeypatch):
+    # April's calls written from a journal, April closed, retention deletes their rows; the same journal
+    # replayed (a copy: a segment kept twice, a proxy's spool sent again) must count none of them again.
+    monkeypatch.setattr("ledger.sink.writer.datetime", _WritersClock)
+    captures = [make_capture(i) for i in range(12)]  # started 2026-04-16
+    _journal(tmp_path / "journal", captures)
+    _copy(tmp_path / "journal", tmp_path / "again")
+    _WritersClock.at = datetime(2026, 5, 2, 10, tzinfo=timezone.utc)
+    assert replay_journal(ledger.url, tmp_path / "journal").inserted == 12
+    clock = iter([CUTOFF] * 2 + [CUTOFF + timedelta(seconds=1)])
+    closing.close_period(Settings(database_url=ledger.url), ledger, parse_period("2026-04", "UTC"), now=lambda: next(clock))
+    settings = Settings(database_url=ledger.url, retention_calls_days=30)
+    assert retention_command.run(settings, io.StringIO(), now=LATER) == 0
+    with ledger.session() as session:
+        assert session.scalar(select(func.count()).select_from(Call)) == 0
+    before = _ledger_state(ledger)
+    assert before[QUARTERLY.name][0] == 12
+
+    _WritersClock.at = LATER + timedelta(days=1)
+    again = replay_journal(ledger.url, tmp_path / "again")
+    assert (again.inserted, again.duplicates, again.conflicts) == (0, 12, 0)
+    assert _ledger_state(ledger) == before
+
+    # The same call id with other content is a conflict, kept aside, as when its row was there.
+    other = make_capture(0, call_id=captures[0].call_id, prompt_tokens=999)
+    _journal(tmp_path / "other", [other])
+    assert replay_journal(ledger.url, tmp_path / "other").conflicts == 1
+    assert _ledger_state(ledger) == before
+
+    # A call of April never recorded (no row, no id retention removed) is recorded: a late call, May's adjustment.
+    late = make_capture(12)
+    _journal(tmp_path / "late", [late])
+    assert replay_journal(ledger.url, tmp_path / "late").inserted == 1
+    after = _ledger_state(ledger)
+    assert after[QUARTERLY.name][0] == 13
+    adjustments = after["2026-05"]["adjustments"]
+    assert [(a["closed_period"]["label"], a["calls"]) for a in adjustments] == [("2026-04", 1)], adjustments
+    assert [c["call_id"] for c in after["2026-05"]["adjustment_calls"]] == [late.call_id]
+    with ledger.session() as session:
+        assert list(session.scalars(select(Call.call_id))) == [late.call_id]
+
+
+_STARTED, _STATUS = CALL_COLUMNS.index("started_at"), CALL_COLUMNS.index("status")
+
+
+def test_a_replay_written_while_retention_deletes_the_same_call_counts_once(ledger):
+    # Retention's batch has deleted the row and kept its id, not yet committed, while a writer inserts the same
+    # record: the writer waits (PostgreSQL: on the call id's unique index; SQLite: on the write lock) and then
+    # finds the id retention kept.
+    row = call_values(started_at=APRIL + timedelta(days=2), recorded_at=APRIL + timedelta(days=2, hours=1))
+    insert(ledger, [row])
+    clock = iter([CUTOFF] * 2 + [CUTOFF + timedelta(seconds=1)])
+    closing.close_period(Settings(database_url=ledger.url), ledger, parse_period("2026-04", "UTC"), now=lambda: next(clock))
+    replay = tuple(LATER if name == "recorded_at" else value for name, value in zip(CALL_COLUMNS, row))
+    results = []
+
+    def write() -> None:
+        with ledger.session() as session:
+            results.append(insert_rows(session, [replay], [CallRecord(row[0], row[_STARTED], row[_STATUS])]))
+
+    writer = threading.Thread(target=write)
+    before = retention.cutoff_for(LATER, 30)
+    with ledger.session() as session:
+        run_id = retention.start_run(session, LATER, before, 30)
+        assert retention.delete_batch(session, run_id, before) == 1
+        writer.start()
+        writer.join(0.5)  # the writer is held until retention's batch commits
+    writer.join(30)
+    assert [(r.inserted, r.duplicates, r.conflicts) for r in results] == [(0, 1, 0)]
+    with ledger.session() as session:
+        assert session.scalar(select(func.count()).select_from(Call)) == 0
+        assert session.scalar(select(func.sum(CallRollup.calls))) == 1
