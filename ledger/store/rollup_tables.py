@@ -14,10 +14,11 @@ for a read, which table answers which part.
 
 from __future__ import annotations
 
-import hashlib
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from functools import lru_cache
+from hashlib import sha256
+from operator import add, itemgetter
 
 from sqlalchemy.orm import Session
 
@@ -101,37 +102,51 @@ DAY_TABLES = tuple(table for table in TABLES if table.grain <= DAY)
 def dims_key(values: tuple) -> str:
     """sha256 hex of the dimension values (a table's dims order), each written as `-` (NULL), `T` or `F` (a flag),
     or its length, `:` and itself, joined by `|`: one text a set of values, NULL, "" and false kept apart."""
-    text = "|".join(["-" if value is None else _FLAGS[value] if value is True or value is False
-                     else f"{len(value)}:{value}" for value in values])
-    return hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()
+    get = _PARTS.get
+    text = "|".join([get(value) or _part(value) for value in values])
+    return sha256(text.encode("utf-8", "surrogatepass")).hexdigest()
 
 
-_FLAGS = {True: "T", False: "F"}
+_FLAGS = {None: "-", True: "T", False: "F"}
+_PARTS = dict(_FLAGS)  # each value's part of the text, kept for the values that recur (projects, users, models)
+
+
+def _part(value: str) -> str:
+    if len(_PARTS) > 65536:
+        _PARTS.clear()
+        _PARTS.update(_FLAGS)
+    found = _PARTS[value] = f"{len(value)}:{value}"
+    return found
+
+
+def _projection(positions: tuple[int, ...]):
+    """A function of every dimension's values (DIMENSIONS order) giving a table's, as a tuple (C's itemgetter)."""
+    if len(positions) == 1:
+        (at,) = positions
+        return lambda dims: (dims[at],)
+    return itemgetter(*positions)
 
 
 def coarsen(groups: dict[tuple, list[int]]) -> dict[RollupTable, dict[tuple, list[int]]]:
     """The 15-minute groups {(bucket, recorded bucket, every dimension): sums} summed again into each other table's
-    (the monthly users' from the daily users' groups, fewer)."""
-    found: dict[RollupTable, dict[tuple, list[int]]] = {QUARTERLY: groups}
-    floors_of = {QUARTER: {}, HOUR: {}, DAY: {}}
-    wider = [(table, table.positions, floors_of[table.grain], table.floor, {}) for table in WIDER if table.grain <= DAY]
+    (the monthly users' from the daily users' groups, fewer).
+
+    The buckets of each table are floored once a (bucket, recorded bucket)
+    pair of the batch (a batch holds few); a group is then one key and one
+    dict lookup a table."""
+    tables = [table for table in WIDER if table.grain <= DAY]
+    wider = [(_projection(table.positions), {}) for table in tables]
+    floors = [table.floor for table in tables]
+    spans: dict[tuple[datetime, datetime], list[tuple[datetime, datetime]]] = {}
     for (bucket, recorded, dims), sums in groups.items():
-        for table, positions, floors, floor, into in wider:
-            start = floors.get(bucket)
-            if start is None:
-                start = floors[bucket] = floor(bucket)
-            seen = floors.get(recorded)
-            if seen is None:
-                seen = floors[recorded] = floor(recorded)
-            key = (start, seen, tuple([dims[i] for i in positions]))
+        span = spans.get((bucket, recorded))
+        if span is None:
+            span = spans[bucket, recorded] = [(floor(bucket), floor(recorded)) for floor in floors]
+        for (project, into), (start, seen) in zip(wider, span):
+            key = (start, seen, project(dims))
             total = into.get(key)
-            if total is None:
-                into[key] = list(sums)
-            else:
-                for i, value in enumerate(sums):
-                    total[i] += value
-    for table, _, _, _, into in wider:
-        found[table] = into
+            into[key] = list(sums) if total is None else list(map(add, total, sums))
+    found = {QUARTERLY: groups, **{table: into for table, (_, into) in zip(tables, wider)}}
     found[MONTHLY_USERS] = _months(found[DAILY_USERS])
     return found
 
@@ -143,11 +158,7 @@ def _months(days: dict[tuple, list[int]]) -> dict[tuple, list[int]]:
     for (bucket, recorded, dims), sums in days.items():
         key = (floor(bucket), floor(recorded), dims)
         total = into.get(key)
-        if total is None:
-            into[key] = list(sums)
-        else:
-            for i, value in enumerate(sums):
-                total[i] += value
+        into[key] = list(sums) if total is None else list(map(add, total, sums))
     return into
 
 
@@ -165,6 +176,7 @@ def _statements(table: RollupTable) -> tuple[str, str]:
 
 
 _STATEMENTS = {table: _statements(table) for table in TABLES}
+_KEY = itemgetter(0, 1, 2)  # (bucket, recorded bucket, dims_key): the one order of every writer's upserts
 _GROUPS_A_STATEMENT = 20_000
 
 
@@ -175,7 +187,7 @@ def upsert(session: Session, table: RollupTable, groups: dict) -> None:
         return
     ordered = sorted(
         ((bucket, recorded, dims_key(dims), dims, sums) for (bucket, recorded, dims), sums in groups.items()),
-        key=lambda group: group[:3],
+        key=_KEY,
     )
     sqlite, postgres_sql = _STATEMENTS[table]
     postgres = session.get_bind().dialect.name == "postgresql"
@@ -191,6 +203,7 @@ def upsert(session: Session, table: RollupTable, groups: dict) -> None:
         cursor.close()
 
 
+@lru_cache(maxsize=4096)
 def _text(bucket: datetime) -> str:
-    """A bucket as SQLAlchemy's SQLite DATETIME stores it (UTC, microseconds always)."""
+    """A bucket as SQLAlchemy's SQLite DATETIME stores it (UTC, microseconds always; a batch's few buckets recur)."""
     return f"{bucket:%Y-%m-%d %H:%M}:00.000000"
