@@ -8,7 +8,7 @@ or a conflict (another). Ledgers whose retention ran before this revision
 have no ids of the rows it deleted then: nothing can bring them back.
 
 Revision ID: 0014
-Revises: 0012
+Revises: 0013
 Create Date: 2026-12-07
 """
 from typing import Sequence, Union
