@@ -55,35 +55,43 @@ def reconcile(
         end = settled if end is None else min(end, settled)
     billing_settle = timedelta(seconds=billing_settle_seconds)
     results = []
-    with ledger.session() as session:
+    with ledger.session() as session:  # a fixed number of queries, whatever the number of accounts
         by_account = account_fingerprints(session)
         every_key = frozenset().union(*by_account.values()) if by_account else frozenset()
         names = list(accounts) if accounts is not None else balances.snapshot_accounts(session)
         names += [name for name in expected_accounts if name not in names]
-        for name in names:
-            fps = by_account.get(name, frozenset())
-            bracket = None
-            if bracketed:
-                opening, points, closing = balances.bracketing_snapshots(session, name, start, end)
-                bracket = Bracket(start, end, opening, closing)
-                points = [p for p in (opening, *points, closing) if p is not None]
-            else:
-                points = balances.ok_snapshots(session, name, start, end)
-            sums, overlaps = balances.windows_and_overlaps(session, fps, every_key, points, billing_settle)
-            since, refunded_before = None, ZERO
-            if cumulative_from_first and points:
-                first = balances.first_ok_snapshot(session, name)
-                if first is not None and first.id != points[0].id:
-                    (whole,), (first_overlap, _) = balances.windows_and_overlaps(
-                        session, fps, every_key, [first, points[-1]], billing_settle)
-                    since = (first, whole, first_overlap)
-                    refunded_before = balances.refunds_between(session, name, first.taken_at, points[0].taken_at)
-            windows, cumulative = reconcile_account(name, points, sums, overlaps, rounding, since, refunded_before)
-            results.append(
-                AccountReconciliation(name, tuple(windows), cumulative, balances.failed_polls(session, name, start, end),
-                                      bracket)
-            )
+        keys = {name: by_account.get(name, frozenset()) for name in names}
+        brackets: dict[str, Bracket] = {}
+        if bracketed:
+            points_of = {}
+            for name, (opening, inside, closing) in balances.bracketing_snapshots_of(session, names, start, end).items():
+                brackets[name] = Bracket(start, end, opening, closing)
+                points_of[name] = [p for p in (opening, *inside, closing) if p is not None]
+        else:
+            points_of = balances.ok_snapshots_of(session, names, start, end)
+        windows = balances.windows_and_overlaps_of(
+            session, [(keys[name], points_of[name]) for name in names], every_key, billing_settle)
+        since = _since_first(session, names, keys, points_of, every_key, billing_settle) if cumulative_from_first else {}
+        failed = balances.failed_polls_of(session, names, start, end)
+        for name, (sums, overlaps) in zip(names, windows):
+            before, refunded_before = since.get(name, (None, ZERO))
+            found, cumulative = reconcile_account(name, points_of[name], sums, overlaps, rounding, before,
+                                                  refunded_before)
+            results.append(AccountReconciliation(name, tuple(found), cumulative, failed[name], brackets.get(name)))
     return Reconciliation(tuple(results), start, end, rounding, billing_settle_seconds)
+
+
+def _since_first(session, names, keys, points_of, every_key, billing_settle) -> dict[str, tuple]:
+    """For each account whose points start after its first snapshot ever: (the first snapshot, the ledger's sums
+    from it to the last point, the first's overlap) and the refunds before the points (the cumulative line's)."""
+    firsts = balances.first_ok_snapshots_of(session, [name for name in names if points_of[name]])
+    later = [name for name, first in firsts.items() if first is not None and first.id != points_of[name][0].id]
+    whole = balances.windows_and_overlaps_of(
+        session, [(keys[name], [firsts[name], points_of[name][-1]]) for name in later], every_key, billing_settle)
+    refunds = balances.refunds_between_of(
+        session, {name: (firsts[name].taken_at, points_of[name][0].taken_at) for name in later})
+    return {name: ((firsts[name], sums[0], overlaps[0]), refunds[name])
+            for name, (sums, overlaps) in zip(later, whole)}
 
 
 def reconcile_as_configured(settings: Settings, ledger: Ledger, start: datetime | None = None,
