@@ -29,7 +29,7 @@ from ..money import ZERO
 from ..store.closes import close_events, close_rows
 from ..store.models import PeriodClose
 from ..store.retention import Horizon, horizon, retained_ranges
-from ..store.spend import Selection, SpendRow, digest_rows, spend_rows, usd_per_credit
+from ..store.spend import Selection, SpendRow, digest_rows, spend_rows, spend_rows_of, usd_per_credit
 from .cells import group_label
 
 SHARE_STEP = Decimal("0.000001")
@@ -238,12 +238,13 @@ def build_report(
         by_close: dict[int, list[AdjustmentWindow]] = {}
         for window in adjustment_selection.adjustments:
             by_close.setdefault(window.closed.id, []).append(window)
-        for windows in by_close.values():
-            part = replace(adjustment_selection, adjustments=tuple(windows))
-            found, more = grouped(session, part, (), period, rates)
+        parts = [replace(adjustment_selection, adjustments=tuple(windows)) for windows in by_close.values()]
+        # Every close's late calls in one statement, whatever the number of closes.
+        for windows, rows in zip(by_close.values(), spend_rows_of(session, parts, ())):
+            found, more = fold(rows, (), {}, rates)
             unknown |= more
             if found:
-                adjustments.append(Adjustment(windows[0].closed.period, found[0][1], tuple(windows)))
+                adjustments.append(Adjustment(windows[0].closed.period, found[()], tuple(windows)))
     close = None
     closing = is_closed(events, period)
     if closing is not None and account is None and projects is None and closing not in pending:

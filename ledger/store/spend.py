@@ -328,6 +328,25 @@ def spend_rows(
     return [_spend_row(row, len(keys)) for row in session.execute(query)]
 
 
+def spend_rows_of(
+    session: Session,
+    selections: Sequence[Selection],
+    keys: Sequence[GroupKey],
+    bounds: dict[str, Sequence[datetime]] | None = None,
+) -> list[list[SpendRow]]:
+    """`spend_rows` of each of `selections`, in one statement whatever their number (each a branch of a UNION ALL)."""
+    if not selections:
+        return []
+    branches = []
+    for n, selection in enumerate(selections):
+        query, _ = _rollup_query(session, selection, keys, bounds)
+        branches.append(query.add_columns(literal(n).label("selection")))
+    found: list[list[SpendRow]] = [[] for _ in selections]
+    for row in session.execute(union_all(*branches) if len(branches) > 1 else branches[0]):
+        found[row[-1]].append(_spend_row(row[:-1], len(keys)))
+    return found
+
+
 def spend_rows_in_order(
     session: Session,
     selection: Selection,

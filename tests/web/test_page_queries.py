@@ -1,5 +1,6 @@
-"""The money pages make a fixed number of queries whatever the config: as many for 12 budgets (of every kind of
-scope and period) as for 3, and, but for the reconciliation's windows, as many for 4 accounts as for 1."""
+"""Every page makes a fixed number of queries whatever the config and the data: as many for 12 budgets (of every
+kind of scope and period) as for 3, as many for 4 accounts as for 1, for 2 closed periods as for 1, for 5 rate cards
+as for 1."""
 
 from __future__ import annotations
 
@@ -12,7 +13,12 @@ from test_money_pages import FINANCE, statements
 from web_money_rows import NOW, fill, hold_clock, money_settings
 
 from ledger.accounting.budgets import BalanceAlert, Budget, Scope
+from ledger.accounting.periods import DAY, calendar_period
+from ledger.accounting.pricing import RateBook, RateCard, default_rate_book
 from ledger.config.accounts import AccountConfig
+from ledger.service.closing import close_period
+from ledger.store.rate_cards import sync_rate_cards
+from ledger.web.viewer import Viewer
 from ledger_rows import snapshot
 
 SCOPES = (Scope(project="search"), Scope(), Scope(user="ann"), Scope(model="gpt-4o"), Scope(tags=(("team", "a"),)),
@@ -62,9 +68,53 @@ def test_a_page_makes_as_many_queries_for_12_budgets_as_for_3(path, base, client
 
 @pytest.mark.parametrize("path", ["/budgets", "/api/v1/budgets", "/api/v1/balances"])
 def test_a_page_makes_as_many_queries_for_4_accounts_as_for_1(path, base, ledger, client_as, count_queries):
-    """(The reconciliation, on the overview and its own pages, still reads each account's windows on its own.)"""
     few = queries(client_as, count_queries, configured(base, 3, 1), path)
     more_accounts(ledger)
     many = queries(client_as, count_queries, configured(base, 3, 4), path)
     assert len(many) == len(few), (few, many)
     assert len(few) <= 6
+
+
+# Every page and read route of the dashboard (the admin's page too), with the parameters that change its queries.
+EVERY_PAGE = ("/", "/spend", "/spend?by=user", "/spend?by=project,day", "/calls", "/calls?project=search", "/budgets",
+              "/pricing", "/reconciliation", "/closes", "/rate-cards", "/admin", "/api/v1/budgets",
+              "/api/v1/balances", "/api/v1/reconciliation", "/api/v1/spend?by=project", "/api/v1/calls",
+              "/spend/export?format=csv", "/calls/export?format=csv")
+
+
+def close_day(ledger, settings, days_ago: int) -> None:
+    """A past day closed (its reconciliation's gap accepted: the test's snapshots are not the calls' own)."""
+    day = calendar_period(DAY, NOW - timedelta(days=days_ago), "UTC")
+    close_period(replace(settings, accounts=()), ledger, day, accept_gap="the test's snapshots")
+
+
+def more_rate_cards(ledger) -> None:
+    card = default_rate_book().cards[0]
+    later = [RateCard(f"card-{n}", card.effective_from + timedelta(days=n + 1), card.usd_per_credit, card.rates)
+             for n in range(4)]
+    with ledger.session() as session:
+        sync_rate_cards(session, RateBook(tuple(later)))
+
+
+def test_every_page_makes_as_many_queries_for_more_accounts_budgets_closes_and_rate_cards(
+        base, ledger, client_as, count_queries):
+    admin = Viewer("adm", "admin", csrf="a" * 32)
+    close_day(ledger, base, 4)
+    few = configured(base, 3, 1)
+    before = {path: queries_as(admin, client_as, count_queries, few, path) for path in EVERY_PAGE}
+    more_accounts(ledger)
+    close_day(ledger, base, 3)
+    more_rate_cards(ledger)
+    many = configured(base, 12, 4)
+    after = {path: queries_as(admin, client_as, count_queries, many, path) for path in EVERY_PAGE}
+    grew = {path: (len(before[path]), len(after[path])) for path in EVERY_PAGE if len(after[path]) != len(before[path])}
+    assert not grew, grew
+    assert max(map(len, before.values())) <= 32, {path: len(found) for path, found in before.items()}
+
+
+def queries_as(viewer, client_as, count_queries, settings, path) -> list[str]:
+    client = client_as(viewer, settings)
+    assert client.get(path).status_code == 200, path  # the first request: the app's first connections
+    counter = count_queries()
+    assert client.get(path).status_code == 200, path
+    return statements(counter)
