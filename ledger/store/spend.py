@@ -61,6 +61,9 @@ class Selection:
     adjustments: tuple[AdjustmentWindow, ...] | None = None
     # Only these projects' calls (a dashboard viewer limited to them); None: every call, of a project or of none.
     projects: frozenset[str] | None = None
+    # Only the calls whose value of this key is one of these (as key_expression gives it; None: no value), e.g. a
+    # chart of a key's top values. Applied where the key's expression is known (the grouped sums).
+    key_values: tuple[GroupKey, frozenset[str | None]] | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -270,15 +273,30 @@ _SUMS = ("calls", "failed_calls", "prompt_tokens", "completion_tokens", "reasoni
          "credits_expected", "findings")
 
 
+def _filter_keys(selection: Selection) -> tuple[GroupKey, ...]:
+    return (selection.key_values[0],) if selection.key_values is not None else ()
+
+
+def _among(expression, values: frozenset[str | None]):
+    """`expression` is one of `values` (None: it is NULL)."""
+    known = sorted(v for v in values if v is not None)
+    found = [expression.in_(known)] if known else []
+    return or_(*found, *([expression.is_(None)] if None in values else [])) if found or None in values else literal(False)
+
+
 def _grouped(dialect: str, selection: Selection, keys: Sequence[GroupKey], bounds, table, extra=None, sign: int = 1,
              whole: bool = False):
     groups = [key_expression(k, dialect, bounds.get(k.name, ()), table).label(f"g{i}") for i, k in enumerate(keys)]
     sums = _sums(table) if sign > 0 else [-s for s in _sums(table)]
     query = select(*groups, table.rate_card.label("card"), *(s.label(n) for s, n in zip(sums, _SUMS)))
     # Grouped by the output names: PostgreSQL would not match two copies of a parameterised CASE.
-    query = from_calls(query, keys, selection.account, table).where(where(selection, table, whole))
+    query = from_calls(query, (*keys, *_filter_keys(selection)), selection.account, table).where(
+        where(selection, table, whole))
     if extra is not None:
         query = query.where(extra)
+    if selection.key_values is not None:
+        key, values = selection.key_values
+        query = query.where(_among(key_expression(key, dialect, (), table), values))
     return query.group_by(*[literal_column(f"g{i}") for i in range(len(keys))], literal_column("card"))
 
 
@@ -291,7 +309,8 @@ def _spend_query(session: Session, selection: Selection, keys: Sequence[GroupKey
 def _rollup_query(session: Session, selection: Selection, keys: Sequence[GroupKey], bounds):
     """Whole buckets from the rollup, the undecided ones from raw calls, summed again per group and card."""
     dialect, bounds = session.get_bind().dialect.name, bounds or {}
-    rolled, raw = rollup_parts(selection, bounds, needed_dims(keys, selection.account, selection.projects))
+    needed = needed_dims((*keys, *_filter_keys(selection)), selection.account, selection.projects)
+    rolled, raw = rollup_parts(selection, bounds, needed)
     parts = [_grouped(dialect, selection, keys, bounds, *part) for part in rolled]
     if raw is not None:
         parts.append(_grouped(dialect, selection, keys, bounds, Call, raw))

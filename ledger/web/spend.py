@@ -10,7 +10,7 @@ values as the report labels them (`(none)` for no value).
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timezone
 from decimal import Decimal
 from urllib.parse import urlencode
@@ -23,7 +23,7 @@ from ..errors import ReportError
 from ..money import fmt
 from ..reports.cells import group_label
 from ..reports.run import check_account
-from ..reports.spend import Figures, SpendReport, bucket_bounds, build_report
+from ..reports.spend import CALLER_TEXT, Figures, SpendReport, bucket_bounds, build_report, grouped, share
 from ..reports.xlsx_figures import MAX_SERIES, Daily, daily, daily_of
 from ..store.call_filters import value_of
 from ..store.reading import one_snapshot
@@ -183,13 +183,42 @@ COLUMNS = ("calls", "failed", "prompt", "completion", "charged", "expected", "di
 
 
 def daily_figures(report: SpendReport, session) -> Daily:
-    """The chart's figures: from the report's own groups when they are by day and the stacked key, else one query."""
+    """The chart's figures: from the report's own groups when they are by day and the stacked key; else its top
+    values' sums a day and each day's total (its "(other)" the rest), two small queries whatever the key's values."""
     stack = next((k for k in report.keys if not k.is_time), None)
     wanted = (GroupKey("day"),) + ((stack,) if stack is not None else ())
     if set(report.keys) == set(wanted):
         order = [report.keys.index(k) for k in wanted]
         return daily_of([(tuple(g.values[i] for i in order), g.figures) for g in report.groups], stack, report.period)
-    return daily(session, report, usd_per_credit(session))
+    rates = usd_per_credit(session)
+    if stack is None:
+        return daily(session, report, rates)
+    return top_daily(session, report, stack, rates)
+
+
+def top_daily(session, report: SpendReport, stack: GroupKey, rates) -> Daily:
+    """The Daily figures of `stack`'s top MAX_SERIES values (as `daily_of` picks them, from the report's groups:
+    their credits over the period), summed a day over their calls alone, and "(other)" as each day's total less
+    theirs: the same figures as grouping every value by day, without its day x value groups."""
+    position = report.keys.index(stack)
+    per_value: dict[str, Decimal] = {}
+    for group in report.groups:
+        label = group.values[position]
+        per_value[label] = per_value.get(label, Decimal(0)) + group.figures.credits_charged
+    top = sorted(per_value, key=lambda v: (-per_value[v], v))[:MAX_SERIES]
+    raw = frozenset(value_of(v) if stack.name in CALLER_TEXT else v for v in top)
+    among = replace(report.selection, key_values=(stack, raw))
+    items, _ = grouped(session, among, (GroupKey("day"), stack), report.period, rates)
+    found = daily_of(items, stack, report.period)
+    columns = [found.series.index(v) if v in found.series else None for v in top]
+    table = {day: [Decimal(0) if c is None else sums[c] for c in columns] for day, sums in found.table.items()}
+    # Each day's total, read even when no value is left over: the page's queries are as many whatever the data.
+    totals = daily_of(grouped(session, report.selection, (GroupKey("day"),), report.period, rates)[0], None,
+                      report.period)
+    if len(per_value) > len(top):
+        for day, sums in table.items():
+            sums.append(totals.table[day][0] - sum(sums, Decimal(0)))
+    return Daily(stack, top + (["(other)"] if len(per_value) > len(top) else []), found.days, table)
 
 
 def chart_of(query: SpendQuery, report: SpendReport, session):
@@ -207,9 +236,24 @@ def chart_of(query: SpendQuery, report: SpendReport, session):
     return stacked_bars("spend-daily", title, days, series, links), figures
 
 
-def page_rows(query: SpendQuery, report: SpendReport) -> list[Row]:
+# The table shows the biggest groups (or the first, when the first key is a time): 2,000 rows of links cost the
+# page a second to render and nobody reads them; the rest is one row of their sums, and the exports have every row.
+MAX_ROWS = 200
+
+
+def page_rows(query: SpendQuery, report: SpendReport) -> tuple[list[Row], Row | None]:
+    """The first MAX_ROWS groups' rows, and one row summing the rest (None: none left): they add up to the total."""
     link = CallsLinks(query, report.keys)
-    return [Row(group.values, cells(group.figures, group.share), link(group.values)) for group in report.groups]
+    rows = [Row(group.values, cells(group.figures, group.share), link(group.values))
+            for group in report.groups[:MAX_ROWS]]
+    rest = report.groups[MAX_ROWS:]
+    if not rest:
+        return rows, None
+    figures = Figures()
+    for group in rest:
+        figures = figures + group.figures
+    label = f"({len(rest):,} more groups: every row in the export)"
+    return rows, Row((label,), cells(figures, share(figures.credits_charged, report.total.credits_charged)), None)
 
 
 @guarded()
@@ -226,9 +270,10 @@ def spend_page(request):
     except ReportError as error:
         raise report_error(error, query) from None
     total_link = CallsLinks(query, ())(())
+    rows, rest = page_rows(query, report) if report.keys else ([], None)
     return render(
         request, "spend.html", zone=query.zone, as_of=report.generated_at, query=query, report=report, chart=chart,
-        daily=figures, rows=page_rows(query, report) if report.keys else [], columns=COLUMNS, fmt=fmt, labels=[k.label for k in report.keys],
+        daily=figures, rows=rows, rest=rest, columns=COLUMNS, fmt=fmt, labels=[k.label for k in report.keys],
         total=cells(report.total, None), total_link=total_link,
         adjustments=report.adjustments,
         may_export=viewer.may(EXPORT), formats=("csv", "json", "focus") + (("xlsx",) if not viewer.limited else ()),

@@ -125,6 +125,49 @@ def test_many_values_are_the_top_ten_and_other_whose_segments_add_up_to_the_day(
     assert len(table_rows(page.text)) == 14
 
 
+@pytest.mark.parametrize("by", ["user", "user,project", "project,user", "tag:team", "model", "key"])
+def test_the_top_ten_chart_is_the_one_of_every_value_by_day(ledger, client_as, by):
+    """Each top value's calls summed a day, "(other)" each day's total less theirs: the figures of grouping every
+    value by day (`daily`, the workbook's), whatever the values (none, empty, quoted, a tag missing)."""
+    users = [None, "", "(none)", '"q"', *(f"u{i:02d}" for i in range(14))]
+    insert(ledger, [call_values(started_at=NOV + timedelta(days=i % 6, hours=i), end_user=users[i % len(users)],
+                                project=("a", "b", None)[i % 3], tags={"team": f"t{i % 13}"} if i % 5 else None,
+                                model_reported=f"m{i % 12}", key_last4=f"{i % 11:04d}", charged=f"{(i * 7) % 23}.5")
+                    for i in range(90)])
+    from ledger.reports.xlsx_figures import daily
+    from ledger.store.spend import usd_per_credit
+
+    page = client_as(FINANCE).get("/spend", params={"period": "2026-11", "tz": "Asia/Kolkata", "by": by})
+    assert page.status_code == 200, page.text
+    block = chart_block(page.text)
+    with one_snapshot(ledger) as session:
+        report = build_report(session, parse_period("2026-11", "Asia/Kolkata"), parse_group_keys(by))
+        every = daily(session, report, usd_per_credit(session))
+    assert [s["name"] for s in block["option"]["series"]] == every.series
+    assert len(every.series) == (3 if by.startswith("project") else 11)
+    days = [day.label for day in every.days]
+    assert [s["data"] for s in block["option"]["series"]] == [[every.table[d][i] for d in days]
+                                                              for i in range(len(every.series))]
+
+
+def test_a_table_of_many_groups_shows_the_biggest_200_and_the_rest_summed_and_adds_up_to_the_total(ledger, client_as):
+    insert(ledger, [call_values(started_at=NOV + timedelta(hours=i), end_user=f"u{i:03d}", charged=f"{i % 17}.125")
+                    for i in range(230)])
+    client = client_as(FINANCE)
+    query = {"period": "2026-11", "tz": "UTC", "by": "user"}
+    page = client.get("/spend", params=query)
+    with one_snapshot(ledger) as session:
+        report = build_report(session, parse_period("2026-11", "UTC"), parse_group_keys("user"))
+    rows, (rest,), (total,) = table_rows(page.text), table_rows(page.text, "rest"), table_rows(page.text, "total")
+    assert [tuple(r[:1]) for r in rows] == [g.values for g in report.groups[:200]]
+    assert rest[0] == "(30 more groups: every row in the export)"
+    assert Decimal(rest[5]) == sum(g.figures.credits_charged for g in report.groups[200:])
+    assert sum(Decimal(r[5]) for r in rows) + Decimal(rest[5]) == Decimal(total[5]) == report.total.credits_charged
+    assert sum(int(r[1]) for r in rows) + int(rest[1]) == 230 == int(total[1])
+    export = client.get("/spend/export", params={**query, "format": "csv"})
+    assert len(export.text.splitlines()) > 230  # every group, as the CLI's report writes it
+
+
 def test_late_calls_of_a_closed_period_are_shown_as_the_cli_report_shows_them(ledger, client_as):
     april = datetime(2026, 4, 1, tzinfo=timezone.utc)
     settings = Settings(database_url=ledger.url)
