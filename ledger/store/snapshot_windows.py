@@ -106,7 +106,10 @@ def windows_and_overlaps_of(
             window.c.account, window.c.idx, Call.key_fingerprint, Call.pricing_class, Call.status, has_charge,
             has_expected, func.count(), func.sum(Call.credits_charged), func.sum(Call.credits_expected),
         )
-        .select_from(joined).where(~plain)
+        # Another account's calls are left out here as they would be below: only the account's own and those of
+        # no known key count (reading each account's windows, every other account's calls are not plain).
+        .select_from(joined).where(~plain, or_(mine, Call.key_fingerprint.is_(None),
+                                               Call.key_fingerprint.not_in(sorted(all_fingerprints))))
         .group_by(window.c.account, window.c.idx, Call.key_fingerprint, Call.pricing_class, Call.status, has_charge,
                   has_expected)
     )
