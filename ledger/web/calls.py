@@ -28,7 +28,7 @@ from ..reports.calls import calls_selection, gone_before
 from ..store.call_filters import CallFilter, key_of, tag_of, value_of
 from ..store.call_rows import Position, call_page, one_call
 from ..store.spend import Selection
-from . import params
+from . import figures, params
 from .gate import Refused, guarded
 from .params import BadQuery
 from .rendering import render
@@ -69,7 +69,7 @@ class CallsQuery(NamedTuple):
 def calls_query(request) -> CallsQuery:
     """The filters of /calls (and its API and exports); a value that names nothing is a 400 naming its parameter."""
     zone = params.zone(request, request.app.state.settings.timezone)
-    period = params.period(request, zone, datetime.now(timezone.utc))
+    period = params.period(request, zone, figures.utc_now())
     found = {name: params.text(request, name) for name in FILTERS}
     found["status"] = params.one_of(request, "status", STATUSES)
     found["class"] = params.one_of(request, "class", pricing.CLASSES)
@@ -204,7 +204,8 @@ def _listed(row: tuple) -> ListedCall:
 def calls_list(request):
     page = calls_page(request, PAGE_NAMES)
     return render(
-        request, "calls.html", zone=page.query.zone, period=page.query.period, calls=[_listed(r) for r in page.rows],
+        request, "calls.html", zone=page.query.zone, as_of=figures.utc_now(), period=page.query.period,
+        calls=[_listed(r) for r in page.rows],
         values={name: request.query_params.get(name, "") for name in PARAMETERS},
         statuses=STATUSES, classes=pricing.CLASSES, gone=page.gone,
         next_link=view_link(request, "/calls", after=cursor_of(page.next_position)) if page.next_position else None,
@@ -237,7 +238,7 @@ def call_detail(request):
         raise Refused("there is no such call", 404)  # another project's call is as missing as an unknown id
     call, label, account, per_input, per_output, usd_per_credit, card_model = found
     return render(
-        request, "call.html", zone=zone, call=call, key=key_name(label, call.key_last4), account=account,
+        request, "call.html", zone=zone, as_of=figures.utc_now(), call=call, key=key_name(label, call.key_last4), account=account,
         card=None if per_input is None else {"input": per_input, "output": per_output,
                                              "usd_per_credit": usd_per_credit, "model": card_model},
         meaning=CLASS_MEANINGS.get(call.pricing_class, ""), clean=call.pricing_class in pricing.CLEAN_CLASSES,

@@ -18,6 +18,9 @@ from ..exactjson import dumps
 
 PALETTE = ("#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f", "#bcbd22",
            "#17becf")
+# The grid's top under a legend at the top: room for the legend's row and, below it, the value axis' name
+# (drawn above the axis' end), which sat on the legend's row at 40.
+LEGEND_ROOM = 64
 _ESCAPES = {ord("<"): "\\u003c", ord(">"): "\\u003e", ord("&"): "\\u0026", 0x2028: "\\u2028", 0x2029: "\\u2029"}
 
 
@@ -52,7 +55,7 @@ def stacked_bars(id: str, title: str, categories: Sequence[str], series: Sequenc
     option = {
         "tooltip": {"trigger": "item"},
         "legend": {"type": "scroll", "top": 0},
-        "grid": {"left": 60, "right": 20, "top": 40, "bottom": 40, "containLabel": True},
+        "grid": {"left": 60, "right": 20, "top": LEGEND_ROOM, "bottom": 40, "containLabel": True},
         "xAxis": _axis_labels(categories),
         "yAxis": {"type": "value", "name": unit},
         "series": [{"name": name, "type": "bar", "stack": "total", "data": list(values)} for name, values in series],
@@ -66,7 +69,7 @@ def lines(id: str, title: str, categories: Sequence[str], series: Sequence[tuple
     option = {
         "tooltip": {"trigger": "axis"},
         "legend": {"type": "scroll", "top": 0},
-        "grid": {"left": 60, "right": 20, "top": 40, "bottom": 40, "containLabel": True},
+        "grid": {"left": 60, "right": 20, "top": LEGEND_ROOM, "bottom": 40, "containLabel": True},
         "xAxis": _axis_labels(categories),
         "yAxis": {"type": "value", "name": unit, "scale": True},
         "series": [{"name": name, "type": "line", "showSymbol": False, "data": list(values)} for name, values in series],

@@ -29,6 +29,7 @@ from ..store.call_filters import value_of
 from ..store.reading import one_snapshot
 from ..store.spend import usd_per_credit
 from . import params
+from . import figures as web_figures  # the pages' clock (figures: a group's, here)
 from .charts import stacked_bars
 from .gate import guarded
 from .rendering import render
@@ -88,7 +89,7 @@ def spend_query(request, viewer: Viewer, names: tuple[str, ...] = PARAMETERS) ->
     zone = params.zone(request, request.app.state.settings.timezone)
     if params.single(request, "to") and not params.single(request, "from"):
         raise params.BadQuery("to", "needs from")
-    period = params.period(request, zone, datetime.now(timezone.utc))
+    period = params.period(request, zone, web_figures.utc_now())
     keys = params.group_keys(request)
     account = params.text(request, "account")
     project = params.text(request, "project")
@@ -265,7 +266,8 @@ def spend_page(request):
         if query.account is not None:
             check_account(request.app.state.settings, ledger, query.account)
         with one_snapshot(ledger) as session:
-            report = build_report(session, query.period, query.keys, query.account, projects=query.projects)
+            report = build_report(session, query.period, query.keys, query.account, projects=query.projects,
+                                  now=web_figures.utc_now())
             chart, figures = chart_of(query, report, session)
     except ReportError as error:
         raise report_error(error, query) from None
