@@ -179,8 +179,10 @@ class HardLimits:
             return limit.limit is None
         with self._lock:
             limit.asking += 1
-        try:
-            with self._settling:
+        with self._settling:
+            # Asking no more before the next settle can start: a call still counted as asking once admitted would
+            # get a ticket again, which the next call past the room takes (one call more than the room held).
+            try:
                 mark, room, _, _ = limit.quota
                 if mark <= slot < mark + room:
                     return True  # a settle while this waited holds room for it
@@ -194,9 +196,9 @@ class HardLimits:
                     limit.tickets -= 1
                     return True
                 return False
-        finally:
-            with self._lock:
-                limit.asking -= 1
+            finally:
+                with self._lock:
+                    limit.asking -= 1
 
     def _roll(self, limit: _Limit, started: float) -> None:
         """A call of another period than the one last read: it starts from nothing until the next refresh.

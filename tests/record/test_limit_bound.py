@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import os
 import subprocess
+import threading
 import sys
 from datetime import datetime, timezone
 from decimal import Decimal
@@ -109,3 +110,54 @@ def test_far_from_its_limit_a_call_is_admitted_without_asking_the_ledger(databas
     finally:
         rec.close()
     assert len(settles) == 1  # the first refresh: it holds an eighth of the room (558 calls at 2.24 credits)
+
+
+class _PausedOnce:
+    """A lock that, the first time it is released, runs `meanwhile` in the releasing thread before that thread goes
+    on: slow scheduling, made certain (a thread preempted for as long as `meanwhile` takes)."""
+
+    def __init__(self, lock, meanwhile) -> None:
+        self.lock, self.meanwhile = lock, meanwhile
+
+    def __enter__(self) -> None:
+        self.lock.acquire()
+
+    def __exit__(self, *exc) -> None:
+        self.lock.release()
+        meanwhile, self.meanwhile = self.meanwhile, None
+        if meanwhile is not None:
+            meanwhile()
+
+
+def test_a_call_admitted_by_the_ledger_is_not_offered_again_to_the_next_while_its_thread_is_slow(database_url, tmp_path):
+    # 2.90 spent of 3: room for one call (counted at 0.58). The first asks the ledger, gets the one ticket, and its
+    # thread is held up right after; meanwhile a refresh settles and a second call asks. It must be refused.
+    with Ledger(database_url) as ledger:
+        insert_records(ledger, [make_call(datetime.now(timezone.utc), Decimal("0.29"), project=PROJECT) for _ in range(10)])
+    rec = Recorder(settings=capped_settings(database_url, tmp_path, LIMIT, refresh=3600))
+    answer = {"id": "chatcmpl-1", "choices": [], "credits_consumed": 0.29}
+    client = httpx2.Client(transport=rec.transport(httpx2.MockTransport(lambda request: httpx2.Response(200, json=answer))))
+    statuses = []
+
+    def post() -> None:
+        statuses.append(client.post("http://sim/v1/chat/completions", json={"model": "gemini-3.1-pro", "messages": []},
+                                    headers={"X-Ledger-Project": PROJECT}).status_code)
+
+    def refresh_then_another_call() -> None:  # in another thread, while the first call's thread waits
+        def other() -> None:
+            rec.limits.refresh()
+            post()
+        second = threading.Thread(target=other)
+        second.start()
+        second.join(30)
+
+    try:
+        rec.limits._settling = _PausedOnce(rec.limits._settling, refresh_then_another_call)
+        post()
+        assert rec.flush(30)
+    finally:
+        client.close()
+        rec.close()
+    found = scope_spend(database_url)
+    assert found.spent < LIMIT + found.largest, found
+    assert sorted(statuses) == [200, 402]
