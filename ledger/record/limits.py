@@ -26,6 +26,7 @@ through (fail open), said once in the log.
 
 from __future__ import annotations
 
+import functools
 import math
 import os
 import itertools
@@ -48,7 +49,7 @@ from ..errors import describe
 from ..exactjson import dumps
 from ..money import ZERO
 from ..store.budgets import key_fingerprints, largest_charge, own_calls, recent_largest_charge, spend
-from ..store.engine import Ledger
+from ..store.engine import Ledger, current_revision, head_revision
 from ..store.limit_holds import held_by_others, hold, lock_budget, release
 from . import call
 from .call import Refusal
@@ -256,8 +257,9 @@ class HardLimits:
         """
         if self._ledger is None:
             self._ledger = Ledger(self.settings.database_url, upgrade_schema=False)
-        if not self._schema_seen:
-            self._schema_seen = self._ledger.has_table("limit_holds")  # a new ledger its writer has not made yet
+        if not self._schema_seen:  # a new ledger its writer has not made yet, or not to the end: counted from nothing
+            # (SQLite's DDL is not one transaction: the settle's tables appear one migration at a time)
+            self._schema_seen = current_revision(self._ledger.engine) == _head_revision()
         budget, instant = limit.budget, datetime.fromtimestamp(now, timezone.utc)
         period = budget.period_at(instant)
         cut = max(now - PENDING_WINDOW, period.start.timestamp())
@@ -353,6 +355,11 @@ class HardLimits:
             self._ledger = None
         if self._thread is not None:
             self.start(wait=0)
+
+
+@functools.cache
+def _head_revision() -> str:
+    return head_revision()  # (read from the migration scripts: once a process)
 
 
 def _model_of(request: Any) -> str | None:
