@@ -48,7 +48,8 @@ from ..config import Settings, configured_keys
 from ..errors import describe
 from ..exactjson import dumps
 from ..money import ZERO
-from ..store.budgets import key_fingerprints, largest_charge, own_calls, recent_largest_charge, spend
+from ..store.budgets import key_fingerprints, own_calls, recent_largest_charge
+from ..store.limit_reads import DayCharges, limit_reads
 from ..store.engine import Ledger, current_revision, head_revision
 from ..store.limit_holds import held_by_others, hold, lock_budget, release
 from . import call
@@ -81,7 +82,7 @@ class _Limit:
     """
 
     __slots__ = ("budget", "rule", "fingerprints", "limit", "spent", "charge", "pending", "held", "others", "asking",
-                 "tickets", "closed", "counter", "quota", "times", "refused", "period_label")
+                 "tickets", "closed", "counter", "quota", "times", "refused", "period_label", "days")
 
     def __init__(self, budget: Budget) -> None:
         self.budget, self.rule = budget, scope_rule(budget.scope)  # the scope's rule, compiled once
@@ -97,6 +98,7 @@ class _Limit:
         self.times: deque[float] = deque()  # when each call of the window that was checked started
         self.refused: deque[float] = deque()  # when each of them that was refused started (appended after `times`)
         self.period_label = ""
+        self.days = DayCharges()  # the whole days' largest charges the settles read (`store.limit_reads`)
 
     def in_flight(self, slot: int) -> Decimal:
         """What this process's calls in flight, up to `slot`, are counted at."""
@@ -286,8 +288,8 @@ class HardLimits:
             # Ours first: a call that lands between the two reads is counted twice (refused a little early),
             # never missed (admitted past the limit).
             ours = own_calls(session, holder, budget.scope, datetime.fromtimestamp(cut, timezone.utc), REFUSED, keys)
-            spent = spend(session, budget.scope, period.start, period.end, keys).credits
-            largest = largest_charge(session, budget.scope, period.start, period.end, keys) or recent_largest_charge(session)
+            found, largest = limit_reads(session, budget.scope, period.start, period.end, keys, limit.days)
+            spent, largest = found.credits, largest or recent_largest_charge(session)
             charge = pessimistic_charge(largest, first_call)
             others = held_by_others(session, budget.name, period.label, holder, instant)
             room = admission(cap, spent, others, charge, max(0, in_window - ours), asking, used)

@@ -1,0 +1,94 @@
+"""What a hard limit's refresh reads of its scope and period: the spend and the largest charge, at a cost that does
+not grow with the period's calls.
+
+Whole UTC days come from the narrowest daily rollup table holding the
+scope's dimensions (a row a day and dimension values: the day's charges and
+its count of calls), the edges of the period off the UTC day from the raw
+calls (a project's or a key's from its index). A whole day's largest charge
+is read from the raw calls once and kept (`DayCharges`) with the count of
+calls the rollup gave for the day just before: the ledger only appends
+calls, so while a day's count is the same no call has been added to it, and
+its kept maximum holds. The count is read before the charges, so a call that
+commits between the two reads is in the maximum or makes the next count
+differ: never missed, whatever order writers commit in (on PostgreSQL a call
+can commit after calls with later ids or recording times, so neither is a
+watermark here).
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timezone
+from decimal import Decimal
+
+from sqlalchemy import and_, case, false, func, or_, select
+from sqlalchemy.orm import Session
+
+from ..accounting.budgets import Scope
+from ..money import ZERO
+from .budgets import Spend, _before_horizon, _credits, largest_charge, scope_conditions, scope_dims, spend
+from .models import Call, as_utc
+from .rollup_levels import table_for
+from .rollup_tables import DAY
+
+
+class DayCharges:
+    """One process's memory of a hard limit's whole UTC days: {day: (calls, largest charge)} as last read, for one
+    set of scope conditions (a scope and the fingerprints its key or account stood for then)."""
+
+    __slots__ = ("conditions", "days")
+
+    def __init__(self) -> None:
+        self.conditions: tuple | None = None
+        self.days: dict[datetime, tuple[int, Decimal | None]] = {}
+
+    def of(self, scope: Scope, fingerprints: frozenset[str] | None) -> dict[datetime, tuple[int, Decimal | None]]:
+        """The days kept for these conditions (other conditions' days are forgotten)."""
+        conditions = (scope, fingerprints)
+        if conditions != self.conditions:
+            self.conditions, self.days = conditions, {}
+        return self.days
+
+
+def limit_reads(session: Session, scope: Scope, start: datetime, end: datetime,
+                fingerprints: frozenset[str] | None = None, seen: DayCharges | None = None) -> tuple[Spend, Decimal | None]:
+    """The spend of the scope's calls that started in [start, end) and their largest charge (None: none was
+    charged), as `spend` and `largest_charge` give them; `seen` keeps each whole day's largest charge for the next
+    read. A scope no daily table holds (models, tags), a period of no whole UTC day, or one reaching where
+    retention deleted calls: `spend` and `largest_charge` themselves."""
+    table = table_for(DAY, scope_dims([scope]))
+    utc_start, utc_end = start.astimezone(timezone.utc), end.astimezone(timezone.utc)
+    first = utc_start.replace(hour=0, minute=0, second=0, microsecond=0)
+    first = first if first == utc_start else first + DAY
+    last = utc_end.replace(hour=0, minute=0, second=0, microsecond=0)
+    if table is None or last <= first or _before_horizon(session, start):
+        return (spend(session, scope, start, end, fingerprints),
+                largest_charge(session, scope, start, end, fingerprints))
+    model = table.model
+    # The days' counts first: every call they count is in the charges read after them.
+    days_query = (select(model.bucket_start, func.sum(model.credits_charged), func.sum(model.calls))
+                  .where(model.bucket_start >= first, model.bucket_start < last,
+                         *scope_conditions(session, scope, fingerprints, model))
+                  .group_by(model.bucket_start))
+    days = {as_utc(day): (_credits(credits), int(calls)) for day, credits, calls in session.execute(days_query)}
+    kept = (seen or DayCharges()).of(scope, fingerprints)
+    changed = sorted(day for day, (_, calls) in days.items() if kept.get(day, (None,))[0] != calls)
+    edges = [(low, high) for low, high in ((start, first), (last, end)) if low < high]
+    credits, calls = sum((c for c, _ in days.values()), ZERO), sum(n for _, n in days.values())
+    maxima = [kept[day][1] for day in days if day not in changed]
+    if edges or changed:
+        in_edges = or_(*[and_(Call.started_at >= low, Call.started_at < high) for low, high in edges]) if edges else false()
+        in_days = [and_(Call.started_at >= day, Call.started_at < day + DAY) for day in changed]
+        charge = Call.credits_charged
+        columns = [func.sum(case((in_edges, charge))), func.count(case((in_edges, Call.id))),
+                   func.max(case((in_edges, charge)))] + [func.max(case((in_day, charge))) for in_day in in_days]
+        row = session.execute(select(*columns).where(or_(in_edges, *in_days),
+                                                     *scope_conditions(session, scope, fingerprints))).one()
+        credits, calls = credits + _credits(row[0]), calls + int(row[1])
+        read = [None if value is None else _credits(value) for value in row[2:]]
+        maxima += read
+        for day, day_largest in zip(changed, read[1:]):
+            kept[day] = (days[day][1], day_largest)
+    for day in [day for day in kept if day not in days]:  # days of other periods, or that had no call
+        del kept[day]
+    largest = max((m for m in maxima if m is not None), default=None)
+    return Spend(credits, calls), (largest if largest else None)  # as `largest_charge`: none charged, None
