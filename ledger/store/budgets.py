@@ -5,7 +5,9 @@ nothing can drift or be reset wrongly. A scope with a project, a key or an
 account is summed from an index alone (`calls (project, started_at,
 credits_charged)` and the same by key) by `spend` (a hard limit's refresh);
 `spends` sums the budgets of one period that name one field together, from
-the rollups, and those whose scope names none of those in one pass.
+the rollups (a project's, a key's or an account's whole UTC days from the
+daily table, the rest of its period from the index), and those whose scope
+names none of those in one pass.
 A key (by label) and an account stand for the fingerprints `api_keys` holds
 for them. The other scopes (users, models, tags, the whole ledger), which
 read every call of the period, sum its whole buckets from the widest rollup
@@ -15,18 +17,19 @@ never more rows than the calls, far fewer where a bucket's calls share
 their dimensions. An indexed scope stays on its index, which reads
 only its own calls (BENCHMARKS.md, "Rollups (issue 26)"), unless its period
 starts before the retention horizon (raw calls of closed periods deleted):
-then it sums the rollups too. A charge's maximum and a process's own calls
-stay raw.
+then it sums the rollups too. A process's own calls stay raw; a hard limit's
+refresh reads through `limit_reads`.
 """
 
 from __future__ import annotations
 
+from contextlib import contextmanager
 from datetime import datetime, timedelta, timezone
 from decimal import Decimal
-from typing import Any, NamedTuple, Sequence
+from typing import Any, Iterator, NamedTuple, Sequence
 
 from sqlalchemy import (BigInteger, Integer, String, and_, case, cast, func, literal_column, or_, select,
-                        type_coerce, union_all)
+                        text, type_coerce, union_all)
 from sqlalchemy.orm import Session
 
 from ..accounting.buckets import split_range
@@ -35,7 +38,7 @@ from ..money import ZERO, from_nano
 from .models import ApiKey, Call, Credits
 from .retention import horizon
 from .rollup_levels import Months, levels
-from .rollup_tables import DIMENSIONS
+from .rollup_tables import DAILY, DAY, DIMENSIONS
 
 
 class SpendQuery(NamedTuple):
@@ -97,6 +100,40 @@ def parts(start: datetime, end: datetime, needed: frozenset[str] = frozenset(DIM
     if split.edges:
         found.append((Call, [or_(*[and_(Call.started_at >= low, Call.started_at < high) for low, high in split.edges])], 1))
     return found
+
+
+def day_parts(start: datetime, end: datetime, before: datetime | None = None) -> list[tuple[type, list, int]] | None:
+    """[start, end) as (table, WHERE, sign) for a project, key or account: its whole UTC days from the daily table,
+    the rest from the raw calls (their index). A day the range holds more than half of is taken whole, the raw calls
+    of its hours outside the range taken away. None: a raw part would reach before `before` (retention)."""
+    first, last = _day_ceil(start), _day_floor(end)
+    days, raw = [first, last], []
+    if start < first:  # the hours before the first whole day
+        if first - start > DAY / 2:
+            days[0] = first - DAY
+            raw.append((first - DAY, start, -1))
+        else:
+            raw.append((start, first, 1))
+    if last < end:
+        if end - last > DAY / 2:
+            days[1] = last + DAY
+            raw.append((end, last + DAY, -1))
+        else:
+            raw.append((last, end, 1))
+    if before is not None and any(low < before for low, _, _ in raw):
+        return None
+    model = DAILY.model
+    found = [(model, [model.bucket_start >= days[0], model.bucket_start < days[1]], 1)]
+    return found + [(Call, [Call.started_at >= low, Call.started_at < high], sign) for low, high, sign in raw]
+
+
+def _day_floor(instant: datetime) -> datetime:
+    return instant.astimezone(timezone.utc).replace(hour=0, minute=0, second=0, microsecond=0)
+
+
+def _day_ceil(instant: datetime) -> datetime:
+    floor = _day_floor(instant)
+    return floor if floor == instant else floor + DAY
 
 
 def _count(table, picked=None):
@@ -219,7 +256,10 @@ def spends(session: Session, queries: Sequence[SpendQuery]) -> list[Spend]:
             grouped.setdefault((kind or "pass", query.start, query.end), []).append(index)
     keys = _keys(session) if any(kind in ("key", "account") for kind, _, _ in grouped) else {}
     for (kind, start, end), indexes in grouped.items():
-        for table, window, sign in parts(start, end, scope_dims([queries[i].scope for i in indexes])):
+        pieces = day_parts(start, end, before) if kind in _INDEXED else None
+        if pieces is None:
+            pieces = parts(start, end, scope_dims([queries[i].scope for i in indexes]))
+        for table, window, sign in pieces:
             if kind in _GROUPED:
                 column = getattr(table, _GROUPED[kind])
                 by_value: dict[str, list[int]] = {}
@@ -236,15 +276,36 @@ def spends(session: Session, queries: Sequence[SpendQuery]) -> list[Spend]:
                 picked = and_(*scope_conditions(session, queries[i].scope, None, table))
                 sums.append(_signed(sign, _charged(table, picked), _count(table, picked)))
             branches.append(_Branch(table, list(window), sums, [[i] for i in indexes]))
-    for chunk in range(0, len(branches), _BRANCHES):
-        part = branches[chunk:chunk + _BRANCHES]
-        for number, key, *sums in session.execute(_statement(part)):
-            branch = part[number]
-            for at, targets in enumerate(branch.targets):
-                credits, calls = sums[2 * at], sums[2 * at + 1]
-                for i in (targets if branch.key is None else targets.get(key, [])):
-                    found[i] = Spend(found[i].credits + _credits(credits), found[i].calls + int(calls or 0))
+    with plain_plans(session):
+        for chunk in range(0, len(branches), _BRANCHES):
+            part = branches[chunk:chunk + _BRANCHES]
+            for number, key, *sums in session.execute(_statement(part)):
+                branch = part[number]
+                for at, targets in enumerate(branch.targets):
+                    credits, calls = sums[2 * at], sums[2 * at + 1]
+                    for i in (targets if branch.key is None else targets.get(key, [])):
+                        found[i] = Spend(found[i].credits + _credits(credits), found[i].calls + int(calls or 0))
     return found
+
+
+_PLAIN = (("jit", "off"), ("max_parallel_workers_per_gather", "0"))
+
+
+@contextmanager
+def plain_plans(session: Session) -> Iterator[None]:
+    """On PostgreSQL, the statements inside run without JIT compilation or parallel workers (as set before, after):
+    reads of a few thousand rows, whose cost as the planner estimates it (the index ranges of many branches) would
+    start both, each costing more than the read itself (BENCHMARKS.md, "Budgets and the refresh")."""
+    if session.get_bind().dialect.name != "postgresql":
+        yield
+        return
+    names = [name for name, _ in _PLAIN]
+    reads = ", ".join(f"current_setting('{name}')" for name in names)
+    sets = ", ".join(f"set_config('{name}', '{value}', true)" for name, value in _PLAIN)
+    previous = session.execute(text(f"SELECT {reads}, {sets}")).one()[:len(names)]
+    yield  # (an error leaves the transaction to be rolled back: its settings go with it)
+    session.execute(text("SELECT " + ", ".join(f"set_config('{name}', :v{at}, true)" for at, name in enumerate(names))),
+                    {f"v{at}": value for at, value in enumerate(previous)})
 
 
 def _keys(session: Session) -> dict[tuple[str, str], list[str]]:
