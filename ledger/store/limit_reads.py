@@ -20,7 +20,7 @@ from __future__ import annotations
 from datetime import datetime, timezone
 from decimal import Decimal
 
-from sqlalchemy import and_, case, false, func, or_, select
+from sqlalchemy import Integer, func, literal_column, select, union_all
 from sqlalchemy.orm import Session
 
 from ..accounting.budgets import Scope
@@ -75,19 +75,24 @@ def limit_reads(session: Session, scope: Scope, start: datetime, end: datetime,
     edges = [(low, high) for low, high in ((start, first), (last, end)) if low < high]
     credits, calls = sum((c for c, _ in days.values()), ZERO), sum(n for _, n in days.values())
     maxima = [kept[day][1] for day in days if day not in changed]
-    if edges or changed:
-        in_edges = or_(*[and_(Call.started_at >= low, Call.started_at < high) for low, high in edges]) if edges else false()
-        in_days = [and_(Call.started_at >= day, Call.started_at < day + DAY) for day in changed]
+    ranges = edges + [(day, day + DAY) for day in changed]
+    if ranges:
+        # A SELECT a range (a project's or key's: a range of its index alone), the edges' first.
+        conditions = scope_conditions(session, scope, fingerprints)
         charge = Call.credits_charged
-        columns = [func.sum(case((in_edges, charge))), func.count(case((in_edges, Call.id))),
-                   func.max(case((in_edges, charge)))] + [func.max(case((in_day, charge))) for in_day in in_days]
-        row = session.execute(select(*columns).where(or_(in_edges, *in_days),
-                                                     *scope_conditions(session, scope, fingerprints))).one()
-        credits, calls = credits + _credits(row[0]), calls + int(row[1])
-        read = [None if value is None else _credits(value) for value in row[2:]]
-        maxima += read
-        for day, day_largest in zip(changed, read[1:]):
-            kept[day] = (days[day][1], day_largest)
+        selects = [select(literal_column(str(at), Integer).label("at"), func.sum(charge).label("credits"),
+                          func.count().label("calls"), func.max(charge).label("largest"))
+                   .where(Call.started_at >= low, Call.started_at < high, *conditions)
+                   for at, (low, high) in enumerate(ranges)]
+        rows = {at: row for at, *row in session.execute(selects[0] if len(selects) == 1 else union_all(*selects))}
+        for at, (low, _) in enumerate(ranges):
+            range_credits, range_calls, range_largest = rows[at]
+            range_largest = None if range_largest is None else _credits(range_largest)
+            maxima.append(range_largest)
+            if at < len(edges):
+                credits, calls = credits + _credits(range_credits), calls + int(range_calls)
+            else:
+                kept[low] = (days[low][1], range_largest)
     for day in [day for day in kept if day not in days]:  # days of other periods, or that had no call
         del kept[day]
     largest = max((m for m in maxima if m is not None), default=None)
