@@ -11,6 +11,7 @@ is printed (planning time, JIT, the plan's nodes).
 
 from __future__ import annotations
 
+import contextlib
 import sys
 from pathlib import Path
 
@@ -18,6 +19,8 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
+
+from sqlalchemy.sql.elements import TextClause  # noqa: E402
 
 from bench_scale import NOW, ZONE, bench_ledger, budget_queries, ledger_arguments, median_ms  # noqa: E402
 from ledger.accounting.budgets import Scope  # noqa: E402
@@ -33,6 +36,8 @@ KINDS = (("projects (month, Kolkata and UTC)", 0, 40), ("users (month)", 40, 65)
 def main() -> int:
     parser = ledger_arguments(__doc__.splitlines()[0], calls=1_000_000, runs=5)
     parser.add_argument("--explain", action="store_true")
+    parser.add_argument("--work", action="store_true", help="also the work, which the host's load does not move: "
+                        "PostgreSQL's buffers (shared hit + read) and plan cost, SQLite's virtual machine steps")
     arguments = parser.parse_args()
     queries = budget_queries()
     with bench_ledger(arguments, "scale.db") as (ledger, fresh):
@@ -44,11 +49,58 @@ def main() -> int:
                 part = queries[low:high]
                 took, found = median_ms(lambda: store_budgets.spends(session, part), arguments.runs)
                 assert [tuple(s) for s in found] == [tuple(s) for s in raw[low:high]], label
-                print(f"   {label:40s} {took:8.1f} ms", flush=True)
+                print(f"   {label:40s} {took:8.1f} ms" + (f"  {work(session, part)}" if arguments.work else ""), flush=True)
                 if arguments.explain and ledger.dialect == "postgresql" and high - low < 100:
                     explain(session, part)
             refresh(session, arguments.runs)
     return 0
+
+
+def caught(session, action) -> list:
+    """The statements `action` sends through the session."""
+    statements = []
+    execute = session.execute
+
+    def catching(statement, *args, **kwargs):
+        statements.append(statement)
+        return execute(statement, *args, **kwargs)
+
+    session.execute = catching
+    try:
+        action()
+    finally:
+        del session.execute
+    return [s for s in statements if hasattr(s, "compile") and not isinstance(s, TextClause)]
+
+
+def work(session, part) -> str:
+    """What `spends(part)` reads: PostgreSQL's buffers and estimated cost of its statements, or SQLite's steps."""
+    connection = session.connection()
+    if connection.dialect.name == "sqlite":
+        steps = [0]
+
+        def step():
+            steps[0] += 1
+            return 0
+
+        raw = connection.connection.driver_connection
+        raw.set_progress_handler(step, 1000)
+        try:
+            store_budgets.spends(session, part)
+        finally:
+            raw.set_progress_handler(None, 1000)
+        return f"{steps[0]:,} thousand VM steps"
+    buffers = cost = 0
+    plain = getattr(store_budgets, "plain_plans", None)  # (this tree's settings for the statement, where it has them)
+    with plain(session) if plain is not None else contextlib.nullcontext():  # the EXPLAINs under them too
+        for statement in caught(session, lambda: store_budgets.spends(session, part)):
+            compiled = statement.compile(dialect=connection.dialect, compile_kwargs={"render_postcompile": True})
+            plan = connection.exec_driver_sql("EXPLAIN (ANALYZE, BUFFERS, FORMAT JSON) " + str(compiled),
+                                              compiled.params).scalar()
+            top = plan[0]["Plan"]
+            buffers += top.get("Shared Hit Blocks", 0) + top.get("Shared Read Blocks", 0)
+            cost += top["Total Cost"]
+    return f"{buffers:,} buffers, cost {cost:,.0f}"
 
 
 def refresh(session, runs: int) -> None:
