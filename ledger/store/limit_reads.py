@@ -31,6 +31,9 @@ from .rollup_levels import table_for
 from .rollup_tables import DAY
 
 
+_SELECTS = 400
+
+
 class DayCharges:
     """One process's memory of a hard limit's whole UTC days: {day: (calls, largest charge)} as last read, for one
     set of scope conditions (a scope and the fingerprints its key or account stood for then)."""
@@ -84,7 +87,10 @@ def limit_reads(session: Session, scope: Scope, start: datetime, end: datetime,
                           func.count().label("calls"), func.max(charge).label("largest"))
                    .where(Call.started_at >= low, Call.started_at < high, *conditions)
                    for at, (low, high) in enumerate(ranges)]
-        rows = {at: row for at, *row in session.execute(selects[0] if len(selects) == 1 else union_all(*selects))}
+        rows = {}
+        for chunk in range(0, len(selects), _SELECTS):  # (SQLite: at most 500 SELECTs in a compound one)
+            part = selects[chunk:chunk + _SELECTS]
+            rows.update((at, row) for at, *row in session.execute(part[0] if len(part) == 1 else union_all(*part)))
         for at, (low, _) in enumerate(ranges):
             range_credits, range_calls, range_largest = rows[at]
             range_largest = None if range_largest is None else _credits(range_largest)

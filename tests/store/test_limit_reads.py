@@ -122,3 +122,17 @@ def test_a_call_committed_after_later_calls_were_read_still_raises_the_largest_c
 
 def _id_of(session, call_id: str) -> int:
     return session.scalar(Call.__table__.select().with_only_columns(Call.id).where(Call.call_id == call_id))
+
+
+def test_a_first_read_of_more_days_than_a_statement_holds_reads_them_all(ledger):
+    """A long period's first read re-reads every day with calls: more SELECTs than SQLite takes in one compound
+    statement (500) are sent as several."""
+    days = 520
+    start = NOW.replace(hour=12, minute=0) - timedelta(days=days + 5)
+    insert(ledger, [call_values(started_at=start + timedelta(days=n, minutes=n % 600), charged=str(1 + n % 97))
+                    for n in range(days)])
+    period = rolling_period(timedelta(days=days + 10), NOW)
+    with ledger.session() as session:
+        seen = DayCharges()
+        assert read(session, Scope(project="search"), period, seen) == raw(session, Scope(project="search"), period)
+        assert len(seen.days) == days
