@@ -9,8 +9,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import datetime
+from decimal import Decimal
 
-from ..exactjson import dumps
+from ..exactjson import dumps, loads
 from .pricing import ROUNDING
 from .reconcile import WindowReconciliation
 from .snapshots import Bracket
@@ -128,3 +129,70 @@ class Reconciliation:
             ],
         }
         return dumps(data, indent=2)
+
+
+# ---------------------------------------------------------------- a verdict kept (the service's hourly run)
+
+
+@dataclass(frozen=True, slots=True)
+class AccountVerdict:
+    """An account's cumulative line as a run found it (all None: fewer than two usable snapshots)."""
+
+    account: str
+    since: datetime | None  # the cumulative line's first snapshot
+    until: datetime | None  # and its last
+    status: str | None
+    difference: Decimal | None
+    unrecorded_spend: Decimal | None  # None: none found
+
+
+@dataclass(frozen=True, slots=True)
+class StoredVerdict:
+    """What the service's reconciliation run keeps in its job_runs row (its detail, as JSON): the verdict, the window
+    it covered and each account's cumulative line, so a page shows the last verdict without reconciling again."""
+
+    verdict: str
+    verdict_text: str
+    start: datetime | None
+    end: datetime | None
+    accounts: tuple[AccountVerdict, ...]
+
+    @classmethod
+    def of(cls, result: Reconciliation) -> StoredVerdict:
+        accounts = []
+        for a in result.accounts:
+            c = a.cumulative
+            if c is None:
+                accounts.append(AccountVerdict(a.account, None, None, None, None, None))
+                continue
+            unrecorded = c.explanation("unrecorded_spend")
+            accounts.append(AccountVerdict(a.account, c.start, c.end, c.status, c.difference,
+                                           None if unrecorded is None else unrecorded.credits))
+        return cls(result.verdict, result.verdict_text, result.start, result.end, tuple(accounts))
+
+    def to_detail(self) -> str:
+        return dumps({"verdict": self.verdict, "verdict_text": self.verdict_text, "start": self.start,
+                      "end": self.end, "accounts": [
+                          {"account": a.account, "since": a.since, "until": a.until, "status": a.status,
+                           "difference": a.difference, "unrecorded_spend": a.unrecorded_spend}
+                          for a in self.accounts]})
+
+    @classmethod
+    def from_detail(cls, detail: str | None) -> StoredVerdict | None:
+        """The verdict a run kept; None for a detail not of this form (a run of an earlier version: its words)."""
+        try:
+            data = loads(detail or "")
+            return cls(data["verdict"], data["verdict_text"], _instant(data["start"]), _instant(data["end"]), tuple(
+                AccountVerdict(a["account"], _instant(a["since"]), _instant(a["until"]), a["status"],
+                               _amount(a["difference"]), _amount(a["unrecorded_spend"]))
+                for a in data["accounts"]))
+        except (ValueError, KeyError, TypeError):
+            return None
+
+
+def _instant(text: str | None) -> datetime | None:
+    return None if text is None else datetime.fromisoformat(text)
+
+
+def _amount(text: str | None) -> Decimal | None:
+    return None if text is None else Decimal(text)

@@ -25,7 +25,7 @@ from ..money import fmt
 from ..sink.writer import replay_journal
 from ..store.engine import Ledger
 from ..store.job_runs import finish_job_run, start_job_run
-from ..accounting.verdict import GAP_VERDICT, NOTHING_VERDICT
+from ..accounting.verdict import GAP_VERDICT, StoredVerdict
 from ..store.reconciliation import reconcile_as_configured
 from ..store.retention import delete_old_calls, gone_ranges
 from ..store.rollups import compare, describe_differences
@@ -53,20 +53,15 @@ def poll_credits_job(service: Service) -> tuple[str, str]:
 
 
 def reconcile_job(service: Service) -> tuple[str, str]:
-    # Windows of the last two days; the cumulative line still runs from the first snapshot ever.
-    start = datetime.now(timezone.utc) - timedelta(days=RECONCILE_WINDOW_DAYS)
-    result = reconcile_as_configured(service.settings, service.ledger, start,
-                                     settle_seconds=service.reconcile_settle_seconds, cumulative_from_first=True)
-    parts = []
-    for account in result.accounts:
-        c = account.cumulative
-        parts.append(f"{account.account} " + (f"{c.status} difference {fmt(c.difference, 2)}" if c else "too few snapshots"))
+    """Windows of the last RECONCILE_WINDOW_DAYS days, the cumulative line from the first snapshot ever. Its detail
+    is the verdict kept (`StoredVerdict`, JSON): the Overview shows the newest without reconciling again."""
+    now = datetime.now(timezone.utc)
+    # `now` as the end, so the verdict kept names its window's end (the settle time may move it earlier)
+    result = reconcile_as_configured(service.settings, service.ledger, now - timedelta(days=RECONCILE_WINDOW_DAYS),
+                                     now, settle_seconds=service.reconcile_settle_seconds, cumulative_from_first=True)
     # A run is "ok" unless money is unexplained; too few settled snapshots yet (the service just started) is
-    # said in its detail, in the words `reconcile` uses.
-    outcome = "gap" if result.verdict == GAP_VERDICT else "ok"
-    if result.verdict == NOTHING_VERDICT:
-        parts.append(result.verdict_text)
-    return outcome, "; ".join(parts)
+    # said in its verdict, in the words `reconcile` uses.
+    return ("gap" if result.verdict == GAP_VERDICT else "ok"), StoredVerdict.of(result).to_detail()
 
 
 def replay_journal_job(service: Service) -> tuple[str, str]:

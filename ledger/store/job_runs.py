@@ -30,3 +30,10 @@ def job_runs(session: Session, job: str | None = None) -> list[JobRun]:
     if job is not None:
         query = query.where(JobRun.job == job)
     return list(session.scalars(query))
+
+
+def last_job_run(session: Session, job: str, outcomes: tuple[str, ...]) -> JobRun | None:
+    """The newest finished run of `job` with one of `outcomes` (one query, on the job's index)."""
+    query = (select(JobRun).where(JobRun.job == job, JobRun.outcome.in_(outcomes), JobRun.ended_at.is_not(None))
+             .order_by(JobRun.started_at.desc(), JobRun.id.desc()).limit(1))
+    return session.scalars(query).first()

@@ -4,14 +4,15 @@ and runway with its 30-day chart, the budgets, the reconciliation's verdict and 
 Every figure is the ledger's own: the month's spend is the spend report's total
 (`build_report`, of the viewer's projects), its projection the budgets' (spent /
 elapsed x the month's length, `accounting.budgets.projection`), the runways
-those `credit-ledger budgets` reads, the reconciliation the service's hourly one
-(the last RECONCILE_WINDOW_DAYS days, the cumulative line from the first
-snapshot). A viewer limited to projects sees no account money.
+those `credit-ledger budgets` reads. The reconciliation is the verdict the
+service's hourly run kept (`credit-ledger run`, job_runs), with its time: not
+reconciled again on each view (every window since the first snapshot is read
+for the cumulative line: seconds on a large ledger); before any run, the page
+says so and links to the Reconciliation page, which reconciles on request. A
+viewer limited to projects sees no account money.
 """
 
 from __future__ import annotations
-
-from datetime import timedelta
 
 from starlette.routing import Route
 
@@ -20,15 +21,18 @@ from ..accounting.periods import MONTH, calendar_period, to_date, zone_named
 from ..exactjson import dumps
 from ..money import fmt
 from ..reports.spend import build_report
+from ..accounting.verdict import StoredVerdict
 from ..service.jobs import RECONCILE_WINDOW_DAYS
 from ..store.alerts import alert_history
-from ..store.reconciliation import reconcile_as_configured
+from ..store.job_runs import last_job_run
 from . import charts, figures, params
 from .budgets import budget_chart
 from .figures import ACCOUNT_MONEY, account_balances, budget_names, evaluation, json_text, refuse_limited
 from .gate import guarded
-from .reconciliation import unrecorded
 from .rendering import render
+
+
+RECONCILE_OUTCOMES = ("ok", "gap")  # a run that reconciled (not one that failed, or skipped for another replica's)
 
 
 def balance_chart(index: int, found) -> charts.Chart:
@@ -49,18 +53,14 @@ def overview(request):
         report = build_report(session, to_date(month, now), (), projects=viewer.projects, now=now)
         accounts = [] if viewer.limited else account_balances(session, settings, now, zone_named(zone))
         open_alerts = alert_history(session, budgets=budget_names(settings, viewer), open_only=True)
+        last_run = None if viewer.limited else last_job_run(session, "reconcile", RECONCILE_OUTCOMES)
     statuses = evaluation(request, viewer, now).budgets
-    reconciliation = None
-    if not viewer.limited:
-        reconciliation = reconcile_as_configured(
-            settings, ledger, now - timedelta(days=RECONCILE_WINDOW_DAYS),
-            settle_seconds=settings.schedule.reconcile_settle_seconds, cumulative_from_first=True)
+    kept = None if last_run is None else StoredVerdict.from_detail(last_run.detail)
     return render(
         request, "home.html", zone=zone, as_of=now, month=month, total=report.total,
         projected=projection(report.total.credits_charged, month, now), accounts=accounts,
         balance_charts=[balance_chart(i, a) for i, a in enumerate(accounts)], statuses=statuses,
-        budget_chart=budget_chart(statuses) if statuses else None, reconciliation=reconciliation,
-        unrecorded=unrecorded(reconciliation) if reconciliation is not None else {},
+        budget_chart=budget_chart(statuses) if statuses else None, last_run=last_run, kept=kept,
         window_days=RECONCILE_WINDOW_DAYS, open_alerts=[h.alert for h in open_alerts], account_money=ACCOUNT_MONEY,
         fmt=fmt)
 

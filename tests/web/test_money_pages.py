@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import html
 import re
-from datetime import timedelta
+from datetime import datetime, timedelta
 from decimal import Decimal
 
 import pytest
@@ -16,9 +16,14 @@ from web_money_rows import (FINGERPRINT, HOSTILE, MONTH_START, NOW, calls, direc
 from ledger.accounting.budgets import projection
 from ledger.accounting.periods import MONTH, calendar_period
 from ledger.commands import alerts as alert_commands, balances, budgets, calls as call_commands
+from ledger.accounting.verdict import StoredVerdict
 from ledger.exactjson import loads
+from ledger.service.jobs import reconcile_job, run_job
+from ledger.service.runtime import Service
+from ledger.store.job_runs import finish_job_run, job_runs, start_job_run
+from ledger.web.rendering import local_time
 from ledger.money import fmt
-from ledger_rows import insert, snapshot
+from ledger_rows import call_values, insert, snapshot
 from ledger.web.viewer import Viewer
 
 FINANCE = Viewer("fin", "finance", csrf="t" * 32)
@@ -89,7 +94,71 @@ def test_the_overview_shows_the_month_the_balances_the_budgets_the_verdict_and_t
         assert rows[b["name"]][2:7] == [fmt(d(b["spent"]), 2), fmt(d(b["limit"]), 2), fmt(d(b["percent"]), 1) + "%",
                                         fmt(d(b["projection"]), 2), b["state"]]
     assert rows["all-month"][7] == "enforced" and 'id="budgets-chart"' in page.text
-    assert "Last 2 days:" in page.text and "search-month" in page.text.split("Alerts open")[1]
+    assert "search-month" in page.text.split("Alerts open")[1]
+
+
+def reconciliation_section(text: str) -> str:
+    return text.split('<section class="reconciliation">')[1].split("</section>")[0]
+
+
+def test_the_overview_before_any_reconciliation_says_so_and_links_to_the_reconciliation_page(money, client_as):
+    """The Overview reconciled on each view (every window since the first snapshot: seconds on a large ledger) and
+    showed that as "Last 2 days: ..."; it shows the service's kept verdict, and before the first run says so."""
+    section = reconciliation_section(client_as(FINANCE, money).get("/").text)
+    assert "Not reconciled yet." in section and 'href="/reconciliation"' in section
+    assert table_rows(section, "unrecorded") == [] and "reconciled by the service" not in section
+
+
+def kept_run(ledger):
+    with ledger.session() as session:
+        run = job_runs(session, "reconcile")[-1]
+    kept = StoredVerdict.from_detail(run.detail)
+    assert kept is not None and kept.end is not None
+    return run, kept
+
+
+def shows_what_reconcile_gives(section: str, settings, run, kept) -> None:
+    """The verdict, its time, and each account's cumulative line as `reconcile --json --to (the run's end)` gives."""
+    assert f'reconciled by the service at <span class="reconciled-at">{local_time(run.ended_at, "UTC")}' in section
+    cli = loads(direct(balances.reconcile, settings, end=kept.end, as_json=True))
+    assert f"<strong>{html.escape(kept.verdict_text, quote=False)}</strong>" in section
+    assert kept.verdict == cli["verdict"]
+    assert f"credit-ledger reconcile --to {kept.end:%Y-%m-%dT%H:%M:%SZ}" in section
+    (prod,) = table_rows(section, "unrecorded")[1:]
+    (expected,) = cli["accounts"]
+    line = expected["cumulative"]
+    unrecorded = next((e["credits"] for e in line["explanations"] if e["name"] == "unrecorded_spend"), None)
+    assert prod == ["prod", local_time(datetime.fromisoformat(line["start"]), "UTC"), line["status"],
+                    fmt(d(line["difference"]), 2), "none" if unrecorded is None else fmt(d(unrecorded), 2)]
+    assert kept.accounts[0].difference == d(line["difference"])  # exact, as reconcile --json gives it
+    assert kept.accounts[0].unrecorded_spend == d(unrecorded)
+
+
+def test_the_overview_shows_the_verdict_the_service_kept_as_reconcile_gives_its_cumulative_lines(
+        money, ledger, client_as):
+    service = Service(money, ledger, reconcile_settle_seconds=0)
+    assert run_job(service, "reconcile", reconcile_job) == "gap"  # the platform took 105 credits, the ledger 3.25
+    run, kept = kept_run(ledger)
+    section = reconciliation_section(client_as(FINANCE, money).get("/").text)
+    shows_what_reconcile_gives(section, money, run, kept)
+    assert "<strong>unexplained gap (prod)</strong>" in section and kept.accounts[0].difference == Decimal("101.75")
+    # a later poll and run: the newest verdict is the one shown
+    snapshot(ledger, "prod", NOW - timedelta(minutes=1), 10_000, 255)
+    assert run_job(service, "reconcile", reconcile_job) == "gap"
+    later, kept = kept_run(ledger)
+    assert later.id != run.id and kept.accounts[0].difference == Decimal("151.75")
+    shows_what_reconcile_gives(reconciliation_section(client_as(FINANCE, money).get("/").text), money, later, kept)
+
+
+def test_the_overview_shows_a_run_of_an_earlier_version_in_its_own_words(money, ledger, client_as):
+    with ledger.session() as session:
+        run_id = start_job_run(session, "reconcile", NOW - timedelta(hours=2), "old-host")
+        finish_job_run(session, run_id, NOW - timedelta(hours=2), "gap", "prod gap difference 101.75")
+        failed = start_job_run(session, "reconcile", NOW - timedelta(hours=1), "old-host")
+        finish_job_run(session, failed, NOW - timedelta(hours=1), "failed", "OperationalError: away")
+    section = reconciliation_section(client_as(FINANCE, money).get("/").text)
+    assert f"at {local_time(NOW - timedelta(hours=2), 'UTC')}: <strong>gap</strong> (prod gap difference 101.75)" in section
+    assert "away" not in section  # a failed run kept no verdict
 
 
 def test_a_limited_viewer_sees_its_projects_month_and_budgets_and_no_account_money(money, client_as):
@@ -99,7 +168,8 @@ def test_a_limited_viewer_sees_its_projects_month_and_budgets_and_no_account_mon
     assert figures["Spent"].startswith(f"{fmt(SEARCH_CHARGED, 2)} credits")
     assert figures["Calls"] == "3" and figures["Pricing findings"] == "1"
     assert table_rows(page.text, "balances") == [] and 'id="balance-0"' not in page.text
-    assert "covers every project" in page.text and "Last 2 days" not in page.text
+    assert "covers every project" in reconciliation_section(page.text)
+    assert table_rows(reconciliation_section(page.text), "unrecorded") == []
     assert [row[0] for row in table_rows(page.text, "budgets")[1:]] == ["search-month"]
     open_alerts = page.text.split("Alerts open")[1]
     assert "search-month" in open_alerts and "all-month" not in open_alerts
