@@ -72,17 +72,24 @@ def ok_snapshots_of(
     found: dict[str, list[SnapshotPoint]] = {name: [] for name in accounts}
     if not found:
         return found
-    query = (select(BalanceSnapshot).where(BalanceSnapshot.account.in_(sorted(found)), BalanceSnapshot.status == OK)
+    # The columns a point holds, not the snapshot entities (their raw responses, the ORM's identity map): a page
+    # reads a month of hourly polls of every account this way.
+    query = (select(BalanceSnapshot.account, *_POINT_COLUMNS)
+             .where(BalanceSnapshot.account.in_(sorted(found)), BalanceSnapshot.status == OK,
+                    BalanceSnapshot.balance.is_not(None), BalanceSnapshot.total_purchased.is_not(None),
+                    BalanceSnapshot.total_consumed.is_not(None))
              .order_by(BalanceSnapshot.account, BalanceSnapshot.taken_at, BalanceSnapshot.id))
     if start is not None:
         query = query.where(BalanceSnapshot.taken_at >= start)
     if end is not None:
         query = query.where(BalanceSnapshot.taken_at <= end)
-    for row in session.scalars(query):
-        point = snapshot_point(row)
-        if point is not None:
-            found[row.account].append(point)
+    for account, *point in session.execute(query):
+        found[account].append(SnapshotPoint(*point))
     return found
+
+
+_POINT_COLUMNS = (BalanceSnapshot.id, BalanceSnapshot.taken_at, BalanceSnapshot.balance, BalanceSnapshot.total_purchased,
+                  BalanceSnapshot.total_consumed, BalanceSnapshot.answered_at)
 
 
 def bracketing_snapshots(
