@@ -14,6 +14,7 @@ month 2026-10 in Asia/Kolkata by project, by user and by project,day, beside `bu
 and `credit-ledger report --format json --output -`.
 
     .venv/bin/python benchmarks/bench_dashboard.py [--calls 100000] [--postgres URL [--keep NAME] | --sqlite PATH] [--runs 20]
+        [--only NAME ...]
 """
 
 from __future__ import annotations
@@ -198,7 +199,7 @@ def _figures(ledger: Ledger, period, by: str) -> None:
         build_report(session, period, parse_group_keys(by))
 
 
-def measure(ledger: Ledger, settings: Settings, calls: int, runs: int) -> None:
+def measure(ledger: Ledger, settings: Settings, calls: int, runs: int, only: tuple[str, ...] = ()) -> None:
     hold_clock()
     app = create_app(settings, OneViewer(Viewer("bench", "admin")), ledger=ledger)
     statements = Statements(ledger.engine)
@@ -206,6 +207,8 @@ def measure(ledger: Ledger, settings: Settings, calls: int, runs: int) -> None:
     print("|---|---:|---:|---:|---|---:|---:|")
     with TestClient(app, raise_server_exceptions=True) as client:
         for name, path, query, command, action in cases(ledger, settings, calls):
+            if only and not any(name.startswith(prefix) for prefix in only):
+                continue
             def page():
                 answer = client.get(path, params=query)
                 assert answer.status_code == 200, (path, answer.text[:500])
@@ -220,14 +223,17 @@ def measure(ledger: Ledger, settings: Settings, calls: int, runs: int) -> None:
 
 
 def main() -> int:
-    arguments = ledger_arguments(__doc__.splitlines()[0], calls=100_000, runs=20).parse_args()
+    parser = ledger_arguments(__doc__.splitlines()[0], calls=100_000, runs=20)
+    parser.add_argument("--only", action="append", default=[], metavar="NAME",
+                        help="only the rows whose name starts with NAME (repeatable): `--only Overview --only 'API b'`")
+    arguments = parser.parse_args()
     with bench_ledger(arguments, "dashboard.db") as (ledger, fresh):
         print(f"== {ledger.dialect}: {arguments.calls:,} calls over 90 days, {USERS:,} users, {TAGS} tag values")
         if fresh:
             load(ledger, arguments.calls, USERS, TAGS)
         settings = money_settings(ledger.url)
         add_money(ledger, settings)
-        measure(ledger, settings, arguments.calls, arguments.runs)
+        measure(ledger, settings, arguments.calls, arguments.runs, tuple(arguments.only))
     return 0
 
 
