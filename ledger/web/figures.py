@@ -48,13 +48,16 @@ def budget_names(settings: Settings, viewer: Viewer) -> list[str] | None:
     return None if viewer.projects is None else [b.name for b in budgets_of(settings, viewer)]
 
 
-def evaluation(request, viewer: Viewer, now: datetime) -> Evaluation:
-    """Each of the viewer's budgets and (unlimited) each balance alert at `now`, as `credit-ledger budgets` gives them
-    (nothing raised or resolved): a limited viewer's evaluation sums its budgets alone."""
+def evaluation(request, viewer: Viewer, now: datetime, *, balances: bool = True) -> Evaluation:
+    """Each of the viewer's budgets and (unlimited, and `balances`) each balance alert at `now`, as `credit-ledger
+    budgets` gives them (nothing raised or resolved): a limited viewer's evaluation sums its budgets alone. A page
+    that shows the budgets only asks for no balances (their runways read the snapshots again)."""
     settings: Settings = request.app.state.settings
     if viewer.projects is not None:
         alerting = replace(settings.alerting, budgets=budgets_of(settings, viewer), balance_alerts=())
         settings = replace(settings, alerting=alerting)
+    elif not balances:
+        settings = replace(settings, alerting=replace(settings.alerting, balance_alerts=()))
     return evaluate(request.app.state.ledger, settings, now=now, host=host_name(), write=False)
 
 

@@ -54,7 +54,7 @@ def overview(request):
         accounts = [] if viewer.limited else account_balances(session, settings, now, zone_named(zone))
         open_alerts = alert_history(session, budgets=budget_names(settings, viewer), open_only=True)
         last_run = None if viewer.limited else last_job_run(session, "reconcile", RECONCILE_OUTCOMES)
-    statuses = evaluation(request, viewer, now).budgets
+    statuses = evaluation(request, viewer, now, balances=False).budgets  # the balances: account_balances above
     kept = None if last_run is None else StoredVerdict.from_detail(last_run.detail)
     return render(
         request, "home.html", zone=zone, as_of=now, month=month, total=report.total,
