@@ -11,9 +11,7 @@ from __future__ import annotations
 from datetime import timedelta
 from typing import Sequence
 
-from sqlalchemy import (Column, Integer, MetaData, String, Table, and_, case, func, literal, or_, select, true,
-                        union_all)
-from sqlalchemy.sql.selectable import Subquery
+from sqlalchemy import Column, Integer, MetaData, Table, and_, case, func, literal, or_, select, union_all
 from sqlalchemy.orm import Session
 
 from ..accounting.pricing import CLEAN_CLASSES, ROUNDING
@@ -84,22 +82,11 @@ def windows_and_overlaps_of(
     if not wanted:
         return found
     window = _windows_table(session, [(a, *b) for a in wanted for b in _bounds(accounts[a][1], billing_settle)])
-    # Two statements over the windows' calls: each account's calls summed per window
+    # Two statements, each one pass over the windows' calls: each account's calls summed per window
     # (no sort: the windows come in order), and the few calls that are not plain (another key, not
     # completed, a finding) grouped finely. Plain calls are then what the first has and the second does not.
-    in_window = and_(Call.started_at > window.c.lo, Call.started_at <= window.c.hi)
-    joined = window.join(Call, in_window)
-    if session.get_bind().dialect.name == "sqlite":
-        # Each account's own calls read through its keys: a seek on (key_fingerprint, started_at) for each key and
-        # window, so each call is read once, not once for every account's windows (0.55 -> 0.24 s at 100,000
-        # calls). PostgreSQL's planner makes this join a scan of every call of a key, or of the windows' calls
-        # filtered by key (0.4-5.5 s against 0.17 s): there each window reads its calls and keeps the account's.
-        keys = _keys_of(wanted, accounts)
-        own, mine = window.join(keys, keys.c.account == window.c.account).join(
-            Call, and_(Call.key_fingerprint == keys.c.fingerprint, in_window)), true()
-    else:
-        own = joined
-        mine = or_(*[and_(window.c.account == a, Call.key_fingerprint.in_(sorted(accounts[a][0]))) for a in wanted])
+    joined = window.join(Call, and_(Call.started_at > window.c.lo, Call.started_at <= window.c.hi))
+    mine = or_(*[and_(window.c.account == a, Call.key_fingerprint.in_(sorted(accounts[a][0]))) for a in wanted])
     is_ok = Call.pricing_class == OK_CLASS
     totals = (
         select(
@@ -110,22 +97,22 @@ def windows_and_overlaps_of(
             func.count(case((CHARGE_TIME > window.c.beyond_after, 1))),
             func.count(case((is_ok, 1))), func.sum(case((is_ok, Call.credits_charged))),
         )
-        .select_from(own).where(mine).group_by(window.c.account, window.c.idx)
+        .select_from(joined).where(mine).group_by(window.c.account, window.c.idx)
     )
-    plain = and_(Call.status == COMPLETED, Call.pricing_class.in_(sorted(CLEAN_CLASSES)))
+    plain = and_(mine, Call.status == COMPLETED, Call.pricing_class.in_(sorted(CLEAN_CLASSES)))
     has_charge, has_expected = Call.credits_charged.is_not(None), Call.credits_expected.is_not(None)
-    finely = (window.c.account, window.c.idx, Call.key_fingerprint, Call.pricing_class, Call.status, has_charge,
-              has_expected)
-    summed = (func.count(), func.sum(Call.credits_charged), func.sum(Call.credits_expected))
-    # The account's own calls that are not plain, and the calls of no known key (another account's calls are
-    # left out: reading each account's windows, they are not its own, and they are no one's).
-    no_ones = or_(Call.key_fingerprint.is_(None), Call.key_fingerprint.not_in(sorted(all_fingerprints)))
-    if own is joined:  # one pass over each window's calls
-        others = (select(*finely, *summed).select_from(joined).where(~and_(mine, plain), or_(mine, no_ones))
-                  .group_by(*finely))
-    else:  # the account's own through its keys, then the calls of no known key
-        others = union_all(select(*finely, *summed).select_from(own).where(~plain).group_by(*finely),
-                           select(*finely, *summed).select_from(joined).where(no_ones).group_by(*finely))
+    others = (
+        select(
+            window.c.account, window.c.idx, Call.key_fingerprint, Call.pricing_class, Call.status, has_charge,
+            has_expected, func.count(), func.sum(Call.credits_charged), func.sum(Call.credits_expected),
+        )
+        # Another account's calls are left out here as they would be below: only the account's own and those of
+        # no known key count (reading each account's windows, every other account's calls are not plain).
+        .select_from(joined).where(~plain, or_(mine, Call.key_fingerprint.is_(None),
+                                               Call.key_fingerprint.not_in(sorted(all_fingerprints))))
+        .group_by(window.c.account, window.c.idx, Call.key_fingerprint, Call.pricing_class, Call.status, has_charge,
+                  has_expected)
+    )
     last = {a: len(accounts[a][1]) - 1 for a in wanted}
     sums = {(a, i): _Window() for a in wanted for i in range(last[a])}
     early = {a: [ZERO] * (last[a] + 1) for a in wanted}
@@ -152,16 +139,6 @@ def windows_and_overlaps_of(
         overlaps = [Overlap(booked_late=late[a][k], booked_early=early[a][k]) for k in range(last[a] + 1)]
         found[a] = ([sums[a, i].value() for i in range(last[a])], overlaps)
     return found
-
-
-def _keys_of(wanted: list[int], accounts) -> Subquery:
-    """(account, fingerprint) of each wanted account's keys, as rows a statement joins (a SELECT of literals a key:
-    no table to fill; SQLite has no column names for a VALUES list)."""
-    rows = [select(literal(a, Integer).label("account"), literal(fp, String).label("fingerprint"))
-            for a in wanted for fp in sorted(accounts[a][0])]
-    if not rows:  # no account has a key: a row that joins nothing
-        rows = [select(literal(-1, Integer).label("account"), literal(None, String).label("fingerprint"))]
-    return (union_all(*rows) if len(rows) > 1 else rows[0]).subquery("reconcile_keys")
 
 
 def _booked_late_after_outlasting(session: Session, accounts, outlasting: list[tuple[int, int]],
