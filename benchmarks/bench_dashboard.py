@@ -214,7 +214,8 @@ def measure(ledger: Ledger, settings: Settings, calls: int, runs: int, only: tup
     statements = Statements(ledger.engine)
     # The median CPU time of five more requests (this process's: the app and, on SQLite, the database; not PostgreSQL's
     # server): on a host loaded by others, what the request itself costs when the wall-clock times are mostly waiting.
-    print(f"| {ledger.dialect}, {calls:,} calls | page p50 | page p95 | page CPU | queries | the CLI's | CLI p50 | CLI p95 |")
+    print(f"| {ledger.dialect}, {calls:,} calls | page p50 | page p95 | page CPU | queries | the CLI's "
+          "| CLI p50 | CLI p95 |")
     print("|---|---:|---:|---:|---:|---|---:|---:|")
     with TestClient(app, raise_server_exceptions=True) as client:
         for name, path, query, command, action in cases(ledger, settings, calls):

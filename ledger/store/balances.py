@@ -88,8 +88,8 @@ def ok_snapshots_of(
     return found
 
 
-_POINT_COLUMNS = (BalanceSnapshot.id, BalanceSnapshot.taken_at, BalanceSnapshot.balance, BalanceSnapshot.total_purchased,
-                  BalanceSnapshot.total_consumed, BalanceSnapshot.answered_at)
+_POINT_COLUMNS = (BalanceSnapshot.id, BalanceSnapshot.taken_at, BalanceSnapshot.balance,
+                  BalanceSnapshot.total_purchased, BalanceSnapshot.total_consumed, BalanceSnapshot.answered_at)
 
 
 def bracketing_snapshots(

@@ -157,7 +157,8 @@ def test_the_overview_shows_a_run_of_an_earlier_version_in_its_own_words(money, 
         failed = start_job_run(session, "reconcile", NOW - timedelta(hours=1), "old-host")
         finish_job_run(session, failed, NOW - timedelta(hours=1), "failed", "OperationalError: away")
     section = reconciliation_section(client_as(FINANCE, money).get("/").text)
-    assert f"at {local_time(NOW - timedelta(hours=2), 'UTC')}: <strong>gap</strong> (prod gap difference 101.75)" in section
+    when = local_time(NOW - timedelta(hours=2), "UTC")
+    assert f"at {when}: <strong>gap</strong> (prod gap difference 101.75)" in section
     assert "away" not in section  # a failed run kept no verdict
 
 
