@@ -153,10 +153,9 @@ def _totals(window: Table, c, source, mine):
 
 def _own_calls(window: Table, wanted: list[int], accounts) -> tuple:
     """PostgreSQL: each account's calls in each window read through its keys, a seek on (key_fingerprint,
-    started_at) per key and window (the calls' columns, the join, no condition left). Each call is read once, not
-    once for every account's windows: at 1,000,000 calls, 5 accounts x 7 days hourly, 80,000 rows read instead of
-    400,000, 287 against 1,156 ms. OFFSET 0 keeps the subquery per row: pulled up, the planner hashes every call of
-    the ledger by key (40 s)."""
+    started_at) per key and window (the calls' columns, the join, no condition left): each call is read once, not
+    once for every account's windows (BENCHMARKS.md, "Dashboard"). OFFSET 0 keeps the subquery per row: pulled up
+    into the join, the planner hashes every call of the ledger by key."""
     keys = union_all(*[select(literal(a, Integer).label("account"), literal(fp, String(64)).label("fingerprint"))
                        for a in wanted for fp in sorted(accounts[a][0])]
                      or [select(literal(-1, Integer).label("account"), literal(None, String(64)).label("fingerprint"))]
