@@ -125,18 +125,7 @@ def refresh(session, runs: int) -> None:
 
 def explain(session, part) -> None:
     """EXPLAIN ANALYZE of each statement `spends` sends for `part` (caught on its way to the database)."""
-    statements = []
-    execute = session.execute
-
-    def catching(statement, *args, **kwargs):
-        statements.append(statement)
-        return execute(statement, *args, **kwargs)
-
-    session.execute = catching
-    try:
-        store_budgets.spends(session, part)
-    finally:
-        del session.execute
+    statements = caught(session, lambda: store_budgets.spends(session, part))
     connection = session.connection()
     for statement in statements:
         compiled = statement.compile(dialect=connection.dialect, compile_kwargs={"render_postcompile": True})
@@ -144,6 +133,7 @@ def explain(session, part) -> None:
         keep = [line for line in lines if not line.lstrip().startswith(("Buffers", "Filter", "Rows Removed", "Index Cond",
                                                                          "Heap Fetches", "Recheck", "Sort Key", "Group Key"))]
         print("\n".join("      " + line for line in keep[:14] + ["..."] + keep[-6:]))
+
 
 if __name__ == "__main__":
     raise SystemExit(main())
