@@ -98,25 +98,44 @@ WIDER = TABLES[1:]
 DAY_TABLES = tuple(table for table in TABLES if table.grain <= DAY)
 
 
-@lru_cache(maxsize=65536)
-def dims_key(values: tuple) -> str:
+def _key(values: tuple) -> str:
     """sha256 hex of the dimension values (a table's dims order), each written as `-` (NULL), `T` or `F` (a flag),
     or its length, `:` and itself, joined by `|`: one text a set of values, NULL, "" and false kept apart."""
-    get = _PARTS.get
-    text = "|".join([get(value) or _part(value) for value in values])
-    return sha256(text.encode("utf-8", "surrogatepass")).hexdigest()
+    digest = _SHA256.copy()  # a copy of a begun sha256: OpenSSL's digest is not looked up again for each key
+    digest.update("|".join(map(_part, values)).encode("utf-8", "surrogatepass"))
+    return digest.hexdigest()
 
 
+dims_key = lru_cache(maxsize=65536)(_key)  # the readers' and rebuilds' (the same values recur across their calls)
+
+
+class Keys(dict):
+    """{dimension values: dims_key}, made as asked, for one batch's tables (the monthly users' values are the daily
+    users'): a dict lookup each, and none kept beyond the batch (at `spread` nearly every 15-minute group's values
+    are new, and a process-wide cache of them only grows what the garbage collector walks)."""
+
+    def __missing__(self, values: tuple) -> str:
+        found = self[values] = _key(values)
+        return found
+
+
+_SHA256 = sha256()
 _FLAGS = {None: "-", True: "T", False: "F"}
-_PARTS = dict(_FLAGS)  # each value's part of the text, kept for the values that recur (projects, users, models)
 
 
-def _part(value: str) -> str:
-    if len(_PARTS) > 65536:
-        _PARTS.clear()
-        _PARTS.update(_FLAGS)
-    found = _PARTS[value] = f"{len(value)}:{value}"
-    return found
+class _Parts(dict):
+    """Each value's part of the text, kept for the values that recur (projects, users, models): a lookup in C."""
+
+    def __missing__(self, value: str) -> str:
+        if len(self) > 65536:
+            self.clear()
+            self.update(_FLAGS)
+        found = self[value] = f"{len(value)}:{value}"
+        return found
+
+
+_PARTS = _Parts(_FLAGS)
+_part = _PARTS.__getitem__
 
 
 def _projection(positions: tuple[int, ...]):
@@ -128,38 +147,56 @@ def _projection(positions: tuple[int, ...]):
 
 
 def coarsen(groups: dict[tuple, list[int]]) -> dict[RollupTable, dict[tuple, list[int]]]:
-    """The 15-minute groups {(bucket, recorded bucket, every dimension): sums} summed again into each other table's
-    (the monthly users' from the daily users' groups, fewer).
+    """The 15-minute groups {(bucket, recorded bucket, every dimension): sums} summed again into each other table's,
+    in TABLES order (a month's table from its day's table of the same dimensions: fewer groups).
 
     The buckets of each table are floored once a (bucket, recorded bucket)
-    pair of the batch (a batch holds few); a group is then one key and one
-    dict lookup a table."""
-    tables = [table for table in WIDER if table.grain <= DAY]
-    wider = [(_projection(table.positions), {}) for table in tables]
+    pair of the groups (a batch holds few); a group is then one key and one
+    dict lookup a table. A group's first sums are shared between the tables,
+    never changed in place (a sum of two is a new list)."""
+    found = {QUARTERLY: groups}
+    for source, tables in _PLAN:
+        found.update(_summed(found[source], source, tables))
+    return {table: found[table] for table in TABLES}
+
+
+def _summed(groups: dict[tuple, list[int]], source: RollupTable,
+            tables: tuple[RollupTable, ...]) -> dict[RollupTable, dict[tuple, list[int]]]:
+    """`source`'s groups summed again into each of `tables` (of dimensions among the source's, buckets as wide or
+    wider)."""
+    projections = [None if table.dims == source.dims else _projection(tuple(map(source.dims.index, table.dims)))
+                   for table in tables]
     floors = [table.floor for table in tables]
+    intos: list[dict] = [{} for _ in tables]
     spans: dict[tuple[datetime, datetime], list[tuple[datetime, datetime]]] = {}
     for (bucket, recorded, dims), sums in groups.items():
         span = spans.get((bucket, recorded))
         if span is None:
             span = spans[bucket, recorded] = [(floor(bucket), floor(recorded)) for floor in floors]
-        for (project, into), (start, seen) in zip(wider, span):
-            key = (start, seen, project(dims))
+        for project, into, (start, seen) in zip(projections, intos, span):
+            key = (start, seen, dims if project is None else project(dims))
             total = into.get(key)
-            into[key] = list(sums) if total is None else list(map(add, total, sums))
-    found = {QUARTERLY: groups, **{table: into for table, (_, into) in zip(tables, wider)}}
-    found[MONTHLY_USERS] = _months(found[DAILY_USERS])
-    return found
+            into[key] = sums if total is None else list(map(add, total, sums))
+    return dict(zip(tables, intos))
 
 
-def _months(days: dict[tuple, list[int]]) -> dict[tuple, list[int]]:
-    """The daily users' groups summed again per UTC month (same dimensions)."""
-    into: dict[tuple, list[int]] = {}
-    floor = MONTHLY_USERS.floor
-    for (bucket, recorded, dims), sums in days.items():
-        key = (floor(bucket), floor(recorded), dims)
-        total = into.get(key)
-        into[key] = list(sums) if total is None else list(map(add, total, sums))
-    return into
+def _plan(tables: tuple[RollupTable, ...]) -> tuple[tuple[RollupTable, tuple[RollupTable, ...]], ...]:
+    """((source, the tables summed from its groups), ...), sources first, of `tables` (the 15-minute one first): a
+    table of a day or less from the 15-minute groups, a wider one from a day's table of the same dimensions when
+    there is one (a month's users' from the day's: fewer groups), else from the 15-minute groups too."""
+    quarterly, wider = tables[0], tables[1:]
+
+    def source(table: RollupTable) -> RollupTable:
+        if table.grain > DAY:
+            return next((day for day in wider if day.grain == DAY and day.dims == table.dims), quarterly)
+        return quarterly
+
+    sources = {table: source(table) for table in wider}
+    return tuple((s, tuple(t for t in wider if sources[t] is s))
+                 for s in (quarterly, *wider) if s in sources.values())
+
+
+_PLAN = _plan(TABLES)
 
 
 def _statements(table: RollupTable) -> tuple[str, str]:
@@ -180,25 +217,36 @@ _KEY = itemgetter(0, 1, 2)  # (bucket, recorded bucket, dims_key): the one order
 _GROUPS_A_STATEMENT = 20_000
 
 
-def upsert(session: Session, table: RollupTable, groups: dict) -> None:
+def upsert(session: Session, table: RollupTable, groups: dict, keys: Keys | None = None) -> None:
     """Add each group's sums {(bucket, recorded bucket, the table's dimension values): sums} to its row of `table`
-    (made when missing), in key order."""
+    (made when missing), in key order: (bucket, recorded bucket, dims_key). `keys`: the batch's, shared by its tables.
+
+    Each row is made once, with the values as the statement binds them
+    (SQLite: the buckets as texts of one width, which sort as the moments
+    do; the flag as 0 or 1, which SQLite stores for it, where a bool would
+    go through sqlite3's adapter lookup), and sorted in place."""
     if not groups:
         return
-    ordered = sorted(
-        ((bucket, recorded, dims_key(dims), dims, sums) for (bucket, recorded, dims), sums in groups.items()),
-        key=_KEY,
-    )
+    keys = Keys() if keys is None else keys
     sqlite, postgres_sql = _STATEMENTS[table]
     postgres = session.get_bind().dialect.name == "postgresql"
+    if postgres:
+        rows = [(bucket, recorded, keys[dims], *dims, *sums) for (bucket, recorded, dims), sums in groups.items()]
+    elif table.dims[-1] == "failed":  # DIMENSIONS order: the flag last
+        rows = [(_text(bucket), _text(recorded), keys[dims], *dims[:-1], 1 if dims[-1] else 0, *sums)
+                for (bucket, recorded, dims), sums in groups.items()]
+    else:
+        rows = [(_text(bucket), _text(recorded), keys[dims], *dims, *sums)
+                for (bucket, recorded, dims), sums in groups.items()]
+    rows.sort(key=_KEY)
     cursor = session.connection().connection.driver_connection.cursor()
     try:
-        for at in range(0, len(ordered), _GROUPS_A_STATEMENT):  # a rebuild's day may hold many
-            part = ordered[at : at + _GROUPS_A_STATEMENT]
+        for at in range(0, len(rows), _GROUPS_A_STATEMENT):  # a rebuild's day may hold many
+            part = rows[at : at + _GROUPS_A_STATEMENT]
             if postgres:
-                cursor.execute(postgres_sql, [list(column) for column in zip(*[(b, r, k, *d, *s) for b, r, k, d, s in part])])
+                cursor.execute(postgres_sql, [list(column) for column in zip(*part)])
             else:
-                cursor.executemany(sqlite, [(_text(b), _text(r), k, *d, *s) for b, r, k, d, s in part])
+                cursor.executemany(sqlite, part)
     finally:
         cursor.close()
 

@@ -26,8 +26,8 @@ from ..money import fmt, from_nano, to_nano
 from ..terminal import printable
 from .models import Call, CallRollup, UTCDateTime, as_utc
 from .rollup_months import compare_months, rebuild_months
-from .rollup_tables import (DAY, DAY_TABLES, DIMENSIONS, MEASURES, MONTHLY_USERS, QUARTERLY, TABLES, RollupTable, coarsen,
-                            dims_key, upsert as upsert_table)
+from .rollup_tables import (DAY, DAY_TABLES, DIMENSIONS, MEASURES, MONTHLY_USERS, QUARTERLY, TABLES, Keys, RollupTable,
+                            coarsen, dims_key, upsert as upsert_table)
 
 BUCKET = timedelta(minutes=15)
 FAILED_STATUSES = (ERROR, FAILED)
@@ -156,8 +156,9 @@ def add_calls(session: Session, rows: Iterable[Sequence], columns: Sequence[str]
 
 def upsert(session: Session, groups: dict[tuple, list[int]] | dict[tuple, Sums]) -> None:
     """Add 15-minute groups {(bucket, recorded bucket, every dimension): sums} to every rollup table."""
+    keys = Keys()
     for table, found in coarsen(groups).items():
-        upsert_table(session, table, found)
+        upsert_table(session, table, found, keys)
 
 
 # ---------------------------------------------------------------- recompute, rebuild, compare

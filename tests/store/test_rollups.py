@@ -11,7 +11,9 @@ import sys
 import textwrap
 from datetime import datetime, timedelta, timezone
 from decimal import Decimal
+from hashlib import sha256
 from pathlib import Path
+from types import SimpleNamespace
 
 import openai
 import pytest
@@ -46,6 +48,89 @@ def test_dims_key_keeps_null_empty_and_false_apart():
             rollups.dims_key(base[:2] + (None,) + base[3:]), rollups.dims_key(base[:-1] + (True,)),
             rollups.dims_key(base[:6] + ("",) + base[7:])}
     assert len(keys) == 5 and all(len(key) == 64 for key in keys)
+
+
+def test_dims_key_is_the_sha256_of_each_values_length_and_text_joined():
+    # the key stored in every rollup row: a change of its text would leave every stored row apart from its next upsert
+    text = "64:" + "f" * 64 + "|4:Zq9x|0:|-|3:naï|T|F"
+    assert rollups.dims_key(("f" * 64, "Zq9x", "", None, "naï", True, False)) == sha256(text.encode()).hexdigest()
+
+
+def random_groups(rng: random.Random, n: int) -> dict[tuple, list[int]]:
+    """15-minute groups {(bucket, recorded bucket, every dimension): sums} across a month's end, values recurring."""
+    groups: dict[tuple, list[int]] = {}
+    for _ in range(n):
+        bucket = datetime(2026, 11, 30, 22, tzinfo=timezone.utc) + timedelta(minutes=15 * rng.randrange(12))
+        recorded = bucket + timedelta(minutes=15 * rng.randrange(3))
+        dims = (f"{rng.randrange(3):064x}", "last", rng.choice(["p", "q", None, ""]), rng.choice(["u", "v", None]),
+                "m", rng.choice(["m", "n"]), rng.choice(["{}", '{"team":"a"}']), "card", rng.choice(["ok", "x"]),
+                rng.random() < 0.2)
+        groups[bucket, recorded, dims] = [rng.randrange(1, 4) for _ in rollup_tables.MEASURES]
+    return groups
+
+
+def test_each_table_of_tables_and_a_new_one_holds_its_groups_sums_summed_once():
+    # coarsen beside the definition: every 15-minute group added, one by one, to its row of each table; a table
+    # added to TABLES (an hourly one by project, a monthly one by project and card) is summed the same way, in order
+    hourly_projects = rollup_tables.RollupTable(CallRollup, rollup_tables.HOUR, ("project", "rate_card"))
+    monthly_cards = rollup_tables.RollupTable(CallRollup, rollup_tables.MONTH, ("project", "rate_card"))
+    tables = (*rollup_tables.TABLES, hourly_projects, monthly_cards)
+    plan = rollup_tables._plan(tables)
+    assert [(source, list(summed)) for source, summed in plan] == [
+        (rollup_tables.QUARTERLY, [t for t in tables[1:] if t not in (rollup_tables.MONTHLY_USERS, monthly_cards)]
+         + [monthly_cards]),
+        (rollup_tables.DAILY_USERS, [rollup_tables.MONTHLY_USERS]),
+    ]
+    groups = random_groups(random.Random(15), 400)
+    found = {rollup_tables.QUARTERLY: groups}
+    for source, summed in plan:
+        found.update(rollup_tables._summed(found[source], source, summed))
+    for table in tables:
+        expected: dict[tuple, list[int]] = {}
+        for (bucket, recorded, dims), sums in groups.items():
+            key = (table.floor(bucket), table.floor(recorded), table.project(dims))
+            expected[key] = [a + b for a, b in zip(expected.get(key, [0] * len(sums)), sums)]
+        assert found[table] == expected, table.name
+    coarsened = rollup_tables.coarsen(groups)
+    assert list(coarsened) == list(rollup_tables.TABLES)  # one order of the tables: writers cannot deadlock across them
+    assert all(coarsened[table] == found[table] for table in rollup_tables.TABLES)
+
+
+class StatementsSeen:
+    """A session and cursor as rollup_tables.upsert uses them, keeping each statement's rows."""
+
+    def __init__(self, dialect: str) -> None:
+        self.dialect, self.rows = SimpleNamespace(name=dialect), []
+        self.connection = lambda: SimpleNamespace(connection=SimpleNamespace(driver_connection=self))
+
+    def get_bind(self):
+        return self
+
+    def cursor(self):
+        return self
+
+    def executemany(self, sql, rows):  # SQLite: a row a group
+        self.rows.append(list(rows))
+
+    def execute(self, sql, columns):  # PostgreSQL: a column a parameter, unnest's arrays
+        self.rows.append(list(zip(*columns)))
+
+    def close(self):
+        pass
+
+
+@pytest.mark.parametrize("dialect", ["sqlite", "postgresql"])
+def test_a_tables_upserts_go_in_bucket_recorded_bucket_and_key_order_with_the_groups_values(dialect):
+    # the one order of every writer's upserts (two writers sharing rows cannot deadlock), the buckets as bound
+    groups = rollup_tables.coarsen(random_groups(random.Random(26), 300))
+    for table, found in groups.items():
+        session = StatementsSeen(dialect)
+        rollup_tables.upsert(session, table, found)
+        (rows,) = session.rows
+        as_bound = (lambda moment: moment) if dialect == "postgresql" else rollup_tables._text
+        expected = sorted(((bucket, recorded, dims_key, dims, sums) for (bucket, recorded, dims), sums in found.items()
+                           for dims_key in [rollup_tables.dims_key(dims)]), key=lambda group: group[:3])
+        assert rows == [(as_bound(b), as_bound(r), k, *d, *s) for b, r, k, d, s in expected], table.name
 
 
 def test_a_bucket_is_the_quarter_hour_in_utc_whatever_the_zone_given():
