@@ -53,11 +53,18 @@ class Months(NamedTuple):
     late: tuple[tuple[datetime, datetime, datetime], ...] = ()
 
 
+# Dimensions whose tables a read takes only when it needs them: tag sets are caller text, each a row; a user makes a
+# few calls a day, so a table of users is about as wide as the calls below a day (the six-hour users' table beside
+# the hourly projects' table for a read by project).
+_ONLY_WHEN_NEEDED = ("tags", "end_user")
+
+
 def table_for(grain, needed: frozenset[str]) -> RollupTable | None:
-    """The narrowest table of that width holding every needed dimension (None: none does). A table of tags is taken
-    only by a read that needs them: tag sets are caller text, each a row (`call_rollups` holds every dimension)."""
+    """The narrowest table of that width holding every needed dimension (None: none does; of two as narrow, the first
+    in TABLES). A table of tags or users is taken only by a read that needs them (`call_rollups` holds every
+    dimension)."""
     found = [t for t in TABLES if t.grain == grain and needed <= set(t.dims)
-             and ("tags" in needed or "tags" not in t.dims or t is QUARTERLY)]
+             and (t is QUARTERLY or all(d in needed or d not in t.dims for d in _ONLY_WHEN_NEEDED))]
     return min(found, key=lambda t: len(t.dims), default=None)
 
 
@@ -230,3 +237,4 @@ def _days(start: datetime, end: datetime) -> list[datetime]:
         found.append(start)
         start += DAY
     return found
+

@@ -190,6 +190,59 @@ def test_upgrading_a_ledger_at_0012_builds_its_monthly_users_and_hourly_tags_rol
         assert len(months) == 3  # October, November, December 2026
 
 
+def test_upgrading_a_ledger_at_0014_builds_its_hourly_projects_and_six_hour_users_rollups_from_call_rollups(database_url):
+    from ledger_rows import insert as insert_calls
+
+    ledger = Ledger(database_url)
+    rng = random.Random(15)
+    rows = [call_values(started_at=T0 + timedelta(minutes=rng.randint(-3000, 3000), seconds=rng.random() * 60),
+                        recorded_at=T0 + timedelta(hours=rng.choice([51, 52, 300])),  # some recorded days after
+                        end_user=rng.choice([None, "", "u", "v"]), project=rng.choice([None, "", "a", "b"]),
+                        key_fingerprint=rng.choice([None, "f" * 64]), charged=rng.choice([None, "0.000000001", "3"]))
+            for _ in range(300)]
+    insert_calls(ledger, rows)
+    downgrade(ledger.engine, "0014")  # the two tables gone, the calls and the other rollups kept
+    upgrade(ledger.engine)
+    ledger.close()
+    assert_exact(database_url, 300)  # every table beside the raw calls' recompute
+    with Ledger(database_url) as ledger:
+        downgrade(ledger.engine, "0014")
+        with ledger.session() as session:  # a raw call gone (as retention deletes them): its 15-minute row holds it
+            gone = session.scalar(select(Call.id).order_by(Call.started_at).limit(1))
+            session.execute(delete(Call).where(Call.id == gone))
+        upgrade(ledger.engine)
+        with ledger.session() as session:
+            for table in (rollup_tables.HOURLY_PROJECTS, rollup_tables.SIX_HOUR_USERS):
+                assert session.scalar(select(func.sum(table.model.calls))) == 300, table.name
+
+
+def test_the_hourly_projects_and_six_hour_users_tables_hold_what_the_calls_give_and_verify_names_a_row_that_differs(ledger):
+    from ledger_rows import insert as insert_calls
+
+    insert_calls(ledger, [call_values(started_at=T0 + timedelta(minutes=37 * i), charged="0.5", end_user=f"u-{i % 3}",
+                                      project=("a", "b")[i % 2]) for i in range(80)])  # 2026-11-10 12:00 on, three days
+    url = ledger.url
+    assert_exact(url, 80)
+    assert cli("--database-url", url, "rollup", "verify")[0] == 0
+    with ledger.session() as session:
+        hourly, six = rollup_tables.HOURLY_PROJECTS.model, rollup_tables.SIX_HOUR_USERS.model
+        # 12:00-18:00: ten calls, three users by two projects, a row each (recorded in the same six hours)
+        assert session.scalar(select(func.count()).select_from(six).where(six.bucket_start == T0)) == 6
+        session.execute(update(hourly).where(hourly.bucket_start == T0.replace(hour=13), hourly.project == "a")
+                        .values(credits_charged=hourly.credits_charged + Decimal("0.000000001")))
+        session.execute(delete(six).where(six.bucket_start == T0.replace(hour=18), six.end_user == "u-1"))
+    code, text = cli("--database-url", url, "rollup", "verify")
+    assert code == 3
+    lines = text.splitlines()
+    assert lines[0].startswith("call_rollups_hourly_projects bucket 2026-11-10T13:00Z: 1 rollup row differ; "
+                               "rollups 1 calls 0.500000001 credits charged, calls 1 calls 0.5 credits charged (projects: a)")
+    assert lines[1] == ("call_rollups_six_hour_users bucket 2026-11-10T18:00Z: 2 rollup rows differ; rollups 0 calls 0 credits "
+                        "charged, calls 4 calls 2 credits charged (projects: a, b)")  # u-1's rows of both projects
+    assert cli("--database-url", url, "rollup", "rebuild", "--from", "2026-11-10T13:00Z", "--to", "2026-11-10T19:00Z")[0] == 0
+    assert cli("--database-url", url, "rollup", "verify")[0] == 0
+    assert_exact(url, 80)
+
+
 def test_verify_names_a_monthly_row_that_differs_and_rebuild_of_a_day_of_its_month_mends_it(ledger):
     from ledger_rows import insert as insert_calls
 
