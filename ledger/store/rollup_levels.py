@@ -238,3 +238,73 @@ def _days(start: datetime, end: datetime) -> list[datetime]:
         start += DAY
     return found
 
+
+# ---------------------------------------------------------------- a read's ends taken by subtraction
+
+
+def widths_for(needed: frozenset[str]) -> list:
+    """The widths, widest first, of a UTC day at most, whose tables a read needing `needed` takes (`levels`' chain;
+    the 15-minute width last: `call_rollups` holds every dimension)."""
+    widths = sorted({t.grain for t in DAY_TABLES}, reverse=True)
+    return [w for w in widths if table_for(w, needed) is not None]
+
+
+def _cost(start: datetime, end: datetime, widths: list) -> tuple[int, int]:
+    """What `levels` reads for [start, end) cut nowhere else: (its 15-minute buckets, its wider buckets)."""
+    if start >= end:
+        return 0, 0
+    width, finer = widths[0], widths[1:]
+    if not finer:  # the 15-minute table: each bucket touched, those off the grid too (their raw edges)
+        floor = QUARTERLY.floor
+        return (int((QUARTERLY.ceil(end) - floor(start)) / width)), 0
+    table = next(t for t in TABLES if t.grain == width)
+    low, high = table.ceil(start), table.floor(end)
+    if low >= high:
+        return _cost(start, end, finer)
+    before, after = _cost(start, low, finer), _cost(high, end, finer)
+    return before[0] + after[0], before[1] + after[1] + int((high - low) / width)
+
+
+Span = tuple[datetime, datetime, int]  # [start, end) and its sign
+
+
+def _sides(low: datetime, high: datetime, sign: int, free_high: bool, widths: list) -> list[list[Span]]:
+    """The ways to read [low, high) (its `free` end off the wider grids, the other end fixed): as it is, or widened at
+    its free end to a width's bound and that bound's side taken away again (itself read either way, with finer
+    widths)."""
+    found: list[list[Span]] = [[(low, high, sign)]]
+    for at, width in enumerate(widths[:-1]):
+        table = next(t for t in TABLES if t.grain == width)
+        point = table.ceil(high) if free_high else table.floor(low)
+        if point == (high if free_high else low):
+            continue
+        finer = widths[at + 1:]
+        if free_high:
+            found += [[(low, point, sign), *rest] for rest in _sides(high, point, -sign, False, finer)]
+        else:
+            found += [[(point, high, sign), *rest] for rest in _sides(point, low, -sign, True, finer)]
+    return found
+
+
+def ends(start: datetime, end: datetime, needed: frozenset[str]) -> list[Span]:
+    """[start, end) as signed ranges whose sums add up to its own, reading the fewest 15-minute buckets (one row a
+    call), then the fewest wider ones: an end inside a UTC day may be widened to a bound of a wider table's bucket
+    and the part beyond it taken away again (itself read from finer tables, or widened again). In Asia/Kolkata a
+    month by user reads 2026-09-30 18:00Z-24:00Z from the six-hour users' table less 18:00-18:30 from `call_rollups`
+    (where it read 22 quarter hours), and 2026-10-31 whole less the six hours from 18:00Z plus 18:00-18:30. Integer
+    sums subtract exactly; the read's other conditions (an account, projects, late calls left out) are each call's
+    own, so they hold in every range alike."""
+    widths = widths_for(needed)
+    if start >= end or len(widths) < 2:
+        return [(start, end, 1)]
+    best, best_cost = [(start, end, 1)], None
+    starts = _sides(start, end, 1, False, widths)
+    for left in starts:
+        low = left[0][0]
+        for right in _sides(low, end, 1, True, widths):
+            spans = [(low, right[0][1], 1), *left[1:], *right[1:]]
+            costs = [_cost(a, b, widths) for a, b, _ in spans]
+            cost = (sum(c[0] for c in costs), sum(c[1] for c in costs), len(spans))
+            if best_cost is None or cost < best_cost:
+                best, best_cost = spans, cost
+    return best

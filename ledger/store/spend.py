@@ -23,7 +23,7 @@ kept as the oracle) to the nano-credit.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from decimal import Decimal
 from typing import Any, Iterator, Sequence
@@ -40,7 +40,7 @@ from ..accounting.group_keys import GroupKey
 from ..money import ZERO
 from .models import ApiKey, Call, RateCardRow
 from .reading import raw_rows
-from .rollup_levels import Months, levels
+from .rollup_levels import Months, ends, levels
 from .rollup_tables import DIMENSIONS
 
 NONE = "(none)"
@@ -306,19 +306,33 @@ def _spend_query(session: Session, selection: Selection, keys: Sequence[GroupKey
     return query, [literal_column(f"g{i}") for i in range(len(keys))]
 
 
+def selection_ends(selection: Selection, bounds: dict[str, Sequence[datetime]] | None,
+                   needed: frozenset[str]) -> list[tuple[Selection, int]]:
+    """The selection as signed selections of ranges whose sums add up to its own (`rollup_levels.ends`: a local
+    period's ends inside a UTC day widened to a wider table's bucket and the rest taken away), when it has no time
+    key (a range's rows then fall in the same groups) and is no adjustments' (their ranges are their windows')."""
+    if selection.adjustments is not None or any((bounds or {}).values()):
+        return [(selection, 1)]
+    return [(replace(selection, start=start, end=end), sign) for start, end, sign in ends(selection.start, selection.end, needed)]
+
+
 def _rollup_query(session: Session, selection: Selection, keys: Sequence[GroupKey], bounds):
     """Whole buckets from the rollup, the undecided ones from raw calls, summed again per group and card."""
     dialect, bounds = session.get_bind().dialect.name, bounds or {}
     needed = needed_dims((*keys, *_filter_keys(selection)), selection.account, selection.projects)
-    rolled, raw = rollup_parts(selection, bounds, needed)
-    parts = [_grouped(dialect, selection, keys, bounds, *part) for part in rolled]
-    if raw is not None:
-        parts.append(_grouped(dialect, selection, keys, bounds, Call, raw))
+    parts, negative = [], False
+    for part_of, sign in selection_ends(selection, bounds, needed):
+        rolled, raw = rollup_parts(part_of, bounds, needed)
+        parts += [_grouped(dialect, part_of, keys, bounds, model, extra, sign * part_sign, whole)
+                  for model, extra, part_sign, whole in rolled]
+        if raw is not None:
+            parts.append(_grouped(dialect, part_of, keys, bounds, Call, raw, sign))
+        negative = negative or sign < 0 or any(part_sign < 0 for _, _, part_sign, _ in rolled)
     both = union_all(*parts).subquery("parts") if len(parts) > 1 else parts[0].subquery("parts")
     names = [both.c[f"g{i}"] for i in range(len(keys))]
     sums = [func.sum(both.c[n], type_=Call.credits_charged.type if n.startswith("credits") else BigInteger()) for n in _SUMS]
     query = select(*names, both.c.card, *sums).group_by(*names, both.c.card)
-    if any(sign < 0 for _, _, sign, _ in rolled):  # a group whose calls were all taken away again has none
+    if negative:  # a group whose calls were all taken away again has none
         query = query.having(func.sum(both.c.calls) != 0)
     return query, names
 

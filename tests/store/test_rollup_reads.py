@@ -18,7 +18,7 @@ from decimal import Decimal
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from ledger_rows import call_values, insert, register
-from sqlalchemy import delete
+from sqlalchemy import delete, update
 
 from ledger.accounting.budgets import Scope
 from ledger.accounting.closes import CLOSE, CloseEvent
@@ -27,8 +27,8 @@ from ledger.accounting.group_keys import GroupKey, parse_group_keys
 from ledger.reports.spend import bucket_bounds, selection_for
 from ledger.store.budgets import SpendQuery, spend, spends
 from ledger.store.models import Call
-from ledger.store.rollup_tables import MONTHLY_USERS, TABLES
-from ledger.store.spend import needed_dims, raw_spend_rows, rollup_parts, spend_rows, spend_rows_in_order
+from ledger.store.rollup_tables import HOURLY_PROJECTS, MONTHLY_USERS, SIX_HOUR_USERS, TABLES
+from ledger.store.spend import (needed_dims, raw_spend_rows, rollup_parts, selection_ends, spend_rows, spend_rows_in_order)
 
 UTC = timezone.utc
 ZONES = {  # zone: a day in a month with a change (or an odd offset)
@@ -177,6 +177,71 @@ def test_a_month_by_user_takes_utc_months_whole_and_the_days_it_does_not_take_aw
         if adjustments is not None:
             assert same(spend_rows(session, adjustments, keys), raw_spend_rows(session, adjustments, keys))
     assert taken  # the path under test was taken: a local month leaves most of its UTC month whole
+
+
+@settings(max_examples=20, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
+@given(case=ledgers(kinds=("month", "day", "range"), key_names=["project", "user", "key", "account", "user_or_empty"],
+                    zones={**ZONES, "Asia/Kolkata": "2026-10-31"}),
+       spread=st.lists(st.integers(-86_400, 86_400), min_size=5, max_size=30))
+def test_a_reads_ends_widened_to_wider_buckets_and_taken_away_again_give_the_raw_group_by(ledger, case, spread):
+    """A read whose ends are inside a UTC day: widened to the bound of a six-hour, hourly or daily bucket and the part
+    beyond taken away again (`selection_ends`), the tables of hours and six hours read, gives the raw GROUP BY."""
+    period, closes, calls, names, (account, projects) = case
+    late = closes[-1].at if closes else period.end
+    ends = [period.start, period.end]
+    calls = calls + [dict(calls[i % len(calls)], started_at=ends[i % 2] + timedelta(seconds=s),
+                          recorded_at=ends[i % 2] + timedelta(seconds=s + (i % 3) * 900) if i % 4 else late)
+                     for i, s in enumerate(spread)]  # calls a day either side of each end, some recorded at the cutoff
+    fill(ledger, calls)
+    keys = [GroupKey(n) if n in INTERNAL else parse_group_keys(n)[0] for n in names]
+    widened = 0
+    with ledger.session() as session:
+        selection, adjustments, _ = selection_for(session, period, account, closes)
+        for part in (selection, *(() if projects is None else (replace(selection, projects=projects),))):
+            widened += any(sign < 0 for _, sign in selection_ends(part, {}, needed_dims(keys, part.account, part.projects)))
+            assert same(spend_rows(session, part, keys), raw_spend_rows(session, part, keys))
+        if adjustments is not None:
+            assert same(spend_rows(session, adjustments, keys), raw_spend_rows(session, adjustments, keys))
+    # The path under test was taken: a local day or month off UTC's hours (Berlin's are UTC's; a range may be short)
+    assert widened or period.zone == "Europe/Berlin" or period.kind == "range"
+
+
+def test_a_month_by_user_or_project_in_kolkata_reads_its_ends_from_the_hourly_and_six_hour_tables(ledger):
+    """The month 2026-10 in Asia/Kolkata (2026-09-30 18:30Z to 2026-10-31 18:30Z): by user, September's 30th from
+    18:00 from the six-hour users' table less 18:00-18:30, October whole, less the six hours from 2026-10-31 18:00,
+    plus 18:00-18:30; by project, October whole less 18:30 on from the hourly projects' table. A row of those tables
+    changed changes the answer: they are read (and equal to the raw GROUP BY when not changed)."""
+    start = datetime(2026, 9, 30, 18, 30, tzinfo=UTC)
+    calls = [dict(started_at=start + timedelta(minutes=37 * i - 600), recorded_at=start + timedelta(minutes=37 * i - 590),
+                  project=("a", "b")[i % 2], end_user=f"u-{i % 3}", tags=None, key_fingerprint="a" * 64,
+                  key_last4="aaaa", charged=nano(10**9 + i), expected=None, prompt_tokens=1, pricing_class="ok",
+                  status="completed", rate_card=None, model_requested=None, model_reported=None)
+             for i in range(1250)]  # 2026-09-30 08:30Z to 2026-11-01 03:00Z, a call every 37 minutes
+    fill(ledger, calls)
+    period = parse_period("2026-10", "Asia/Kolkata")
+    assert (period.start, period.end) == (start, datetime(2026, 10, 31, 18, 30, tzinfo=UTC))
+    hourly, six = HOURLY_PROJECTS.model, SIX_HOUR_USERS.model
+    with ledger.session() as session:
+        selection, _, _ = selection_for(session, period, None, [])
+        for name, dims in (("user", {"end_user", "rate_card"}), ("project", {"project", "rate_card"})):
+            keys = parse_group_keys(name)
+            spans = [(s.start, s.end, sign) for s, sign in selection_ends(selection, {}, frozenset(dims))]
+            assert spans == ([(start.replace(minute=0), datetime(2026, 11, 1, tzinfo=UTC), 1),
+                              (start.replace(minute=0), start, -1),
+                              (datetime(2026, 10, 31, 18, tzinfo=UTC), datetime(2026, 11, 1, tzinfo=UTC), -1),
+                              (datetime(2026, 10, 31, 18, tzinfo=UTC), period.end, 1)] if name == "user" else
+                             [(start, datetime(2026, 11, 1, tzinfo=UTC), 1),
+                              (period.end, datetime(2026, 11, 1, tzinfo=UTC), -1)])
+            assert same(spend_rows(session, selection, keys), raw_spend_rows(session, selection, keys))
+        wanted = raw_spend_rows(session, selection, parse_group_keys("user"))
+        session.execute(update(six).where(six.bucket_start == datetime(2026, 10, 31, 18, tzinfo=UTC), six.end_user == "u-1")
+                        .values(calls=six.calls + 1))
+        assert not same(spend_rows(session, selection, parse_group_keys("user")), wanted)
+        wanted = raw_spend_rows(session, selection, parse_group_keys("project"))
+        session.execute(update(hourly).where(hourly.bucket_start == datetime(2026, 10, 31, 20, tzinfo=UTC), hourly.project == "a")
+                        .values(credits_charged=hourly.credits_charged + Decimal("0.000000001")))
+        assert not same(spend_rows(session, selection, parse_group_keys("project")), wanted)
+        session.rollback()
 
 
 SCOPES = [Scope(), Scope(project="search"), Scope(project=""), Scope(user="u-1"), Scope(user=""), Scope(model="gemini-2.5-pro"),
