@@ -434,20 +434,6 @@ class CallRollupHourlyProject(_WiderRollup, Base):
     rate_card: Mapped[str | None] = mapped_column(String(200))
 
 
-class CallRollupSixHourUser(_WiderRollup, Base):
-    """The calls' sums per six UTC hours (from 00, 06, 12, 18), recorded six hours, key, project, user and rate card
-    (the daily users' dimensions): a local period's ends of reports by user, a user making a few calls a day."""
-
-    __tablename__ = "call_rollups_six_hour_users"
-    __table_args__ = (UniqueConstraint("bucket_start", "recorded_bucket", "dims_key"),)
-
-    key_fingerprint: Mapped[str | None] = mapped_column(String(64))
-    key_last4: Mapped[str | None] = mapped_column(String(4))
-    project: Mapped[str | None] = mapped_column(String(200))
-    end_user: Mapped[str | None] = mapped_column(String(200))
-    rate_card: Mapped[str | None] = mapped_column(String(200))
-
-
 class CallRollupDaily(_WiderRollup, Base):
     """The calls' sums per UTC day, recorded day, key, project and rate card: reports and budgets by project, key,
     account, time."""

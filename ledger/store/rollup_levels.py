@@ -54,8 +54,8 @@ class Months(NamedTuple):
 
 
 # Dimensions whose tables a read takes only when it needs them: tag sets are caller text, each a row; a user makes a
-# few calls a day, so a table of users is about as wide as the calls below a day (the six-hour users' table beside
-# the hourly projects' table for a read by project).
+# few calls a day, so a table of users is about as wide as the calls below a day (the daily users' table beside the
+# daily one for a read by project).
 _ONLY_WHEN_NEEDED = ("tags", "end_user")
 
 
@@ -290,8 +290,8 @@ def ends(start: datetime, end: datetime, needed: frozenset[str]) -> list[Span]:
     """[start, end) as signed ranges whose sums add up to its own, reading the fewest 15-minute buckets (one row a
     call), then the fewest wider ones: an end inside a UTC day may be widened to a bound of a wider table's bucket
     and the part beyond it taken away again (itself read from finer tables, or widened again). In Asia/Kolkata a
-    month by user reads 2026-09-30 18:00Z-24:00Z from the six-hour users' table less 18:00-18:30 from `call_rollups`
-    (where it read 22 quarter hours), and 2026-10-31 whole less the six hours from 18:00Z plus 18:00-18:30. Integer
+    month by user or by project reads 2026-10-31 whole less 18:30Z-24:00Z (22 quarter hours, where 00:00-18:30
+    would be 74; by project they are hours of the hourly projects' table and two quarters). Integer
     sums subtract exactly; the read's other conditions (an account, projects, late calls left out) are each call's
     own, so they hold in every range alike."""
     widths = widths_for(needed)

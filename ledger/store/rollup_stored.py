@@ -10,25 +10,22 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import BigInteger, Integer, cast, func, literal_column, select, type_coerce
+from sqlalchemy import BigInteger, func, literal_column, select, type_coerce
 from sqlalchemy.orm import Session
 
 from .models import CallRollup, UTCDateTime
-from .rollup_tables import DAY, HOUR, MEASURES, SIX_HOURS, RollupTable, upsert
+from .rollup_tables import DAY, HOUR, MEASURES, RollupTable, upsert
 
 
 def _floor(column, grain, dialect: str):
-    """A stored 15-minute bucket floored to an hour or six hours (UTC)."""
+    """A stored 15-minute bucket floored to an hour or a day (UTC)."""
     if dialect == "postgresql":
-        width = {HOUR: "1 hour", SIX_HOURS: "6 hours", DAY: "1 day"}[grain]
+        width = {HOUR: "1 hour", DAY: "1 day"}[grain]
         return type_coerce(func.date_bin(literal_column(f"interval '{width}'"), column,
                                          literal_column("timestamptz '2000-01-01 00:00:00+00'")), UTCDateTime)
     # UTCDateTime's text on SQLite, 'YYYY-MM-DD HH:MM:SS.ffffff'
     if grain == HOUR:
         return type_coerce(func.substr(column, 1, 13).op("||")(":00:00.000000"), UTCDateTime)
-    if grain == SIX_HOURS:
-        hour = func.printf("%02d", cast(func.substr(column, 12, 2), Integer).op("/")(6).op("*")(6))
-        return type_coerce(func.substr(column, 1, 11).op("||")(hour).op("||")(":00:00.000000"), UTCDateTime)
     if grain == DAY:
         return type_coerce(func.substr(column, 1, 11).op("||")("00:00:00.000000"), UTCDateTime)
     raise ValueError(f"no floor to {grain}")

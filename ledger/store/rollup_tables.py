@@ -23,7 +23,7 @@ from operator import add, itemgetter
 from sqlalchemy.orm import Session
 
 from .models import (CallRollup, CallRollupDaily, CallRollupDailyUser, CallRollupHourly, CallRollupHourlyProject,
-                     CallRollupHourlyTags, CallRollupMonthlyUser, CallRollupQuarterModels, CallRollupSixHourUser)
+                     CallRollupHourlyTags, CallRollupMonthlyUser, CallRollupQuarterModels)
 
 # The dimension columns, in the order dims_key encodes them (`failed` is derived from calls.status).
 DIMENSIONS = (
@@ -35,7 +35,7 @@ MEASURES = (
     "calls", "failed_calls", "prompt_tokens", "completion_tokens", "reasoning_tokens", "findings",
     "credits_charged", "credits_expected",
 )
-QUARTER, HOUR, SIX_HOURS, DAY = timedelta(minutes=15), timedelta(hours=1), timedelta(hours=6), timedelta(days=1)
+QUARTER, HOUR, DAY = timedelta(minutes=15), timedelta(hours=1), timedelta(days=1)
 # A UTC calendar month: not a fixed width (28 to 31 days); this value only orders it after the day.
 MONTH = timedelta(days=31)
 
@@ -65,8 +65,6 @@ class RollupTable:
             return moment.replace(hour=0, minute=0, second=0, microsecond=0)
         if self.grain == HOUR:
             return moment.replace(minute=0, second=0, microsecond=0)
-        if self.grain == SIX_HOURS:
-            return moment.replace(hour=moment.hour - moment.hour % 6, minute=0, second=0, microsecond=0)
         return moment.replace(minute=moment.minute - moment.minute % 15, second=0, microsecond=0)
 
     def ceil(self, moment: datetime) -> datetime:
@@ -91,16 +89,14 @@ HOURLY = RollupTable(CallRollupHourly, HOUR, _MODELS)
 HOURLY_TAGS = RollupTable(CallRollupHourlyTags, HOUR, ("tags", "rate_card"))
 DAILY = RollupTable(CallRollupDaily, DAY, ("key_fingerprint", "key_last4", "project", "rate_card"))
 DAILY_USERS = RollupTable(CallRollupDailyUser, DAY, ("key_fingerprint", "key_last4", "project", "end_user", "rate_card"))
-# The daily tables' dimensions per UTC hour and per six UTC hours: a local period's ends by project or by user.
+# The daily table's dimensions per UTC hour: a local period's ends by project, key or account.
 HOURLY_PROJECTS = RollupTable(CallRollupHourlyProject, HOUR, DAILY.dims)
-SIX_HOUR_USERS = RollupTable(CallRollupSixHourUser, SIX_HOURS, DAILY_USERS.dims)
 # The daily users' table summed again per UTC month (the same dimensions: the same dims_key a row).
 MONTHLY_USERS = RollupTable(CallRollupMonthlyUser, MONTH, DAILY_USERS.dims)
 # Every table, in the order a writer upserts them (one order: two writers cannot deadlock across tables).
 # The daily tables last of those of a UTC day at most (`rollups.whole_days`); of two tables of one width and as many
 # dimensions, a read takes the first (the hourly models' before the hourly projects': fewer rows an hour).
-TABLES = (QUARTERLY, QUARTER_MODELS, HOURLY, HOURLY_TAGS, HOURLY_PROJECTS, SIX_HOUR_USERS, DAILY, DAILY_USERS,
-          MONTHLY_USERS)
+TABLES = (QUARTERLY, QUARTER_MODELS, HOURLY, HOURLY_TAGS, HOURLY_PROJECTS, DAILY, DAILY_USERS, MONTHLY_USERS)
 WIDER = TABLES[1:]
 # The tables of a fixed width, a UTC day at most: made from a day's calls alone (the monthly one from the days').
 DAY_TABLES = tuple(table for table in TABLES if table.grain <= DAY)

@@ -13,7 +13,6 @@ TABLES = {"calls", "rejected_records", "rate_cards", "api_keys", "balance_snapsh
           "period_closes", "alerts", "alert_deliveries", "delivery_attempts", "limit_holds", "call_rollups", "retention_runs",
           "call_rollups_quarter_models", "call_rollups_hourly", "call_rollups_daily", "call_rollups_daily_users",
            "call_rollups_monthly_users", "call_rollups_hourly_tags", "call_rollups_hourly_projects",
-           "call_rollups_six_hour_users",
            "dashboard_users", "web_sessions", "sign_in_links", "api_tokens", "sign_in_attempts", "audit_log", "retired_calls"}
 
 

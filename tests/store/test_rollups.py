@@ -190,7 +190,7 @@ def test_upgrading_a_ledger_at_0012_builds_its_monthly_users_and_hourly_tags_rol
         assert len(months) == 3  # October, November, December 2026
 
 
-def test_upgrading_a_ledger_at_0014_builds_its_hourly_projects_and_six_hour_users_rollups_from_call_rollups(database_url):
+def test_upgrading_a_ledger_at_0014_builds_its_hourly_projects_rollups_from_call_rollups(database_url):
     from ledger_rows import insert as insert_calls
 
     ledger = Ledger(database_url)
@@ -201,7 +201,7 @@ def test_upgrading_a_ledger_at_0014_builds_its_hourly_projects_and_six_hour_user
                         key_fingerprint=rng.choice([None, "f" * 64]), charged=rng.choice([None, "0.000000001", "3"]))
             for _ in range(300)]
     insert_calls(ledger, rows)
-    downgrade(ledger.engine, "0014")  # the two tables gone, the calls and the other rollups kept
+    downgrade(ledger.engine, "0014")  # the table gone, the calls and the other rollups kept
     upgrade(ledger.engine)
     ledger.close()
     assert_exact(database_url, 300)  # every table beside the raw calls' recompute
@@ -212,11 +212,11 @@ def test_upgrading_a_ledger_at_0014_builds_its_hourly_projects_and_six_hour_user
             session.execute(delete(Call).where(Call.id == gone))
         upgrade(ledger.engine)
         with ledger.session() as session:
-            for table in (rollup_tables.HOURLY_PROJECTS, rollup_tables.SIX_HOUR_USERS):
-                assert session.scalar(select(func.sum(table.model.calls))) == 300, table.name
+            hourly = rollup_tables.HOURLY_PROJECTS.model
+            assert session.scalar(select(func.sum(hourly.calls))) == 300
 
 
-def test_the_hourly_projects_and_six_hour_users_tables_hold_what_the_calls_give_and_verify_names_a_row_that_differs(ledger):
+def test_the_hourly_projects_table_holds_what_the_calls_give_and_verify_names_a_row_that_differs(ledger):
     from ledger_rows import insert as insert_calls
 
     insert_calls(ledger, [call_values(started_at=T0 + timedelta(minutes=37 * i), charged="0.5", end_user=f"u-{i % 3}",
@@ -225,19 +225,19 @@ def test_the_hourly_projects_and_six_hour_users_tables_hold_what_the_calls_give_
     assert_exact(url, 80)
     assert cli("--database-url", url, "rollup", "verify")[0] == 0
     with ledger.session() as session:
-        hourly, six = rollup_tables.HOURLY_PROJECTS.model, rollup_tables.SIX_HOUR_USERS.model
-        # 12:00-18:00: ten calls, three users by two projects, a row each (recorded in the same six hours)
-        assert session.scalar(select(func.count()).select_from(six).where(six.bucket_start == T0)) == 6
+        hourly = rollup_tables.HOURLY_PROJECTS.model
+        # 12:00-13:00: two calls, one of each project, a row each (recorded in the same hour)
+        assert session.scalar(select(func.count()).select_from(hourly).where(hourly.bucket_start == T0)) == 2
         session.execute(update(hourly).where(hourly.bucket_start == T0.replace(hour=13), hourly.project == "a")
                         .values(credits_charged=hourly.credits_charged + Decimal("0.000000001")))
-        session.execute(delete(six).where(six.bucket_start == T0.replace(hour=18), six.end_user == "u-1"))
+        session.execute(delete(hourly).where(hourly.bucket_start == T0.replace(hour=18)))
     code, text = cli("--database-url", url, "rollup", "verify")
     assert code == 3
     lines = text.splitlines()
     assert lines[0].startswith("call_rollups_hourly_projects bucket 2026-11-10T13:00Z: 1 rollup row differ; "
                                "rollups 1 calls 0.500000001 credits charged, calls 1 calls 0.5 credits charged (projects: a)")
-    assert lines[1] == ("call_rollups_six_hour_users bucket 2026-11-10T18:00Z: 2 rollup rows differ; rollups 0 calls 0 credits "
-                        "charged, calls 4 calls 2 credits charged (projects: a, b)")  # u-1's rows of both projects
+    assert lines[1] == ("call_rollups_hourly_projects bucket 2026-11-10T18:00Z: 2 rollup rows differ; rollups 0 calls 0 credits "
+                        "charged, calls 2 calls 1 credits charged (projects: a, b)")  # the hour's rows of both projects
     assert cli("--database-url", url, "rollup", "rebuild", "--from", "2026-11-10T13:00Z", "--to", "2026-11-10T19:00Z")[0] == 0
     assert cli("--database-url", url, "rollup", "verify")[0] == 0
     assert_exact(url, 80)

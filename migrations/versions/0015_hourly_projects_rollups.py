@@ -1,14 +1,12 @@
-"""Hourly projects' and six-hour users' rollups: the daily tables' dimensions per UTC hour and per six UTC hours
+"""Hourly projects' rollups: the daily table's dimensions per UTC hour
 
 A local month's ends (Asia/Kolkata: 2026-09-30 18:30Z to midnight and
-2026-10-31 to 18:30Z) are not whole UTC days: reports by project and by user
-read them from `call_rollups`, about a row a call, for no narrower table held
-a project or a user below a day. `call_rollups_hourly_projects` sums the
-calls per UTC hour by key, project and rate card (the daily table's
-dimensions); `call_rollups_six_hour_users` per six UTC hours (00, 06, 12, 18)
-by key, project, user and card (the daily users'). The upgrade builds both
-from the ledger's `call_rollups` rows a UTC day at a time (their sums per
-hour or six hours; the periods retention emptied of raw calls included).
+2026-10-31 to 18:30Z) are not whole UTC days: reports by project read them
+from `call_rollups`, about a row a call, for no narrower table held a
+project below a day. `call_rollups_hourly_projects` sums the calls per UTC
+hour by key, project and rate card (the daily table's dimensions). The
+upgrade builds it from the ledger's `call_rollups` rows a UTC day at a time
+(their sums per hour; the periods retention emptied of raw calls included).
 
 Revision ID: 0015
 Revises: 0014
@@ -30,7 +28,6 @@ depends_on: Union[str, Sequence[str], None] = None
 _KEY = [('key_fingerprint', sa.String(length=64)), ('key_last4', sa.String(length=4)), ('project', sa.String(length=200))]
 _TABLES = {
     'call_rollups_hourly_projects': [*_KEY, ('rate_card', sa.String(length=200))],
-    'call_rollups_six_hour_users': [*_KEY, ('end_user', sa.String(length=200)), ('rate_card', sa.String(length=200))],
 }
 _MEASURES = ('calls', 'failed_calls', 'prompt_tokens', 'completion_tokens', 'reasoning_tokens', 'findings')
 
@@ -61,16 +58,15 @@ def downgrade() -> None:
 def _build() -> None:
     # Today's code: each table's rows summed from the 15-minute rows, a UTC day at a time (a statement's rows bounded).
     from ledger.store.rollup_stored import build_from_quarters
-    from ledger.store.rollup_tables import HOURLY_PROJECTS, SIX_HOUR_USERS
+    from ledger.store.rollup_tables import HOURLY_PROJECTS
     from ledger.store.rollups import days
 
     if op.get_context().as_sql:  # offline (--sql): no rows to read
         return
     session = Session(bind=op.get_bind())
     try:
-        for start, end in days(session):  # each 15-minute row read once, its sums added to its wider rows
-            for table in (HOURLY_PROJECTS, SIX_HOUR_USERS):
-                build_from_quarters(session, table, start, end)
+        for start, end in days(session):  # each 15-minute row read once, its sums added to its hour's row
+            build_from_quarters(session, HOURLY_PROJECTS, start, end)
         session.flush()
     finally:
         session.close()
