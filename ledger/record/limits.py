@@ -26,7 +26,6 @@ through (fail open), said once in the log.
 
 from __future__ import annotations
 
-import functools
 import math
 import os
 import itertools
@@ -261,7 +260,7 @@ class HardLimits:
             self._ledger = Ledger(self.settings.database_url, upgrade_schema=False)
         if not self._schema_seen:  # a new ledger its writer has not made yet, or not to the end: counted from nothing
             # (SQLite's DDL is not one transaction: the settle's tables appear one migration at a time)
-            self._schema_seen = current_revision(self._ledger.engine) == _head_revision()
+            self._schema_seen = current_revision(self._ledger.engine) == head_revision()
         budget, instant = limit.budget, datetime.fromtimestamp(now, timezone.utc)
         period = budget.period_at(instant)
         cut = max(now - PENDING_WINDOW, period.start.timestamp())
@@ -357,11 +356,6 @@ class HardLimits:
             self._ledger = None
         if self._thread is not None:
             self.start(wait=0)
-
-
-@functools.cache
-def _head_revision() -> str:
-    return head_revision()  # (read from the migration scripts: once a process)
 
 
 def _model_of(request: Any) -> str | None:

@@ -24,7 +24,7 @@ refresh reads through `limit_reads`.
 from __future__ import annotations
 
 from contextlib import contextmanager
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timezone
 from decimal import Decimal
 from typing import Any, Iterator, NamedTuple, Sequence
 
@@ -128,12 +128,11 @@ def day_parts(start: datetime, end: datetime, before: datetime | None = None) ->
 
 
 def _day_floor(instant: datetime) -> datetime:
-    return instant.astimezone(timezone.utc).replace(hour=0, minute=0, second=0, microsecond=0)
+    return DAILY.floor(instant.astimezone(timezone.utc))
 
 
 def _day_ceil(instant: datetime) -> datetime:
-    floor = _day_floor(instant)
-    return floor if floor == instant else floor + DAY
+    return DAILY.ceil(instant.astimezone(timezone.utc))
 
 
 def _count(table, picked=None):
@@ -207,8 +206,7 @@ def _single(scope: Scope) -> str | None:
 def _holds_a_day(start: datetime, end: datetime) -> bool:
     """Whether [start, end) holds a whole UTC day: the daily rollups then sum an indexed scope's budgets of that
     period together in fewer rows than their calls (a local day alone stays on the index)."""
-    first = start.astimezone(timezone.utc).replace(hour=0, minute=0, second=0, microsecond=0) + timedelta(days=1)
-    return first + timedelta(days=1) <= end
+    return _day_floor(start) + 2 * DAY <= end
 
 
 class _Branch(NamedTuple):

@@ -25,7 +25,7 @@ from ..accounting.parsing import MAX_TEXT
 from ..accounting.pricing import CLEAN_CLASSES, PriceFinding
 from ..accounting.records import USAGE_FIELDS, CallRecord, record_digest, record_to_dict
 from ..money import to_nano
-from .engine import insert_for
+from .engine import IDS_A_STATEMENT, insert_for
 from .keys import remember_keys
 from .models import Call, RejectedRecord, as_utc
 from .retention import retired
@@ -182,8 +182,8 @@ def insert_rows(session: Session, rows: Sequence[tuple], records: Sequence[CallR
 
 def _delete_written(session: Session, call_ids: list[str]) -> None:
     """Delete rows this transaction has just inserted (their call ids retention had deleted before)."""
-    for at in range(0, len(call_ids), _IDS_PER_QUERY):
-        session.execute(Call.__table__.delete().where(Call.call_id.in_(call_ids[at : at + _IDS_PER_QUERY])))
+    for at in range(0, len(call_ids), IDS_A_STATEMENT):
+        session.execute(Call.__table__.delete().where(Call.call_id.in_(call_ids[at : at + IDS_A_STATEMENT])))
 
 
 _STARTED_AT = CALL_COLUMNS.index("started_at")
@@ -222,8 +222,8 @@ def _stored_digests(cursor, call_ids: list[str]) -> dict[str, str]:
     """{call id: record digest} of those of `call_ids` in the ledger (a DBAPI cursor of either database)."""
     known: dict[str, str] = {}
     postgres = type(cursor).__module__.startswith("psycopg")
-    for start in range(0, len(call_ids), _IDS_PER_QUERY):
-        page = call_ids[start : start + _IDS_PER_QUERY]
+    for start in range(0, len(call_ids), IDS_A_STATEMENT):
+        page = call_ids[start : start + IDS_A_STATEMENT]
         if postgres:
             cursor.execute("SELECT call_id, record_digest FROM calls WHERE call_id = ANY(%s)", (page,))
         else:
@@ -231,8 +231,6 @@ def _stored_digests(cursor, call_ids: list[str]) -> dict[str, str]:
         known.update(cursor.fetchall())
     return known
 
-
-_IDS_PER_QUERY = 5000  # under SQLite's limit of 32766 parameters
 
 
 def stored_values(values: tuple, timestamp, recorded_at=None) -> list:

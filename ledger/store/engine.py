@@ -7,6 +7,7 @@ made by the Alembic migrations; `Ledger` upgrades an empty database.
 
 from __future__ import annotations
 
+import functools
 import os
 import threading
 import time
@@ -156,7 +157,13 @@ def locked_ledger(error: BaseException, url: str | None) -> str | None:
             f"{text}); try again when it has finished")
 
 
+# Values a statement's IN list holds at most: under SQLite's limit of 32766 parameters.
+IDS_A_STATEMENT = 5000
+
+
+@functools.cache
 def head_revision() -> str:
+    """The newest revision of the migration scripts (read once a process: they do not change under it)."""
     from alembic.script import ScriptDirectory
 
     return ScriptDirectory.from_config(alembic_config(DEFAULT_DATABASE_URL)).get_current_head()

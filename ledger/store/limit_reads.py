@@ -17,7 +17,7 @@ watermark here).
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import datetime
 from decimal import Decimal
 
 from sqlalchemy import Integer, func, literal_column, select, union_all
@@ -25,7 +25,8 @@ from sqlalchemy.orm import Session
 
 from ..accounting.budgets import Scope
 from ..money import ZERO
-from .budgets import Spend, _before_horizon, _credits, largest_charge, scope_conditions, scope_dims, spend
+from .budgets import (Spend, _before_horizon, _credits, _day_ceil, _day_floor, largest_charge, scope_conditions,
+                      scope_dims, spend)
 from .models import Call, as_utc
 from .rollup_levels import table_for
 from .rollup_tables import DAY
@@ -59,10 +60,7 @@ def limit_reads(session: Session, scope: Scope, start: datetime, end: datetime,
     read. A scope no daily table holds (models, tags), a period of no whole UTC day, or one reaching where
     retention deleted calls: `spend` and `largest_charge` themselves."""
     table = table_for(DAY, scope_dims([scope]))
-    utc_start, utc_end = start.astimezone(timezone.utc), end.astimezone(timezone.utc)
-    first = utc_start.replace(hour=0, minute=0, second=0, microsecond=0)
-    first = first if first == utc_start else first + DAY
-    last = utc_end.replace(hour=0, minute=0, second=0, microsecond=0)
+    first, last = _day_ceil(start), _day_floor(end)
     if table is None or last <= first or _before_horizon(session, start):
         return (spend(session, scope, start, end, fingerprints),
                 largest_charge(session, scope, start, end, fingerprints))

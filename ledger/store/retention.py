@@ -29,7 +29,7 @@ from ..accounting.buckets import BUCKET, floor, mixed_buckets
 from ..accounting.closes import CloseEvent, active_closes
 from .closes import close_events
 from ..terminal import Progress
-from .engine import Ledger, insert_for
+from .engine import IDS_A_STATEMENT, Ledger, insert_for
 from .models import Call, RetentionRun, RetiredCall
 
 BATCH = 10_000
@@ -133,13 +133,11 @@ def retired(session: Session, rows: Sequence[tuple], started_at: int) -> dict[st
     before = row[0]
     old = [values[0] for values in rows if values[started_at] < before]
     found: dict[str, str] = {}
-    for at in range(0, len(old), _IDS_A_QUERY):
+    for at in range(0, len(old), IDS_A_STATEMENT):
         found.update(session.execute(select(RetiredCall.call_id, RetiredCall.record_digest)
-                                     .where(RetiredCall.call_id.in_(old[at : at + _IDS_A_QUERY]))).all())
+                                     .where(RetiredCall.call_id.in_(old[at : at + IDS_A_STATEMENT]))).all())
     return found
 
-
-_IDS_A_QUERY = 5000  # under SQLite's limit of 32766 parameters
 
 
 def cutoff_for(now: datetime, calls_days: int) -> datetime:
