@@ -3,7 +3,7 @@ the same batch of 1,000, in one process; a horizon from the 11th batch on (the r
 
     .venv/bin/python benchmarks/bench_retired_check.py [a PostgreSQL URL of an empty database; default a SQLite file]
 """
-import random, sys, tempfile, time
+import sys, tempfile, time
 from pathlib import Path
 sys.path.insert(0, "tests")
 from datetime import datetime, timezone

@@ -5,7 +5,6 @@ this tree's, on the 15-minute groups of five `spread` batches of 1,000 rows; min
     .venv/bin/python benchmarks/bench_rollup_python.py /tmp/old_rollup_tables.py
 """
 import importlib.util, random, sys, timeit
-from pathlib import Path
 sys.path.insert(0, "tests")
 from factories import make_raw_capture
 from ledger.sink.writer import LedgerWriter

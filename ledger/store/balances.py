@@ -17,7 +17,6 @@ from sqlalchemy.orm import Session
 from ..accounting.snapshots import OK, BalanceSnapshotValue, SnapshotPoint, TopUpValue, top_ups_between
 from ..money import ZERO
 from .models import BalanceSnapshot, Credits
-from .snapshot_windows import windows_and_overlaps, windows_and_overlaps_of  # noqa: F401 (the sums' home)
 
 # ---------------------------------------------------------------- snapshots and top-ups
 

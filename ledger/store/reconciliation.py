@@ -15,7 +15,7 @@ from ..accounting.snapshots import Bracket
 from ..accounting.verdict import AccountReconciliation, Reconciliation
 from ..config import Settings
 from ..money import ZERO
-from . import balances
+from . import balances, snapshot_windows
 from .engine import Ledger
 from .keys import account_fingerprints
 
@@ -69,7 +69,7 @@ def reconcile(
                 points_of[name] = [p for p in (opening, *inside, closing) if p is not None]
         else:
             points_of = balances.ok_snapshots_of(session, names, start, end)
-        windows = balances.windows_and_overlaps_of(
+        windows = snapshot_windows.windows_and_overlaps_of(
             session, [(keys[name], points_of[name]) for name in names], every_key, billing_settle)
         since = _since_first(session, names, keys, points_of, every_key, billing_settle) if cumulative_from_first else {}
         failed = balances.failed_polls_of(session, names, start, end)
@@ -86,7 +86,7 @@ def _since_first(session, names, keys, points_of, every_key, billing_settle) -> 
     from it to the last point, the first's overlap) and the refunds before the points (the cumulative line's)."""
     firsts = balances.first_ok_snapshots_of(session, [name for name in names if points_of[name]])
     later = [name for name, first in firsts.items() if first is not None and first.id != points_of[name][0].id]
-    whole = balances.windows_and_overlaps_of(
+    whole = snapshot_windows.windows_and_overlaps_of(
         session, [(keys[name], [firsts[name], points_of[name][-1]]) for name in later], every_key, billing_settle)
     refunds = balances.refunds_between_of(
         session, {name: (firsts[name].taken_at, points_of[name][0].taken_at) for name in later})

@@ -9,7 +9,7 @@ from ledger.accounting.pricing import default_rate_book, price
 from ledger.accounting.records import COMPLETED, ERROR, CallRecord, ResponseFacts, Usage
 from ledger.accounting.reconcile import Overlap
 from ledger.accounting.snapshots import OK, SERVER_ERROR, BalanceSnapshotValue, SnapshotPoint
-from ledger.store import balances
+from ledger.store import balances, snapshot_windows
 from ledger.store.calls import insert_calls
 
 T0 = datetime(2026, 11, 24, 12, tzinfo=timezone.utc)
@@ -48,7 +48,7 @@ def test_a_call_is_in_the_window_it_started_in_and_only_calls_overlapping_a_poll
     points = [SnapshotPoint(k, T0 + timedelta(minutes=10 * k), Decimal(0), Decimal(0), Decimal(0),
                             T0 + timedelta(minutes=10 * k, seconds=1)) for k in range(3)]
     with ledger.session() as session:
-        sums, overlaps = balances.windows_and_overlaps(
+        sums, overlaps = snapshot_windows.windows_and_overlaps(
             session, frozenset({"fp-acme"}), frozenset({"fp-acme", "fp-other"}), points, timedelta(seconds=2))
     first, second_window = sums
     assert (first.calls, first.charged) == (3, Decimal("1.50"))  # calls 1, 2 and 8

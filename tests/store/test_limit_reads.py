@@ -16,7 +16,7 @@ from ledger.accounting.periods import calendar_period, rolling_period
 from ledger.accounting.pricing import default_rate_book
 from ledger.accounting.records import CallRecord
 from ledger.store.budgets import largest_charge, spend
-from ledger.store.calls import CALL_COLUMNS, insert_rows
+from ledger.store.calls import insert_rows
 from ledger.store.limit_reads import DayCharges, limit_reads
 from ledger.store.models import Call
 from ledger.store.rate_cards import sync_rate_cards

@@ -23,7 +23,7 @@ from ledger.service.runtime import Service
 from ledger.store.job_runs import finish_job_run, job_runs, start_job_run
 from ledger.web.rendering import local_time
 from ledger.money import fmt
-from ledger_rows import call_values, insert, snapshot
+from ledger_rows import insert, snapshot
 from ledger.web.viewer import Viewer
 
 FINANCE = Viewer("fin", "finance", csrf="t" * 32)

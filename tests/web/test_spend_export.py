@@ -7,7 +7,6 @@ import io
 import json
 import re
 from datetime import datetime, timedelta, timezone
-from decimal import Decimal
 
 import openpyxl
 import pytest
