@@ -21,7 +21,8 @@ DEFAULT_PORT = 8788
 
 
 OIDC_SETTINGS = frozenset({"issuer", "client_id", "client_secret_env", "scope", "name_claim", "groups_claim",
-                           "admin_groups", "finance_groups", "viewer_groups"})
+                           "admin_groups", "finance_groups", "viewer_groups", "project_groups"})
+MAX_PROJECT = 200  # the longest project name a user may be limited to (ledger.store.users.MAX_PROJECT)
 
 
 @dataclass(frozen=True, slots=True)
@@ -37,6 +38,8 @@ class OidcSettings:
     admin_groups: tuple[str, ...] = ()
     finance_groups: tuple[str, ...] = ()
     viewer_groups: tuple[str, ...] = ()
+    # (group, its projects): a member of no role's group but of these is a viewer of their projects only
+    project_groups: tuple[tuple[str, tuple[str, ...]], ...] = ()
 
     def role_of(self, groups) -> str | None:
         """The highest role one of `groups` gives (admin, then finance, then viewer), else None."""
@@ -46,6 +49,16 @@ class OidcSettings:
             if found & set(named):
                 return role
         return None
+
+    def access_of(self, groups) -> tuple[str, frozenset[str] | None] | None:
+        """(role, projects) that `groups` give: a role's group sees every project (None); failing one, the projects
+        of every project group the user is in, as a viewer; None when they give nothing."""
+        found = set(groups)
+        role = self.role_of(found)
+        if role is not None:
+            return role, None
+        projects = frozenset(p for group, named in self.project_groups if group in found for p in named)
+        return ("viewer", projects) if projects else None
 
 
 @dataclass(frozen=True, slots=True)
@@ -111,6 +124,21 @@ def parse_oidc(raw: Any, source: str) -> OidcSettings | None:
     for key in ("admin_groups", "finance_groups", "viewer_groups"):
         if key in item:
             groups[key] = tuple(text(g, f"{where} {key}") for g in listing(item[key], f"{where} {key}", "group names"))
+    if "project_groups" in item:
+        groups["project_groups"] = project_groups(item["project_groups"], f"{where} project_groups")
     if not any(groups.values()):
-        raise ConfigError(f"{where}: name the groups of at least one role (admin_groups, finance_groups, viewer_groups)")
+        raise ConfigError(f"{where}: name the groups of at least one role (admin_groups, finance_groups, viewer_groups) "
+                          "or project_groups")
     return OidcSettings(issuer, client_id, secret_env, **options, **groups)
+
+
+def project_groups(value: Any, where: str) -> tuple[tuple[str, tuple[str, ...]], ...]:
+    """`project_groups = { "team-search" = ["search"] }`: each group and the projects its members may see."""
+    found = []
+    for group, projects in table(value, where).items():
+        at = f"{where} {group[:60]!r}"
+        named = tuple(text(p, at, width=MAX_PROJECT) for p in listing(projects, at, "project names"))
+        if not named:
+            raise ConfigError(f"{at}: name at least one project")
+        found.append((group, named))
+    return tuple(found)

@@ -4,7 +4,8 @@ with PKCE, joserfc for the ID token (signature from the provider's JWKS, issuer,
 `/login/oidc` sends the browser to the provider with a fresh state, nonce and
 PKCE verifier, kept in a short-lived HttpOnly cookie; `/login/oidc/callback`
 checks the state, trades the code for tokens, checks the ID token and maps
-its groups claim to a role (admin, then finance, then viewer). The user is
+its groups claim to a role (admin, then finance, then viewer; failing those, the
+projects of the user's `project_groups`, as a viewer of them only). The user is
 made (without a password) or updated to that role at each sign-in, with no
 cap on their number; the name of a user of the dashboard's own (`users add`, even one whose sign-in link
 is unused) is never taken over.
@@ -29,7 +30,7 @@ from ..config.dashboard import OidcSettings
 from ..store import audit
 from ..store.credentials import new_token
 from ..store.signins import start_session
-from ..store.users import NAME, add_user, user_named
+from ..store.users import NAME, add_user, check_projects, projects_text, user_named
 from .gate import Refused
 from .sessions import client_address, is_https, now_of, set_session_cookie
 from .signin import local_path
@@ -109,11 +110,11 @@ def _claims(request, options: OidcSettings, code: str, nonce: str, verifier: str
     return decoded.claims
 
 
-def _refusal(options: OidcSettings, name, role: str | None, user) -> tuple[str, str] | None:
+def _refusal(options: OidcSettings, name, access, user) -> tuple[str, str] | None:
     """(reason, message) when these claims may not sign in, else None."""
     if not isinstance(name, str) or not NAME.fullmatch(name):
         return "name", f"the provider's {options.name_claim} claim is not a name the dashboard takes"
-    if role is None:
+    if access is None:
         return "groups", "none of your groups is given a role in this dashboard: ask its admin"
     if user is not None and user.signs_in_with != "oidc":
         return "local user", f"{name} is a user of the dashboard's own: sign in with the password"
@@ -123,27 +124,29 @@ def _refusal(options: OidcSettings, name, role: str | None, user) -> tuple[str, 
 
 
 def _sign_in(request, options: OidcSettings, claims: dict) -> str:
-    """A session for the user the claims name, made or given the groups' role now; a refusal is audited, then raised."""
+    """A session for the user the claims name, made or given the groups' role and projects now; a refusal is audited,
+    then raised."""
     ledger, now, address = request.app.state.ledger, now_of(request), client_address(request)
     name = claims.get(options.name_claim)
     groups = claims.get(options.groups_claim)
-    role = options.role_of(g for g in groups if isinstance(g, str)) if isinstance(groups, list) else None
+    access = options.access_of(g for g in groups if isinstance(g, str)) if isinstance(groups, list) else None
     with ledger.session() as session:
         user = user_named(session, name) if isinstance(name, str) and NAME.fullmatch(name) else None
-        refusal = _refusal(options, name, role, user)
+        refusal = _refusal(options, name, access, user)
         if refusal is not None:
             audit.record(session, actor=name if user is not None else "(unknown name)", action="signin.failed",
                          target=user.name if user is not None else None, address=address, at=now,
                          detail={"with": "oidc", "reason": refusal[0]})
             cookie = None
         else:
+            role, projects = access
             if user is None:
-                user = add_user(session, name, role, None, None, now, signs_in_with="oidc")
+                user = add_user(session, name, role, projects, None, now, signs_in_with="oidc")
             else:
-                user.role, user.projects = role, None
+                user.role, user.projects = role, projects_text(check_projects(projects))
             cookie = start_session(session, user, now, address)
             audit.record(session, actor=name, action="signin", target=name, address=address, at=now,
-                         detail={"with": "oidc", "role": role})
+                         detail={"with": "oidc", "role": role, "projects": None if projects is None else sorted(projects)})
     if cookie is None:
         raise Refused(refusal[1])
     return cookie

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import json
 from dataclasses import replace
 from datetime import datetime, timezone
 from urllib.parse import urlsplit
 
 import httpx2
 import pytest
+from ledger_rows import call_values, insert
 from oidc_provider import CLIENT_ID, CLIENT_SECRET, Provider
 from signing import PASSWORD, add_user
 from sqlalchemy import select
@@ -30,7 +32,8 @@ def sso(signed_in, web_settings, provider, clock, monkeypatch):
     monkeypatch.setenv("TEST_OIDC_SECRET", CLIENT_SECRET)
     clock.now = datetime.now(timezone.utc)  # the provider's tokens are timed by the real clock
     oidc = OidcSettings(provider.url, CLIENT_ID, "TEST_OIDC_SECRET", admin_groups=("ledger-admins",),
-                        finance_groups=("ledger-finance",), viewer_groups=("everyone",))
+                        finance_groups=("ledger-finance",), viewer_groups=("everyone",),
+                        project_groups=(("team-search", ("search",)), ("team-media", ("video", "images"))))
     return signed_in(settings=replace(web_settings, dashboard=DashboardSettings(oidc=oidc)))
 
 
@@ -61,6 +64,26 @@ def test_a_person_signs_in_through_the_provider_with_the_role_their_groups_give(
         user = session.scalars(select(DashboardUser)).one()
     assert (user.name, user.role, user.password_hash, user.signs_in_with) == ("olga", "admin", None, "oidc")
     assert [(actor, action) for actor, action, _ in audit_rows(ledger)] == [("olga", "signin"), ("olga", "signin")]
+
+
+def test_a_member_of_project_groups_only_sees_those_projects_and_the_groups_decide_at_each_sign_in(ledger, sso,
+                                                                                                    provider):
+    insert(ledger, [call_values(call_id=f"c-{project}", project=project) for project in ("search", "video", "billing")])
+    provider.identity = {"preferred_username": "tomas", "groups": ["team-search", "team-media", "marketing"]}
+    assert through_the_provider(sso).status_code == 303
+    assert sso.get("/api/v1/me").json() == {"name": "tomas", "role": "viewer", "via": "session",
+                                            "projects": ["images", "search", "video"]}
+    november = {"period": "2026-11", "tz": "UTC"}
+    assert sorted(c["project"] for c in sso.get("/api/v1/calls", params=november).json()) == ["search", "video"]
+    assert sso.get("/api/v1/calls", params={**november, "project": "billing"}).json() == []
+    provider.identity = {"preferred_username": "tomas", "groups": ["team-search"]}  # moved off the media team
+    assert through_the_provider(sso).status_code == 303
+    assert sso.get("/api/v1/me").json()["projects"] == ["search"]
+    provider.identity = {"preferred_username": "tomas", "groups": ["team-search", "everyone"]}  # a role's group: all
+    assert through_the_provider(sso).status_code == 303
+    assert sso.get("/api/v1/me").json()["projects"] is None
+    assert [json.loads(detail)["projects"] for _, action, detail in audit_rows(ledger) if action == "signin"] == [
+        ["images", "search", "video"], ["search"], None]
 
 
 def test_someone_in_no_group_of_a_role_is_refused_and_audited(ledger, sso, provider):
@@ -110,6 +133,17 @@ def test_the_oidc_section_is_read_and_checked():
     oidc = settings.dashboard.oidc
     assert (oidc.issuer, oidc.groups_claim, oidc.role_of(["staff", "finance"])) == ("https://id.example.com", "roles",
                                                                                       "finance")
+    teams = settings_from_mapping({"dashboard": {"oidc": {
+        "issuer": "https://id.example.com", "client_id": "ledger", "client_secret_env": "LEDGER_OIDC_SECRET",
+        "project_groups": {"team-search": ["search"], "team-media": ["video", "images"]}}}}).dashboard.oidc
+    assert teams.access_of(["team-media", "x"]) == ("viewer", frozenset({"video", "images"}))
+    assert teams.access_of(["x"]) is None
+    with pytest.raises(ConfigError, match="team-search.*at least one project"):
+        settings_from_mapping({"dashboard": {"oidc": {"issuer": "https://id.example.com", "client_id": "x",
+                                                      "client_secret_env": "X", "project_groups": {"team-search": []}}}})
+    with pytest.raises(ConfigError, match="project_groups.*a table"):
+        settings_from_mapping({"dashboard": {"oidc": {"issuer": "https://id.example.com", "client_id": "x",
+                                                      "client_secret_env": "X", "project_groups": ["search"]}}})
     with pytest.raises(ConfigError, match="name the groups of at least one role"):
         settings_from_mapping({"dashboard": {"oidc": {"issuer": "https://id.example.com", "client_id": "x",
                                                       "client_secret_env": "X"}}})
