@@ -149,6 +149,12 @@ def build_parser() -> argparse.ArgumentParser:
         verbs.add_parser("list", help="list them (never a password or a token)")
         verbs.add_parser("disable" if noun == "users" else "revoke", help="disable (ending its sessions)" if noun == "users"
                          else "revoke it").add_argument("name")
+        if noun == "users":
+            verbs.add_parser("enable", help="enable a disabled user again").add_argument("name")
+            password = verbs.add_parser("password", help="set a new password (standard input, one line), ending their "
+                                        "sessions and earlier sign-in links")
+            password.add_argument("name")
+            password.add_argument("--link", action="store_true", help="print a one-time sign-in link that sets it instead")
     return parser
 
 
@@ -326,13 +332,16 @@ def cmd_proxy(args, out) -> int:
 
 
 def cmd_access(args, out) -> int:
-    """`users` and `tokens`: add (a user's password on standard input), list, disable or revoke."""
+    """`users` and `tokens`: add (a user's password on standard input), list, disable or revoke; users enable and
+    password."""
     from .commands import access
 
     settings, noun, verb = _settings(args), args.command, getattr(args, f"{args.command}_command")
     if verb == "add" and noun == "users":
         return access.users_add(settings, out, name=args.name, role=args.role, projects=args.project,
                                 password_input=sys.stdin, link=args.link)
+    if verb == "password":
+        return access.users_password(settings, out, name=args.name, password_input=sys.stdin, link=args.link)
     if verb == "add":
         return access.tokens_add(settings, out, name=args.name, role=args.role, projects=args.project, expires=args.expires)
     return getattr(access, f"{noun}_{verb}")(settings, out, **({} if verb == "list" else {"name": args.name}))

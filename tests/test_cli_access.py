@@ -68,6 +68,9 @@ def test_users_add_reads_the_password_from_standard_input_and_keeps_only_its_arg
     (["users", "disable", "nobody"], "", "there is no user 'nobody'"),
     (["tokens", "add", "ci", "--role", "viewer", "--expires", "soon"], "", "--expires: not a lifetime: 'soon'"),
     (["tokens", "revoke", "nobody"], "", "there is no token 'nobody'"),
+    (["users", "enable", "nobody"], "", "there is no user 'nobody'"),
+    (["users", "password", "nobody"], PASSWORD, "there is no user 'nobody'"),
+    (["users", "password", "bob"], "Xq7zk\n", "the password is too short: at least 12 characters"),
 ])
 def test_bad_input_is_one_line_and_exit_1_and_nothing_is_written(ledger, database_url, capsys, monkeypatch, args, stdin,
                                                                    message):
@@ -76,6 +79,55 @@ def test_bad_input_is_one_line_and_exit_1_and_nothing_is_written(ledger, databas
     assert message in err and len(err.strip().splitlines()) == 1 and "Traceback" not in err
     assert "Xq7zk" not in err  # a password is never echoed
     assert audit_rows(ledger) == []
+
+
+def test_users_password_sets_a_new_one_ending_every_session_and_earlier_link(ledger, database_url, capsys,
+                                                                              monkeypatch):
+    from datetime import datetime, timezone
+
+    from ledger.store.credentials import password_matches
+    from ledger.store.signins import start_session
+    from ledger.store.users import link_user
+
+    code, out, _ = run(database_url, capsys, monkeypatch, "users", "add", "carol", "--role", "viewer", "--link")
+    first_link = out.strip().rsplit("/", 1)[1]
+    now = datetime.now(timezone.utc)
+    with ledger.session() as session:
+        user = session.scalars(select(DashboardUser)).one()
+        start_session(session, user, now, "127.0.0.1")
+        start_session(session, user, now, "10.0.0.9")
+    code, out, err = run(database_url, capsys, monkeypatch, "users", "password", "carol", stdin=PASSWORD + "\n")
+    assert (code, err, out) == (0, "", "user carol: password set; 2 session(s) ended\n")
+    with ledger.session() as session:
+        user = session.scalars(select(DashboardUser)).one()
+        assert password_matches(user.password_hash, PASSWORD) and PASSWORD not in user.password_hash
+        assert link_user(session, first_link, datetime.now(timezone.utc)) is None  # the earlier link signs in no more
+    code, out, _ = run(database_url, capsys, monkeypatch, "users", "password", "carol", "--link")
+    new_link = re.search(r"/login/link/([A-Za-z0-9_-]{43})$", out.strip()).group(1)
+    assert code == 0 and out.startswith("user carol: 0 session(s) ended; sign-in link (good once")
+    with ledger.session() as session:
+        assert link_user(session, new_link, datetime.now(timezone.utc)).name == "carol"
+    assert run(database_url, capsys, monkeypatch, "users", "disable", "carol")[0] == 0
+    code, out, _ = run(database_url, capsys, monkeypatch, "users", "enable", "carol")
+    assert (code, out) == (0, "user carol enabled\n")
+    assert run(database_url, capsys, monkeypatch, "users", "enable", "carol")[1] == "user carol was not disabled\n"
+    assert run(database_url, capsys, monkeypatch, "users", "list")[1] == "carol\tviewer\tevery project\tactive\n"
+    assert audit_rows(ledger) == [("user.add", "carol"), ("user.password", "carol"), ("user.password", "carol"),
+                                  ("user.disable", "carol"), ("user.enable", "carol"), ("user.enable", "carol")]
+    assert PASSWORD not in repr(audit_rows(ledger)) and new_link not in repr(audit_rows(ledger))
+
+
+def test_a_single_sign_on_users_password_is_not_set_here(ledger, database_url, capsys, monkeypatch):
+    from datetime import datetime, timezone
+
+    from ledger.store.users import add_user
+
+    with ledger.session() as session:
+        add_user(session, "olga", "finance", None, None, datetime.now(timezone.utc), signs_in_with="oidc")
+    code, out, err = run(database_url, capsys, monkeypatch, "users", "password", "olga", stdin=PASSWORD)
+    assert (code, out) == (1, "") and "olga signs in through single sign-on" in err
+    with ledger.session() as session:
+        assert session.scalars(select(DashboardUser.password_hash)).one() is None
 
 
 def test_an_unknown_role_is_a_usage_error(database_url, capsys, monkeypatch):

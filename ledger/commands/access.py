@@ -1,4 +1,4 @@
-"""`users add/list/disable` and `tokens add/list/revoke`: who may read the ledger in the dashboard and its API.
+"""`users add/list/disable/enable/password` and `tokens add/list/revoke`: who may read the ledger in the dashboard and its API.
 
 A password is read from standard input (one line) and kept as its Argon2id
 hash; a token or a sign-in link is printed once and kept as its SHA-256. Every
@@ -102,6 +102,41 @@ def users_disable(settings: Settings, out: TextIO, *, name: str, now: datetime |
         audit.record(session, actor=actor(), action="user.disable", target=name, at=now,
                      detail={"sessions_ended": ended})
     print(f"user {name} disabled; {ended} session(s) ended", file=out)
+    return EXIT_OK
+
+
+def users_enable(settings: Settings, out: TextIO, *, name: str, now: datetime | None = None) -> int:
+    now = now or datetime.now(timezone.utc)
+    with Ledger(settings.database_url, must_exist=True) as ledger, ledger.session() as session:
+        was = store.enable_user(session, name)
+        audit.record(session, actor=actor(), action="user.enable", target=name, at=now, detail={"was_disabled": was})
+    print(f"user {name} enabled" if was else f"user {name} was not disabled", file=out)
+    return EXIT_OK
+
+
+def users_password(settings: Settings, out: TextIO, *, name: str, password_input: TextIO | None = None,
+                   link: bool = False, now: datetime | None = None) -> int:
+    """Set a user's new password (read from `password_input`, one line), or print a one-time link that sets it; every
+    session of theirs ends, and their earlier unused links no longer sign in."""
+    now = now or datetime.now(timezone.utc)
+    store.check_name(name)
+    password_hash = None if link else hash_password(_read_password(password_input))
+    with Ledger(settings.database_url, must_exist=True) as ledger, ledger.session() as session:
+        user = store.local_user(session, name)
+        ended = store.end_access(session, user, now)
+        if link:
+            token = store.add_link(session, user, now, LINK_LIFETIME)
+        else:
+            store.set_password(session, user, password_hash)
+            token = None
+        audit.record(session, actor=actor(), action="user.password", target=name, at=now,
+                     detail={"with": "link" if link else "password", "sessions_ended": ended})
+    if token is None:
+        print(f"user {name}: password set; {ended} session(s) ended", file=out)
+    else:
+        print(f"user {name}: {ended} session(s) ended; sign-in link (good once, for "
+              f"{int(LINK_LIFETIME.total_seconds()) // 3600} hours; it sets the password): "
+              f"{settings.dashboard.url()}/login/link/{token}", file=out)
     return EXIT_OK
 
 

@@ -96,6 +96,34 @@ def disable_user(session: Session, name: str, now: datetime) -> int:
     return end_all(session, user.id, now)
 
 
+def enable_user(session: Session, name: str) -> bool:
+    """Enable a disabled user again (their sessions stay ended): whether they were disabled."""
+    user = user_named(session, check_name(name))
+    if user is None:
+        raise ConfigError(f"there is no user {name!r}")
+    was = user.disabled_at is not None
+    user.disabled_at = None
+    return was
+
+
+def local_user(session: Session, name: str) -> DashboardUser:
+    """The user of the dashboard's own named so (a single sign-on user has no password here)."""
+    user = user_named(session, check_name(name))
+    if user is None:
+        raise ConfigError(f"there is no user {name!r}")
+    if user.signs_in_with != "password":
+        raise ConfigError(f"{name} signs in through single sign-on: their provider keeps their password")
+    return user
+
+
+def end_access(session: Session, user: DashboardUser, now: datetime) -> int:
+    """End every session of `user` and expire their unused sign-in links (a new password is theirs alone): how many
+    sessions were open."""
+    session.execute(update(SignInLink).where(SignInLink.user_id == user.id, SignInLink.used_at.is_(None),
+                                             SignInLink.expires_at > now).values(expires_at=now))
+    return end_all(session, user.id, now)
+
+
 def set_password(session: Session, user: DashboardUser, password_hash: str) -> None:
     user.password_hash = password_hash
 
