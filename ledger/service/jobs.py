@@ -24,7 +24,7 @@ from ..config import Settings
 from ..money import fmt
 from ..sink.writer import replay_journal
 from ..store.engine import Ledger
-from ..store.job_runs import finish_job_run, start_job_run
+from ..store.job_runs import DIFFERS, FAILED, GAP, OK, POLL_FAILED, SKIPPED, finish_job_run, start_job_run
 from ..accounting.verdict import GAP_VERDICT, StoredVerdict
 from ..store.reconciliation import reconcile_as_configured
 from ..store.retention import delete_old_calls, gone_ranges
@@ -49,7 +49,7 @@ RETENTION_SCHEDULE = "43 2 * * *"  # daily, 02:43 UTC: before the rollups' verif
 def poll_credits_job(service: Service) -> tuple[str, str]:
     values = poll_balances(service.settings, service.ledger, client=service.credits_client())
     detail = "; ".join(f"{v.account} {fmt(v.balance) if v.ok else v.status}" for v in values)
-    return ("ok" if all(v.ok for v in values) else "poll_failed"), detail
+    return (OK if all(v.ok for v in values) else POLL_FAILED), detail
 
 
 def reconcile_job(service: Service) -> tuple[str, str]:
@@ -59,18 +59,18 @@ def reconcile_job(service: Service) -> tuple[str, str]:
     # `now` as the end, so the verdict kept names its window's end (the settle time may move it earlier)
     result = reconcile_as_configured(service.settings, service.ledger, now - timedelta(days=RECONCILE_WINDOW_DAYS),
                                      now, settle_seconds=service.reconcile_settle_seconds, cumulative_from_first=True)
-    # A run is "ok" unless money is unexplained; too few settled snapshots yet (the service just started) is
+    # A run is OK unless money is unexplained; too few settled snapshots yet (the service just started) is
     # said in its verdict, in the words `reconcile` uses.
-    return ("gap" if result.verdict == GAP_VERDICT else "ok"), StoredVerdict.of(result).to_detail()
+    return (GAP if result.verdict == GAP_VERDICT else OK), StoredVerdict.of(result).to_detail()
 
 
 def replay_journal_job(service: Service) -> tuple[str, str]:
     settings = service.settings
     if not os.path.exists(settings.journal_path):
-        return "ok", "no journal"
+        return OK, "no journal"
     book = load_rate_book(settings.rate_cards_path)
     result = replay_journal(settings.database_url, settings.journal_path, rate_book=book, policy=settings.pricing)
-    return "ok", result.summary()
+    return OK, result.summary()
 
 
 def verify_rollups_job(service: Service) -> tuple[str, str]:
@@ -80,10 +80,10 @@ def verify_rollups_job(service: Service) -> tuple[str, str]:
         comparison = compare(session, start, skip=gone_ranges(session))
     if comparison.differences:
         lines = describe_differences(comparison.differences)
-        return "differs", (f"rollups differ from the calls in {len(lines)} buckets: " + "; ".join(lines[:10])
+        return DIFFERS, (f"rollups differ from the calls in {len(lines)} buckets: " + "; ".join(lines[:10])
                            + ("; ..." if len(lines) > 10 else "")
                            + f"; `credit-ledger rollup rebuild --from {start:%Y-%m-%dT%H:%MZ}` makes them anew")
-    return "ok", f"rollups match the calls: {comparison.buckets} buckets, {comparison.calls} calls"
+    return OK, f"rollups match the calls: {comparison.buckets} buckets, {comparison.calls} calls"
 
 
 def retention_job(service: Service) -> tuple[str, str]:
@@ -91,7 +91,7 @@ def retention_job(service: Service) -> tuple[str, str]:
     days = service.settings.retention_calls_days
     assert days is not None  # the job is scheduled only with retention on
     result = delete_old_calls(service.ledger, days, datetime.now(timezone.utc))
-    return "ok", (f"{result.calls_deleted} calls of closed periods started before "
+    return OK, (f"{result.calls_deleted} calls of closed periods started before "
                   f"{result.deleted_before:%Y-%m-%dT%H:%M:%SZ} deleted (calls_days = {days})")
 
 
@@ -122,19 +122,19 @@ def run_job(service: Service, name: str, function: JobFunction) -> str:
         with job_lock(service.ledger, name) as held:
             if not held:
                 log.info("job %s skipped: another replica is running it", name)
-                return "skipped"
+                return SKIPPED
             begun = datetime.now(timezone.utc)
             with service.ledger.session() as session:
                 run_id = start_job_run(session, name, begun, service.host)
             try:
                 outcome, detail = function(service)
             except Exception as exc:  # a failing run is recorded, the service goes on
-                outcome, detail = "failed", f"{type(exc).__name__}: {exc}"[:2000]
+                outcome, detail = FAILED, f"{type(exc).__name__}: {exc}"[:2000]
             with service.ledger.session() as session:
                 finish_job_run(session, run_id, datetime.now(timezone.utc), outcome, detail)
     except Exception as exc:  # the ledger itself is unreachable
-        outcome, detail = "failed", f"{type(exc).__name__}: {exc}"[:2000]
-    level = logging.INFO if outcome in ("ok", "skipped") else logging.WARNING
+        outcome, detail = FAILED, f"{type(exc).__name__}: {exc}"[:2000]
+    level = logging.INFO if outcome in (OK, SKIPPED) else logging.WARNING
     log.log(level, "job %s %s in %.2fs: %s", name, outcome, time.monotonic() - started, detail)
     return outcome
 

@@ -9,9 +9,16 @@ from sqlalchemy.orm import Session
 
 from .models import JobRun
 
+# A run's outcome, as `job_runs.outcome` keeps it (the service's log and the Overview read these names).
+RUNNING, OK, FAILED, SKIPPED = "running", "ok", "failed", "skipped"
+GAP = "gap"  # reconcile: money the ledger cannot explain
+POLL_FAILED = "poll_failed"  # poll_credits: an account's balance could not be read
+DIFFERS = "differs"  # verify_rollups: a bucket differs from the raw calls
+RECONCILED = (OK, GAP)  # a reconcile run that reached a verdict (not one that failed, or skipped for another replica's)
+
 
 def start_job_run(session: Session, job: str, started_at: datetime, host: str) -> int:
-    run = JobRun(job=job, started_at=started_at, outcome="running", host=host)
+    run = JobRun(job=job, started_at=started_at, outcome=RUNNING, host=host)
     session.add(run)
     session.flush()
     return run.id

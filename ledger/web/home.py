@@ -24,7 +24,7 @@ from ..reports.spend import build_report
 from ..accounting.verdict import StoredVerdict
 from ..service.jobs import RECONCILE_WINDOW_DAYS
 from ..store.alerts import alert_history
-from ..store.job_runs import last_job_run
+from ..store.job_runs import RECONCILED, last_job_run
 from . import charts, figures, params
 from .budgets import budget_chart
 from .figures import ACCOUNT_MONEY, account_balances, budget_names, evaluation, json_text, refuse_limited
@@ -32,7 +32,6 @@ from .gate import guarded
 from .rendering import render
 
 
-RECONCILE_OUTCOMES = ("ok", "gap")  # a run that reconciled (not one that failed, or skipped for another replica's)
 
 
 def balance_chart(index: int, found) -> charts.Chart:
@@ -53,7 +52,7 @@ def overview(request):
         report = build_report(session, to_date(month, now), (), projects=viewer.projects, now=now)
         accounts = [] if viewer.limited else account_balances(session, settings, now, zone_named(zone))
         open_alerts = alert_history(session, budgets=budget_names(settings, viewer), open_only=True)
-        last_run = None if viewer.limited else last_job_run(session, "reconcile", RECONCILE_OUTCOMES)
+        last_run = None if viewer.limited else last_job_run(session, "reconcile", RECONCILED)
     statuses = evaluation(request, viewer, now, balances=False).budgets  # the balances: account_balances above
     kept = None if last_run is None else StoredVerdict.from_detail(last_run.detail)
     return render(
