@@ -1,31 +1,61 @@
 """The ledger's sums over the windows between balance snapshots, for every account at once.
 
-The sums for reconciliation are made in SQL, in a fixed number of statements
-whatever the number of accounts and windows: each account's windows are rows
-of one temporary table, joined to the calls on `started_at`, and each row
-keeps to its account's keys. A call counts in the window in which it started.
+A call counts in the window in which it started: window i of an account is
+(sent_i, sent_i+1] of its snapshots' requests. The sums come from the
+15-minute rollups (`call_rollups`: per UTC bucket of `started_at`, key and
+pricing class, exact integers) for the buckets a window holds, and from the
+raw calls for the part of a bucket cut by a poll: at each poll the shorter
+side of its bucket is read raw, added to one window and taken away from the
+other, which takes the bucket whole. Integer sums subtract exactly.
+
+What the rollups do not keep is read from the raw calls, and only where it
+can be: a call's status (aborted streams, calls of unknown charge) and its
+charge's nullness from one pass over the few calls that are not completed
+or have no charge; each window's largest charge only for an account with
+calls of unknown charge; and the calls that may be booked on the other side
+of a poll (they need `ended_at`): those that started while the poll was
+answered, those that started within NEAR_POLL of its request (less the
+billing's settle time) and ended after it, and the calls longer than
+NEAR_POLL, found by their duration in that one pass.
+
+A fixed number of statements whatever the number of accounts and windows:
+the temporary table of ranges, the rollups, the raw ranges (edges and
+overlaps), the late calls near polls, the pass over the unusual calls, and
+one more only when an account has calls of unknown charge.
+
+Where retention deleted the raw calls, the rollups still give every sum; the
+cut buckets are then counted whole in the window that takes them, and what
+only the raw rows say (aborted streams, unknown charges, the largest charge,
+the calls booked across a poll) is missing for those windows.
 """
 
 from __future__ import annotations
 
-from datetime import timedelta
+from bisect import bisect_left
+from datetime import datetime, timedelta
 from typing import Sequence
 
-from sqlalchemy import (Column, Integer, MetaData, String, Table, and_, case, func, literal, or_, select, true,
-                        union_all)
+from sqlalchemy import Column, Integer, MetaData, String, Table, and_, func, literal, or_, select, union_all
 from sqlalchemy.orm import Session
 
-from ..accounting.pricing import CLEAN_CLASSES, ROUNDING
-from ..accounting.pricing import OK as OK_CLASS
+from ..accounting.pricing import CLEAN_CLASSES, MISSING_CHARGE, MISSING_USAGE, UNPRICED_MODEL
 from ..accounting.records import ABORTED, COMPLETED, ERROR, FAILED
 from ..accounting.reconcile import NO_OVERLAP, ClassSum, LedgerSums, Overlap
 from ..accounting.snapshots import SnapshotPoint
-from ..money import ZERO
-from .models import Call, UTCDateTime, as_utc
+from ..money import ZERO, from_nano, to_nano
+from .models import Call, CallRollup, UTCDateTime, as_utc
+from .rollup_tables import QUARTER, QUARTERLY
 
-CHARGE_TIME = func.coalesce(Call.ended_at, Call.started_at)
 # Calls in flight at the first snapshot are looked for this far back: none is expected to last longer.
 LONGEST_CALL = timedelta(hours=6)
+# The calls that started this long before a poll's request (less the billing's settle time) are read raw for
+# whether they ended after it; a longer call is found by its duration (the one pass over unusual calls).
+NEAR_POLL = timedelta(minutes=2)
+_SLACK = timedelta(seconds=1)  # SQLite measures a duration in days (a float): the pass takes calls a second shorter
+_NO_EXPECTED = (MISSING_USAGE, UNPRICED_MODEL)  # classes whose calls have no expected cost
+# Parts of the ranges table: a raw range of a window's sums (signed), the calls that started while a poll was
+# answered, those near the next poll's request that may be booked after it, and a window whole (its largest charge).
+EDGE, EARLY, LATE, WHOLE = 0, 1, 2, 3
 
 Windows = tuple[list[LedgerSums], list[Overlap]]
 
@@ -43,21 +73,67 @@ def windows_and_overlaps(
     return found
 
 
-def _bounds(points: Sequence[SnapshotPoint], billing_settle: timedelta) -> list[tuple]:
-    """(window, lo, hi, early_until, late_after, beyond_after) of each window of `points`.
+def _cut_up(moment: datetime) -> bool:
+    """Whether the bucket holding a poll at `moment` goes whole to the window after it (its part before the poll
+    read raw and taken away), rather than to the window before it (its part after the poll taken away)."""
+    return moment - QUARTERLY.floor(moment) < QUARTER / 2
 
-    Window i is (sent[i], sent[i+1]]; window -1 holds the calls in flight at the first poll,
-    window `last` those that started while the last poll was answered.
-    """
-    sent = [p.taken_at for p in points]
-    answered = [p.answered_at or p.taken_at for p in points]
-    last = len(points) - 1
-    bounds = [(-1, sent[0] - LONGEST_CALL, sent[0], sent[0], sent[0] - billing_settle, sent[1] - billing_settle)]
-    for i in range(last):
-        after_next = sent[i + 2] - billing_settle if i + 2 <= last else sent[last] + LONGEST_CALL
-        bounds.append((i, sent[i], sent[i + 1], answered[i], sent[i + 1] - billing_settle, after_next))
-    bounds.append((last, sent[last], answered[last], answered[last], answered[last] + LONGEST_CALL, answered[last] + LONGEST_CALL))
-    return bounds
+
+_MICRO = timedelta(microseconds=1)  # [a, b] is (a - 1 us, b]: every instant the ledger keeps is of whole microseconds
+
+
+class _Plan:
+    """One account's windows: the rollup buckets each takes whole, and the raw ranges (lo, hi] of its parts."""
+
+    def __init__(self, points: Sequence[SnapshotPoint], billing_settle: timedelta) -> None:
+        sent = self.sent = [as_utc(p.taken_at) for p in points]
+        answered = [as_utc(p.answered_at or p.taken_at) for p in points]
+        last = self.last = len(points) - 1
+        self.buckets: dict[datetime, list[int]] = {}  # bucket start: the windows taking it whole
+        self.ranges: list[tuple[int, int, datetime, datetime, int, datetime | None]] = []  # idx, part, lo, hi, sign, late_after
+        self.first = sent[0] - LONGEST_CALL  # window -1: the calls in flight at the first poll
+        self.near: list[datetime] = []  # of windows -1 .. last-1: the start of the range read for late calls
+        for i in range(-1, last):
+            lo, hi = (self.first, sent[0]) if i < 0 else (sent[i], sent[i + 1])
+            late_after = hi - billing_settle
+            near = max(lo, late_after - NEAR_POLL)
+            self.near.append(near)
+            self.ranges.append((i, LATE, near, hi, 1, late_after))
+            if i >= 0:
+                self.ranges.append((i, EARLY, lo, min(answered[i], hi), 1, None))
+                self.ranges.append((i, WHOLE, lo, hi, 1, None))
+                self._window(i, lo, hi)
+        self.ranges.append((last, EARLY, sent[last], answered[last], 1, None))
+
+    def _window(self, i: int, lo: datetime, hi: datetime) -> None:
+        floor = QUARTERLY.floor
+        if lo >= hi:
+            return
+        if floor(lo) == floor(hi):
+            self.ranges.append((i, EDGE, lo, hi, 1, None))
+            return
+        if _cut_up(lo):  # the bucket whole, less its part up to the poll
+            start = floor(lo)
+            self.ranges.append((i, EDGE, start - _MICRO, lo, -1, None))
+        else:  # the part after the poll
+            start = floor(lo) + QUARTER
+            self.ranges.append((i, EDGE, lo, start - _MICRO, 1, None))
+        if _cut_up(hi):  # the part up to the poll
+            end = floor(hi)
+            self.ranges.append((i, EDGE, end - _MICRO, hi, 1, None))
+        else:  # the bucket whole, less its part after the poll
+            end = floor(hi) + QUARTER
+            self.ranges.append((i, EDGE, hi, end - _MICRO, -1, None))
+        at = start
+        while at < end:
+            self.buckets.setdefault(at, []).append(i)
+            at += QUARTER
+
+    def window_of(self, started: datetime) -> int:
+        """The window (-1 .. last) a call that started at `started` is in; -2 or last+1 outside them all."""
+        if started <= self.first:
+            return -2
+        return bisect_left(self.sent, started) - 1
 
 
 def windows_and_overlaps_of(
@@ -67,228 +143,222 @@ def windows_and_overlaps_of(
     billing_settle: timedelta,
 ) -> list[Windows]:
     """For each account (its keys' fingerprints and its snapshots), the ledger's sums for each window between
-    consecutive snapshots and the overlap of each poll: two statements for every account, and one more when
-    calls outlast a window.
-
-    A call is in the window in which it started (started_at in (sent_i, sent_i+1]):
-    an account's windows partition the started_at index, so each call is read once
-    for each account. At the same pass, each window's calls that may have been
-    booked on the other side of a snapshot are summed: started before the poll's
-    answer came back (`booked_early` of the window's first snapshot), or ended
-    within the billing's settle time of the next poll's request (`booked_late`
-    of that snapshot). A call that outlasts a whole window is read again.
-    """
+    consecutive snapshots and the overlap of each poll (the module's doc says how)."""
     found: list[Windows] = [([], [NO_OVERLAP] * len(points)) for _, points in accounts]
     wanted = [a for a, (_, points) in enumerate(accounts) if len(points) >= 2]
     if not wanted:
         return found
-    window = _windows_table(session, [(a, *b) for a in wanted for b in _bounds(accounts[a][1], billing_settle)])
-    # Two statements, each one pass over the windows' calls: each account's calls summed per window
-    # (no sort: the windows come in order), and the few calls that are not plain (another key, not
-    # completed, a finding) grouped finely. Plain calls are then what the first has and the second does not.
-    joined = window.join(Call, and_(Call.started_at > window.c.lo, Call.started_at <= window.c.hi))
-    mine = or_(*[and_(window.c.account == a, Call.key_fingerprint.in_(sorted(accounts[a][0]))) for a in wanted])
-    if session.get_bind().dialect.name == "postgresql":
-        totals = _totals(window, *_own_calls(window, wanted, accounts))
-    else:
-        totals = _totals(window, Call.__table__.c, joined, mine)
-    plain = and_(mine, Call.status == COMPLETED, Call.pricing_class.in_(sorted(CLEAN_CLASSES)))
-    has_charge, has_expected = Call.credits_charged.is_not(None), Call.credits_expected.is_not(None)
-    others = (
-        select(
-            window.c.account, window.c.idx, Call.key_fingerprint, Call.pricing_class, Call.status, has_charge,
-            has_expected, func.count(), func.sum(Call.credits_charged), func.sum(Call.credits_expected),
-        )
-        # Another account's calls are left out here as they would be below: only the account's own and those of
-        # no known key count (reading each account's windows, every other account's calls are not plain).
-        .select_from(joined).where(~plain, or_(mine, Call.key_fingerprint.is_(None),
-                                               Call.key_fingerprint.not_in(sorted(all_fingerprints))))
-        .group_by(window.c.account, window.c.idx, Call.key_fingerprint, Call.pricing_class, Call.status, has_charge,
-                  has_expected)
+    plans = {a: _Plan(accounts[a][1], billing_settle) for a in wanted}
+    ranges = _ranges_table(session, [(a, n, *r) for a in wanted for n, r in enumerate(plans[a].ranges)])
+    sums = {(a, i): _Window() for a in wanted for i in range(plans[a].last)}
+    _from_rollups(session, accounts, wanted, plans, all_fingerprints, sums)
+    early = {a: [0] * (plans[a].last + 1) for a in wanted}
+    late = {a: [0] * (plans[a].last + 1) for a in wanted}
+    mine = or_(*[and_(ranges.c.account == a, Call.key_fingerprint.in_(sorted(accounts[a][0]))) for a in wanted])
+    unknown = or_(Call.key_fingerprint.is_(None), Call.key_fingerprint.not_in(sorted(all_fingerprints)))
+    joined = ranges.join(Call, and_(Call.started_at > ranges.c.lo, Call.started_at <= ranges.c.hi))
+    parts = (
+        select(ranges.c.account, ranges.c.idx, ranges.c.part, ranges.c.sign, Call.key_fingerprint, Call.pricing_class,
+               func.count(), func.sum(Call.credits_charged), func.sum(Call.credits_expected))
+        .select_from(joined)
+        .where(ranges.c.part.in_([EDGE, EARLY]), or_(mine, and_(ranges.c.part == EDGE, unknown)))
+        .group_by(ranges.c.account, ranges.c.idx, ranges.c.part, ranges.c.sign, Call.key_fingerprint,
+                  Call.pricing_class)
     )
-    last = {a: len(accounts[a][1]) - 1 for a in wanted}
-    sums = {(a, i): _Window() for a in wanted for i in range(last[a])}
-    early = {a: [ZERO] * (last[a] + 1) for a in wanted}
-    late = {a: [ZERO] * (last[a] + 1) for a in wanted}
-    outlasting: set[tuple[int, int]] = set()
-    for a, idx, count, s_charged, s_expected, m_charged, s_early, s_late, n_beyond, n_ok, s_ok in session.execute(totals):
-        if 0 <= idx < last[a]:
-            sums[a, idx].total(count, s_charged, s_expected, m_charged, n_ok, s_ok)
-        if idx >= 0:
-            early[a][idx] += s_early or ZERO
-        if idx + 1 <= last[a]:
-            late[a][idx + 1] += s_late or ZERO
-        if n_beyond and idx + 2 <= last[a]:
-            outlasting.add((a, idx))
-    for a, idx, fp, klass, status, with_charge, with_expected, count, s_charged, s_expected in session.execute(others):
-        if not 0 <= idx < last[a]:
-            continue
-        if fp in accounts[a][0]:
-            sums[a, idx].not_plain(klass, status, with_charge, with_expected, count, s_charged, s_expected)
+    for a, idx, part, sign, fp, klass, count, charged, expected in session.execute(parts):
+        if part == EARLY:
+            if fp in accounts[a][0]:
+                early[a][idx] += _nano(charged)
+        elif fp in accounts[a][0]:
+            sums[a, idx].add(klass, sign * count, sign * _nano(charged), sign * _nano(expected))
         elif fp not in all_fingerprints:
-            sums[a, idx].unattributed(count, s_charged)
-    _booked_late_after_outlasting(session, accounts, sorted(outlasting), billing_settle, late)
+            sums[a, idx].unattributed(sign * count, sign * _nano(charged))
+    charge_time = func.coalesce(Call.ended_at, Call.started_at)
+    near = (select(ranges.c.account, ranges.c.idx, charge_time, Call.credits_charged).select_from(joined)
+            .where(ranges.c.part == LATE, mine, charge_time > ranges.c.late_after))
+    for a, idx, ended, charged in session.execute(near):
+        _booked_late(plans[a], late[a], idx, as_utc(ended), charged, billing_settle)
+    with_unknown = _unusual(session, accounts, wanted, plans, billing_settle, sums, late)
+    if with_unknown:
+        largest = (select(ranges.c.account, ranges.c.idx, func.max(Call.credits_charged)).select_from(joined)
+                   .where(ranges.c.part == WHOLE, ranges.c.account.in_(with_unknown), mine)
+                   .group_by(ranges.c.account, ranges.c.idx))
+        for a, idx, charged in session.execute(largest):
+            sums[a, idx].max_charge = charged or ZERO
     for a in wanted:
-        overlaps = [Overlap(booked_late=late[a][k], booked_early=early[a][k]) for k in range(last[a] + 1)]
-        found[a] = ([sums[a, i].value() for i in range(last[a])], overlaps)
+        last = plans[a].last
+        overlaps = [Overlap(booked_late=from_nano(late[a][k]), booked_early=from_nano(early[a][k]))
+                    for k in range(last + 1)]
+        found[a] = ([sums[a, i].value() for i in range(last)], overlaps)
     return found
 
 
-def _totals(window: Table, c, source, mine):
-    """Each account's calls summed per window, `c` the calls' columns as `source` has them."""
-    is_ok = c.pricing_class == OK_CLASS
-    charge_time = func.coalesce(c.ended_at, c.started_at)
-    return (
-        select(
-            window.c.account, window.c.idx, func.count(), func.sum(c.credits_charged),
-            func.sum(c.credits_expected), func.max(c.credits_charged),
-            func.sum(case((c.started_at <= window.c.early_until, c.credits_charged))),
-            func.sum(case((charge_time > window.c.late_after, c.credits_charged))),
-            func.count(case((charge_time > window.c.beyond_after, 1))),
-            func.count(case((is_ok, 1))), func.sum(case((is_ok, c.credits_charged))),
-        )
-        .select_from(source).where(mine).group_by(window.c.account, window.c.idx)
-    )
+def _nano(amount) -> int:
+    return 0 if amount is None else to_nano(amount)
 
 
-def _own_calls(window: Table, wanted: list[int], accounts) -> tuple:
-    """PostgreSQL: each account's calls in each window read through its keys, a seek on (key_fingerprint,
-    started_at) per key and window (the calls' columns, the join, no condition left): each call is read once, not
-    once for every account's windows (BENCHMARKS.md, "Dashboard"). OFFSET 0 keeps the subquery per row: pulled up
-    into the join, the planner hashes every call of the ledger by key."""
+def _booked_late(plan: _Plan, late: list[int], idx: int, ended: datetime, charged, billing_settle: timedelta) -> None:
+    """A call of window `idx` that ended at `ended`: booked late at every later poll within the settle time of it."""
+    for k in range(idx + 1, plan.last + 1):
+        if ended + billing_settle > plan.sent[k]:
+            late[k] += _nano(charged)
+        else:
+            break
+
+
+def _from_rollups(session: Session, accounts, wanted: list[int], plans: dict[int, _Plan],
+                  all_fingerprints: frozenset[str], sums: dict) -> None:
+    """The buckets each window takes whole, summed from `call_rollups` per bucket, account and pricing class."""
+    buckets = [b for a in wanted for b in plans[a].buckets]
+    if not buckets:
+        return
     keys = union_all(*[select(literal(a, Integer).label("account"), literal(fp, String(64)).label("fingerprint"))
                        for a in wanted for fp in sorted(accounts[a][0])]
                      or [select(literal(-1, Integer).label("account"), literal(None, String(64)).label("fingerprint"))]
                      ).subquery("reconcile_keys")
-    own = (select(Call.started_at, Call.ended_at, Call.credits_charged, Call.credits_expected, Call.pricing_class)
-           .where(Call.key_fingerprint == keys.c.fingerprint, Call.started_at > window.c.lo,
-                  Call.started_at <= window.c.hi)
-           .offset(0).lateral("own_calls"))
-    return own.c, window.join(keys, keys.c.account == window.c.account).join(own, true()), true()
+    rollup = CallRollup
+    statement = (
+        select(rollup.bucket_start, keys.c.account, rollup.pricing_class, func.sum(rollup.calls),
+               func.sum(rollup.credits_charged), func.sum(rollup.credits_expected))
+        .select_from(rollup.__table__.outerjoin(keys, keys.c.fingerprint == rollup.key_fingerprint))
+        .where(rollup.bucket_start >= min(buckets), rollup.bucket_start <= max(buckets),
+               or_(keys.c.account.is_not(None), rollup.key_fingerprint.is_(None),
+                   rollup.key_fingerprint.not_in(sorted(all_fingerprints))))
+        .group_by(rollup.bucket_start, keys.c.account, rollup.pricing_class)
+    )
+    for bucket, a, klass, count, charged, expected in session.execute(statement):
+        bucket = as_utc(bucket)
+        for account in (wanted if a is None else (a,)):
+            for idx in plans[account].buckets.get(bucket, ()):
+                if a is None:
+                    sums[account, idx].unattributed(int(count), _nano(charged))
+                else:
+                    sums[account, idx].add(klass, int(count), _nano(charged), _nano(expected))
 
 
-def _booked_late_after_outlasting(session: Session, accounts, outlasting: list[tuple[int, int]],
-                                  billing_settle: timedelta, late: dict[int, list]) -> None:
-    """Calls longer than a window: booked late at every poll they outlast (one statement for all such windows)."""
-    if not outlasting:
-        return
-    parts = []
-    for n, (a, idx) in enumerate(outlasting):
-        fingerprints, points = accounts[a]
-        sent = [p.taken_at for p in points]
-        lo, hi = sent[0] - LONGEST_CALL if idx < 0 else sent[idx], sent[idx + 1]
-        parts.append(select(literal(n).label("part"), CHARGE_TIME.label("charged_at"), Call.credits_charged).where(
-            Call.key_fingerprint.in_(sorted(fingerprints)), Call.started_at > lo, Call.started_at <= hi,
-            CHARGE_TIME > sent[idx + 2] - billing_settle,
-        ))
-    for n, ended, charged in session.execute(union_all(*parts) if len(parts) > 1 else parts[0]):
-        a, idx = outlasting[n]
-        sent = [p.taken_at for p in accounts[a][1]]
-        for k in range(idx + 2, len(sent)):
-            if as_utc(ended) + billing_settle > sent[k]:
-                late[a][k] += charged or ZERO
+def _unusual(session: Session, accounts, wanted: list[int], plans: dict[int, _Plan], billing_settle: timedelta,
+             sums: dict, late: dict) -> list[int]:
+    """One pass over the accounts' calls that are not completed, have no charge, or last longer than NEAR_POLL:
+    aborted streams and calls of unknown charge in each window, and the long calls booked after a later poll than
+    the near ones. The accounts with calls of unknown charge are returned."""
+    fingerprints = sorted(set().union(*[accounts[a][0] for a in wanted]))
+    low = min(plans[a].first for a in wanted)
+    high = max(plans[a].sent[-1] for a in wanted)
+    if session.get_bind().dialect.name == "postgresql":
+        long = Call.ended_at - Call.started_at > NEAR_POLL - _SLACK
+    else:
+        long = func.julianday(Call.ended_at) - func.julianday(Call.started_at) > (NEAR_POLL - _SLACK).total_seconds() / 86400
+    not_plain = or_(Call.status != COMPLETED, Call.pricing_class.not_in(sorted(CLEAN_CLASSES)))
+    statement = (
+        select(Call.key_fingerprint, Call.started_at, Call.ended_at, Call.status, Call.credits_charged,
+               Call.pricing_class)
+        .where(Call.started_at > low, Call.started_at <= high, Call.key_fingerprint.in_(fingerprints),
+               or_(Call.status.in_([ABORTED, FAILED]),
+                   and_(Call.credits_charged.is_(None), Call.status != ERROR, not_plain), long))
+    )
+    with_unknown = set()
+    owners: dict[str, list[int]] = {}
+    for a in wanted:
+        for fp in accounts[a][0]:
+            owners.setdefault(fp, []).append(a)
+    for fp, started, ended, status, charged, klass in session.execute(statement):
+        started = as_utc(started)
+        for a in owners.get(fp, ()):
+            plan = plans[a]
+            idx = plan.window_of(started)
+            if not -1 <= idx < plan.last:
+                continue
+            if idx >= 0:
+                if status in (ABORTED, FAILED):
+                    sums[a, idx].aborted_call(_nano(charged))
+                if charged is None and status != ERROR and (status != COMPLETED or klass not in CLEAN_CLASSES):
+                    sums[a, idx].unknown += 1  # the platform may have charged it; the ledger cannot say how much
+                    with_unknown.add(a)
+            if ended is not None and started <= plan.near[idx + 1]:
+                ended = as_utc(ended)
+                if ended > plan.sent[idx + 1] - billing_settle:
+                    _booked_late(plan, late[a], idx, ended, charged, billing_settle)
+    return sorted(with_unknown)
 
 
-_WINDOWS = Table(
-    "reconcile_windows", MetaData(),  # a temporary table of the session's, never part of the schema
+_RANGES = Table(
+    "reconcile_ranges", MetaData(),  # a temporary table of the session's, never part of the schema
     Column("account", Integer, primary_key=True),  # which account's windows (its place in the list asked for)
-    Column("idx", Integer, primary_key=True),  # each account's windows come out in this order: no sort to group
-    Column("lo", UTCDateTime), Column("hi", UTCDateTime), Column("early_until", UTCDateTime),
-    Column("late_after", UTCDateTime), Column("beyond_after", UTCDateTime),
+    Column("n", Integer, primary_key=True),
+    Column("idx", Integer),  # the window
+    Column("part", Integer),  # EDGE, EARLY, LATE or WHOLE
+    Column("lo", UTCDateTime), Column("hi", UTCDateTime),  # the calls that started in (lo, hi]
+    Column("sign", Integer),  # an EDGE's: added to the window's sums, or taken away from the buckets it takes whole
+    Column("late_after", UTCDateTime),  # a LATE's: a call charged after this may be booked after the poll
     prefixes=["TEMPORARY"],
 )
 
 
-def _windows_table(session: Session, bounds: list[tuple]) -> Table:
-    """The windows as rows of a temporary table of this connection, emptied and filled anew."""
+def _ranges_table(session: Session, rows: list[tuple]) -> Table:
+    """The raw ranges as rows of a temporary table of this connection, emptied and filled anew."""
     connection = session.connection()
-    _WINDOWS.create(connection, checkfirst=True)
-    connection.execute(_WINDOWS.delete())
-    connection.execute(_WINDOWS.insert(), [
-        {"account": a, "idx": i, "lo": lo, "hi": hi, "early_until": early, "late_after": late, "beyond_after": beyond}
-        for a, i, lo, hi, early, late, beyond in bounds
+    _RANGES.create(connection, checkfirst=True)
+    connection.execute(_RANGES.delete())
+    connection.execute(_RANGES.insert(), [
+        {"account": a, "n": n, "idx": i, "part": part, "lo": lo, "hi": hi, "sign": sign, "late_after": late_after}
+        for a, n, i, part, lo, hi, sign, late_after in rows
     ])
     if connection.dialect.name == "postgresql":
-        # Without statistics the planner guesses a thousand windows and a plan costly enough for
-        # JIT compilation, which alone takes longer than the statements.
-        connection.exec_driver_sql("ANALYZE reconcile_windows")
-        # Even so, the join's estimate grows with the accounts (each window's rows guessed, not its keys'): at 5
-        # accounts hourly for a week the plan costs enough for JIT, 0.96 s of compiling for a 70 ms statement.
-        # Off for the rest of this reconciliation's transaction (its own session).
+        # Without statistics the planner guesses a thousand rows and a plan costly enough for JIT compilation,
+        # which alone takes longer than the statements; off for the rest of this reconciliation's transaction.
+        connection.exec_driver_sql("ANALYZE reconcile_ranges")
         connection.exec_driver_sql("SET LOCAL jit = off")
-    return _WINDOWS
+    return _RANGES
 
 
 class _Window:
-    """A window's sums as the rows of the two statements come in."""
+    """A window's sums as the statements' rows come in: integers (credits in nano-credits), each pricing class's
+    calls, charges and expected costs of the account's calls."""
 
     def __init__(self) -> None:
-        self.by_class: dict[str, list] = {}
-        self.calls = self.aborted = self.unknown = self.other_calls = 0
-        self.charged = self.priced_charged = self.expected = self.aborted_charged = self.max_charge = ZERO
-        self.other_charged = ZERO
-        # what is plain (completed, clean) of the account's calls: the totals less what is not
-        self.plain = [0, ZERO, ZERO]  # calls, charged (= priced), expected
-        self.plain_ok = [0, ZERO]  # of which in the class ok: calls, charged (= expected)
+        self.by_class: dict[str, list[int]] = {}
+        self.aborted = self.unknown = self.other_calls = 0
+        self.aborted_charged = self.other_charged = 0
+        self.max_charge = ZERO
 
-    def total(self, count, s_charged, s_expected, m_charged, n_ok, s_ok) -> None:
-        self.calls += count
-        self.charged += s_charged or ZERO
-        self.max_charge = max(self.max_charge, m_charged or ZERO)
-        self.plain = [count, s_charged or ZERO, s_expected or ZERO]
-        self.plain_ok = [n_ok, s_ok or ZERO]
-
-    def not_plain(self, klass, status, with_charge, with_expected, count, s_charged, s_expected) -> None:
-        s_charged, s_expected = s_charged or ZERO, s_expected or ZERO
-        self.plain[0] -= count
-        self.plain[1] -= s_charged
-        self.plain[2] -= s_expected
-        if klass == OK_CLASS:
-            self.plain_ok[0] -= count
-            self.plain_ok[1] -= s_charged
-        priced = s_charged if with_expected else ZERO
-        expected = s_expected if with_charge else ZERO
-        self._add(klass, count, s_charged, priced, expected)
-        if status in (ABORTED, FAILED):
-            self.aborted += count
-            self.aborted_charged += s_charged
-        if not with_charge and status != ERROR:
-            self.unknown += count  # the platform may have charged it; the ledger cannot say how much
-
-    def _add(self, klass, count, charged, priced, expected) -> None:
-        self.priced_charged += priced
-        self.expected += expected
-        entry = self.by_class.setdefault(klass, [0, ZERO, ZERO, ZERO])
+    def add(self, klass: str, count: int, charged: int, expected: int) -> None:
+        entry = self.by_class.get(klass)
+        if entry is None:
+            entry = self.by_class[klass] = [0, 0, 0]
         entry[0] += count
         entry[1] += charged
-        entry[2] += priced
-        entry[3] += expected
+        entry[2] += expected
 
-    def unattributed(self, count, s_charged) -> None:
+    def unattributed(self, count: int, charged: int) -> None:
         self.other_calls += count
-        self.other_charged += s_charged or ZERO
+        self.other_charged += charged
+
+    def aborted_call(self, charged: int) -> None:
+        self.aborted += 1
+        self.aborted_charged += charged
 
     def value(self) -> LedgerSums:
-        calls, charged, expected = self.plain
-        ok_calls, ok_charged = self.plain_ok
-        if ok_calls:
-            self._add(OK_CLASS, ok_calls, ok_charged, ok_charged, ok_charged)  # charged what the card says
-        if calls - ok_calls:
-            self._add(ROUNDING, calls - ok_calls, charged - ok_charged, charged - ok_charged, expected - ok_charged)
-        self.plain = [0, ZERO, ZERO]
-        self.plain_ok = [0, ZERO]
-        if not (self.calls or self.other_calls):
+        """The window's LedgerSums. A class's charges count as priced unless its calls have no expected cost, and its
+        expected costs unless its calls have no charge (the pricing classes say which: `pricing.classify`)."""
+        classes = []
+        for klass, (count, charged, expected) in sorted(self.by_class.items()):
+            if count:
+                priced = 0 if klass in _NO_EXPECTED else charged
+                classes.append(ClassSum(klass, count, from_nano(charged), from_nano(priced),
+                                        from_nano(0 if klass == MISSING_CHARGE else expected)))
+        calls = sum(c.calls for c in classes)
+        if not (calls or self.other_calls):
             return LedgerSums()
         return LedgerSums(
-            calls=self.calls,
-            charged=self.charged,
-            priced_charged=self.priced_charged,
-            expected=self.expected,
-            by_class=tuple(ClassSum(k, *v) for k, v in sorted(self.by_class.items())),
+            calls=calls,
+            charged=from_nano(sum(v[1] for v in self.by_class.values())),
+            priced_charged=sum((c.priced_charged for c in classes), ZERO),
+            expected=sum((c.expected for c in classes), ZERO),
+            by_class=tuple(classes),
             aborted=self.aborted,
-            aborted_charged=self.aborted_charged,
+            aborted_charged=from_nano(self.aborted_charged),
             unknown_charge=self.unknown,
             max_charge=self.max_charge,
             unattributed_calls=self.other_calls,
-            unattributed_charged=self.other_charged,
+            unattributed_charged=from_nano(self.other_charged),
         )
