@@ -35,7 +35,7 @@ from bisect import bisect_left
 from datetime import datetime, timedelta
 from typing import Sequence
 
-from sqlalchemy import Column, Integer, MetaData, String, Table, and_, func, literal, or_, select, union_all
+from sqlalchemy import Column, Integer, MetaData, Table, and_, case, func, literal, or_, select
 from sqlalchemy.orm import Session
 
 from ..accounting.pricing import CLEAN_CLASSES, MISSING_CHARGE, MISSING_USAGE, UNPRICED_MODEL
@@ -212,25 +212,28 @@ def _from_rollups(session: Session, accounts, wanted: list[int], plans: dict[int
     buckets = [b for a in wanted for b in plans[a].buckets]
     if not buckets:
         return
-    keys = union_all(*[select(literal(a, Integer).label("account"), literal(fp, String(64)).label("fingerprint"))
-                       for a in wanted for fp in sorted(accounts[a][0])]
-                     or [select(literal(-1, Integer).label("account"), literal(None, String(64)).label("fingerprint"))]
-                     ).subquery("reconcile_keys")
+    owners: dict[str, list[int]] = {}  # a key's accounts (one, but the same key may be given to two)
+    for a in wanted:
+        for fp in sorted(accounts[a][0]):
+            owners.setdefault(fp, []).append(a)
+    groups = sorted({tuple(found) for found in owners.values()})
+    # Each key as the number of its accounts' group (a CASE: a join to a list of keys costs SQLite a scan of it a row)
+    owner = case({fp: groups.index(tuple(found)) for fp, found in owners.items()}, value=CallRollup.key_fingerprint,
+                 else_=None) if owners else literal(None, Integer)
     rollup = CallRollup
     statement = (
-        select(rollup.bucket_start, keys.c.account, rollup.pricing_class, func.sum(rollup.calls),
+        select(rollup.bucket_start, owner, rollup.pricing_class, func.sum(rollup.calls),
                func.sum(rollup.credits_charged), func.sum(rollup.credits_expected))
-        .select_from(rollup.__table__.outerjoin(keys, keys.c.fingerprint == rollup.key_fingerprint))
         .where(rollup.bucket_start >= min(buckets), rollup.bucket_start <= max(buckets),
-               or_(keys.c.account.is_not(None), rollup.key_fingerprint.is_(None),
+               or_(rollup.key_fingerprint.in_(sorted(owners)), rollup.key_fingerprint.is_(None),
                    rollup.key_fingerprint.not_in(sorted(all_fingerprints))))
-        .group_by(rollup.bucket_start, keys.c.account, rollup.pricing_class)
+        .group_by(rollup.bucket_start, owner, rollup.pricing_class)
     )
-    for bucket, a, klass, count, charged, expected in session.execute(statement):
+    for bucket, group, klass, count, charged, expected in session.execute(statement):
         bucket = as_utc(bucket)
-        for account in (wanted if a is None else (a,)):
+        for account in (wanted if group is None else groups[group]):
             for idx in plans[account].buckets.get(bucket, ()):
-                if a is None:
+                if group is None:
                     sums[account, idx].unattributed(int(count), _nano(charged))
                 else:
                     sums[account, idx].add(klass, int(count), _nano(charged), _nano(expected))
@@ -241,7 +244,6 @@ def _unusual(session: Session, accounts, wanted: list[int], plans: dict[int, _Pl
     """One pass over the accounts' calls that are not completed, have no charge, or last longer than NEAR_POLL:
     aborted streams and calls of unknown charge in each window, and the long calls booked after a later poll than
     the near ones. The accounts with calls of unknown charge are returned."""
-    fingerprints = sorted(set().union(*[accounts[a][0] for a in wanted]))
     low = min(plans[a].first for a in wanted)
     high = max(plans[a].sent[-1] for a in wanted)
     if session.get_bind().dialect.name == "postgresql":
@@ -252,7 +254,8 @@ def _unusual(session: Session, accounts, wanted: list[int], plans: dict[int, _Pl
     statement = (
         select(Call.key_fingerprint, Call.started_at, Call.ended_at, Call.status, Call.credits_charged,
                Call.pricing_class)
-        .where(Call.started_at > low, Call.started_at <= high, Call.key_fingerprint.in_(fingerprints),
+        # every key's (a few rows): a condition on the keys would have SQLite seek each key's calls, not one range
+        .where(Call.started_at > low, Call.started_at <= high,
                or_(Call.status.in_([ABORTED, FAILED]),
                    and_(Call.credits_charged.is_(None), Call.status != ERROR, not_plain), long))
     )
