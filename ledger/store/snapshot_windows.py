@@ -83,14 +83,17 @@ _MICRO = timedelta(microseconds=1)  # [a, b] is (a - 1 us, b]: every instant the
 
 
 class _Plan:
-    """One account's windows: the rollup buckets each takes whole, and the raw ranges (lo, hi] of its parts."""
+    """One account's windows: the rollup buckets each takes whole, and the raw ranges (lo, hi] of its parts, each
+    with the windows it goes to: (window, sign) for an EDGE (a poll's cut bucket serves the windows either side)."""
 
     def __init__(self, points: Sequence[SnapshotPoint], billing_settle: timedelta) -> None:
         sent = self.sent = [as_utc(p.taken_at) for p in points]
         answered = [as_utc(p.answered_at or p.taken_at) for p in points]
         last = self.last = len(points) - 1
         self.buckets: dict[datetime, list[int]] = {}  # bucket start: the windows taking it whole
-        self.ranges: list[tuple[int, int, datetime, datetime, int, datetime | None]] = []  # idx, part, lo, hi, sign, late_after
+        self.ranges: list[tuple[int, datetime, datetime, datetime | None]] = []  # part, lo, hi, late_after
+        self.targets: list[list[tuple[int, int]]] = []  # of each range: (window, sign)
+        self.cuts: dict[int, int] = {}  # poll: its cut bucket's raw part, a range's number
         self.first = sent[0] - LONGEST_CALL  # window -1: the calls in flight at the first poll
         self.near: list[datetime] = []  # of windows -1 .. last-1: the start of the range read for late calls
         for i in range(-1, last):
@@ -98,32 +101,51 @@ class _Plan:
             late_after = hi - billing_settle
             near = max(lo, late_after - NEAR_POLL)
             self.near.append(near)
-            self.ranges.append((i, LATE, near, hi, 1, late_after))
+            self._range(LATE, near, hi, i, late_after)
             if i >= 0:
-                self.ranges.append((i, EARLY, lo, min(answered[i], hi), 1, None))
-                self.ranges.append((i, WHOLE, lo, hi, 1, None))
+                self._range(EARLY, lo, min(answered[i], hi), i)
                 self._window(i, lo, hi)
-        self.ranges.append((last, EARLY, sent[last], answered[last], 1, None))
+        self._range(EARLY, sent[last], answered[last], last)
+
+    def _range(self, part: int, lo: datetime, hi: datetime, idx: int, late_after: datetime | None = None,
+               sign: int = 1) -> int | None:
+        if lo >= hi:
+            return None
+        self.ranges.append((part, lo, hi, late_after))
+        self.targets.append([(idx, sign)])
+        return len(self.ranges) - 1
+
+    def _cut(self, k: int, idx: int, sign: int) -> None:
+        """Window `idx` takes the raw part of poll k's cut bucket with `sign` (the part before the poll when the
+        bucket goes whole to the window after it, else the part after)."""
+        n = self.cuts.get(k)
+        if n is None:
+            moment, floor = self.sent[k], QUARTERLY.floor(self.sent[k])
+            lo, hi = (floor - _MICRO, moment) if _cut_up(moment) else (moment, floor + QUARTER - _MICRO)
+            n = self.cuts[k] = len(self.ranges)
+            self.ranges.append((EDGE, lo, hi, None))
+            self.targets.append([])
+        self.targets[n].append((idx, sign))
 
     def _window(self, i: int, lo: datetime, hi: datetime) -> None:
         floor = QUARTERLY.floor
         if lo >= hi:
             return
-        if floor(lo) == floor(hi):
-            self.ranges.append((i, EDGE, lo, hi, 1, None))
+        if floor(lo) == floor(hi):  # within a bucket: read raw
+            self._range(EDGE, lo, hi, i)
             return
         if _cut_up(lo):  # the bucket whole, less its part up to the poll
             start = floor(lo)
-            self.ranges.append((i, EDGE, start - _MICRO, lo, -1, None))
+            self._cut(i, i, -1)
         else:  # the part after the poll
             start = floor(lo) + QUARTER
-            self.ranges.append((i, EDGE, lo, start - _MICRO, 1, None))
+            self._cut(i, i, 1)
         if _cut_up(hi):  # the part up to the poll
             end = floor(hi)
-            self.ranges.append((i, EDGE, end - _MICRO, hi, 1, None))
+            self._cut(i + 1, i, 1)
         else:  # the bucket whole, less its part after the poll
             end = floor(hi) + QUARTER
-            self.ranges.append((i, EDGE, hi, end - _MICRO, -1, None))
+            self._cut(i + 1, i, -1)
         at = start
         while at < end:
             self.buckets.setdefault(at, []).append(i)
@@ -158,33 +180,36 @@ def windows_and_overlaps_of(
     unknown = or_(Call.key_fingerprint.is_(None), Call.key_fingerprint.not_in(sorted(all_fingerprints)))
     joined = ranges.join(Call, and_(Call.started_at > ranges.c.lo, Call.started_at <= ranges.c.hi))
     parts = (
-        select(ranges.c.account, ranges.c.idx, ranges.c.part, ranges.c.sign, Call.key_fingerprint, Call.pricing_class,
+        select(ranges.c.account, ranges.c.n, ranges.c.part, Call.key_fingerprint, Call.pricing_class,
                func.count(), func.sum(Call.credits_charged), func.sum(Call.credits_expected))
         .select_from(joined)
         .where(ranges.c.part.in_([EDGE, EARLY]), or_(mine, and_(ranges.c.part == EDGE, unknown)))
-        .group_by(ranges.c.account, ranges.c.idx, ranges.c.part, ranges.c.sign, Call.key_fingerprint,
-                  Call.pricing_class)
+        .group_by(ranges.c.account, ranges.c.n, ranges.c.part, Call.key_fingerprint, Call.pricing_class)
     )
-    for a, idx, part, sign, fp, klass, count, charged, expected in session.execute(parts):
-        if part == EARLY:
-            if fp in accounts[a][0]:
-                early[a][idx] += _nano(charged)
-        elif fp in accounts[a][0]:
-            sums[a, idx].add(klass, sign * count, sign * _nano(charged), sign * _nano(expected))
-        elif fp not in all_fingerprints:
-            sums[a, idx].unattributed(sign * count, sign * _nano(charged))
+    for a, n, part, fp, klass, count, charged, expected in session.execute(parts):
+        for idx, sign in plans[a].targets[n]:
+            if part == EARLY:
+                if fp in accounts[a][0]:
+                    early[a][idx] += _nano(charged)
+            elif fp in accounts[a][0]:
+                sums[a, idx].add(klass, sign * count, sign * _nano(charged), sign * _nano(expected))
+            elif fp not in all_fingerprints:
+                sums[a, idx].unattributed(sign * count, sign * _nano(charged))
     charge_time = func.coalesce(Call.ended_at, Call.started_at)
-    near = (select(ranges.c.account, ranges.c.idx, charge_time, Call.credits_charged).select_from(joined)
+    near = (select(ranges.c.account, ranges.c.n, charge_time, Call.credits_charged).select_from(joined)
             .where(ranges.c.part == LATE, mine, charge_time > ranges.c.late_after))
-    for a, idx, ended, charged in session.execute(near):
+    for a, n, ended, charged in session.execute(near):
+        ((idx, _),) = plans[a].targets[n]
         _booked_late(plans[a], late[a], idx, as_utc(ended), charged, billing_settle)
     with_unknown = _unusual(session, accounts, wanted, plans, billing_settle, sums, late)
-    if with_unknown:
-        largest = (select(ranges.c.account, ranges.c.idx, func.max(Call.credits_charged)).select_from(joined)
-                   .where(ranges.c.part == WHOLE, ranges.c.account.in_(with_unknown), mine)
-                   .group_by(ranges.c.account, ranges.c.idx))
-        for a, idx, charged in session.execute(largest):
-            sums[a, idx].max_charge = charged or ZERO
+    if with_unknown:  # each window whole, of the accounts with calls of unknown charge: their largest charge
+        whole = [(a, len(plans[a].ranges) + i, WHOLE, plans[a].sent[i], plans[a].sent[i + 1], None)
+                 for a in with_unknown for i in range(plans[a].last)]
+        session.connection().execute(ranges.insert(), [dict(zip(_COLUMNS, row)) for row in whole])
+        largest = (select(ranges.c.account, ranges.c.n, func.max(Call.credits_charged)).select_from(joined)
+                   .where(ranges.c.part == WHOLE, mine).group_by(ranges.c.account, ranges.c.n))
+        for a, n, charged in session.execute(largest):
+            sums[a, n - len(plans[a].ranges)].max_charge = charged or ZERO
     for a in wanted:
         last = plans[a].last
         overlaps = [Overlap(booked_late=from_nano(late[a][k]), booked_early=from_nano(early[a][k]))
@@ -288,13 +313,14 @@ _RANGES = Table(
     "reconcile_ranges", MetaData(),  # a temporary table of the session's, never part of the schema
     Column("account", Integer, primary_key=True),  # which account's windows (its place in the list asked for)
     Column("n", Integer, primary_key=True),
-    Column("idx", Integer),  # the window
-    Column("part", Integer),  # EDGE, EARLY, LATE or WHOLE
+    Column("part", Integer),  # EDGE, EARLY, LATE or WHOLE (the windows it goes to: the account's _Plan.targets)
     Column("lo", UTCDateTime), Column("hi", UTCDateTime),  # the calls that started in (lo, hi]
-    Column("sign", Integer),  # an EDGE's: added to the window's sums, or taken away from the buckets it takes whole
     Column("late_after", UTCDateTime),  # a LATE's: a call charged after this may be booked after the poll
     prefixes=["TEMPORARY"],
 )
+
+
+_COLUMNS = ("account", "n", "part", "lo", "hi", "late_after")
 
 
 def _ranges_table(session: Session, rows: list[tuple]) -> Table:
@@ -302,10 +328,7 @@ def _ranges_table(session: Session, rows: list[tuple]) -> Table:
     connection = session.connection()
     _RANGES.create(connection, checkfirst=True)
     connection.execute(_RANGES.delete())
-    connection.execute(_RANGES.insert(), [
-        {"account": a, "n": n, "idx": i, "part": part, "lo": lo, "hi": hi, "sign": sign, "late_after": late_after}
-        for a, n, i, part, lo, hi, sign, late_after in rows
-    ])
+    connection.execute(_RANGES.insert(), [dict(zip(_COLUMNS, row)) for row in rows])
     if connection.dialect.name == "postgresql":
         # Without statistics the planner guesses a thousand rows and a plan costly enough for JIT compilation,
         # which alone takes longer than the statements; off for the rest of this reconciliation's transaction.
