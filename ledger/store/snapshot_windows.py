@@ -35,7 +35,7 @@ from bisect import bisect_left
 from datetime import datetime, timedelta
 from typing import Sequence
 
-from sqlalchemy import Column, Integer, MetaData, Table, and_, case, func, literal, or_, select
+from sqlalchemy import BigInteger, Column, Integer, MetaData, Table, and_, case, func, literal, or_, select, type_coerce
 from sqlalchemy.orm import Session
 
 from ..accounting.pricing import CLEAN_CLASSES, MISSING_CHARGE, MISSING_USAGE, UNPRICED_MODEL
@@ -248,20 +248,21 @@ def _from_rollups(session: Session, accounts, wanted: list[int], plans: dict[int
     rollup = CallRollup
     statement = (
         select(rollup.bucket_start, owner, rollup.pricing_class, func.sum(rollup.calls),
-               func.sum(rollup.credits_charged), func.sum(rollup.credits_expected))
+               func.sum(type_coerce(rollup.credits_charged, BigInteger)),  # nano-credits, as the sums are made
+               func.sum(type_coerce(rollup.credits_expected, BigInteger)))
         .where(rollup.bucket_start >= min(buckets), rollup.bucket_start <= max(buckets),
                or_(rollup.key_fingerprint.in_(sorted(owners)), rollup.key_fingerprint.is_(None),
                    rollup.key_fingerprint.not_in(sorted(all_fingerprints))))
         .group_by(rollup.bucket_start, owner, rollup.pricing_class)
     )
     for bucket, group, klass, count, charged, expected in session.execute(statement):
-        bucket = as_utc(bucket)
+        bucket, count, charged, expected = as_utc(bucket), int(count), int(charged or 0), int(expected or 0)
         for account in (wanted if group is None else groups[group]):
             for idx in plans[account].buckets.get(bucket, ()):
                 if group is None:
-                    sums[account, idx].unattributed(int(count), _nano(charged))
+                    sums[account, idx].unattributed(count, charged)
                 else:
-                    sums[account, idx].add(klass, int(count), _nano(charged), _nano(expected))
+                    sums[account, idx].add(klass, count, charged, expected or 0)
 
 
 def _unusual(session: Session, accounts, wanted: list[int], plans: dict[int, _Plan], billing_settle: timedelta,
