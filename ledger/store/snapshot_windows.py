@@ -43,6 +43,7 @@ from ..accounting.records import ABORTED, COMPLETED, ERROR, FAILED
 from ..accounting.reconcile import NO_OVERLAP, ClassSum, LedgerSums, Overlap
 from ..accounting.snapshots import SnapshotPoint
 from ..money import ZERO, from_nano, to_nano
+from .calls import sqlite_utc_text
 from .models import Call, CallRollup, UTCDateTime, as_utc
 from .rollup_tables import QUARTER, QUARTERLY
 
@@ -205,7 +206,7 @@ def windows_and_overlaps_of(
     if with_unknown:  # each window whole, of the accounts with calls of unknown charge: their largest charge
         whole = [(a, len(plans[a].ranges) + i, WHOLE, plans[a].sent[i], plans[a].sent[i + 1], None)
                  for a in with_unknown for i in range(plans[a].last)]
-        session.connection().execute(ranges.insert(), [dict(zip(_COLUMNS, row)) for row in whole])
+        _insert_ranges(session.connection(), whole)
         largest = (select(ranges.c.account, ranges.c.n, func.max(Call.credits_charged)).select_from(joined)
                    .where(ranges.c.part == WHOLE, mine).group_by(ranges.c.account, ranges.c.n))
         for a, n, charged in session.execute(largest):
@@ -321,7 +322,22 @@ _RANGES = Table(
 )
 
 
-_COLUMNS = ("account", "n", "part", "lo", "hi", "late_after")
+_INSERT = "INSERT INTO reconcile_ranges (account, n, part, lo, hi, late_after) "
+
+
+def _insert_ranges(connection, rows: list[tuple]) -> None:
+    """The rows (account, n, part, lo, hi, late_after) as the driver takes them, in one statement: PostgreSQL's as
+    arrays (a statement a row costs a round trip's work each), SQLite's times as the texts UTCDateTime stores."""
+    if not rows:
+        return
+    if connection.dialect.name == "postgresql":
+        connection.exec_driver_sql(
+            _INSERT + "SELECT * FROM unnest(%s::integer[], %s::integer[], %s::integer[], %s::timestamptz[], "
+            "%s::timestamptz[], %s::timestamptz[])", tuple(list(column) for column in zip(*rows)))
+    else:
+        connection.exec_driver_sql(_INSERT + "VALUES (?, ?, ?, ?, ?, ?)",
+                                   [(a, n, part, sqlite_utc_text(lo), sqlite_utc_text(hi), sqlite_utc_text(late))
+                                    for a, n, part, lo, hi, late in rows])
 
 
 def _ranges_table(session: Session, rows: list[tuple]) -> Table:
@@ -329,7 +345,7 @@ def _ranges_table(session: Session, rows: list[tuple]) -> Table:
     connection = session.connection()
     _RANGES.create(connection, checkfirst=True)
     connection.execute(_RANGES.delete())
-    connection.execute(_RANGES.insert(), [dict(zip(_COLUMNS, row)) for row in rows])
+    _insert_ranges(connection, rows)
     if connection.dialect.name == "postgresql":
         # Without statistics the planner guesses a thousand rows and a plan costly enough for JIT compilation,
         # which alone takes longer than the statements; off for the rest of this reconciliation's transaction.
