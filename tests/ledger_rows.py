@@ -88,3 +88,16 @@ def snapshot(ledger, account: str, taken_at: datetime, purchased: int, consumed:
     value = BalanceSnapshotValue(account, taken_at, OK, Decimal(purchased - consumed), Decimal(purchased), Decimal(consumed))
     with ledger.session() as session:
         balances.insert_snapshot(session, value)
+
+
+def empty(ledger) -> None:
+    """Every call and rollup row deleted: a random ledger of a property test begins anew."""
+    from sqlalchemy import delete
+
+    from ledger.store.models import Call
+    from ledger.store.rollup_tables import TABLES
+
+    with ledger.session() as session:
+        session.execute(delete(Call))
+        for table in TABLES:
+            session.execute(delete(table.model))

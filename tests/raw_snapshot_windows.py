@@ -26,25 +26,9 @@ from ledger.accounting.reconcile import NO_OVERLAP, ClassSum, LedgerSums, Overla
 from ledger.accounting.snapshots import SnapshotPoint
 from ledger.money import ZERO
 from ledger.store.models import Call, UTCDateTime, as_utc
+from ledger.store.snapshot_windows import LONGEST_CALL, Windows
 
 CHARGE_TIME = func.coalesce(Call.ended_at, Call.started_at)
-# Calls in flight at the first snapshot are looked for this far back: none is expected to last longer.
-LONGEST_CALL = timedelta(hours=6)
-
-Windows = tuple[list[LedgerSums], list[Overlap]]
-
-
-def windows_and_overlaps(
-    session: Session,
-    fingerprints: frozenset[str],
-    all_fingerprints: frozenset[str],
-    points: Sequence[SnapshotPoint],
-    billing_settle: timedelta,
-) -> Windows:
-    """The ledger's sums for each window between consecutive `points` of one account's keys (`fingerprints`), and
-    the overlap of each poll (`windows_and_overlaps_of` for one account)."""
-    (found,) = windows_and_overlaps_of(session, [(fingerprints, points)], all_fingerprints, billing_settle)
-    return found
 
 
 def _bounds(points: Sequence[SnapshotPoint], billing_settle: timedelta) -> list[tuple]:

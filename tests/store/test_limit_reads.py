@@ -9,7 +9,7 @@ from decimal import Decimal
 
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from ledger_rows import call_values, insert, register
+from ledger_rows import call_values, empty, insert, register
 
 from ledger.accounting.budgets import Scope
 from ledger.accounting.periods import calendar_period, rolling_period
@@ -20,8 +20,6 @@ from ledger.store.calls import insert_rows
 from ledger.store.limit_reads import DayCharges, limit_reads
 from ledger.store.models import Call
 from ledger.store.rate_cards import sync_rate_cards
-from ledger.store.rollup_tables import TABLES
-from sqlalchemy import delete
 
 UTC = timezone.utc
 NOW = datetime(2026, 10, 20, 9, 40, tzinfo=UTC)
@@ -64,13 +62,6 @@ def rows_of(drawn: list[dict]) -> list[tuple]:
             charged=None if c["charged"] is None else Decimal(c["charged"]).scaleb(-9),
             tags=None if c["tag"] is None else {"feature": c["tag"]}))
     return found
-
-
-def empty(ledger) -> None:
-    with ledger.session() as session:
-        session.execute(delete(Call))
-        for table in TABLES:
-            session.execute(delete(table.model))
 
 
 @settings(max_examples=12, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])

@@ -8,6 +8,7 @@ from dataclasses import replace
 from datetime import datetime, timedelta, timezone
 from decimal import Decimal
 
+from ledger_rows import empty
 from sqlalchemy import delete
 
 from ledger.accounting.pricing import default_rate_book, price
@@ -16,7 +17,6 @@ from ledger.accounting.snapshots import SnapshotPoint
 from ledger.store import snapshot_windows
 from ledger.store.calls import insert_calls
 from ledger.store.models import Call
-from ledger.store.rollup_tables import TABLES
 
 import raw_snapshot_windows
 
@@ -100,7 +100,7 @@ def _mismatches(ledger, seeds, seen: dict | None = None) -> list:
     found = []
     seen = {} if seen is None else seen
     for seed in seeds:
-        _empty(ledger)
+        empty(ledger)
         accounts, settle = _ledger(ledger, seed)
         with ledger.session() as session:
             new = snapshot_windows.windows_and_overlaps_of(session, accounts, EVERY_KEY, settle)
@@ -118,13 +118,6 @@ def _mismatches(ledger, seeds, seen: dict | None = None) -> list:
             found += [(seed, account, "window", i, a, b) for i, (a, b) in enumerate(zip(sums, raw_sums)) if a != b]
             found += [(seed, account, "poll", i, a, b) for i, (a, b) in enumerate(zip(overlaps, raw_overlaps)) if a != b]
     return found
-
-
-def _empty(ledger) -> None:
-    with ledger.session() as session:
-        session.execute(delete(Call))
-        for table in TABLES:
-            session.execute(delete(table.model))
 
 
 def test_window_sums_from_the_rollups_equal_the_raw_ones_over_random_ledgers(ledger):
