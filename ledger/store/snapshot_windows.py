@@ -20,8 +20,9 @@ NEAR_POLL, found by their duration in that one pass.
 
 A fixed number of statements whatever the number of accounts and windows:
 the temporary table of ranges, the rollups, the raw ranges (edges and
-overlaps), the late calls near polls, the pass over the unusual calls, and
-one more only when an account has calls of unknown charge.
+overlaps), the late calls near polls, the pass over the unusual calls, and two
+more only when an account has calls of unknown charge (its windows whole, then
+their largest charges).
 
 Where retention deleted the raw calls, the rollups still give every sum; the
 cut buckets are then counted whole in the window that takes them, and what
