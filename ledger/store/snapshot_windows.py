@@ -36,7 +36,7 @@ from bisect import bisect_left
 from datetime import datetime, timedelta
 from typing import Sequence
 
-from sqlalchemy import BigInteger, Column, Integer, MetaData, Table, and_, case, func, literal, or_, select, type_coerce
+from sqlalchemy import BigInteger, Column, Integer, MetaData, Table, and_, case, func, literal, or_, select, true, type_coerce
 from sqlalchemy.orm import Session
 
 from ..accounting.pricing import CLEAN_CLASSES, MISSING_CHARGE, MISSING_USAGE, UNPRICED_MODEL
@@ -178,15 +178,15 @@ def windows_and_overlaps_of(
     _from_rollups(session, accounts, wanted, plans, all_fingerprints, sums)
     early = {a: [0] * (plans[a].last + 1) for a in wanted}
     late = {a: [0] * (plans[a].last + 1) for a in wanted}
-    mine = or_(*[and_(ranges.c.account == a, Call.key_fingerprint.in_(sorted(accounts[a][0]))) for a in wanted])
-    unknown = or_(Call.key_fingerprint.is_(None), Call.key_fingerprint.not_in(sorted(all_fingerprints)))
-    joined = ranges.join(Call, and_(Call.started_at > ranges.c.lo, Call.started_at <= ranges.c.hi))
+    c, joined = _range_calls(session, ranges)
+    mine = or_(*[and_(ranges.c.account == a, c.key_fingerprint.in_(sorted(accounts[a][0]))) for a in wanted])
+    unknown = or_(c.key_fingerprint.is_(None), c.key_fingerprint.not_in(sorted(all_fingerprints)))
     parts = (
-        select(ranges.c.account, ranges.c.n, ranges.c.part, Call.key_fingerprint, Call.pricing_class,
-               func.count(), func.sum(Call.credits_charged), func.sum(Call.credits_expected))
+        select(ranges.c.account, ranges.c.n, ranges.c.part, c.key_fingerprint, c.pricing_class,
+               func.count(), func.sum(c.credits_charged), func.sum(c.credits_expected))
         .select_from(joined)
         .where(ranges.c.part.in_([EDGE, EARLY]), or_(mine, and_(ranges.c.part == EDGE, unknown)))
-        .group_by(ranges.c.account, ranges.c.n, ranges.c.part, Call.key_fingerprint, Call.pricing_class)
+        .group_by(ranges.c.account, ranges.c.n, ranges.c.part, c.key_fingerprint, c.pricing_class)
     )
     for a, n, part, fp, klass, count, charged, expected in session.execute(parts):
         for idx, sign in plans[a].targets[n]:
@@ -197,8 +197,8 @@ def windows_and_overlaps_of(
                 sums[a, idx].add(klass, sign * count, sign * _nano(charged), sign * _nano(expected))
             elif fp not in all_fingerprints:
                 sums[a, idx].unattributed(sign * count, sign * _nano(charged))
-    charge_time = func.coalesce(Call.ended_at, Call.started_at)
-    near = (select(ranges.c.account, ranges.c.n, charge_time, Call.credits_charged).select_from(joined)
+    charge_time = func.coalesce(c.ended_at, c.started_at)
+    near = (select(ranges.c.account, ranges.c.n, charge_time, c.credits_charged).select_from(joined)
             .where(ranges.c.part == LATE, mine, charge_time > ranges.c.late_after))
     for a, n, ended, charged in session.execute(near):
         ((idx, _),) = plans[a].targets[n]
@@ -208,7 +208,7 @@ def windows_and_overlaps_of(
         whole = [(a, len(plans[a].ranges) + i, WHOLE, plans[a].sent[i], plans[a].sent[i + 1], None)
                  for a in with_unknown for i in range(plans[a].last)]
         _insert_ranges(session.connection(), whole)
-        largest = (select(ranges.c.account, ranges.c.n, func.max(Call.credits_charged)).select_from(joined)
+        largest = (select(ranges.c.account, ranges.c.n, func.max(c.credits_charged)).select_from(joined)
                    .where(ranges.c.part == WHOLE, mine).group_by(ranges.c.account, ranges.c.n))
         for a, n, charged in session.execute(largest):
             sums[a, n - len(plans[a].ranges)].max_charge = charged or ZERO
@@ -218,6 +218,20 @@ def windows_and_overlaps_of(
                     for k in range(last + 1)]
         found[a] = ([sums[a, i].value() for i in range(last)], overlaps)
     return found
+
+
+def _range_calls(session: Session, ranges: Table) -> tuple:
+    """(the calls' columns, the ranges joined to the calls that started in each). On PostgreSQL each range reads its
+    calls through the `started_at` index, a LATERAL subquery per range (OFFSET 0 keeps it per row): joined plainly,
+    with the accounts' keys OR'ed in the WHERE, the planner read every call of the ledger once for each range
+    (a sequential scan nested in a loop over the ranges: minutes at 10,000,000 calls, BENCHMARKS.md)."""
+    if session.get_bind().dialect.name != "postgresql":
+        return Call.__table__.c, ranges.join(Call, and_(Call.started_at > ranges.c.lo, Call.started_at <= ranges.c.hi))
+    own = (select(Call.started_at, Call.ended_at, Call.key_fingerprint, Call.pricing_class, Call.credits_charged,
+                  Call.credits_expected)
+           .where(Call.started_at > ranges.c.lo, Call.started_at <= ranges.c.hi)
+           .offset(0).lateral("range_calls"))
+    return own.c, ranges.join(own, true())
 
 
 def _nano(amount) -> int:
