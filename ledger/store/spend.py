@@ -23,6 +23,7 @@ kept as the oracle) to the nano-credit.
 
 from __future__ import annotations
 
+from bisect import bisect_right
 from dataclasses import dataclass, replace
 from datetime import datetime
 from decimal import Decimal
@@ -40,8 +41,8 @@ from ..accounting.group_keys import GroupKey
 from ..money import ZERO
 from .models import ApiKey, Call, RateCardRow
 from .reading import raw_rows
-from .rollup_levels import Months, ends, levels
-from .rollup_tables import DIMENSIONS
+from .rollup_levels import DayPlan, Months, day_spans, ends, levels
+from .rollup_tables import DAY, DIMENSIONS, TABLES
 
 NONE = "(none)"
 FAILED_STATUSES = (ERROR, FAILED)
@@ -113,8 +114,9 @@ def _needs_keys(keys: Sequence[GroupKey], account: str | None) -> bool:
     return account is not None or any(k.name in ("key", "account") for k in keys)
 
 
-def bucket_index(column, bounds: Sequence[datetime]):
-    """The index of the bucket `column` falls in: 0 before bounds[0], i between bounds[i-1] and bounds[i], n after the last.
+def bucket_index(column, bounds: Sequence[datetime], values: Sequence[int] | None = None):
+    """The index of the bucket `column` falls in: 0 before bounds[0], i between bounds[i-1] and bounds[i], n after the last
+    (`values`, when given: values[i] instead of i).
 
     A balanced CASE tree: about log2(len(bounds)) comparisons a row. Indexes are inlined (no bind
     parameter for PostgreSQL to guess the type of).
@@ -122,7 +124,7 @@ def bucket_index(column, bounds: Sequence[datetime]):
 
     def tree(low: int, high: int):
         if low == high:
-            return literal_column(str(low))
+            return literal_column(str(low if values is None else values[low]))
         middle = (low + high) // 2
         return case((column < bounds[middle], tree(low, middle)), else_=tree(middle + 1, high))
 
@@ -232,12 +234,14 @@ def undecided(selection: Selection, bounds: dict[str, Sequence[datetime]] | None
 
 
 def rollup_parts(selection: Selection, bounds: dict[str, Sequence[datetime]] | None = None,
-                 needed: frozenset[str] = frozenset(DIMENSIONS)) -> tuple[list[tuple[Any, Any | None, int, bool]], Any | None]:
+                 needed: frozenset[str] = frozenset(DIMENSIONS), grouped_in_month: bool = True,
+                 ) -> tuple[list[tuple[Any, Any | None, int, bool]], Any | None]:
     """[(rollup table, its extra WHERE or None, its sign, whole)] from the widest table holding `needed` to the
-    15-minute one (`rollup_levels`), and the WHERE of the raw part (None: no raw row is needed)."""
+    15-minute one (`rollup_levels`), and the WHERE of the raw part (None: no raw row is needed). `grouped_in_month`
+    false: a UTC month's rows may fall in several groups although `bounds` cut nowhere (a read grouped by UTC day)."""
     span = (selection.start, selection.end) if selection.adjustments is None else None
     months = None
-    if span is not None and not any((bounds or {}).values()):  # no time key: a month's rows fall in one group
+    if span is not None and grouped_in_month and not any((bounds or {}).values()):  # a month's rows in one group
         months = Months(selection.start, selection.end, tuple((l.start, l.end, l.cutoff) for l in selection.leave_out))
     rolled = [(part.table.model, and_(*part.conditions) if part.conditions else None, part.sign, part.whole)
               for part in levels(*instants(selection, bounds), needed, span, months)]
@@ -285,8 +289,14 @@ def _among(expression, values: frozenset[str | None]):
 
 
 def _grouped(dialect: str, selection: Selection, keys: Sequence[GroupKey], bounds, table, extra=None, sign: int = 1,
-             whole: bool = False):
-    groups = [key_expression(k, dialect, bounds.get(k.name, ()), table).label(f"g{i}") for i, k in enumerate(keys)]
+             whole: bool = False, by_day: dict | None = None, both: bool = False):
+    """`by_day` {time key: (UTC day starts, values)}: its time keys' values are their UTC day's (`_by_day`); with
+    `both`, the own values as g0.. and the day's as d0.. (the time keys')."""
+    own = [key_expression(k, dialect, bounds.get(k.name, ()), table) for k in keys]
+    days = [bucket_index(_times(table)[0], *by_day[k.name]) if k.is_time else g for k, g in zip(keys, own)] if by_day else own
+    groups = [g.label(f"g{i}") for i, g in enumerate(own if both or not by_day else days)]
+    if both:
+        groups += [d.label(f"d{i}") for i, (k, d) in enumerate(zip(keys, days)) if k.is_time]
     sums = _sums(table) if sign > 0 else [-s for s in _sums(table)]
     query = select(*groups, table.rate_card.label("card"), *(s.label(n) for s, n in zip(sums, _SUMS)))
     # Grouped by the output names: PostgreSQL would not match two copies of a parameterised CASE.
@@ -297,7 +307,7 @@ def _grouped(dialect: str, selection: Selection, keys: Sequence[GroupKey], bound
     if selection.key_values is not None:
         key, values = selection.key_values
         query = query.where(_among(key_expression(key, dialect, (), table), values))
-    return query.group_by(*[literal_column(f"g{i}") for i in range(len(keys))], literal_column("card"))
+    return query.group_by(*[literal_column(g.name) for g in groups], literal_column("card"))
 
 
 def _spend_query(session: Session, selection: Selection, keys: Sequence[GroupKey], bounds):
@@ -316,15 +326,88 @@ def selection_ends(selection: Selection, bounds: dict[str, Sequence[datetime]] |
     return [(replace(selection, start=start, end=end), sign) for start, end, sign in ends(selection.start, selection.end, needed)]
 
 
+def _by_day(keys: Sequence[GroupKey], bounds, plan: DayPlan) -> dict[str, tuple[list[datetime], list[int]]]:
+    """{time key: (UTC day starts, values)}: each UTC day taken whole, its rows' value of the key (its reference
+    instant's bucket), as `bucket_index` of a row's start over those day starts (one value a run of equal ones)."""
+    days = sorted(plan.reference)
+    found = {}
+    for key in keys:
+        if key.is_time:
+            values = [bisect_right(bounds.get(key.name, ()), plan.reference[day]) for day in days]
+            runs = [i for i in range(1, len(days)) if values[i] != values[i - 1]]
+            found[key.name] = ([days[i] for i in runs], [values[0]] + [values[i] for i in runs])
+    return found
+
+
+_GRAIN = {table.model: table for table in TABLES}
+_FEW_BUCKETS = 48
+
+
+def _starting_in(model, started, start: datetime, end: datetime):
+    """The rows of `model` starting in [start, end): its few bucket starts there as an IN list (equality lookups
+    on the index, where OR'ed ranges would have SQLite scan the range around them all), else the range."""
+    table = _GRAIN.get(model)
+    if table is None or table.grain > DAY:
+        return and_(started >= start, started < end)
+    found, at = [], table.ceil(start)
+    while at < end and len(found) <= _FEW_BUCKETS:
+        found.append(at)
+        at = table.after(at)
+    return started.in_(found) if len(found) <= _FEW_BUCKETS else and_(started >= start, started < end)
+
+
+def _day_parts(dialect: str, selection: Selection, keys: Sequence[GroupKey], bounds, needed) -> list | None:
+    """A time-keyed read's parts with UTC days taken whole (`rollup_levels.day_spans`), None when none is: a whole
+    day's rows grouped as its reference instant is, each other piece of it taken away from those groups and, when
+    in the read, added to its own (its rows read once, grouped both ways, in a WITH both halves read)."""
+    if selection.adjustments is not None or not any(bounds.values()):
+        return None
+    plan = day_spans(selection.start, selection.end, (b for found in bounds.values() for b in found), needed)
+    if plan is None:
+        return None
+    by_day = _by_day(keys, bounds, plan)
+    # The spans' reads of one table, grouped one way and summed with one sign, are one branch: each span's range
+    # and WHERE OR'ed (a branch a span would build and compile 100 CASE trees for a month's days).
+    reads: dict[tuple, list[tuple[Selection, Any]]] = {}
+    for span in plan.spans:
+        part_of = replace(selection, start=span.start, end=span.end)
+        inside = {name: [b for b in found if span.start < b < span.end] for name, found in bounds.items()}
+        rolled, raw = rollup_parts(part_of, inside if span.own else {}, needed, grouped_in_month=False)
+        for table, extra, part_sign in ([(model, extra, part_sign) for model, extra, part_sign, _ in rolled]
+                                        + ([(Call, raw, 1)] if raw is not None else [])):
+            reads.setdefault((table, span.own * part_sign, span.day * part_sign), []).append((part_of, extra))
+    parts, twice = [], []
+    for (table, own, day), found in reads.items():
+        started = _times(table)[0]
+        cover = replace(selection, start=min(p.start for p, _ in found), end=max(p.end for p, _ in found))
+        extra = or_(*[and_(_starting_in(table, started, p.start, p.end), *([] if e is None else [e])) for p, e in found])
+        if own and day:
+            twice.append(_grouped(dialect, cover, keys, bounds, table, extra, own, by_day=by_day, both=True))
+        elif own:
+            parts.append(_grouped(dialect, cover, keys, bounds, table, extra, own))
+        else:
+            parts.append(_grouped(dialect, cover, keys, bounds, table, extra, day, by_day=by_day))
+    if twice:
+        read = (union_all(*twice) if len(twice) > 1 else twice[0]).cte("pieces")
+        own = [read.c[f"g{i}"] for i in range(len(keys))]
+        day = [read.c[f"d{i}"] if k.is_time else read.c[f"g{i}"] for i, k in enumerate(keys)]
+        for groups, sign in ((own, 1), (day, -1)):
+            sums = [read.c[n] if sign > 0 else -read.c[n] for n in _SUMS]
+            parts.append(select(*(g.label(f"g{i}") for i, g in enumerate(groups)), read.c.card,
+                                *(s.label(n) for s, n in zip(sums, _SUMS))))
+    return parts
+
+
 def _rollup_query(session: Session, selection: Selection, keys: Sequence[GroupKey], bounds):
     """Whole buckets from the rollup, the undecided ones from raw calls, summed again per group and card."""
     dialect, bounds = session.get_bind().dialect.name, bounds or {}
     needed = needed_dims((*keys, *_filter_keys(selection)), selection.account, selection.projects)
-    parts, negative = [], False
-    for part_of, sign in selection_ends(selection, bounds, needed):
+    parts = _day_parts(dialect, selection, keys, bounds, needed)
+    negative = parts is not None
+    for part_of, sign in selection_ends(selection, bounds, needed) if parts is None else ():
         rolled, raw = rollup_parts(part_of, bounds, needed)
-        parts += [_grouped(dialect, part_of, keys, bounds, model, extra, sign * part_sign, whole)
-                  for model, extra, part_sign, whole in rolled]
+        parts = (parts or []) + [_grouped(dialect, part_of, keys, bounds, model, extra, sign * part_sign, whole)
+                                 for model, extra, part_sign, whole in rolled]
         if raw is not None:
             parts.append(_grouped(dialect, part_of, keys, bounds, Call, raw, sign))
         negative = negative or sign < 0 or any(part_sign < 0 for _, _, part_sign, _ in rolled)

@@ -27,7 +27,8 @@ from ledger.accounting.group_keys import GroupKey, parse_group_keys
 from ledger.reports.spend import bucket_bounds, selection_for
 from ledger.store.budgets import SpendQuery, spend, spends
 from ledger.store.models import Call
-from ledger.store.rollup_tables import HOURLY_PROJECTS, MONTHLY_USERS, TABLES
+from ledger.store.rollup_levels import day_spans
+from ledger.store.rollup_tables import DAILY, HOURLY_PROJECTS, MONTHLY_USERS, TABLES
 from ledger.store.spend import (needed_dims, raw_spend_rows, rollup_parts, selection_ends, spend_rows, spend_rows_in_order)
 
 UTC = timezone.utc
@@ -232,6 +233,73 @@ def test_a_month_by_user_or_project_in_kolkata_takes_its_last_day_whole_less_the
         session.execute(update(hourly).where(hourly.bucket_start == datetime(2026, 10, 31, 20, tzinfo=UTC), hourly.project == "a")
                         .values(credits_charged=hourly.credits_charged + Decimal("0.000000001")))
         assert not same(spend_rows(session, selection, parse_group_keys("project")), wanted)
+        session.rollback()
+
+
+@settings(max_examples=12, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
+@given(case=ledgers(kinds=("month", "week", "day"), key_names=["day", "week", "month", "project", "user", "key", "account"],
+                    zones={**ZONES, "Asia/Kolkata": "2026-10-31"}),
+       near=st.lists(st.tuples(st.integers(0, 40), st.sampled_from(NEAR), st.booleans()), min_size=5, max_size=40))
+def test_local_days_read_as_utc_days_less_and_plus_their_pieces_give_the_raw_group_by(ledger, case, near):
+    """A read by day, week or month whose local days are off UTC's: each UTC day taken whole to the groups of its
+    biggest piece, its other pieces taken away and added to their own groups (`day_spans`), gives the raw GROUP BY.
+    The calls crowd every local midnight and UTC midnight of the period (either side, a microsecond to 30 minutes),
+    where a piece cut at the wrong instant would move them to another day."""
+    period, closes, calls, names, (account, projects) = case
+    keys = [parse_group_keys("day")[0]] + [parse_group_keys(n)[0] for n in names if n != "day"]
+    bounds, spans = bucket_bounds([k for k in keys if k.is_time], period)
+    midnights = sorted({b.start for b in spans["day"]} | {b.end for b in spans["day"]}
+                       | {datetime.combine(b.start.astimezone(UTC).date(), datetime.min.time(), UTC) for b in spans["day"]})
+    late = closes[-1].at if closes else period.end
+    calls = calls + [dict(calls[i % len(calls)], started_at=midnights[n % len(midnights)] + offset,
+                          recorded_at=(midnights[n % len(midnights)] + offset + timedelta(seconds=i % 3 * 900))
+                          if i % 4 or not recorded_late else late)
+                     for i, (n, offset, recorded_late) in enumerate(near)]
+    fill(ledger, calls)
+    with ledger.session() as session:
+        selection, adjustments, _ = selection_for(session, period, account, closes)
+        for part in (selection, *(() if projects is None else (replace(selection, projects=projects),))):
+            assert same(spend_rows(session, part, keys, bounds), raw_spend_rows(session, part, keys, bounds))
+            assert same(list(spend_rows_in_order(session, part, keys, bounds)), raw_spend_rows(session, part, keys, bounds))
+        if adjustments is not None:
+            assert same(spend_rows(session, adjustments, keys, bounds), raw_spend_rows(session, adjustments, keys, bounds))
+    # The path under test was taken: a UTC day whole (of a single local day in Kathmandu, reading its pieces costs
+    # fewer quarter hours: 18:15Z-24:00Z is 3 of them, 00:00Z-18:15Z one)
+    plan = day_spans(period.start, period.end, [b for found in bounds.values() for b in found],
+                     needed_dims(keys, account, projects))
+    assert (plan is not None and plan.reference) or (period.kind == "day" and period.zone == "Asia/Kathmandu")
+
+
+def test_a_month_by_project_and_day_in_kolkata_reads_utc_days_less_their_hours_after_18_30(ledger):
+    """The month 2026-10 in Asia/Kolkata by project and day: each UTC day of October from the daily table, less its
+    18:30Z-24:00Z (its next local day's) added to that day, and 2026-09-30 18:30Z-24:00Z read as it is. A daily row
+    changed changes the answer: it is read (and equal to the raw GROUP BY when not changed)."""
+    start = datetime(2026, 9, 30, 18, 30, tzinfo=UTC)
+    calls = [dict(started_at=start + timedelta(minutes=37 * i - 600), recorded_at=start + timedelta(minutes=37 * i - 590),
+                  project=("a", "b")[i % 2], end_user=f"u-{i % 3}", tags=None, key_fingerprint="a" * 64,
+                  key_last4="aaaa", charged=nano(10**9 + i), expected=None, prompt_tokens=1, pricing_class="ok",
+                  status="completed", rate_card=None, model_requested=None, model_reported=None)
+             for i in range(1250)]  # 2026-09-30 08:30Z to 2026-11-01 03:00Z, a call every 37 minutes
+    fill(ledger, calls)
+    period = parse_period("2026-10", "Asia/Kolkata")
+    keys = parse_group_keys("project,day")
+    bounds, _ = bucket_bounds(keys, period)
+    plan = day_spans(period.start, period.end, bounds["day"], frozenset({"project", "rate_card"}))
+    october = [datetime(2026, 10, d, tzinfo=UTC) for d in range(1, 32)]
+    assert plan.reference == {day: day for day in october}  # a UTC day's rows go to the local day it starts
+    tails = [(day + timedelta(hours=18, minutes=30), day + timedelta(days=1)) for day in october]
+    assert plan.spans[0] == (start, october[0], 1, 0)
+    assert [s for s in plan.spans if s.day == 1] == [(day, day + timedelta(days=1), 0, 1) for day in october]
+    assert [s[:2] for s in plan.spans if s.day == -1] == tails
+    assert [s.own for s in plan.spans if s.day == -1] == [1] * 30 + [0]  # 2026-10-31's tail is November's
+    daily = DAILY.model
+    with ledger.session() as session:
+        selection, _, _ = selection_for(session, period, None, [])
+        wanted = raw_spend_rows(session, selection, keys, bounds)
+        assert same(spend_rows(session, selection, keys, bounds), wanted)
+        session.execute(update(daily).where(daily.bucket_start == datetime(2026, 10, 12, tzinfo=UTC), daily.project == "a")
+                        .values(credits_charged=daily.credits_charged + Decimal("0.000000001")))
+        assert not same(spend_rows(session, selection, keys, bounds), wanted)
         session.rollback()
 
 
