@@ -119,9 +119,22 @@ def bucket_index(column, bounds: Sequence[datetime], values: Sequence[int] | Non
     (`values`, when given: values[i] instead of i).
 
     A balanced CASE tree: about log2(len(bounds)) comparisons a row. Indexes are inlined (no bind
-    parameter for PostgreSQL to guess the type of).
+    parameter for PostgreSQL to guess the type of). Kept for its column (a table's, which lives as long as the
+    process), bounds and values: a read taking UTC days whole uses the same few trees in several branches.
     """
+    key = (id(column), tuple(bounds), None if values is None else tuple(values))
+    found = _TREES.get(key)
+    if found is None or found[0] is not column:  # (the column kept with it: its id is not another's)
+        if len(_TREES) > 256:
+            _TREES.clear()
+        found = _TREES[key] = (column, _tree(column, bounds, values))
+    return found[1]
 
+
+_TREES: dict[tuple, Any] = {}
+
+
+def _tree(column, bounds: Sequence[datetime], values: Sequence[int] | None):
     def tree(low: int, high: int):
         if low == high:
             return literal_column(str(low if values is None else values[low]))
