@@ -207,18 +207,24 @@ def test_a_reads_ends_widened_to_wider_buckets_and_taken_away_again_give_the_raw
     assert widened or period.zone == "Europe/Berlin" or period.kind == "range"
 
 
+def fill_kolkata_october(ledger) -> datetime:
+    """A call every 37 minutes from 2026-09-30 08:30Z to 2026-11-01 03:00Z, of two projects and three users; the
+    start of the month 2026-10 in Asia/Kolkata (2026-09-30 18:30Z)."""
+    start = datetime(2026, 9, 30, 18, 30, tzinfo=UTC)
+    fill(ledger, [dict(started_at=start + timedelta(minutes=37 * i - 600), recorded_at=start + timedelta(minutes=37 * i - 590),
+                       project=("a", "b")[i % 2], end_user=f"u-{i % 3}", tags=None, key_fingerprint="a" * 64,
+                       key_last4="aaaa", charged=nano(10**9 + i), expected=None, prompt_tokens=1, pricing_class="ok",
+                       status="completed", rate_card=None, model_requested=None, model_reported=None)
+                  for i in range(1250)])
+    return start
+
+
 def test_a_month_by_user_or_project_in_kolkata_takes_its_last_day_whole_less_the_hours_after_its_end(ledger):
     """The month 2026-10 in Asia/Kolkata (2026-09-30 18:30Z to 2026-10-31 18:30Z), by user and by project: October
     whole less 2026-10-31 from 18:30 on (22 quarter hours, where the day to 18:30 is 74); by project those hours
     from the hourly projects' table. A row of it changed changes the answer: it is read (and equal to the raw GROUP
     BY when not changed)."""
-    start = datetime(2026, 9, 30, 18, 30, tzinfo=UTC)
-    calls = [dict(started_at=start + timedelta(minutes=37 * i - 600), recorded_at=start + timedelta(minutes=37 * i - 590),
-                  project=("a", "b")[i % 2], end_user=f"u-{i % 3}", tags=None, key_fingerprint="a" * 64,
-                  key_last4="aaaa", charged=nano(10**9 + i), expected=None, prompt_tokens=1, pricing_class="ok",
-                  status="completed", rate_card=None, model_requested=None, model_reported=None)
-             for i in range(1250)]  # 2026-09-30 08:30Z to 2026-11-01 03:00Z, a call every 37 minutes
-    fill(ledger, calls)
+    start = fill_kolkata_october(ledger)
     period = parse_period("2026-10", "Asia/Kolkata")
     assert (period.start, period.end) == (start, datetime(2026, 10, 31, 18, 30, tzinfo=UTC))
     hourly = HOURLY_PROJECTS.model
@@ -274,13 +280,7 @@ def test_a_month_by_project_and_day_in_kolkata_reads_utc_days_less_their_hours_a
     """The month 2026-10 in Asia/Kolkata by project and day: each UTC day of October from the daily table, less its
     18:30Z-24:00Z (its next local day's) added to that day, and 2026-09-30 18:30Z-24:00Z read as it is. A daily row
     changed changes the answer: it is read (and equal to the raw GROUP BY when not changed)."""
-    start = datetime(2026, 9, 30, 18, 30, tzinfo=UTC)
-    calls = [dict(started_at=start + timedelta(minutes=37 * i - 600), recorded_at=start + timedelta(minutes=37 * i - 590),
-                  project=("a", "b")[i % 2], end_user=f"u-{i % 3}", tags=None, key_fingerprint="a" * 64,
-                  key_last4="aaaa", charged=nano(10**9 + i), expected=None, prompt_tokens=1, pricing_class="ok",
-                  status="completed", rate_card=None, model_requested=None, model_reported=None)
-             for i in range(1250)]  # 2026-09-30 08:30Z to 2026-11-01 03:00Z, a call every 37 minutes
-    fill(ledger, calls)
+    start = fill_kolkata_october(ledger)
     period = parse_period("2026-10", "Asia/Kolkata")
     keys = parse_group_keys("project,day")
     bounds, _ = bucket_bounds(keys, period)
