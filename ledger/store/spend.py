@@ -369,7 +369,8 @@ def _starting_in(model, started, start: datetime, end: datetime):
     return started.in_(found) if len(found) <= _FEW_BUCKETS else and_(started >= start, started < end)
 
 
-def _day_parts(dialect: str, selection: Selection, keys: Sequence[GroupKey], bounds, needed) -> list | None:
+def _day_parts(dialect: str, selection: Selection, keys: Sequence[GroupKey], bounds, needed,
+               name: str = "pieces") -> list | None:
     """A time-keyed read's parts with UTC days taken whole (`rollup_levels.day_spans`), None when none is: a whole
     day's rows grouped as its reference instant is, each other piece of it taken away from those groups and, when
     in the read, added to its own (its rows read once, grouped both ways, in a WITH both halves read)."""
@@ -401,7 +402,7 @@ def _day_parts(dialect: str, selection: Selection, keys: Sequence[GroupKey], bou
         else:
             parts.append(_grouped(dialect, cover, keys, bounds, table, extra, day, by_day=by_day))
     if twice:
-        read = (union_all(*twice) if len(twice) > 1 else twice[0]).cte("pieces")
+        read = (union_all(*twice) if len(twice) > 1 else twice[0]).cte(name)
         own = [read.c[f"g{i}"] for i in range(len(keys))]
         day = [read.c[f"d{i}"] if k.is_time else read.c[f"g{i}"] for i, k in enumerate(keys)]
         for groups, sign in ((own, 1), (day, -1)):
@@ -411,11 +412,12 @@ def _day_parts(dialect: str, selection: Selection, keys: Sequence[GroupKey], bou
     return parts
 
 
-def _rollup_query(session: Session, selection: Selection, keys: Sequence[GroupKey], bounds):
-    """Whole buckets from the rollup, the undecided ones from raw calls, summed again per group and card."""
+def _rollup_query(session: Session, selection: Selection, keys: Sequence[GroupKey], bounds, name: str = "pieces"):
+    """Whole buckets from the rollup, the undecided ones from raw calls, summed again per group and card (`name`: of
+    its WITH, one a statement)."""
     dialect, bounds = session.get_bind().dialect.name, bounds or {}
     needed = needed_dims((*keys, *_filter_keys(selection)), selection.account, selection.projects)
-    parts = _day_parts(dialect, selection, keys, bounds, needed)
+    parts = _day_parts(dialect, selection, keys, bounds, needed, name)
     negative = parts is not None
     for part_of, sign in selection_ends(selection, bounds, needed) if parts is None else ():
         rolled, raw = rollup_parts(part_of, bounds, needed)
@@ -468,7 +470,7 @@ def spend_rows_of(
         return []
     branches = []
     for n, selection in enumerate(selections):
-        query, _ = _rollup_query(session, selection, keys, bounds)
+        query, _ = _rollup_query(session, selection, keys, bounds, f"pieces{n}")
         branches.append(query.add_columns(literal(n).label("selection")))
     found: list[list[SpendRow]] = [[] for _ in selections]
     for row in session.execute(union_all(*branches) if len(branches) > 1 else branches[0]):

@@ -29,7 +29,8 @@ from ledger.store.budgets import SpendQuery, spend, spends
 from ledger.store.models import Call
 from ledger.store.rollup_levels import day_spans
 from ledger.store.rollup_tables import DAILY, HOURLY_PROJECTS, MONTHLY_USERS, TABLES
-from ledger.store.spend import (needed_dims, raw_spend_rows, rollup_parts, selection_ends, spend_rows, spend_rows_in_order)
+from ledger.store.spend import (needed_dims, raw_spend_rows, rollup_parts, selection_ends, spend_rows, spend_rows_in_order,
+                                spend_rows_of)
 
 UTC = timezone.utc
 ZONES = {  # zone: a day in a month with a change (or an odd offset)
@@ -297,6 +298,7 @@ def test_a_month_by_project_and_day_in_kolkata_reads_utc_days_less_their_hours_a
         selection, _, _ = selection_for(session, period, None, [])
         wanted = raw_spend_rows(session, selection, keys, bounds)
         assert same(spend_rows(session, selection, keys, bounds), wanted)
+        assert [Counter(found) for found in spend_rows_of(session, [selection, selection], keys, bounds)] == [Counter(wanted)] * 2
         session.execute(update(daily).where(daily.bucket_start == datetime(2026, 10, 12, tzinfo=UTC), daily.project == "a")
                         .values(credits_charged=daily.credits_charged + Decimal("0.000000001")))
         assert not same(spend_rows(session, selection, keys, bounds), wanted)
