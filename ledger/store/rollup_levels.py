@@ -24,8 +24,9 @@ sums subtract exactly.
 
 from __future__ import annotations
 
+from bisect import bisect_right
 from datetime import datetime
-from typing import Iterable, NamedTuple
+from typing import Iterable, NamedTuple, Sequence
 
 from sqlalchemy import and_, or_
 
@@ -377,3 +378,31 @@ def day_spans(start: datetime, end: datetime, bounds: Iterable[datetime], needed
         else:
             merged.append(span)
     return DayPlan(merged, reference)
+
+
+def day_values(plan: DayPlan, bounds: dict[str, Sequence[datetime]]) -> dict[str, tuple[list[datetime], list[int]]]:
+    """{time key: (UTC day starts, values)}, each of `bounds`' keys (its buckets' bounds): a day taken whole, its
+    rows' bucket of the key (its reference instant's), as a bucket index over those day starts (one value a run)."""
+    days = sorted(plan.reference)
+    found = {}
+    for name, cuts in bounds.items():
+        values = [bisect_right(cuts, plan.reference[day]) for day in days]
+        runs = [i for i in range(1, len(days)) if values[i] != values[i - 1]]
+        found[name] = ([days[i] for i in runs], [values[0]] + [values[i] for i in runs])
+    return found
+
+
+_FEW_BUCKETS = 48
+
+
+def starting_in(table: RollupTable | None, started, start: datetime, end: datetime):
+    """The rows of `table` (None: raw calls) starting in [start, end): its few bucket starts there as an IN list
+    (equality lookups on the index, where OR'ed ranges would have SQLite scan the range around them all), else the
+    range."""
+    if table is None or table.grain > DAY:
+        return and_(started >= start, started < end)
+    found, at = [], table.ceil(start)
+    while at < end and len(found) <= _FEW_BUCKETS:
+        found.append(at)
+        at = table.after(at)
+    return started.in_(found) if len(found) <= _FEW_BUCKETS else and_(started >= start, started < end)

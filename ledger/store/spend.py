@@ -23,7 +23,6 @@ kept as the oracle) to the nano-credit.
 
 from __future__ import annotations
 
-from bisect import bisect_right
 from dataclasses import dataclass, replace
 from datetime import datetime
 from decimal import Decimal
@@ -41,8 +40,10 @@ from ..accounting.group_keys import GroupKey
 from ..money import ZERO
 from .models import ApiKey, Call, RateCardRow
 from .reading import raw_rows
-from .rollup_levels import DayPlan, Months, day_spans, ends, levels
-from .rollup_tables import DAY, DIMENSIONS, TABLES
+from .rollup_levels import Months, day_spans, day_values, ends, levels, starting_in
+from .rollup_tables import DIMENSIONS, TABLES
+
+_GRAIN = {table.model: table for table in TABLES}
 
 NONE = "(none)"
 FAILED_STATUSES = (ERROR, FAILED)
@@ -339,36 +340,6 @@ def selection_ends(selection: Selection, bounds: dict[str, Sequence[datetime]] |
     return [(replace(selection, start=start, end=end), sign) for start, end, sign in ends(selection.start, selection.end, needed)]
 
 
-def _by_day(keys: Sequence[GroupKey], bounds, plan: DayPlan) -> dict[str, tuple[list[datetime], list[int]]]:
-    """{time key: (UTC day starts, values)}: each UTC day taken whole, its rows' value of the key (its reference
-    instant's bucket), as `bucket_index` of a row's start over those day starts (one value a run of equal ones)."""
-    days = sorted(plan.reference)
-    found = {}
-    for key in keys:
-        if key.is_time:
-            values = [bisect_right(bounds.get(key.name, ()), plan.reference[day]) for day in days]
-            runs = [i for i in range(1, len(days)) if values[i] != values[i - 1]]
-            found[key.name] = ([days[i] for i in runs], [values[0]] + [values[i] for i in runs])
-    return found
-
-
-_GRAIN = {table.model: table for table in TABLES}
-_FEW_BUCKETS = 48
-
-
-def _starting_in(model, started, start: datetime, end: datetime):
-    """The rows of `model` starting in [start, end): its few bucket starts there as an IN list (equality lookups
-    on the index, where OR'ed ranges would have SQLite scan the range around them all), else the range."""
-    table = _GRAIN.get(model)
-    if table is None or table.grain > DAY:
-        return and_(started >= start, started < end)
-    found, at = [], table.ceil(start)
-    while at < end and len(found) <= _FEW_BUCKETS:
-        found.append(at)
-        at = table.after(at)
-    return started.in_(found) if len(found) <= _FEW_BUCKETS else and_(started >= start, started < end)
-
-
 def _day_parts(dialect: str, selection: Selection, keys: Sequence[GroupKey], bounds, needed,
                name: str = "pieces") -> list | None:
     """A time-keyed read's parts with UTC days taken whole (`rollup_levels.day_spans`), None when none is: a whole
@@ -379,13 +350,13 @@ def _day_parts(dialect: str, selection: Selection, keys: Sequence[GroupKey], bou
     plan = day_spans(selection.start, selection.end, (b for found in bounds.values() for b in found), needed)
     if plan is None:
         return None
-    by_day = _by_day(keys, bounds, plan)
+    by_day = day_values(plan, {k.name: bounds.get(k.name, ()) for k in keys if k.is_time})
     # The spans' reads of one table, grouped one way and summed with one sign, are one branch: each span's range
     # and WHERE OR'ed (a branch a span would build and compile 100 CASE trees for a month's days).
     reads: dict[tuple, list[tuple[Selection, Any]]] = {}
     for span in plan.spans:
         part_of = replace(selection, start=span.start, end=span.end)
-        inside = {name: [b for b in found if span.start < b < span.end] for name, found in bounds.items()}
+        inside = {key: [b for b in found if span.start < b < span.end] for key, found in bounds.items()}
         rolled, raw = rollup_parts(part_of, inside if span.own else {}, needed, grouped_in_month=False)
         for table, extra, part_sign in ([(model, extra, part_sign) for model, extra, part_sign, _ in rolled]
                                         + ([(Call, raw, 1)] if raw is not None else [])):
@@ -394,7 +365,8 @@ def _day_parts(dialect: str, selection: Selection, keys: Sequence[GroupKey], bou
     for (table, own, day), found in reads.items():
         started = _times(table)[0]
         cover = replace(selection, start=min(p.start for p, _ in found), end=max(p.end for p, _ in found))
-        extra = or_(*[and_(_starting_in(table, started, p.start, p.end), *([] if e is None else [e])) for p, e in found])
+        extra = or_(*[and_(starting_in(_GRAIN.get(table), started, p.start, p.end), *([] if e is None else [e]))
+                      for p, e in found])
         if own and day:
             twice.append(_grouped(dialect, cover, keys, bounds, table, extra, own, by_day=by_day, both=True))
         elif own:
