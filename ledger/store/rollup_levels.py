@@ -343,7 +343,9 @@ def day_spans(start: datetime, end: datetime, bounds: Iterable[datetime], needed
     both ways. In Kolkata a local day is then its UTC day less 18:30Z-24:00Z plus the day before's 18:30Z-24:00Z:
     per day 2 quarter hours and 5 hours, where reading its pieces is 4 quarter hours and 23 hours."""
     widths = widths_for(needed)
-    if DAY not in widths or start >= end:
+    if DAY not in widths or start >= end or "end_user" in needed:
+        # By user the pieces are 15-minute rows, about a call each: at 10,000,000 calls on PostgreSQL the Spend page by
+        # user took 1.9x main's time this way (BENCHMARKS.md, "Dashboard (issue 27)"), so users keep `levels`' path.
         return None
     cuts = sorted({b for b in bounds if start < b < end})
     spans: list[DaySpan] = []
