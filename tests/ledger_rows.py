@@ -68,11 +68,19 @@ def call_values(
 
 def insert(ledger, rows: list[tuple]) -> None:
     """Insert rows (call_values) through the ledger's batch insert, after the rate cards (as the writer does)."""
-    records = [CallRecord(row[0], row[CALL_COLUMNS.index("started_at")], row[CALL_COLUMNS.index("status")]) for row in rows]
+    insert_batches(ledger, [rows])
+
+
+def insert_batches(ledger, batches: list[list[tuple]]) -> None:
+    """Insert batches of rows (each sharing one recorded_at, as the writer's do) as `insert` does each, in one
+    transaction: a ledger of a thousand batches is made in a few seconds less than by a commit each."""
     with ledger.session() as session:
         sync_rate_cards(session, default_rate_book())
-        result = insert_rows(session, rows, records)
-    assert result.inserted == len(rows), result
+        for rows in batches:
+            records = [CallRecord(row[0], row[CALL_COLUMNS.index("started_at")], row[CALL_COLUMNS.index("status")])
+                       for row in rows]
+            result = insert_rows(session, rows, records)
+            assert result.inserted == len(rows), result
 
 
 def register(ledger, fingerprint: str, last4: str, label: str, account: str) -> None:

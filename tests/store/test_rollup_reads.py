@@ -17,7 +17,7 @@ from decimal import Decimal
 
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from ledger_rows import call_values, insert, register
+from ledger_rows import call_values, insert_batches, register
 from sqlalchemy import delete, update
 
 from ledger.accounting.budgets import Scope
@@ -121,8 +121,7 @@ def fill(ledger, calls) -> None:
     batches: dict = {}  # a batch shares one recorded_at, as the writer's do
     for c in calls:
         batches.setdefault(c["recorded_at"], []).append(call_values(**c))
-    for rows in batches.values():
-        insert(ledger, rows)
+    insert_batches(ledger, list(batches.values()))  # in one transaction: the calls are the subject, not their commits
 
 
 def same(found, wanted) -> bool:
