@@ -24,6 +24,7 @@ kept as the oracle) to the nano-credit.
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
+from functools import lru_cache
 from datetime import datetime
 from decimal import Decimal
 from typing import Any, Iterator, Sequence
@@ -123,19 +124,11 @@ def bucket_index(column, bounds: Sequence[datetime], values: Sequence[int] | Non
     parameter for PostgreSQL to guess the type of). Kept for its column (a table's, which lives as long as the
     process), bounds and values: a read taking UTC days whole uses the same few trees in several branches.
     """
-    key = (id(column), tuple(bounds), None if values is None else tuple(values))
-    found = _TREES.get(key)
-    if found is None or found[0] is not column:  # (the column kept with it: its id is not another's)
-        if len(_TREES) > 256:
-            _TREES.clear()
-        found = _TREES[key] = (column, _tree(column, bounds, values))
-    return found[1]
+    return _tree(column, tuple(bounds), None if values is None else tuple(values))
 
 
-_TREES: dict[tuple, Any] = {}
-
-
-def _tree(column, bounds: Sequence[datetime], values: Sequence[int] | None):
+@lru_cache(maxsize=256)
+def _tree(column, bounds: tuple[datetime, ...], values: tuple[int, ...] | None):
     def tree(low: int, high: int):
         if low == high:
             return literal_column(str(low if values is None else values[low]))
