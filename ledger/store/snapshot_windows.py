@@ -247,16 +247,22 @@ def _booked_late(plan: _Plan, late: list[int], idx: int, ended: datetime, charge
             break
 
 
+def _owners(accounts, wanted: list[int]) -> dict[str, list[int]]:
+    """{key fingerprint: its accounts} (one, but the same key may be given to two), of the accounts read."""
+    owners: dict[str, list[int]] = {}
+    for a in wanted:
+        for fp in sorted(accounts[a][0]):
+            owners.setdefault(fp, []).append(a)
+    return owners
+
+
 def _from_rollups(session: Session, accounts, wanted: list[int], plans: dict[int, _Plan],
                   all_fingerprints: frozenset[str], sums: dict) -> None:
     """The buckets each window takes whole, summed from `call_rollups` per bucket, account and pricing class."""
     buckets = [b for a in wanted for b in plans[a].buckets]
     if not buckets:
         return
-    owners: dict[str, list[int]] = {}  # a key's accounts (one, but the same key may be given to two)
-    for a in wanted:
-        for fp in sorted(accounts[a][0]):
-            owners.setdefault(fp, []).append(a)
+    owners = _owners(accounts, wanted)
     groups = sorted({tuple(found) for found in owners.values()})
     # Each key as the number of its accounts' group (a CASE: a join to a list of keys costs SQLite a scan of it a row)
     owner = case({fp: groups.index(tuple(found)) for fp, found in owners.items()}, value=CallRollup.key_fingerprint,
@@ -302,10 +308,7 @@ def _unusual(session: Session, accounts, wanted: list[int], plans: dict[int, _Pl
                    and_(Call.credits_charged.is_(None), Call.status != ERROR, not_plain), long))
     )
     with_unknown = set()
-    owners: dict[str, list[int]] = {}
-    for a in wanted:
-        for fp in accounts[a][0]:
-            owners.setdefault(fp, []).append(a)
+    owners = _owners(accounts, wanted)
     for fp, started, ended, status, charged, klass in session.execute(statement):
         started = as_utc(started)
         for a in owners.get(fp, ()):
