@@ -22,7 +22,7 @@ DEFAULT_PORT = 8788
 
 OIDC_SETTINGS = frozenset({"issuer", "client_id", "client_secret_env", "scope", "name_claim", "groups_claim",
                            "admin_groups", "finance_groups", "viewer_groups", "project_groups"})
-MAX_PROJECT = 200  # the longest project name a user may be limited to (ledger.store.users.MAX_PROJECT)
+MAX_PROJECT = 200  # the longest project name a user, token or project group may be limited to
 
 
 @dataclass(frozen=True, slots=True)

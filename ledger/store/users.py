@@ -15,13 +15,13 @@ from typing import Iterable, Sequence
 from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
+from ..config.dashboard import MAX_PROJECT
 from ..errors import ConfigError
 from .access import ROLES, ApiToken, DashboardUser, SignInLink
 from .credentials import TOKEN_PREFIX, new_token, token_hash
 from .signins import end_all
 
 NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._@+-]{0,99}", re.ASCII)
-MAX_PROJECT = 200
 
 
 def check_name(name: str, what: str = "user") -> str:
@@ -78,6 +78,14 @@ def user_named(session: Session, name: str) -> DashboardUser | None:
     return session.scalars(select(DashboardUser).where(DashboardUser.name == name)).one_or_none()
 
 
+def existing_user(session: Session, name: str) -> DashboardUser:
+    """The user named so; none is one ConfigError line."""
+    user = user_named(session, check_name(name))
+    if user is None:
+        raise ConfigError(f"there is no user {name!r}")
+    return user
+
+
 def users(session: Session) -> list[DashboardUser]:
     return list(session.scalars(select(DashboardUser).order_by(DashboardUser.name)))
 
@@ -88,9 +96,7 @@ def active_users(session: Session) -> int:
 
 def disable_user(session: Session, name: str, now: datetime) -> int:
     """Disable the user and end every session of theirs: how many were open."""
-    user = user_named(session, check_name(name))
-    if user is None:
-        raise ConfigError(f"there is no user {name!r}")
+    user = existing_user(session, name)
     if user.disabled_at is None:
         user.disabled_at = now
     return end_all(session, user.id, now)
@@ -98,9 +104,7 @@ def disable_user(session: Session, name: str, now: datetime) -> int:
 
 def enable_user(session: Session, name: str) -> bool:
     """Enable a disabled user again (their sessions stay ended): whether they were disabled."""
-    user = user_named(session, check_name(name))
-    if user is None:
-        raise ConfigError(f"there is no user {name!r}")
+    user = existing_user(session, name)
     was = user.disabled_at is not None
     user.disabled_at = None
     return was
@@ -108,9 +112,7 @@ def enable_user(session: Session, name: str) -> bool:
 
 def local_user(session: Session, name: str) -> DashboardUser:
     """The user of the dashboard's own named so (a single sign-on user has no password here)."""
-    user = user_named(session, check_name(name))
-    if user is None:
-        raise ConfigError(f"there is no user {name!r}")
+    user = existing_user(session, name)
     if user.signs_in_with != "password":
         raise ConfigError(f"{name} signs in through single sign-on: their provider keeps their password")
     return user
